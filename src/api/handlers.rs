@@ -1,0 +1,236 @@
+//! The request handlers.
+//!
+//! Design note: the checks of `/update` run in acme-dns's order (user, key format, account,
+//! key, allowfrom, body), and every authentication failure gives the same 401 so that a
+//! client cannot tell which check failed. The client address is the socket's peer unless a
+//! proxy header is configured *and* the peer is a trusted proxy; then the right-most address
+//! in the header that is not itself a trusted proxy counts (entries to its left are whatever
+//! the client chose to send).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::AppState;
+use super::credentials::{self, KEY_LEN};
+use super::error::{ApiError, json_response};
+use crate::cidr::Cidr;
+use crate::privacy::ClientIp;
+use crate::store::{Account, StoreError};
+
+/// Length of an ACME DNS-01 TXT value: base64url of a SHA-256 digest.
+const TXT_LEN: usize = 43;
+
+/// `GET /health`: 200 with an empty body, as acme-dns answers.
+pub(super) async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+/// Reads the whole body within the configured size and time limits.
+async fn read_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let read = axum::body::to_bytes(body, state.config.body_limit);
+    match tokio::time::timeout(state.config.request_timeout, read).await {
+        Err(_) => Err(ApiError::Timeout),
+        Ok(Err(_)) => Err(ApiError::BodyTooLarge),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+/// Parses a body as a JSON object; an empty body or `null` is an empty object.
+fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(serde_json::Map::new()),
+        _ => Err(ApiError::MalformedJson),
+    }
+}
+
+/// Looks a key up case-insensitively, as Go's JSON decoder does.
+fn field<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+/// The `/register` response, fields in acme-dns's order.
+#[derive(Serialize)]
+struct Registration<'a> {
+    /// The `X-Api-User`.
+    username: &'a str,
+    /// The `X-Api-Key`, shown this once.
+    password: &'a str,
+    /// Name for the CNAME target.
+    fulldomain: String,
+    /// The label.
+    subdomain: &'a str,
+    /// Networks allowed to update.
+    allowfrom: &'a [String],
+}
+
+/// `POST /register`: creates an account with a fresh subdomain.
+pub(super) async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if state.config.disable_registration {
+        return Err(ApiError::RegistrationDisabled);
+    }
+    let client = client_ip(&state, peer, request.headers());
+    let body = read_body(&state, request.into_body()).await?;
+    let object = parse_object(&body)?;
+    let mut allowfrom = Vec::new();
+    match field(&object, "allowfrom") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                let Value::String(text) = item else { return Err(ApiError::MalformedJson) };
+                // `[""]` is what some old clients send for "no restriction".
+                if text.is_empty() {
+                    continue;
+                }
+                text.parse::<Cidr>().map_err(|_| ApiError::InvalidAllowfrom)?;
+                allowfrom.push(text.replace(['[', ']'], ""));
+            }
+        }
+        Some(_) => return Err(ApiError::MalformedJson),
+    }
+    let key = credentials::random_key();
+    let mut attempts = 0;
+    let account = loop {
+        let account = Account {
+            username: credentials::random_uuid(),
+            key_hash: credentials::hash_key(key.expose()),
+            subdomain: credentials::random_uuid(),
+            allowfrom: allowfrom.clone(),
+        };
+        match state.store.insert_account(&account).await {
+            Ok(()) => break account,
+            // Two random UUIDs colliding is astronomically unlikely; retry rather than fail.
+            Err(StoreError::Duplicate(_)) if attempts < 3 => attempts += 1,
+            Err(error) => return Err(error.into()),
+        }
+    };
+    state.zone.set_txt(&account.subdomain, 0, &[]);
+    tracing::info!(subdomain = %account.subdomain, client = %client, "account registered");
+    let body = Registration {
+        username: &account.username,
+        password: key.expose(),
+        fulldomain: format!("{}.{}", account.subdomain, state.domain),
+        subdomain: &account.subdomain,
+        allowfrom: &account.allowfrom,
+    };
+    let json = serde_json::to_string(&body).map_err(|_| ApiError::MalformedJson)?;
+    Ok(json_response(StatusCode::CREATED, json))
+}
+
+/// `POST /update`: sets a TXT value of the caller's own subdomain.
+pub(super) async fn update(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let client = client_ip(&state, peer, request.headers());
+    let headers = request.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let user = header("x-api-user");
+    let key = header("x-api-key");
+    let body = read_body(&state, request.into_body()).await?;
+
+    let Some(username) = credentials::parse_uuid(&user) else {
+        tracing::info!(client = %client, "update refused: X-Api-User is not a UUID");
+        return Err(ApiError::Forbidden);
+    };
+    if !credentials::is_base64url(&key, KEY_LEN) {
+        tracing::info!(client = %client, "update refused: X-Api-Key has the wrong form");
+        return Err(ApiError::Forbidden);
+    }
+    let account = state.store.account(&username).await?;
+    // Hash and compare even for unknown users, so timing does not reveal which exist.
+    let stored_hash = account.as_ref().map_or(&[0u8; 32][..], |a| a.key_hash.as_slice());
+    let key_ok = credentials::verify_key(&key, stored_hash);
+    let Some(account) = account.filter(|_| key_ok) else {
+        tracing::info!(client = %client, "update refused: unknown user or wrong key");
+        return Err(ApiError::Forbidden);
+    };
+    if !allowed_from(&account.allowfrom, client) {
+        tracing::info!(subdomain = %account.subdomain, client = %client, "update refused: address not in allowfrom");
+        return Err(ApiError::Forbidden);
+    }
+    let object = parse_object(&body)?;
+    let subdomain = field(&object, "subdomain").and_then(Value::as_str).unwrap_or("");
+    if !subdomain.eq_ignore_ascii_case(&account.subdomain) {
+        tracing::info!(subdomain = %account.subdomain, client = %client, "update refused: subdomain of another account");
+        return Err(ApiError::Forbidden);
+    }
+    let txt = field(&object, "txt").and_then(Value::as_str).unwrap_or("");
+    if !credentials::is_base64url(txt, TXT_LEN) {
+        return Err(ApiError::BadTxt);
+    }
+    let stored = state.store.update_txt(&account.subdomain, txt, state.txt_values).await?;
+    let values: Vec<&str> = stored.values.iter().map(String::as_str).collect();
+    state.zone.set_txt(&stored.subdomain, stored.seq, &values);
+    tracing::info!(subdomain = %account.subdomain, client = %client, "TXT updated");
+    Ok(json_response(StatusCode::OK, format!("{{\"txt\": \"{txt}\"}}")).into_response())
+}
+
+/// Whether `client` may update an account restricted to `allowfrom`.
+///
+/// An empty list, or one without a single valid network, means no restriction (as in acme-dns).
+fn allowed_from(allowfrom: &[String], client: ClientIp) -> bool {
+    let networks: Vec<Cidr> = allowfrom.iter().filter_map(|text| text.parse().ok()).collect();
+    networks.is_empty() || networks.iter().any(|net| net.contains(client.expose()))
+}
+
+/// The client's address: the peer, or from the proxy header when the peer is a trusted proxy.
+fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> ClientIp {
+    let peer_ip = crate::cidr::canonical(peer.ip());
+    let config = &state.config;
+    let trusted = |ip: IpAddr| config.trusted_proxies.iter().any(|net| net.contains(ip));
+    if !config.use_header || !trusted(peer_ip) {
+        return ClientIp::new(peer_ip);
+    }
+    let entries: Vec<IpAddr> = headers
+        .get_all(config.header_name.as_str())
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().trim_start_matches('[').trim_end_matches(']'))
+        .filter(|s| !s.is_empty())
+        .map_while(|s| s.parse::<IpAddr>().ok())
+        .collect();
+    // Right to left: skip our own proxies; the first other address is the client.
+    let client = entries.iter().rev().copied().find(|ip| !trusted(*ip)).or_else(|| entries.first().copied());
+    ClientIp::new(client.unwrap_or(peer_ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowfrom_rules() {
+        let ip = |s: &str| ClientIp::new(s.parse().unwrap());
+        assert!(allowed_from(&[], ip("192.0.2.1")));
+        assert!(allowed_from(&["10.0.0.0/8".into()], ip("10.1.2.3")));
+        assert!(!allowed_from(&["10.0.0.0/8".into()], ip("192.0.2.1")));
+        assert!(allowed_from(&["10.0.0.0/8".into()], ip("::ffff:10.1.2.3")));
+    }
+
+    #[test]
+    fn json_keys_are_case_insensitive() {
+        let object = parse_object(br#"{"SubDomain": "a", "Txt": "b"}"#).unwrap();
+        assert_eq!(field(&object, "subdomain"), Some(&Value::String("a".into())));
+        assert_eq!(field(&object, "txt"), Some(&Value::String("b".into())));
+        assert!(parse_object(b"").unwrap().is_empty());
+        assert!(parse_object(b"null").unwrap().is_empty());
+        assert!(parse_object(b"[1]").is_err());
+        assert!(parse_object(b"allowfrom=1").is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! The HTTP API: acme-dns's `/register`, `/update` and `/health`.
+//!
+//! Design note: handlers write through the [`Store`] first and then update the in-memory
+//! [`Zone`], so a 200 means "on disk and being served". The router is wrapped once per
+//! connection with the peer's address and a path normaliser (`//update` and `/update/` reach
+//! `/update`, as clients with a trailing slash in their base URL need), and served by our own
+//! accept loop so that slow clients meet a header-read timeout and shutdown drains connections.
+//!
+//! Request bodies are read as raw bytes whatever the Content-Type (acme.sh posts JSON as
+//! form-encoded) and parsed as JSON with case-insensitive keys (goacmedns sends `SubDomain`).
+
+pub mod credentials;
+pub mod error;
+mod handlers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+use crate::config::Api as ApiConfig;
+use crate::dns::zone::Zone;
+use crate::store::Store;
+use error::ApiError;
+
+/// Shared state of the handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The durable store.
+    pub store: Store,
+    /// The zone being served.
+    pub zone: Arc<Zone>,
+    /// API settings.
+    pub config: Arc<ApiConfig>,
+    /// The zone apex, for `fulldomain`.
+    pub domain: Arc<str>,
+    /// TXT values kept per subdomain.
+    pub txt_values: usize,
+}
+
+/// Builds the router with all routes and fallbacks.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/register", post(handlers::register))
+        .route("/update", post(handlers::update))
+        .route("/health", get(handlers::health))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state.config), headers_layer))
+        .with_state(state)
+}
+
+/// Collapses repeated slashes and drops a trailing slash, before routing.
+fn normalise_path(uri: &Uri) -> Option<Uri> {
+    let path = uri.path();
+    if !path.contains("//") && (path.len() <= 1 || !path.ends_with('/')) {
+        return None;
+    }
+    let mut clean = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        clean.push('/');
+        clean.push_str(segment);
+    }
+    if clean.is_empty() {
+        clean.push('/');
+    }
+    if let Some(query) = uri.query() {
+        clean.push('?');
+        clean.push_str(query);
+    }
+    clean.parse().ok()
+}
+
+/// Adds HSTS and CORS headers, and answers CORS preflight requests.
+async fn headers_layer(
+    axum::extract::State(config): axum::extract::State<Arc<ApiConfig>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let allowed_origin = origin.filter(|o| {
+        config.cors_origins.is_empty()
+            || config
+                .cors_origins
+                .iter()
+                .any(|c| c == "*" || o.to_str().is_ok_and(|o| o.eq_ignore_ascii_case(c)))
+    });
+    let preflight = request.method() == Method::OPTIONS
+        && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        if allowed_origin.is_some() {
+            let h = r.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type, x-api-user, x-api-key"),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+        r
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    if let Some(origin) = allowed_origin {
+        let value = if config.cors_origins.iter().any(|c| c == "*") || config.cors_origins.is_empty() {
+            HeaderValue::from_static("*")
+        } else {
+            origin
+        };
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(hsts) = config.hsts.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
+    response
+}
+
+/// Concurrent API connections at most.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Serves the API on `listener` until `shutdown` changes, then drains open connections.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { break };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!("API accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let service = app.clone().map_request(move |mut request: Request<hyper::body::Incoming>| {
+            if let Some(uri) = normalise_path(request.uri()) {
+                *request.uri_mut() = uri;
+            }
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            request
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("API connections still open after 10 s; closing them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised() {
+        let n = |p: &str| normalise_path(&p.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(n("//update").as_deref(), Some("/update"));
+        assert_eq!(n("/update/").as_deref(), Some("/update"));
+        assert_eq!(n("/a//b/?x=1").as_deref(), Some("/a/b?x=1"));
+        assert_eq!(n("/update"), None);
+        assert_eq!(n("/"), None);
+    }
+}

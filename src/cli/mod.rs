@@ -1,0 +1,134 @@
+//! The command line: `serve` (the default), `check-config`, and acme-dns's `-c FILE`.
+//!
+//! Design note: acme-dns is started as `acme-dns -c /etc/acme-dns/config.cfg`; the same line
+//! with our binary's name starts this server, so an existing systemd unit changes only the
+//! binary. Every subcommand that reads the configuration takes the same `-c`. Logging is set up
+//! here, from `[logconfig]`, before anything else logs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogTarget};
+use crate::dns::zone::Zone;
+
+/// Authoritative DNS server and HTTP API for delegated ACME DNS-01 challenges,
+/// compatible with acme-dns.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None, after_help = "\
+Without a subcommand, the server runs (as `serve`).
+Without -c, it runs a demo configuration: SQLite file ./acme-delegate.db,
+DNS on 127.0.0.1:5053 (UDP and TCP), API on http://127.0.0.1:8053, zone auth.example.test.")]
+pub struct Cli {
+    /// Configuration file (acme-dns's config.cfg format).
+    #[arg(short = 'c', long = "config", global = true, env = "ACME_DELEGATE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the DNS server and the API (the default).
+    Serve,
+    /// Validate the configuration file (and the zone's records) and exit.
+    CheckConfig,
+}
+
+/// Loads the configuration named by `-c`, or the embedded default.
+fn load(path: Option<&PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(path) => Config::from_file(path).map_err(|e| format!("configuration error: {e}")),
+        None => Ok(Config::embedded()),
+    }
+}
+
+/// Sets up the tracing subscriber from `[logconfig]`.
+fn init_logging(config: &Config) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_max_level(config.log.level).with_target(false);
+    let result = match &config.log.target {
+        LogTarget::Stdout => {
+            let ansi = std::io::stdout().is_terminal();
+            if config.log.json {
+                builder.json().with_writer(std::io::stdout).try_init()
+            } else {
+                builder.with_ansi(ansi).with_writer(std::io::stdout).try_init()
+            }
+        }
+        LogTarget::Stderr => {
+            let ansi = std::io::stderr().is_terminal();
+            if config.log.json {
+                builder.json().with_writer(std::io::stderr).try_init()
+            } else {
+                builder.with_ansi(ansi).with_writer(std::io::stderr).try_init()
+            }
+        }
+        LogTarget::File(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("logconfig.logfile: cannot open {}: {e}", path.display()))?;
+            let file = std::sync::Mutex::new(file);
+            if config.log.json {
+                builder.json().with_writer(file).try_init()
+            } else {
+                builder.with_ansi(false).with_writer(file).try_init()
+            }
+        }
+    };
+    result.map_err(|e| format!("cannot set up logging: {e}"))
+}
+
+/// Runs `serve`.
+fn serve(config: Config) -> Result<(), String> {
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("acme-delegate")
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(crate::daemon::run(config)).map_err(|e| {
+        tracing::error!("{e}");
+        e.to_string()
+    })
+}
+
+/// Runs `check-config`.
+fn check_config(config: &Config) -> Result<(), String> {
+    let zone =
+        Zone::new(&config.dns.zone).map_err(|e| format!("configuration error: general.records: {e}"))?;
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
+    let origin = config.source.as_ref().map_or("embedded default".into(), |p| p.display().to_string());
+    println!("{origin}: OK");
+    println!("  zone {} (SOA serial follows changes)", zone.apex_text());
+    for addr in &config.dns.listen {
+        println!("  DNS on {addr} (udp: {}, tcp: {})", config.dns.transports.udp, config.dns.transports.tcp);
+    }
+    println!("  API on {}", config.api.listen);
+    println!("  store: {:?} {}", config.database.engine, config.database.connection);
+    Ok(())
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = load(cli.config.as_ref()).and_then(|config| match cli.command {
+        None | Some(Command::Serve) => serve(config),
+        Some(Command::CheckConfig) => check_config(&config),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("acme-delegate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The composition root: binds sockets, opens the store, loads the zone, runs until a signal.
+//!
+//! Design note: everything that can fail because of the environment (ports taken, database
+//! unreadable, bad records) fails here, before any listener answers, with a message that names
+//! the address, file or key. Sockets are bound first so that a second instance on the same
+//! ports exits at once instead of hanging (acme-dns v2's failure). The DNS workers start only
+//! after the zone holds every subdomain, so no resolver ever sees a half-loaded zone.
+//!
+//! Shutdown on SIGTERM or SIGINT: stop accepting, let open API requests finish (bounded), stop
+//! the DNS workers, checkpoint the store, exit 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::config::{Config, Tls};
+use crate::dns::server::{self, BindError};
+use crate::dns::zone::{Zone, ZoneError};
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The zone settings are invalid.
+    #[error("general.records / zone: {0}")]
+    Zone(#[from] ZoneError),
+    /// A DNS listen address could not be bound.
+    #[error("{0}")]
+    Bind(#[from] BindError),
+    /// The API address could not be bound.
+    #[error("cannot listen for the API on {addr}: {source}")]
+    ApiBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The store failed at start.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A setting that this build cannot honour.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Any other I/O failure (threads, signals).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Binds the API's TCP listener.
+fn bind_api(addr: SocketAddr) -> Result<std::net::TcpListener, DaemonError> {
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() && addr.ip().is_unspecified() {
+            // "All interfaces" for the API means both families, as Go's ":port" does.
+            socket.set_only_v6(false)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    bind().map_err(|source| DaemonError::ApiBind { addr, source })
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn wait_for_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Runs the server until a signal; returns once everything has stopped.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Tls::Cert { .. } = config.api.tls {
+        return Err(DaemonError::Unsupported(
+            "api.tls = \"cert\" is not built yet in this version; use \"none\" behind a TLS proxy".into(),
+        ));
+    }
+    let zone = Arc::new(Zone::new(&config.dns.zone)?);
+    let bound = server::bind(&config.dns.listen, config.dns.transports)?;
+    let api_listener = bind_api(config.api.listen)?;
+    let api_addr = api_listener.local_addr()?;
+
+    let store = Store::open(&config.database).await?;
+    let contents = store.zone_contents(config.dns.txt_values).await?;
+    zone.replace_all(
+        contents.iter().map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    for socket in &bound.udp {
+        tracing::info!("listening for DNS over UDP on {}", socket.local_addr()?);
+    }
+    for listener in &bound.tcp {
+        tracing::info!("listening for DNS over TCP on {}", listener.local_addr()?);
+    }
+    let udp_threads = server::spawn_udp(bound.udp, &zone, config.dns.server, &stop)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in bound.tcp {
+        let zone = Arc::clone(&zone);
+        let shutdown = shutdown_rx.clone();
+        let options = config.dns.server;
+        tasks.spawn(async move {
+            if let Err(error) = server::serve_tcp(listener, zone, options, shutdown).await {
+                tracing::error!("DNS over TCP stopped: {error}");
+            }
+        });
+    }
+    let state = AppState {
+        store: store.clone(),
+        zone: Arc::clone(&zone),
+        config: Arc::new(config.api.clone()),
+        domain: zone.apex_text().into(),
+        txt_values: config.dns.txt_values,
+    };
+    let app = api::app(state);
+    let listener = tokio::net::TcpListener::from_std(api_listener)?;
+    tasks.spawn(api::serve(listener, app, config.api.header_timeout, shutdown_rx.clone()));
+    tracing::info!("API listening on http://{api_addr}");
+    tracing::info!(
+        "ready: serving zone {} with {} registered subdomains",
+        zone.apex_text(),
+        zone.subdomain_count()
+    );
+    if config.source.is_none() {
+        tracing::info!(
+            "no -c FILE given: running the embedded demo configuration. Try:\n  \
+             curl -s -X POST http://{api_addr}/register\n  \
+             curl -s -X POST http://{api_addr}/update -H 'X-Api-User: <username>' -H 'X-Api-Key: <password>' \
+             -d '{{\"subdomain\": \"<subdomain>\", \"txt\": \"___validation_token_of_43_characters_____\"}}'\n  \
+             dig @{} -p {} <fulldomain> TXT",
+            config.dns.listen.first().map_or("127.0.0.1".into(), |a| a.ip().to_string()),
+            config.dns.listen.first().map_or(53, SocketAddr::port),
+        );
+    }
+
+    let signal = wait_for_signal().await?;
+    tracing::info!("{signal} received: shutting down");
+    let _ = shutdown_tx.send(true);
+    stop.store(true, Ordering::Relaxed);
+    while tasks.join_next().await.is_some() {}
+    tokio::task::spawn_blocking(move || {
+        for thread in udp_threads {
+            let _ = thread.join();
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Everything DNS: the wire format, the zone, and the listeners.
+//!
+//! Design note: this module never depends on the store or the API. The zone is filled by
+//! whoever owns the data (the daemon at start, the API on each change) through `Zone` methods,
+//! and the listeners only ever read it.
+
+pub mod records;
+pub mod server;
+pub mod wire;
+pub mod zone;

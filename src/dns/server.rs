@@ -1,0 +1,258 @@
+//! UDP and TCP listeners that answer from a shared [`Zone`].
+//!
+//! Design note: UDP is served by plain OS threads doing blocking `recv_from`/`send_to` on their
+//! own socket: per packet there is no task, no waker and no allocation, which keeps the CPU
+//! cost per query close to the two system calls it cannot avoid. Each worker owns its receive
+//! and send buffers. The threads poll a stop flag between packets and every half second.
+//!
+//! TCP is rarer (truncated answers, zone tooling) and may be slow or hostile, so it runs on the
+//! async runtime with a cap on concurrent connections and an idle timeout per read.
+//!
+//! Sockets are bound up front by [`bind`], before anything else starts, so a taken port is
+//! reported at once with its address. When the port is 0 (tests), UDP picks the port and TCP
+//! binds the same one, so one address serves both.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Semaphore, watch};
+
+use super::wire::{error_reply, parse_query};
+use super::zone::Zone;
+
+/// Which transports to serve, from acme-dns's `general.protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transports {
+    /// Serve UDP.
+    pub udp: bool,
+    /// Serve TCP.
+    pub tcp: bool,
+}
+
+/// Limits and sizes of the listeners.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerOptions {
+    /// How long a TCP connection may sit idle between messages.
+    pub tcp_idle_timeout: Duration,
+    /// Concurrent TCP connections at most; more wait in the kernel's backlog.
+    pub tcp_max_connections: usize,
+    /// UDP worker threads per listen address.
+    pub udp_workers: usize,
+}
+
+/// A listen address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for DNS over {proto} on {addr}: {source}")]
+pub struct BindError {
+    /// "UDP" or "TCP".
+    pub proto: &'static str,
+    /// The address that failed.
+    pub addr: SocketAddr,
+    /// What the operating system said.
+    pub source: io::Error,
+}
+
+/// Sockets bound and ready to serve.
+#[derive(Debug)]
+pub struct Bound {
+    /// UDP sockets.
+    pub udp: Vec<UdpSocket>,
+    /// TCP listeners.
+    pub tcp: Vec<TcpListener>,
+}
+
+/// Creates a socket with the options a server wants, bound to `addr`.
+fn bind_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        // Each family is configured explicitly; never let [::] swallow IPv4 by surprise.
+        socket.set_only_v6(true)?;
+    }
+    if kind == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// Binds a UDP socket.
+fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
+    bind_socket(addr, Type::DGRAM, Protocol::UDP).map(Into::into).map_err(|source| BindError {
+        proto: "UDP",
+        addr,
+        source,
+    })
+}
+
+/// Binds and starts listening on a TCP socket.
+fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    bind_socket(addr, Type::STREAM, Protocol::TCP)
+        .and_then(|s| {
+            s.listen(1024)?;
+            s.set_nonblocking(true)?;
+            Ok(s.into())
+        })
+        .map_err(|source| BindError { proto: "TCP", addr, source })
+}
+
+/// Binds every address for the chosen transports.
+pub fn bind(addrs: &[SocketAddr], transports: Transports) -> Result<Bound, BindError> {
+    let mut bound = Bound { udp: Vec::new(), tcp: Vec::new() };
+    for &addr in addrs {
+        if transports.udp {
+            let udp = bind_udp(addr)?;
+            let actual = udp.local_addr().map_err(|source| BindError { proto: "UDP", addr, source })?;
+            bound.udp.push(udp);
+            if transports.tcp {
+                // With port 0, the kernel picked a UDP port; serve TCP on the same one.
+                bound.tcp.push(bind_tcp(if addr.port() == 0 { actual } else { addr })?);
+            }
+        } else if transports.tcp {
+            bound.tcp.push(bind_tcp(addr)?);
+        }
+    }
+    Ok(bound)
+}
+
+/// Answers one message into `out`; leaves `out` empty when the message deserves silence.
+pub fn handle_message(zone: &Zone, msg: &[u8], max_udp: bool, out: &mut Vec<u8>) {
+    match parse_query(msg) {
+        Ok(query) => {
+            let limit = if max_udp { zone.udp_limit(&query) } else { usize::from(u16::MAX) };
+            zone.answer(&query, limit, out);
+        }
+        Err(error) => match error.rcode() {
+            Some(rcode) => error_reply(msg, rcode, out),
+            None => out.clear(),
+        },
+    }
+}
+
+/// Receives and answers datagrams until `stop` is set.
+fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, stop: Arc<AtomicBool>) {
+    // A timeout lets the thread notice `stop` while no traffic arrives.
+    if let Err(error) = socket.set_read_timeout(Some(Duration::from_millis(500))) {
+        tracing::error!("cannot set UDP read timeout: {error}");
+        return;
+    }
+    let mut buf = vec![0u8; 65_535];
+    let mut out = Vec::with_capacity(4096);
+    while !stop.load(Ordering::Relaxed) {
+        let (len, peer) = match socket.recv_from(&mut buf) {
+            Ok(received) => received,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                continue;
+            }
+            Err(error) => {
+                // ICMP errors from earlier sends surface here on some systems; keep serving.
+                tracing::debug!("UDP receive error: {error}");
+                continue;
+            }
+        };
+        handle_message(&zone, &buf[..len], true, &mut out);
+        if !out.is_empty()
+            && let Err(error) = socket.send_to(&out, peer)
+        {
+            tracing::debug!("UDP send error: {error}");
+        }
+    }
+}
+
+/// Starts the UDP workers; they run until `stop` is set.
+pub fn spawn_udp(
+    sockets: Vec<UdpSocket>,
+    zone: &Arc<Zone>,
+    options: ServerOptions,
+    stop: &Arc<AtomicBool>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    for socket in sockets {
+        for index in 0..options.udp_workers.max(1) {
+            let socket = socket.try_clone()?;
+            let zone = Arc::clone(zone);
+            let stop = Arc::clone(stop);
+            let handle = std::thread::Builder::new()
+                .name(format!("dns-udp-{index}"))
+                .spawn(move || udp_worker(socket, zone, stop))?;
+            handles.push(handle);
+        }
+    }
+    Ok(handles)
+}
+
+/// Serves one TCP connection: length-prefixed messages until idle, EOF or shutdown.
+async fn tcp_connection(
+    mut stream: tokio::net::TcpStream,
+    zone: Arc<Zone>,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut msg = Vec::new();
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let read_len = tokio::select! {
+            r = tokio::time::timeout(idle, stream.read_u16()) => r,
+            _ = shutdown.changed() => return,
+        };
+        let Ok(Ok(len)) = read_len else { return };
+        msg.resize(usize::from(len), 0);
+        match tokio::time::timeout(idle, stream.read_exact(&mut msg)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        handle_message(&zone, &msg, false, &mut out);
+        if out.is_empty() {
+            return;
+        }
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&out);
+        match tokio::time::timeout(idle, stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}
+
+/// Accepts TCP connections on `listener` until shutdown.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    zone: Arc<Zone>,
+    options: ServerOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let slots = Arc::new(Semaphore::new(options.tcp_max_connections.max(1)));
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => p,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Ok(permit) = permit else { return Ok(()) };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!("TCP accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let zone = Arc::clone(&zone);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tcp_connection(stream, zone, options.tcp_idle_timeout, shutdown).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,22 @@
+//! acme-delegate: an authoritative DNS server for one zone that answers ACME DNS-01 challenges
+//! on behalf of other domains, with acme-dns's HTTP API to set the answers.
+//!
+//! Module map (arrows are the only allowed dependencies):
+//!
+//! - [`dns`]: wire format, in-memory zone, UDP/TCP listeners. Depends on nothing else here.
+//! - [`store`]: durable accounts and TXT values (SQLite). → `config`.
+//! - [`api`]: `/register`, `/update`, `/health`. → `store`, `dns::zone`, `config`, `privacy`.
+//! - [`config`]: `config.cfg` parsing and validation. → `dns` (settings types), `cidr`.
+//! - [`privacy`]: self-redacting types for secrets and client addresses.
+//! - [`daemon`]: composition root; binds, loads, runs, shuts down. → everything.
+//! - [`cli`]: the command line. → `config`, `daemon`.
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod cidr;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod dns;
+pub mod privacy;
+pub mod store;
