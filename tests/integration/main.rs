@@ -1,1 +1,6 @@
+//! Integration tests: the real binary, real sockets. One test binary (see Cargo.toml).
 
+mod api;
+mod dns;
+mod harness;
+mod lifecycle;

@@ -1,0 +1,578 @@
+//! Test harness: starts the real `acme-delegate` binary on port 0 and talks to it over real
+//! sockets (UDP, TCP, HTTP/1.1), with a small DNS message builder and decoder of its own so
+//! that the tests do not trust the code under test to read its own answers.
+
+#![allow(dead_code, reason = "helpers are shared by several test modules")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The zone every test server serves.
+pub const DOMAIN: &str = "auth.example.org";
+
+/// A fresh directory under the system temp dir, removed by [`TempDir`]'s drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates a unique directory.
+    pub fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("acme-delegate-it-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// Path of a file inside.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The base configuration: loopback, port 0 everywhere, SQLite in `dir`.
+pub fn base_config(dir: &Path) -> String {
+    format!(
+        r#"[general]
+listen = "127.0.0.1:0"
+protocol = "both"
+domain = "{DOMAIN}"
+nsname = "ns1.{DOMAIN}"
+nsadmin = "admin.example.org"
+records = [
+    "{DOMAIN}. A 192.0.2.1",
+    "{DOMAIN}. NS ns1.{DOMAIN}.",
+    "ns1.{DOMAIN}. A 192.0.2.2",
+    "{DOMAIN}. TXT \"Hello World, Mixed Case\"",
+]
+
+[database]
+engine = "sqlite3"
+connection = "{db}"
+
+[api]
+ip = "127.0.0.1"
+port = "0"
+tls = "none"
+
+[logconfig]
+loglevel = "info"
+logtype = "stdout"
+logformat = "text"
+"#,
+        db = dir.join("acme-delegate.db").display()
+    )
+}
+
+/// Appends `extra` lines into `[section]` of a config text (creating the section if absent).
+pub fn with_keys(config: &str, section: &str, extra: &str) -> String {
+    let header = format!("[{section}]\n");
+    match config.find(&header) {
+        Some(at) => {
+            let insert = at + header.len();
+            format!("{}{}\n{}", &config[..insert], extra, &config[insert..])
+        }
+        None => format!("{config}\n{header}{extra}\n"),
+    }
+}
+
+/// A running server process.
+pub struct TestServer {
+    /// The process.
+    child: Option<Child>,
+    /// Everything it printed so far (stdout and stderr).
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// First DNS UDP address.
+    pub udp: SocketAddr,
+    /// First DNS TCP address.
+    pub tcp: SocketAddr,
+    /// All DNS UDP addresses.
+    pub udp_all: Vec<SocketAddr>,
+    /// API address.
+    pub api: SocketAddr,
+    /// Its directory (config and database).
+    pub dir: PathBuf,
+}
+
+/// Path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_acme-delegate")
+}
+
+/// Spawns a thread that copies lines of `reader` into `log`.
+fn pump(reader: impl Read + Send + 'static, log: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            log.lock().unwrap().push(line);
+        }
+    });
+}
+
+/// Extracts the address after `marker` on a log line.
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.trim_start_matches("http://").parse().ok()
+}
+
+impl TestServer {
+    /// Starts the server with the base config in a new directory.
+    pub fn start() -> (Self, TempDir) {
+        let dir = TempDir::new();
+        let server = Self::start_with(&dir, &base_config(&dir.0));
+        (server, dir)
+    }
+
+    /// Starts the server with `config` written into `dir`; panics if it does not become ready.
+    pub fn start_with(dir: &TempDir, config: &str) -> Self {
+        match Self::try_start(dir, config) {
+            Ok(server) => server,
+            Err(log) => panic!("server did not start:\n{}", log.join("\n")),
+        }
+    }
+
+    /// Starts the server; on failure returns everything it printed.
+    pub fn try_start(dir: &TempDir, config: &str) -> Result<Self, Vec<String>> {
+        let path = dir.join("config.cfg");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(binary())
+            .arg("-c")
+            .arg(&path)
+            .current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        pump(child.stdout.take().unwrap(), Arc::clone(&log));
+        pump(child.stderr.take().unwrap(), Arc::clone(&log));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines = log.lock().unwrap().clone();
+            if lines.iter().any(|l| l.contains("ready: serving zone")) {
+                let udp_all: Vec<SocketAddr> =
+                    lines.iter().filter_map(|l| addr_after(l, "listening for DNS over UDP on ")).collect();
+                let tcp = lines.iter().find_map(|l| addr_after(l, "listening for DNS over TCP on "));
+                let api = lines.iter().find_map(|l| addr_after(l, "API listening on "));
+                let (Some(&udp), Some(api)) = (udp_all.first(), api) else { return Err(lines) };
+                return Ok(Self {
+                    child: Some(child),
+                    log,
+                    udp,
+                    tcp: tcp.unwrap_or(udp),
+                    udp_all,
+                    api,
+                    dir: dir.0.clone(),
+                });
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(log.lock().unwrap().clone());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(log.lock().unwrap().clone());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything logged so far, joined.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends one UDP datagram to the first address and waits up to 2 s for a reply.
+    pub fn udp_exchange(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        udp_exchange(self.udp, packet)
+    }
+
+    /// Sends one message over a new TCP connection and reads one reply.
+    pub fn tcp_exchange(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let mut stream = TcpStream::connect(self.tcp).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(packet);
+        stream.write_all(&framed).ok()?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).ok()?;
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut reply).ok()?;
+        Some(reply)
+    }
+
+    /// Sends a query over UDP and decodes the reply (panics on silence).
+    pub fn ask(&self, name: &str, qtype: u16) -> Message {
+        let reply = self.udp_exchange(&query(name, qtype, None)).expect("a UDP reply");
+        Message::decode(&reply)
+    }
+
+    /// An HTTP/1.1 request to the API; returns status, lower-cased headers and body.
+    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        http(self.api, method, path, headers, body)
+    }
+
+    /// Registers an account with an empty body and returns the JSON.
+    pub fn register(&self) -> serde_json::Value {
+        let r = self.http("POST", "/register", &[], b"");
+        assert_eq!(r.status, 201, "register: {}", r.body_text());
+        serde_json::from_slice(&r.body).expect("register JSON")
+    }
+
+    /// Updates the TXT of an account as returned by [`Self::register`].
+    pub fn update(&self, account: &serde_json::Value, txt: &str) -> HttpResponse {
+        let body = serde_json::json!({"subdomain": account["subdomain"], "txt": txt}).to_string();
+        self.http(
+            "POST",
+            "/update",
+            &[
+                ("X-Api-User", account["username"].as_str().unwrap()),
+                ("X-Api-Key", account["password"].as_str().unwrap()),
+            ],
+            body.as_bytes(),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One UDP exchange with `addr`.
+pub fn udp_exchange(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let bind = if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    socket.send_to(packet, addr).ok()?;
+    let mut buf = vec![0u8; 65_535];
+    let (len, _) = socket.recv_from(&mut buf).ok()?;
+    buf.truncate(len);
+    Some(buf)
+}
+
+/// A plain HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as text.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON (panics if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", self.body_text()))
+    }
+}
+
+/// Sends one HTTP/1.1 request with `Connection: close` and reads the whole response.
+///
+/// No Content-Type is added: tests set exactly the headers a client would.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect API");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).expect("send request");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_http(&raw)
+}
+
+/// Parses a raw HTTP/1.1 response (Content-Length or close-delimited; chunked is decoded).
+pub fn parse_http(raw: &[u8]) -> HttpResponse {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("complete HTTP head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        let mut out = Vec::new();
+        let mut rest = body.as_slice();
+        while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..end]).trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[end + 2..end + 2 + size]);
+            rest = &rest[end + 4 + size..];
+        }
+        body = out;
+    }
+    HttpResponse { status, headers, body }
+}
+
+/// Record type numbers used by tests.
+pub mod t {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const MX: u16 = 15;
+    pub const TXT: u16 = 16;
+    pub const AAAA: u16 = 28;
+    pub const OPT: u16 = 41;
+    pub const AXFR: u16 = 252;
+    pub const ANY: u16 = 255;
+}
+
+/// Wire form of a dotted name.
+pub fn name_wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// A query with ID 0x4242, RD clear; `edns` adds an OPT with that UDP size (DO clear).
+pub fn query(name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
+    let mut m = vec![0x42, 0x42, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())];
+    m.extend(name_wire(name));
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    if let Some(size) = edns {
+        m.extend_from_slice(&[0, 0, 41]);
+        m.extend_from_slice(&size.to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    m
+}
+
+/// One decoded resource record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Owner, dotted, as on the wire (case kept), with final dot.
+    pub owner: String,
+    /// Type.
+    pub rtype: u16,
+    /// Class (or UDP size for OPT).
+    pub class: u16,
+    /// TTL (or extended flags for OPT).
+    pub ttl: u32,
+    /// Raw rdata.
+    pub rdata: Vec<u8>,
+}
+
+impl Record {
+    /// TXT rdata as its character strings joined.
+    pub fn txt(&self) -> String {
+        let mut out = String::new();
+        let mut pos = 0;
+        while pos < self.rdata.len() {
+            let len = usize::from(self.rdata[pos]);
+            out.push_str(&String::from_utf8_lossy(&self.rdata[pos + 1..pos + 1 + len]));
+            pos += 1 + len;
+        }
+        out
+    }
+}
+
+/// A decoded DNS message.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// ID.
+    pub id: u16,
+    /// Flag bits (second and third header bytes).
+    pub flags: u16,
+    /// Header rcode (low 4 bits).
+    pub rcode: u8,
+    /// Question name as on the wire, dotted.
+    pub qname: Option<String>,
+    /// Answer records.
+    pub answers: Vec<Record>,
+    /// Authority records.
+    pub authority: Vec<Record>,
+    /// Additional records (OPT included).
+    pub additional: Vec<Record>,
+}
+
+/// Reads a possibly compressed name; returns it dotted and the offset after it.
+fn read_name(msg: &[u8], mut pos: usize) -> (String, usize) {
+    let mut out = String::new();
+    let mut end = None;
+    let mut jumps = 0;
+    loop {
+        let len = msg[pos];
+        if len & 0xC0 == 0xC0 {
+            if end.is_none() {
+                end = Some(pos + 2);
+            }
+            pos = usize::from(u16::from_be_bytes([len, msg[pos + 1]]) & 0x3FFF);
+            jumps += 1;
+            assert!(jumps < 64, "compression loop in a reply");
+            continue;
+        }
+        if len == 0 {
+            break;
+        }
+        out.push_str(&String::from_utf8_lossy(&msg[pos + 1..pos + 1 + usize::from(len)]));
+        out.push('.');
+        pos += 1 + usize::from(len);
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    (out, end.unwrap_or(pos + 1))
+}
+
+impl Message {
+    /// Decodes a reply; panics on malformed input (our server must never send that).
+    pub fn decode(msg: &[u8]) -> Self {
+        let u16_at = |p: usize| u16::from_be_bytes([msg[p], msg[p + 1]]);
+        let counts = [u16_at(4), u16_at(6), u16_at(8), u16_at(10)];
+        let mut pos = 12;
+        let mut qname = None;
+        for _ in 0..counts[0] {
+            let (name, next) = read_name(msg, pos);
+            qname = Some(name);
+            pos = next + 4;
+        }
+        let mut sections = [Vec::new(), Vec::new(), Vec::new()];
+        for (i, section) in sections.iter_mut().enumerate() {
+            for _ in 0..counts[i + 1] {
+                let (owner, next) = read_name(msg, pos);
+                let rtype = u16_at(next);
+                let class = u16_at(next + 2);
+                let ttl = u32::from_be_bytes([msg[next + 4], msg[next + 5], msg[next + 6], msg[next + 7]]);
+                let len = usize::from(u16_at(next + 8));
+                let rdata = msg[next + 10..next + 10 + len].to_vec();
+                pos = next + 10 + len;
+                section.push(Record { owner, rtype, class, ttl, rdata });
+            }
+        }
+        assert_eq!(pos, msg.len(), "trailing bytes in a reply");
+        let [answers, authority, additional] = sections;
+        Self { id: u16_at(0), flags: u16_at(2), rcode: msg[3] & 0x0F, qname, answers, authority, additional }
+    }
+
+    /// AA bit.
+    pub fn aa(&self) -> bool {
+        self.flags & 0x0400 != 0
+    }
+
+    /// TC bit.
+    pub fn tc(&self) -> bool {
+        self.flags & 0x0200 != 0
+    }
+
+    /// RA bit.
+    pub fn ra(&self) -> bool {
+        self.flags & 0x0080 != 0
+    }
+
+    /// The OPT record, if any.
+    pub fn opt(&self) -> Option<&Record> {
+        self.additional.iter().find(|r| r.rtype == t::OPT)
+    }
+
+    /// TXT strings of the answer, in order.
+    pub fn txts(&self) -> Vec<String> {
+        self.answers.iter().filter(|r| r.rtype == t::TXT).map(Record::txt).collect()
+    }
+}
+
+/// Rcode numbers.
+pub mod rcode {
+    pub const NOERROR: u8 = 0;
+    pub const FORMERR: u8 = 1;
+    pub const NXDOMAIN: u8 = 3;
+    pub const NOTIMP: u8 = 4;
+    pub const REFUSED: u8 = 5;
+}
+
+/// A valid 43-character TXT value derived from `seed`.
+pub fn txt_value(seed: u32) -> String {
+    let base = format!("{seed:08}");
+    let mut out = String::new();
+    while out.len() < 43 {
+        out.push_str(&base);
+        out.push('_');
+    }
+    out.truncate(43);
+    out
+}
