@@ -143,6 +143,7 @@ impl TestServer {
     }
 
     /// Starts the server; on failure returns everything it printed.
+    #[allow(clippy::zombie_processes, reason = "the child is kept in the returned server and reaped on drop")]
     pub fn try_start(dir: &TempDir, config: &str) -> Result<Self, Vec<String>> {
         let path = dir.join("config.cfg");
         std::fs::write(&path, config).expect("write config");
@@ -183,6 +184,7 @@ impl TestServer {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
+                let _ = child.wait();
                 return Err(log.lock().unwrap().clone());
             }
             std::thread::sleep(Duration::from_millis(20));
