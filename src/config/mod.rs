@@ -719,6 +719,12 @@ logformat = "text"
     }
 
     #[test]
+    fn sample_config_is_valid_and_complete() {
+        let config = Config::from_text(include_str!("../../config.sample.cfg"), "sample").unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
     fn embedded_default_is_valid() {
         let config = Config::embedded();
         assert!(config.dns.listen.iter().all(|a| a.ip().is_loopback()));

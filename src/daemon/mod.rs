@@ -139,7 +139,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             "no -c FILE given: running the embedded demo configuration. Try:\n  \
              curl -s -X POST http://{api_addr}/register\n  \
              curl -s -X POST http://{api_addr}/update -H 'X-Api-User: <username>' -H 'X-Api-Key: <password>' \
-             -d '{{\"subdomain\": \"<subdomain>\", \"txt\": \"___validation_token_of_43_characters_____\"}}'\n  \
+             -d '{{\"subdomain\": \"<subdomain>\", \"txt\": \"LHDhK3oGRvkiefQnx7OOczTY5Tic_xZ6HcMOc_gmtoM\"}}'\n  \
              dig @{} -p {} <fulldomain> TXT",
             config.dns.listen.first().map_or("127.0.0.1".into(), |a| a.ip().to_string()),
             config.dns.listen.first().map_or(53, SocketAddr::port),
