@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
+pub use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::Api as ApiConfig;
@@ -131,10 +132,37 @@ async fn headers_layer(
 /// Concurrent API connections at most.
 const MAX_CONNECTIONS: usize = 1024;
 
+/// Loads a certificate chain and private key (PEM files) for the API.
+///
+/// Errors name the configuration key whose file is at fault.
+pub fn load_tls(fullchain: &std::path::Path, privkey: &std::path::Path) -> Result<TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fullchain)
+        .and_then(|iter| iter.collect())
+        .map_err(|e| format!("api.tls_cert_fullchain: cannot read {}: {e}", fullchain.display()))?;
+    if certs.is_empty() {
+        return Err(format!("api.tls_cert_fullchain: no certificate in {}", fullchain.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(privkey).map_err(|e| {
+        format!("api.tls_cert_privkey: cannot read a private key from {}: {e}", privkey.display())
+    })?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("api.tls: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("api.tls_cert_privkey: the key does not fit the certificate: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Serves the API on `listener` until `shutdown` changes, then drains open connections.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -160,13 +188,28 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             request
         });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        let builder = {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+            b
+        };
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            let service = TowerToHyperService::new(service);
+            match tls {
+                None => {
+                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
+                }
+                Some(acceptor) => {
+                    // The handshake gets the same limit as the headers: a silent peer is dropped.
+                    let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
+                }
+            }
             drop(permit);
         });
     }

@@ -41,9 +41,9 @@ pub enum DaemonError {
     /// The store failed at start.
     #[error("{0}")]
     Store(#[from] StoreError),
-    /// A setting that this build cannot honour.
+    /// The API's certificate or key could not be loaded.
     #[error("{0}")]
-    Unsupported(String),
+    Tls(String),
     /// Any other I/O failure (threads, signals).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -82,11 +82,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    if let Tls::Cert { .. } = config.api.tls {
-        return Err(DaemonError::Unsupported(
-            "api.tls = \"cert\" is not built yet in this version; use \"none\" behind a TLS proxy".into(),
-        ));
-    }
+    let tls = match &config.api.tls {
+        Tls::None => None,
+        Tls::Cert { privkey, fullchain } => {
+            Some(api::load_tls(fullchain, privkey).map_err(DaemonError::Tls)?)
+        }
+    };
     let zone = Arc::new(Zone::new(&config.dns.zone)?);
     let bound = server::bind(&config.dns.listen, config.dns.transports)?;
     let api_listener = bind_api(config.api.listen)?;
@@ -127,8 +128,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     };
     let app = api::app(state);
     let listener = tokio::net::TcpListener::from_std(api_listener)?;
-    tasks.spawn(api::serve(listener, app, config.api.header_timeout, shutdown_rx.clone()));
-    tracing::info!("API listening on http://{api_addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tasks.spawn(api::serve(listener, app, tls, config.api.header_timeout, shutdown_rx.clone()));
+    tracing::info!("API listening on {scheme}://{api_addr}");
     tracing::info!(
         "ready: serving zone {} with {} registered subdomains",
         zone.apex_text(),

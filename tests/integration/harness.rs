@@ -123,7 +123,7 @@ fn pump(reader: impl Read + Send + 'static, log: Arc<Mutex<Vec<String>>>) {
 /// Extracts the address after `marker` on a log line.
 fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(marker)? + marker.len()..];
-    rest.split_whitespace().next()?.trim_start_matches("http://").parse().ok()
+    rest.split_whitespace().next()?.trim_start_matches("http://").trim_start_matches("https://").parse().ok()
 }
 
 impl TestServer {

@@ -4,3 +4,4 @@ mod api;
 mod dns;
 mod harness;
 mod lifecycle;
+mod tls;
