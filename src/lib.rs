@@ -10,6 +10,7 @@
 //! - [`privacy`]: self-redacting types for secrets and client addresses.
 //! - [`daemon`]: composition root; binds, loads, runs, shuts down. → everything.
 //! - [`cli`]: the command line. → `config`, `daemon`.
+//! - [`sys`]: the only unsafe code (batched UDP system calls), used by the DNS listeners.
 #![deny(unsafe_code)]
 
 pub mod api;
@@ -20,3 +21,4 @@ pub mod daemon;
 pub mod dns;
 pub mod privacy;
 pub mod store;
+pub mod sys;

@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::wire::{error_reply, parse_query};
 use super::zone::Zone;
+use crate::sys::UdpBatch;
 
 /// Which transports to serve, from acme-dns's `general.protocol`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,33 +135,34 @@ pub fn handle_message(zone: &Zone, msg: &[u8], max_udp: bool, out: &mut Vec<u8>)
     }
 }
 
-/// Receives and answers datagrams until `stop` is set.
+/// Receives and answers datagrams in batches until `stop` is set.
 fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, stop: Arc<AtomicBool>) {
     // A timeout lets the thread notice `stop` while no traffic arrives.
     if let Err(error) = socket.set_read_timeout(Some(Duration::from_millis(500))) {
         tracing::error!("cannot set UDP read timeout: {error}");
         return;
     }
-    let mut buf = vec![0u8; 65_535];
-    let mut out = Vec::with_capacity(4096);
+    let mut batch = UdpBatch::new();
     while !stop.load(Ordering::Relaxed) {
-        let (len, peer) = match socket.recv_from(&mut buf) {
-            Ok(received) => received,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                continue;
-            }
+        match batch.receive(&socket) {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
             Err(error) => {
                 // ICMP errors from earlier sends surface here on some systems; keep serving.
                 tracing::debug!("UDP receive error: {error}");
                 continue;
             }
-        };
-        handle_message(&zone, &buf[..len], true, &mut out);
-        if !out.is_empty()
-            && let Err(error) = socket.send_to(&out, peer)
-        {
-            tracing::debug!("UDP send error: {error}");
         }
+        for i in 0..batch.len() {
+            let mut out = std::mem::take(&mut batch.answers[i]);
+            match batch.datagram(i) {
+                Some(msg) => handle_message(&zone, msg, true, &mut out),
+                // Larger than any query we accept: not worth an answer.
+                None => out.clear(),
+            }
+            batch.answers[i] = out;
+        }
+        batch.send(&socket);
     }
 }
 
