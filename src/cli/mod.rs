@@ -102,7 +102,7 @@ fn serve(config: Config) -> Result<(), String> {
 /// Runs `check-config`.
 fn check_config(config: &Config) -> Result<(), String> {
     let zone =
-        Zone::new(&config.dns.zone).map_err(|e| format!("configuration error: general.records: {e}"))?;
+        Zone::new(&config.dns.zone, None).map_err(|e| format!("configuration error: general.records: {e}"))?;
     for warning in &config.warnings {
         println!("warning: {warning}");
     }

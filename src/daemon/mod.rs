@@ -88,7 +88,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             Some(api::load_tls(fullchain, privkey).map_err(DaemonError::Tls)?)
         }
     };
-    let zone = Arc::new(Zone::new(&config.dns.zone)?);
+    let zone = Arc::new(Zone::new(&config.dns.zone, None)?);
     let bound = server::bind(&config.dns.listen, config.dns.transports)?;
     let api_listener = bind_api(config.api.listen)?;
     let api_addr = api_listener.local_addr()?;

@@ -4,6 +4,7 @@
 //! whoever owns the data (the daemon at start, the API on each change) through `Zone` methods,
 //! and the listeners only ever read it.
 
+pub mod dnssec;
 pub mod records;
 pub mod server;
 pub mod wire;

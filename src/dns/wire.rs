@@ -47,6 +47,18 @@ pub mod rtype {
     pub const OPT: u16 = 41;
     /// Delegation signer.
     pub const DS: u16 = 43;
+    /// Signature.
+    pub const RRSIG: u16 = 46;
+    /// Zone key.
+    pub const DNSKEY: u16 = 48;
+    /// Hashed authenticated denial.
+    pub const NSEC3: u16 = 50;
+    /// NSEC3 parameters.
+    pub const NSEC3PARAM: u16 = 51;
+    /// Child DS.
+    pub const CDS: u16 = 59;
+    /// Child DNSKEY.
+    pub const CDNSKEY: u16 = 60;
     /// Incremental zone transfer.
     pub const IXFR: u16 = 251;
     /// Full zone transfer.
@@ -396,6 +408,8 @@ pub enum Owner<'a> {
     Pointer(u16),
     /// An uncompressed wire-form name.
     Name(&'a [u8]),
+    /// Labels (wire form, no root) followed by a pointer to this offset.
+    Prefixed(&'a [u8], u16),
 }
 
 /// A response under construction in a caller-owned buffer.
@@ -464,6 +478,10 @@ impl<'b> Response<'b> {
         match owner {
             Owner::Pointer(offset) => self.buf.extend_from_slice(&(0xC000 | offset).to_be_bytes()),
             Owner::Name(name) => self.buf.extend_from_slice(name),
+            Owner::Prefixed(labels, offset) => {
+                self.buf.extend_from_slice(labels);
+                self.buf.extend_from_slice(&(0xC000 | offset).to_be_bytes());
+            }
         }
         self.buf.extend_from_slice(tail);
         self.counts[section as usize] += 1;
@@ -533,6 +551,22 @@ impl RrSet {
     /// Whether the set has no records.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    /// Type and TTL of the first record (all records of a set share them).
+    pub fn type_and_ttl(&self) -> Option<(u16, u32)> {
+        let t = self.bytes.get(..8)?;
+        Some((u16::from_be_bytes([t[0], t[1]]), u32::from_be_bytes([t[4], t[5], t[6], t[7]])))
+    }
+
+    /// Iterates over the records' rdata.
+    pub fn rdatas(&self) -> impl Iterator<Item = &[u8]> {
+        self.tails().map(|tail| &tail[10..])
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.tails().count()
     }
 
     /// Iterates over the record tails.

@@ -1,26 +1,31 @@
-//! The in-memory zone and the answer algorithm.
+//! The in-memory zone and the answer algorithm, signed or not.
 //!
-//! Design note: the zone has two parts. The *static* part (apex SOA and NS, records from the
-//! configuration, empty non-terminals, delegation points) is built once at start and never
-//! changes, so it is read without locks. The *dynamic* part maps each registered subdomain's
-//! label to its pre-rendered TXT records; it sits behind one `RwLock` that readers hold only
-//! while copying a few hundred bytes into the response. Updates replace one entry, so an update
-//! costs the same with ten accounts as with a million.
+//! Design note: the zone is one [`State`] behind an `RwLock`. Queries take the read lock only
+//! while copying pre-rendered records into the response: every record is kept in wire form
+//! (type, class, TTL, rdata) and the owner of an answer is a compression pointer back to the
+//! question, so answering is a hash lookup and a few copies. Writers (an update, a
+//! registration, a signature refresh) take the write lock for the few microseconds it takes to
+//! replace an entry and, when signing, to make its few signatures. An update costs the same
+//! with ten accounts as with a million.
 //!
-//! Every record is stored pre-rendered (type, class, TTL, rdata) so that answering is a hash
-//! lookup and a few `memcpy`s; the owner name of an answer is a compression pointer back to the
-//! question. The SOA serial is the only field patched at answer time. This module knows nothing
-//! of the store or the API: whoever owns the data calls [`Zone::set_txt`] and friends.
+//! With DNSSEC on, each RRset carries its RRSIGs, made when the set changes and refreshed
+//! before they expire ([`Zone::refresh_signatures`], in bounded chunks so readers never wait
+//! long). Denial of existence uses an NSEC3 chain with RFC 9276 parameters (SHA-1, no salt, no
+//! extra iterations) over every name of the zone, kept signed incrementally: a new name costs
+//! two NSEC3 signatures (its own and its predecessor's), so answering NXDOMAIN or NODATA costs
+//! a lookup and never a signature, whatever a client asks.
 //!
 //! Behaviour that differs from acme-dns on purpose (DESIGN.md section 3): exact names only,
 //! names outside the zone are REFUSED, a registered name with no value answers NODATA with the
 //! SOA (never NXDOMAIN), static data keeps its case, and the SOA serial moves with the zone.
+//! This module knows nothing of the store or the API: whoever owns the data calls
+//! [`Zone::set_txt`] and friends.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::dnssec::{self, RrsetToSign, SigningKey, Validity};
 use super::records::{self, RecordError, StaticRecord, is_at_or_below, name_to_wire};
 use super::wire::{self, Owner, QNAME_OFFSET, Query, Rcode, Response, RrSet, Section, rtype, txt_rdata};
 
@@ -45,6 +50,17 @@ pub struct ZoneSettings {
     pub default_ttl: u32,
     /// The UDP payload size we advertise and accept at most.
     pub udp_size: u16,
+}
+
+/// How to sign: the key and the signature lifetimes.
+#[derive(Debug)]
+pub struct Signer {
+    /// The combined signing key.
+    pub key: SigningKey,
+    /// Seconds a new signature is valid.
+    pub validity: u32,
+    /// Signatures with less than this many seconds left are renewed.
+    pub refresh: u32,
 }
 
 /// Why the zone could not be built.
@@ -73,17 +89,33 @@ pub enum ZoneError {
     Conflict(String),
 }
 
+/// An RRset with its signatures.
+#[derive(Clone, Debug, Default)]
+struct Set {
+    /// The records.
+    records: RrSet,
+    /// RRSIG records over them (empty when unsigned).
+    sigs: RrSet,
+    /// When the signatures expire (0 when unsigned).
+    expires: u32,
+}
+
 /// A name in the static part and its RRsets.
 #[derive(Debug, Default)]
 struct Node {
-    /// RRsets by type, in the order first written.
-    rrsets: Vec<(u16, RrSet)>,
+    /// RRsets in the order first written.
+    sets: Vec<Set>,
 }
 
 impl Node {
-    /// The RRset of `rtype`, if any.
-    fn get(&self, rtype: u16) -> Option<&RrSet> {
-        self.rrsets.iter().find(|(t, _)| *t == rtype).map(|(_, set)| set)
+    /// The set of `rtype`, if any.
+    fn get(&self, rtype: u16) -> Option<&Set> {
+        self.sets.iter().find(|s| s.records.type_and_ttl().map(|(t, _)| t) == Some(rtype))
+    }
+
+    /// The types present.
+    fn types(&self) -> Vec<u16> {
+        self.sets.iter().filter_map(|s| s.records.type_and_ttl().map(|(t, _)| t)).collect()
     }
 }
 
@@ -92,7 +124,7 @@ impl Node {
 struct Cut {
     /// Lower-case wire name of the delegation point.
     name: Vec<u8>,
-    /// The NS RRset.
+    /// The NS RRset (never signed: the child is authoritative for it).
     ns: RrSet,
     /// Glue: owner name and its A/AAAA RRsets.
     glue: Vec<(Vec<u8>, RrSet)>,
@@ -103,66 +135,90 @@ struct Cut {
 struct TxtEntry {
     /// Sequence of the newest value, so a late, older write never overwrites a newer one.
     seq: u64,
-    /// Pre-rendered TXT records, oldest value first.
-    rrset: RrSet,
+    /// TXT records, oldest value first, with signatures.
+    set: Set,
 }
 
-/// The authoritative zone, shared by all DNS workers.
+/// One link of the NSEC3 chain.
+#[derive(Debug)]
+struct Nsec3Entry {
+    /// Owner label in wire form (length byte and 32 base32hex characters).
+    label: Vec<u8>,
+    /// Types present at the hashed name.
+    types: Vec<u16>,
+    /// The NSEC3 record with its signature.
+    set: Set,
+}
+
+/// Everything that changes while serving.
+#[derive(Debug)]
+struct State {
+    /// Current SOA serial.
+    serial: u32,
+    /// Static names (apex and empty non-terminals included); the apex holds the SOA set.
+    nodes: HashMap<Vec<u8>, Node>,
+    /// The SOA record with the negative TTL, for negative answers (signatures: the SOA set's).
+    soa_negative: RrSet,
+    /// Registered subdomains by lower-case label.
+    dynamic: HashMap<Vec<u8>, TxtEntry>,
+    /// The NSEC3 chain by hash (empty when unsigned).
+    nsec3: BTreeMap<[u8; 20], Nsec3Entry>,
+}
+
+/// The authoritative zone, shared by all DNS workers and the API.
 #[derive(Debug)]
 pub struct Zone {
     /// Apex in lower-case wire form.
     apex: Vec<u8>,
-    /// Static names, apex and empty non-terminals included.
-    nodes: HashMap<Vec<u8>, Node>,
-    /// Delegation points below the apex.
-    cuts: Vec<Cut>,
-    /// SOA tail with the SOA's own TTL.
-    soa: Vec<u8>,
-    /// SOA tail with the negative TTL, for the authority section of negative answers.
-    soa_negative: Vec<u8>,
-    /// Offset of the serial inside a SOA tail.
-    serial_at: usize,
-    /// Current SOA serial.
-    serial: AtomicU32,
+    /// SOA MNAME and RNAME, lower-case wire form.
+    soa_names: Vec<u8>,
+    /// TTL of the SOA record.
+    soa_ttl: u32,
+    /// SOA MINIMUM and negative TTL.
+    negative_ttl: u32,
     /// TTL of dynamic TXT records.
     txt_ttl: u32,
     /// Largest UDP payload we send.
     udp_size: u16,
-    /// Registered subdomains by lower-case label.
-    dynamic: RwLock<HashMap<Vec<u8>, TxtEntry>>,
+    /// Delegation points below the apex.
+    cuts: Vec<Cut>,
+    /// Signing key and policy, when DNSSEC is on.
+    signer: Option<Signer>,
+    /// The changing part.
+    state: RwLock<State>,
 }
 
-/// Seconds since the epoch, as a serial candidate.
-fn unix_now() -> u32 {
+/// Seconds since the epoch.
+pub fn unix_now() -> u32 {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// Builds a SOA tail (type, class, TTL, rdlength, rdata) and the serial's offset in it.
-fn soa_tail(mname: &[u8], rname: &[u8], ttl: u32, minimum: u32) -> (Vec<u8>, usize) {
-    let mut rdata = Vec::with_capacity(mname.len() + rname.len() + 20);
-    rdata.extend_from_slice(mname);
-    rdata.extend_from_slice(rname);
-    let serial_in_rdata = rdata.len();
-    for value in [0u32, 28_800, 7_200, 604_800, minimum] {
-        rdata.extend_from_slice(&value.to_be_bytes());
+/// Lower-cases the domain names embedded in rdata of the types that carry them (RFC 4034
+/// section 6.2), so the served data is in canonical form. Other data keeps its case.
+fn canonical_rdata(rtype: u16, rdata: &[u8]) -> Vec<u8> {
+    let name_from = match rtype {
+        rtype::NS | rtype::CNAME | rtype::PTR => Some(0),
+        rtype::MX => Some(2),
+        rtype::SRV => Some(6),
+        _ => None,
+    };
+    let mut out = rdata.to_vec();
+    if let Some(from) = name_from
+        && let Some(name) = out.get_mut(from..)
+    {
+        name.make_ascii_lowercase();
     }
-    let mut set = RrSet::default();
-    set.add(rtype::SOA, ttl, &rdata);
-    let tail = set.tails().next().map(<[u8]>::to_vec).unwrap_or_default();
-    (tail, 10 + serial_in_rdata)
+    out
 }
 
 impl Zone {
-    /// Builds the zone from its settings; no subdomains are registered yet.
-    pub fn new(settings: &ZoneSettings) -> Result<Self, ZoneError> {
+    /// Builds the zone from its settings (signed when `signer` is given); no subdomains yet.
+    pub fn new(settings: &ZoneSettings, signer: Option<Signer>) -> Result<Self, ZoneError> {
         let name = |field, text: &str| name_to_wire(text).map_err(|source| ZoneError::Name { field, source });
         let apex = name("domain", &settings.apex)?.to_ascii_lowercase();
-        let mname = name("nsname", &settings.nsname)?;
-        let rname = name("nsadmin", &settings.nsadmin.replacen('@', ".", 1))?;
-        let (soa, serial_at) = soa_tail(&mname, &rname, settings.soa_ttl, settings.negative_ttl);
-        let negative_ttl = settings.soa_ttl.min(settings.negative_ttl);
-        let (soa_negative, _) = soa_tail(&mname, &rname, negative_ttl, settings.negative_ttl);
+        let mut soa_names = name("nsname", &settings.nsname)?.to_ascii_lowercase();
+        soa_names.extend(name("nsadmin", &settings.nsadmin.replacen('@', ".", 1))?.to_ascii_lowercase());
 
         let mut parsed: Vec<StaticRecord> = Vec::new();
         for (index, line) in settings.records.iter().enumerate() {
@@ -172,36 +228,53 @@ impl Zone {
         }
         if !parsed.iter().any(|r| r.owner == apex && r.rtype == rtype::NS) {
             // A zone without apex NS is not a zone; use the SOA's name server.
+            let mname = name("nsname", &settings.nsname)?.to_ascii_lowercase();
             parsed.push(StaticRecord {
                 owner: apex.clone(),
                 rtype: rtype::NS,
                 ttl: settings.default_ttl,
-                rdata: mname.clone(),
+                rdata: mname,
             });
         }
+        for r in &parsed {
+            if r.owner == apex && [rtype::SOA, rtype::DNSKEY, rtype::CDS, rtype::CDNSKEY].contains(&r.rtype) {
+                return Err(ZoneError::Conflict(
+                    "SOA and DNSSEC records at the apex are made by the server".into(),
+                ));
+            }
+        }
 
+        // Group records into sets; one TTL per set (the smallest written), as RFC 2181 asks.
+        let mut grouped: Vec<Grouped> = Vec::new();
+        for r in &parsed {
+            let rdata = canonical_rdata(r.rtype, &r.rdata);
+            match grouped.iter_mut().find(|(o, t, _, _)| *o == r.owner && *t == r.rtype) {
+                Some((_, _, ttl, rdatas)) => {
+                    *ttl = (*ttl).min(r.ttl);
+                    if !rdatas.contains(&rdata) {
+                        rdatas.push(rdata);
+                    }
+                }
+                None => grouped.push((r.owner.clone(), r.rtype, r.ttl, vec![rdata])),
+            }
+        }
         let mut nodes: HashMap<Vec<u8>, Node> = HashMap::new();
         nodes.insert(apex.clone(), Node::default());
-        for record in &parsed {
-            let node = nodes.entry(record.owner.clone()).or_default();
-            match node.rrsets.iter_mut().find(|(t, _)| *t == record.rtype) {
-                Some((_, set)) => set.add(record.rtype, record.ttl, &record.rdata),
-                None => {
-                    let mut set = RrSet::default();
-                    set.add(record.rtype, record.ttl, &record.rdata);
-                    node.rrsets.push((record.rtype, set));
-                }
+        for (owner, rtype, ttl, rdatas) in &grouped {
+            let mut records = RrSet::default();
+            for rdata in rdatas {
+                records.add(*rtype, *ttl, rdata);
             }
+            nodes.entry(owner.clone()).or_default().sets.push(Set { records, ..Set::default() });
             // Every name between the owner and the apex exists (empty non-terminals).
-            let mut parent = record.owner.as_slice();
+            let mut parent = owner.as_slice();
             while parent.len() > apex.len() {
                 parent = &parent[1 + usize::from(parent[0])..];
                 nodes.entry(parent.to_vec()).or_default();
             }
         }
         for (owner, node) in &nodes {
-            let has_cname = node.get(rtype::CNAME).is_some();
-            if has_cname && (node.rrsets.len() > 1 || *owner == apex) {
+            if node.get(rtype::CNAME).is_some() && (node.sets.len() > 1 || *owner == apex) {
                 return Err(ZoneError::Conflict(format!(
                     "CNAME at {} cannot coexist with other records",
                     records::wire_to_text(owner)
@@ -215,31 +288,89 @@ impl Zone {
             }
             if let Some(ns) = node.get(rtype::NS) {
                 let mut glue = Vec::new();
-                for tail in ns.tails() {
-                    let target = tail[10..].to_ascii_lowercase();
-                    if let Some(target_node) = nodes.get(&target) {
+                for target in ns.records.rdatas() {
+                    if let Some(target_node) = nodes.get(target) {
                         for kind in [rtype::A, rtype::AAAA] {
                             if let Some(set) = target_node.get(kind) {
-                                glue.push((tail[10..].to_vec(), set.clone()));
+                                glue.push((target.to_vec(), set.records.clone()));
                             }
                         }
                     }
                 }
-                cuts.push(Cut { name: owner.clone(), ns: ns.clone(), glue });
+                cuts.push(Cut { name: owner.clone(), ns: ns.records.clone(), glue });
             }
         }
-        Ok(Self {
-            apex,
-            nodes,
-            cuts,
-            soa,
-            soa_negative,
-            serial_at,
-            serial: AtomicU32::new(unix_now()),
+
+        let zone = Self {
+            apex: apex.clone(),
+            soa_names,
+            soa_ttl: settings.soa_ttl,
+            negative_ttl: settings.negative_ttl,
             txt_ttl: settings.txt_ttl,
             udp_size: settings.udp_size,
-            dynamic: RwLock::new(HashMap::new()),
-        })
+            cuts,
+            signer,
+            state: RwLock::new(State {
+                serial: unix_now(),
+                nodes,
+                soa_negative: RrSet::default(),
+                dynamic: HashMap::new(),
+                nsec3: BTreeMap::new(),
+            }),
+        };
+        {
+            let mut state = zone.write();
+            if let Some(signer) = &zone.signer {
+                let key = &signer.key;
+                let ds = key.ds_rdata(&apex);
+                let apex_node = state.nodes.entry(apex.clone()).or_default();
+                let mut add = |rtype: u16, rdata: &[u8]| {
+                    let mut records = RrSet::default();
+                    records.add(rtype, settings.soa_ttl, rdata);
+                    apex_node.sets.push(Set { records, ..Set::default() });
+                };
+                add(rtype::DNSKEY, key.dnskey_rdata());
+                add(rtype::CDNSKEY, key.dnskey_rdata());
+                add(rtype::CDS, &ds);
+                // Algorithm 1 (SHA-1), no flags, 0 extra iterations, no salt (RFC 9276).
+                add(rtype::NSEC3PARAM, &[1, 0, 0, 0, 0]);
+            }
+            zone.render_soa(&mut state);
+            if zone.signer.is_some() {
+                let owners: Vec<Vec<u8>> = state.nodes.keys().cloned().collect();
+                for owner in owners {
+                    if zone.cut_at_or_above(&owner).is_some() {
+                        continue;
+                    }
+                    let signed: Vec<Set> = state.nodes[&owner]
+                        .sets
+                        .iter()
+                        .map(|set| {
+                            if set.sigs.is_empty() {
+                                zone.signed(&owner, set.records.clone())
+                            } else {
+                                set.clone()
+                            }
+                        })
+                        .collect();
+                    if let Some(node) = state.nodes.get_mut(&owner) {
+                        node.sets = signed;
+                    }
+                }
+                zone.rebuild_chain(&mut state);
+            }
+        }
+        Ok(zone)
+    }
+
+    /// Read access to the state, surviving a panicked writer.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Write access to the state, surviving a panicked writer.
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The apex as dotted text without the final dot.
@@ -247,31 +378,195 @@ impl Zone {
         records::wire_to_text(&self.apex).trim_end_matches('.').to_owned()
     }
 
-    /// The current SOA serial.
-    pub fn serial(&self) -> u32 {
-        self.serial.load(Ordering::Relaxed)
+    /// Whether answers are signed.
+    pub fn is_signed(&self) -> bool {
+        self.signer.is_some()
     }
 
-    /// Moves the serial forward: to the current time, or by one if that is not later.
-    fn bump_serial(&self) {
-        let now = unix_now();
-        let _ = self.serial.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-            Some(if now.wrapping_sub(old) as i32 > 0 { now } else { old.wrapping_add(1) })
-        });
+    /// The current SOA serial.
+    pub fn serial(&self) -> u32 {
+        self.read().serial
     }
 
     /// Number of registered subdomains.
     pub fn subdomain_count(&self) -> usize {
-        self.dynamic.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.read().dynamic.len()
     }
 
-    /// Renders TXT values (oldest first) into an RRset.
-    fn render_txt(&self, values: &[&str]) -> RrSet {
-        let mut set = RrSet::default();
-        for value in values.iter().filter(|v| !v.is_empty()) {
-            set.add(rtype::TXT, self.txt_ttl, &txt_rdata(value.as_bytes()));
+    /// The delegation at or above `name` (below the apex), if any.
+    fn cut_at_or_above(&self, name: &[u8]) -> Option<&Cut> {
+        self.cuts.iter().find(|cut| is_at_or_below(name, &cut.name))
+    }
+
+    /// Wire name of a subdomain label below the apex.
+    fn subdomain_name(&self, label: &[u8]) -> Vec<u8> {
+        let mut name = Vec::with_capacity(1 + label.len() + self.apex.len());
+        name.push(label.len() as u8);
+        name.extend_from_slice(label);
+        name.extend_from_slice(&self.apex);
+        name
+    }
+
+    /// Signs `records` owned by `owner` (no-op when unsigned).
+    fn signed(&self, owner: &[u8], records: RrSet) -> Set {
+        let Some(signer) = &self.signer else { return Set { records, ..Set::default() } };
+        let Some((rtype, ttl)) = records.type_and_ttl() else { return Set { records, ..Set::default() } };
+        let now = unix_now();
+        let validity =
+            Validity { inception: now.saturating_sub(3600), expiration: now.saturating_add(signer.validity) };
+        let rdatas: Vec<&[u8]> = records.rdatas().collect();
+        let rrsig =
+            signer.key.sign_rrset(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
+        let mut sigs = RrSet::default();
+        sigs.add(rtype::RRSIG, ttl, &rrsig);
+        Set { records, sigs, expires: validity.expiration }
+    }
+
+    /// Re-renders (and re-signs) the apex SOA with the current serial.
+    fn render_soa(&self, state: &mut State) {
+        let mut rdata = self.soa_names.clone();
+        for value in [state.serial, 28_800, 7_200, 604_800, self.negative_ttl] {
+            rdata.extend_from_slice(&value.to_be_bytes());
         }
-        set
+        let mut records = RrSet::default();
+        records.add(rtype::SOA, self.soa_ttl, &rdata);
+        let mut negative = RrSet::default();
+        negative.add(rtype::SOA, self.soa_ttl.min(self.negative_ttl), &rdata);
+        state.soa_negative = negative;
+        let set = self.signed(&self.apex, records);
+        if let Some(apex) = state.nodes.get_mut(&self.apex) {
+            match apex.sets.iter_mut().find(|s| s.records.type_and_ttl().map(|(t, _)| t) == Some(rtype::SOA))
+            {
+                Some(existing) => *existing = set,
+                None => apex.sets.insert(0, set),
+            }
+        }
+    }
+
+    /// Moves the serial forward (to the current time, or by one) and re-renders the SOA.
+    fn bump_serial(&self, state: &mut State) {
+        let now = unix_now();
+        let old = state.serial;
+        state.serial = if now.wrapping_sub(old) as i32 > 0 { now } else { old.wrapping_add(1) };
+        self.render_soa(state);
+    }
+
+    /// The types at a registered subdomain for the NSEC3 bitmap.
+    fn subdomain_types(entry: &TxtEntry) -> Vec<u16> {
+        if entry.set.records.is_empty() { Vec::new() } else { vec![rtype::TXT, rtype::RRSIG] }
+    }
+
+    /// Renders and signs the NSEC3 record of `hash` from its entry and its successor.
+    fn render_nsec3(&self, state: &mut State, hash: [u8; 20]) {
+        let next = state
+            .nsec3
+            .range((std::ops::Bound::Excluded(hash), std::ops::Bound::Unbounded))
+            .next()
+            .or_else(|| state.nsec3.iter().next())
+            .map(|(h, _)| *h)
+            .unwrap_or(hash);
+        let Some(entry) = state.nsec3.get(&hash) else { return };
+        let mut rdata = vec![1, 0, 0, 0, 0, 20];
+        rdata.extend_from_slice(&next);
+        rdata.extend(dnssec::type_bitmap(&entry.types));
+        let mut records = RrSet::default();
+        records.add(rtype::NSEC3, self.soa_ttl.min(self.negative_ttl), &rdata);
+        let mut owner = entry.label.clone();
+        owner.extend_from_slice(&self.apex);
+        let set = self.signed(&owner, records);
+        if let Some(entry) = state.nsec3.get_mut(&hash) {
+            entry.set = set;
+        }
+    }
+
+    /// The hash preceding `hash` in the chain (circularly).
+    fn predecessor(state: &State, hash: &[u8; 20]) -> Option<[u8; 20]> {
+        state.nsec3.range(..*hash).next_back().or_else(|| state.nsec3.iter().next_back()).map(|(h, _)| *h)
+    }
+
+    /// Sets the NSEC3 entry for `name` with `types`, re-signing what changed.
+    fn chain_upsert(&self, state: &mut State, name: &[u8], types: Vec<u16>) {
+        if self.signer.is_none() {
+            return;
+        }
+        let hash = dnssec::nsec3_hash(name);
+        if let Some(entry) = state.nsec3.get_mut(&hash) {
+            if entry.types == types {
+                return;
+            }
+            entry.types = types;
+            self.render_nsec3(state, hash);
+            return;
+        }
+        let mut label = vec![32];
+        label.extend_from_slice(dnssec::base32hex(&hash).as_bytes());
+        state.nsec3.insert(hash, Nsec3Entry { label, types, set: Set::default() });
+        self.render_nsec3(state, hash);
+        if let Some(prev) = Self::predecessor(state, &hash).filter(|p| *p != hash) {
+            self.render_nsec3(state, prev);
+        }
+    }
+
+    /// Removes the NSEC3 entry for `name`, re-signing its predecessor.
+    fn chain_remove(&self, state: &mut State, name: &[u8]) {
+        if self.signer.is_none() {
+            return;
+        }
+        let hash = dnssec::nsec3_hash(name);
+        if state.nsec3.remove(&hash).is_some()
+            && let Some(prev) = Self::predecessor(state, &hash)
+        {
+            self.render_nsec3(state, prev);
+        }
+    }
+
+    /// Rebuilds the whole NSEC3 chain (start-up and bulk replacement).
+    fn rebuild_chain(&self, state: &mut State) {
+        if self.signer.is_none() {
+            return;
+        }
+        let mut names: Vec<(Vec<u8>, Vec<u16>)> = Vec::new();
+        for (owner, node) in &state.nodes {
+            let types = if let Some(cut) = self.cut_at_or_above(owner) {
+                if cut.name != *owner {
+                    continue; // occluded by the delegation
+                }
+                vec![rtype::NS]
+            } else {
+                let mut types = node.types();
+                if !types.is_empty() {
+                    types.push(rtype::RRSIG);
+                }
+                types
+            };
+            names.push((owner.clone(), types));
+        }
+        for (label, entry) in &state.dynamic {
+            names.push((self.subdomain_name(label), Self::subdomain_types(entry)));
+        }
+        state.nsec3.clear();
+        for (name, types) in names {
+            let hash = dnssec::nsec3_hash(&name);
+            let mut label = vec![32];
+            label.extend_from_slice(dnssec::base32hex(&hash).as_bytes());
+            state.nsec3.insert(hash, Nsec3Entry { label, types, set: Set::default() });
+        }
+        let hashes: Vec<[u8; 20]> = state.nsec3.keys().copied().collect();
+        for hash in hashes {
+            self.render_nsec3(state, hash);
+        }
+    }
+
+    /// Renders TXT values (oldest first) into a signed set.
+    fn render_txt(&self, label: &[u8], values: &[&str]) -> Set {
+        let mut records = RrSet::default();
+        for value in values.iter().filter(|v| !v.is_empty()) {
+            records.add(rtype::TXT, self.txt_ttl, &txt_rdata(value.as_bytes()));
+        }
+        if records.is_empty() {
+            return Set::default();
+        }
+        self.signed(&self.subdomain_name(label), records)
     }
 
     /// Registers `subdomain` if new and sets its TXT values (oldest first) as of `seq`.
@@ -280,38 +575,109 @@ impl Zone {
     /// the zone out of order cannot go back in time. Returns whether anything changed.
     pub fn set_txt(&self, subdomain: &str, seq: u64, values: &[&str]) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
-        let rrset = self.render_txt(values);
-        let mut map = self.dynamic.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = map.entry(key).or_default();
+        let set = self.render_txt(&key, values);
+        let mut state = self.write();
+        let entry = state.dynamic.entry(key.clone()).or_default();
         if seq < entry.seq {
             return false;
         }
         entry.seq = seq;
-        entry.rrset = rrset;
-        drop(map);
-        self.bump_serial();
+        entry.set = set;
+        let types = Self::subdomain_types(entry);
+        let name = self.subdomain_name(&key);
+        self.chain_upsert(&mut state, &name, types);
+        self.bump_serial(&mut state);
         true
     }
 
     /// Removes a subdomain; its name stops existing at once.
     pub fn remove(&self, subdomain: &str) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
-        let removed = self.dynamic.write().unwrap_or_else(PoisonError::into_inner).remove(&key);
-        if removed.is_some() {
-            self.bump_serial();
+        let mut state = self.write();
+        let removed = state.dynamic.remove(&key).is_some();
+        if removed {
+            self.chain_remove(&mut state, &self.subdomain_name(&key));
+            self.bump_serial(&mut state);
         }
-        removed.is_some()
+        removed
     }
 
     /// Replaces every subdomain at once (start-up load, resync after a lost change feed).
     pub fn replace_all<'a>(&self, entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>) {
         let mut fresh = HashMap::new();
         for (subdomain, seq, values) in entries {
-            let rrset = self.render_txt(&values);
-            fresh.insert(subdomain.to_ascii_lowercase().into_bytes(), TxtEntry { seq, rrset });
+            let key = subdomain.to_ascii_lowercase().into_bytes();
+            let set = self.render_txt(&key, &values);
+            fresh.insert(key, TxtEntry { seq, set });
         }
-        *self.dynamic.write().unwrap_or_else(PoisonError::into_inner) = fresh;
-        self.bump_serial();
+        let mut state = self.write();
+        state.dynamic = fresh;
+        self.rebuild_chain(&mut state);
+        self.bump_serial(&mut state);
+    }
+
+    /// Renews signatures that expire within the refresh window; returns how many sets were
+    /// re-signed. Works in chunks so that readers never wait for more than a few milliseconds.
+    pub fn refresh_signatures(&self) -> usize {
+        let Some(signer) = &self.signer else { return 0 };
+        const CHUNK: usize = 128;
+        let due = |set: &Set| {
+            !set.records.is_empty() && set.expires.wrapping_sub(unix_now()) as i32 <= signer.refresh as i32
+        };
+        let mut renewed = 0;
+        // Static sets and the SOA: few, done at once.
+        {
+            let mut state = self.write();
+            let owners: Vec<Vec<u8>> = state.nodes.keys().cloned().collect();
+            for owner in owners {
+                if self.cut_at_or_above(&owner).is_some() {
+                    continue;
+                }
+                let stale: Vec<usize> = state.nodes[&owner]
+                    .sets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| due(s))
+                    .map(|(i, _)| i)
+                    .collect();
+                for i in stale {
+                    let records = state.nodes[&owner].sets[i].records.clone();
+                    let set = self.signed(&owner, records);
+                    if let Some(node) = state.nodes.get_mut(&owner) {
+                        node.sets[i] = set;
+                    }
+                    renewed += 1;
+                }
+            }
+        }
+        // Subdomains, in chunks.
+        let labels: Vec<Vec<u8>> =
+            self.read().dynamic.iter().filter(|(_, e)| due(&e.set)).map(|(k, _)| k.clone()).collect();
+        for chunk in labels.chunks(CHUNK) {
+            let mut state = self.write();
+            for label in chunk {
+                let name = self.subdomain_name(label);
+                if let Some(entry) = state.dynamic.get_mut(label)
+                    && due(&entry.set)
+                {
+                    entry.set = self.signed(&name, entry.set.records.clone());
+                    renewed += 1;
+                }
+            }
+        }
+        // The NSEC3 chain, in chunks.
+        let hashes: Vec<[u8; 20]> =
+            self.read().nsec3.iter().filter(|(_, e)| due(&e.set)).map(|(h, _)| *h).collect();
+        for chunk in hashes.chunks(CHUNK) {
+            let mut state = self.write();
+            for hash in chunk {
+                if state.nsec3.get(hash).is_some_and(|e| due(&e.set)) {
+                    self.render_nsec3(&mut state, *hash);
+                    renewed += 1;
+                }
+            }
+        }
+        renewed
     }
 
     /// The largest response for `query` over UDP.
@@ -331,20 +697,15 @@ impl Zone {
             response.set_rcode(Rcode::BadVers);
             return response.finish(max_len);
         }
-        if query.qclass != wire::CLASS_IN {
-            response.set_rcode(Rcode::Refused);
+        let refuse = match query.qtype {
+            _ if query.qclass != wire::CLASS_IN => Some(Rcode::Refused),
+            rtype::AXFR | rtype::IXFR => Some(Rcode::Refused),
+            rtype::MAILA | rtype::MAILB => Some(Rcode::NotImp),
+            _ => None,
+        };
+        if let Some(rcode) = refuse {
+            response.set_rcode(rcode);
             return response.finish(max_len);
-        }
-        match query.qtype {
-            rtype::AXFR | rtype::IXFR => {
-                response.set_rcode(Rcode::Refused);
-                return response.finish(max_len);
-            }
-            rtype::MAILA | rtype::MAILB => {
-                response.set_rcode(Rcode::NotImp);
-                return response.finish(max_len);
-            }
-            _ => {}
         }
         let mut lower = [0u8; wire::MAX_NAME_LEN];
         let len = wire::lowercase_name(query.qname, &mut lower);
@@ -353,74 +714,164 @@ impl Zone {
             response.set_rcode(Rcode::Refused);
             return response.finish(max_len);
         }
-        // Offsets of names inside the question, for compression pointers.
-        let apex_ptr = QNAME_OFFSET + (len - self.apex.len()) as u16;
-        self.answer_in_zone(query.qtype, name, apex_ptr, &mut response);
+        let dnssec = self.signer.is_some() && query.edns.is_some_and(|e| e.dnssec_ok);
+        let ctx = Context {
+            qtype: query.qtype,
+            name,
+            apex_ptr: QNAME_OFFSET + (len - self.apex.len()) as u16,
+            dnssec,
+        };
+        let state = self.read();
+        self.answer_in_zone(&state, &ctx, &mut response);
+        drop(state);
         response.finish(max_len);
     }
 
-    /// Fills in a response for `name` (lower-case wire), which is at or below the apex.
-    fn answer_in_zone(&self, qtype: u16, name: &[u8], apex_ptr: u16, response: &mut Response<'_>) {
-        let here = Owner::Pointer(QNAME_OFFSET);
-        for cut in &self.cuts {
-            if is_at_or_below(name, &cut.name) && !(name == cut.name && qtype == rtype::DS) {
-                let cut_ptr = QNAME_OFFSET + (name.len() - cut.name.len()) as u16;
-                response.push_all(Section::Authority, Owner::Pointer(cut_ptr), &cut.ns);
-                for (owner, set) in &cut.glue {
-                    response.push_all(Section::Additional, Owner::Name(owner), set);
-                }
-                return;
+    /// Appends a set (and its signatures when asked for).
+    fn push_set(response: &mut Response<'_>, section: Section, owner: Owner<'_>, set: &Set, dnssec: bool) {
+        response.push_all(section, owner, &set.records);
+        if dnssec {
+            response.push_all(section, owner, &set.sigs);
+        }
+    }
+
+    /// Appends the NSEC3 record of `hash` (and its signature) to the authority section.
+    fn push_nsec3(&self, state: &State, ctx: &Context<'_>, response: &mut Response<'_>, hash: &[u8; 20]) {
+        if let Some(entry) = state.nsec3.get(hash) {
+            Self::push_set(
+                response,
+                Section::Authority,
+                Owner::Prefixed(&entry.label, ctx.apex_ptr),
+                &entry.set,
+                true,
+            );
+        }
+    }
+
+    /// The NSEC3 entry covering `hash` (the greatest one below it, circularly).
+    fn covering(state: &State, hash: &[u8; 20]) -> Option<[u8; 20]> {
+        Self::predecessor(state, hash)
+    }
+
+    /// Appends the SOA for a negative answer, and for a signed one the proof of `kind`.
+    fn push_negative(&self, state: &State, ctx: &Context<'_>, response: &mut Response<'_>, nxdomain: bool) {
+        let apex_owner = Owner::Pointer(ctx.apex_ptr);
+        response.push_all(Section::Authority, apex_owner, &state.soa_negative);
+        if !ctx.dnssec {
+            return;
+        }
+        if let Some(apex) = state.nodes.get(&self.apex)
+            && let Some(soa) = apex.get(rtype::SOA)
+        {
+            response.push_all(Section::Authority, apex_owner, &soa.sigs);
+        }
+        if !nxdomain {
+            self.push_nsec3(state, ctx, response, &dnssec::nsec3_hash(ctx.name));
+            return;
+        }
+        // Closest encloser proof (RFC 5155 section 7.2.1) plus the wildcard's non-existence.
+        let mut encloser = ctx.name;
+        let mut next_closer = ctx.name;
+        while encloser.len() > self.apex.len() {
+            next_closer = encloser;
+            encloser = &encloser[1 + usize::from(encloser[0])..];
+            if self.exists(state, encloser) {
+                break;
             }
         }
-        response.set_authoritative(true);
-        if let Some(node) = self.nodes.get(name) {
-            let is_apex = name.len() == self.apex.len();
-            if is_apex && (qtype == rtype::SOA || qtype == rtype::ANY) {
-                self.push_soa(response, Section::Answer, here, false);
-                return;
+        let mut proofs: Vec<[u8; 20]> = Vec::with_capacity(3);
+        proofs.push(dnssec::nsec3_hash(encloser));
+        if let Some(h) = Self::covering(state, &dnssec::nsec3_hash(next_closer)) {
+            proofs.push(h);
+        }
+        let mut wildcard = Vec::with_capacity(encloser.len() + 2);
+        wildcard.extend_from_slice(b"\x01*");
+        wildcard.extend_from_slice(encloser);
+        if let Some(h) = Self::covering(state, &dnssec::nsec3_hash(&wildcard)) {
+            proofs.push(h);
+        }
+        for (i, hash) in proofs.iter().enumerate() {
+            if !proofs[..i].contains(hash) {
+                self.push_nsec3(state, ctx, response, hash);
             }
+        }
+    }
+
+    /// Whether `name` (at or below the apex) exists in the zone.
+    fn exists(&self, state: &State, name: &[u8]) -> bool {
+        if state.nodes.contains_key(name) {
+            return true;
+        }
+        let label_len = usize::from(name[0]);
+        1 + label_len + self.apex.len() == name.len() && state.dynamic.contains_key(&name[1..=label_len])
+    }
+
+    /// Fills in a response for a name at or below the apex.
+    fn answer_in_zone(&self, state: &State, ctx: &Context<'_>, response: &mut Response<'_>) {
+        let here = Owner::Pointer(QNAME_OFFSET);
+        let (qtype, name) = (ctx.qtype, ctx.name);
+        if let Some(cut) = self.cut_at_or_above(name)
+            && !(name == cut.name && qtype == rtype::DS)
+        {
+            let cut_ptr = QNAME_OFFSET + (name.len() - cut.name.len()) as u16;
+            response.push_all(Section::Authority, Owner::Pointer(cut_ptr), &cut.ns);
+            if ctx.dnssec {
+                // No DS at the cut: prove it, so validators accept the insecure delegation.
+                self.push_nsec3(state, ctx, response, &dnssec::nsec3_hash(&cut.name));
+            }
+            for (owner, set) in &cut.glue {
+                response.push_all(Section::Additional, Owner::Name(owner), set);
+            }
+            return;
+        }
+        response.set_authoritative(true);
+        if let Some(node) = state.nodes.get(name) {
             let set = match qtype {
-                rtype::ANY => node.rrsets.first().map(|(_, set)| set),
+                rtype::ANY => node.sets.first(),
                 _ => node.get(qtype).or_else(|| node.get(rtype::CNAME)),
             };
             match set {
-                Some(set) => response.push_all(Section::Answer, here, set),
-                None => self.push_soa(response, Section::Authority, Owner::Pointer(apex_ptr), true),
+                Some(set) => Self::push_set(response, Section::Answer, here, set, ctx.dnssec),
+                None => self.push_negative(state, ctx, response, false),
             }
             return;
         }
         // A registered subdomain is exactly one label below the apex.
         let label_len = usize::from(name[0]);
-        if 1 + label_len + self.apex.len() == name.len() {
-            let map = self.dynamic.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = map.get(&name[1..=label_len]) {
-                if (qtype == rtype::TXT || qtype == rtype::ANY) && !entry.rrset.is_empty() {
-                    response.push_all(Section::Answer, here, &entry.rrset);
-                } else {
-                    drop(map);
-                    self.push_soa(response, Section::Authority, Owner::Pointer(apex_ptr), true);
-                }
-                return;
+        if 1 + label_len + self.apex.len() == name.len()
+            && let Some(entry) = state.dynamic.get(&name[1..=label_len])
+        {
+            if (qtype == rtype::TXT || qtype == rtype::ANY) && !entry.set.records.is_empty() {
+                Self::push_set(response, Section::Answer, here, &entry.set, ctx.dnssec);
+            } else {
+                self.push_negative(state, ctx, response, false);
             }
+            return;
         }
         response.set_rcode(Rcode::NxDomain);
-        self.push_soa(response, Section::Authority, Owner::Pointer(apex_ptr), true);
+        self.push_negative(state, ctx, response, true);
     }
+}
 
-    /// Appends the SOA with the current serial.
-    fn push_soa(&self, response: &mut Response<'_>, section: Section, owner: Owner<'_>, negative: bool) {
-        let mut tail = [0u8; 10 + 2 * wire::MAX_NAME_LEN + 20];
-        let template = if negative { &self.soa_negative } else { &self.soa };
-        let tail = &mut tail[..template.len()];
-        tail.copy_from_slice(template);
-        tail[self.serial_at..self.serial_at + 4].copy_from_slice(&self.serial().to_be_bytes());
-        response.push(section, owner, tail);
-    }
+/// Static records grouped into a set while building: owner, type, TTL, rdatas.
+type Grouped = (Vec<u8>, u16, u32, Vec<Vec<u8>>);
+
+/// What the answer functions need to know about the query.
+struct Context<'a> {
+    /// Query type.
+    qtype: u16,
+    /// Lower-case query name.
+    name: &'a [u8],
+    /// Offset of the apex inside the question, for compression.
+    apex_ptr: u16,
+    /// Whether to add signatures and denial proofs.
+    dnssec: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::dnssec::Algorithm;
     use crate::dns::wire::parse_query;
 
     fn settings() -> ZoneSettings {
@@ -443,15 +894,31 @@ mod tests {
         }
     }
 
-    fn ask(zone: &Zone, name: &str, qtype: u16) -> Vec<u8> {
-        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    fn signer() -> Signer {
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        Signer {
+            key: SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, &pkcs8).unwrap(),
+            validity: 3600,
+            refresh: 600,
+        }
+    }
+
+    fn ask_with(zone: &Zone, name: &str, qtype: u16, dnssec_ok: bool) -> Vec<u8> {
+        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(dnssec_ok)];
         m.extend(name_to_wire(name).unwrap());
         m.extend_from_slice(&qtype.to_be_bytes());
         m.extend_from_slice(&[0, 1]);
+        if dnssec_ok {
+            m.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        }
         let q = parse_query(&m).unwrap();
         let mut out = Vec::new();
-        zone.answer(&q, 512, &mut out);
+        zone.answer(&q, 4096, &mut out);
         out
+    }
+
+    fn ask(zone: &Zone, name: &str, qtype: u16) -> Vec<u8> {
+        ask_with(zone, name, qtype, false)
     }
 
     /// (rcode, aa, ancount, nscount, arcount)
@@ -462,7 +929,7 @@ mod tests {
 
     #[test]
     fn apex_and_static() {
-        let zone = Zone::new(&settings()).unwrap();
+        let zone = Zone::new(&settings(), None).unwrap();
         assert_eq!(summary(&ask(&zone, "auth.example.org", rtype::SOA)), (0, true, 1, 0, 0));
         assert_eq!(summary(&ask(&zone, "AUTH.example.org", rtype::NS)), (0, true, 1, 0, 0));
         assert_eq!(summary(&ask(&zone, "auth.example.org", rtype::MX)), (0, true, 0, 1, 0));
@@ -476,13 +943,13 @@ mod tests {
 
     #[test]
     fn referral_below_a_cut() {
-        let zone = Zone::new(&settings()).unwrap();
+        let zone = Zone::new(&settings(), None).unwrap();
         assert_eq!(summary(&ask(&zone, "x.sub.auth.example.org", rtype::A)), (0, false, 0, 1, 1));
     }
 
     #[test]
     fn dynamic_txt_lifecycle() {
-        let zone = Zone::new(&settings()).unwrap();
+        let zone = Zone::new(&settings(), None).unwrap();
         let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
         let name = format!("{sub}.auth.example.org");
         assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
@@ -508,6 +975,41 @@ mod tests {
         let mut s = settings();
         s.records.push("c.auth.example.org. CNAME x.example.com.".into());
         s.records.push("c.auth.example.org. A 192.0.2.9".into());
-        assert!(matches!(Zone::new(&s), Err(ZoneError::Conflict(_))));
+        assert!(matches!(Zone::new(&s, None), Err(ZoneError::Conflict(_))));
+    }
+
+    #[test]
+    fn signed_answers_carry_signatures_and_proofs() {
+        let zone = Zone::new(&settings(), Some(signer())).unwrap();
+        let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
+        let name = format!("{sub}.auth.example.org");
+        zone.set_txt(sub, 1, &["value"]);
+        // TXT + RRSIG; OPT in additional.
+        assert_eq!(summary(&ask_with(&zone, &name, rtype::TXT, true)), (0, true, 2, 0, 1));
+        // Without DO: no signatures.
+        assert_eq!(summary(&ask(&zone, &name, rtype::TXT)), (0, true, 1, 0, 0));
+        assert_eq!(summary(&ask_with(&zone, "auth.example.org", rtype::DNSKEY, true)), (0, true, 2, 0, 1));
+        // NODATA: SOA, RRSIG, NSEC3, RRSIG.
+        assert_eq!(summary(&ask_with(&zone, &name, rtype::A, true)), (0, true, 0, 4, 1));
+        // NXDOMAIN: SOA, RRSIG, and 1 to 3 distinct NSEC3 with signatures (one may serve twice).
+        let (rcode, aa, an, ns, _) = summary(&ask_with(&zone, "nope.auth.example.org", rtype::A, true));
+        assert_eq!((rcode, aa, an), (3, true, 0));
+        assert!([4, 6, 8].contains(&ns), "{ns}");
+        // Referral: NS, NSEC3 + RRSIG proving no DS.
+        assert_eq!(summary(&ask_with(&zone, "x.sub.auth.example.org", rtype::A, true)), (0, false, 0, 3, 2));
+        // The chain holds apex, ns1, a.b, b (ENT), sub (cut), the subdomain; not the glue name.
+        assert_eq!(zone.read().nsec3.len(), 6);
+        zone.remove(sub);
+        assert_eq!(zone.read().nsec3.len(), 5);
+    }
+
+    #[test]
+    fn refresh_renews_due_signatures() {
+        let mut s = signer();
+        s.validity = 100;
+        s.refresh = 200; // everything is always due
+        let zone = Zone::new(&settings(), Some(s)).unwrap();
+        zone.set_txt("abc", 1, &["v"]);
+        assert!(zone.refresh_signatures() >= 8);
     }
 }
