@@ -37,6 +37,78 @@ enum Command {
     Serve,
     /// Validate the configuration file (and the zone's records) and exit.
     CheckConfig,
+    /// DNSSEC: the DS record for the parent zone, and the key's status.
+    Dnssec {
+        /// What to show.
+        #[command(subcommand)]
+        action: DnssecAction,
+    },
+}
+
+/// `dnssec` subcommands.
+#[derive(Debug, Subcommand)]
+enum DnssecAction {
+    /// Print the DS record (SHA-256) to put in the parent zone, and the DNSKEY as a trust anchor.
+    /// Makes the key if the server has not made it yet.
+    Ds,
+    /// Show the signing key: tag, algorithm, creation date.
+    Status,
+}
+
+/// Standard base64 (for DNSKEY presentation).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Runs a `dnssec` subcommand against the configured store.
+fn dnssec(config: &Config, action: &DnssecAction) -> Result<(), String> {
+    let Some(settings) = config.dnssec else {
+        return Err("dnssec.enabled is not true in this configuration: the zone is not signed".into());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
+        let (key, created) =
+            crate::daemon::signing_key(&store, settings.algorithm).await.map_err(|e| e.to_string())?;
+        let apex = config.dns.zone.apex.trim_end_matches('.').to_ascii_lowercase();
+        let apex_wire = crate::dns::records::name_to_wire(&apex).map_err(|e| e.to_string())?;
+        let algorithm = key.algorithm().number();
+        match action {
+            DnssecAction::Ds => {
+                let ds = key.ds_rdata(&apex_wire);
+                let digest: String = ds[4..].iter().map(|b| format!("{b:02X}")).collect();
+                println!("{apex}. IN DS {} {algorithm} 2 {digest}", key.key_tag());
+                println!("; as a trust anchor (unbound trust-anchor-file, delv -a):");
+                println!("{apex}. IN DNSKEY 257 3 {algorithm} {}", base64(&key.dnskey_rdata()[4..]));
+            }
+            DnssecAction::Status => {
+                println!("zone:      {apex}");
+                println!("key tag:   {}", key.key_tag());
+                println!("algorithm: {algorithm} ({})", key.algorithm().name());
+                println!("role:      CSK (flags 257), signs every RRset");
+                println!("created:   {created} (seconds since 1970-01-01 UTC)");
+                println!("validity:  {} s, renewed {} s before expiry", settings.validity, settings.refresh);
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
 }
 
 /// Loads the configuration named by `-c`, or the embedded default.
@@ -101,8 +173,8 @@ fn serve(config: Config) -> Result<(), String> {
 
 /// Runs `check-config`.
 fn check_config(config: &Config) -> Result<(), String> {
-    let zone =
-        Zone::new(&config.dns.zone, None).map_err(|e| format!("configuration error: general.records: {e}"))?;
+    let zone = Zone::new(&config.dns.zone, None)
+        .map_err(|e| format!("configuration error: general.records: {e}"))?;
     for warning in &config.warnings {
         println!("warning: {warning}");
     }
@@ -123,6 +195,7 @@ pub fn run() -> ExitCode {
     let result = load(cli.config.as_ref()).and_then(|config| match cli.command {
         None | Some(Command::Serve) => serve(config),
         Some(Command::CheckConfig) => check_config(&config),
+        Some(Command::Dnssec { action }) => dnssec(&config, &action),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,5 +203,16 @@ pub fn run() -> ExitCode {
             eprintln!("acme-delegate: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
     }
 }

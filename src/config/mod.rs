@@ -18,6 +18,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use crate::cidr::Cidr;
+use crate::dns::dnssec::Algorithm;
 use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::ZoneSettings;
 
@@ -155,6 +156,17 @@ pub struct Dns {
     pub txt_values: usize,
 }
 
+/// `[dnssec]`, when `enabled = true`.
+#[derive(Clone, Copy, Debug)]
+pub struct Dnssec {
+    /// Signing algorithm.
+    pub algorithm: Algorithm,
+    /// Seconds a signature is valid.
+    pub validity: u32,
+    /// Signatures with less than this many seconds left are renewed.
+    pub refresh: u32,
+}
+
 /// The whole, validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -168,6 +180,8 @@ pub struct Config {
     pub api: Api,
     /// Log settings.
     pub log: Log,
+    /// DNSSEC signing, when enabled.
+    pub dnssec: Option<Dnssec>,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -203,6 +217,7 @@ const KNOWN: &[(&str, &[&str])] = &[
         ],
     ),
     ("logconfig", &["loglevel", "logtype", "logfile", "logformat"]),
+    ("dnssec", &["enabled", "algorithm", "signature_validity", "refresh"]),
     (
         "dns",
         &[
@@ -417,7 +432,8 @@ impl Config {
         let database = Self::database(&database, &mut warnings)?;
         let api = Self::api(&api, &mut warnings)?;
         let log = Self::log(&logconfig)?;
-        Ok(Self { source: None, dns, database, api, log, warnings })
+        let dnssec = Self::dnssec(&section("dnssec"))?;
+        Ok(Self { source: None, dns, database, api, log, dnssec, warnings })
     }
 
     /// Builds the DNS settings from `[general]` and `[dns]`.
@@ -588,6 +604,41 @@ impl Config {
         })
     }
 
+    /// Builds `[dnssec]`.
+    fn dnssec(section: &Section<'_>) -> Result<Option<Dnssec>, ConfigError> {
+        if !section.boolean("enabled")? {
+            return Ok(None);
+        }
+        let algorithm = match section.value("algorithm") {
+            None => Algorithm::EcdsaP256Sha256,
+            Some(Value::Integer(13)) => Algorithm::EcdsaP256Sha256,
+            Some(Value::Integer(15)) => Algorithm::Ed25519,
+            Some(Value::String(s))
+                if ["ecdsap256sha256", "ecdsa", "13"].contains(&s.to_ascii_lowercase().as_str()) =>
+            {
+                Algorithm::EcdsaP256Sha256
+            }
+            Some(Value::String(s)) if ["ed25519", "15"].contains(&s.to_ascii_lowercase().as_str()) => {
+                Algorithm::Ed25519
+            }
+            Some(other) => {
+                return Err(key_error(
+                    "dnssec.algorithm",
+                    format!("{other} is not one of \"ecdsap256sha256\" (13) or \"ed25519\" (15)"),
+                ));
+            }
+        };
+        let validity = section.integer("signature_validity", 14 * 86_400, 60..=365 * 86_400)? as u32;
+        let refresh = section.integer("refresh", 7 * 86_400, 10..=364 * 86_400)? as u32;
+        if refresh >= validity {
+            return Err(key_error(
+                "dnssec.refresh",
+                format!("{refresh} must be shorter than dnssec.signature_validity ({validity})"),
+            ));
+        }
+        Ok(Some(Dnssec { algorithm, validity, refresh }))
+    }
+
     /// Builds `[logconfig]`.
     fn log(logconfig: &Section<'_>) -> Result<Log, ConfigError> {
         let level_text = logconfig.string("loglevel")?.unwrap_or_else(|| "info".into()).to_ascii_lowercase();
@@ -709,6 +760,18 @@ logformat = "text"
                 other => panic!("{key}: expected a key error, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn dnssec_section() {
+        let text = format!("{ACME_DNS_SAMPLE}\n[dnssec]\nenabled = true\nalgorithm = \"ed25519\"\n");
+        let config = Config::from_text(&text, "test").unwrap();
+        assert_eq!(config.dnssec.unwrap().algorithm, Algorithm::Ed25519);
+        let text = format!("{ACME_DNS_SAMPLE}\n[dnssec]\nenabled = true\nrefresh = 2000000\n");
+        assert!(
+            matches!(Config::from_text(&text, "test"), Err(ConfigError::Key { key, .. }) if key == "dnssec.refresh")
+        );
+        assert!(Config::from_text(ACME_DNS_SAMPLE, "test").unwrap().dnssec.is_none());
     }
 
     #[test]

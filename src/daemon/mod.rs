@@ -17,8 +17,10 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Tls};
+use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::server::{self, BindError};
-use crate::dns::zone::{Zone, ZoneError};
+use crate::dns::zone::{Signer, Zone, ZoneError};
+use crate::privacy::Secret;
 use crate::store::{Store, StoreError};
 
 /// Why the server could not start or run.
@@ -41,12 +43,34 @@ pub enum DaemonError {
     /// The store failed at start.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The DNSSEC key could not be made or loaded.
+    #[error("dnssec: {0}")]
+    Key(String),
     /// The API's certificate or key could not be loaded.
     #[error("{0}")]
     Tls(String),
     /// Any other I/O failure (threads, signals).
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Loads the zone's signing key from the store, making and storing one on first use.
+///
+/// Returns the key and when it was made (seconds since the epoch).
+pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(SigningKey, i64), DaemonError> {
+    let number = algorithm.number();
+    if store.dnssec_key(number).await?.is_none() {
+        let pkcs8 = SigningKey::generate(algorithm).map_err(|e| DaemonError::Key(e.to_string()))?;
+        store.add_dnssec_key_if_none(number, Secret::new(pkcs8)).await?;
+        tracing::info!("made a new {} signing key", algorithm.name());
+    }
+    let stored = store
+        .dnssec_key(number)
+        .await?
+        .ok_or_else(|| DaemonError::Key("the signing key just stored cannot be read back".into()))?;
+    let key = SigningKey::from_pkcs8(algorithm, stored.pkcs8.expose())
+        .map_err(|e| DaemonError::Key(e.to_string()))?;
+    Ok((key, stored.created_at))
 }
 
 /// Binds the API's TCP listener.
@@ -88,12 +112,22 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             Some(api::load_tls(fullchain, privkey).map_err(DaemonError::Tls)?)
         }
     };
-    let zone = Arc::new(Zone::new(&config.dns.zone, None)?);
+    // Check the zone before binding anything; it is built again with the key below.
+    Zone::new(&config.dns.zone, None)?;
     let bound = server::bind(&config.dns.listen, config.dns.transports)?;
     let api_listener = bind_api(config.api.listen)?;
     let api_addr = api_listener.local_addr()?;
 
     let store = Store::open(&config.database).await?;
+    let signer = match config.dnssec {
+        None => None,
+        Some(dnssec) => {
+            let (key, _) = signing_key(&store, dnssec.algorithm).await?;
+            tracing::info!("DNSSEC on: {} key tag {}", dnssec.algorithm.name(), key.key_tag());
+            Some(Signer { key, validity: dnssec.validity, refresh: dnssec.refresh })
+        }
+    };
+    let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
     let contents = store.zone_contents(config.dns.txt_values).await?;
     zone.replace_all(
         contents.iter().map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
@@ -116,6 +150,26 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tasks.spawn(async move {
             if let Err(error) = server::serve_tcp(listener, zone, options, shutdown).await {
                 tracing::error!("DNS over TCP stopped: {error}");
+            }
+        });
+    }
+    if let Some(dnssec) = config.dnssec {
+        // Check often enough that no signature gets within a quarter of the window of expiring.
+        let every = std::time::Duration::from_secs(u64::from((dnssec.refresh / 4).clamp(1, 300)));
+        let zone = Arc::clone(&zone);
+        let mut shutdown = shutdown_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.changed() => return,
+                }
+                let zone = Arc::clone(&zone);
+                if let Ok(n) = tokio::task::spawn_blocking(move || zone.refresh_signatures()).await
+                    && n > 0
+                {
+                    tracing::info!("renewed the signatures of {n} RRsets");
+                }
             }
         });
     }

@@ -16,6 +16,7 @@
 pub mod sqlite;
 
 use crate::config::{Database, Engine};
+use crate::privacy::Secret;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,17 @@ pub struct TxtValues {
     pub values: Vec<String>,
 }
 
+/// A DNSSEC private key as stored.
+#[derive(Clone, Debug)]
+pub struct StoredKey {
+    /// DNSSEC algorithm number.
+    pub algorithm: u8,
+    /// PKCS#8 private key.
+    pub pkcs8: Secret<Vec<u8>>,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+}
+
 /// An open store.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -125,6 +137,25 @@ impl Store {
     pub async fn zone_contents(&self, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
         match self {
             Self::Sqlite(s) => s.zone_contents(keep).await,
+        }
+    }
+
+    /// The signing key for `algorithm`, if one was made.
+    pub async fn dnssec_key(&self, algorithm: u8) -> Result<Option<StoredKey>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.dnssec_key(algorithm).await,
+        }
+    }
+
+    /// Stores `pkcs8` as the key for `algorithm` unless one exists (so that instances starting
+    /// together agree on one key: each then reads back whichever was stored first).
+    pub async fn add_dnssec_key_if_none(
+        &self,
+        algorithm: u8,
+        pkcs8: Secret<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.add_dnssec_key_if_none(algorithm, pkcs8).await,
         }
     }
 

@@ -15,10 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{Account, StoreError, TxtValues};
+use super::{Account, StoreError, StoredKey, TxtValues};
+use crate::privacy::Secret;
 
 /// Schema migrations, in order; index + 1 is the version each one reaches.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE accounts (
         username   TEXT PRIMARY KEY,
         key_hash   BLOB NOT NULL,
@@ -33,7 +35,16 @@ const MIGRATIONS: &[&str] = &["
         updated_at INTEGER NOT NULL
     );
     CREATE INDEX txt_by_subdomain ON txt (subdomain, seq);
-"];
+",
+    "
+    CREATE TABLE dnssec_keys (
+        id          INTEGER PRIMARY KEY,
+        algorithm   INTEGER NOT NULL,
+        private_key BLOB NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+",
+];
 
 /// A SQLite-backed store.
 #[derive(Clone, Debug)]
@@ -223,6 +234,38 @@ impl SqliteStore {
                 .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
                 .map_err(backend)?;
             subdomains.iter().map(|sub| values_of(conn, sub, keep).map_err(backend)).collect()
+        })
+        .await
+    }
+
+    /// See [`super::Store::dnssec_key`].
+    pub async fn dnssec_key(&self, algorithm: u8) -> Result<Option<StoredKey>, StoreError> {
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT private_key, created_at FROM dnssec_keys WHERE algorithm = ?1 ORDER BY id LIMIT 1",
+                [i64::from(algorithm)],
+                |r| Ok(StoredKey { algorithm, pkcs8: Secret::new(r.get(0)?), created_at: r.get(1)? }),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    /// See [`super::Store::add_dnssec_key_if_none`].
+    pub async fn add_dnssec_key_if_none(
+        &self,
+        algorithm: u8,
+        pkcs8: Secret<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO dnssec_keys (algorithm, private_key, created_at) SELECT ?1, ?2, ?3 \
+                 WHERE NOT EXISTS (SELECT 1 FROM dnssec_keys WHERE algorithm = ?1)",
+                params![i64::from(algorithm), pkcs8.expose(), now()],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }
