@@ -628,8 +628,8 @@ impl Config {
                 ));
             }
         };
-        let validity = section.integer("signature_validity", 14 * 86_400, 60..=365 * 86_400)? as u32;
-        let refresh = section.integer("refresh", 7 * 86_400, 10..=364 * 86_400)? as u32;
+        let validity = section.integer("signature_validity", 14 * 86_400, 10..=365 * 86_400)? as u32;
+        let refresh = section.integer("refresh", 7 * 86_400, 5..=364 * 86_400)? as u32;
         if refresh >= validity {
             return Err(key_error(
                 "dnssec.refresh",

@@ -2,6 +2,7 @@
 
 mod api;
 mod dns;
+mod dnssec;
 mod harness;
 mod lifecycle;
 mod tls;

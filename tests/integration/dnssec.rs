@@ -1,0 +1,277 @@
+//! DNSSEC judged by real validators from Debian: BIND's `delv` and unbound as a validating
+//! resolver in front of the server, each with the zone's trust anchor from `dnssec ds`.
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// A signed server and the trust anchor printed by `acme-delegate dnssec ds`.
+struct Signed {
+    /// The server.
+    server: TestServer,
+    /// `auth.example.org. IN DNSKEY 257 3 13 <base64>`.
+    dnskey_line: String,
+    /// Its directory.
+    dir: TempDir,
+}
+
+/// Starts a server with DNSSEC on (plus `extra` lines in `[dnssec]`/`[dns]` via `sections`).
+fn signed_server(dnssec_extra: &str, dns_extra: &str) -> Signed {
+    let dir = TempDir::new();
+    let mut config = with_keys(&base_config(&dir.0), "dnssec", &format!("enabled = true\n{dnssec_extra}"));
+    if !dns_extra.is_empty() {
+        config = with_keys(&config, "dns", dns_extra);
+    }
+    let server = TestServer::start_with(&dir, &config);
+    let out =
+        Command::new(binary()).args(["dnssec", "ds", "-c"]).arg(dir.join("config.cfg")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.starts_with(&format!("{DOMAIN}. IN DS "))), "{text}");
+    let dnskey_line = text.lines().find(|l| l.contains(" DNSKEY 257 3 13 ")).expect("DNSKEY line").to_owned();
+    Signed { server, dnskey_line, dir }
+}
+
+/// Writes a delv trust-anchor file for a DNSKEY line and returns its path.
+fn delv_anchor(dir: &TempDir, dnskey_line: &str, name: &str) -> String {
+    let fields: Vec<&str> = dnskey_line.split_whitespace().collect();
+    let key = fields[6..].join("");
+    let text = format!("trust-anchors {{\n  \"{DOMAIN}.\" static-key 257 3 {} \"{key}\";\n}};\n", fields[5]);
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Runs delv against the server; returns its whole output.
+///
+/// delv exits 0 even when validation fails, so callers look for "fully validated".
+fn delv(server: &TestServer, anchor: &str, name: &str, qtype: &str) -> String {
+    let out = Command::new("delv")
+        .arg(format!("@{}", server.udp.ip()))
+        .args(["-p", &server.udp.port().to_string(), "-a", anchor, &format!("+root={DOMAIN}"), name, qtype])
+        .output()
+        .expect("delv runs (Debian package bind9-dnsutils)");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Registers an account and sets one TXT value; returns (account, value).
+fn account_with_value(server: &TestServer, seed: u32) -> (serde_json::Value, String) {
+    let account = server.register();
+    let value = txt_value(seed);
+    assert_eq!(server.update(&account, &value).status, 200);
+    (account, value)
+}
+
+#[test]
+fn delv_fully_validates_every_kind_of_answer() {
+    let s = signed_server("", "");
+    let anchor = delv_anchor(&s.dir, &s.dnskey_line, "anchor.conf");
+    let (account, value) = account_with_value(&s.server, 1);
+    let full = account["fulldomain"].as_str().unwrap();
+    let cases = [
+        (full.to_owned(), "TXT"),
+        (full.to_owned(), "A"),            // NODATA
+        (format!("nope.{DOMAIN}"), "TXT"), // NXDOMAIN
+        (format!("below.{full}"), "TXT"),  // NXDOMAIN below a registered name
+        (DOMAIN.to_owned(), "SOA"),
+        (DOMAIN.to_owned(), "NS"),
+        (DOMAIN.to_owned(), "DNSKEY"),
+        (DOMAIN.to_owned(), "TXT"), // static record
+        (DOMAIN.to_owned(), "MX"),  // NODATA at the apex
+    ];
+    for (name, qtype) in &cases {
+        let out = delv(&s.server, &anchor, name, qtype);
+        assert!(out.contains("fully validated"), "{name} {qtype}:\n{out}");
+    }
+    let out = delv(&s.server, &anchor, full, "TXT");
+    assert!(out.contains(&value), "{out}");
+    // After an update the new value validates.
+    let value2 = txt_value(2);
+    assert_eq!(s.server.update(&account, &value2).status, 200);
+    let out = delv(&s.server, &anchor, full, "TXT");
+    assert!(out.contains("fully validated") && out.contains(&value2), "{out}");
+}
+
+#[test]
+fn delv_rejects_a_wrong_trust_anchor() {
+    let s = signed_server("", "");
+    // A different key: make one with a second signed server.
+    let other = signed_server("", "");
+    let wrong = delv_anchor(&s.dir, &other.dnskey_line, "wrong.conf");
+    let out = delv(&s.server, &wrong, DOMAIN, "SOA");
+    assert!(!out.contains("Unable to load keys"), "the anchor file itself must be valid: {out}");
+    assert!(!out.contains("fully validated"), "{out}");
+    assert!(out.contains("resolution failed") || out.contains("no valid"), "{out}");
+}
+
+#[test]
+fn ed25519_validates_too() {
+    let dir = TempDir::new();
+    let config = with_keys(&base_config(&dir.0), "dnssec", "enabled = true\nalgorithm = \"ed25519\"");
+    let server = TestServer::start_with(&dir, &config);
+    let out =
+        Command::new(binary()).args(["dnssec", "ds", "-c"]).arg(dir.join("config.cfg")).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.contains(" DNSKEY 257 3 15 ")).expect("Ed25519 DNSKEY").to_owned();
+    let anchor = delv_anchor(&dir, &line, "anchor.conf");
+    let (account, _) = account_with_value(&server, 3);
+    let out = delv(&server, &anchor, account["fulldomain"].as_str().unwrap(), "TXT");
+    assert!(out.contains("fully validated"), "{out}");
+}
+
+#[test]
+fn signatures_are_renewed_before_they_expire() {
+    // Signatures valid 12 s, renewed when under 8 s remain (checked every 2 s).
+    let s = signed_server("signature_validity = 12\nrefresh = 8", "");
+    let anchor = delv_anchor(&s.dir, &s.dnskey_line, "anchor.conf");
+    let (account, _) = account_with_value(&s.server, 4);
+    let full = account["fulldomain"].as_str().unwrap();
+    let first = delv(&s.server, &anchor, full, "TXT");
+    assert!(first.contains("fully validated"), "{first}");
+    std::thread::sleep(Duration::from_secs(14));
+    // Past the first signatures' expiry: still valid, with a later expiration.
+    for (name, qtype) in [(full, "TXT"), (DOMAIN, "SOA"), (DOMAIN, "DNSKEY"), ("nope.auth.example.org", "A")]
+    {
+        let out = delv(&s.server, &anchor, name, qtype);
+        assert!(out.contains("fully validated"), "{name} {qtype} after 14 s:\n{out}");
+    }
+    assert!(s.server.log_text().contains("renewed the signatures"), "{}", s.server.log_text());
+}
+
+/// An unbound validating resolver in front of the server.
+struct Unbound {
+    /// The process.
+    child: Child,
+    /// Where it listens.
+    port: u16,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free UDP+TCP port on 127.0.0.1 (released for the caller to bind).
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts unbound with `anchor_line` as the trust anchor and a stub zone pointing at `server`.
+fn unbound(dir: &TempDir, server: &TestServer, anchor_line: &str) -> Unbound {
+    let port = free_port();
+    std::fs::write(dir.join("anchor.key"), format!("{anchor_line}\n")).unwrap();
+    let config = format!(
+        r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: "{dir}/unbound.pid"
+    use-syslog: no
+    logfile: "{dir}/unbound.log"
+    verbosity: 1
+    val-log-level: 2
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    module-config: "validator iterator"
+    trust-anchor-file: "{dir}/anchor.key"
+    qname-minimisation: no
+    aggressive-nsec: yes
+    val-permissive-mode: no
+    prefetch: no
+stub-zone:
+    name: "{DOMAIN}"
+    stub-addr: 127.0.0.1@{dns_port}
+"#,
+        dir = dir.0.display(),
+        dns_port = server.udp.port()
+    );
+    std::fs::write(dir.join("unbound.conf"), config).unwrap();
+    let child = Command::new("unbound")
+        .arg("-c")
+        .arg(dir.join("unbound.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unbound runs (Debian package unbound)");
+    let resolver = Unbound { child, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if resolve(&resolver, DOMAIN, t::SOA).is_some() {
+            return resolver;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "unbound did not come up: {}",
+        std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default()
+    );
+}
+
+/// Asks the resolver with RD and AD set; returns the decoded reply.
+fn resolve(resolver: &Unbound, name: &str, qtype: u16) -> Option<Message> {
+    let mut q = query(name, qtype, Some(1232));
+    q[2] = 0x01; // RD
+    q[3] = 0x20; // AD: tell me whether it validated
+    let reply = udp_exchange(format!("127.0.0.1:{}", resolver.port).parse().unwrap(), &q)?;
+    Some(Message::decode(&reply))
+}
+
+/// The AD bit.
+fn ad(message: &Message) -> bool {
+    message.flags & 0x0020 != 0
+}
+
+#[test]
+fn unbound_validates_answers_nodata_and_nxdomain() {
+    let s = signed_server("", "negative_ttl = 1");
+    let resolver = unbound(&s.dir, &s.server, &s.dnskey_line);
+    let account = s.server.register();
+    let full = account["fulldomain"].as_str().unwrap().to_owned();
+    // A registered name without a value: validated NODATA (not NXDOMAIN).
+    let before = resolve(&resolver, &full, t::TXT).expect("reply");
+    assert_eq!((before.rcode, before.answers.len(), ad(&before)), (rcode::NOERROR, 0, true), "{before:?}");
+    let value = txt_value(5);
+    assert_eq!(s.server.update(&account, &value).status, 200);
+    // The cached denial lives for the 1 s negative TTL only (unbound counts whole seconds, so
+    // allow up to 2 s); then the value validates.
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = resolve(&resolver, &full, t::TXT).expect("reply");
+    assert!(ad(&after), "{after:?}");
+    assert_eq!(after.txts(), vec![value]);
+    for (name, qtype, want) in [
+        (full.as_str(), t::A, rcode::NOERROR),
+        ("nope.auth.example.org", t::TXT, rcode::NXDOMAIN),
+        (DOMAIN, t::SOA, rcode::NOERROR),
+        (DOMAIN, t::NS, rcode::NOERROR),
+        (DOMAIN, 48, rcode::NOERROR), // DNSKEY
+    ] {
+        let reply = resolve(&resolver, name, qtype).expect("reply");
+        assert_eq!(reply.rcode, want, "{name} {qtype}: {reply:?}");
+        assert!(ad(&reply), "{name} {qtype} not validated: {reply:?}");
+    }
+}
+
+#[test]
+fn unbound_with_a_wrong_anchor_answers_servfail() {
+    let s = signed_server("", "");
+    let other = signed_server("", "");
+    let resolver_dir = TempDir::new();
+    let resolver = unbound(&resolver_dir, &s.server, &other.dnskey_line);
+    let (account, _) = account_with_value(&s.server, 6);
+    let reply = resolve(&resolver, account["fulldomain"].as_str().unwrap(), t::TXT).expect("reply");
+    assert_eq!(reply.rcode, 2, "SERVFAIL expected: {reply:?}");
+    assert!(!ad(&reply));
+}
