@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub mod client;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogTarget};
@@ -37,6 +39,12 @@ enum Command {
     Serve,
     /// Validate the configuration file (and the zone's records) and exit.
     CheckConfig,
+    /// The domain owner's side: register, update, certbot hook, check the delegation.
+    Client {
+        /// What to do.
+        #[command(subcommand)]
+        command: client::ClientCommand,
+    },
     /// DNSSEC: the DS record for the parent zone, and the key's status.
     Dnssec {
         /// What to show.
@@ -192,11 +200,21 @@ fn check_config(config: &Config) -> Result<(), String> {
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Client { command }) = &cli.command {
+        // The client needs no server configuration.
+        return finish(client::run(command));
+    }
     let result = load(cli.config.as_ref()).and_then(|config| match cli.command {
         None | Some(Command::Serve) => serve(config),
         Some(Command::CheckConfig) => check_config(&config),
         Some(Command::Dnssec { action }) => dnssec(&config, &action),
+        Some(Command::Client { .. }) => Ok(()),
     });
+    finish(result)
+}
+
+/// Prints an error, if any, and turns the result into an exit code.
+fn finish(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
