@@ -59,6 +59,7 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "db_error"),
         }
     }

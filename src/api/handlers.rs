@@ -31,6 +31,16 @@ pub(super) async fn health() -> StatusCode {
     StatusCode::OK
 }
 
+/// `GET /ready`: 200 when the store answers, 503 otherwise (for load balancers and probes;
+/// `/health` stays as acme-dns has it and checks nothing).
+pub(super) async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.store.ping().await?;
+    Ok(json_response(
+        StatusCode::OK,
+        format!("{{\"status\": \"ready\", \"subdomains\": {}}}", state.zone.subdomain_count()),
+    ))
+}
+
 /// Reads the whole body within the configured size and time limits.
 async fn read_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
     let read = axum::body::to_bytes(body, state.config.body_limit);
@@ -107,6 +117,7 @@ pub(super) async fn register(
         let account = Account {
             username: credentials::random_uuid(),
             key_hash: credentials::hash_key(key.expose()),
+            bcrypt_hash: None,
             subdomain: credentials::random_uuid(),
             allowfrom: allowfrom.clone(),
         };
@@ -152,9 +163,13 @@ pub(super) async fn update(
         return Err(ApiError::Forbidden);
     }
     let account = state.store.account(&username).await?;
-    // Hash and compare even for unknown users, so timing does not reveal which exist.
-    let stored_hash = account.as_ref().map_or(&[0u8; 32][..], |a| a.key_hash.as_slice());
-    let key_ok = credentials::verify_key(&key, stored_hash);
+    let key_ok = match &account {
+        Some(a) if a.key_hash.is_empty() => verify_imported(&state, a, &key).await?,
+        // Hash and compare even for unknown users, so timing does not reveal which exist.
+        other => {
+            credentials::verify_key(&key, other.as_ref().map_or(&[0u8; 32][..], |a| a.key_hash.as_slice()))
+        }
+    };
     let Some(account) = account.filter(|_| key_ok) else {
         tracing::info!(client = %client, "update refused: unknown user or wrong key");
         return Err(ApiError::Forbidden);
@@ -178,6 +193,22 @@ pub(super) async fn update(
     state.zone.set_txt(&stored.subdomain, stored.seq, &values);
     tracing::info!(subdomain = %account.subdomain, client = %client, "TXT updated");
     Ok(json_response(StatusCode::OK, format!("{{\"txt\": \"{txt}\"}}")).into_response())
+}
+
+/// Checks a key against an account imported from acme-dns (bcrypt), and on success replaces
+/// the bcrypt hash by our SHA-256 hash, so the slow check happens once per account.
+async fn verify_imported(state: &AppState, account: &Account, key: &str) -> Result<bool, ApiError> {
+    let Some(hash) = account.bcrypt_hash.clone() else { return Ok(false) };
+    let candidate = key.to_owned();
+    // bcrypt at cost 10 takes tens of milliseconds: keep it off the async workers.
+    let ok = tokio::task::spawn_blocking(move || bcrypt::verify(candidate, &hash).unwrap_or(false))
+        .await
+        .unwrap_or(false);
+    if ok {
+        state.store.upgrade_key(&account.username, credentials::hash_key(key)).await?;
+        tracing::info!(subdomain = %account.subdomain, "imported acme-dns key verified and rehashed with SHA-256");
+    }
+    Ok(ok)
 }
 
 /// Whether `client` may update an account restricted to `allowfrom`.

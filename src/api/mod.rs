@@ -55,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .route("/register", post(handlers::register))
         .route("/update", post(handlers::update))
         .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(Arc::clone(&state.config), headers_layer))

@@ -45,6 +45,12 @@ enum Command {
         #[command(subcommand)]
         command: client::ClientCommand,
     },
+    /// Copy the accounts and TXT values of an acme-dns database (SQLite file or postgres:// URL)
+    /// into the configured store. Old keys keep working. Safe to run again.
+    ImportAcmeDns {
+        /// The acme-dns database: a file path or a postgres:// URL.
+        source: String,
+    },
     /// DNSSEC: the DS record for the parent zone, and the key's status.
     Dnssec {
         /// What to show.
@@ -79,6 +85,31 @@ fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Runs `import-acme-dns`.
+fn import(config: &Config, source: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
+        let report = crate::store::import::import_acme_dns(&store, source, config.dns.txt_values)
+            .await
+            .map_err(|e| format!("import failed: {e}"))?;
+        store.close().await;
+        println!(
+            "acme-dns database {}: {} accounts found, {} imported, {} already present (skipped), {} TXT values copied",
+            crate::store::postgres::redact(source),
+            report.found,
+            report.imported,
+            report.skipped,
+            report.values
+        );
+        println!("Imported keys are checked with bcrypt once, then stored as SHA-256.");
+        Ok(())
+    })
 }
 
 /// Runs a `dnssec` subcommand against the configured store.
@@ -208,6 +239,7 @@ pub fn run() -> ExitCode {
         None | Some(Command::Serve) => serve(config),
         Some(Command::CheckConfig) => check_config(&config),
         Some(Command::Dnssec { action }) => dnssec(&config, &action),
+        Some(Command::ImportAcmeDns { source }) => import(&config, &source),
         Some(Command::Client { .. }) => Ok(()),
     });
     finish(result)

@@ -21,7 +21,7 @@ use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::server::{self, BindError};
 use crate::dns::zone::{Signer, Zone, ZoneError};
 use crate::privacy::Secret;
-use crate::store::{Store, StoreError};
+use crate::store::{Change, Store, StoreError};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,30 @@ pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(Signing
     let key = SigningKey::from_pkcs8(algorithm, stored.pkcs8.expose())
         .map_err(|e| DaemonError::Key(e.to_string()))?;
     Ok((key, stored.created_at))
+}
+
+/// Applies one change from the feed to the zone.
+async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -> Result<(), StoreError> {
+    match change {
+        Change::Resync => {
+            let contents = store.zone_contents(keep).await?;
+            zone.replace_all(
+                contents
+                    .iter()
+                    .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
+            );
+            tracing::info!("zone resynchronised from the database: {} subdomains", contents.len());
+        }
+        Change::Subdomain(subdomain) => match store.txt_of(&subdomain, keep).await? {
+            Some(t) => {
+                zone.set_txt(&t.subdomain, t.seq, &t.values.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+            None => {
+                zone.remove(&subdomain);
+            }
+        },
+    }
+    Ok(())
 }
 
 /// Binds the API's TCP listener.
@@ -169,6 +193,24 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     && n > 0
                 {
                     tracing::info!("renewed the signatures of {n} RRsets");
+                }
+            }
+        });
+    }
+    if let Some(mut changes) = store.subscribe() {
+        let zone = Arc::clone(&zone);
+        let store = store.clone();
+        let keep = config.dns.txt_values;
+        let mut shutdown = shutdown_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    c = changes.recv() => c,
+                    _ = shutdown.changed() => return,
+                };
+                let Some(change) = change else { return };
+                if let Err(error) = apply_change(&store, &zone, keep, change).await {
+                    tracing::warn!("could not apply a change from another instance: {error}");
                 }
             }
         });

@@ -1,19 +1,25 @@
-//! Persistent storage of accounts and TXT values.
+//! Persistent storage of accounts, TXT values and DNSSEC keys.
 //!
 //! Design note: the store is the durable truth; the DNS side never reads it while answering.
 //! The API writes through the store first and then tells the in-memory zone, so an update that
 //! was answered with 200 is both on disk and being served. At start the daemon loads every
-//! subdomain's values into the zone with [`Store::zone_contents`].
+//! subdomain's values into the zone with [`Store::zone_contents`]. With PostgreSQL, several
+//! instances share the database and each follows the others' writes through
+//! [`Store::subscribe`] (LISTEN/NOTIFY, and a full resync after every reconnect).
 //!
 //! The store is an enum over the engines rather than a trait object: the set of engines is
-//! closed (SQLite now, PostgreSQL next), the methods are async, and an enum keeps dispatch
-//! plain without boxing futures.
+//! closed (SQLite, PostgreSQL), the methods are async, and an enum keeps dispatch plain without
+//! boxing futures.
 //!
 //! TXT values carry a sequence number from the store, strictly increasing per database, so the
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
 //! seconds timestamp and loses values), and so the zone can ignore a late, older write.
 
+pub mod import;
+pub mod postgres;
 pub mod sqlite;
+
+use tokio::sync::mpsc;
 
 use crate::config::{Database, Engine};
 use crate::privacy::Secret;
@@ -21,7 +27,7 @@ use crate::privacy::Secret;
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be opened or reached.
+    /// The database could not be opened or reached at start.
     #[error("cannot open the database {target}: {reason}")]
     Open {
         /// File or URL (without password).
@@ -29,6 +35,9 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The database is unreachable now (it may come back).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// The database holds another program's schema that we do not take over in place.
     #[error("{0}")]
     ForeignSchema(String),
@@ -48,9 +57,6 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("database error: {0}")]
     Backend(String),
-    /// This engine is not available in this build.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// One account as stored.
@@ -58,15 +64,17 @@ pub enum StoreError {
 pub struct Account {
     /// Canonical lower-case UUID, the `X-Api-User`.
     pub username: String,
-    /// SHA-256 of the API key.
+    /// SHA-256 of the API key; empty for an imported account not yet used.
     pub key_hash: Vec<u8>,
+    /// bcrypt hash from acme-dns, until the first successful use replaces it.
+    pub bcrypt_hash: Option<String>,
     /// Lower-case UUID label below the zone apex.
     pub subdomain: String,
     /// Networks allowed to update, as written at registration (brackets removed).
     pub allowfrom: Vec<String>,
 }
 
-/// The TXT values of one subdomain after a change, oldest first.
+/// The TXT values of one subdomain, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxtValues {
     /// Subdomain label.
@@ -88,11 +96,32 @@ pub struct StoredKey {
     pub created_at: i64,
 }
 
+/// A change made by some instance, from the change feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// One subdomain changed (registered, updated or deleted): reload it.
+    Subdomain(String),
+    /// The feed was (re)connected and may have missed changes: reload everything.
+    Resync,
+}
+
 /// An open store.
 #[derive(Clone, Debug)]
 pub enum Store {
     /// SQLite file.
     Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL database.
+    Postgres(Box<postgres::PostgresStore>),
+}
+
+/// Calls the same method on whichever engine is open.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Self::Sqlite($store) => $call,
+            Self::Postgres($store) => $call,
+        }
+    };
 }
 
 impl Store {
@@ -100,25 +129,31 @@ impl Store {
     pub async fn open(database: &Database) -> Result<Self, StoreError> {
         match database.engine {
             Engine::Sqlite => Ok(Self::Sqlite(sqlite::SqliteStore::open(&database.connection).await?)),
-            Engine::Postgres => Err(StoreError::Unsupported(
-                "database.engine = \"postgres\": the PostgreSQL store is not built yet; use \"sqlite\""
-                    .into(),
-            )),
+            Engine::Postgres => {
+                Ok(Self::Postgres(Box::new(postgres::PostgresStore::open(&database.connection).await?)))
+            }
         }
     }
 
     /// Stores a new account with no TXT values.
     pub async fn insert_account(&self, account: &Account) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(s) => s.insert_account(account.clone()).await,
-        }
+        dispatch!(self, s => s.insert_account(account.clone()).await)
+    }
+
+    /// Stores an imported account unless its username or subdomain exists; returns whether it
+    /// was inserted.
+    pub async fn import_account(&self, account: &Account) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.import_account(account.clone()).await)
     }
 
     /// Finds an account by username.
     pub async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.account(username.to_owned()).await,
-        }
+        dispatch!(self, s => s.account(username.to_owned()).await)
+    }
+
+    /// Replaces an imported account's bcrypt hash by the SHA-256 of its key.
+    pub async fn upgrade_key(&self, username: &str, key_hash: Vec<u8>) -> Result<(), StoreError> {
+        dispatch!(self, s => s.upgrade_key(username.to_owned(), key_hash).await)
     }
 
     /// Adds a TXT value, keeps only the newest `keep`, and returns what remains.
@@ -128,23 +163,22 @@ impl Store {
         value: &str,
         keep: usize,
     ) -> Result<TxtValues, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.update_txt(subdomain.to_owned(), value.to_owned(), keep).await,
-        }
+        dispatch!(self, s => s.update_txt(subdomain.to_owned(), value.to_owned(), keep).await)
+    }
+
+    /// The newest `keep` values of one subdomain, or `None` if it is not registered.
+    pub async fn txt_of(&self, subdomain: &str, keep: usize) -> Result<Option<TxtValues>, StoreError> {
+        dispatch!(self, s => s.txt_of(subdomain.to_owned(), keep).await)
     }
 
     /// Every subdomain with its newest `keep` values, for loading the zone.
     pub async fn zone_contents(&self, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.zone_contents(keep).await,
-        }
+        dispatch!(self, s => s.zone_contents(keep).await)
     }
 
     /// The signing key for `algorithm`, if one was made.
     pub async fn dnssec_key(&self, algorithm: u8) -> Result<Option<StoredKey>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.dnssec_key(algorithm).await,
-        }
+        dispatch!(self, s => s.dnssec_key(algorithm).await)
     }
 
     /// Stores `pkcs8` as the key for `algorithm` unless one exists (so that instances starting
@@ -154,15 +188,26 @@ impl Store {
         algorithm: u8,
         pkcs8: Secret<Vec<u8>>,
     ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.add_dnssec_key_if_none(algorithm, pkcs8).await)
+    }
+
+    /// Checks that the database answers (for the readiness endpoint).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    /// Follows changes made by other instances, when the engine can share its data.
+    ///
+    /// SQLite serves one instance; PostgreSQL sends [`Change`]s until the receiver is dropped.
+    pub fn subscribe(&self) -> Option<mpsc::Receiver<Change>> {
         match self {
-            Self::Sqlite(s) => s.add_dnssec_key_if_none(algorithm, pkcs8).await,
+            Self::Sqlite(_) => None,
+            Self::Postgres(s) => Some(s.subscribe()),
         }
     }
 
     /// Flushes and closes (checkpoints the SQLite WAL).
     pub async fn close(&self) {
-        match self {
-            Self::Sqlite(s) => s.close().await,
-        }
+        dispatch!(self, s => s.close().await)
     }
 }

@@ -173,12 +173,73 @@ impl SqliteStore {
         .await
     }
 
+    /// See [`super::Store::import_account`].
+    pub async fn import_account(&self, account: Account) -> Result<bool, StoreError> {
+        self.with(move |conn| {
+            let allowfrom =
+                serde_json::to_string(&account.allowfrom).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO accounts (username, key_hash, bcrypt_hash, subdomain, allowfrom, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        account.username,
+                        account.key_hash,
+                        account.bcrypt_hash,
+                        account.subdomain,
+                        allowfrom,
+                        now()
+                    ])
+                })
+                .map_err(backend)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    /// See [`super::Store::upgrade_key`].
+    pub async fn upgrade_key(&self, username: String, key_hash: Vec<u8>) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE accounts SET key_hash = ?2, bcrypt_hash = NULL WHERE username = ?1",
+                params![username, key_hash],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`super::Store::txt_of`].
+    pub async fn txt_of(&self, subdomain: String, keep: usize) -> Result<Option<TxtValues>, StoreError> {
+        self.with(move |conn| {
+            let exists: bool = conn
+                .query_row("SELECT count(*) FROM accounts WHERE subdomain = ?1", [&subdomain], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(backend)?
+                > 0;
+            if !exists {
+                return Ok(None);
+            }
+            values_of(conn, &subdomain, keep).map(Some).map_err(backend)
+        })
+        .await
+    }
+
+    /// See [`super::Store::ping`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await
+    }
+
     /// See [`super::Store::account`].
     pub async fn account(&self, username: String) -> Result<Option<Account>, StoreError> {
         self.with(move |conn| {
             let row = conn
                 .prepare_cached(
-                    "SELECT username, key_hash, subdomain, allowfrom FROM accounts WHERE username = ?1",
+                    "SELECT username, key_hash, subdomain, allowfrom, bcrypt_hash FROM accounts WHERE username = ?1",
                 )
                 .and_then(|mut s| {
                     s.query_row([&username], |r| {
@@ -187,16 +248,17 @@ impl SqliteStore {
                             r.get::<_, Vec<u8>>(1)?,
                             r.get::<_, String>(2)?,
                             r.get::<_, String>(3)?,
+                            r.get::<_, Option<String>>(4)?,
                         ))
                     })
                     .optional()
                 })
                 .map_err(backend)?;
-            let Some((username, key_hash, subdomain, allowfrom)) = row else { return Ok(None) };
+            let Some((username, key_hash, subdomain, allowfrom, bcrypt_hash)) = row else { return Ok(None) };
             let allowfrom: Vec<String> = serde_json::from_str(&allowfrom).map_err(|e| {
                 StoreError::Backend(format!("allowfrom of {username} is not a JSON list: {e}"))
             })?;
-            Ok(Some(Account { username, key_hash, subdomain, allowfrom }))
+            Ok(Some(Account { username, key_hash, bcrypt_hash, subdomain, allowfrom }))
         })
         .await
     }
@@ -288,6 +350,7 @@ mod tests {
         Account {
             username: format!("user-{n}"),
             key_hash: vec![n; 32],
+            bcrypt_hash: None,
             subdomain: format!("sub-{n}"),
             allowfrom: vec!["10.0.0.0/8".into()],
         }
