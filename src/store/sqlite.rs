@@ -44,6 +44,9 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     );
 ",
+    "
+    ALTER TABLE accounts ADD COLUMN bcrypt_hash TEXT;
+",
 ];
 
 /// A SQLite-backed store.
