@@ -5,4 +5,6 @@ mod dns;
 mod dnssec;
 mod harness;
 mod lifecycle;
+mod pg;
+mod stores;
 mod tls;
