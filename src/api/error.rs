@@ -26,6 +26,12 @@ pub enum ApiError {
     /// The TXT value is not 43 base64url characters.
     #[error("bad TXT value")]
     BadTxt,
+    /// Registration needs a token and the request did not carry the right one.
+    #[error("registration token missing or wrong")]
+    RegistrationToken,
+    /// Too many requests from this network; retry after that many seconds.
+    #[error("rate limited")]
+    RateLimited(u64),
     /// Registration is switched off.
     #[error("registration is disabled")]
     RegistrationDisabled,
@@ -55,6 +61,8 @@ impl ApiError {
             Self::Forbidden => (StatusCode::UNAUTHORIZED, "forbidden"),
             Self::BadTxt => (StatusCode::BAD_REQUEST, "bad_txt"),
             Self::RegistrationDisabled => (StatusCode::NOT_FOUND, "registration_disabled"),
+            Self::RegistrationToken => (StatusCode::UNAUTHORIZED, "registration_token_invalid"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
@@ -78,6 +86,12 @@ impl IntoResponse for ApiError {
         if let Self::Store(error) = &self {
             tracing::error!("request failed: {error}");
         }
-        json_response(status, format!("{{\"error\": \"{code}\"}}"))
+        let mut response = json_response(status, format!("{{\"error\": \"{code}\"}}"));
+        if let Self::RateLimited(seconds) = self
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
     }
 }

@@ -11,8 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,8 +20,10 @@ use super::AppState;
 use super::credentials::{self, KEY_LEN};
 use super::error::{ApiError, json_response};
 use crate::cidr::Cidr;
+use crate::config::Registration as RegistrationMode;
 use crate::privacy::ClientIp;
-use crate::store::{Account, StoreError};
+use crate::privacy::Privacy;
+use crate::store::{Account, AccountRecord, AuditEntry, StoreError};
 
 /// Length of an ACME DNS-01 TXT value: base64url of a SHA-256 digest.
 const TXT_LEN: usize = 43;
@@ -83,25 +85,34 @@ struct Registration<'a> {
     allowfrom: &'a [String],
 }
 
-/// `POST /register`: creates an account with a fresh subdomain.
-pub(super) async fn register(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    if state.config.disable_registration {
-        return Err(ApiError::RegistrationDisabled);
+/// Seconds since the epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Records one credential use; a failure to record is logged, not returned, so the audit
+/// trail never turns a completed change into an error response.
+async fn audit(state: &AppState, username: Option<&str>, action: &str, outcome: &str, client: ClientIp) {
+    let entry = AuditEntry {
+        at: now(),
+        username: username.map(str::to_owned),
+        action: action.to_owned(),
+        outcome: outcome.to_owned(),
+        source: state.privacy.client_ip.render(client),
+    };
+    if let Err(error) = state.store.record_audit(entry).await {
+        tracing::warn!("could not record an audit entry ({action}, {outcome}): {error}");
     }
-    let client = client_ip(&state, peer, request.headers());
-    let body = read_body(&state, request.into_body()).await?;
-    let object = parse_object(&body)?;
+}
+
+/// Parses an `allowfrom` list as acme-dns does; `""` entries mean "no restriction".
+fn parse_allowfrom(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let mut allowfrom = Vec::new();
-    match field(&object, "allowfrom") {
+    match value {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             for item in items {
                 let Value::String(text) = item else { return Err(ApiError::MalformedJson) };
-                // `[""]` is what some old clients send for "no restriction".
                 if text.is_empty() {
                     continue;
                 }
@@ -111,6 +122,51 @@ pub(super) async fn register(
         }
         Some(_) => return Err(ApiError::MalformedJson),
     }
+    Ok(allowfrom)
+}
+
+/// The registration response body for an account and its fresh key.
+fn credentials_body(state: &AppState, account: &Account, key: &str) -> Result<String, ApiError> {
+    let body = Registration {
+        username: &account.username,
+        password: key,
+        fulldomain: format!("{}.{}", account.subdomain, state.domain),
+        subdomain: &account.subdomain,
+        allowfrom: &account.allowfrom,
+    };
+    serde_json::to_string(&body).map_err(|_| ApiError::MalformedJson)
+}
+
+/// `POST /register`: creates an account with a fresh subdomain.
+pub(super) async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let client = client_ip(&state, peer, request.headers());
+    match &state.config.registration {
+        RegistrationMode::Open => {}
+        RegistrationMode::Closed => return Err(ApiError::RegistrationDisabled),
+        RegistrationMode::Token(token) => {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !credentials::constant_time_eq(presented.trim().as_bytes(), token.expose().as_bytes()) {
+                audit(&state, None, "register", "bad_registration_token", client).await;
+                return Err(ApiError::RegistrationToken);
+            }
+        }
+    }
+    let network = client.truncated();
+    if let Some(retry) = state.limits.register.blocked(&network) {
+        return Err(ApiError::RateLimited(retry));
+    }
+    let body = read_body(&state, request.into_body()).await?;
+    let object = parse_object(&body)?;
+    let allowfrom = parse_allowfrom(field(&object, "allowfrom"))?;
     let key = credentials::random_key();
     let mut attempts = 0;
     let account = loop {
@@ -128,17 +184,57 @@ pub(super) async fn register(
             Err(error) => return Err(error.into()),
         }
     };
+    state.limits.register.hit(&network);
     state.zone.set_txt(&account.subdomain, 0, &[]);
-    tracing::info!(subdomain = %account.subdomain, client = %client, "account registered");
-    let body = Registration {
-        username: &account.username,
-        password: key.expose(),
-        fulldomain: format!("{}.{}", account.subdomain, state.domain),
-        subdomain: &account.subdomain,
-        allowfrom: &account.allowfrom,
+    audit(&state, Some(&account.username), "register", "ok", client).await;
+    tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "account registered");
+    Ok(json_response(StatusCode::CREATED, credentials_body(&state, &account, key.expose())?))
+}
+
+/// Authenticates a request by `X-Api-User`/`X-Api-Key` and the account's `allowfrom`.
+///
+/// Every failure is the same 401 to the client; the audit trail and the log say which check
+/// failed, and the client's network is counted towards the failed-authentication limit.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: ClientIp,
+    action: &str,
+) -> Result<Account, ApiError> {
+    let network = client.truncated();
+    if let Some(retry) = state.limits.auth_failures.blocked(&network) {
+        return Err(ApiError::RateLimited(retry));
+    }
+    let fail = |username: Option<String>, outcome: &'static str| async move {
+        state.limits.auth_failures.hit(&network);
+        audit(state, username.as_deref(), action, outcome, client).await;
+        tracing::info!(client = %state.privacy.client_ip.render(client), "{action} refused: {outcome}");
+        ApiError::Forbidden
     };
-    let json = serde_json::to_string(&body).map_err(|_| ApiError::MalformedJson)?;
-    Ok(json_response(StatusCode::CREATED, json))
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let key = header("x-api-key");
+    let Some(username) = credentials::parse_uuid(&header("x-api-user")) else {
+        return Err(fail(None, "bad_username").await);
+    };
+    if !credentials::is_base64url(&key, KEY_LEN) {
+        return Err(fail(None, "bad_key_format").await);
+    }
+    let account = state.store.account(&username).await?;
+    let key_ok = match &account {
+        Some(a) if a.key_hash.is_empty() => verify_imported(state, a, &key).await?,
+        // Hash and compare even for unknown users, so timing does not reveal which exist.
+        other => {
+            credentials::verify_key(&key, other.as_ref().map_or(&[0u8; 32][..], |a| a.key_hash.as_slice()))
+        }
+    };
+    let Some(account) = account else { return Err(fail(None, "unknown_user").await) };
+    if !key_ok {
+        return Err(fail(Some(account.username), "bad_key").await);
+    }
+    if !allowed_from(&account.allowfrom, client) {
+        return Err(fail(Some(account.username), "not_allowed_from").await);
+    }
+    Ok(account)
 }
 
 /// `POST /update`: sets a TXT value of the caller's own subdomain.
@@ -148,51 +244,117 @@ pub(super) async fn update(
     request: Request,
 ) -> Result<Response, ApiError> {
     let client = client_ip(&state, peer, request.headers());
-    let headers = request.headers();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let user = header("x-api-user");
-    let key = header("x-api-key");
-    let body = read_body(&state, request.into_body()).await?;
-
-    let Some(username) = credentials::parse_uuid(&user) else {
-        tracing::info!(client = %client, "update refused: X-Api-User is not a UUID");
-        return Err(ApiError::Forbidden);
-    };
-    if !credentials::is_base64url(&key, KEY_LEN) {
-        tracing::info!(client = %client, "update refused: X-Api-Key has the wrong form");
-        return Err(ApiError::Forbidden);
-    }
-    let account = state.store.account(&username).await?;
-    let key_ok = match &account {
-        Some(a) if a.key_hash.is_empty() => verify_imported(&state, a, &key).await?,
-        // Hash and compare even for unknown users, so timing does not reveal which exist.
-        other => {
-            credentials::verify_key(&key, other.as_ref().map_or(&[0u8; 32][..], |a| a.key_hash.as_slice()))
-        }
-    };
-    let Some(account) = account.filter(|_| key_ok) else {
-        tracing::info!(client = %client, "update refused: unknown user or wrong key");
-        return Err(ApiError::Forbidden);
-    };
-    if !allowed_from(&account.allowfrom, client) {
-        tracing::info!(subdomain = %account.subdomain, client = %client, "update refused: address not in allowfrom");
-        return Err(ApiError::Forbidden);
-    }
+    let (parts, body) = request.into_parts();
+    let body = read_body(&state, body).await?;
+    let account = authenticate(&state, &parts.headers, client, "update").await?;
     let object = parse_object(&body)?;
     let subdomain = field(&object, "subdomain").and_then(Value::as_str).unwrap_or("");
     if !subdomain.eq_ignore_ascii_case(&account.subdomain) {
-        tracing::info!(subdomain = %account.subdomain, client = %client, "update refused: subdomain of another account");
+        state.limits.auth_failures.hit(&client.truncated());
+        audit(&state, Some(&account.username), "update", "wrong_subdomain", client).await;
         return Err(ApiError::Forbidden);
     }
     let txt = field(&object, "txt").and_then(Value::as_str).unwrap_or("");
     if !credentials::is_base64url(txt, TXT_LEN) {
+        audit(&state, Some(&account.username), "update", "bad_txt", client).await;
         return Err(ApiError::BadTxt);
     }
     let stored = state.store.update_txt(&account.subdomain, txt, state.txt_values).await?;
     let values: Vec<&str> = stored.values.iter().map(String::as_str).collect();
     state.zone.set_txt(&stored.subdomain, stored.seq, &values);
-    tracing::info!(subdomain = %account.subdomain, client = %client, "TXT updated");
-    Ok(json_response(StatusCode::OK, format!("{{\"txt\": \"{txt}\"}}")).into_response())
+    audit(&state, Some(&account.username), "update", "ok", client).await;
+    tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "TXT updated");
+    Ok(json_response(StatusCode::OK, format!("{{\"txt\": \"{txt}\"}}")))
+}
+
+/// `GET /account`: everything held about the caller's account (access and portability).
+pub(super) async fn account_get(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = client_ip(&state, peer, &headers);
+    let account = authenticate(&state, &headers, client, "account_read").await?;
+    // Record the access first, so the export includes it.
+    audit(&state, Some(&account.username), "account_read", "ok", client).await;
+    let record =
+        state.store.account_record(&account.username, state.txt_values).await?.ok_or(ApiError::Forbidden)?;
+    let json = export_json(&record, &state.domain, &state.privacy);
+    Ok(json_response(StatusCode::OK, json.to_string()))
+}
+
+/// Everything held about an account as JSON (the API's `GET /account` and the operator's
+/// `account export`), with the retention settings that apply to it.
+pub fn export_json(record: &AccountRecord, domain: &str, privacy: &Privacy) -> Value {
+    let a = &record.account;
+    serde_json::json!({
+        "username": a.username,
+        "subdomain": a.subdomain,
+        "fulldomain": format!("{}.{}", a.subdomain, domain),
+        "allowfrom": a.allowfrom,
+        "created_at": record.created_at,
+        "last_used": record.last_used,
+        "key": if a.key_hash.is_empty() { "bcrypt hash imported from acme-dns" } else { "SHA-256 hash of the key (the key itself is not stored)" },
+        "txt": record.txt.iter().map(|(value, at)| serde_json::json!({"value": value, "set_at": at})).collect::<Vec<_>>(),
+        "audit": record.audit.iter().map(|e| serde_json::json!({
+            "at": e.at, "action": e.action, "outcome": e.outcome, "source": e.source,
+        })).collect::<Vec<_>>(),
+        "retention": {
+            "audit_seconds": privacy.audit_retention,
+            "txt_seconds": privacy.txt_retention,
+            "unused_account_seconds": privacy.account_expiry,
+            "client_ip": privacy.client_ip.name(),
+        },
+    })
+}
+
+/// `PATCH /account`: replaces `allowfrom` (rectification).
+pub(super) async fn account_patch(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let client = client_ip(&state, peer, request.headers());
+    let (parts, body) = request.into_parts();
+    let body = read_body(&state, body).await?;
+    let account = authenticate(&state, &parts.headers, client, "account_update").await?;
+    let object = parse_object(&body)?;
+    let Some(value) = field(&object, "allowfrom") else { return Err(ApiError::MalformedJson) };
+    let allowfrom = parse_allowfrom(Some(value))?;
+    state.store.set_allowfrom(&account.username, allowfrom.clone()).await?;
+    audit(&state, Some(&account.username), "account_update", "ok", client).await;
+    Ok(json_response(StatusCode::OK, serde_json::json!({ "allowfrom": allowfrom }).to_string()))
+}
+
+/// `POST /account/rotate`: a new key; the old one stops working at once.
+pub(super) async fn account_rotate(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = client_ip(&state, peer, &headers);
+    let account = authenticate(&state, &headers, client, "rotate").await?;
+    let key = credentials::random_key();
+    state.store.upgrade_key(&account.username, credentials::hash_key(key.expose())).await?;
+    audit(&state, Some(&account.username), "rotate", "ok", client).await;
+    tracing::info!(subdomain = %account.subdomain, "API key rotated");
+    Ok(json_response(StatusCode::OK, credentials_body(&state, &account, key.expose())?))
+}
+
+/// `DELETE /account`: erases the account, its TXT values and its audit trail.
+pub(super) async fn account_delete(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = client_ip(&state, peer, &headers);
+    let account = authenticate(&state, &headers, client, "delete").await?;
+    if let Some(subdomain) = state.store.delete_account(&account.username).await? {
+        state.zone.remove(&subdomain);
+    }
+    // No audit entry: erasure leaves no row about the account.
+    tracing::info!("account deleted at its holder's request");
+    Ok(json_response(StatusCode::OK, serde_json::json!({ "deleted": account.username }).to_string()))
 }
 
 /// Checks a key against an account imported from acme-dns (bcrypt), and on success replaces

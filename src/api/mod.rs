@@ -1,5 +1,9 @@
 //! The HTTP API: acme-dns's `/register`, `/update` and `/health`.
 //!
+//! Beyond acme-dns: `GET /ready` (checks the store) and the account holder's own rights with
+//! the account's credentials: `GET /account` (access, portability), `PATCH /account`
+//! (rectify `allowfrom`), `POST /account/rotate` (new key), `DELETE /account` (erasure).
+//!
 //! Design note: handlers write through the [`Store`] first and then update the in-memory
 //! [`Zone`], so a 200 means "on disk and being served". The router is wrapped once per
 //! connection with the peer's address and a path normaliser (`//update` and `/update/` reach
@@ -12,6 +16,9 @@
 pub mod credentials;
 pub mod error;
 mod handlers;
+pub mod limits;
+
+pub use handlers::export_json;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +38,7 @@ use tower::ServiceExt;
 
 use crate::config::Api as ApiConfig;
 use crate::dns::zone::Zone;
+use crate::privacy::Privacy;
 use crate::store::Store;
 use error::ApiError;
 
@@ -47,6 +55,10 @@ pub struct AppState {
     pub domain: Arc<str>,
     /// TXT values kept per subdomain.
     pub txt_values: usize,
+    /// Minimisation and retention settings.
+    pub privacy: Privacy,
+    /// Rate limits, shared by all connections.
+    pub limits: Arc<limits::Limits>,
 }
 
 /// Builds the router with all routes and fallbacks.
@@ -56,6 +68,11 @@ pub fn app(state: AppState) -> Router {
         .route("/update", post(handlers::update))
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
+        .route(
+            "/account",
+            get(handlers::account_get).patch(handlers::account_patch).delete(handlers::account_delete),
+        )
+        .route("/account/rotate", post(handlers::account_rotate))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(Arc::clone(&state.config), headers_layer))

@@ -51,12 +51,184 @@ enum Command {
         /// The acme-dns database: a file path or a postgres:// URL.
         source: String,
     },
+    /// The operator's view of accounts: list, show, export (JSON), delete (erasure).
+    Account {
+        /// What to do.
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+    /// Privacy: the record of processing activities (GDPR Art. 30) for this configuration.
+    Privacy {
+        /// What to do.
+        #[command(subcommand)]
+        action: PrivacyAction,
+    },
     /// DNSSEC: the DS record for the parent zone, and the key's status.
     Dnssec {
         /// What to show.
         #[command(subcommand)]
         action: DnssecAction,
     },
+}
+
+/// `account` subcommands.
+#[derive(Debug, Subcommand)]
+enum AccountAction {
+    /// One line per account: username, subdomain, registered, last used.
+    List,
+    /// Everything held about one account, readable.
+    Show {
+        /// Username (X-Api-User).
+        username: String,
+    },
+    /// Everything held about one account as JSON (what GET /account returns).
+    Export {
+        /// Username (X-Api-User).
+        username: String,
+    },
+    /// Erase an account, its TXT values and its audit entries. A running server stops
+    /// answering for it within a second.
+    Delete {
+        /// Username (X-Api-User).
+        username: String,
+    },
+}
+
+/// `privacy` subcommands.
+#[derive(Debug, Subcommand)]
+enum PrivacyAction {
+    /// Print the record of processing activities built from the configuration.
+    Report {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: ReportFormat,
+    },
+}
+
+/// Formats of the privacy report.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ReportFormat {
+    /// Markdown, for people.
+    Markdown,
+    /// JSON, for tools.
+    Json,
+}
+
+/// Formats seconds since the epoch as an ISO 8601 UTC date and time.
+fn iso_time(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// Runs an `account` subcommand against the configured store.
+fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
+        let domain = config.dns.zone.apex.trim_end_matches('.').to_ascii_lowercase();
+        let find = |username: &str| {
+            let username =
+                crate::api::credentials::parse_uuid(username).unwrap_or_else(|| username.to_owned());
+            let store = store.clone();
+            async move {
+                store
+                    .account_record(&username, config.dns.txt_values)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no account {username}"))
+            }
+        };
+        match action {
+            AccountAction::List => {
+                let accounts = store.list_accounts().await.map_err(|e| e.to_string())?;
+                println!("{:<36}  {:<36}  {:<20}  last used", "username", "subdomain", "registered");
+                for a in &accounts {
+                    let used = a.last_used.map_or("never".to_owned(), iso_time);
+                    println!(
+                        "{:<36}  {:<36}  {:<20}  {used}",
+                        a.username,
+                        a.subdomain,
+                        iso_time(a.created_at)
+                    );
+                }
+                println!("{} accounts", accounts.len());
+            }
+            AccountAction::Show { username } => {
+                let r = find(username).await?;
+                println!("username:   {}", r.account.username);
+                println!("fulldomain: {}.{domain}", r.account.subdomain);
+                println!(
+                    "allowfrom:  {}",
+                    if r.account.allowfrom.is_empty() {
+                        "anywhere".to_owned()
+                    } else {
+                        r.account.allowfrom.join(", ")
+                    }
+                );
+                println!("registered: {}", iso_time(r.created_at));
+                println!("last used:  {}", r.last_used.map_or("never".to_owned(), iso_time));
+                for (value, at) in &r.txt {
+                    println!("txt:        {value}  (set {})", iso_time(*at));
+                }
+                println!("audit entries: {}", r.audit.len());
+                for e in &r.audit {
+                    println!("  {}  {:<14} {:<18} {}", iso_time(e.at), e.action, e.outcome, e.source);
+                }
+            }
+            AccountAction::Export { username } => {
+                let r = find(username).await?;
+                let json = crate::api::export_json(&r, &domain, &config.privacy);
+                println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+            }
+            AccountAction::Delete { username } => {
+                let r = find(username).await?;
+                store.delete_account(&r.account.username).await.map_err(|e| e.to_string())?;
+                println!(
+                    "deleted account {} ({}.{domain}), its TXT values and audit entries",
+                    r.account.username, r.account.subdomain
+                );
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
+/// Runs a `privacy` subcommand.
+fn privacy(config: &Config, action: &PrivacyAction) -> Result<(), String> {
+    let PrivacyAction::Report { format } = action;
+    let facts = crate::privacy::report::Facts {
+        domain: config.dns.zone.apex.clone(),
+        privacy: config.privacy,
+        registration: config.api.registration.name().to_owned(),
+        store: format!("{:?}", config.database.engine).to_ascii_lowercase(),
+        api_tls: config.api.tls != crate::config::Tls::None,
+        proxy_header: config.api.use_header,
+        dnssec: config.dnssec.is_some(),
+        txt_values: config.dns.txt_values,
+    };
+    match format {
+        ReportFormat::Markdown => print!("{}", crate::privacy::report::markdown(&facts)),
+        ReportFormat::Json => {
+            let json = crate::privacy::report::record(&facts);
+            println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(())
 }
 
 /// `dnssec` subcommands.
@@ -240,6 +412,8 @@ pub fn run() -> ExitCode {
         Some(Command::CheckConfig) => check_config(&config),
         Some(Command::Dnssec { action }) => dnssec(&config, &action),
         Some(Command::ImportAcmeDns { source }) => import(&config, &source),
+        Some(Command::Account { action }) => account(&config, &action),
+        Some(Command::Privacy { action }) => privacy(&config, &action),
         Some(Command::Client { .. }) => Ok(()),
     });
     finish(result)
@@ -258,6 +432,13 @@ fn finish(result: Result<(), String>) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn iso_times() {
+        assert_eq!(super::iso_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::iso_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::iso_time(1_795_893_817), "2026-11-28T19:23:37Z");
+    }
+
     #[test]
     fn base64_matches_rfc4648() {
         assert_eq!(super::base64(b""), "");

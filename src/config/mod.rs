@@ -21,6 +21,7 @@ use crate::cidr::Cidr;
 use crate::dns::dnssec::Algorithm;
 use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::ZoneSettings;
+use crate::privacy::{IpPolicy, Privacy, Secret};
 
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
 /// on unprivileged loopback ports, and a sample zone.
@@ -78,6 +79,28 @@ pub struct Database {
     pub connection: String,
 }
 
+/// Who may register accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone (acme-dns's behaviour).
+    Open,
+    /// Whoever presents this bearer token.
+    Token(Secret<String>),
+    /// Nobody (acme-dns's `disable_registration = true`).
+    Closed,
+}
+
+impl Registration {
+    /// The mode's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Token(_) => "token",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 /// How the API serves TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tls {
@@ -97,8 +120,12 @@ pub enum Tls {
 pub struct Api {
     /// Where the API listens.
     pub listen: SocketAddr,
-    /// `disable_registration`: `/register` answers 404.
-    pub disable_registration: bool,
+    /// Who may register (`registration`; `disable_registration = true` means closed).
+    pub registration: Registration,
+    /// Registrations per client network per hour; 0 turns the limit off.
+    pub register_rate_limit: u32,
+    /// Failed authentications per client network per 10 minutes; 0 turns the limit off.
+    pub auth_failure_limit: u32,
     /// TLS mode.
     pub tls: Tls,
     /// `use_header`: take the client address from a proxy header.
@@ -182,6 +209,8 @@ pub struct Config {
     pub log: Log,
     /// DNSSEC signing, when enabled.
     pub dnssec: Option<Dnssec>,
+    /// Minimisation and retention.
+    pub privacy: Privacy,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -211,6 +240,10 @@ const KNOWN: &[(&str, &[&str])] = &[
             "hsts_include_subdomains",
             "hsts_preload",
             "trusted_proxies",
+            "registration",
+            "registration_token",
+            "register_rate_limit",
+            "auth_failure_limit",
             "body_limit",
             "request_timeout",
             "header_timeout",
@@ -218,6 +251,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("logconfig", &["loglevel", "logtype", "logfile", "logformat"]),
     ("dnssec", &["enabled", "algorithm", "signature_validity", "refresh"]),
+    ("privacy", &["client_ip", "audit_retention", "txt_retention", "account_expiry", "purge_interval"]),
     (
         "dns",
         &[
@@ -331,6 +365,32 @@ impl Section<'_> {
         Ok(value)
     }
 
+    /// A duration in seconds: a number, or a string like `"30d"`, `"12h"`, `"15m"`, `"90s"`.
+    fn duration(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+        let bad = |text: &str| {
+            key_error(&self.key(key), format!("{text:?} is not a duration such as 30d, 12h, 15m or 90s"))
+        };
+        match self.value(key) {
+            None => Ok(default),
+            Some(Value::Integer(i)) if *i >= 0 => Ok(*i as u64),
+            Some(Value::String(s)) => {
+                let t = s.trim();
+                let (number, unit) =
+                    t.find(|c: char| !c.is_ascii_digit()).map_or((t, ""), |at| t.split_at(at));
+                let n: u64 = number.parse().map_err(|_| bad(t))?;
+                let factor = match unit.trim() {
+                    "" | "s" => 1,
+                    "m" => 60,
+                    "h" => 3600,
+                    "d" => 86_400,
+                    _ => return Err(bad(t)),
+                };
+                n.checked_mul(factor).ok_or_else(|| bad(t))
+            }
+            Some(other) => Err(bad(&other.to_string())),
+        }
+    }
+
     /// A list of strings; a single string counts as a list of one.
     fn strings(&self, key: &str) -> Result<Vec<String>, ConfigError> {
         match self.value(key) {
@@ -433,7 +493,8 @@ impl Config {
         let api = Self::api(&api, &mut warnings)?;
         let log = Self::log(&logconfig)?;
         let dnssec = Self::dnssec(&section("dnssec"))?;
-        Ok(Self { source: None, dns, database, api, log, dnssec, warnings })
+        let privacy = Self::privacy(&section("privacy"))?;
+        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, warnings })
     }
 
     /// Builds the DNS settings from `[general]` and `[dns]`.
@@ -589,9 +650,32 @@ impl Config {
         } else {
             None
         };
+        let registration = if api.boolean("disable_registration")? {
+            Registration::Closed
+        } else {
+            match api.string("registration")?.unwrap_or_default().to_ascii_lowercase().as_str() {
+                "" | "open" => Registration::Open,
+                "closed" => Registration::Closed,
+                "token" => {
+                    let token = api.required("registration_token")?;
+                    if token.len() < 16 {
+                        return Err(key_error("api.registration_token", "must be at least 16 characters"));
+                    }
+                    Registration::Token(Secret::new(token))
+                }
+                other => {
+                    return Err(key_error(
+                        "api.registration",
+                        format!("{other:?} is not one of open, token, closed"),
+                    ));
+                }
+            }
+        };
         Ok(Api {
             listen: SocketAddr::new(ip, port),
-            disable_registration: api.boolean("disable_registration")?,
+            registration,
+            register_rate_limit: api.integer("register_rate_limit", 20, 0..=1_000_000)? as u32,
+            auth_failure_limit: api.integer("auth_failure_limit", 30, 0..=1_000_000)? as u32,
             tls,
             use_header,
             header_name: header_name.trim().to_owned(),
@@ -601,6 +685,30 @@ impl Config {
             header_timeout: Duration::from_secs(api.integer("header_timeout", 5, 1..=600)? as u64),
             cors_origins: api.strings("corsorigins")?,
             hsts,
+        })
+    }
+
+    /// Builds `[privacy]`.
+    fn privacy(section: &Section<'_>) -> Result<Privacy, ConfigError> {
+        let defaults = Privacy::default();
+        let client_ip = match section.string("client_ip")?.unwrap_or_default().to_ascii_lowercase().as_str() {
+            "" | "truncated" => IpPolicy::Truncated,
+            "full" => IpPolicy::Full,
+            "none" => IpPolicy::None,
+            other => {
+                return Err(key_error(
+                    "privacy.client_ip",
+                    format!("{other:?} is not one of truncated, full, none"),
+                ));
+            }
+        };
+        let expiry = section.duration("account_expiry", 0)?;
+        Ok(Privacy {
+            client_ip,
+            audit_retention: section.duration("audit_retention", defaults.audit_retention)?,
+            txt_retention: section.duration("txt_retention", defaults.txt_retention)?,
+            account_expiry: (expiry > 0).then_some(expiry),
+            purge_interval: section.duration("purge_interval", defaults.purge_interval)?.max(1),
         })
     }
 

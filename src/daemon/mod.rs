@@ -20,8 +20,8 @@ use crate::config::{Config, Tls};
 use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::server::{self, BindError};
 use crate::dns::zone::{Signer, Zone, ZoneError};
-use crate::privacy::Secret;
-use crate::store::{Change, Store, StoreError};
+use crate::privacy::{Privacy, Secret};
+use crate::store::{Change, PurgeRules, Store, StoreError};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,36 @@ pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(Signing
     Ok((key, stored.created_at))
 }
 
+/// Removes what is past retention, and stops serving what was removed.
+///
+/// Safe with several instances on one database: each deletion is idempotent, and the other
+/// instances hear of the changes through the change feed.
+async fn purge(store: &Store, zone: &Zone, privacy: &Privacy, keep: usize) -> Result<(), StoreError> {
+    let now = crate::dns::zone::unix_now() as i64;
+    let age = |seconds: u64| now.saturating_sub(i64::try_from(seconds).unwrap_or(i64::MAX));
+    let rules = PurgeRules {
+        audit_before: age(privacy.audit_retention),
+        txt_before: age(privacy.txt_retention),
+        unused_before: privacy.account_expiry.map(age),
+    };
+    let purged = store.purge(rules).await?;
+    for subdomain in &purged.txt_cleared {
+        apply_change(store, zone, keep, Change::Subdomain(subdomain.clone())).await?;
+    }
+    for subdomain in &purged.accounts_expired {
+        zone.remove(subdomain);
+    }
+    if purged.audit_entries + purged.txt_cleared.len() + purged.accounts_expired.len() > 0 {
+        tracing::info!(
+            "retention: removed {} audit entries, cleared old TXT values of {} subdomains, deleted {} unused accounts",
+            purged.audit_entries,
+            purged.txt_cleared.len(),
+            purged.accounts_expired.len()
+        );
+    }
+    Ok(())
+}
+
 /// Applies one change from the feed to the zone.
 async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -> Result<(), StoreError> {
     match change {
@@ -87,7 +117,11 @@ async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -
         }
         Change::Subdomain(subdomain) => match store.txt_of(&subdomain, keep).await? {
             Some(t) => {
-                zone.set_txt(&t.subdomain, t.seq, &t.values.iter().map(String::as_str).collect::<Vec<_>>());
+                zone.replace_txt(
+                    &t.subdomain,
+                    t.seq,
+                    &t.values.iter().map(String::as_str).collect::<Vec<_>>(),
+                );
             }
             None => {
                 zone.remove(&subdomain);
@@ -197,7 +231,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             }
         });
     }
-    if let Some(mut changes) = store.subscribe() {
+    {
+        let mut changes = store.subscribe();
         let zone = Arc::clone(&zone);
         let store = store.clone();
         let keep = config.dns.txt_values;
@@ -215,12 +250,33 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             }
         });
     }
+    {
+        let (zone, store, privacy, keep) =
+            (Arc::clone(&zone), store.clone(), config.privacy, config.dns.txt_values);
+        let mut shutdown = shutdown_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                if let Err(error) = purge(&store, &zone, &privacy, keep).await {
+                    tracing::warn!("retention purge failed (retried later): {error}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(privacy.purge_interval)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
     let state = AppState {
         store: store.clone(),
         zone: Arc::clone(&zone),
         config: Arc::new(config.api.clone()),
         domain: zone.apex_text().into(),
         txt_values: config.dns.txt_values,
+        privacy: config.privacy,
+        limits: Arc::new(api::limits::Limits::new(
+            config.api.register_rate_limit,
+            config.api.auth_failure_limit,
+        )),
     };
     let app = api::app(state);
     let listener = tokio::net::TcpListener::from_std(api_listener)?;

@@ -590,6 +590,21 @@ impl Zone {
         true
     }
 
+    /// Sets a subdomain's values as the store now holds them, whatever the zone held before
+    /// (after retention cleared values, or from the change feed, which reads the store after
+    /// the change committed).
+    pub fn replace_txt(&self, subdomain: &str, seq: u64, values: &[&str]) {
+        let key = subdomain.to_ascii_lowercase().into_bytes();
+        let set = self.render_txt(&key, values);
+        let mut state = self.write();
+        let entry = state.dynamic.entry(key.clone()).or_default();
+        entry.seq = seq;
+        entry.set = set;
+        let types = Self::subdomain_types(entry);
+        self.chain_upsert(&mut state, &self.subdomain_name(&key), types);
+        self.bump_serial(&mut state);
+    }
+
     /// Removes a subdomain; its name stops existing at once.
     pub fn remove(&self, subdomain: &str) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();

@@ -3,7 +3,11 @@
 //! Design note: client IP addresses are personal data under the GDPR, and API keys are
 //! secrets. Rather than trusting every log call to remember that, the values travel in types
 //! whose `Debug` and `Display` print only what may be printed: [`Secret`] prints nothing of its
-//! content, [`ClientIp`] prints the truncated network (/24 for IPv4, /48 for IPv6) by default.
+//! content, [`ClientIp`] prints the truncated network (/24 for IPv4, /48 for IPv6); what is
+//! recorded follows [`IpPolicy`]. [`Privacy`] holds the retention periods, and [`report`]
+//! writes the record of processing activities (GDPR Art. 30) from the running configuration.
+
+pub mod report;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -78,6 +82,65 @@ impl fmt::Display for ClientIp {
     }
 }
 
+/// How client addresses are recorded in logs and the audit trail (`privacy.client_ip`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IpPolicy {
+    /// The /24 (IPv4) or /48 (IPv6) network: enough to spot abuse, not to single out a host.
+    #[default]
+    Truncated,
+    /// The whole address (e.g. for fail2ban).
+    Full,
+    /// Nothing.
+    None,
+}
+
+impl IpPolicy {
+    /// The name used in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::Full => "full",
+            Self::None => "none",
+        }
+    }
+
+    /// What may be recorded of `ip`.
+    pub fn render(self, ip: ClientIp) -> String {
+        match self {
+            Self::Truncated => ip.truncated(),
+            Self::Full => ip.0.to_string(),
+            Self::None => "-".to_owned(),
+        }
+    }
+}
+
+/// Retention and minimisation settings (`[privacy]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Privacy {
+    /// How client addresses are recorded.
+    pub client_ip: IpPolicy,
+    /// Seconds audit entries are kept.
+    pub audit_retention: u64,
+    /// Seconds a TXT value is kept after it was set.
+    pub txt_retention: u64,
+    /// Seconds an account may go unused before it is deleted; `None` keeps accounts.
+    pub account_expiry: Option<u64>,
+    /// Seconds between purges.
+    pub purge_interval: u64,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Self {
+            client_ip: IpPolicy::Truncated,
+            audit_retention: 30 * 86_400,
+            txt_retention: 7 * 86_400,
+            account_expiry: None,
+            purge_interval: 3600,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +154,7 @@ mod tests {
         assert_eq!(ip.to_string(), "2001:db8:1::/48");
         let mapped = ClientIp::new("::ffff:10.1.2.3".parse().unwrap());
         assert_eq!(mapped.to_string(), "10.1.2.0/24");
+        assert_eq!(IpPolicy::Full.render(mapped), "10.1.2.3");
+        assert_eq!(IpPolicy::None.render(mapped), "-");
     }
 }

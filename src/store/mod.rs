@@ -96,6 +96,71 @@ pub struct StoredKey {
     pub created_at: i64,
 }
 
+/// One entry of the audit trail: a use of a credential.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Seconds since the epoch.
+    pub at: i64,
+    /// The account, when the request named an existing one.
+    pub username: Option<String>,
+    /// `register`, `update`, `account_read`, `account_update`, `rotate`, `delete`.
+    pub action: String,
+    /// `ok`, or why it failed (`bad_credentials`, `not_allowed_from`, …).
+    pub outcome: String,
+    /// The client's address as the privacy setting allows (by default a /24 or /48 network).
+    pub source: String,
+}
+
+/// Everything held about one account (for access, portability and the operator's `show`).
+#[derive(Clone, Debug)]
+pub struct AccountRecord {
+    /// The account.
+    pub account: Account,
+    /// When it was registered.
+    pub created_at: i64,
+    /// Last successful update.
+    pub last_used: Option<i64>,
+    /// TXT values, newest first, with when each was set.
+    pub txt: Vec<(String, i64)>,
+    /// Its audit trail, oldest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// A line of the operator's account list.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AccountSummary {
+    /// Username.
+    pub username: String,
+    /// Subdomain.
+    pub subdomain: String,
+    /// Registered at.
+    pub created_at: i64,
+    /// Last successful update.
+    pub last_used: Option<i64>,
+}
+
+/// What the retention task removes: everything older than these times (seconds since epoch).
+#[derive(Clone, Copy, Debug)]
+pub struct PurgeRules {
+    /// Audit entries before this.
+    pub audit_before: i64,
+    /// TXT values set before this.
+    pub txt_before: i64,
+    /// Accounts not used since this (none when `None`).
+    pub unused_before: Option<i64>,
+}
+
+/// What a purge removed.
+#[derive(Clone, Debug, Default)]
+pub struct Purged {
+    /// Audit entries deleted.
+    pub audit_entries: usize,
+    /// Subdomains whose old TXT values were cleared.
+    pub txt_cleared: Vec<String>,
+    /// Subdomains of accounts deleted for being unused.
+    pub accounts_expired: Vec<String>,
+}
+
 /// A change made by some instance, from the change feed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -191,19 +256,51 @@ impl Store {
         dispatch!(self, s => s.add_dnssec_key_if_none(algorithm, pkcs8).await)
     }
 
+    /// Appends to the audit trail.
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_audit(entry).await)
+    }
+
+    /// Everything held about an account, or `None`.
+    pub async fn account_record(
+        &self,
+        username: &str,
+        keep: usize,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        dispatch!(self, s => s.account_record(username.to_owned(), keep).await)
+    }
+
+    /// All accounts, oldest first.
+    pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
+        dispatch!(self, s => s.list_accounts().await)
+    }
+
+    /// Replaces an account's `allowfrom`.
+    pub async fn set_allowfrom(&self, username: &str, allowfrom: Vec<String>) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_allowfrom(username.to_owned(), allowfrom).await)
+    }
+
+    /// Erases an account, its TXT values and its audit entries; returns its subdomain if it
+    /// existed.
+    pub async fn delete_account(&self, username: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.delete_account(username.to_owned()).await)
+    }
+
+    /// Removes what is past retention.
+    pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
+        dispatch!(self, s => s.purge(rules).await)
+    }
+
     /// Checks that the database answers (for the readiness endpoint).
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping().await)
     }
 
-    /// Follows changes made by other instances, when the engine can share its data.
-    ///
-    /// SQLite serves one instance; PostgreSQL sends [`Change`]s until the receiver is dropped.
-    pub fn subscribe(&self) -> Option<mpsc::Receiver<Change>> {
-        match self {
-            Self::Sqlite(_) => None,
-            Self::Postgres(s) => Some(s.subscribe()),
-        }
+    /// Follows changes made by other processes: other instances (PostgreSQL's LISTEN/NOTIFY)
+    /// or the operator's commands (both engines). Sends [`Change`]s until the receiver is
+    /// dropped.
+    pub fn subscribe(&self) -> mpsc::Receiver<Change> {
+        dispatch!(self, s => s.subscribe())
     }
 
     /// Flushes and closes (checkpoints the SQLite WAL).

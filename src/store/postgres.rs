@@ -21,7 +21,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{Account, Change, StoreError, StoredKey, TxtValues};
+use super::{
+    Account, AccountRecord, AccountSummary, AuditEntry, Change, PurgeRules, Purged, StoreError, StoredKey,
+    TxtValues,
+};
 use crate::privacy::Secret;
 
 /// The notification channel.
@@ -31,7 +34,8 @@ const CHANNEL: &str = "acme_delegate";
 const WAIT: Duration = Duration::from_secs(3);
 
 /// Schema migrations, in order; index + 1 is the version each one reaches.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE accounts (
         username    TEXT PRIMARY KEY,
         key_hash    BYTEA NOT NULL,
@@ -53,7 +57,21 @@ const MIGRATIONS: &[&str] = &["
         private_key BYTEA NOT NULL,
         created_at  BIGINT NOT NULL
     );
-"];
+",
+    "
+    ALTER TABLE accounts ADD COLUMN last_used BIGINT;
+    CREATE TABLE audit (
+        id       BIGSERIAL PRIMARY KEY,
+        at       BIGINT NOT NULL,
+        username TEXT,
+        action   TEXT NOT NULL,
+        outcome  TEXT NOT NULL,
+        source   TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_user ON audit (username);
+    CREATE INDEX audit_by_time ON audit (at);
+",
+];
 
 /// A PostgreSQL-backed store.
 #[derive(Clone)]
@@ -305,6 +323,9 @@ impl PostgresStore {
         )
         .await
         .map_err(db_error)?;
+        tx.execute("UPDATE accounts SET last_used = $2 WHERE subdomain = $1", &[&subdomain, &now()])
+            .await
+            .map_err(db_error)?;
         let values = Self::values_of(&tx, &subdomain, keep).await?;
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &subdomain]).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
@@ -385,6 +406,153 @@ impl PostgresStore {
         .await
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
+    }
+
+    /// See [`super::Store::record_audit`].
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO audit (at, username, action, outcome, source) VALUES ($1, $2, $3, $4, $5)",
+                &[&entry.at, &entry.username, &entry.action, &entry.outcome, &entry.source],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// See [`super::Store::account_record`].
+    pub async fn account_record(
+        &self,
+        username: String,
+        keep: usize,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        let Some(account) = self.account(username.clone()).await? else { return Ok(None) };
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT created_at, last_used FROM accounts WHERE username = $1", &[&username])
+            .await
+            .map_err(db_error)?;
+        let txt = client
+            .query(
+                "SELECT value, updated_at FROM txt WHERE subdomain = $1 ORDER BY seq DESC LIMIT $2",
+                &[&account.subdomain, &(keep as i64)],
+            )
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let audit = client
+            .query(
+                "SELECT at, username, action, outcome, source FROM audit WHERE username = $1 ORDER BY id",
+                &[&username],
+            )
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|r| AuditEntry {
+                at: r.get(0),
+                username: r.get(1),
+                action: r.get(2),
+                outcome: r.get(3),
+                source: r.get(4),
+            })
+            .collect();
+        Ok(Some(AccountRecord { account, created_at: row.get(0), last_used: row.get(1), txt, audit }))
+    }
+
+    /// See [`super::Store::list_accounts`].
+    pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT username, subdomain, created_at, last_used FROM accounts ORDER BY created_at, username", &[])
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| AccountSummary {
+                username: r.get(0),
+                subdomain: r.get(1),
+                created_at: r.get(2),
+                last_used: r.get(3),
+            })
+            .collect())
+    }
+
+    /// See [`super::Store::set_allowfrom`].
+    pub async fn set_allowfrom(&self, username: String, allowfrom: Vec<String>) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let json = serde_json::to_string(&allowfrom).map_err(|e| StoreError::Backend(e.to_string()))?;
+        client
+            .execute("UPDATE accounts SET allowfrom = $2 WHERE username = $1", &[&username, &json])
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// See [`super::Store::delete_account`].
+    pub async fn delete_account(&self, username: String) -> Result<Option<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let subdomain: Option<String> = tx
+            .query_opt("DELETE FROM accounts WHERE username = $1 RETURNING subdomain", &[&username])
+            .await
+            .map_err(db_error)?
+            .map(|r| r.get(0));
+        tx.execute("DELETE FROM audit WHERE username = $1", &[&username]).await.map_err(db_error)?;
+        if let Some(subdomain) = &subdomain {
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, subdomain]).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(subdomain)
+    }
+
+    /// See [`super::Store::purge`].
+    pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let audit =
+            tx.execute("DELETE FROM audit WHERE at < $1", &[&rules.audit_before]).await.map_err(db_error)?;
+        let stale: Vec<String> = tx
+            .query("DELETE FROM txt WHERE updated_at < $1 RETURNING subdomain", &[&rules.txt_before])
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut expired: Vec<(String, String)> = Vec::new();
+        if let Some(before) = rules.unused_before {
+            expired = tx
+                .query(
+                    "DELETE FROM accounts WHERE COALESCE(last_used, created_at) < $1 RETURNING username, subdomain",
+                    &[&before],
+                )
+                .await
+                .map_err(db_error)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            for (username, _) in &expired {
+                tx.execute("DELETE FROM audit WHERE username = $1", &[username]).await.map_err(db_error)?;
+            }
+        }
+        let mut changed: Vec<String> = stale.clone();
+        changed.extend(expired.iter().map(|(_, s)| s.clone()));
+        changed.sort();
+        changed.dedup();
+        for subdomain in &changed {
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, subdomain]).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        let mut txt_cleared = stale;
+        txt_cleared.sort();
+        txt_cleared.dedup();
+        Ok(Purged {
+            audit_entries: audit as usize,
+            txt_cleared,
+            accounts_expired: expired.into_iter().map(|(_, s)| s).collect(),
+        })
     }
 
     /// See [`super::Store::ping`].

@@ -15,7 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{Account, StoreError, StoredKey, TxtValues};
+use tokio::sync::mpsc;
+
+use super::{
+    Account, AccountRecord, AccountSummary, AuditEntry, Change, PurgeRules, Purged, StoreError, StoredKey,
+    TxtValues,
+};
 use crate::privacy::Secret;
 
 /// Schema migrations, in order; index + 1 is the version each one reaches.
@@ -46,6 +51,19 @@ const MIGRATIONS: &[&str] = &[
 ",
     "
     ALTER TABLE accounts ADD COLUMN bcrypt_hash TEXT;
+",
+    "
+    ALTER TABLE accounts ADD COLUMN last_used INTEGER;
+    CREATE TABLE audit (
+        id       INTEGER PRIMARY KEY,
+        at       INTEGER NOT NULL,
+        username TEXT,
+        action   TEXT NOT NULL,
+        outcome  TEXT NOT NULL,
+        source   TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_user ON audit (username);
+    CREATE INDEX audit_by_time ON audit (at);
 ",
 ];
 
@@ -85,6 +103,8 @@ fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
+    // Erasure must erase: deleted rows are overwritten, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON").map_err(open_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_error)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_error)?;
     let known = MIGRATIONS.len() as i64;
@@ -284,6 +304,9 @@ impl SqliteStore {
             )
             .and_then(|mut s| s.execute(params![subdomain, keep as i64]))
             .map_err(backend)?;
+            tx.prepare_cached("UPDATE accounts SET last_used = ?2 WHERE subdomain = ?1")
+                .and_then(|mut s| s.execute(params![subdomain, now()]))
+                .map_err(backend)?;
             let values = values_of(&tx, &subdomain, keep).map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(values)
@@ -333,6 +356,188 @@ impl SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    /// See [`super::Store::record_audit`].
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO audit (at, username, action, outcome, source) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![entry.at, entry.username, entry.action, entry.outcome, entry.source])
+            })
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`super::Store::account_record`].
+    pub async fn account_record(
+        &self,
+        username: String,
+        keep: usize,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        let Some(account) = self.account(username.clone()).await? else { return Ok(None) };
+        self.with(move |conn| {
+            let (created_at, last_used) = conn
+                .query_row(
+                    "SELECT created_at, last_used FROM accounts WHERE username = ?1",
+                    [&username],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+                )
+                .map_err(backend)?;
+            let txt = conn
+                .prepare("SELECT value, updated_at FROM txt WHERE subdomain = ?1 ORDER BY seq DESC LIMIT ?2")
+                .and_then(|mut s| {
+                    s.query_map(params![account.subdomain, keep as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect()
+                })
+                .map_err(backend)?;
+            let audit = conn
+                .prepare(
+                    "SELECT at, username, action, outcome, source FROM audit WHERE username = ?1 ORDER BY id",
+                )
+                .and_then(|mut s| {
+                    s.query_map([&username], |r| {
+                        Ok(AuditEntry {
+                            at: r.get(0)?,
+                            username: r.get(1)?,
+                            action: r.get(2)?,
+                            outcome: r.get(3)?,
+                            source: r.get(4)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(backend)?;
+            Ok(Some(AccountRecord { account, created_at, last_used, txt, audit }))
+        })
+        .await
+    }
+
+    /// See [`super::Store::list_accounts`].
+    pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
+        self.with(|conn| {
+            conn.prepare("SELECT username, subdomain, created_at, last_used FROM accounts ORDER BY created_at, username")
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        Ok(AccountSummary {
+                            username: r.get(0)?,
+                            subdomain: r.get(1)?,
+                            created_at: r.get(2)?,
+                            last_used: r.get(3)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(backend)
+        })
+        .await
+    }
+
+    /// See [`super::Store::set_allowfrom`].
+    pub async fn set_allowfrom(&self, username: String, allowfrom: Vec<String>) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            let json = serde_json::to_string(&allowfrom).map_err(|e| StoreError::Backend(e.to_string()))?;
+            conn.execute("UPDATE accounts SET allowfrom = ?2 WHERE username = ?1", params![username, json])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`super::Store::delete_account`].
+    pub async fn delete_account(&self, username: String) -> Result<Option<String>, StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let subdomain: Option<String> = tx
+                .query_row("SELECT subdomain FROM accounts WHERE username = ?1", [&username], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            tx.execute("DELETE FROM txt WHERE subdomain = ?1", [&subdomain]).map_err(backend)?;
+            tx.execute("DELETE FROM accounts WHERE username = ?1", [&username]).map_err(backend)?;
+            tx.execute("DELETE FROM audit WHERE username = ?1", [&username]).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            // The WAL still holds the old pages until a checkpoint; fold it in and empty it.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(backend)?;
+            Ok(subdomain)
+        })
+        .await
+    }
+
+    /// See [`super::Store::purge`].
+    pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let audit =
+                tx.execute("DELETE FROM audit WHERE at < ?1", [rules.audit_before]).map_err(backend)?;
+            let stale: Vec<String> = tx
+                .prepare("SELECT DISTINCT subdomain FROM txt WHERE updated_at < ?1")
+                .and_then(|mut s| s.query_map([rules.txt_before], |r| r.get(0))?.collect())
+                .map_err(backend)?;
+            tx.execute("DELETE FROM txt WHERE updated_at < ?1", [rules.txt_before]).map_err(backend)?;
+            let mut expired = Vec::new();
+            if let Some(before) = rules.unused_before {
+                expired = tx
+                    .prepare(
+                        "SELECT username, subdomain FROM accounts WHERE COALESCE(last_used, created_at) < ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map([before], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                            .collect()
+                    })
+                    .map_err(backend)?;
+                for (username, subdomain) in &expired {
+                    tx.execute("DELETE FROM txt WHERE subdomain = ?1", [subdomain]).map_err(backend)?;
+                    tx.execute("DELETE FROM accounts WHERE username = ?1", [username]).map_err(backend)?;
+                    tx.execute("DELETE FROM audit WHERE username = ?1", [username]).map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)?;
+            if audit > 0 || !stale.is_empty() || !expired.is_empty() {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(backend)?;
+            }
+            Ok(Purged {
+                audit_entries: audit,
+                txt_cleared: stale,
+                accounts_expired: expired.into_iter().map(|(_, s)| s).collect(),
+            })
+        })
+        .await
+    }
+
+    /// See [`super::Store::subscribe`]: notices writes by other processes (the operator's
+    /// `account delete`, an import) through `PRAGMA data_version`, which changes only when
+    /// another connection commits, and asks for a resync.
+    pub fn subscribe(&self) -> mpsc::Receiver<Change> {
+        let (tx, rx) = mpsc::channel(16);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let version = || {
+                store.with(|conn| {
+                    conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)).map_err(backend)
+                })
+            };
+            let Ok(mut last) = version().await else { return };
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if tx.is_closed() {
+                    return;
+                }
+                match version().await {
+                    Ok(current) if current != last => {
+                        last = current;
+                        if tx.send(Change::Resync).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        rx
     }
 
     /// See [`super::Store::close`].

@@ -1,0 +1,179 @@
+//! The record of processing activities (GDPR Art. 30), generated from the running
+//! configuration so that it cannot drift from what the server really does.
+//!
+//! Design note: the record is built as one JSON value; the Markdown form is rendered from that
+//! same value, so the two formats always say the same thing.
+
+use serde_json::{Value, json};
+
+use super::{IpPolicy, Privacy};
+
+/// Configuration facts the record depends on (filled in by the CLI from the config).
+#[derive(Clone, Debug)]
+pub struct Facts {
+    /// The zone served.
+    pub domain: String,
+    /// Retention and minimisation.
+    pub privacy: Privacy,
+    /// `open`, `token` or `closed`.
+    pub registration: String,
+    /// Storage engine name.
+    pub store: String,
+    /// Whether the API uses TLS itself.
+    pub api_tls: bool,
+    /// Whether a proxy header is trusted for client addresses.
+    pub proxy_header: bool,
+    /// Whether the zone is DNSSEC-signed.
+    pub dnssec: bool,
+    /// TXT values kept per account.
+    pub txt_values: usize,
+}
+
+/// Human form of a number of seconds.
+fn period(seconds: u64) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{s} seconds"),
+    }
+}
+
+/// How client addresses are kept, in words.
+fn ip_words(policy: IpPolicy) -> &'static str {
+    match policy {
+        IpPolicy::Truncated => {
+            "truncated to the /24 (IPv4) or /48 (IPv6) network; full addresses are never stored"
+        }
+        IpPolicy::Full => "full addresses (configured: privacy.client_ip = \"full\")",
+        IpPolicy::None => "not recorded at all",
+    }
+}
+
+/// The record as JSON.
+pub fn record(f: &Facts) -> Value {
+    let p = &f.privacy;
+    let expiry = p
+        .account_expiry
+        .map_or("kept until the account holder or the operator deletes them".to_owned(), |s| {
+            format!("deleted after {} without a successful update", period(s))
+        });
+    json!({
+        "title": format!("Record of processing activities: acme-delegate for {}", f.domain),
+        "controller": "the operator of this acme-delegate instance (fill in name and contact)",
+        "purposes": [
+            "answering ACME DNS-01 challenges delegated by domain owners (issuing TLS certificates)",
+            "authenticating API clients and restricting which networks may change an account's record",
+            "security: detecting and limiting abuse of the API (audit trail, rate limits)",
+        ],
+        "data_subjects": [
+            "domain owners and their ACME clients who register and use accounts",
+            "clients that call the API without an account (failed or refused requests)",
+        ],
+        "categories": [
+            {
+                "data": "account identifiers: username and subdomain (random UUIDs), registration time, last use",
+                "retention": expiry,
+            },
+            {
+                "data": "API key: stored only as a SHA-256 hash (imported acme-dns keys: bcrypt until first use)",
+                "retention": "with the account",
+            },
+            {
+                "data": "allowfrom: networks the account holder chose to allow",
+                "retention": "with the account; changeable with PATCH /account",
+            },
+            {
+                "data": format!("TXT values (ACME validation tokens), the newest {} per account", f.txt_values),
+                "retention": format!("cleared {} after they were set", period(p.txt_retention)),
+            },
+            {
+                "data": format!("audit trail of every credential use: time, account, action, outcome, client address {}", ip_words(p.client_ip)),
+                "retention": format!("{}, then purged automatically", period(p.audit_retention)),
+            },
+            {
+                "data": format!("server logs: registrations and updates with the client address {}; DNS query sources are not logged", ip_words(p.client_ip)),
+                "retention": "as the operator's log rotation keeps them (not stored by acme-delegate)",
+            },
+        ],
+        "not_collected": ["e-mail addresses", "names", "DNS query sources", "full client IP addresses (by default)"],
+        "recipients": [
+            "anyone can query the DNS zone: TXT values of an account are public while they are kept",
+            "no other recipients; no transfers to third countries by acme-delegate itself",
+        ],
+        "rights": {
+            "access_and_portability": "GET /account with the account's own credentials (all data above, as JSON)",
+            "rectification": "PATCH /account (allowfrom), POST /account/rotate (new key)",
+            "erasure": "DELETE /account (account, TXT values and audit entries; the name stops resolving at once)",
+            "operator": "acme-delegate account list|show|export|delete",
+        },
+        "security_measures": [
+            "API keys: 240-bit random, stored as SHA-256 hashes, compared in constant time, shown once",
+            format!("registration: {}", f.registration),
+            "rate limits on registration and on failed authentication, per client network",
+            format!("API transport: {}", if f.api_tls { "TLS (certificate files)" } else { "plain HTTP: put a TLS proxy in front" }),
+            format!("client address: {}", if f.proxy_header { "from the proxy header, believed only from trusted proxy networks" } else { "the connection's own address" }),
+            format!("DNSSEC: {}", if f.dnssec { "the zone is signed; the signing key stays in the store and is never logged" } else { "off" }),
+            format!("store: {}; deleted rows are overwritten (SQLite secure_delete) and the journal emptied after erasure", f.store),
+        ],
+    })
+}
+
+/// The record as Markdown.
+pub fn markdown(f: &Facts) -> String {
+    let r = record(f);
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let list = |v: &Value| -> String {
+        v.as_array()
+            .map(|items| items.iter().map(|i| format!("- {}\n", text(i))).collect())
+            .unwrap_or_default()
+    };
+    let mut out = format!("# {}\n\n", text(&r["title"]));
+    out.push_str(&format!("**Controller:** {}\n\n", text(&r["controller"])));
+    out.push_str("## Purposes\n\n");
+    out.push_str(&list(&r["purposes"]));
+    out.push_str("\n## Data subjects\n\n");
+    out.push_str(&list(&r["data_subjects"]));
+    out.push_str("\n## Categories of personal data and retention\n\n| data | retention |\n|---|---|\n");
+    for c in r["categories"].as_array().into_iter().flatten() {
+        out.push_str(&format!("| {} | {} |\n", text(&c["data"]), text(&c["retention"])));
+    }
+    out.push_str("\n## Not collected\n\n");
+    out.push_str(&list(&r["not_collected"]));
+    out.push_str("\n## Recipients\n\n");
+    out.push_str(&list(&r["recipients"]));
+    out.push_str("\n## Rights of the data subject\n\n");
+    for (k, v) in r["rights"].as_object().into_iter().flatten() {
+        out.push_str(&format!("- **{}:** {}\n", k.replace('_', " "), text(v)));
+    }
+    out.push_str("\n## Security measures (Art. 32)\n\n");
+    out.push_str(&list(&r["security_measures"]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_follows_the_configuration() {
+        let mut facts = Facts {
+            domain: "auth.example.org".into(),
+            privacy: Privacy::default(),
+            registration: "open".into(),
+            store: "sqlite".into(),
+            api_tls: false,
+            proxy_header: false,
+            dnssec: true,
+            txt_values: 2,
+        };
+        let md = markdown(&facts);
+        assert!(md.contains("30 days, then purged"), "{md}");
+        assert!(md.contains("cleared 7 days after"), "{md}");
+        assert!(md.contains("/24"));
+        facts.privacy.client_ip = IpPolicy::None;
+        facts.privacy.account_expiry = Some(90 * 86_400);
+        let json = record(&facts).to_string();
+        assert!(json.contains("not recorded at all"));
+        assert!(json.contains("deleted after 90 days"));
+    }
+}
