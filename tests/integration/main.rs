@@ -6,5 +6,6 @@ mod dnssec;
 mod harness;
 mod lifecycle;
 mod pg;
+mod privacy;
 mod stores;
 mod tls;
