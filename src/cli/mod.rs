@@ -133,11 +133,7 @@ fn iso_time(seconds: i64) -> String {
 
 /// Runs an `account` subcommand against the configured store.
 fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
+    block_on(async {
         let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
         let domain = config.dns.zone.apex.trim_end_matches('.').to_ascii_lowercase();
         let find = |username: &str| {
@@ -259,13 +255,18 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// Runs `import-acme-dns`.
-fn import(config: &Config, source: &str) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Runs a one-off command's future on a small runtime of its own.
+fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(future)
+}
+
+/// Runs `import-acme-dns`.
+fn import(config: &Config, source: &str) -> Result<(), String> {
+    block_on(async {
         let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
         let report = crate::store::import::import_acme_dns(&store, source, config.dns.txt_values)
             .await
@@ -289,11 +290,7 @@ fn dnssec(config: &Config, action: &DnssecAction) -> Result<(), String> {
     let Some(settings) = config.dnssec else {
         return Err("dnssec.enabled is not true in this configuration: the zone is not signed".into());
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
+    block_on(async {
         let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
         let (key, created) =
             crate::daemon::signing_key(&store, settings.algorithm).await.map_err(|e| e.to_string())?;

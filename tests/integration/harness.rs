@@ -343,7 +343,26 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).expect("connect API");
+    http_from(None, addr, method, path, headers, body)
+}
+
+/// Like [`http`], from a chosen local source address (e.g. a distinctive `127.x.y.z`).
+pub fn http_from(
+    source: Option<&str>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).unwrap();
+    if let Some(source) = source {
+        let from: SocketAddr = format!("{source}:0").parse().expect("a source IPv4 address");
+        socket.bind(&from.into()).expect("bind the source address");
+    }
+    socket.connect(&addr.into()).expect("connect API");
+    let mut stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {

@@ -1,12 +1,9 @@
 //! Privacy by design against the real server: what is recorded of a client, the account
 //! holder's rights, retention, registration control and rate limits, the operator's tools.
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
-
-use socket2::{Domain, Socket, Type};
 
 use crate::harness::*;
 
@@ -19,23 +16,7 @@ fn http_from(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let from: SocketAddr = format!("{source}:0").parse().unwrap();
-    socket.bind(&from.into()).unwrap();
-    socket.connect(&to.into()).unwrap();
-    let mut stream: std::net::TcpStream = socket.into();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let mut bytes = request.into_bytes();
-    bytes.extend_from_slice(body);
-    stream.write_all(&bytes).unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    parse_http(&raw)
+    crate::harness::http_from(Some(source), to, method, path, headers, body)
 }
 
 /// The credential headers of an account.
