@@ -106,13 +106,27 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
 pub fn bind(addrs: &[SocketAddr], transports: Transports) -> Result<Bound, BindError> {
     let mut bound = Bound { udp: Vec::new(), tcp: Vec::new() };
     for &addr in addrs {
-        if transports.udp {
-            let udp = bind_udp(addr)?;
-            let actual = udp.local_addr().map_err(|source| BindError { proto: "UDP", addr, source })?;
-            bound.udp.push(udp);
+        if transports.udp && transports.tcp && addr.port() == 0 {
+            // The kernel picks a UDP port; serve TCP on the same one. That TCP port may be in
+            // use already (another socket's ephemeral port): then try another pair.
+            let mut attempts = 0;
+            loop {
+                let udp = bind_udp(addr)?;
+                let actual = udp.local_addr().map_err(|source| BindError { proto: "UDP", addr, source })?;
+                match bind_tcp(actual) {
+                    Ok(tcp) => {
+                        bound.udp.push(udp);
+                        bound.tcp.push(tcp);
+                        break;
+                    }
+                    Err(e) if e.source.kind() == io::ErrorKind::AddrInUse && attempts < 20 => attempts += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        } else if transports.udp {
+            bound.udp.push(bind_udp(addr)?);
             if transports.tcp {
-                // With port 0, the kernel picked a UDP port; serve TCP on the same one.
-                bound.tcp.push(bind_tcp(if addr.port() == 0 { actual } else { addr })?);
+                bound.tcp.push(bind_tcp(addr)?);
             }
         } else if transports.tcp {
             bound.tcp.push(bind_tcp(addr)?);
