@@ -3,6 +3,7 @@
 mod api;
 mod dns;
 mod dnssec;
+mod e2e;
 mod harness;
 mod lifecycle;
 mod pg;

@@ -1,0 +1,487 @@
+//! `client check`: is the delegation in place, and does every authoritative nameserver of the
+//! delegation zone serve the same TXT values?
+//!
+//! Design note: CAs validate from several vantage points (multi-perspective validation), and
+//! they may each reach a different authoritative server. So the check does what they do, once
+//! per server: it resolves `_acme-challenge.NAME` through a recursive resolver (the CNAME must
+//! point at the stored `fulldomain`; case and a final dot do not matter), finds the NS set of
+//! the zone holding `fulldomain`, looks up each server's addresses, and asks every address
+//! directly (RD clear) for the TXT. A table shows what each said; any disagreement, lame
+//! server or missing expected value fails the check, before the CA sees it.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::dns::{self, Rdata, Reply, rtype};
+use super::storage::same_name;
+
+/// What to ask, and where.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Recursive resolver for the CNAME, the NS set and the servers' addresses.
+    pub resolver: SocketAddr,
+    /// Ask these addresses instead of the zone's NS set (e.g. servers not yet delegated to).
+    pub nameservers: Vec<SocketAddr>,
+    /// Port on which the zone's nameservers are asked (53 but in tests).
+    pub ns_port: u16,
+    /// TXT values that every server must serve (none: just agree with each other).
+    pub expected: Vec<String>,
+    /// Per-query timeout.
+    pub timeout: Duration,
+}
+
+/// The result: text to print and whether everything is in order.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report.
+    pub text: String,
+    /// True when the delegation works and all servers agree (and serve what was expected).
+    pub ok: bool,
+}
+
+/// What the resolver says about `_acme-challenge.NAME`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cname {
+    /// A CNAME to the stored fulldomain.
+    Matches(String),
+    /// A CNAME elsewhere.
+    Elsewhere(String),
+    /// TXT records of its own instead of a CNAME.
+    TxtInstead,
+    /// Nothing there (NXDOMAIN, or NOERROR with an empty answer).
+    Missing(String),
+    /// The resolver could not say (SERVFAIL, REFUSED, …).
+    Unresolved(String),
+}
+
+/// Judges the resolver's reply to `challenge CNAME?` against `fulldomain`.
+pub fn judge_cname(reply: &Reply, challenge: &str, fulldomain: &str) -> Cname {
+    if let Some(record) = reply.answers_for(challenge, rtype::CNAME).next() {
+        let Rdata::Name(target) = &record.data else { return Cname::Missing("bad CNAME data".into()) };
+        return if same_name(target, fulldomain) {
+            Cname::Matches(target.clone())
+        } else {
+            Cname::Elsewhere(target.clone())
+        };
+    }
+    if reply.answers_for(challenge, rtype::TXT).next().is_some() {
+        return Cname::TxtInstead;
+    }
+    match reply.rcode() {
+        0 => Cname::Missing("no CNAME (NOERROR, empty answer)".into()),
+        3 => Cname::Missing("no such name (NXDOMAIN)".into()),
+        rcode => Cname::Unresolved(dns::rcode_name(rcode)),
+    }
+}
+
+/// One row of the table: one address of one nameserver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Nameserver name (or the address when given with `--nameserver`).
+    pub nameserver: String,
+    /// Address asked ("-" when the name has none).
+    pub address: String,
+    /// Response code and AA, or the error.
+    pub answer: String,
+    /// TXT values served (None when there was no usable answer).
+    pub values: Option<BTreeSet<String>>,
+    /// Problem found, if any.
+    pub problem: Option<String>,
+}
+
+/// Builds a row from what one server said.
+pub fn judge_server(nameserver: &str, address: &str, reply: Result<&Reply, &str>, fulldomain: &str) -> Row {
+    let row = |answer: String, values, problem: Option<&str>| Row {
+        nameserver: nameserver.to_owned(),
+        address: address.to_owned(),
+        answer,
+        values,
+        problem: problem.map(str::to_owned),
+    };
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(error) => return row("no answer".into(), None, Some(error)),
+    };
+    let answer = format!("{}{}", dns::rcode_name(reply.rcode()), if reply.aa() { " AA" } else { "" });
+    if reply.rcode() != 0 {
+        let why = if reply.rcode() == 3 {
+            "the name does not exist there (account unknown to this server?)"
+        } else {
+            "error response"
+        };
+        return row(answer, None, Some(why));
+    }
+    if !reply.aa() {
+        return row(answer, None, Some("not authoritative for the zone (lame delegation?)"));
+    }
+    let values = reply.answers_for(fulldomain, rtype::TXT).filter_map(|r| r.txt()).collect();
+    row(answer, Some(values), None)
+}
+
+/// Marks rows that miss an expected value, or (without expectations) differ from the others.
+pub fn compare(rows: &mut [Row], expected: &[String]) {
+    if !expected.is_empty() {
+        for row in rows.iter_mut().filter(|r| r.problem.is_none()) {
+            let values = row.values.as_ref().expect("rows without problems have values");
+            let missing: Vec<&str> =
+                expected.iter().filter(|e| !values.contains(*e)).map(String::as_str).collect();
+            if !missing.is_empty() {
+                row.problem = Some(format!("missing {}", missing.join(", ")));
+            }
+        }
+        return;
+    }
+    // No expectation: the servers must agree. The most common set is taken as the reference.
+    let sets: Vec<BTreeSet<String>> = rows.iter().filter_map(|r| r.values.clone()).collect();
+    let reference = sets.iter().max_by_key(|s| sets.iter().filter(|t| t == s).count()).cloned();
+    if let Some(reference) = reference {
+        for row in rows.iter_mut() {
+            if row.values.as_ref().is_some_and(|v| *v != reference) {
+                row.problem = Some("serves other values than the other nameservers".into());
+            }
+        }
+    }
+}
+
+/// Renders the table.
+pub fn table(rows: &[Row]) -> String {
+    let header = ["NAMESERVER", "ADDRESS", "ANSWER", "TXT VALUES", "RESULT"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            let values = match &r.values {
+                None => "-".to_owned(),
+                Some(v) if v.is_empty() => "(none)".to_owned(),
+                Some(v) => v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" "),
+            };
+            let result = r.problem.as_ref().map_or("ok".to_owned(), |p| format!("FAIL: {p}"));
+            [r.nameserver.clone(), r.address.clone(), r.answer.clone(), values, result]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: &[String]| {
+        let mut text = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i + 1 == cols.len() {
+                text.push_str(c);
+            } else {
+                let _ = write!(text, "{c:<width$}  ", width = widths[i]);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&header.map(str::to_owned));
+    for row in &cells {
+        line(row);
+    }
+    out
+}
+
+/// Parses `ADDR`, `ADDR:PORT`, `[V6]:PORT` or a bare IPv6 address.
+pub fn parse_server(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    Err(format!("{text:?} is not an address (write 192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:53)"))
+}
+
+/// The first `nameserver` of a resolv.conf text.
+pub fn resolv_conf_nameserver(text: &str) -> Option<SocketAddr> {
+    text.lines()
+        .map(|l| l.split(['#', ';']).next().unwrap_or_default())
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().split('%').next()?.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .next()
+}
+
+/// The system's resolver (first nameserver of /etc/resolv.conf), or 127.0.0.1:53.
+pub fn system_resolver() -> SocketAddr {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .ok()
+        .and_then(|t| resolv_conf_nameserver(&t))
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 53)))
+}
+
+/// The parent names of `name`, nearest first, without the root.
+fn ancestors(name: &str) -> Vec<String> {
+    let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
+    (1..labels.len()).map(|i| labels[i..].join(".")).collect()
+}
+
+/// Runs the whole check for `domain` (normalised) whose account has `fulldomain`.
+pub fn run(domain: &str, fulldomain: &str, settings: &Settings) -> Outcome {
+    let mut text = String::new();
+    let mut ok = true;
+    let challenge = format!("_acme-challenge.{domain}");
+    let fulldomain = fulldomain.trim_end_matches('.');
+    let ask_resolver = |name: &str, qtype| dns::ask(settings.resolver, name, qtype, true, settings.timeout);
+
+    // 1. The CNAME, as the world sees it.
+    let _ = writeln!(text, "resolver {}", settings.resolver);
+    match ask_resolver(&challenge, rtype::CNAME) {
+        Ok(reply) => match judge_cname(&reply, &challenge, fulldomain) {
+            Cname::Matches(target) => {
+                let _ = writeln!(text, "{challenge}. CNAME {target}  ok: the stored fulldomain");
+            }
+            Cname::Elsewhere(target) => {
+                ok = false;
+                let _ = writeln!(
+                    text,
+                    "{challenge}. CNAME {target}  FAIL: should be {fulldomain}.\n  fix: _acme-challenge.{domain}. CNAME {fulldomain}."
+                );
+            }
+            Cname::TxtInstead => {
+                ok = false;
+                let _ = writeln!(
+                    text,
+                    "{challenge}.  FAIL: has TXT records of its own, not a CNAME\n  fix: remove them and create _acme-challenge.{domain}. CNAME {fulldomain}."
+                );
+            }
+            Cname::Unresolved(rcode) => {
+                ok = false;
+                let _ = writeln!(
+                    text,
+                    "{challenge}.  FAIL: the resolver answered {rcode} (is {} a recursive resolver that serves this machine?)",
+                    settings.resolver
+                );
+            }
+            Cname::Missing(why) => {
+                ok = false;
+                let _ = writeln!(
+                    text,
+                    "{challenge}.  FAIL: {why}\n  fix: create _acme-challenge.{domain}. CNAME {fulldomain}."
+                );
+            }
+        },
+        Err(e) => {
+            ok = false;
+            let _ = writeln!(text, "{challenge}.  FAIL: cannot ask the resolver: {e}");
+        }
+    }
+
+    // 2. The servers to ask: given, or the NS set of the zone holding fulldomain.
+    let mut targets: Vec<(String, Result<SocketAddr, String>)> = Vec::new();
+    if settings.nameservers.is_empty() {
+        let mut zone = None;
+        for candidate in ancestors(fulldomain) {
+            match ask_resolver(&candidate, rtype::NS) {
+                Ok(reply) => {
+                    let names: Vec<String> = reply
+                        .answers_for(&candidate, rtype::NS)
+                        .filter_map(|r| match &r.data {
+                            Rdata::Name(n) => Some(n.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    if !names.is_empty() {
+                        zone = Some((candidate, names));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(text, "NS {candidate}: {e}");
+                }
+            }
+        }
+        let Some((zone, mut names)) = zone else {
+            let _ = writeln!(text, "FAIL: no NS records found for any parent of {fulldomain}");
+            return Outcome { text, ok: false };
+        };
+        names.sort_by_key(|n| n.to_ascii_lowercase());
+        names.dedup_by(|a, b| same_name(a, b));
+        let _ = writeln!(text, "zone {zone}: {} nameserver(s): {}", names.len(), names.join(" "));
+        for name in names {
+            let mut addresses = Vec::new();
+            let mut error = None;
+            for qtype in [rtype::A, rtype::AAAA] {
+                match ask_resolver(&name, qtype) {
+                    Ok(reply) => addresses.extend(reply.answers.iter().filter_map(|r| match r.data {
+                        Rdata::A(ip) if r.rtype == qtype => Some(IpAddr::V4(ip)),
+                        Rdata::Aaaa(ip) if r.rtype == qtype => Some(IpAddr::V6(ip)),
+                        _ => None,
+                    })),
+                    Err(e) => error = Some(format!("address lookup failed: {e}")),
+                }
+            }
+            if addresses.is_empty() {
+                targets.push((name.clone(), Err(error.unwrap_or_else(|| "no A or AAAA record".into()))));
+            }
+            for ip in addresses {
+                targets.push((name.clone(), Ok(SocketAddr::new(ip, settings.ns_port))));
+            }
+        }
+    } else {
+        let _ = writeln!(text, "nameservers given: {} address(es)", settings.nameservers.len());
+        targets = settings.nameservers.iter().map(|a| (a.to_string(), Ok(*a))).collect();
+    }
+
+    // 3. Ask each address directly, RD clear.
+    let mut rows: Vec<Row> = targets
+        .iter()
+        .map(|(name, addr)| match addr {
+            Ok(addr) => {
+                let reply = dns::ask(*addr, fulldomain, rtype::TXT, false, settings.timeout);
+                judge_server(name, &addr.to_string(), reply.as_ref().map_err(String::as_str), fulldomain)
+            }
+            Err(e) => judge_server(name, "-", Err(e), fulldomain),
+        })
+        .collect();
+    compare(&mut rows, &settings.expected);
+    let _ = writeln!(text, "TXT {fulldomain}. asked of every nameserver:");
+    text.push_str(&table(&rows));
+    let failed = rows.iter().filter(|r| r.problem.is_some()).count();
+    if failed > 0 {
+        ok = false;
+        let _ = writeln!(
+            text,
+            "{failed} of {} nameserver address(es) failed: a CA may see different answers",
+            rows.len()
+        );
+    } else if rows.is_empty() {
+        ok = false;
+        let _ = writeln!(text, "no nameserver to ask");
+    } else {
+        let _ = writeln!(text, "all {} nameserver address(es) agree", rows.len());
+    }
+    Outcome { text, ok }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::client::dns::{Record, decode};
+
+    fn reply(flags: u16, answers: Vec<Record>) -> Reply {
+        Reply { id: 1, flags, question: None, answers, authority: vec![] }
+    }
+
+    fn record(owner: &str, rtype: u16, data: Rdata) -> Record {
+        Record { owner: owner.into(), rtype, ttl: 1, data }
+    }
+
+    const FULL: &str = "3f1c.auth.example.org";
+
+    #[test]
+    fn cname_comparison_ignores_case_and_final_dot() {
+        let ch = "_acme-challenge.example.com";
+        let r = reply(
+            0x8180,
+            vec![record("_ACME-challenge.Example.com.", 5, Rdata::Name("3F1C.Auth.Example.ORG.".into()))],
+        );
+        assert_eq!(judge_cname(&r, ch, FULL), Cname::Matches("3F1C.Auth.Example.ORG.".into()));
+        let r = reply(
+            0x8180,
+            vec![record("_acme-challenge.example.com.", 5, Rdata::Name("3f1d.auth.example.org.".into()))],
+        );
+        assert_eq!(judge_cname(&r, ch, FULL), Cname::Elsewhere("3f1d.auth.example.org.".into()));
+        let r =
+            reply(0x8180, vec![record("_acme-challenge.example.com.", 16, Rdata::Txt(vec![b"x".to_vec()]))]);
+        assert_eq!(judge_cname(&r, ch, FULL), Cname::TxtInstead);
+        assert!(
+            matches!(judge_cname(&reply(0x8183, vec![]), ch, FULL), Cname::Missing(m) if m.contains("NXDOMAIN"))
+        );
+        assert_eq!(judge_cname(&reply(0x8185, vec![]), ch, FULL), Cname::Unresolved("REFUSED".into()));
+        assert!(
+            matches!(judge_cname(&reply(0x8180, vec![]), ch, FULL), Cname::Missing(m) if m.contains("no CNAME"))
+        );
+        // A CNAME owned by another name does not count.
+        let r = reply(0x8180, vec![record("other.example.com.", 5, Rdata::Name(format!("{FULL}.")))]);
+        assert!(matches!(judge_cname(&r, ch, FULL), Cname::Missing(_)));
+    }
+
+    #[test]
+    fn servers_are_judged_and_compared() {
+        let txt = |v: &str| record(&format!("{FULL}."), 16, Rdata::Txt(vec![v.as_bytes().to_vec()]));
+        let good = reply(0x8400, vec![txt("a"), txt("b")]);
+        let other = reply(0x8400, vec![txt("a")]);
+        let nx = reply(0x8403, vec![]);
+        let lame = reply(0x8000, vec![txt("a"), txt("b")]);
+        let mut rows = vec![
+            judge_server("ns1.", "127.0.0.1:53", Ok(&good), FULL),
+            judge_server("ns2.", "127.0.0.2:53", Ok(&good), FULL),
+            judge_server("ns3.", "127.0.0.3:53", Ok(&other), FULL),
+            judge_server("ns4.", "127.0.0.4:53", Ok(&nx), FULL),
+            judge_server("ns5.", "127.0.0.5:53", Ok(&lame), FULL),
+            judge_server("ns6.", "-", Err("no A or AAAA record"), FULL),
+        ];
+        assert_eq!(rows[0].values.as_ref().unwrap().len(), 2);
+        assert!(rows[3].problem.as_ref().unwrap().contains("does not exist"));
+        assert!(rows[4].problem.as_ref().unwrap().contains("not authoritative"));
+        let mut expecting = rows.clone();
+        compare(&mut rows, &[]);
+        assert!(rows[0].problem.is_none() && rows[1].problem.is_none());
+        assert!(rows[2].problem.as_ref().unwrap().contains("other values"));
+        compare(&mut expecting, &["b".into()]);
+        assert!(expecting[0].problem.is_none());
+        assert_eq!(expecting[2].problem.as_deref(), Some("missing b"));
+        let text = table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("NAMESERVER") && lines[0].ends_with("RESULT"), "{text}");
+        assert!(
+            lines[1].contains("NOERROR AA") && lines[1].contains("\"a\" \"b\"") && lines[1].ends_with("ok")
+        );
+        assert!(lines[4].contains("NXDOMAIN AA") && lines[4].contains("FAIL:"), "{text}");
+        assert!(lines[6].contains("no answer"), "{text}");
+        // Columns line up.
+        let at = lines[0].find("ADDRESS").unwrap();
+        assert!(
+            lines.iter().skip(1).all(|l| l[at..].starts_with("127.") || l[at..].starts_with('-')),
+            "{text}"
+        );
+        // No values at all is fine when all agree (nothing set yet).
+        let empty = reply(0x8400, vec![]);
+        let mut rows =
+            vec![judge_server("ns1.", "a", Ok(&empty), FULL), judge_server("ns2.", "b", Ok(&empty), FULL)];
+        compare(&mut rows, &[]);
+        assert!(rows.iter().all(|r| r.problem.is_none()));
+        assert!(table(&rows).contains("(none)"));
+    }
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(parse_server("127.0.0.1", 53).unwrap(), "127.0.0.1:53".parse().unwrap());
+        assert_eq!(parse_server("127.0.0.1:5353", 53).unwrap(), "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(parse_server("::1", 53).unwrap(), "[::1]:53".parse().unwrap());
+        assert_eq!(parse_server("[::1]", 5353).unwrap(), "[::1]:5353".parse().unwrap());
+        assert_eq!(parse_server("[::1]:54", 53).unwrap(), "[::1]:54".parse().unwrap());
+        assert!(parse_server("ns1.example.org", 53).is_err());
+        assert_eq!(
+            resolv_conf_nameserver("# c\nsearch x\nnameserver fe80::1%eth0\nnameserver 9.9.9.9\n"),
+            Some("[fe80::1]:53".parse().unwrap())
+        );
+        assert_eq!(
+            resolv_conf_nameserver("nameserver 192.0.2.1 # comment\n"),
+            Some("192.0.2.1:53".parse().unwrap())
+        );
+        assert_eq!(resolv_conf_nameserver("options ndots:1\n"), None);
+        assert_eq!(ancestors("a.b.c"), vec!["b.c".to_owned(), "c".to_owned()]);
+    }
+
+    #[test]
+    fn a_decoded_reply_feeds_the_judges() {
+        // End to end through the decoder: a reply as a server sends it.
+        let q = dns::build_query(9, FULL, rtype::TXT, false).unwrap();
+        let mut m = q[..q.len() - 11].to_vec();
+        m[2..4].copy_from_slice(&0x8400u16.to_be_bytes());
+        m[6..8].copy_from_slice(&1u16.to_be_bytes());
+        m[10..12].copy_from_slice(&[0, 0]);
+        m.extend_from_slice(&[0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 1, 0, 4, 3, b'x', b'y', b'z']);
+        let reply = decode(&m).unwrap();
+        let row = judge_server("ns1.", "127.0.0.1:53", Ok(&reply), FULL);
+        assert_eq!(row.values.unwrap().into_iter().collect::<Vec<_>>(), vec!["xyz".to_owned()]);
+    }
+}
