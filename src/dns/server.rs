@@ -77,6 +77,11 @@ fn bind_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<S
     }
     if kind == Type::STREAM {
         socket.set_reuse_address(true)?;
+    } else {
+        // Bursts arrive faster than one worker drains them; the kernel's default queue
+        // (about 200 KB) overflows first. Ask for more; the kernel caps it at rmem_max/wmem_max.
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        let _ = socket.set_send_buffer_size(4 << 20);
     }
     socket.bind(&addr.into())?;
     Ok(socket)
