@@ -162,7 +162,7 @@ struct State {
     /// Registered subdomains by lower-case label.
     dynamic: HashMap<Vec<u8>, TxtEntry>,
     /// The NSEC3 chain by hash (empty when unsigned).
-    nsec3: BTreeMap<[u8; 20], Nsec3Entry>,
+    nsec3: BTreeMap<Key, Nsec3Entry>,
 }
 
 /// The authoritative zone, shared by all DNS workers and the API.
@@ -186,9 +186,32 @@ pub struct Zone {
     signer: Option<Signer>,
     /// NSEC3 hashes of the apex and of `*.<apex>`, the closest encloser and wildcard of almost
     /// every NXDOMAIN, computed once instead of per query.
-    apex_hashes: ([u8; 20], [u8; 20]),
+    apex_hashes: (Key, Key),
     /// The changing part.
     state: RwLock<State>,
+}
+
+/// An NSEC3 hash as the chain's key: the 20 bytes as integers, so that ordering them (which
+/// equals the bytes' order) is three integer compares instead of a `memcmp` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(u64, u64, u32);
+
+impl Key {
+    /// The hash's bytes.
+    fn bytes(self) -> [u8; 20] {
+        let mut out = [0u8; 20];
+        out[..8].copy_from_slice(&self.0.to_be_bytes());
+        out[8..16].copy_from_slice(&self.1.to_be_bytes());
+        out[16..].copy_from_slice(&self.2.to_be_bytes());
+        out
+    }
+}
+
+/// The NSEC3 hash of a lower-case wire name, as a chain key.
+fn nsec3_key(name: &[u8]) -> Key {
+    let h = dnssec::nsec3_hash(name);
+    let word = |at: usize| u64::from_be_bytes(h[at..at + 8].try_into().unwrap_or([0; 8]));
+    Key(word(0), word(8), u32::from_be_bytes([h[16], h[17], h[18], h[19]]))
 }
 
 /// Seconds since the epoch.
@@ -313,10 +336,10 @@ impl Zone {
             udp_size: settings.udp_size,
             cuts,
             signer,
-            apex_hashes: (dnssec::nsec3_hash(&apex), {
+            apex_hashes: (nsec3_key(&apex), {
                 let mut wildcard = b"\x01*".to_vec();
                 wildcard.extend_from_slice(&apex);
-                dnssec::nsec3_hash(&wildcard)
+                nsec3_key(&wildcard)
             }),
             state: RwLock::new(State {
                 serial: unix_now(),
@@ -465,7 +488,7 @@ impl Zone {
     }
 
     /// Renders and signs the NSEC3 record of `hash` from its entry and its successor.
-    fn render_nsec3(&self, state: &mut State, hash: [u8; 20]) {
+    fn render_nsec3(&self, state: &mut State, hash: Key) {
         let next = state
             .nsec3
             .range((std::ops::Bound::Excluded(hash), std::ops::Bound::Unbounded))
@@ -475,7 +498,7 @@ impl Zone {
             .unwrap_or(hash);
         let Some(entry) = state.nsec3.get(&hash) else { return };
         let mut rdata = vec![1, 0, 0, 0, 0, 20];
-        rdata.extend_from_slice(&next);
+        rdata.extend_from_slice(&next.bytes());
         rdata.extend(dnssec::type_bitmap(&entry.types));
         let mut records = RrSet::default();
         records.add(rtype::NSEC3, self.soa_ttl.min(self.negative_ttl), &rdata);
@@ -488,7 +511,7 @@ impl Zone {
     }
 
     /// The hash preceding `hash` in the chain (circularly).
-    fn predecessor(state: &State, hash: &[u8; 20]) -> Option<[u8; 20]> {
+    fn predecessor(state: &State, hash: &Key) -> Option<Key> {
         state.nsec3.range(..*hash).next_back().or_else(|| state.nsec3.iter().next_back()).map(|(h, _)| *h)
     }
 
@@ -497,7 +520,7 @@ impl Zone {
         if self.signer.is_none() {
             return;
         }
-        let hash = dnssec::nsec3_hash(name);
+        let hash = nsec3_key(name);
         if let Some(entry) = state.nsec3.get_mut(&hash) {
             if entry.types == types {
                 return;
@@ -507,7 +530,7 @@ impl Zone {
             return;
         }
         let mut label = vec![32];
-        label.extend_from_slice(dnssec::base32hex(&hash).as_bytes());
+        label.extend_from_slice(dnssec::base32hex(&hash.bytes()).as_bytes());
         state.nsec3.insert(hash, Nsec3Entry { label, types, set: Set::default() });
         self.render_nsec3(state, hash);
         if let Some(prev) = Self::predecessor(state, &hash).filter(|p| *p != hash) {
@@ -520,7 +543,7 @@ impl Zone {
         if self.signer.is_none() {
             return;
         }
-        let hash = dnssec::nsec3_hash(name);
+        let hash = nsec3_key(name);
         if state.nsec3.remove(&hash).is_some()
             && let Some(prev) = Self::predecessor(state, &hash)
         {
@@ -554,12 +577,12 @@ impl Zone {
         }
         state.nsec3.clear();
         for (name, types) in names {
-            let hash = dnssec::nsec3_hash(&name);
+            let hash = nsec3_key(&name);
             let mut label = vec![32];
-            label.extend_from_slice(dnssec::base32hex(&hash).as_bytes());
+            label.extend_from_slice(dnssec::base32hex(&hash.bytes()).as_bytes());
             state.nsec3.insert(hash, Nsec3Entry { label, types, set: Set::default() });
         }
-        let hashes: Vec<[u8; 20]> = state.nsec3.keys().copied().collect();
+        let hashes: Vec<Key> = state.nsec3.keys().copied().collect();
         for hash in hashes {
             self.render_nsec3(state, hash);
         }
@@ -689,7 +712,7 @@ impl Zone {
             }
         }
         // The NSEC3 chain, in chunks.
-        let hashes: Vec<[u8; 20]> =
+        let hashes: Vec<Key> =
             self.read().nsec3.iter().filter(|(_, e)| due(&e.set)).map(|(h, _)| *h).collect();
         for chunk in hashes.chunks(CHUNK) {
             let mut state = self.write();
@@ -759,21 +782,27 @@ impl Zone {
     }
 
     /// Appends the NSEC3 record of `hash` (and its signature) to the authority section.
-    fn push_nsec3(&self, state: &State, ctx: &Context<'_>, response: &mut Response<'_>, hash: &[u8; 20]) {
+    fn push_nsec3(&self, state: &State, ctx: &Context<'_>, response: &mut Response<'_>, hash: &Key) {
         if let Some(entry) = state.nsec3.get(hash) {
-            Self::push_set(
-                response,
-                Section::Authority,
-                Owner::Prefixed(&entry.label, ctx.apex_ptr),
-                &entry.set,
-                true,
-            );
+            Self::push_nsec3_entry(ctx, response, entry);
         }
     }
 
-    /// The NSEC3 entry covering `hash` (the greatest one below it, circularly).
-    fn covering(state: &State, hash: &[u8; 20]) -> Option<[u8; 20]> {
-        Self::predecessor(state, hash)
+    /// Appends one NSEC3 record and its signature to the authority section.
+    fn push_nsec3_entry(ctx: &Context<'_>, response: &mut Response<'_>, entry: &Nsec3Entry) {
+        Self::push_set(
+            response,
+            Section::Authority,
+            Owner::Prefixed(&entry.label, ctx.apex_ptr),
+            &entry.set,
+            true,
+        );
+    }
+
+    /// The NSEC3 entry covering `hash` (the greatest one below it, circularly), found with one
+    /// walk of the tree.
+    fn covering<'s>(state: &'s State, hash: &Key) -> Option<(&'s Key, &'s Nsec3Entry)> {
+        state.nsec3.range(..*hash).next_back().or_else(|| state.nsec3.iter().next_back())
     }
 
     /// Appends the SOA for a negative answer, and for a signed one the proof of `kind`.
@@ -789,7 +818,7 @@ impl Zone {
             response.push_all(Section::Authority, apex_owner, &soa.sigs);
         }
         if !nxdomain {
-            self.push_nsec3(state, ctx, response, &dnssec::nsec3_hash(ctx.name));
+            self.push_nsec3(state, ctx, response, &nsec3_key(ctx.name));
             return;
         }
         // Closest encloser proof (RFC 5155 section 7.2.1) plus the wildcard's non-existence.
@@ -808,20 +837,19 @@ impl Zone {
             let mut wildcard = Vec::with_capacity(encloser.len() + 2);
             wildcard.extend_from_slice(b"\x01*");
             wildcard.extend_from_slice(encloser);
-            (dnssec::nsec3_hash(encloser), dnssec::nsec3_hash(&wildcard))
+            (nsec3_key(encloser), nsec3_key(&wildcard))
         };
-        // At most three proofs; a fixed array keeps the query path free of allocation.
-        let mut proofs = [encloser_hash; 3];
-        let mut count = 1;
-        for target in [dnssec::nsec3_hash(next_closer), wildcard_hash] {
-            if let Some(h) = Self::covering(state, &target) {
-                proofs[count] = h;
-                count += 1;
-            }
-        }
-        for (i, hash) in proofs[..count].iter().enumerate() {
-            if !proofs[..i].contains(hash) {
-                self.push_nsec3(state, ctx, response, hash);
+        // At most three proofs, each found with one walk of the tree; a fixed array keeps the
+        // query path free of allocation. One record may serve twice: send it once.
+        let mut proofs: [Option<(&Key, &Nsec3Entry)>; 3] = [None; 3];
+        proofs[0] = state.nsec3.get_key_value(&encloser_hash);
+        proofs[1] = Self::covering(state, &nsec3_key(next_closer));
+        proofs[2] = Self::covering(state, &wildcard_hash);
+        for i in 0..proofs.len() {
+            if let Some((key, entry)) = proofs[i]
+                && !proofs[..i].iter().flatten().any(|(k, _)| *k == key)
+            {
+                Self::push_nsec3_entry(ctx, response, entry);
             }
         }
     }
@@ -846,7 +874,7 @@ impl Zone {
             response.push_all(Section::Authority, Owner::Pointer(cut_ptr), &cut.ns);
             if ctx.dnssec {
                 // No DS at the cut: prove it, so validators accept the insecure delegation.
-                self.push_nsec3(state, ctx, response, &dnssec::nsec3_hash(&cut.name));
+                self.push_nsec3(state, ctx, response, &nsec3_key(&cut.name));
             }
             for (owner, set) in &cut.glue {
                 response.push_all(Section::Additional, Owner::Name(owner), set);
