@@ -100,6 +100,14 @@ fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
 /// Sets pragmas and runs pending migrations.
 fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     let open_error = |e: rusqlite::Error| StoreError::Open { target: path.to_owned(), reason: e.to_string() };
+    // Refuse another program's database before changing anything in it: journal_mode is
+    // written into the file, so it must come after this check.
+    if has_table(conn, "records").map_err(backend)? && !has_table(conn, "accounts").map_err(backend)? {
+        return Err(StoreError::ForeignSchema(format!(
+            "{path} is an acme-dns database; acme-delegate keeps its own schema. Import it into a new file with \
+             `acme-delegate import-acme-dns {path}` and point database.connection at that file"
+        )));
+    }
     conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
@@ -110,15 +118,6 @@ fn prepare(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(StoreError::TooNew { found: version, known });
-    }
-    if version == 0
-        && has_table(conn, "records").map_err(backend)?
-        && !has_table(conn, "accounts").map_err(backend)?
-    {
-        return Err(StoreError::ForeignSchema(format!(
-            "{path} is an acme-dns database; acme-delegate keeps its own schema. Import it into a new file with \
-             `acme-delegate import-acme-dns {path}` and point database.connection at that file"
-        )));
     }
     for (index, script) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(backend)?;

@@ -1,9 +1,167 @@
-//! Starting and stopping: signals, taken ports, bad configurations, the command line.
+//! Starting and stopping: signals, taken ports, crashes, bad configurations, the command line.
+//!
+//! Most tests run the real binary to completion with [`run_binary`] and look at its exit status
+//! and everything it printed; the ones that need a running server use the harness's
+//! [`TestServer`].
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+
+/// How a run of the binary ended.
+struct Exited {
+    /// Its exit status; `None` if it was still running at the limit (and was killed).
+    status: Option<ExitStatus>,
+    /// Standard output and standard error, interleaved by line.
+    output: String,
+    /// How long it ran.
+    took: Duration,
+}
+
+/// Copies the lines of `reader` into `sink` on a thread of its own.
+fn collect(reader: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            let mut sink = sink.lock().unwrap();
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    })
+}
+
+/// Runs the binary with `args` in `dir` until it exits, at most `limit` (then kills it).
+fn run_binary(dir: &TempDir, args: &[&str], limit: Duration) -> Exited {
+    let start = Instant::now();
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(&dir.0)
+        .env_remove("ACME_DELEGATE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary");
+    let output = Arc::new(Mutex::new(String::new()));
+    let pumps = [
+        collect(child.stdout.take().unwrap(), Arc::clone(&output)),
+        collect(child.stderr.take().unwrap(), Arc::clone(&output)),
+    ];
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    for pump in pumps {
+        let _ = pump.join();
+    }
+    let output = output.lock().unwrap().clone();
+    Exited { status, output, took }
+}
+
+/// Writes `config` as `config.cfg` in `dir` and returns its path as text.
+fn write_config(dir: &TempDir, config: &str) -> String {
+    let path: PathBuf = dir.join("config.cfg");
+    std::fs::write(&path, config).expect("write config");
+    path.display().to_string()
+}
+
+/// Asserts the run failed (non-zero exit, not killed at the limit) and printed `named`.
+fn assert_failed_naming(run: &Exited, what: &str, named: &str) {
+    let status =
+        run.status.unwrap_or_else(|| panic!("{what}: still running after {:?}\n{}", run.took, run.output));
+    assert!(!status.success(), "{what}: exited 0\n{}", run.output);
+    assert!(run.output.contains(named), "{what}: output does not name {named:?}:\n{}", run.output);
+}
+
+/// Asserts a configuration is refused by the server and by `check-config`, both naming `key`.
+fn assert_config_refused(config: &str, key: &str) {
+    let dir = TempDir::new();
+    let path = write_config(&dir, config);
+    let run = run_binary(&dir, &["-c", &path], Duration::from_secs(10));
+    assert_failed_naming(&run, "server", key);
+    assert!(run.took < Duration::from_secs(5), "took {:?} to refuse", run.took);
+    let check = run_binary(&dir, &["check-config", "-c", &path], Duration::from_secs(10));
+    assert_failed_naming(&check, "check-config", key);
+}
+
+/// A server process started by hand (for command lines other than the harness's).
+struct Running {
+    /// The process.
+    child: Child,
+    /// What it printed so far.
+    output: Arc<Mutex<String>>,
+}
+
+impl Running {
+    /// Starts the binary with `args` in `dir` and waits until it is ready; returns it with its
+    /// API address.
+    fn start(dir: &TempDir, args: &[&str]) -> (Self, SocketAddr) {
+        let mut child = Command::new(binary())
+            .args(args)
+            .current_dir(&dir.0)
+            .env_remove("ACME_DELEGATE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the binary");
+        let output = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), Arc::clone(&output));
+        collect(child.stderr.take().unwrap(), Arc::clone(&output));
+        let mut running = Self { child, output };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = running.output.lock().unwrap().clone();
+            if text.contains("ready: serving zone") {
+                let marker = "API listening on http://";
+                let at = text.find(marker).unwrap_or_else(|| panic!("{args:?}: no API address:\n{text}"));
+                let addr = text[at + marker.len()..].split_whitespace().next().unwrap().parse().unwrap();
+                return (running, addr);
+            }
+            let exited = running.child.try_wait().ok().flatten();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "{args:?} did not start ({exited:?}):\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status (waiting at most 10 s).
+    fn terminate(mut self) -> Option<ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
 
 #[test]
 fn sigterm_exits_cleanly() {
@@ -162,4 +320,244 @@ fn without_a_config_the_demo_runs_on_loopback() {
     assert!(out.contains("API listening on http://127.0.0.1:8053"), "{out}");
     assert!(out.contains("curl -s -X POST http://127.0.0.1:8053/register"), "{out}");
     assert!(dir.join("acme-delegate.db").exists());
+}
+
+// ---- signals ----
+
+/// Sends `signal` to a fresh server and asserts a clean, prompt exit that the log explains.
+fn exits_cleanly_on(signal: &str) {
+    let (mut server, _dir) = TestServer::start();
+    assert_eq!(server.http("GET", "/health", &[], b"").status, 200);
+    let start = Instant::now();
+    server.signal(signal);
+    let status =
+        server.wait(Duration::from_secs(10)).unwrap_or_else(|| panic!("still running after SIG{signal}"));
+    let took = start.elapsed();
+    assert!(status.success(), "SIG{signal}: {status:?}\n{}", server.log_text());
+    assert!(took < Duration::from_secs(3), "SIG{signal}: took {took:?}");
+    assert!(server.log_text().contains(&format!("SIG{signal} received")), "{}", server.log_text());
+}
+
+#[test]
+fn sigterm_exits_zero_promptly() {
+    exits_cleanly_on("TERM");
+}
+
+#[test]
+fn sigint_exits_zero_promptly() {
+    exits_cleanly_on("INT");
+}
+
+#[test]
+fn sigterm_exits_promptly_with_idle_connections_open() {
+    let (mut server, _dir) = TestServer::start();
+    // A client that connected and said nothing yet, one that finished a request and keeps the
+    // connection alive, and an idle DNS-over-TCP connection.
+    let _silent_api = TcpStream::connect(server.api).unwrap();
+    let mut keep_alive = TcpStream::connect(server.api).unwrap();
+    std::io::Write::write_all(&mut keep_alive, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    keep_alive.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut head = [0u8; 12];
+    keep_alive.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let _silent_dns = TcpStream::connect(server.tcp).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(15)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", server.log_text());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "idle connections held shutdown for {:?}",
+        start.elapsed()
+    );
+}
+
+// ---- ports in use ----
+
+#[test]
+fn a_taken_dns_port_exits_non_zero_naming_the_address() {
+    let (first, _first_dir) = TestServer::start();
+    let dir = TempDir::new();
+    let taken = first.udp.to_string();
+    let config = base_config(&dir.0).replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{taken}\""));
+    assert!(config.contains(&taken));
+    let run = run_binary(&dir, &["-c", &write_config(&dir, &config)], Duration::from_secs(10));
+    assert_failed_naming(&run, "second server", &taken);
+    assert!(run.took < Duration::from_secs(5), "took {:?} to give up", run.took);
+    // The first server is unharmed.
+    assert_eq!(first.http("GET", "/health", &[], b"").status, 200);
+}
+
+#[test]
+fn a_taken_api_port_exits_non_zero_naming_the_address() {
+    let (first, _first_dir) = TestServer::start();
+    let dir = TempDir::new();
+    let port = first.api.port();
+    let config = base_config(&dir.0).replace("port = \"0\"", &format!("port = \"{port}\""));
+    let run = run_binary(&dir, &["-c", &write_config(&dir, &config)], Duration::from_secs(10));
+    assert_failed_naming(&run, "second server", &format!("127.0.0.1:{port}"));
+    assert!(run.took < Duration::from_secs(5), "took {:?} to give up", run.took);
+    assert_eq!(first.http("GET", "/health", &[], b"").status, 200);
+}
+
+// ---- crash safety ----
+
+#[test]
+fn acknowledged_updates_survive_kill_9() {
+    let (mut server, dir) = TestServer::start();
+    let account = server.register();
+    let fulldomain = account["fulldomain"].as_str().unwrap().to_owned();
+    let (first, second) = (txt_value(901), txt_value(902));
+    assert_eq!(server.update(&account, &first).status, 200);
+    assert_eq!(server.update(&account, &second).status, 200);
+    server.signal("KILL");
+    let status = server.wait(Duration::from_secs(5)).expect("dies on SIGKILL");
+    assert!(!status.success());
+    drop(server);
+    // Same directory, same config (port 0: new ports).
+    let again = TestServer::start_with(&dir, &base_config(&dir.0));
+    assert_eq!(again.ask(&fulldomain, t::TXT).txts(), vec![first, second.clone()]);
+    // The account survived too.
+    let third = txt_value(903);
+    assert_eq!(again.update(&account, &third).status, 200);
+    assert_eq!(again.ask(&fulldomain, t::TXT).txts(), vec![second, third]);
+}
+
+// ---- bad configurations ----
+
+#[test]
+fn unknown_database_engine_is_refused_naming_database_engine() {
+    let dir = TempDir::new();
+    let config = base_config(&dir.0).replace("engine = \"sqlite3\"", "engine = \"mysql\"");
+    assert!(config.contains("mysql"));
+    assert_config_refused(&config, "database.engine");
+}
+
+#[test]
+fn a_bad_static_record_is_refused_naming_general_records() {
+    let dir = TempDir::new();
+    let good = format!("\"ns1.{DOMAIN}. A 192.0.2.2\"");
+    let base = base_config(&dir.0);
+    assert!(base.contains(&good));
+    for bad in [format!("\"ns1.{DOMAIN}. A 999.0.2.2\""), "\"this is not a record\"".to_owned()] {
+        assert_config_refused(&base.replace(&good, &bad), "general.records");
+    }
+}
+
+#[test]
+fn a_missing_general_domain_is_refused_naming_it() {
+    let dir = TempDir::new();
+    let line = format!("domain = \"{DOMAIN}\"\n");
+    let base = base_config(&dir.0);
+    assert!(base.contains(&line));
+    assert_config_refused(&base.replace(&line, ""), "general.domain");
+}
+
+#[test]
+fn check_config_accepts_the_base_config() {
+    let dir = TempDir::new();
+    let path = write_config(&dir, &base_config(&dir.0));
+    let run = run_binary(&dir, &["check-config", "-c", &path], Duration::from_secs(10));
+    assert_eq!(run.status.map(|s| s.success()), Some(true), "{}", run.output);
+    assert!(run.output.contains("OK"), "{}", run.output);
+    // It checks; it does not serve.
+    assert!(!run.output.contains("ready: serving zone"), "{}", run.output);
+}
+
+#[test]
+fn help_exits_zero_and_mentions_check_config() {
+    let dir = TempDir::new();
+    let run = run_binary(&dir, &["--help"], Duration::from_secs(10));
+    assert_eq!(run.status.map(|s| s.success()), Some(true), "{}", run.output);
+    assert!(run.output.contains("check-config"), "{}", run.output);
+    assert!(run.output.contains("-c, --config"), "{}", run.output);
+}
+
+// ---- acme-dns's command line ----
+
+/// acme-dns is started as `acme-dns -c /etc/acme-dns/config.cfg`: the same line with this
+/// binary's name must start the server (the harness's TestServer relies on it), and so must
+/// the explicit `serve -c FILE` and the long `--config FILE`.
+#[test]
+fn acme_dns_command_line_starts_the_server() {
+    for form in [&["-c"][..], &["serve", "-c"], &["--config"], &["serve", "--config"]] {
+        let dir = TempDir::new();
+        let path = write_config(&dir, &base_config(&dir.0));
+        let mut args = form.to_vec();
+        args.push(&path);
+        let (running, api) = Running::start(&dir, &args);
+        assert_eq!(http(api, "GET", "/health", &[], b"").status, 200, "{args:?}");
+        assert_eq!(http(api, "POST", "/register", &[], b"").status, 201, "{args:?}");
+        let status = running.terminate();
+        assert_eq!(status.map(|s| s.success()), Some(true), "{args:?}: {status:?}");
+    }
+}
+
+// ---- an acme-dns database ----
+
+/// Creates an acme-dns (v1) database at `path` with one account and its two TXT rows.
+fn make_acme_dns_database(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS acmedns(Name TEXT, Value TEXT);
+         INSERT INTO acmedns (Name, Value) VALUES ('db_version', '1');
+         CREATE TABLE IF NOT EXISTS records(
+             Username TEXT UNIQUE NOT NULL PRIMARY KEY,
+             Password TEXT UNIQUE NOT NULL,
+             Subdomain TEXT UNIQUE NOT NULL,
+             AllowFrom TEXT);
+         CREATE TABLE IF NOT EXISTS txt(
+             Subdomain TEXT NOT NULL,
+             Value TEXT NOT NULL DEFAULT '',
+             LastUpdate INT);
+         INSERT INTO records VALUES ('c36f50e8-4632-44f0-83fe-e070fef28a10',
+             '$2a$10$mrtC8gWWzCuT7Kzi9M5n9.k4Q9F06yCvy8YlCoJVUyDZrYMvHyL/e',
+             'a097455b-52cc-4569-90c8-7a4b97c6eba8', '[]');
+         INSERT INTO txt VALUES ('a097455b-52cc-4569-90c8-7a4b97c6eba8', '', 0);
+         INSERT INTO txt VALUES ('a097455b-52cc-4569-90c8-7a4b97c6eba8', '', 0);",
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_acme_dns_database_as_connection_is_refused_pointing_to_import() {
+    let dir = TempDir::new();
+    let db = dir.join("acme-dns.db");
+    make_acme_dns_database(&db);
+    let config = base_config(&dir.0)
+        .replace(&dir.join("acme-delegate.db").display().to_string(), &db.display().to_string());
+    assert!(config.contains("acme-dns.db"));
+    let run = run_binary(&dir, &["-c", &write_config(&dir, &config)], Duration::from_secs(10));
+    assert_failed_naming(&run, "server on an acme-dns database", "import-acme-dns");
+    assert!(run.took < Duration::from_secs(5), "took {:?}", run.took);
+    // Nothing of ours was created in it, and its data is intact.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tables, ["acmedns", "records", "txt"]);
+    let rows: i64 = conn.query_row("SELECT count(*) FROM txt", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 2);
+}
+
+#[test]
+fn an_acme_dns_database_is_not_modified_by_the_refusal() {
+    let dir = TempDir::new();
+    let db = dir.join("acme-dns.db");
+    make_acme_dns_database(&db);
+    let before = std::fs::read(&db).unwrap();
+    let config = base_config(&dir.0)
+        .replace(&dir.join("acme-delegate.db").display().to_string(), &db.display().to_string());
+    let run = run_binary(&dir, &["-c", &write_config(&dir, &config)], Duration::from_secs(10));
+    assert_failed_naming(&run, "server on an acme-dns database", "import-acme-dns");
+    let after = std::fs::read(&db).unwrap();
+    let mode: String =
+        rusqlite::Connection::open(&db).unwrap().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete", "the refused start changed the acme-dns database's journal mode");
+    assert!(before == after, "the refused start changed the acme-dns database file");
 }
