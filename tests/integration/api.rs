@@ -1,8 +1,14 @@
 //! The HTTP API against the real server: acme-dns's contract and its clients' quirks.
+//!
+//! Each row of the compatibility contract (DESIGN.md section 3, ACME-DNS.md section 1) and each
+//! client quirk (CLIENTS.md) has a test of its own, so that a failure names the row it breaks.
+//! Every test starts its own server: rate limits and accounts never leak between tests.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -13,7 +19,19 @@ fn assert_error(r: &HttpResponse, status: u16, word: &str) {
     assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
-/// Whether `s` is a lower-case UUID version 4.
+/// Asserts an error response of some 4xx/5xx status whose body is a JSON object with a string
+/// `error`, sent as `application/json`; returns the error word.
+fn assert_json_error(r: &HttpResponse, what: &str) -> String {
+    assert!(r.status >= 400, "{what}: status {} ({})", r.status, r.body_text());
+    assert_eq!(r.header("content-type"), Some("application/json"), "{what}: {r:?}");
+    let body: Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {:?}", r.body_text()));
+    let word = body["error"].as_str().unwrap_or_else(|| panic!("{what}: no \"error\" string in {body}"));
+    assert!(!word.is_empty(), "{what}: empty error word");
+    word.to_owned()
+}
+
+/// Whether `s` is a lower-case UUID version 4 (RFC 4122 variant).
 fn is_uuid_v4(s: &str) -> bool {
     s.len() == 36
         && s.chars().enumerate().all(|(i, c)| {
@@ -24,6 +42,94 @@ fn is_uuid_v4(s: &str) -> bool {
             }
         })
         && &s[14..15] == "4"
+        && "89ab".contains(&s[19..20])
+}
+
+/// POSTs `body` to `/register` with exactly `headers`.
+fn register_raw(server: &TestServer, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    server.http("POST", "/register", headers, body)
+}
+
+/// Asserts everything acme-dns's clients rely on in a successful `/register` response, with
+/// `allowfrom` as expected, and returns the parsed body.
+fn assert_registration(r: &HttpResponse, allowfrom: Value) -> Value {
+    assert_eq!(r.status, 201, "register: {}", r.body_text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let text = r.body_text();
+    // acme.sh reads the body with a sed expression anchored at `^{` and `}$` on one line.
+    assert!(!text.contains(['\n', '\r']), "not one line: {text:?}");
+    assert!(text.starts_with('{') && text.ends_with('}'), "{text:?}");
+    // Keys in acme-dns's order, each once.
+    let keys = ["username", "password", "fulldomain", "subdomain", "allowfrom"];
+    let positions: Vec<usize> = keys
+        .iter()
+        .map(|k| {
+            let quoted = format!("\"{k}\"");
+            assert_eq!(text.matches(&quoted).count(), 1, "{k} once: {text}");
+            text.find(&quoted).unwrap()
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "key order: {text}");
+    let j = r.json();
+    let object = j.as_object().expect("an object");
+    assert_eq!(object.len(), keys.len(), "exactly the five keys: {text}");
+    let username = j["username"].as_str().expect("username string");
+    let subdomain = j["subdomain"].as_str().expect("subdomain string");
+    assert!(is_uuid_v4(username), "username {username:?}");
+    assert!(is_uuid_v4(subdomain), "subdomain {subdomain:?}");
+    assert_ne!(username, subdomain);
+    let password = j["password"].as_str().expect("password string");
+    assert_eq!(password.len(), 40, "{password:?}");
+    assert!(password.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{password:?}");
+    let fulldomain = j["fulldomain"].as_str().expect("fulldomain string");
+    assert_eq!(fulldomain, format!("{subdomain}.{DOMAIN}"));
+    assert_eq!(fulldomain, fulldomain.to_ascii_lowercase());
+    assert!(!fulldomain.ends_with('.'), "{fulldomain}");
+    assert_eq!(j["allowfrom"], allowfrom, "{text}");
+    j
+}
+
+/// The `X-Api-User` and `X-Api-Key` of an account.
+fn creds(account: &Value) -> (&str, &str) {
+    (account["username"].as_str().unwrap(), account["password"].as_str().unwrap())
+}
+
+/// POSTs `body` to `path` with the account's credentials and `extra` headers.
+fn post_as(
+    server: &TestServer,
+    account: &Value,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    let (user, key) = creds(account);
+    let mut headers = vec![("X-Api-User", user), ("X-Api-Key", key)];
+    headers.extend_from_slice(extra);
+    server.http("POST", path, &headers, body.as_bytes())
+}
+
+/// The usual update body for an account.
+fn update_body(account: &Value, txt: &str) -> String {
+    json!({"subdomain": account["subdomain"], "txt": txt}).to_string()
+}
+
+/// The TXT values DNS serves for an account, in answer order.
+fn served(server: &TestServer, account: &Value) -> Vec<String> {
+    server.ask(account["fulldomain"].as_str().unwrap(), t::TXT).txts()
+}
+
+/// Asserts a successful update response for `txt`.
+fn assert_updated(r: &HttpResponse, txt: &str) {
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.body_text(), format!("{{\"txt\": \"{txt}\"}}"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+/// Starts a server with extra `[api]` keys.
+fn start_with_api_keys(keys: &str) -> (TestServer, TempDir) {
+    let dir = TempDir::new();
+    let server = TestServer::start_with(&dir, &with_keys(&base_config(&dir.0), "api", keys));
+    (server, dir)
 }
 
 #[test]
@@ -301,4 +407,572 @@ fn cors_preflight_allows_the_api_headers() {
     assert!(r.header("access-control-allow-headers").is_some_and(|h| h.contains("x-api-key")));
     let r = server.http("GET", "/health", &[("Origin", "https://example.com")], b"");
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+}
+
+// ---- /register: the compatibility contract, one row per test ----
+
+#[test]
+fn contract_register_with_empty_body() {
+    let (server, _dir) = TestServer::start();
+    assert_registration(&register_raw(&server, &[], b""), json!([]));
+}
+
+#[test]
+fn contract_register_with_empty_object() {
+    let (server, _dir) = TestServer::start();
+    assert_registration(&register_raw(&server, &[], b"{}"), json!([]));
+}
+
+#[test]
+fn contract_register_with_null() {
+    let (server, _dir) = TestServer::start();
+    assert_registration(&register_raw(&server, &[], b"null"), json!([]));
+}
+
+#[test]
+fn contract_register_echoes_allowfrom_as_written_minus_brackets() {
+    let (server, _dir) = TestServer::start();
+    let r = register_raw(&server, &[], br#"{"allowfrom": ["192.168.100.1/24", "[::1]/64"]}"#);
+    // Not normalised to 192.168.100.0/24: acme-dns echoes the text.
+    assert_registration(&r, json!(["192.168.100.1/24", "::1/64"]));
+}
+
+#[test]
+fn contract_register_keys_are_case_insensitive() {
+    let (server, _dir) = TestServer::start();
+    let account = assert_registration(
+        &register_raw(&server, &[], br#"{"ALLOWFROM": ["10.0.0.0/8"]}"#),
+        json!(["10.0.0.0/8"]),
+    );
+    // Stored, not only echoed: an update from 127.0.0.1 is outside 10/8.
+    assert_error(&server.update(&account, &txt_value(1)), 401, "forbidden");
+    assert_registration(
+        &register_raw(&server, &[], br#"{"AllowFrom": ["10.0.0.0/8"]}"#),
+        json!(["10.0.0.0/8"]),
+    );
+}
+
+#[test]
+fn contract_register_allowfrom_empty_string_means_no_restriction() {
+    let (server, _dir) = TestServer::start();
+    let account = assert_registration(&register_raw(&server, &[], br#"{"allowfrom": [""]}"#), json!([]));
+    assert_updated(&server.update(&account, &txt_value(2)), &txt_value(2));
+}
+
+#[test]
+fn contract_register_invalid_cidr() {
+    let (server, _dir) = TestServer::start();
+    for body in [
+        &br#"{"allowfrom": ["not-a-network"]}"#[..],
+        br#"{"allowfrom": ["10.0.0.1"]}"#, // a bare address is not a CIDR in acme-dns
+        br#"{"allowfrom": ["10.0.0.0/33"]}"#,
+        br#"{"allowfrom": ["10.0.0.0/8", "bogus/8"]}"#,
+    ] {
+        assert_error(&register_raw(&server, &[], body), 400, "invalid_allowfrom_cidr");
+    }
+}
+
+#[test]
+fn contract_register_non_json() {
+    let (server, _dir) = TestServer::start();
+    for body in [&b"allowfrom=10.0.0.0/8"[..], b"{", b"[]", b"\"text\"", br#"{"allowfrom": "10.0.0.0/8"}"#] {
+        let r = register_raw(&server, &[], body);
+        assert_error(&r, 400, "malformed_json_payload");
+    }
+}
+
+#[test]
+fn contract_fulldomain_is_lowercase_without_trailing_dot_whatever_the_config_says() {
+    let dir = TempDir::new();
+    let config = base_config(&dir.0).replace(
+        &format!("domain = \"{DOMAIN}\""),
+        &format!("domain = \"{}.\"", DOMAIN.to_ascii_uppercase()),
+    );
+    let server = TestServer::start_with(&dir, &config);
+    assert_registration(&register_raw(&server, &[], b""), json!([]));
+}
+
+// ---- client quirks (CLIENTS.md) ----
+
+#[test]
+fn quirk_goacmedns_v011_update_with_capitalised_keys() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    let value = txt_value(3);
+    let body = format!(r#"{{"SubDomain": "{}", "Txt": "{value}"}}"#, account["subdomain"].as_str().unwrap());
+    let r = post_as(&server, &account, "/update", &[("Content-Type", "application/json")], &body);
+    assert_updated(&r, &value);
+    assert_eq!(served(&server, &account), vec![value]);
+}
+
+#[test]
+fn quirk_register_empty_body_with_json_content_type() {
+    let (server, _dir) = TestServer::start();
+    let r = register_raw(&server, &[("Content-Type", "application/json")], b"");
+    assert_registration(&r, json!([]));
+}
+
+#[test]
+fn quirk_register_without_content_type() {
+    // acme-dns-certbot-joohoi posts json.dumps(...) without a Content-Type.
+    let (server, _dir) = TestServer::start();
+    let r = register_raw(&server, &[], br#"{"allowfrom": ["127.0.0.0/8"]}"#);
+    assert_registration(&r, json!(["127.0.0.0/8"]));
+}
+
+#[test]
+fn quirk_acme_sh_register_form_content_type_with_json_body() {
+    let (server, _dir) = TestServer::start();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    assert_registration(&register_raw(&server, &form, b""), json!([]));
+    let r = register_raw(&server, &form, br#"{"allowfrom": ["127.0.0.0/8"]}"#);
+    assert_registration(&r, json!(["127.0.0.0/8"]));
+}
+
+#[test]
+fn quirk_acme_sh_update_form_content_type_with_json_body() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    let value = txt_value(4);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = post_as(&server, &account, "/update", &form, &update_body(&account, &value));
+    assert_updated(&r, &value);
+    assert_eq!(served(&server, &account), vec![value]);
+}
+
+#[test]
+fn quirk_acme_sh_finds_the_txt_value_in_double_quotes() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    let value = txt_value(5);
+    let r = server.update(&account, &value);
+    assert_eq!(r.status, 200);
+    // dns_acmedns.sh: `grep "\"$txtvalue\""` on the response.
+    assert!(r.body_text().contains(&format!("\"{value}\"")), "{}", r.body_text());
+    assert_eq!(r.json(), json!({"txt": value}));
+}
+
+#[test]
+fn quirk_certbot_dns_acmedns_posts_to_double_slash_update() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    let value = txt_value(6);
+    let json_type = [("Content-Type", "application/json")];
+    assert_updated(
+        &post_as(&server, &account, "//update", &json_type, &update_body(&account, &value)),
+        &value,
+    );
+    assert_eq!(served(&server, &account), vec![value]);
+}
+
+#[test]
+fn quirk_update_with_trailing_slash() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    let value = txt_value(7);
+    assert_updated(&post_as(&server, &account, "/update/", &[], &update_body(&account, &value)), &value);
+    assert_eq!(served(&server, &account), vec![value]);
+    // The same base URL used for registration.
+    assert_registration(&register_raw(&server, &[], b""), json!([]));
+    assert_registration(&server.http("POST", "//register", &[], b""), json!([]));
+}
+
+// ---- /update failures ----
+
+/// Starts a server with one account, and checks after `f` that its TXT was never set.
+fn with_account_unchanged(f: impl FnOnce(&TestServer, &Value)) {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    f(&server, &account);
+    assert!(served(&server, &account).is_empty(), "a refused update changed the TXT");
+}
+
+#[test]
+fn update_without_credentials_is_forbidden() {
+    with_account_unchanged(|server, account| {
+        let (user, key) = creds(account);
+        let body = update_body(account, &txt_value(1));
+        for headers in [vec![], vec![("X-Api-User", user)], vec![("X-Api-Key", key)]] {
+            let r = server.http("POST", "/update", &headers, body.as_bytes());
+            assert_error(&r, 401, "forbidden");
+        }
+    });
+}
+
+#[test]
+fn update_with_a_user_that_is_not_a_uuid_is_forbidden() {
+    with_account_unchanged(|server, account| {
+        let (user, key) = creds(account);
+        let body = update_body(account, &txt_value(1));
+        for bad in ["not-a-uuid", &user[..35], &format!("{user}0"), &user.replace('-', "_"), ""] {
+            let r =
+                server.http("POST", "/update", &[("X-Api-User", bad), ("X-Api-Key", key)], body.as_bytes());
+            assert_error(&r, 401, "forbidden");
+        }
+    });
+}
+
+#[test]
+fn update_with_a_key_of_wrong_length_is_forbidden() {
+    with_account_unchanged(|server, account| {
+        let (user, key) = creds(account);
+        let body = update_body(account, &txt_value(1));
+        for bad in [&key[..39], &format!("{key}A"), ""] {
+            let r =
+                server.http("POST", "/update", &[("X-Api-User", user), ("X-Api-Key", bad)], body.as_bytes());
+            assert_error(&r, 401, "forbidden");
+        }
+    });
+}
+
+#[test]
+fn update_with_a_wrong_key_is_forbidden() {
+    with_account_unchanged(|server, account| {
+        let (user, key) = creds(account);
+        let body = update_body(account, &txt_value(1));
+        // One character changed, and a key with a character outside the alphabet.
+        let last = if key.ends_with('A') { "B" } else { "A" };
+        let changed = format!("{}{last}", &key[..39]);
+        let outside = format!("{}!", &key[..39]);
+        for bad in [changed.as_str(), outside.as_str()] {
+            let r =
+                server.http("POST", "/update", &[("X-Api-User", user), ("X-Api-Key", bad)], body.as_bytes());
+            assert_error(&r, 401, "forbidden");
+        }
+    });
+}
+
+#[test]
+fn update_of_an_unknown_user_is_forbidden() {
+    with_account_unchanged(|server, account| {
+        let (_, key) = creds(account);
+        let body = update_body(account, &txt_value(1));
+        let unknown = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+        let r =
+            server.http("POST", "/update", &[("X-Api-User", unknown), ("X-Api-Key", key)], body.as_bytes());
+        assert_error(&r, 401, "forbidden");
+    });
+}
+
+#[test]
+fn update_of_another_accounts_subdomain_is_forbidden() {
+    with_account_unchanged(|server, victim| {
+        let attacker = server.register();
+        let body = update_body(victim, &txt_value(1));
+        assert_error(&post_as(server, &attacker, "/update", &[], &body), 401, "forbidden");
+        // Nor did the attempt set the attacker's own TXT.
+        assert!(served(server, &attacker).is_empty());
+    });
+}
+
+#[test]
+fn update_with_a_txt_of_42_characters_is_bad_txt() {
+    with_account_unchanged(|server, account| {
+        let short = &txt_value(1)[..42];
+        assert_error(&post_as(server, account, "/update", &[], &update_body(account, short)), 400, "bad_txt");
+        let long = format!("{}A", txt_value(1));
+        assert_error(&post_as(server, account, "/update", &[], &update_body(account, &long)), 400, "bad_txt");
+    });
+}
+
+#[test]
+fn update_with_a_bad_character_in_txt_is_bad_txt() {
+    with_account_unchanged(|server, account| {
+        for bad_char in ['!', '=', '+', '/', ' ', '.', '"'] {
+            let txt = format!("{}{bad_char}", &txt_value(1)[..42]);
+            let r = post_as(server, account, "/update", &[], &update_body(account, &txt));
+            assert_error(&r, 400, "bad_txt");
+        }
+    });
+}
+
+#[test]
+fn update_accepts_the_other_uuid_forms_of_the_user() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    let (user, key) = creds(&account);
+    let forms = [
+        user.to_ascii_uppercase(),
+        user.replace('-', ""),
+        format!("{{{user}}}"),
+        format!("urn:uuid:{user}"),
+        format!("URN:UUID:{}", user.to_ascii_uppercase()),
+    ];
+    for (i, form) in forms.iter().enumerate() {
+        let value = txt_value(20 + i as u32);
+        let r = server.http(
+            "POST",
+            "/update",
+            &[("X-Api-User", form), ("X-Api-Key", key)],
+            update_body(&account, &value).as_bytes(),
+        );
+        assert_updated(&r, &value);
+    }
+}
+
+// ---- /health, unknown paths, wrong methods ----
+
+#[test]
+fn health_is_200_with_an_empty_body() {
+    let (server, _dir) = TestServer::start();
+    let r = server.http("GET", "/health", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty(), "{:?}", r.body_text());
+    assert_eq!(r.header("content-length"), Some("0"));
+}
+
+#[test]
+fn unknown_path_is_404_with_a_json_error() {
+    let (server, _dir) = TestServer::start();
+    for (method, path) in [("GET", "/nope"), ("POST", "/registerx"), ("GET", "/"), ("POST", "/update/x")] {
+        let r = server.http(method, path, &[], b"");
+        assert_eq!(r.status, 404, "{method} {path}");
+        assert_json_error(&r, &format!("{method} {path}"));
+    }
+}
+
+#[test]
+fn wrong_method_is_405_with_a_json_error() {
+    let (server, _dir) = TestServer::start();
+    for (method, path) in [("GET", "/update"), ("GET", "/register"), ("PUT", "/update"), ("POST", "/health")]
+    {
+        let r = server.http(method, path, &[], b"");
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_json_error(&r, &format!("{method} {path}"));
+    }
+}
+
+#[test]
+fn every_error_body_is_json() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    let (user, _) = creds(&account);
+    let big = vec![b'{'; 100 * 1024];
+    let cases: Vec<(&str, HttpResponse)> = vec![
+        ("404", server.http("GET", "/missing", &[], b"")),
+        ("405", server.http("DELETE", "/register", &[], b"")),
+        ("400 cidr", register_raw(&server, &[], br#"{"allowfrom": ["x"]}"#)),
+        ("400 json", register_raw(&server, &[], b"}")),
+        ("401", server.http("POST", "/update", &[("X-Api-User", user)], b"{}")),
+        ("400 txt", post_as(&server, &account, "/update", &[], &update_body(&account, "short"))),
+        ("413", register_raw(&server, &[], &big)),
+    ];
+    for (what, r) in &cases {
+        assert_json_error(r, what);
+    }
+}
+
+// ---- allowfrom against the socket address ----
+
+#[test]
+fn allowfrom_elsewhere_refuses_an_update_from_loopback() {
+    let (server, _dir) = TestServer::start();
+    let account = assert_registration(
+        &register_raw(&server, &[], br#"{"allowfrom": ["10.0.0.0/8"]}"#),
+        json!(["10.0.0.0/8"]),
+    );
+    assert_error(&server.update(&account, &txt_value(1)), 401, "forbidden");
+    // Without use_header a forwarded-for header changes nothing.
+    let r = post_as(
+        &server,
+        &account,
+        "/update",
+        &[("X-Forwarded-For", "10.1.2.3")],
+        &update_body(&account, &txt_value(1)),
+    );
+    assert_error(&r, 401, "forbidden");
+    assert!(served(&server, &account).is_empty());
+}
+
+#[test]
+fn allowfrom_loopback_accepts_an_update_from_loopback() {
+    let (server, _dir) = TestServer::start();
+    let account = assert_registration(
+        &register_raw(&server, &[], br#"{"allowfrom": ["127.0.0.0/8"]}"#),
+        json!(["127.0.0.0/8"]),
+    );
+    assert_updated(&server.update(&account, &txt_value(1)), &txt_value(1));
+}
+
+// ---- proxy header ----
+
+/// `[api]` keys of a server behind a proxy that sets X-Forwarded-For.
+const PROXY_KEYS: &str = "use_header = true\nheader_name = \"X-Forwarded-For\"";
+
+/// Registers an account allowed from 192.0.2.0/24 only.
+fn register_documentation_net(server: &TestServer) -> Value {
+    let r = register_raw(server, &[], br#"{"allowfrom": ["192.0.2.0/24"]}"#);
+    assert_registration(&r, json!(["192.0.2.0/24"]))
+}
+
+#[test]
+fn proxy_header_from_a_trusted_proxy_names_the_client() {
+    let (server, _dir) = start_with_api_keys(PROXY_KEYS);
+    let account = register_documentation_net(&server);
+    assert_eq!(update_via_proxy(&server, &account, "192.0.2.7"), 200);
+    assert_eq!(served(&server, &account), vec![txt_value(2)]);
+}
+
+#[test]
+fn proxy_header_right_most_untrusted_address_counts() {
+    let (server, _dir) = start_with_api_keys(PROXY_KEYS);
+    let account = register_documentation_net(&server);
+    // The client prepended an allowed address; the proxy appended the real one.
+    assert_eq!(update_via_proxy(&server, &account, "192.0.2.7, 198.51.100.9"), 401);
+    // Two header lines: the last one's right-most entry still counts.
+    let body = update_body(&account, &txt_value(2));
+    let r = post_as(
+        &server,
+        &account,
+        "/update",
+        &[("X-Forwarded-For", "192.0.2.7"), ("X-Forwarded-For", "198.51.100.9")],
+        &body,
+    );
+    assert_error(&r, 401, "forbidden");
+    // No header at all: the socket address (127.0.0.1) counts.
+    assert_error(&server.update(&account, &txt_value(2)), 401, "forbidden");
+    assert!(served(&server, &account).is_empty());
+}
+
+#[test]
+fn proxy_header_from_an_untrusted_peer_is_ignored() {
+    let (server, _dir) = start_with_api_keys(&format!("{PROXY_KEYS}\ntrusted_proxies = [\"10.0.0.0/8\"]"));
+    let account = register_documentation_net(&server);
+    assert_eq!(update_via_proxy(&server, &account, "192.0.2.7"), 401);
+    // …and the socket address is what counts: loopback accounts may update.
+    let here = assert_registration(
+        &register_raw(&server, &[], br#"{"allowfrom": ["127.0.0.0/8"]}"#),
+        json!(["127.0.0.0/8"]),
+    );
+    assert_eq!(update_via_proxy(&server, &here, "192.0.2.7"), 200);
+}
+
+// ---- registration switched off ----
+
+#[test]
+fn disable_registration_refuses_register_and_keeps_health() {
+    let (server, _dir) = start_with_api_keys("disable_registration = true");
+    for (headers, body) in [
+        (&[][..], &b""[..]),
+        (&[("Content-Type", "application/json")][..], &br#"{"allowfrom": ["127.0.0.0/8"]}"#[..]),
+    ] {
+        let r = register_raw(&server, headers, body);
+        assert!((400..500).contains(&r.status), "register allowed: {} {}", r.status, r.body_text());
+        assert_json_error(&r, "disabled registration");
+        assert!(!r.body_text().contains("password"));
+    }
+    let r = server.http("GET", "/health", &[], b"");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    // /update still answers (no account exists, so: forbidden).
+    let r = server.http(
+        "POST",
+        "/update",
+        &[("X-Api-User", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"), ("X-Api-Key", &"A".repeat(40))],
+        update_body(&json!({"subdomain": "x"}), &txt_value(1)).as_bytes(),
+    );
+    assert_error(&r, 401, "forbidden");
+}
+
+// ---- limits ----
+
+#[test]
+fn body_too_large_is_413_with_a_json_error() {
+    let (server, _dir) = TestServer::start();
+    let big = vec![b' '; 100 * 1024];
+    assert_error(&register_raw(&server, &[], &big), 413, "body_too_large");
+    let account = server.register();
+    let mut padded = update_body(&account, &txt_value(1)).into_bytes();
+    padded.extend(std::iter::repeat_n(b' ', 100 * 1024));
+    let (user, key) = creds(&account);
+    let r = server.http("POST", "/update", &[("X-Api-User", user), ("X-Api-Key", key)], &padded);
+    assert_error(&r, 413, "body_too_large");
+    assert!(served(&server, &account).is_empty());
+}
+
+/// Sends a request head promising 100 bytes of body and one byte of it, then waits; returns
+/// what came back and how long it took.
+fn send_half_a_body(api: SocketAddr, path: &str) -> (Vec<u8>, Duration) {
+    let mut stream = TcpStream::connect(api).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let start = Instant::now();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    (raw, start.elapsed())
+}
+
+#[test]
+fn slow_body_is_cut_off_within_request_timeout() {
+    let (server, _dir) = start_with_api_keys("request_timeout = 1");
+    let threads: Vec<_> = ["/register", "/update"]
+        .into_iter()
+        .map(|path| {
+            let api = server.api;
+            std::thread::spawn(move || {
+                let (raw, elapsed) = send_half_a_body(api, path);
+                (path, raw, elapsed)
+            })
+        })
+        .collect();
+    for thread in threads {
+        let (path, raw, elapsed) = thread.join().unwrap();
+        assert!(elapsed < Duration::from_secs(5), "{path}: slow body held for {elapsed:?}");
+        if !raw.is_empty() {
+            let r = parse_http(&raw);
+            assert_eq!(r.status, 408, "{path}: {}", r.body_text());
+            assert_json_error(&r, path);
+        }
+    }
+    // The server is fine afterwards.
+    assert_eq!(server.http("GET", "/health", &[], b"").status, 200);
+}
+
+// ---- storage ----
+
+#[test]
+fn credentials_are_stored_hashed() {
+    let (server, dir) = TestServer::start();
+    let account = server.register();
+    assert_updated(&server.update(&account, &txt_value(1)), &txt_value(1));
+    let (user, key) = creds(&account);
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        bytes.extend(std::fs::read(dir.join(&format!("acme-delegate.db{suffix}"))).unwrap_or_default());
+    }
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    // The files read are the ones holding the account.
+    assert!(contains(user), "the username is in neither file: wrong path?");
+    assert!(!contains(key), "the API key is stored in clear");
+    assert!(!server.log_text().contains(key), "the API key is in the log");
+}
+
+#[test]
+fn txt_order_is_kept_for_updates_within_one_second() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    // Start just after a second boundary, so that the four updates share one second (the case
+    // where acme-dns loses the third value).
+    let into_second = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_millis();
+    std::thread::sleep(Duration::from_millis(u64::from(1_010 - into_second)));
+    let start = Instant::now();
+    let values: Vec<String> = (1..=4).map(|i| txt_value(100 + i)).collect();
+    for value in &values {
+        assert_updated(&server.update(&account, value), value);
+    }
+    let took = start.elapsed();
+    assert_eq!(served(&server, &account), values[2..].to_vec(), "updates took {took:?}");
+    assert!(took < Duration::from_millis(950), "updates too slow to share a second: {took:?}");
+}
+
+#[test]
+fn txt_values_setting_keeps_that_many_in_order() {
+    let dir = TempDir::new();
+    let server = TestServer::start_with(&dir, &with_keys(&base_config(&dir.0), "dns", "txt_values = 3"));
+    let account = server.register();
+    let values: Vec<String> = (1..=5).map(|i| txt_value(200 + i)).collect();
+    for value in &values {
+        assert_updated(&server.update(&account, value), value);
+    }
+    assert_eq!(served(&server, &account), values[2..].to_vec());
 }
