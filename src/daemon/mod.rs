@@ -148,19 +148,32 @@ fn bind_api(addr: SocketAddr) -> Result<std::net::TcpListener, DaemonError> {
     bind().map_err(|source| DaemonError::ApiBind { addr, source })
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn wait_for_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, caught from the moment they are created.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers. Done first thing in `run`, so that a signal sent as soon as
+    /// "ready" is logged (a supervisor, a test) is caught rather than killing the process.
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// Waits for either signal and names it.
+    async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Runs the server until a signal; returns once everything has stopped.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let mut signals = Signals::install()?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -300,7 +313,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         );
     }
 
-    let signal = wait_for_signal().await?;
+    let signal = signals.wait().await;
     tracing::info!("{signal} received: shutting down");
     let _ = shutdown_tx.send(true);
     stop.store(true, Ordering::Relaxed);
