@@ -237,17 +237,29 @@ async fn authenticate(
     Ok(account)
 }
 
+/// The start every authenticated endpoint with a JSON body shares: the client's address, the
+/// body (read within the size and time limits before the credentials are checked, so a slow
+/// or oversized request costs no hash), the account the credentials prove, the JSON object.
+async fn authenticated_object(
+    state: &AppState,
+    peer: SocketAddr,
+    request: Request,
+    action: &str,
+) -> Result<(ClientIp, Account, serde_json::Map<String, Value>), ApiError> {
+    let client = client_ip(state, peer, request.headers());
+    let (parts, body) = request.into_parts();
+    let body = read_body(state, body).await?;
+    let account = authenticate(state, &parts.headers, client, action).await?;
+    Ok((client, account, parse_object(&body)?))
+}
+
 /// `POST /update`: sets a TXT value of the caller's own subdomain.
 pub(super) async fn update(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let client = client_ip(&state, peer, request.headers());
-    let (parts, body) = request.into_parts();
-    let body = read_body(&state, body).await?;
-    let account = authenticate(&state, &parts.headers, client, "update").await?;
-    let object = parse_object(&body)?;
+    let (client, account, object) = authenticated_object(&state, peer, request, "update").await?;
     let subdomain = field(&object, "subdomain").and_then(Value::as_str).unwrap_or("");
     if !subdomain.eq_ignore_ascii_case(&account.subdomain) {
         state.limits.auth_failures.hit(&client.truncated());
@@ -314,11 +326,7 @@ pub(super) async fn account_patch(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let client = client_ip(&state, peer, request.headers());
-    let (parts, body) = request.into_parts();
-    let body = read_body(&state, body).await?;
-    let account = authenticate(&state, &parts.headers, client, "account_update").await?;
-    let object = parse_object(&body)?;
+    let (client, account, object) = authenticated_object(&state, peer, request, "account_update").await?;
     let Some(value) = field(&object, "allowfrom") else { return Err(ApiError::MalformedJson) };
     let allowfrom = parse_allowfrom(Some(value))?;
     state.store.set_allowfrom(&account.username, allowfrom.clone()).await?;
