@@ -1,9 +1,11 @@
 //! UDP and TCP listeners that answer from a shared [`Zone`].
 //!
-//! Design note: UDP is served by plain OS threads doing blocking `recv_from`/`send_to` on their
-//! own socket: per packet there is no task, no waker and no allocation, which keeps the CPU
-//! cost per query close to the two system calls it cannot avoid. Each worker owns its receive
-//! and send buffers. The threads poll a stop flag between packets and every half second.
+//! Design note: UDP is served by plain OS threads doing blocking, batched receives and sends
+//! (`recvmmsg`/`sendmmsg`, see [`crate::sys`]) on a shared socket: per packet there is no task,
+//! no waker and no allocation, which keeps the CPU cost per query close to the kernel's own
+//! work per datagram. Each worker owns its receive and send buffers. The threads poll a stop
+//! flag between batches and every half second. UDP sockets ignore path MTU information
+//! ([`crate::sys::omit_path_mtu`]), so a forged ICMP message cannot make us fragment answers.
 //!
 //! TCP is rarer (truncated answers, zone tooling) and may be slow or hostile, so it runs on the
 //! async runtime with a cap on concurrent connections and an idle timeout per read.
@@ -25,7 +27,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::wire::{error_reply, parse_query};
 use super::zone::Zone;
-use crate::sys::UdpBatch;
+use crate::sys::{UdpBatch, omit_path_mtu};
 
 /// Which transports to serve, from acme-dns's `general.protocol`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +84,7 @@ fn bind_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<S
         // (about 200 KB) overflows first. Ask for more; the kernel caps it at rmem_max/wmem_max.
         let _ = socket.set_recv_buffer_size(4 << 20);
         let _ = socket.set_send_buffer_size(4 << 20);
+        omit_path_mtu(&socket, addr.is_ipv6())?;
     }
     socket.bind(&addr.into())?;
     Ok(socket)

@@ -8,7 +8,9 @@
 //!
 //! The buffers live in [`UdpBatch`], allocated once per worker. Every pointer handed to the
 //! kernel points into that struct's own vectors, which are not resized while the call runs.
-#![allow(unsafe_code, reason = "recvmmsg/sendmmsg have no safe wrapper in std")]
+//!
+//! Also here, because it needs `setsockopt` with Linux-only values: [`omit_path_mtu`].
+#![allow(unsafe_code, reason = "recvmmsg/sendmmsg and IP_MTU_DISCOVER have no safe wrapper in std")]
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -162,6 +164,32 @@ impl UdpBatch {
     }
 }
 
+/// Makes a UDP socket ignore path MTU information (`IP_PMTUDISC_OMIT`, `IPV6_PMTUDISC_OMIT`).
+///
+/// Why: the kernel learns a path MTU from ICMP "fragmentation needed" / "packet too big"
+/// messages, which anyone can forge. A forged small MTU would make the kernel fragment our
+/// answers, and fragments are what off-path DNS spoofing attacks inject. With this mode the
+/// socket never stores or uses such information: answers go out whole up to the interface's
+/// MTU, and with the default EDNS limit (1232 bytes) they are never fragmented by us.
+pub fn omit_path_mtu(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    let (level, name, value) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_OMIT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_OMIT)
+    };
+    // SAFETY: `value` is a c_int that lives for the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 /// The length of the address actually stored in `addr`.
 fn sockaddr_len(addr: &libc::sockaddr_storage) -> libc::socklen_t {
     let size = match i32::from(addr.ss_family) {
@@ -198,6 +226,35 @@ fn sockaddr_to_std(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads an integer socket option back.
+    fn int_option(socket: &UdpSocket, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: value and len are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn path_mtu_is_omitted_for_both_families() {
+        let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_ne!(int_option(&v4, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER), libc::IP_PMTUDISC_OMIT);
+        omit_path_mtu(&v4, false).unwrap();
+        assert_eq!(int_option(&v4, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER), libc::IP_PMTUDISC_OMIT);
+        let v6 = UdpSocket::bind("[::1]:0").unwrap();
+        omit_path_mtu(&v6, true).unwrap();
+        assert_eq!(int_option(&v6, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER), libc::IPV6_PMTUDISC_OMIT);
+    }
 
     #[test]
     fn batch_round_trip() {
