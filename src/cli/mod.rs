@@ -216,6 +216,7 @@ fn privacy(config: &Config, action: &PrivacyAction) -> Result<(), String> {
         proxy_header: config.api.use_header,
         dnssec: config.dnssec.is_some(),
         txt_values: config.dns.txt_values,
+        dns_rate_limit: config.dns.server.rate_limit,
     };
     match format {
         ReportFormat::Markdown => print!("{}", crate::privacy::report::markdown(&facts)),

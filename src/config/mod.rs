@@ -264,6 +264,8 @@ const KNOWN: &[(&str, &[&str])] = &[
             "tcp_idle_timeout",
             "tcp_max_connections",
             "udp_workers",
+            "rate_limit",
+            "rate_limit_slip",
         ],
     ),
 ];
@@ -555,6 +557,8 @@ impl Config {
             tcp_idle_timeout: Duration::from_secs(dns.integer("tcp_idle_timeout", 10, 1..=3600)? as u64),
             tcp_max_connections: dns.integer("tcp_max_connections", 256, 1..=65_536)? as usize,
             udp_workers: dns.integer("udp_workers", cores, 1..=256)? as usize,
+            rate_limit: dns.integer("rate_limit", 200, 0..=1_000_000)? as u32,
+            rate_limit_slip: dns.integer("rate_limit_slip", 2, 0..=100)? as u32,
         };
         let txt_values = dns.integer("txt_values", 2, 1..=100)? as usize;
         Ok(Dns { listen, transports: Transports { udp, tcp }, zone, server, txt_values })

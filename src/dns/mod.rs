@@ -6,6 +6,7 @@
 
 pub mod dnssec;
 pub mod records;
+pub mod rrl;
 pub mod server;
 pub mod wire;
 pub mod zone;

@@ -19,12 +19,13 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
+use super::rrl::{RateLimiter, Verdict};
 use super::wire::{error_reply, parse_query};
 use super::zone::Zone;
 use crate::sys::{UdpBatch, omit_path_mtu};
@@ -47,6 +48,10 @@ pub struct ServerOptions {
     pub tcp_max_connections: usize,
     /// UDP worker threads per listen address.
     pub udp_workers: usize,
+    /// UDP answers per second per client network; 0 turns response rate limiting off.
+    pub rate_limit: u32,
+    /// Every how many rate-limited answers one is sent truncated (0: none).
+    pub rate_limit_slip: u32,
 }
 
 /// A listen address could not be bound.
@@ -143,11 +148,25 @@ pub fn bind(addrs: &[SocketAddr], transports: Transports) -> Result<Bound, BindE
     Ok(bound)
 }
 
+/// The size limit of an answer sent over UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxLen {
+    /// What the query's EDNS buffer (or 512 bytes without EDNS) and our own limit allow.
+    Udp,
+    /// Nothing past the question: a truncated answer (TC) that sends the client to TCP.
+    Empty,
+}
+
 /// Answers one message into `out`; leaves `out` empty when the message deserves silence.
-pub fn handle_message(zone: &Zone, msg: &[u8], max_udp: bool, out: &mut Vec<u8>) {
+/// `udp` is the size limit for UDP; TCP (`None`) has none but the 64 KB of its framing.
+pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Vec<u8>) {
     match parse_query(msg) {
         Ok(query) => {
-            let limit = if max_udp { zone.udp_limit(&query) } else { usize::from(u16::MAX) };
+            let limit = match udp {
+                Some(MaxLen::Udp) => zone.udp_limit(&query),
+                Some(MaxLen::Empty) => 0,
+                None => usize::from(u16::MAX),
+            };
             zone.answer(&query, limit, out);
         }
         Err(error) => match error.rcode() {
@@ -158,13 +177,14 @@ pub fn handle_message(zone: &Zone, msg: &[u8], max_udp: bool, out: &mut Vec<u8>)
 }
 
 /// Receives and answers datagrams in batches until `stop` is set.
-fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, stop: Arc<AtomicBool>) {
+fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, limiter: Option<Arc<RateLimiter>>, stop: Arc<AtomicBool>) {
     // A timeout lets the thread notice `stop` while no traffic arrives.
     if let Err(error) = socket.set_read_timeout(Some(Duration::from_millis(500))) {
         tracing::error!("cannot set UDP read timeout: {error}");
         return;
     }
     let mut batch = UdpBatch::new();
+    let mut verdicts = Vec::with_capacity(crate::sys::BATCH);
     while !stop.load(Ordering::Relaxed) {
         match batch.receive(&socket) {
             Ok(_) => {}
@@ -175,12 +195,18 @@ fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, stop: Arc<AtomicBool>) {
                 continue;
             }
         }
+        verdicts.clear();
+        if let Some(limiter) = &limiter {
+            limiter.judge(Instant::now(), (0..batch.len()).map(|i| batch.peer(i)), &mut verdicts);
+        }
         for i in 0..batch.len() {
             let mut out = std::mem::take(&mut batch.answers[i]);
-            match batch.datagram(i) {
-                Some(msg) => handle_message(&zone, msg, true, &mut out),
-                // Larger than any query we accept: not worth an answer.
-                None => out.clear(),
+            let verdict = verdicts.get(i).copied().unwrap_or(Verdict::Answer);
+            match (batch.datagram(i), verdict) {
+                (Some(msg), Verdict::Answer) => handle_message(&zone, msg, Some(MaxLen::Udp), &mut out),
+                (Some(msg), Verdict::Truncate) => handle_message(&zone, msg, Some(MaxLen::Empty), &mut out),
+                // Over the rate limit, or larger than any query we accept: no answer.
+                (Some(_), Verdict::Drop) | (None, _) => out.clear(),
             }
             batch.answers[i] = out;
         }
@@ -196,14 +222,18 @@ pub fn spawn_udp(
     stop: &Arc<AtomicBool>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
+    // One limiter for every socket and worker: a client network's budget is one budget.
+    let limiter = (options.rate_limit > 0)
+        .then(|| Arc::new(RateLimiter::new(options.rate_limit, options.rate_limit_slip)));
     for socket in sockets {
         for index in 0..options.udp_workers.max(1) {
             let socket = socket.try_clone()?;
             let zone = Arc::clone(zone);
+            let limiter = limiter.clone();
             let stop = Arc::clone(stop);
             let handle = std::thread::Builder::new()
                 .name(format!("dns-udp-{index}"))
-                .spawn(move || udp_worker(socket, zone, stop))?;
+                .spawn(move || udp_worker(socket, zone, limiter, stop))?;
             handles.push(handle);
         }
     }
@@ -230,7 +260,7 @@ async fn tcp_connection(
             Ok(Ok(_)) => {}
             _ => return,
         }
-        handle_message(&zone, &msg, false, &mut out);
+        handle_message(&zone, &msg, None, &mut out);
         if out.is_empty() {
             return;
         }

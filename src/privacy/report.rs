@@ -27,6 +27,8 @@ pub struct Facts {
     pub dnssec: bool,
     /// TXT values kept per account.
     pub txt_values: usize,
+    /// DNS response rate limit (answers per second per client network; 0: off).
+    pub dns_rate_limit: u32,
 }
 
 /// Human form of a number of seconds.
@@ -57,7 +59,7 @@ pub fn record(f: &Facts) -> Value {
         .map_or("kept until the account holder or the operator deletes them".to_owned(), |s| {
             format!("deleted after {} without a successful update", period(s))
         });
-    json!({
+    let mut record = json!({
         "title": format!("Record of processing activities: acme-delegate for {}", f.domain),
         "controller": "the operator of this acme-delegate instance (fill in name and contact)",
         "purposes": [
@@ -94,8 +96,16 @@ pub fn record(f: &Facts) -> Value {
                 "data": format!("server logs: registrations and updates with the client address {}; DNS query sources are not logged", ip_words(p.client_ip)),
                 "retention": "as the operator's log rotation keeps them (not stored by acme-delegate)",
             },
+            if f.dns_rate_limit > 0 {
+                json!({
+                    "data": "DNS response rate limiting: per client network (/24, /56) of recent UDP queries, a counter, in memory only",
+                    "retention": "forgotten within about a minute of the network's last query; never stored or logged",
+                })
+            } else {
+                Value::Null
+            },
         ],
-        "not_collected": ["e-mail addresses", "names", "DNS query sources", "full client IP addresses (by default)"],
+        "not_collected": ["e-mail addresses", "names", "DNS query sources (stored or logged)", "full client IP addresses (by default)"],
         "recipients": [
             "anyone can query the DNS zone: TXT values of an account are public while they are kept",
             "no other recipients; no transfers to third countries by acme-delegate itself",
@@ -112,10 +122,20 @@ pub fn record(f: &Facts) -> Value {
             "rate limits on registration and on failed authentication, per client network",
             format!("API transport: {}", if f.api_tls { "TLS (certificate files)" } else { "plain HTTP: put a TLS proxy in front" }),
             format!("client address: {}", if f.proxy_header { "from the proxy header, believed only from trusted proxy networks" } else { "the connection's own address" }),
+            if f.dns_rate_limit > 0 {
+                format!("DNS: response rate limiting, {} UDP answers per second per client network, against reflection attacks", f.dns_rate_limit)
+            } else {
+                "DNS: response rate limiting off".to_owned()
+            },
             format!("DNSSEC: {}", if f.dnssec { "the zone is signed; the signing key stays in the store and is never logged" } else { "off" }),
             format!("store: {}; deleted rows are overwritten (SQLite secure_delete) and the journal emptied after erasure", f.store),
         ],
-    })
+    });
+    // Categories that do not apply (null) are left out.
+    if let Some(categories) = record["categories"].as_array_mut() {
+        categories.retain(|c| !c.is_null());
+    }
+    record
 }
 
 /// The record as Markdown.
@@ -165,15 +185,19 @@ mod tests {
             proxy_header: false,
             dnssec: true,
             txt_values: 2,
+            dns_rate_limit: 200,
         };
         let md = markdown(&facts);
         assert!(md.contains("30 days, then purged"), "{md}");
         assert!(md.contains("cleared 7 days after"), "{md}");
         assert!(md.contains("/24"));
+        assert!(md.contains("in memory only"), "{md}");
         facts.privacy.client_ip = IpPolicy::None;
         facts.privacy.account_expiry = Some(90 * 86_400);
         let json = record(&facts).to_string();
         assert!(json.contains("not recorded at all"));
         assert!(json.contains("deleted after 90 days"));
+        facts.dns_rate_limit = 0;
+        assert!(!markdown(&facts).contains("in memory only"));
     }
 }

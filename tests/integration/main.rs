@@ -8,5 +8,6 @@ mod harness;
 mod lifecycle;
 mod pg;
 mod privacy;
+mod rrl;
 mod stores;
 mod tls;
