@@ -397,18 +397,27 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> ClientI
     if !config.use_header || !trusted(peer_ip) {
         return ClientIp::new(peer_ip);
     }
-    let entries: Vec<IpAddr> = headers
+    let entries: Vec<&str> = headers
         .get_all(config.header_name.as_str())
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().trim_start_matches('[').trim_end_matches(']'))
         .filter(|s| !s.is_empty())
-        .map_while(|s| s.parse::<IpAddr>().ok())
         .collect();
-    // Right to left: skip our own proxies; the first other address is the client.
-    let client = entries.iter().rev().copied().find(|ip| !trusted(*ip)).or_else(|| entries.first().copied());
-    ClientIp::new(client.unwrap_or(peer_ip))
+    // Right to left: each of our proxies appended the address it saw, so the right-most
+    // entries are the trustworthy ones. Skip our own proxies; the first other address is the
+    // client. Everything further left was written by the client itself: an entry that is not
+    // an address ends the walk there, and never lets an address left of it count.
+    let mut client = peer_ip;
+    for text in entries.iter().rev() {
+        let Ok(ip) = text.parse::<IpAddr>() else { break };
+        client = crate::cidr::canonical(ip);
+        if !trusted(client) {
+            break;
+        }
+    }
+    ClientIp::new(client)
 }
 
 #[cfg(test)]

@@ -835,6 +835,27 @@ fn proxy_header_right_most_untrusted_address_counts() {
 }
 
 #[test]
+fn proxy_header_entries_that_are_not_addresses_cannot_hide_the_real_client() {
+    let (server, _dir) = start_with_api_keys(PROXY_KEYS);
+    let account = register_documentation_net(&server);
+    // The client wrote "192.0.2.7, junk"; the proxy appended the real address. Parsing from the
+    // left and stopping at the junk would have let 192.0.2.7 count.
+    assert_eq!(update_via_proxy(&server, &account, "192.0.2.7, junk, 198.51.100.9"), 401);
+    let body = update_body(&account, &txt_value(2));
+    let r = post_as(
+        &server,
+        &account,
+        "/update",
+        &[("X-Forwarded-For", "192.0.2.7, junk"), ("X-Forwarded-For", "198.51.100.9")],
+        &body,
+    );
+    assert_error(&r, 401, "forbidden");
+    // Junk right of everything (a proxy that appended nothing usable): the socket address counts.
+    assert_eq!(update_via_proxy(&server, &account, "192.0.2.7, junk"), 401);
+    assert!(served(&server, &account).is_empty());
+}
+
+#[test]
 fn proxy_header_from_an_untrusted_peer_is_ignored() {
     let (server, _dir) = start_with_api_keys(&format!("{PROXY_KEYS}\ntrusted_proxies = [\"10.0.0.0/8\"]"));
     let account = register_documentation_net(&server);
