@@ -69,8 +69,9 @@ pub fn is_base64url(text: &str, len: usize) -> bool {
 /// any case) into canonical lower-case form.
 pub fn parse_uuid(text: &str) -> Option<String> {
     let mut s = text.trim();
-    if s.len() > 9 && s[..9].eq_ignore_ascii_case("urn:uuid:") {
-        s = &s[9..];
+    // `get`, not indexing: byte 9 may fall inside a multi-byte character (the CLI passes any text).
+    if let Some(rest) = s.get(..9).filter(|p| p.eq_ignore_ascii_case("urn:uuid:")).and(s.get(9..)) {
+        s = rest;
     } else if let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
         s = inner;
     }
@@ -122,5 +123,8 @@ mod tests {
         assert_eq!(parse_uuid("d420c923-bbd7-4056-ab64-c3ca54c9b3c"), None);
         assert_eq!(parse_uuid("d420c923-bbd7-4056-ab64-c3ca54c9b3cg"), None);
         assert_eq!(parse_uuid("d420c923bbd7-4056-ab64-c3ca54c9b3cf-"), None);
+        // A multi-byte character across byte 9 is refused, not a panic.
+        assert_eq!(parse_uuid("aaaaaaaaé-x"), None);
+        assert_eq!(parse_uuid("urn:uuid:é"), None);
     }
 }

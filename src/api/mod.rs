@@ -120,7 +120,10 @@ async fn headers_layer(
         let mut r = StatusCode::NO_CONTENT.into_response();
         if allowed_origin.is_some() {
             let h = r.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, PATCH, DELETE"),
+            );
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
                 HeaderValue::from_static("content-type, x-api-user, x-api-key"),

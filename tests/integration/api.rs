@@ -405,6 +405,11 @@ fn cors_preflight_allows_the_api_headers() {
     assert_eq!(r.status, 204);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert!(r.header("access-control-allow-headers").is_some_and(|h| h.contains("x-api-key")));
+    // The self-service routes use PATCH and DELETE: a browser must be allowed to send them.
+    let methods = r.header("access-control-allow-methods").unwrap_or_default().to_owned();
+    for method in ["GET", "POST", "PATCH", "DELETE"] {
+        assert!(methods.split(", ").any(|m| m == method), "{method} not in {methods:?}");
+    }
     let r = server.http("GET", "/health", &[("Origin", "https://example.com")], b"");
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 }
