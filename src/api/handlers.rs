@@ -343,7 +343,7 @@ pub(super) async fn account_rotate(
     let client = client_ip(&state, peer, &headers);
     let account = authenticate(&state, &headers, client, "rotate").await?;
     let key = credentials::random_key();
-    state.store.upgrade_key(&account.username, credentials::hash_key(key.expose())).await?;
+    state.store.set_key(&account.username, credentials::hash_key(key.expose())).await?;
     audit(&state, Some(&account.username), "rotate", "ok", client).await;
     tracing::info!(subdomain = %account.subdomain, "API key rotated");
     Ok(json_response(StatusCode::OK, credentials_body(&state, &account, key.expose())?))

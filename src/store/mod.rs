@@ -216,9 +216,16 @@ impl Store {
         dispatch!(self, s => s.account(username.to_owned()).await)
     }
 
-    /// Replaces an imported account's bcrypt hash by the SHA-256 of its key.
+    /// Replaces an imported account's bcrypt hash by the SHA-256 of its key, only while the
+    /// bcrypt hash is still there: a slow check that ends after a rotation must not bring the
+    /// old key back.
     pub async fn upgrade_key(&self, username: &str, key_hash: Vec<u8>) -> Result<(), StoreError> {
         dispatch!(self, s => s.upgrade_key(username.to_owned(), key_hash).await)
+    }
+
+    /// Sets an account's key hash (a rotation); any imported bcrypt hash goes with the old key.
+    pub async fn set_key(&self, username: &str, key_hash: Vec<u8>) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_key(username.to_owned(), key_hash).await)
     }
 
     /// Adds a TXT value, keeps only the newest `keep`, and returns what remains.

@@ -227,8 +227,12 @@ impl PostgresStore {
             serde_json::to_string(&account.allowfrom).map_err(|e| StoreError::Backend(e.to_string()))?;
         let n = client
             .execute(
-                "INSERT INTO accounts (username, key_hash, bcrypt_hash, subdomain, allowfrom, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                // Running instances learn of the new name at once, as for a registration: an
+                // imported account without values must answer NODATA there, not NXDOMAIN.
+                "WITH ins AS (INSERT INTO accounts \
+                 (username, key_hash, bcrypt_hash, subdomain, allowfrom, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING subdomain) \
+                 SELECT pg_notify($7, subdomain) FROM ins",
                 &[
                     &account.username,
                     &account.key_hash,
@@ -236,6 +240,7 @@ impl PostgresStore {
                     &account.subdomain,
                     &allowfrom,
                     &now(),
+                    &CHANNEL,
                 ],
             )
             .await
@@ -268,14 +273,25 @@ impl PostgresStore {
 
     /// See [`super::Store::upgrade_key`].
     pub async fn upgrade_key(&self, username: String, key_hash: Vec<u8>) -> Result<(), StoreError> {
+        self.set_key_where(username, key_hash, " AND bcrypt_hash IS NOT NULL").await
+    }
+
+    /// See [`super::Store::set_key`].
+    pub async fn set_key(&self, username: String, key_hash: Vec<u8>) -> Result<(), StoreError> {
+        self.set_key_where(username, key_hash, "").await
+    }
+
+    /// Sets the key hash and clears the bcrypt hash of `username`, under an extra condition.
+    async fn set_key_where(
+        &self,
+        username: String,
+        key_hash: Vec<u8>,
+        condition: &'static str,
+    ) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "UPDATE accounts SET key_hash = $2, bcrypt_hash = NULL WHERE username = $1",
-                &[&username, &key_hash],
-            )
-            .await
-            .map_err(db_error)?;
+        let sql =
+            format!("UPDATE accounts SET key_hash = $2, bcrypt_hash = NULL WHERE username = $1{condition}");
+        client.execute(&sql, &[&username, &key_hash]).await.map_err(db_error)?;
         Ok(())
     }
 

@@ -223,12 +223,26 @@ impl SqliteStore {
 
     /// See [`super::Store::upgrade_key`].
     pub async fn upgrade_key(&self, username: String, key_hash: Vec<u8>) -> Result<(), StoreError> {
+        self.set_key_where(username, key_hash, " AND bcrypt_hash IS NOT NULL").await
+    }
+
+    /// See [`super::Store::set_key`].
+    pub async fn set_key(&self, username: String, key_hash: Vec<u8>) -> Result<(), StoreError> {
+        self.set_key_where(username, key_hash, "").await
+    }
+
+    /// Sets the key hash and clears the bcrypt hash of `username`, under an extra condition.
+    async fn set_key_where(
+        &self,
+        username: String,
+        key_hash: Vec<u8>,
+        condition: &'static str,
+    ) -> Result<(), StoreError> {
         self.with(move |conn| {
-            conn.execute(
-                "UPDATE accounts SET key_hash = ?2, bcrypt_hash = NULL WHERE username = ?1",
-                params![username, key_hash],
-            )
-            .map_err(backend)?;
+            let sql = format!(
+                "UPDATE accounts SET key_hash = ?2, bcrypt_hash = NULL WHERE username = ?1{condition}"
+            );
+            conn.execute(&sql, params![username, key_hash]).map_err(backend)?;
             Ok(())
         })
         .await
@@ -561,6 +575,23 @@ mod tests {
             subdomain: format!("sub-{n}"),
             allowfrom: vec!["10.0.0.0/8".into()],
         }
+    }
+
+    #[tokio::test]
+    async fn a_late_bcrypt_upgrade_does_not_undo_a_rotation() {
+        let dir = std::env::temp_dir().join(format!("acme-delegate-rotate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let _ = std::fs::remove_file(&path);
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let imported = Account { key_hash: Vec::new(), bcrypt_hash: Some("$2a$10$x".into()), ..account(2) };
+        assert!(store.import_account(imported).await.unwrap());
+        // The rotation lands first; the bcrypt check of a request that began before it ends later.
+        store.set_key("user-2".into(), vec![7; 32]).await.unwrap();
+        store.upgrade_key("user-2".into(), vec![1; 32]).await.unwrap();
+        let now = store.account("user-2".into()).await.unwrap().unwrap();
+        assert_eq!((now.key_hash, now.bcrypt_hash), (vec![7; 32], None));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

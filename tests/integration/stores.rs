@@ -121,6 +121,26 @@ fn imported_acme_dns_account_updates(backend: Backend) {
     assert_eq!(served(&server, &account), vec![txt_value(1), txt_value(2)]);
 }
 
+fn an_import_is_served_at_once_by_a_running_instance(backend: Backend) {
+    let dir = TempDir::new();
+    let config = config_for(backend, &dir, None);
+    std::fs::write(dir.join("config.cfg"), &config).unwrap();
+    let server = TestServer::start_with(&dir, &config);
+    // An acme-dns account that never had a value: only its registration can tell the instance.
+    let source = dir.join("acme-dns.db");
+    let (_, _, subdomain) = acme_dns_sqlite(&source);
+    rusqlite::Connection::open(&source).unwrap().execute("DELETE FROM txt", []).unwrap();
+    let name = format!("{subdomain}.{DOMAIN}");
+    assert_eq!(server.ask(&name, t::TXT).rcode, rcode::NXDOMAIN);
+    let report = import(&dir, source.to_str().unwrap());
+    assert!(report.contains("1 imported"), "{report}");
+    // NODATA, not NXDOMAIN, without a restart.
+    assert!(
+        pg::eventually(Duration::from_secs(3), || server.ask(&name, t::TXT).rcode == rcode::NOERROR),
+        "the running instance still answers NXDOMAIN for the imported name"
+    );
+}
+
 /// Runs `import-acme-dns` with the test's config; returns its output.
 fn import(dir: &TempDir, source: &str) -> String {
     let out = Command::new(binary())
@@ -183,6 +203,7 @@ battery!(
     allowfrom_is_enforced,
     dnssec_key_is_kept_in_the_store,
     imported_acme_dns_account_updates,
+    an_import_is_served_at_once_by_a_running_instance,
 );
 
 #[test]
