@@ -37,6 +37,10 @@ pub enum RecordError {
     /// The owner is not the zone apex or a name below it.
     #[error("owner {0:?} is outside the zone")]
     OutOfZone(String),
+    /// The owner has a `*` label: wildcards are not expanded, so the record would never be
+    /// served as written, and a signed zone's denial proofs would contradict it.
+    #[error("owner {0:?} is a wildcard; wildcard records are not supported: list each name instead")]
+    Wildcard(String),
 }
 
 /// One parsed static record.
@@ -188,6 +192,9 @@ pub fn parse_record(line: &str, apex: &[u8], default_ttl: u32) -> Result<StaticR
     if !is_at_or_below(&owner, apex) {
         return Err(RecordError::OutOfZone(owner_text));
     }
+    if owner_text.split('.').any(|label| label == "*") {
+        return Err(RecordError::Wildcard(owner_text));
+    }
     let mut ttl = default_ttl;
     let (number, mnemonic) = loop {
         let token = iter.next().ok_or(RecordError::NoType)?;
@@ -331,6 +338,12 @@ mod tests {
     #[test]
     fn refuses_bad_lines() {
         assert!(matches!(parse_record("example.com. A 1.2.3.4", &apex(), 1), Err(RecordError::OutOfZone(_))));
+        let wildcard = parse_record("*.auth.example.org. TXT wild", &apex(), 1);
+        assert!(matches!(wildcard, Err(RecordError::Wildcard(_))), "{wildcard:?}");
+        assert!(matches!(
+            parse_record("a.*.auth.example.org. A 1.2.3.4", &apex(), 1),
+            Err(RecordError::Wildcard(_))
+        ));
         assert!(matches!(parse_record("@ HINFO a b", &apex(), 1), Err(RecordError::UnsupportedType(_))));
         assert!(matches!(parse_record("@ A 1.2.3", &apex(), 1), Err(RecordError::BadData { .. })));
         assert!(matches!(parse_record(r#"@ TXT "open"#, &apex(), 1), Err(RecordError::Unterminated)));
