@@ -326,6 +326,11 @@ impl PostgresStore {
     ) -> Result<TxtValues, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // A value sent again moves to the newest place instead of being kept twice (see the
+        // SQLite store for why).
+        tx.execute("DELETE FROM txt WHERE subdomain = $1 AND value = $2", &[&subdomain, &value])
+            .await
+            .map_err(db_error)?;
         tx.execute(
             "INSERT INTO txt (subdomain, value, updated_at) VALUES ($1, $2, $3)",
             &[&subdomain, &value, &now()],

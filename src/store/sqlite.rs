@@ -308,6 +308,12 @@ impl SqliteStore {
     ) -> Result<TxtValues, StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
+            // A value sent again (a client's retry) moves to the newest place instead of being
+            // kept twice: an RRset has no duplicate records (RFC 2181 5), and a retried B must
+            // not push out the A that the other name of the same certificate still needs.
+            tx.prepare_cached("DELETE FROM txt WHERE subdomain = ?1 AND value = ?2")
+                .and_then(|mut s| s.execute(params![subdomain, value]))
+                .map_err(backend)?;
             tx.prepare_cached("INSERT INTO txt (subdomain, value, updated_at) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| s.execute(params![subdomain, value, now()]))
                 .map_err(backend)?;

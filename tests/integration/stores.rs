@@ -48,6 +48,13 @@ fn register_update_serve(backend: Backend) {
     }
     // Four updates within a second: the last two, in order.
     assert_eq!(served(&server, &account), values[2..].to_vec());
+    // A client retrying its last value does not push out the one before (a name and its
+    // wildcard need both), and no record is served twice.
+    assert_eq!(server.update(&account, &values[3]).status, 200);
+    assert_eq!(served(&server, &account), values[2..].to_vec());
+    // Sent again after another, a value moves to the newest place.
+    assert_eq!(server.update(&account, &values[2]).status, 200);
+    assert_eq!(served(&server, &account), vec![values[3].clone(), values[2].clone()]);
     let r = server.http("GET", "/ready", &[], b"");
     assert_eq!(r.status, 200, "{}", r.body_text());
 }
