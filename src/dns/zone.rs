@@ -135,8 +135,24 @@ struct Cut {
 struct TxtEntry {
     /// Sequence of the newest value, so a late, older write never overwrites a newer one.
     seq: u64,
+    /// The values, oldest first, as given (to tell a removal from an older snapshot).
+    values: Vec<String>,
     /// TXT records, oldest value first, with signatures.
     set: Set,
+}
+
+impl TxtEntry {
+    /// Whether a snapshot of the store (`seq`, `values`) is at least as new as this entry.
+    ///
+    /// A newer or equal `seq` is. An older one is too when it holds this entry's newest values
+    /// with older ones taken away: the retention purge removes the oldest values first (and
+    /// may remove them all), here or on another instance. A snapshot read before this entry's
+    /// newest value was written lacks that value, and is ignored.
+    fn is_superseded_by(&self, seq: u64, values: &[&str]) -> bool {
+        seq >= self.seq
+            || (values.len() <= self.values.len()
+                && self.values[self.values.len() - values.len()..].iter().zip(values).all(|(a, b)| a == b))
+    }
 }
 
 /// One link of the NSEC3 chain.
@@ -613,6 +629,7 @@ impl Zone {
             return false;
         }
         entry.seq = seq;
+        entry.values = values.iter().map(|v| (*v).to_owned()).collect();
         entry.set = set;
         let types = Self::subdomain_types(entry);
         let name = self.subdomain_name(&key);
@@ -621,15 +638,19 @@ impl Zone {
         true
     }
 
-    /// Sets a subdomain's values as the store now holds them, whatever the zone held before
-    /// (after retention cleared values, or from the change feed, which reads the store after
-    /// the change committed).
+    /// Sets a subdomain's values as the store held them when read (the change feed and the
+    /// retention purge read the store after the change committed), unless the zone already
+    /// holds something newer: see [`TxtEntry::is_superseded_by`].
     pub fn replace_txt(&self, subdomain: &str, seq: u64, values: &[&str]) {
         let key = subdomain.to_ascii_lowercase().into_bytes();
         let set = self.render_txt(&key, values);
         let mut state = self.write();
         let entry = state.dynamic.entry(key.clone()).or_default();
+        if !entry.is_superseded_by(seq, values) {
+            return;
+        }
         entry.seq = seq;
+        entry.values = values.iter().map(|v| (*v).to_owned()).collect();
         entry.set = set;
         let types = Self::subdomain_types(entry);
         self.chain_upsert(&mut state, &self.subdomain_name(&key), types);
@@ -649,14 +670,26 @@ impl Zone {
     }
 
     /// Replaces every subdomain at once (start-up load, resync after a lost change feed).
+    ///
+    /// A subdomain the zone holds newer values for than the snapshot (an update that landed
+    /// while the snapshot was read) keeps them; subdomains not in the snapshot are gone.
     pub fn replace_all<'a>(&self, entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>) {
         let mut fresh = HashMap::new();
         for (subdomain, seq, values) in entries {
             let key = subdomain.to_ascii_lowercase().into_bytes();
             let set = self.render_txt(&key, &values);
-            fresh.insert(key, TxtEntry { seq, set });
+            let values = values.iter().map(|v| (*v).to_owned()).collect();
+            fresh.insert(key, TxtEntry { seq, values, set });
         }
         let mut state = self.write();
+        for (key, entry) in fresh.iter_mut() {
+            if let Some(held) = state.dynamic.get_mut(key) {
+                let values: Vec<&str> = entry.values.iter().map(String::as_str).collect();
+                if !held.is_superseded_by(entry.seq, &values) {
+                    std::mem::swap(held, entry);
+                }
+            }
+        }
         state.dynamic = fresh;
         self.rebuild_chain(&mut state);
         self.bump_serial(&mut state);
@@ -1024,6 +1057,35 @@ mod tests {
         assert!(one < two, "values in update order");
         assert_eq!(summary(&ask(&zone, &format!("x.{name}"), rtype::TXT)).0, 3);
         zone.remove(sub);
+        assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
+    }
+
+    #[test]
+    fn store_snapshots_never_go_back_in_time_but_purges_apply() {
+        let zone = Zone::new(&settings(), None).unwrap();
+        let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
+        let name = format!("{sub}.auth.example.org");
+        let answers = |zone: &Zone| summary(&ask(zone, &name, rtype::TXT)).2;
+        zone.set_txt(sub, 0, &[]);
+        zone.set_txt(sub, 1, &["a"]);
+        zone.set_txt(sub, 2, &["a", "b"]);
+        // The change feed read the store between the two updates: ignored.
+        zone.replace_txt(sub, 1, &["a"]);
+        assert_eq!(answers(&zone), 2);
+        // A snapshot from before the first update: ignored too.
+        zone.replace_txt(sub, 1, &["old", "a"]);
+        assert_eq!(answers(&zone), 2);
+        // The same state again changes nothing; a resync that read the older state keeps ours.
+        zone.replace_txt(sub, 2, &["a", "b"]);
+        zone.replace_all([(sub, 1, vec!["a"])]);
+        assert_eq!(answers(&zone), 2);
+        // Retention removed the oldest value, then all of them: applied.
+        zone.replace_txt(sub, 2, &["b"]);
+        assert_eq!(answers(&zone), 1);
+        zone.replace_txt(sub, 0, &[]);
+        assert_eq!(answers(&zone), 0);
+        // A resync without the name removes it.
+        zone.replace_all(std::iter::empty());
         assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
     }
 
