@@ -674,24 +674,74 @@ impl Zone {
     /// A subdomain the zone holds newer values for than the snapshot (an update that landed
     /// while the snapshot was read) keeps them; subdomains not in the snapshot are gone.
     pub fn replace_all<'a>(&self, entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>) {
+        let entries: Vec<(Vec<u8>, u64, Vec<&str>)> = entries
+            .into_iter()
+            .map(|(sub, seq, values)| (sub.to_ascii_lowercase().into_bytes(), seq, values))
+            .collect();
+        // What the zone already holds as the snapshot has it keeps its signed set: a resync
+        // that changes little signs little. The rest is signed here, outside the write lock.
+        let unchanged = |held: &TxtEntry, seq: u64, values: &[&str]| {
+            held.seq == seq
+                && held.values.len() == values.len()
+                && held.values.iter().zip(values).all(|(a, b)| a == b)
+        };
+        let same: std::collections::HashSet<&[u8]> = {
+            let state = self.read();
+            entries
+                .iter()
+                .filter(|(key, seq, values)| {
+                    state.dynamic.get(key).is_some_and(|h| unchanged(h, *seq, values))
+                })
+                .map(|(key, _, _)| key.as_slice())
+                .collect()
+        };
         let mut fresh = HashMap::new();
-        for (subdomain, seq, values) in entries {
-            let key = subdomain.to_ascii_lowercase().into_bytes();
-            let set = self.render_txt(&key, &values);
+        for (key, seq, values) in &entries {
+            let set =
+                if same.contains(key.as_slice()) { Set::default() } else { self.render_txt(key, values) };
             let values = values.iter().map(|v| (*v).to_owned()).collect();
-            fresh.insert(key, TxtEntry { seq, values, set });
+            fresh.insert(key.clone(), TxtEntry { seq: *seq, values, set });
         }
         let mut state = self.write();
         for (key, entry) in fresh.iter_mut() {
-            if let Some(held) = state.dynamic.get_mut(key) {
-                let values: Vec<&str> = entry.values.iter().map(String::as_str).collect();
-                if !held.is_superseded_by(entry.seq, &values) {
+            let values: Vec<&str> = entry.values.iter().map(String::as_str).collect();
+            // Keep what is held when it is the snapshot's state (its set is the signed one) or
+            // newer than the snapshot.
+            match state.dynamic.get_mut(key) {
+                Some(held)
+                    if unchanged(held, entry.seq, &values) || !held.is_superseded_by(entry.seq, &values) =>
+                {
                     std::mem::swap(held, entry);
                 }
+                // Changed or removed between our two looks at the zone: sign it after all.
+                _ if same.contains(key.as_slice()) => entry.set = self.render_txt(key, &values),
+                _ => {}
             }
         }
-        state.dynamic = fresh;
-        self.rebuild_chain(&mut state);
+        let old = std::mem::replace(&mut state.dynamic, fresh);
+        if old.is_empty() {
+            // The first load: sign the whole chain in one pass, before anything is served.
+            self.rebuild_chain(&mut state);
+        } else if self.signer.is_some() {
+            // A resync while serving: every query waits while we hold the lock, so re-sign
+            // only the links that changed (a few signatures per changed name), not the chain.
+            let gone: Vec<Vec<u8>> = old
+                .keys()
+                .filter(|key| !state.dynamic.contains_key(*key))
+                .map(|key| self.subdomain_name(key))
+                .collect();
+            for name in gone {
+                self.chain_remove(&mut state, &name);
+            }
+            let present: Vec<(Vec<u8>, Vec<u16>)> = state
+                .dynamic
+                .iter()
+                .map(|(key, entry)| (self.subdomain_name(key), Self::subdomain_types(entry)))
+                .collect();
+            for (name, types) in present {
+                self.chain_upsert(&mut state, &name, types);
+            }
+        }
         self.bump_serial(&mut state);
     }
 
@@ -1087,6 +1137,31 @@ mod tests {
         // A resync without the name removes it.
         zone.replace_all(std::iter::empty());
         assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
+    }
+
+    #[test]
+    fn a_resync_signs_only_what_changed_and_leaves_the_chain_a_rebuild_would_make() {
+        let zone = Zone::new(&settings(), Some(signer())).unwrap();
+        let names: Vec<String> = (0..50).map(|i| format!("sub-{i}")).collect();
+        zone.replace_all(names.iter().map(|n| (n.as_str(), 1, vec!["v"])));
+        let sigs = |zone: &Zone, label: &str| zone.read().dynamic[label.as_bytes()].set.sigs.clone();
+        let (kept, changed) = (sigs(&zone, "sub-1"), sigs(&zone, "sub-2"));
+        // sub-0 deleted, sub-2 updated, sub-new registered.
+        let snapshot: Vec<(&str, u64, Vec<&str>)> = names[1..]
+            .iter()
+            .map(|n| if n == "sub-2" { (n.as_str(), 2, vec!["w"]) } else { (n.as_str(), 1, vec!["v"]) })
+            .chain([("sub-new", 0, vec![])])
+            .collect();
+        zone.replace_all(snapshot.clone());
+        // ECDSA signatures differ each time: the same bytes mean no new signature.
+        assert_eq!(sigs(&zone, "sub-1"), kept);
+        assert_ne!(sigs(&zone, "sub-2"), changed);
+        let rebuilt = Zone::new(&settings(), Some(signer())).unwrap();
+        rebuilt.replace_all(snapshot);
+        let chain = |zone: &Zone| -> Vec<(Key, RrSet)> {
+            zone.read().nsec3.iter().map(|(k, e)| (*k, e.set.records.clone())).collect()
+        };
+        assert_eq!(chain(&zone), chain(&rebuilt));
     }
 
     #[test]
