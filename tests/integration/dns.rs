@@ -79,25 +79,6 @@ fn udp_ask(addr: SocketAddr, packet: &[u8]) -> Message {
     Message::decode(&reply)
 }
 
-/// One exchange over a new TCP connection to `addr`.
-fn tcp_exchange_to(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(packet);
-    stream.write_all(&framed).ok()?;
-    read_frame(&mut stream)
-}
-
-/// Reads one length-prefixed DNS message from a TCP stream.
-fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).ok()?;
-    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut reply).ok()?;
-    Some(reply)
-}
-
 /// One TCP exchange with the server's first TCP address that must get a reply, decoded.
 fn tcp_ask(server: &TestServer, packet: &[u8]) -> Message {
     Message::decode(&server.tcp_exchange(packet).expect("a TCP reply"))
@@ -222,14 +203,13 @@ fn config_with_listen(dir: &TempDir, listen: &str) -> String {
     config.replacen(old, &format!("listen = {listen}"), 1)
 }
 
-/// TCP addresses the server logged.
-fn tcp_addrs(server: &TestServer) -> Vec<SocketAddr> {
-    let marker = "listening for DNS over TCP on ";
-    server
-        .log_text()
-        .lines()
-        .filter_map(|l| l[l.find(marker)? + marker.len()..].split_whitespace().next()?.parse().ok())
-        .collect()
+/// Asserts an NXDOMAIN answer to `name`: AA, no answers, exactly one SOA in authority.
+fn assert_nxdomain(reply: &Message, name: &str) {
+    assert_eq!(reply.rcode, rcode::NXDOMAIN, "{name}");
+    assert!(reply.aa(), "AA on NXDOMAIN: {name}");
+    assert!(reply.answers.is_empty(), "exact names only: {name}");
+    assert_eq!(reply.authority.len(), 1, "{name}");
+    assert_eq!(reply.authority[0].rtype, t::SOA);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,12 +243,8 @@ fn static_txt_data_keeps_its_case() {
 #[test]
 fn unknown_name_in_zone_is_nxdomain_with_soa() {
     let (server, _dir) = start();
-    let reply = server.ask(&format!("no-such-name.{DOMAIN}"), t::TXT);
-    assert_eq!(reply.rcode, rcode::NXDOMAIN);
-    assert!(reply.aa());
-    assert!(reply.answers.is_empty());
-    assert_eq!(reply.authority.len(), 1);
-    assert_eq!(reply.authority[0].rtype, t::SOA);
+    let name = format!("no-such-name.{DOMAIN}");
+    assert_nxdomain(&server.ask(&name, t::TXT), &name);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,12 +311,7 @@ fn names_below_a_registered_name_are_nxdomain() {
     let (account, fulldomain) = register(&server);
     update_ok(&server, &account, &txt_value(9));
     for name in [format!("_acme-challenge.{fulldomain}"), format!("x.{fulldomain}")] {
-        let reply = server.ask(&name, t::TXT);
-        assert_eq!(reply.rcode, rcode::NXDOMAIN, "{name}");
-        assert!(reply.aa());
-        assert!(reply.answers.is_empty(), "exact names only: {name}");
-        assert_eq!(reply.authority.len(), 1);
-        assert_eq!(reply.authority[0].rtype, t::SOA);
+        assert_nxdomain(&server.ask(&name, t::TXT), &name);
     }
 }
 
@@ -975,9 +946,8 @@ fn ipv6_listen_address_answers() {
         assert!(reply.aa());
         assert_eq!(reply.answers.len(), 1);
     }
-    let tcp_v6 = *tcp_addrs(&server).iter().find(|a| a.is_ipv6()).expect("an IPv6 TCP address");
-    let reply =
-        Message::decode(&tcp_exchange_to(tcp_v6, &query(DOMAIN, t::TXT, None)).expect("TCP over IPv6"));
+    let tcp_v6 = *server.tcp_all.iter().find(|a| a.is_ipv6()).expect("an IPv6 TCP address");
+    let reply = Message::decode(&tcp_exchange(tcp_v6, &query(DOMAIN, t::TXT, None)).expect("TCP over IPv6"));
     assert_eq!(reply.txts(), vec!["Hello World, Mixed Case".to_owned()]);
 }
 
@@ -986,15 +956,15 @@ fn several_listen_addresses_all_answer() {
     let (server, _dir) = start_with(|dir| config_with_listen(dir, r#"["127.0.0.1:0", "127.0.0.2:0"]"#));
     let ips: Vec<String> = server.udp_all.iter().map(|a| a.ip().to_string()).collect();
     assert_eq!(ips, vec!["127.0.0.1", "127.0.0.2"]);
-    let tcp = tcp_addrs(&server);
+    let tcp = &server.tcp_all;
     assert_eq!(tcp.len(), 2, "{tcp:?}");
-    for (i, addr) in server.udp_all.iter().chain(&tcp).enumerate() {
+    for (i, addr) in server.udp_all.iter().chain(tcp).enumerate() {
         let id = 0x1000 + i as u16;
         let packet = with_id(query(DOMAIN, t::SOA, None), id);
         let reply = if i < server.udp_all.len() {
             udp_ask(*addr, &packet)
         } else {
-            Message::decode(&tcp_exchange_to(*addr, &packet).unwrap_or_else(|| panic!("TCP {addr}")))
+            Message::decode(&tcp_exchange(*addr, &packet).unwrap_or_else(|| panic!("TCP {addr}")))
         };
         assert_eq!(reply.id, id, "{addr}");
         assert_eq!(reply.rcode, rcode::NOERROR, "{addr}");

@@ -1,9 +1,8 @@
 //! DNSSEC judged by real validators from Debian: BIND's `delv` and unbound as a validating
 //! resolver in front of the server, each with the zone's trust anchor from `dnssec ds`.
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -108,9 +107,7 @@ fn delv_rejects_a_wrong_trust_anchor() {
 
 #[test]
 fn ed25519_validates_too() {
-    let dir = TempDir::new();
-    let config = with_keys(&base_config(&dir.0), "dnssec", "enabled = true\nalgorithm = \"ed25519\"");
-    let server = TestServer::start_with(&dir, &config);
+    let (server, dir) = TestServer::start_with_keys("dnssec", "enabled = true\nalgorithm = \"ed25519\"");
     let out =
         Command::new(binary()).args(["dnssec", "ds", "-c"]).arg(dir.join("config.cfg")).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
@@ -140,98 +137,20 @@ fn signatures_are_renewed_before_they_expire() {
     assert!(s.server.log_text().contains("renewed the signatures"), "{}", s.server.log_text());
 }
 
-/// An unbound validating resolver in front of the server.
-struct Unbound {
-    /// The process.
-    child: Child,
-    /// Where it listens.
-    port: u16,
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free UDP+TCP port on 127.0.0.1 (released for the caller to bind).
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Starts unbound with `anchor_line` as the trust anchor and a stub zone pointing at `server`.
 fn unbound(dir: &TempDir, server: &TestServer, anchor_line: &str) -> Unbound {
-    let port = free_port();
     std::fs::write(dir.join("anchor.key"), format!("{anchor_line}\n")).unwrap();
-    let config = format!(
-        r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{dir}"
-    pidfile: "{dir}/unbound.pid"
-    use-syslog: no
-    logfile: "{dir}/unbound.log"
-    verbosity: 1
-    val-log-level: 2
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "validator iterator"
+    let more = format!(
+        r#"    module-config: "validator iterator"
     trust-anchor-file: "{dir}/anchor.key"
     qname-minimisation: no
     aggressive-nsec: yes
     val-permissive-mode: no
     prefetch: no
-stub-zone:
-    name: "{DOMAIN}"
-    stub-addr: 127.0.0.1@{dns_port}
 "#,
         dir = dir.0.display(),
-        dns_port = server.udp.port()
     );
-    std::fs::write(dir.join("unbound.conf"), config).unwrap();
-    let child = Command::new("unbound")
-        .arg("-c")
-        .arg(dir.join("unbound.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("unbound runs (Debian package unbound)");
-    let resolver = Unbound { child, port };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if resolve(&resolver, DOMAIN, t::SOA).is_some() {
-            return resolver;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "unbound did not come up: {}",
-        std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default()
-    );
-}
-
-/// Asks the resolver with RD and AD set; returns the decoded reply.
-fn resolve(resolver: &Unbound, name: &str, qtype: u16) -> Option<Message> {
-    let mut q = query(name, qtype, Some(1232));
-    q[2] = 0x01; // RD
-    q[3] = 0x20; // AD: tell me whether it validated
-    let reply = udp_exchange(format!("127.0.0.1:{}", resolver.port).parse().unwrap(), &q)?;
-    Some(Message::decode(&reply))
-}
-
-/// The AD bit.
-fn ad(message: &Message) -> bool {
-    message.flags & 0x0020 != 0
+    Unbound::start(&dir.0, server.udp.port(), &more, (DOMAIN, t::SOA))
 }
 
 #[test]
@@ -241,15 +160,15 @@ fn unbound_validates_answers_nodata_and_nxdomain() {
     let account = s.server.register();
     let full = account["fulldomain"].as_str().unwrap().to_owned();
     // A registered name without a value: validated NODATA (not NXDOMAIN).
-    let before = resolve(&resolver, &full, t::TXT).expect("reply");
-    assert_eq!((before.rcode, before.answers.len(), ad(&before)), (rcode::NOERROR, 0, true), "{before:?}");
+    let before = resolver.resolve(&full, t::TXT).expect("reply");
+    assert_eq!((before.rcode, before.answers.len(), before.ad()), (rcode::NOERROR, 0, true), "{before:?}");
     let value = txt_value(5);
     assert_eq!(s.server.update(&account, &value).status, 200);
     // The cached denial lives for the 1 s negative TTL only (unbound counts whole seconds, so
     // allow up to 2 s); then the value validates.
     std::thread::sleep(Duration::from_millis(2500));
-    let after = resolve(&resolver, &full, t::TXT).expect("reply");
-    assert!(ad(&after), "{after:?}");
+    let after = resolver.resolve(&full, t::TXT).expect("reply");
+    assert!(after.ad(), "{after:?}");
     assert_eq!(after.txts(), vec![value]);
     for (name, qtype, want) in [
         (full.as_str(), t::A, rcode::NOERROR),
@@ -258,9 +177,9 @@ fn unbound_validates_answers_nodata_and_nxdomain() {
         (DOMAIN, t::NS, rcode::NOERROR),
         (DOMAIN, 48, rcode::NOERROR), // DNSKEY
     ] {
-        let reply = resolve(&resolver, name, qtype).expect("reply");
+        let reply = resolver.resolve(name, qtype).expect("reply");
         assert_eq!(reply.rcode, want, "{name} {qtype}: {reply:?}");
-        assert!(ad(&reply), "{name} {qtype} not validated: {reply:?}");
+        assert!(reply.ad(), "{name} {qtype} not validated: {reply:?}");
     }
 }
 
@@ -271,7 +190,7 @@ fn unbound_with_a_wrong_anchor_answers_servfail() {
     let resolver_dir = TempDir::new();
     let resolver = unbound(&resolver_dir, &s.server, &other.dnskey_line);
     let (account, _) = account_with_value(&s.server, 6);
-    let reply = resolve(&resolver, account["fulldomain"].as_str().unwrap(), t::TXT).expect("reply");
+    let reply = resolver.resolve(account["fulldomain"].as_str().unwrap(), t::TXT).expect("reply");
     assert_eq!(reply.rcode, 2, "SERVFAIL expected: {reply:?}");
-    assert!(!ad(&reply));
+    assert!(!reply.ad());
 }

@@ -14,9 +14,8 @@
 //! issuance fail: the suite can fail. Every process has a guard that stops it; every wait has a
 //! deadline.
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,45 +23,6 @@ use crate::harness::*;
 
 /// How long one certbot run may take.
 const CERTBOT_LIMIT: Duration = Duration::from_secs(150);
-
-/// A process stopped (and reaped) when the guard goes.
-struct Guard {
-    /// The process.
-    child: Child,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port free for UDP and TCP on every one of `hosts` (released for the caller to bind).
-fn free_port(hosts: &[&str]) -> u16 {
-    for _ in 0..200 {
-        let probe = UdpSocket::bind((hosts[0], 0)).unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        let free = hosts.iter().all(|h| {
-            let udp = UdpSocket::bind((*h, port));
-            let tcp = TcpListener::bind((*h, port));
-            udp.is_ok() && tcp.is_ok()
-        });
-        if free {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
 
 /// Runs a command with a deadline; kills it when the deadline passes (status `None`).
 fn run_bounded(
@@ -79,18 +39,7 @@ fn run_bounded(
         .stderr(out)
         .spawn()
         .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_or_kill(&mut child, limit);
     (status, std::fs::read_to_string(&out_path).unwrap_or_default())
 }
 
@@ -111,17 +60,10 @@ fn client(args: &[&str], env: &[(&str, &str)]) -> Output {
     };
     let stdout = pipe(Box::new(child.stdout.take().unwrap()));
     let stderr = pipe(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_at_most(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+        let _ = child.kill();
+        child.wait().unwrap()
+    });
     Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
@@ -130,41 +72,38 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// `client register` of `domain` with the API at `url` into `storage`, then `extra` arguments.
+fn client_register(url: &str, domain: &str, storage: &str, extra: &[&str]) -> Output {
+    client(
+        &[&["register", "--server", url, "--domain", domain, "--storage", storage][..], extra].concat(),
+        &[],
+    )
+}
+
+/// `client update` of `domain`'s value to `txt` from `storage`, then `extra` arguments, with `env`.
+fn client_update(storage: &str, domain: &str, txt: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    client(&[&["update", "--storage", storage, "--domain", domain, "--txt", txt][..], extra].concat(), env)
+}
+
+/// `client check` of `domain` from `storage` through the resolver at `resolver`, then `extra`.
+fn client_check(storage: &str, domain: &str, resolver: &str, extra: &[&str]) -> Output {
+    client(
+        &[&["check", "--storage", storage, "--domain", domain, "--resolver", resolver][..], extra].concat(),
+        &[],
+    )
+}
+
 /// Our server's configuration: DNS on the same `port` at every address of `listen`, two NS
 /// (ns1 → 127.0.0.1, ns2 → 127.0.0.2), SQLite in `dir`, API on a free port, DNSSEC if asked.
 fn server_config(dir: &Path, listen: &[&str], port: u16, dnssec: bool) -> String {
     let listen: Vec<String> = listen.iter().map(|a| format!("\"{a}:{port}\"")).collect();
-    let mut config = format!(
-        r#"[general]
-listen = [{listen}]
-protocol = "both"
-domain = "{DOMAIN}"
-nsname = "ns1.{DOMAIN}"
-nsadmin = "admin.example.org"
-records = [
-    "{DOMAIN}. NS ns1.{DOMAIN}.",
-    "{DOMAIN}. NS ns2.{DOMAIN}.",
-    "ns1.{DOMAIN}. A 127.0.0.1",
-    "ns2.{DOMAIN}. A 127.0.0.2",
-]
-
-[database]
-engine = "sqlite3"
-connection = "{db}"
-
-[api]
-ip = "127.0.0.1"
-port = "0"
-tls = "none"
-
-[logconfig]
-loglevel = "info"
-logtype = "stdout"
-logformat = "text"
-"#,
-        listen = listen.join(", "),
-        db = dir.join("acme-delegate.db").display()
-    );
+    let records = [
+        format!("{DOMAIN}. NS ns1.{DOMAIN}."),
+        format!("{DOMAIN}. NS ns2.{DOMAIN}."),
+        format!("ns1.{DOMAIN}. A 127.0.0.1"),
+        format!("ns2.{DOMAIN}. A 127.0.0.2"),
+    ];
+    let mut config = config_with(dir, &format!("[{}]", listen.join(", ")), &records);
     if dnssec {
         config.push_str("\n[dnssec]\nenabled = true\n");
     }
@@ -182,10 +121,7 @@ fn start_server(dir: &TempDir, dnssec: bool) -> (TestServer, u16) {
 /// `client register` for `domain` into `storage`; returns the CNAME target it printed.
 fn register(server: &TestServer, storage: &Path, domain: &str) -> String {
     let url = format!("http://{}", server.api);
-    let out = client(
-        &["register", "--server", &url, "--domain", domain, "--storage", storage.to_str().unwrap()],
-        &[],
-    );
+    let out = client_register(&url, domain, storage.to_str().unwrap(), &[]);
     assert!(out.status.success(), "register {domain}: {}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
@@ -205,52 +141,29 @@ fn served(server: &TestServer, fulldomain: &str) -> Vec<String> {
 
 /// unbound as the CA's resolver: `example.test` with the given CNAMEs, a stub zone for our
 /// zone, and (with `anchor`) DNSSEC validation with that trust anchor.
-struct Unbound {
-    /// The process.
-    _guard: Guard,
-    /// Its port on 127.0.0.1.
-    port: u16,
-}
-
-impl Unbound {
-    fn start(dir: &Path, dns_port: u16, cnames: &[(String, String)], anchor: Option<&str>) -> Self {
-        let port = free_port(&["127.0.0.1"]);
-        let mut zone = String::from(
-            "$ORIGIN example.test.\n\
-             @ 3600 IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 5\n\
-             @ 3600 IN NS ns.example.test.\n\
-             ns 3600 IN A 127.0.0.1\n",
-        );
-        for (name, target) in cnames {
-            zone.push_str(&format!("{name}. 60 IN CNAME {target}\n"));
+fn unbound(dir: &Path, dns_port: u16, cnames: &[(String, String)], anchor: Option<&str>) -> Unbound {
+    let mut zone = String::from(
+        "$ORIGIN example.test.\n\
+         @ 3600 IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 5\n\
+         @ 3600 IN NS ns.example.test.\n\
+         ns 3600 IN A 127.0.0.1\n",
+    );
+    for (name, target) in cnames {
+        zone.push_str(&format!("{name}. 60 IN CNAME {target}\n"));
+    }
+    std::fs::write(dir.join("example.test.zone"), zone).unwrap();
+    let validation = match anchor {
+        Some(line) => {
+            std::fs::write(dir.join("anchor.key"), format!("{line}\n")).unwrap();
+            format!(
+                "    module-config: \"validator iterator\"\n    trust-anchor-file: \"{}\"\n    val-permissive-mode: no\n",
+                dir.join("anchor.key").display()
+            )
         }
-        std::fs::write(dir.join("example.test.zone"), zone).unwrap();
-        let validation = match anchor {
-            Some(line) => {
-                std::fs::write(dir.join("anchor.key"), format!("{line}\n")).unwrap();
-                format!(
-                    "    module-config: \"validator iterator\"\n    trust-anchor-file: \"{}\"\n    val-permissive-mode: no\n",
-                    dir.join("anchor.key").display()
-                )
-            }
-            None => "    module-config: \"iterator\"\n".to_owned(),
-        };
-        let config = format!(
-            r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{dir}"
-    pidfile: "{dir}/unbound.pid"
-    use-syslog: no
-    logfile: "{dir}/unbound.log"
-    verbosity: 1
-    val-log-level: 2
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    qname-minimisation: no
+        None => "    module-config: \"iterator\"\n".to_owned(),
+    };
+    let more = format!(
+        r#"    qname-minimisation: no
     prefetch: no
     # unbound answers .test itself (RFC 6761) unless told not to.
     local-zone: "test." nodefault
@@ -260,47 +173,18 @@ impl Unbound {
     for-downstream: no
     for-upstream: yes
     fallback-enabled: no
-stub-zone:
-    name: "{DOMAIN}"
-    stub-addr: 127.0.0.1@{dns_port}
 "#,
-            dir = dir.display(),
-        );
-        std::fs::write(dir.join("unbound.conf"), config).unwrap();
-        let child = Command::new("unbound")
-            .arg("-c")
-            .arg(dir.join("unbound.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("unbound runs (Debian package unbound)");
-        let resolver = Self { _guard: Guard { child }, port };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if resolver.resolve("ns.example.test", t::A).is_some() {
-                return resolver;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "unbound did not come up: {}",
-            std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default()
-        );
-    }
+        dir = dir.display(),
+    );
+    Unbound::start(dir, dns_port, &more, ("ns.example.test", t::A))
+}
 
-    /// Its address.
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// A recursive query (RD, and AD to learn whether it validated).
-    fn resolve(&self, name: &str, qtype: u16) -> Option<Message> {
-        let mut q = query(name, qtype, Some(1232));
-        q[2] = 0x01;
-        q[3] = 0x20;
-        udp_exchange(self.addr().parse().unwrap(), &q).map(|r| Message::decode(&r))
-    }
+/// unbound (no DNSSEC) with `domain`'s `_acme-challenge` CNAME to `target`, and Pebble validating
+/// through it.
+fn resolver_and_ca(dir: &Path, dns_port: u16, domain: &str, target: &str) -> (Unbound, Pebble) {
+    let resolver = unbound(dir, dns_port, &[(format!("_acme-challenge.{domain}"), target.to_owned())], None);
+    let pebble = Pebble::start(dir, &resolver.addr());
+    (resolver, pebble)
 }
 
 /// A running Pebble.
@@ -500,6 +384,26 @@ fn certbot(dir: &Path, pebble: &Pebble, name: &str, domains: &[&str], args: &[&s
     Issued { status, output, live: base.join("config/live").join(name), logs: base.join("logs") }
 }
 
+/// [`certbot`] with the manual authenticator and `hook` as its `--manual-auth-hook`.
+fn certbot_with_hook(dir: &Path, pebble: &Pebble, name: &str, domains: &[&str], hook: &str) -> Issued {
+    certbot(dir, pebble, name, domains, &["--manual", "--manual-auth-hook", hook])
+}
+
+/// Asserts certbot got a certificate for exactly `names`, chained to Pebble's root (written to `dir`).
+fn assert_issued(issued: &Issued, pebble: &Pebble, dir: &Path, names: &[&str]) {
+    assert!(issued.ok(), "certbot failed:\n{}\n{}\n{}", issued.output, issued.log(), pebble.log_text());
+    verify_certificate(issued, &pebble.root(dir), names);
+}
+
+/// Asserts certbot finished without a certificate (`why`: what must have stopped it); returns
+/// its output and log.
+fn assert_not_issued(issued: &Issued, why: &str) -> String {
+    assert!(issued.status.is_some(), "certbot hung:\n{}", issued.output);
+    assert!(!issued.ok(), "issuance must fail {why}:\n{}", issued.output);
+    assert!(!issued.live.join("cert.pem").exists());
+    format!("{}\n{}", issued.output, issued.log())
+}
+
 /// The `--manual-auth-hook` for our `client hook`.
 fn our_hook(storage: &Path) -> String {
     format!("{} client hook --storage {}", binary(), storage.display())
@@ -551,23 +455,16 @@ fn certbot_with_our_hook_gets_a_name_and_its_wildcard() {
     let (server, dns_port) = start_server(&dir, false);
     let storage = dir.join("client.json");
     let target = register(&server, &storage, "hook.example.test");
-    let resolver = Unbound::start(
-        &dir.0,
-        dns_port,
-        &[("_acme-challenge.hook.example.test".into(), target.clone())],
-        None,
-    );
-    let pebble = Pebble::start(&dir.0, &resolver.addr());
+    let (resolver, pebble) = resolver_and_ca(&dir.0, dns_port, "hook.example.test", &target);
 
-    let issued = certbot(
+    let issued = certbot_with_hook(
         &dir.0,
         &pebble,
         "hook",
         &["hook.example.test", "*.hook.example.test"],
-        &["--manual", "--manual-auth-hook", &our_hook(&storage)],
+        &our_hook(&storage),
     );
-    assert!(issued.ok(), "certbot failed:\n{}\n{}\n{}", issued.output, issued.log(), pebble.log_text());
-    verify_certificate(&issued, &pebble.root(&dir.0), &["hook.example.test", "*.hook.example.test"]);
+    assert_issued(&issued, &pebble, &dir.0, &["hook.example.test", "*.hook.example.test"]);
     // Both challenges' values were served at once.
     let values = served(&server, target.trim_end_matches('.'));
     assert_eq!(values.len(), 2, "{values:?}");
@@ -576,8 +473,8 @@ fn certbot_with_our_hook_gets_a_name_and_its_wildcard() {
     // zone's NS set, found by the check) serve the same two values.
     let storage_arg = storage.to_str().unwrap();
     let port = dns_port.to_string();
-    let base = ["check", "--storage", storage_arg, "--domain", "hook.example.test", "--resolver"];
-    let out = client(&[&base[..], &[&resolver.addr(), "--ns-port", &port]].concat(), &[]);
+    let check = |extra: &[&str]| client_check(storage_arg, "hook.example.test", &resolver.addr(), extra);
+    let out = check(&["--ns-port", &port]);
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("ok: the stored fulldomain"), "{said}");
@@ -589,7 +486,7 @@ fn certbot_with_our_hook_gets_a_name_and_its_wildcard() {
     }
     // An expected value that is not served fails the check, naming it.
     let missing = txt_value(99);
-    let out = client(&[&base[..], &[&resolver.addr(), "--ns-port", &port, "--txt", &missing]].concat(), &[]);
+    let out = check(&["--ns-port", &port, "--txt", &missing]);
     assert!(!out.status.success());
     assert!(text(&out).contains(&format!("FAIL: missing {missing}")), "{}", text(&out));
 }
@@ -601,13 +498,7 @@ fn certbot_dns_acmedns_plugin_works_unchanged() {
     // Our client's storage file is the plugin's registration file: the same shared format.
     let registrations = dir.join("registrations.json");
     let target = register(&server, &registrations, "plugin.example.test");
-    let resolver = Unbound::start(
-        &dir.0,
-        dns_port,
-        &[("_acme-challenge.plugin.example.test".into(), target.clone())],
-        None,
-    );
-    let pebble = Pebble::start(&dir.0, &resolver.addr());
+    let (_resolver, pebble) = resolver_and_ca(&dir.0, dns_port, "plugin.example.test", &target);
     // An API URL ending in "/": the plugin then posts to //update.
     let ini = dir.join("acmedns.ini");
     std::fs::write(
@@ -636,8 +527,7 @@ fn certbot_dns_acmedns_plugin_works_unchanged() {
             "1",
         ],
     );
-    assert!(issued.ok(), "certbot failed:\n{}\n{}\n{}", issued.output, issued.log(), pebble.log_text());
-    verify_certificate(&issued, &pebble.root(&dir.0), &["plugin.example.test", "*.plugin.example.test"]);
+    assert_issued(&issued, &pebble, &dir.0, &["plugin.example.test", "*.plugin.example.test"]);
     assert_eq!(served(&server, target.trim_end_matches('.')).len(), 2);
     assert!(issued.log().contains("//update"), "the plugin posted to //update: {}", issued.log());
 }
@@ -648,13 +538,7 @@ fn a_wrong_value_served_makes_issuance_fail() {
     let (server, dns_port) = start_server(&dir, false);
     let storage = dir.join("client.json");
     let target = register(&server, &storage, "wrong.example.test");
-    let resolver = Unbound::start(
-        &dir.0,
-        dns_port,
-        &[("_acme-challenge.wrong.example.test".into(), target.clone())],
-        None,
-    );
-    let pebble = Pebble::start(&dir.0, &resolver.addr());
+    let (_resolver, pebble) = resolver_and_ca(&dir.0, dns_port, "wrong.example.test", &target);
     // A hook that succeeds but sets a value unrelated to the challenge.
     let wrong = txt_value(4242);
     let hook = format!(
@@ -662,17 +546,8 @@ fn a_wrong_value_served_makes_issuance_fail() {
         binary(),
         storage.display()
     );
-    let issued = certbot(
-        &dir.0,
-        &pebble,
-        "wrong",
-        &["wrong.example.test"],
-        &["--manual", "--manual-auth-hook", &hook],
-    );
-    assert!(issued.status.is_some(), "certbot hung:\n{}", issued.output);
-    assert!(!issued.ok(), "issuance must fail with a wrong value:\n{}", issued.output);
-    assert!(!issued.live.join("cert.pem").exists());
-    let said = format!("{}\n{}", issued.output, issued.log());
+    let issued = certbot_with_hook(&dir.0, &pebble, "wrong", &["wrong.example.test"], &hook);
+    let said = assert_not_issued(&issued, "with a wrong value");
     assert!(said.contains("Correct value not found for DNS challenge"), "{said}");
     // The hook did run: the wrong value is what the server serves.
     assert_eq!(served(&server, target.trim_end_matches('.')), vec![wrong]);
@@ -680,13 +555,7 @@ fn a_wrong_value_served_makes_issuance_fail() {
     // The same setup with the right hook issues: the failure came from the value alone. (First
     // let the resolver's cached answer, TTL 1 s counted in whole seconds, run out.)
     std::thread::sleep(Duration::from_millis(2500));
-    let issued = certbot(
-        &dir.0,
-        &pebble,
-        "right",
-        &["wrong.example.test"],
-        &["--manual", "--manual-auth-hook", &our_hook(&storage)],
-    );
+    let issued = certbot_with_hook(&dir.0, &pebble, "right", &["wrong.example.test"], &our_hook(&storage));
     assert!(issued.ok(), "certbot failed:\n{}\n{}", issued.output, issued.log());
 }
 
@@ -719,40 +588,24 @@ fn dnssec_validating_resolver_issues_with_our_anchor_and_refuses_a_wrong_one() {
 
     // Good anchor: answers validate (AD) and the certificate is issued.
     let good_dir = TempDir::new();
-    let resolver = Unbound::start(&good_dir.0, dns_port, &cnames, Some(&anchor));
+    let resolver = unbound(&good_dir.0, dns_port, &cnames, Some(&anchor));
     let soa = resolver.resolve(DOMAIN, t::SOA).expect("a reply");
-    assert!(soa.rcode == rcode::NOERROR && soa.flags & 0x0020 != 0, "not validated: {soa:?}");
+    assert!(soa.rcode == rcode::NOERROR && soa.ad(), "not validated: {soa:?}");
     let pebble = Pebble::start(&good_dir.0, &resolver.addr());
     let hook = our_hook(&storage);
-    let issued = certbot(
-        &good_dir.0,
-        &pebble,
-        "signed",
-        &["signed.example.test"],
-        &["--manual", "--manual-auth-hook", &hook],
-    );
-    assert!(issued.ok(), "certbot failed:\n{}\n{}\n{}", issued.output, issued.log(), pebble.log_text());
-    verify_certificate(&issued, &pebble.root(&good_dir.0), &["signed.example.test"]);
+    let issued = certbot_with_hook(&good_dir.0, &pebble, "signed", &["signed.example.test"], &hook);
+    assert_issued(&issued, &pebble, &good_dir.0, &["signed.example.test"]);
     drop(pebble);
     drop(resolver);
 
     // Wrong anchor: the resolver answers SERVFAIL and the CA cannot validate.
     let bad_dir = TempDir::new();
-    let resolver = Unbound::start(&bad_dir.0, dns_port, &cnames, Some(&wrong_anchor));
+    let resolver = unbound(&bad_dir.0, dns_port, &cnames, Some(&wrong_anchor));
     let txt = resolver.resolve(target.trim_end_matches('.'), t::TXT).expect("a reply");
     assert_eq!(txt.rcode, 2, "SERVFAIL expected with a wrong anchor: {txt:?}");
     let pebble = Pebble::start(&bad_dir.0, &resolver.addr());
-    let issued = certbot(
-        &bad_dir.0,
-        &pebble,
-        "signed",
-        &["signed.example.test"],
-        &["--manual", "--manual-auth-hook", &hook],
-    );
-    assert!(issued.status.is_some(), "certbot hung:\n{}", issued.output);
-    assert!(!issued.ok(), "issuance must fail behind a wrong trust anchor:\n{}", issued.output);
-    assert!(!issued.live.join("cert.pem").exists());
-    let said = format!("{}\n{}", issued.output, issued.log());
+    let issued = certbot_with_hook(&bad_dir.0, &pebble, "signed", &["signed.example.test"], &hook);
+    let said = assert_not_issued(&issued, "behind a wrong trust anchor");
     assert!(
         // Pebble's words for rcode 2 (SERVFAIL), as certbot relays them.
         said.contains("returned an unsuccessful response") && said.contains("x02'"),
@@ -774,27 +627,13 @@ fn check_shows_a_nameserver_that_disagrees() {
     let target = register(&server, &storage, "split.example.test");
     let value = txt_value(7);
     let storage_arg = storage.to_str().unwrap();
-    let out =
-        client(&["update", "--storage", storage_arg, "--domain", "split.example.test", "--txt", &value], &[]);
+    let out = client_update(storage_arg, "split.example.test", &value, &[], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let resolver =
-        Unbound::start(&dir.0, port, &[("_acme-challenge.split.example.test".into(), target)], None);
+    let resolver = unbound(&dir.0, port, &[("_acme-challenge.split.example.test".into(), target)], None);
 
+    let check = |extra: &[&str]| client_check(storage_arg, "split.example.test", &resolver.addr(), extra);
     let port_arg = port.to_string();
-    let out = client(
-        &[
-            "check",
-            "--storage",
-            storage_arg,
-            "--domain",
-            "split.example.test",
-            "--resolver",
-            &resolver.addr(),
-            "--ns-port",
-            &port_arg,
-        ],
-        &[],
-    );
+    let out = check(&["--ns-port", &port_arg]);
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     let row = |ns: &str| {
@@ -806,57 +645,16 @@ fn check_shows_a_nameserver_that_disagrees() {
 
     // Asking only ns1 (by address) passes.
     let ns1 = format!("127.0.0.1:{port}");
-    let out = client(
-        &[
-            "check",
-            "--storage",
-            storage_arg,
-            "--domain",
-            "split.example.test",
-            "--resolver",
-            &resolver.addr(),
-            "--nameserver",
-            &ns1,
-            "--txt",
-            &value,
-        ],
-        &[],
-    );
+    let out = check(&["--nameserver", &ns1, "--txt", &value]);
     assert!(out.status.success(), "{}", text(&out));
     // A CNAME that points elsewhere is caught, with the fix.
-    let out = client(
-        &[
-            "check",
-            "--storage",
-            storage_arg,
-            "--domain",
-            "split.example.test",
-            "--resolver",
-            &resolver.addr(),
-            "--nameserver",
-            &ns1,
-        ],
-        &[],
-    );
+    let out = check(&["--nameserver", &ns1]);
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&storage).unwrap()).unwrap();
     let mut edited = json.clone();
     edited["split.example.test"]["fulldomain"] = serde_json::json!(format!("other.{DOMAIN}"));
     std::fs::write(&storage, edited.to_string()).unwrap();
-    let out = client(
-        &[
-            "check",
-            "--storage",
-            storage_arg,
-            "--domain",
-            "split.example.test",
-            "--resolver",
-            &resolver.addr(),
-            "--nameserver",
-            &ns1,
-        ],
-        &[],
-    );
+    let out = check(&["--nameserver", &ns1]);
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
@@ -886,38 +684,12 @@ fn client_failures_are_clear_and_non_zero() {
     assert!(!out.status.success());
     assert!(text(&out).contains("no account for none.example.test"), "{}", text(&out));
     // A bad CIDR is refused before anything is sent; nothing is stored.
-    let out = client(
-        &[
-            "register",
-            "--server",
-            &url,
-            "--domain",
-            "a.example.test",
-            "--storage",
-            storage_arg,
-            "--allowfrom",
-            "10.0.0.0",
-        ],
-        &[],
-    );
+    let out = client_register(&url, "a.example.test", storage_arg, &["--allowfrom", "10.0.0.0"]);
     assert!(!out.status.success() && text(&out).contains("--allowfrom"), "{}", text(&out));
     assert!(!storage.exists());
 
     // Registered with allowfrom; the hook strips "*." and case; the server echoes the value.
-    let out = client(
-        &[
-            "register",
-            "--server",
-            &url,
-            "--domain",
-            "A.Example.Test",
-            "--storage",
-            storage_arg,
-            "--allowfrom",
-            "127.0.0.0/8,::1/128",
-        ],
-        &[],
-    );
+    let out = client_register(&url, "A.Example.Test", storage_arg, &["--allowfrom", "127.0.0.0/8,::1/128"]);
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&storage).unwrap()).unwrap();
     let account = &json["a.example.test"];
@@ -930,39 +702,23 @@ fn client_failures_are_clear_and_non_zero() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(served(&server, account["fulldomain"].as_str().unwrap()), vec![value.clone()]);
     // Registering again needs --force.
-    let out =
-        client(&["register", "--server", &url, "--domain", "a.example.test", "--storage", storage_arg], &[]);
+    let out = client_register(&url, "a.example.test", storage_arg, &[]);
     assert!(!out.status.success() && text(&out).contains("--force"), "{}", text(&out));
 
     // A wrong key: 401, said plainly.
     let mut broken = json.clone();
     broken["a.example.test"]["password"] = serde_json::json!("x".repeat(40));
     std::fs::write(&storage, broken.to_string()).unwrap();
-    let out =
-        client(&["update", "--storage", storage_arg, "--domain", "a.example.test", "--txt", &value], &[]);
+    let out = client_update(storage_arg, "a.example.test", &value, &[], &[]);
     assert!(!out.status.success());
     assert!(text(&out).contains("refused the update") && text(&out).contains("401"), "{}", text(&out));
     // A value that is not a DNS-01 value is refused before sending.
-    let out =
-        client(&["update", "--storage", storage_arg, "--domain", "a.example.test", "--txt", "short"], &[]);
+    let out = client_update(storage_arg, "a.example.test", "short", &[], &[]);
     assert!(!out.status.success() && text(&out).contains("not a DNS-01 value"), "{}", text(&out));
     // A server that is not there.
     std::fs::write(&storage, json.to_string()).unwrap();
     let closed = format!("http://127.0.0.1:{}", free_port(&["127.0.0.1"]));
-    let out = client(
-        &[
-            "update",
-            "--storage",
-            storage_arg,
-            "--domain",
-            "a.example.test",
-            "--txt",
-            &value,
-            "--server",
-            &closed,
-        ],
-        &[],
-    );
+    let out = client_update(storage_arg, "a.example.test", &value, &["--server", &closed], &[]);
     assert!(!out.status.success() && text(&out).contains("cannot connect"), "{}", text(&out));
 }
 
@@ -971,57 +727,22 @@ fn client_speaks_https_to_an_api_with_a_private_ca() {
     let dir = TempDir::new();
     let (ca, cert, key) = make_tls_cert(&dir.0, "api");
     let port = free_port(&["127.0.0.1"]);
-    let config = server_config(&dir.0, &["127.0.0.1"], port, false).replace(
-        "tls = \"none\"",
-        &format!(
-            "tls = \"cert\"\ntls_cert_privkey = \"{}\"\ntls_cert_fullchain = \"{}\"",
-            key.display(),
-            cert.display()
-        ),
-    );
+    let config = with_tls_cert(&server_config(&dir.0, &["127.0.0.1"], port, false), &key, &cert);
     let server = TestServer::start_with(&dir, &config);
     let storage = dir.join("client.json");
     let storage_arg = storage.to_str().unwrap();
     let url = format!("https://localhost:{}", server.api.port());
     // Not trusted by the system's store: refused, with a TLS message.
-    let out = client(
-        &["register", "--server", &url, "--domain", "tls.example.test", "--storage", storage_arg],
-        &[],
-    );
+    let out = client_register(&url, "tls.example.test", storage_arg, &[]);
     assert!(!out.status.success() && text(&out).contains("TLS"), "{}", text(&out));
     // With --ca-file (or its environment variable) it works, by name and by IP address.
     let cert_arg = ca.to_str().unwrap();
-    let out = client(
-        &[
-            "register",
-            "--server",
-            &url,
-            "--domain",
-            "tls.example.test",
-            "--storage",
-            storage_arg,
-            "--ca-file",
-            cert_arg,
-        ],
-        &[],
-    );
+    let out = client_register(&url, "tls.example.test", storage_arg, &["--ca-file", cert_arg]);
     assert!(out.status.success(), "{}", text(&out));
     let value = txt_value(3);
     let ip_url = format!("https://127.0.0.1:{}", server.api.port());
-    let out = client(
-        &[
-            "update",
-            "--storage",
-            storage_arg,
-            "--domain",
-            "tls.example.test",
-            "--txt",
-            &value,
-            "--server",
-            &ip_url,
-        ],
-        &[("ACME_DELEGATE_CLIENT_CA_FILE", cert_arg)],
-    );
+    let env = [("ACME_DELEGATE_CLIENT_CA_FILE", cert_arg)];
+    let out = client_update(storage_arg, "tls.example.test", &value, &["--server", &ip_url], &env);
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&storage).unwrap()).unwrap();
     assert_eq!(served(&server, json["tls.example.test"]["fulldomain"].as_str().unwrap()), vec![value]);

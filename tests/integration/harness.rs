@@ -5,11 +5,12 @@
 #![allow(dead_code, reason = "helpers are shared by several test modules")]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The zone every test server serves.
@@ -43,19 +44,28 @@ impl Drop for TempDir {
 
 /// The base configuration: loopback, port 0 everywhere, SQLite in `dir`.
 pub fn base_config(dir: &Path) -> String {
+    let records = [
+        format!("{DOMAIN}. A 192.0.2.1"),
+        format!("{DOMAIN}. NS ns1.{DOMAIN}."),
+        format!("ns1.{DOMAIN}. A 192.0.2.2"),
+        format!("{DOMAIN}. TXT \"Hello World, Mixed Case\""),
+    ];
+    config_with(dir, "\"127.0.0.1:0\"", &records)
+}
+
+/// A configuration: DNS on `listen` (a TOML value), these zone `records`, SQLite in `dir`, API on
+/// 127.0.0.1 port 0 without TLS.
+pub fn config_with(dir: &Path, listen: &str, records: &[String]) -> String {
+    let records: String = records.iter().map(|r| format!("    \"{}\",\n", r.replace('"', "\\\""))).collect();
     format!(
         r#"[general]
-listen = "127.0.0.1:0"
+listen = {listen}
 protocol = "both"
 domain = "{DOMAIN}"
 nsname = "ns1.{DOMAIN}"
 nsadmin = "admin.example.org"
 records = [
-    "{DOMAIN}. A 192.0.2.1",
-    "{DOMAIN}. NS ns1.{DOMAIN}.",
-    "ns1.{DOMAIN}. A 192.0.2.2",
-    "{DOMAIN}. TXT \"Hello World, Mixed Case\"",
-]
+{records}]
 
 [database]
 engine = "sqlite3"
@@ -75,6 +85,18 @@ logformat = "text"
     )
 }
 
+/// `config` with the API on HTTPS (`tls = "cert"`) from these key and certificate files.
+pub fn with_tls_cert(config: &str, key: &Path, cert: &Path) -> String {
+    config.replace(
+        "tls = \"none\"",
+        &format!(
+            "tls = \"cert\"\ntls_cert_privkey = \"{}\"\ntls_cert_fullchain = \"{}\"",
+            key.display(),
+            cert.display()
+        ),
+    )
+}
+
 /// Appends `extra` lines into `[section]` of a config text (creating the section if absent).
 pub fn with_keys(config: &str, section: &str, extra: &str) -> String {
     let header = format!("[{section}]\n");
@@ -87,18 +109,23 @@ pub fn with_keys(config: &str, section: &str, extra: &str) -> String {
     }
 }
 
+/// Lines a process printed (stdout and stderr), filled as it prints them.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
 /// A running server process.
 pub struct TestServer {
     /// The process.
     child: Option<Child>,
     /// Everything it printed so far (stdout and stderr).
-    pub log: Arc<Mutex<Vec<String>>>,
+    pub log: Log,
     /// First DNS UDP address.
     pub udp: SocketAddr,
     /// First DNS TCP address.
     pub tcp: SocketAddr,
     /// All DNS UDP addresses.
     pub udp_all: Vec<SocketAddr>,
+    /// All DNS TCP addresses.
+    pub tcp_all: Vec<SocketAddr>,
     /// API address.
     pub api: SocketAddr,
     /// Its directory (config and database).
@@ -111,13 +138,84 @@ pub fn binary() -> &'static str {
 }
 
 /// Spawns a thread that copies lines of `reader` into `log`.
-fn pump(reader: impl Read + Send + 'static, log: Arc<Mutex<Vec<String>>>) {
+fn pump(reader: impl Read + Send + 'static, log: Log) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(reader).lines() {
             let Ok(line) = line else { break };
             log.lock().unwrap().push(line);
         }
-    });
+    })
+}
+
+/// Spawns `command` with stdin closed, collecting the lines of its stdout and stderr into one log
+/// (the threads doing so end with the process).
+pub fn spawn_logged(command: &mut Command) -> (Child, Log, [JoinHandle<()>; 2]) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let pumps = [
+        pump(child.stdout.take().unwrap(), Arc::clone(&log)),
+        pump(child.stderr.take().unwrap(), Arc::clone(&log)),
+    ];
+    (child, log, pumps)
+}
+
+/// Waits up to `limit` for `child` to exit; `None` if it is still running then.
+pub fn wait_at_most(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills `child` and reaps it.
+pub fn kill_and_reap(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits up to `limit` for `child` to exit; if it has not, kills it (status `None`).
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let status = wait_at_most(child, limit);
+    if status.is_none() {
+        kill_and_reap(child);
+    }
+    status
+}
+
+/// Sends SIGTERM to `child` and waits up to `limit` for it to exit.
+pub fn terminate(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    wait_at_most(child, limit)
+}
+
+/// Stops `child`: SIGTERM, then SIGKILL if it has not exited within `grace`.
+pub fn stop(child: &mut Child, grace: Duration) {
+    if terminate(child, grace).is_none() {
+        kill_and_reap(child);
+    }
+}
+
+/// A helper process (resolver, CA) stopped with [`stop`] when the guard goes.
+pub struct Guard {
+    /// The process.
+    pub child: Child,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(3));
+    }
 }
 
 /// Extracts the address after `marker` on a log line.
@@ -134,6 +232,13 @@ impl TestServer {
         (server, dir)
     }
 
+    /// Starts the server with `keys` added to `[section]` of the base config, in a new directory.
+    pub fn start_with_keys(section: &str, keys: &str) -> (Self, TempDir) {
+        let dir = TempDir::new();
+        let server = Self::start_with(&dir, &with_keys(&base_config(&dir.0), section, keys));
+        (server, dir)
+    }
+
     /// Starts the server with `config` written into `dir`; panics if it does not become ready.
     pub fn start_with(dir: &TempDir, config: &str) -> Self {
         match Self::try_start(dir, config) {
@@ -147,33 +252,25 @@ impl TestServer {
     pub fn try_start(dir: &TempDir, config: &str) -> Result<Self, Vec<String>> {
         let path = dir.join("config.cfg");
         std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(binary())
-            .arg("-c")
-            .arg(&path)
-            .current_dir(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn server");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        pump(child.stdout.take().unwrap(), Arc::clone(&log));
-        pump(child.stderr.take().unwrap(), Arc::clone(&log));
+        let (mut child, log, _) =
+            spawn_logged(Command::new(binary()).arg("-c").arg(&path).current_dir(&dir.0));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let lines = log.lock().unwrap().clone();
             if lines.iter().any(|l| l.contains("ready: serving zone")) {
                 let udp_all: Vec<SocketAddr> =
                     lines.iter().filter_map(|l| addr_after(l, "listening for DNS over UDP on ")).collect();
-                let tcp = lines.iter().find_map(|l| addr_after(l, "listening for DNS over TCP on "));
+                let tcp_all: Vec<SocketAddr> =
+                    lines.iter().filter_map(|l| addr_after(l, "listening for DNS over TCP on ")).collect();
                 let api = lines.iter().find_map(|l| addr_after(l, "API listening on "));
                 let (Some(&udp), Some(api)) = (udp_all.first(), api) else { return Err(lines) };
                 return Ok(Self {
                     child: Some(child),
                     log,
                     udp,
-                    tcp: tcp.unwrap_or(udp),
+                    tcp: tcp_all.first().copied().unwrap_or(udp),
                     udp_all,
+                    tcp_all,
                     api,
                     dir: dir.0.clone(),
                 });
@@ -183,8 +280,7 @@ impl TestServer {
                 return Err(log.lock().unwrap().clone());
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_and_reap(&mut child);
                 return Err(log.lock().unwrap().clone());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -205,18 +301,11 @@ impl TestServer {
 
     /// Waits for the process to exit, at most `limit`.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let status = wait_at_most(self.child.as_mut()?, limit);
+        if status.is_some() {
+            self.child = None;
         }
+        status
     }
 
     /// Everything logged so far, joined.
@@ -229,18 +318,9 @@ impl TestServer {
         udp_exchange(self.udp, packet)
     }
 
-    /// Sends one message over a new TCP connection and reads one reply.
+    /// Sends one message over a new TCP connection to the first TCP address and reads one reply.
     pub fn tcp_exchange(&self, packet: &[u8]) -> Option<Vec<u8>> {
-        let mut stream = TcpStream::connect(self.tcp).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(packet);
-        stream.write_all(&framed).ok()?;
-        let mut len = [0u8; 2];
-        stream.read_exact(&mut len).ok()?;
-        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        stream.read_exact(&mut reply).ok()?;
-        Some(reply)
+        tcp_exchange(self.tcp, packet)
     }
 
     /// Sends a query over UDP and decodes the reply (panics on silence).
@@ -264,31 +344,22 @@ impl TestServer {
     /// Updates the TXT of an account as returned by [`Self::register`].
     pub fn update(&self, account: &serde_json::Value, txt: &str) -> HttpResponse {
         let body = serde_json::json!({"subdomain": account["subdomain"], "txt": txt}).to_string();
-        self.http(
-            "POST",
-            "/update",
-            &[
-                ("X-Api-User", account["username"].as_str().unwrap()),
-                ("X-Api-Key", account["password"].as_str().unwrap()),
-            ],
-            body.as_bytes(),
-        )
+        self.http("POST", "/update", &auth(account), body.as_bytes())
     }
+}
+
+/// The credential headers of an account as returned by [`TestServer::register`].
+pub fn auth(account: &serde_json::Value) -> [(&str, &str); 2] {
+    [
+        ("X-Api-User", account["username"].as_str().unwrap()),
+        ("X-Api-Key", account["password"].as_str().unwrap()),
+    ]
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(child, Duration::from_secs(5));
         }
     }
 }
@@ -303,6 +374,115 @@ pub fn udp_exchange(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     let (len, _) = socket.recv_from(&mut buf).ok()?;
     buf.truncate(len);
     Some(buf)
+}
+
+/// One exchange over a new TCP connection to `addr`.
+pub fn tcp_exchange(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    stream.write_all(&framed).ok()?;
+    read_frame(&mut stream)
+}
+
+/// Reads one length-prefixed DNS message from a TCP stream.
+pub fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut reply).ok()?;
+    Some(reply)
+}
+
+/// A port free for UDP and TCP on every one of `hosts` (released for the caller to bind).
+pub fn free_port(hosts: &[&str]) -> u16 {
+    for _ in 0..200 {
+        let probe = UdpSocket::bind((hosts[0], 0)).unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let free = hosts.iter().all(|h| {
+            let udp = UdpSocket::bind((*h, port));
+            let tcp = TcpListener::bind((*h, port));
+            udp.is_ok() && tcp.is_ok()
+        });
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// An unbound resolver on 127.0.0.1 in front of the server under test; stopped when dropped.
+pub struct Unbound {
+    /// The process.
+    _guard: Guard,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Unbound {
+    /// Starts unbound in `dir` with the `server:` options every test shares, then `more` (options
+    /// and clauses), then a stub zone sending our zone to 127.0.0.1:`dns_port`; waits until it
+    /// answers `probe` (name, type).
+    pub fn start(dir: &Path, dns_port: u16, more: &str, probe: (&str, u16)) -> Self {
+        let port = free_port(&["127.0.0.1"]);
+        let config = format!(
+            r#"server:
+    interface: 127.0.0.1
+    port: {port}
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: "{dir}/unbound.pid"
+    use-syslog: no
+    logfile: "{dir}/unbound.log"
+    verbosity: 1
+    val-log-level: 2
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+{more}stub-zone:
+    name: "{DOMAIN}"
+    stub-addr: 127.0.0.1@{dns_port}
+"#,
+            dir = dir.display(),
+        );
+        std::fs::write(dir.join("unbound.conf"), config).unwrap();
+        let child = Command::new("unbound")
+            .arg("-c")
+            .arg(dir.join("unbound.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unbound runs (Debian package unbound)");
+        let resolver = Self { _guard: Guard { child }, port };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if resolver.resolve(probe.0, probe.1).is_some() {
+                return resolver;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "unbound did not come up: {}",
+            std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default()
+        );
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A recursive query with RD and AD set (AD: tell me whether it validated); the decoded reply.
+    pub fn resolve(&self, name: &str, qtype: u16) -> Option<Message> {
+        let mut q = query(name, qtype, Some(1232));
+        q[2] = 0x01; // RD
+        q[3] = 0x20; // AD
+        udp_exchange(self.addr().parse().unwrap(), &q).map(|r| Message::decode(&r))
+    }
 }
 
 /// A plain HTTP response.
@@ -336,14 +516,8 @@ impl HttpResponse {
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole response.
 ///
 /// No Content-Type is added: tests set exactly the headers a client would.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> HttpResponse {
-    http_from(None, addr, method, path, headers, body)
+pub fn http(to: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    http_from(None, to, method, path, headers, body)
 }
 
 /// Like [`http`], from a chosen local source address (e.g. a distinctive `127.x.y.z`).
@@ -564,6 +738,11 @@ impl Message {
     /// RA bit.
     pub fn ra(&self) -> bool {
         self.flags & 0x0080 != 0
+    }
+
+    /// AD bit.
+    pub fn ad(&self) -> bool {
+        self.flags & 0x0020 != 0
     }
 
     /// The OPT record, if any.

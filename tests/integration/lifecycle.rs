@@ -7,8 +7,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, ExitStatus};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -23,51 +23,21 @@ struct Exited {
     took: Duration,
 }
 
-/// Copies the lines of `reader` into `sink` on a thread of its own.
-fn collect(reader: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            let mut sink = sink.lock().unwrap();
-            sink.push_str(&line);
-            sink.push('\n');
-        }
-    })
+/// Spawns the binary with `args` in `dir` (without `ACME_DELEGATE_CONFIG`), its output logged.
+fn spawn_binary(dir: &TempDir, args: &[&str]) -> (Child, Log, [JoinHandle<()>; 2]) {
+    spawn_logged(Command::new(binary()).args(args).current_dir(&dir.0).env_remove("ACME_DELEGATE_CONFIG"))
 }
 
 /// Runs the binary with `args` in `dir` until it exits, at most `limit` (then kills it).
 fn run_binary(dir: &TempDir, args: &[&str], limit: Duration) -> Exited {
     let start = Instant::now();
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(&dir.0)
-        .env_remove("ACME_DELEGATE_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the binary");
-    let output = Arc::new(Mutex::new(String::new()));
-    let pumps = [
-        collect(child.stdout.take().unwrap(), Arc::clone(&output)),
-        collect(child.stderr.take().unwrap(), Arc::clone(&output)),
-    ];
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut child, output, pumps) = spawn_binary(dir, args);
+    let status = wait_or_kill(&mut child, limit);
     let took = start.elapsed();
     for pump in pumps {
         let _ = pump.join();
     }
-    let output = output.lock().unwrap().clone();
+    let output = output.lock().unwrap().join("\n");
     Exited { status, output, took }
 }
 
@@ -101,30 +71,19 @@ fn assert_config_refused(config: &str, key: &str) {
 struct Running {
     /// The process.
     child: Child,
-    /// What it printed so far.
-    output: Arc<Mutex<String>>,
+    /// What it printed so far, line by line.
+    output: Log,
 }
 
 impl Running {
     /// Starts the binary with `args` in `dir` and waits until it is ready; returns it with its
     /// API address.
     fn start(dir: &TempDir, args: &[&str]) -> (Self, SocketAddr) {
-        let mut child = Command::new(binary())
-            .args(args)
-            .current_dir(&dir.0)
-            .env_remove("ACME_DELEGATE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the binary");
-        let output = Arc::new(Mutex::new(String::new()));
-        collect(child.stdout.take().unwrap(), Arc::clone(&output));
-        collect(child.stderr.take().unwrap(), Arc::clone(&output));
+        let (child, output, _) = spawn_binary(dir, args);
         let mut running = Self { child, output };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = running.output.lock().unwrap().clone();
+            let text = running.output.lock().unwrap().join("\n");
             if text.contains("ready: serving zone") {
                 let marker = "API listening on http://";
                 let at = text.find(marker).unwrap_or_else(|| panic!("{args:?}: no API address:\n{text}"));
@@ -142,25 +101,33 @@ impl Running {
 
     /// Sends SIGTERM and returns the exit status (waiting at most 10 s).
     fn terminate(mut self) -> Option<ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        terminate(&mut self.child, Duration::from_secs(10))
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            kill_and_reap(&mut self.child);
         }
     }
+}
+
+/// Reads `child`'s stdout until it has printed `marker` (or 10 s have passed, or it closed its
+/// stdout), then sends it SIGTERM; returns what it read.
+fn stdout_until_then_terminate(child: &mut Child, marker: &str) -> String {
+    let mut out = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    while Instant::now() < deadline && !out.contains(marker) {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        out.push_str(&line);
+    }
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    out
 }
 
 #[test]
@@ -248,17 +215,7 @@ fn acme_dns_command_line_and_help() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut out = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    while Instant::now() < deadline && !out.contains("ready: serving zone") {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        out.push_str(&line);
-    }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let out = stdout_until_then_terminate(&mut child, "ready: serving zone");
     let status = child.wait().unwrap();
     assert!(out.contains("ready: serving zone"), "{out}");
     assert!(status.success());
@@ -304,17 +261,7 @@ fn without_a_config_the_demo_runs_on_loopback() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut out = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !out.contains("dig @") {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        out.push_str(&line);
-    }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let out = stdout_until_then_terminate(&mut child, "dig @");
     let _ = child.wait();
     assert!(out.contains("listening for DNS over UDP on 127.0.0.1:5053"), "{out}");
     assert!(out.contains("API listening on http://127.0.0.1:8053"), "{out}");
@@ -375,6 +322,15 @@ fn sigterm_exits_promptly_with_idle_connections_open() {
 
 // ---- ports in use ----
 
+/// Asserts that a second server on `config` (in `dir`) exits non-zero within 5 s naming `named`,
+/// and that the `first` server is unharmed.
+fn assert_second_server_refused(first: &TestServer, dir: &TempDir, config: &str, named: &str) {
+    let run = run_binary(dir, &["-c", &write_config(dir, config)], Duration::from_secs(10));
+    assert_failed_naming(&run, "second server", named);
+    assert!(run.took < Duration::from_secs(5), "took {:?} to give up", run.took);
+    assert_eq!(first.http("GET", "/health", &[], b"").status, 200);
+}
+
 #[test]
 fn a_taken_dns_port_exits_non_zero_naming_the_address() {
     let (first, _first_dir) = TestServer::start();
@@ -382,11 +338,7 @@ fn a_taken_dns_port_exits_non_zero_naming_the_address() {
     let taken = first.udp.to_string();
     let config = base_config(&dir.0).replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{taken}\""));
     assert!(config.contains(&taken));
-    let run = run_binary(&dir, &["-c", &write_config(&dir, &config)], Duration::from_secs(10));
-    assert_failed_naming(&run, "second server", &taken);
-    assert!(run.took < Duration::from_secs(5), "took {:?} to give up", run.took);
-    // The first server is unharmed.
-    assert_eq!(first.http("GET", "/health", &[], b"").status, 200);
+    assert_second_server_refused(&first, &dir, &config, &taken);
 }
 
 #[test]
@@ -395,10 +347,7 @@ fn a_taken_api_port_exits_non_zero_naming_the_address() {
     let dir = TempDir::new();
     let port = first.api.port();
     let config = base_config(&dir.0).replace("port = \"0\"", &format!("port = \"{port}\""));
-    let run = run_binary(&dir, &["-c", &write_config(&dir, &config)], Duration::from_secs(10));
-    assert_failed_naming(&run, "second server", &format!("127.0.0.1:{port}"));
-    assert!(run.took < Duration::from_secs(5), "took {:?} to give up", run.took);
-    assert_eq!(first.http("GET", "/health", &[], b"").status, 200);
+    assert_second_server_refused(&first, &dir, &config, &format!("127.0.0.1:{port}"));
 }
 
 // ---- crash safety ----

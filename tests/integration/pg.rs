@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::harness::TempDir;
+use crate::harness::{TempDir, free_port};
 
 /// A PostgreSQL cluster started by the tests.
 pub struct Cluster {
@@ -49,11 +49,6 @@ fn pg_command(bin: &Path, program: &str) -> Command {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl Cluster {
     /// Creates and starts a new cluster.
     pub fn start() -> Self {
@@ -71,7 +66,7 @@ impl Cluster {
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let cluster = Self { dir, bin, port: free_port() };
+        let cluster = Self { dir, bin, port: free_port(&["127.0.0.1"]) };
         cluster.pg_ctl_start();
         cluster
     }

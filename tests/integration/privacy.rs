@@ -1,31 +1,10 @@
 //! Privacy by design against the real server: what is recorded of a client, the account
 //! holder's rights, retention, registration control and rate limits, the operator's tools.
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::*;
-
-/// An HTTP request sent from a chosen loopback source address.
-fn http_from(
-    source: &str,
-    to: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> HttpResponse {
-    crate::harness::http_from(Some(source), to, method, path, headers, body)
-}
-
-/// The credential headers of an account.
-fn auth(account: &serde_json::Value) -> [(&str, &str); 2] {
-    [
-        ("X-Api-User", account["username"].as_str().unwrap()),
-        ("X-Api-Key", account["password"].as_str().unwrap()),
-    ]
-}
 
 /// All bytes of the SQLite database files in `dir`.
 fn database_bytes(dir: &TempDir) -> Vec<u8> {
@@ -54,14 +33,17 @@ fn cli(dir: &TempDir, args: &[&str]) -> String {
 fn a_client_address_is_kept_only_as_its_network() {
     let (server, dir) = TestServer::start();
     let src = "127.3.4.5";
-    let r = http_from(src, server.api, "POST", "/register", &[], b"");
+    let r = http_from(Some(src), server.api, "POST", "/register", &[], b"");
     assert_eq!(r.status, 201);
     let account = r.json();
     let body = serde_json::json!({"subdomain": account["subdomain"], "txt": txt_value(1)}).to_string();
-    assert_eq!(http_from(src, server.api, "POST", "/update", &auth(&account), body.as_bytes()).status, 200);
+    assert_eq!(
+        http_from(Some(src), server.api, "POST", "/update", &auth(&account), body.as_bytes()).status,
+        200
+    );
     let wrong = [("X-Api-User", account["username"].as_str().unwrap()), ("X-Api-Key", &*"k".repeat(40))];
-    assert_eq!(http_from(src, server.api, "POST", "/update", &wrong, body.as_bytes()).status, 401);
-    assert_eq!(http_from(src, server.api, "GET", "/account", &auth(&account), b"").status, 200);
+    assert_eq!(http_from(Some(src), server.api, "POST", "/update", &wrong, body.as_bytes()).status, 401);
+    assert_eq!(http_from(Some(src), server.api, "GET", "/account", &auth(&account), b"").status, 200);
     std::thread::sleep(Duration::from_millis(200));
     let log = server.log_text();
     let db = database_bytes(&dir);
@@ -73,10 +55,8 @@ fn a_client_address_is_kept_only_as_its_network() {
 
 #[test]
 fn full_addresses_are_recorded_only_when_configured() {
-    let dir = TempDir::new();
-    let config = with_keys(&base_config(&dir.0), "privacy", "client_ip = \"full\"");
-    let server = TestServer::start_with(&dir, &config);
-    assert_eq!(http_from("127.3.4.5", server.api, "POST", "/register", &[], b"").status, 201);
+    let (server, _dir) = TestServer::start_with_keys("privacy", "client_ip = \"full\"");
+    assert_eq!(http_from(Some("127.3.4.5"), server.api, "POST", "/register", &[], b"").status, 201);
     std::thread::sleep(Duration::from_millis(200));
     assert!(server.log_text().contains("127.3.4.5"));
 }
@@ -148,13 +128,8 @@ fn server_first_username(dir: &TempDir) -> String {
 
 #[test]
 fn audit_entries_and_txt_values_expire() {
-    let dir = TempDir::new();
-    let config = with_keys(
-        &base_config(&dir.0),
-        "privacy",
-        "audit_retention = \"2s\"\ntxt_retention = \"2s\"\npurge_interval = 1",
-    );
-    let server = TestServer::start_with(&dir, &config);
+    let keys = "audit_retention = \"2s\"\ntxt_retention = \"2s\"\npurge_interval = 1";
+    let (server, dir) = TestServer::start_with_keys("privacy", keys);
     let account = server.register();
     assert_eq!(server.update(&account, &txt_value(1)).status, 200);
     let full = account["fulldomain"].as_str().unwrap();
@@ -171,9 +146,8 @@ fn audit_entries_and_txt_values_expire() {
 
 #[test]
 fn unused_accounts_expire_when_configured() {
-    let dir = TempDir::new();
-    let config = with_keys(&base_config(&dir.0), "privacy", "account_expiry = \"2s\"\npurge_interval = 1");
-    let server = TestServer::start_with(&dir, &config);
+    let (server, _dir) =
+        TestServer::start_with_keys("privacy", "account_expiry = \"2s\"\npurge_interval = 1");
     let account = server.register();
     let full = account["fulldomain"].as_str().unwrap().to_owned();
     assert_eq!(server.ask(&full, t::TXT).rcode, rcode::NOERROR);
@@ -186,14 +160,9 @@ fn unused_accounts_expire_when_configured() {
 #[test]
 fn registration_modes() {
     // token
-    let dir = TempDir::new();
     let token = "a-long-registration-token-123";
-    let config = with_keys(
-        &base_config(&dir.0),
-        "api",
-        &format!("registration = \"token\"\nregistration_token = \"{token}\""),
-    );
-    let server = TestServer::start_with(&dir, &config);
+    let keys = format!("registration = \"token\"\nregistration_token = \"{token}\"");
+    let (server, _dir) = TestServer::start_with_keys("api", &keys);
     let r = server.http("POST", "/register", &[], b"");
     assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("registration_token_invalid")));
     let r = server.http("POST", "/register", &[("Authorization", "Bearer wrong-token-wrong-token")], b"");
@@ -204,8 +173,7 @@ fn registration_modes() {
     drop(server);
     // closed (our name) and disable_registration (acme-dns's) alike
     for keys in ["registration = \"closed\"", "disable_registration = true"] {
-        let dir = TempDir::new();
-        let server = TestServer::start_with(&dir, &with_keys(&base_config(&dir.0), "api", keys));
+        let (server, _dir) = TestServer::start_with_keys("api", keys);
         let r = server.http("POST", "/register", &[], b"");
         assert_eq!((r.status, r.json()["error"].as_str()), (404, Some("registration_disabled")), "{keys}");
     }
@@ -222,16 +190,15 @@ fn registration_modes() {
 
 #[test]
 fn rate_limits_answer_429_with_json() {
-    let dir = TempDir::new();
-    let config = with_keys(&base_config(&dir.0), "api", "register_rate_limit = 2\nauth_failure_limit = 3");
-    let server = TestServer::start_with(&dir, &config);
+    let (server, _dir) =
+        TestServer::start_with_keys("api", "register_rate_limit = 2\nauth_failure_limit = 3");
     let account = server.register();
     assert_eq!(server.http("POST", "/register", &[], b"").status, 201);
     let r = server.http("POST", "/register", &[], b"");
     assert_eq!((r.status, r.json()["error"].as_str()), (429, Some("rate_limited")));
     assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok()));
     // Another network is not limited by this one's registrations.
-    assert_eq!(http_from("127.9.9.9", server.api, "POST", "/register", &[], b"").status, 201);
+    assert_eq!(http_from(Some("127.9.9.9"), server.api, "POST", "/register", &[], b"").status, 201);
     // Failed authentications: after 3, even the right key is refused from that network.
     let mut wrong = account.clone();
     wrong["password"] = serde_json::json!("y".repeat(40));

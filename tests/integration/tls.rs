@@ -17,14 +17,7 @@ fn api_serves_https_from_certificate_files() {
         .output()
         .expect("openssl runs");
     assert!(status.status.success());
-    let config = base_config(&dir.0).replace(
-        "tls = \"none\"",
-        &format!(
-            "tls = \"cert\"\ntls_cert_privkey = \"{}\"\ntls_cert_fullchain = \"{}\"",
-            dir.join("key.pem").display(),
-            dir.join("cert.pem").display()
-        ),
-    );
+    let config = with_tls_cert(&base_config(&dir.0), &dir.join("key.pem"), &dir.join("cert.pem"));
     let server = TestServer::start_with(&dir, &config);
     assert!(server.log_text().contains(&format!("API listening on https://{}", server.api)));
     let out = Command::new("curl")
@@ -49,10 +42,8 @@ fn api_serves_https_from_certificate_files() {
 #[test]
 fn missing_certificate_refuses_to_start_naming_the_key() {
     let dir = TempDir::new();
-    let config = base_config(&dir.0).replace(
-        "tls = \"none\"",
-        "tls = \"cert\"\ntls_cert_privkey = \"/nonexistent/key.pem\"\ntls_cert_fullchain = \"/nonexistent/cert.pem\"",
-    );
+    let missing = std::path::Path::new("/nonexistent");
+    let config = with_tls_cert(&base_config(&dir.0), &missing.join("key.pem"), &missing.join("cert.pem"));
     let log = TestServer::try_start(&dir, &config).err().expect("must not start");
     assert!(log.join("\n").contains("api.tls_cert_fullchain"), "{log:?}");
 }
