@@ -148,10 +148,20 @@ impl TxtEntry {
     /// with older ones taken away: the retention purge removes the oldest values first (and
     /// may remove them all), here or on another instance. A snapshot read before this entry's
     /// newest value was written lacks that value, and is ignored.
-    fn is_superseded_by(&self, seq: u64, values: &[&str]) -> bool {
+    fn is_superseded_by(&self, seq: u64, values: &[impl AsRef<str>]) -> bool {
         seq >= self.seq
             || (values.len() <= self.values.len()
-                && self.values[self.values.len() - values.len()..].iter().zip(values).all(|(a, b)| a == b))
+                && self.values[self.values.len() - values.len()..]
+                    .iter()
+                    .zip(values)
+                    .all(|(a, b)| a == b.as_ref()))
+    }
+
+    /// Whether this entry is exactly the store's state (`seq`, `values`).
+    fn is(&self, seq: u64, values: &[impl AsRef<str>]) -> bool {
+        self.seq == seq
+            && self.values.len() == values.len()
+            && self.values.iter().zip(values).all(|(a, b)| a == b.as_ref())
     }
 }
 
@@ -673,76 +683,77 @@ impl Zone {
     ///
     /// A subdomain the zone holds newer values for than the snapshot (an update that landed
     /// while the snapshot was read) keeps them; subdomains not in the snapshot are gone.
+    ///
+    /// Every query waits while the write lock is held, so a resync of a large zone does its
+    /// work where queries can go on: the comparison with what the zone holds under the read
+    /// lock, the signing of changed sets under no lock. Under the write lock it only applies
+    /// what changed (a few signatures per changed name for the NSEC3 chain).
     pub fn replace_all<'a>(&self, entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>) {
         let entries: Vec<(Vec<u8>, u64, Vec<&str>)> = entries
             .into_iter()
             .map(|(sub, seq, values)| (sub.to_ascii_lowercase().into_bytes(), seq, values))
             .collect();
-        // What the zone already holds as the snapshot has it keeps its signed set: a resync
-        // that changes little signs little. The rest is signed here, outside the write lock.
-        let unchanged = |held: &TxtEntry, seq: u64, values: &[&str]| {
-            held.seq == seq
-                && held.values.len() == values.len()
-                && held.values.iter().zip(values).all(|(a, b)| a == b)
-        };
-        let same: std::collections::HashSet<&[u8]> = {
+        let (changed, gone) = {
             let state = self.read();
-            entries
-                .iter()
-                .filter(|(key, seq, values)| {
-                    state.dynamic.get(key).is_some_and(|h| unchanged(h, *seq, values))
+            let changed: Vec<usize> = (0..entries.len())
+                .filter(|&i| {
+                    let (key, seq, values) = &entries[i];
+                    !state.dynamic.get(key).is_some_and(|held| held.is(*seq, values))
                 })
-                .map(|(key, _, _)| key.as_slice())
-                .collect()
+                .collect();
+            let wanted: std::collections::HashSet<&[u8]> =
+                entries.iter().map(|(k, _, _)| k.as_slice()).collect();
+            let gone: Vec<Vec<u8>> =
+                state.dynamic.keys().filter(|k| !wanted.contains(k.as_slice())).cloned().collect();
+            (changed, gone)
         };
-        let mut fresh = HashMap::new();
-        for (key, seq, values) in &entries {
-            let set =
-                if same.contains(key.as_slice()) { Set::default() } else { self.render_txt(key, values) };
-            let values = values.iter().map(|v| (*v).to_owned()).collect();
-            fresh.insert(key.clone(), TxtEntry { seq: *seq, values, set });
-        }
+        let rendered: Vec<(Vec<u8>, TxtEntry)> = changed
+            .into_iter()
+            .map(|i| {
+                let (key, seq, values) = &entries[i];
+                let set = self.render_txt(key, values);
+                let values = values.iter().map(|v| (*v).to_owned()).collect();
+                (key.clone(), TxtEntry { seq: *seq, values, set })
+            })
+            .collect();
+        let has_records = |e: &TxtEntry| !e.set.records.is_empty();
         let mut state = self.write();
-        for (key, entry) in fresh.iter_mut() {
-            let values: Vec<&str> = entry.values.iter().map(String::as_str).collect();
-            // Keep what is held when it is the snapshot's state (its set is the signed one) or
-            // newer than the snapshot.
-            match state.dynamic.get_mut(key) {
-                Some(held)
-                    if unchanged(held, entry.seq, &values) || !held.is_superseded_by(entry.seq, &values) =>
-                {
-                    std::mem::swap(held, entry);
-                }
-                // Changed or removed between our two looks at the zone: sign it after all.
-                _ if same.contains(key.as_slice()) => entry.set = self.render_txt(key, &values),
-                _ => {}
+        if state.dynamic.is_empty() {
+            // The first load: sign the whole chain in one pass, before anything is served.
+            state.dynamic = rendered.into_iter().collect();
+            self.rebuild_chain(&mut state);
+            self.bump_serial(&mut state);
+            return;
+        }
+        let mut removed = Vec::new();
+        for key in gone {
+            if let Some(entry) = state.dynamic.remove(&key) {
+                self.chain_remove(&mut state, &self.subdomain_name(&key));
+                removed.push(entry);
             }
         }
-        let old = std::mem::replace(&mut state.dynamic, fresh);
-        if old.is_empty() {
-            // The first load: sign the whole chain in one pass, before anything is served.
-            self.rebuild_chain(&mut state);
-        } else if self.signer.is_some() {
-            // A resync while serving: every query waits while we hold the lock, so re-sign
-            // only the links that changed (a few signatures per changed name), not the chain.
-            let gone: Vec<Vec<u8>> = old
-                .keys()
-                .filter(|key| !state.dynamic.contains_key(*key))
-                .map(|key| self.subdomain_name(key))
-                .collect();
-            for name in gone {
-                self.chain_remove(&mut state, &name);
-            }
-            let present: Vec<(Vec<u8>, Vec<u16>)> = state
-                .dynamic
-                .iter()
-                .map(|(key, entry)| (self.subdomain_name(key), Self::subdomain_types(entry)))
-                .collect();
-            for (name, types) in present {
-                self.chain_upsert(&mut state, &name, types);
+        for (key, entry) in rendered {
+            let bitmap_changes = match state.dynamic.get_mut(&key) {
+                Some(held) if !held.is_superseded_by(entry.seq, &entry.values) => continue,
+                Some(held) => {
+                    let changes = has_records(held) != has_records(&entry);
+                    removed.push(std::mem::replace(held, entry));
+                    changes
+                }
+                None => {
+                    state.dynamic.insert(key.clone(), entry);
+                    true
+                }
+            };
+            if bitmap_changes && let Some(entry) = state.dynamic.get(&key) {
+                let types = Self::subdomain_types(entry);
+                self.chain_upsert(&mut state, &self.subdomain_name(&key), types);
             }
         }
         self.bump_serial(&mut state);
+        // What was replaced is freed after the lock is released.
+        drop(state);
+        drop(removed);
     }
 
     /// Renews signatures that expire within the refresh window; returns how many sets were
