@@ -13,6 +13,7 @@
 //! Request bodies are read as raw bytes whatever the Content-Type (acme.sh posts JSON as
 //! form-encoded) and parsed as JSON with case-insensitive keys (goacmedns sends `SubDomain`).
 
+pub mod acme;
 pub mod credentials;
 pub mod error;
 mod handlers;

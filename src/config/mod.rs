@@ -113,6 +113,19 @@ pub enum Tls {
         /// PEM certificate chain.
         fullchain: PathBuf,
     },
+    /// A certificate for `general.domain` obtained by ACME with DNS-01 answered by our own
+    /// zone (`letsencrypt`, `letsencryptstaging`), as acme-dns does.
+    Acme {
+        /// The ACME directory URL.
+        directory: String,
+        /// Where the account, certificate and key are kept (`acme_cache_dir`).
+        cache_dir: PathBuf,
+        /// Contact for the CA (`notification_email`), if any.
+        email: Option<String>,
+        /// A PEM root certificate to trust for the directory's HTTPS, beside the system's
+        /// (`acme_ca_file`; for a private or test CA).
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// `[api]`.
@@ -230,6 +243,8 @@ const KNOWN: &[(&str, &[&str])] = &[
             "tls_cert_fullchain",
             "acme_cache_dir",
             "notification_email",
+            "acme_directory",
+            "acme_ca_file",
             "corsorigins",
             "use_header",
             "header_name",
@@ -593,15 +608,33 @@ impl Config {
                 fullchain: api.required("tls_cert_fullchain")?.into(),
             },
             "letsencrypt" | "letsencryptstaging" => {
+                let default = if tls_text == "letsencrypt" {
+                    "https://acme-v02.api.letsencrypt.org/directory"
+                } else {
+                    "https://acme-staging-v02.api.letsencrypt.org/directory"
+                };
+                let directory = api.string("acme_directory")?.filter(|d| !d.is_empty());
+                let directory = directory.unwrap_or_else(|| default.to_owned());
+                if !directory.starts_with("https://") {
+                    return Err(key_error(
+                        "api.acme_directory",
+                        format!("{directory:?} is not an https:// URL"),
+                    ));
+                }
+                let cache_dir = api.string("acme_cache_dir")?.filter(|d| !d.is_empty());
+                Tls::Acme {
+                    directory,
+                    cache_dir: cache_dir.unwrap_or_else(|| "api-certs".into()).into(),
+                    email: api.string("notification_email")?.filter(|e| !e.is_empty()),
+                    ca_file: api.string("acme_ca_file")?.filter(|f| !f.is_empty()).map(PathBuf::from),
+                }
+            }
+            other => {
                 return Err(key_error(
                     "api.tls",
-                    format!(
-                        "{tls_text:?}: obtaining the API's own certificate by ACME is not built yet; \
-                         use tls = \"cert\" with tls_cert_privkey/tls_cert_fullchain, or \"none\" behind a TLS proxy"
-                    ),
+                    format!("{other:?} is not one of none, cert, letsencrypt, letsencryptstaging"),
                 ));
             }
-            other => return Err(key_error("api.tls", format!("{other:?} is not one of none, cert"))),
         };
         let default_port = if tls == Tls::None { 80 } else { 443 };
         let port = api.integer("port", default_port, 0..=65_535)? as u16;

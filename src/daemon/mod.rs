@@ -177,10 +177,25 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // With ACME the certificate comes later, into this slot, from a task started below.
+    let mut acme = None;
     let tls = match &config.api.tls {
         Tls::None => None,
         Tls::Cert { privkey, fullchain } => {
             Some(api::load_tls(fullchain, privkey).map_err(DaemonError::Tls)?)
+        }
+        Tls::Acme { directory, cache_dir, email, ca_file } => {
+            let slot = Arc::new(api::acme::CertSlot::default());
+            let settings = api::acme::Settings {
+                domain: config.dns.zone.apex.clone(),
+                directory: directory.clone(),
+                cache_dir: cache_dir.clone(),
+                email: email.clone(),
+                ca_file: ca_file.clone(),
+            };
+            let acceptor = api::acme::acceptor(Arc::clone(&slot)).map_err(DaemonError::Tls)?;
+            acme = Some((settings, slot));
+            Some(acceptor)
         }
     };
     // Check the zone before binding anything; it is built again with the key below.
@@ -278,6 +293,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                 }
             }
         });
+    }
+    if let Some((settings, slot)) = acme {
+        tasks.spawn(api::acme::run(settings, slot, Arc::clone(&zone), shutdown_rx.clone()));
     }
     let state = AppState {
         store: store.clone(),

@@ -667,6 +667,32 @@ impl Zone {
         self.bump_serial(&mut state);
     }
 
+    /// Serves `value` as the TXT of `_acme-challenge.<apex>`, or with `None` stops serving it:
+    /// the DNS-01 challenge for the API's own certificate. It lives among the static names, so
+    /// a resync of the registered subdomains never touches it.
+    pub fn set_own_challenge(&self, value: Option<&str>) {
+        let mut owner = b"\x0f_acme-challenge".to_vec();
+        owner.extend_from_slice(&self.apex);
+        let set = value.map(|v| {
+            let mut records = RrSet::default();
+            records.add(rtype::TXT, self.txt_ttl, &txt_rdata(v.as_bytes()));
+            self.signed(&owner, records)
+        });
+        let mut state = self.write();
+        let node = state.nodes.entry(owner.clone()).or_default();
+        node.sets.retain(|s| s.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::TXT));
+        node.sets.extend(set);
+        let mut types = node.types();
+        if types.is_empty() {
+            state.nodes.remove(&owner);
+            self.chain_remove(&mut state, &owner);
+        } else {
+            types.push(rtype::RRSIG);
+            self.chain_upsert(&mut state, &owner, types);
+        }
+        self.bump_serial(&mut state);
+    }
+
     /// Removes a subdomain; its name stops existing at once.
     pub fn remove(&self, subdomain: &str) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
@@ -1173,6 +1199,23 @@ mod tests {
             zone.read().nsec3.iter().map(|(k, e)| (*k, e.set.records.clone())).collect()
         };
         assert_eq!(chain(&zone), chain(&rebuilt));
+    }
+
+    #[test]
+    fn own_challenge_comes_and_goes() {
+        let zone = Zone::new(&settings(), Some(signer())).unwrap();
+        let name = "_acme-challenge.auth.example.org";
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
+        zone.set_own_challenge(Some("token-value"));
+        let r = ask_with(&zone, name, rtype::TXT, true);
+        assert_eq!(summary(&r).2, 2, "the TXT and its RRSIG");
+        assert!(r.windows(11).any(|w| w == b"token-value"));
+        // A resync of the registered subdomains leaves it alone.
+        zone.replace_all([("sub-1", 1, vec!["v"])]);
+        zone.replace_all(std::iter::empty());
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 1);
+        zone.set_own_challenge(None);
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn record(f: &Facts) -> Value {
             "API keys: 240-bit random, stored as SHA-256 hashes, compared in constant time, shown once",
             format!("registration: {}", f.registration),
             "rate limits on registration and on failed authentication, per client network",
-            format!("API transport: {}", if f.api_tls { "TLS (certificate files)" } else { "plain HTTP: put a TLS proxy in front" }),
+            format!("API transport: {}", if f.api_tls { "TLS (certificate files or ACME)" } else { "plain HTTP: put a TLS proxy in front" }),
             format!("client address: {}", if f.proxy_header { "from the proxy header, believed only from trusted proxy networks" } else { "the connection's own address" }),
             if f.dns_rate_limit > 0 {
                 format!("DNS: response rate limiting, {} UDP answers per second per client network, against reflection attacks", f.dns_rate_limit)

@@ -747,3 +747,75 @@ fn client_speaks_https_to_an_api_with_a_private_ca() {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&storage).unwrap()).unwrap();
     assert_eq!(served(&server, json["tls.example.test"]["fulldomain"].as_str().unwrap()), vec![value]);
 }
+
+/// Polls the server's log until it contains `text` (or the deadline passes).
+fn wait_for_log(server: &TestServer, text: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if server.log_text().contains(text) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// `GET /health` over HTTPS by the API's name, trusting only `root`; returns curl's output.
+fn health_over_https(server: &TestServer, root: &Path) -> Output {
+    let port = server.api.port();
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(root)
+        .args(["--resolve", &format!("{DOMAIN}:{port}:127.0.0.1")])
+        .arg(format!("https://{DOMAIN}:{port}/health"))
+        .output()
+        .expect("curl runs")
+}
+
+#[test]
+fn the_api_gets_its_own_certificate_answering_the_dns_challenge_itself() {
+    let dir = TempDir::new();
+    // Pebble validates against our server directly, so our DNS port is chosen first.
+    let dns_port = free_port(&["127.0.0.1"]);
+    let pebble = Pebble::start(&dir.0, &format!("127.0.0.1:{dns_port}"));
+    let cache = dir.join("api-certs");
+    let config = base_config(&dir.0)
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{dns_port}\""));
+    let acme = format!(
+        "tls = \"letsencrypt\"\nacme_directory = \"{}\"\nacme_ca_file = \"{}\"\nacme_cache_dir = \"{}\"\n\
+         notification_email = \"ops@example.org\"",
+        pebble.directory,
+        pebble.tls_ca.display(),
+        cache.display()
+    );
+    let config = config.replace("tls = \"none\"", &acme);
+    let server = TestServer::start_with(&dir, &config);
+    assert!(
+        wait_for_log(&server, "API certificate for auth.example.org obtained", Duration::from_secs(90)),
+        "no certificate:\n{}\n{}",
+        server.log_text(),
+        pebble.log_text()
+    );
+    let root = pebble.root(&dir.0);
+    let out = health_over_https(&server, &root);
+    assert_eq!(text(&out), "200", "{out:?}");
+    // The challenge is gone from the zone once the order is done.
+    let challenge = server.ask(&format!("_acme-challenge.{DOMAIN}"), t::TXT);
+    assert_eq!(challenge.rcode, rcode::NXDOMAIN);
+    // Key and certificate are kept for the owner only.
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["auth.example.org.key", "auth.example.org.crt"] {
+        let mode = std::fs::metadata(cache.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    drop(server);
+
+    // A restart serves the cached certificate without asking the CA again.
+    let server = TestServer::start_with(&dir, &config);
+    assert!(wait_for_log(&server, "loaded from", Duration::from_secs(10)), "{}", server.log_text());
+    assert_eq!(text(&health_over_https(&server, &root)), "200");
+    assert!(!server.log_text().contains("obtaining a certificate"), "{}", server.log_text());
+    // A wrong root is refused: the check can fail.
+    let wrong = health_over_https(&server, &pebble.tls_ca);
+    assert_ne!(text(&wrong), "200", "{wrong:?}");
+}

@@ -179,7 +179,12 @@ fn bad_configurations_are_refused_naming_the_key() {
         (&format!("domain = \"{DOMAIN}\""), "", "general.domain"),
         ("protocol = \"both\"", "protocol = \"sctp\"", "general.protocol"),
         ("loglevel = \"info\"", "loglevel = \"chatty\"", "logconfig.loglevel"),
-        ("tls = \"none\"", "tls = \"letsencrypt\"", "api.tls"),
+        ("tls = \"none\"", "tls = \"letsencrpyt\"", "api.tls"),
+        (
+            "tls = \"none\"",
+            "tls = \"letsencrypt\"\nacme_directory = \"http://ca.test/dir\"",
+            "api.acme_directory",
+        ),
         (&format!("\"ns1.{DOMAIN}. A 192.0.2.2\""), &format!("\"ns1.{DOMAIN}. A 999.0.2.2\""), "record"),
         (&format!("\"ns1.{DOMAIN}. A 192.0.2.2\""), "\"www.example.com. A 192.0.2.2\"", "outside the zone"),
     ];

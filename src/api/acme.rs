@@ -1,0 +1,376 @@
+//! The API's own certificate by ACME (`api.tls = "letsencrypt"` or `"letsencryptstaging"`).
+//!
+//! Design note: as acme-dns does, the certificate is for `general.domain`, and the DNS-01
+//! challenge is answered by our own zone (`_acme-challenge.<domain>`), so neither port 80 nor
+//! another server is needed. The API listens at once; TLS handshakes fail until the first
+//! certificate is there (a cached one with time left is served from the start). A background
+//! task renews the certificate when a third of its lifetime is left, and retries failures with
+//! a growing pause. The account's credentials, the certificate and its key are kept in
+//! `acme_cache_dir` (files of mode 0600 in a directory of mode 0700); nothing secret is logged.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder,
+    OrderStatus, RetryPolicy,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
+
+use crate::dns::zone::{Zone, unix_now};
+
+/// The longest pause between two checks of the certificate.
+const CHECK_EVERY: u64 = 12 * 3600;
+/// The first pause after a failure; it doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: u64 = 30;
+/// The longest pause after failures.
+const MAX_RETRY: u64 = 3600;
+
+/// Where the certificate comes from and what it is for.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The name the certificate is for (`general.domain`).
+    pub domain: String,
+    /// The ACME directory URL.
+    pub directory: String,
+    /// `acme_cache_dir`.
+    pub cache_dir: PathBuf,
+    /// `notification_email`.
+    pub email: Option<String>,
+    /// A PEM root to trust for the directory's HTTPS instead of the system's (`acme_ca_file`).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Why a certificate could not be obtained (logged; the task tries again later).
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// The CA refused or the exchange failed.
+    #[error("ACME: {0}")]
+    Protocol(#[from] instant_acme::Error),
+    /// A file in the cache directory.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Anything else, said in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The certificate currently served, replaced in place on renewal.
+#[derive(Debug, Default)]
+pub struct CertSlot(RwLock<Option<Arc<CertifiedKey>>>);
+
+impl ResolvesServerCert for CertSlot {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok()?.clone()
+    }
+}
+
+impl CertSlot {
+    /// Serves `key` from now on.
+    fn install(&self, key: CertifiedKey) {
+        if let Ok(mut slot) = self.0.write() {
+            *slot = Some(Arc::new(key));
+        }
+    }
+}
+
+/// A TLS acceptor that serves whatever `slot` holds.
+pub fn acceptor(slot: Arc<CertSlot>) -> Result<TlsAcceptor, String> {
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("api.tls: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(slot);
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Keeps `slot` filled with a valid certificate until `shutdown` changes.
+pub async fn run(
+    settings: Settings,
+    slot: Arc<CertSlot>,
+    zone: Arc<Zone>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut renew_at = match load_cached(&settings, &slot) {
+        Ok(Some(at)) => {
+            tracing::info!(
+                "API certificate for {} loaded from {}",
+                settings.domain,
+                settings.cache_dir.display()
+            );
+            at
+        }
+        Ok(None) => 0,
+        Err(error) => {
+            tracing::warn!("cached API certificate not used: {error}");
+            0
+        }
+    };
+    let mut retry = FIRST_RETRY;
+    loop {
+        let now = unix_now() as u64;
+        if renew_at > now {
+            let pause = Duration::from_secs((renew_at - now).min(CHECK_EVERY));
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
+        tracing::info!(
+            "obtaining a certificate for the API's name {} from {}",
+            settings.domain,
+            settings.directory
+        );
+        let result = tokio::select! {
+            r = obtain(&settings, &zone) => r,
+            _ = shutdown.changed() => return,
+        };
+        zone.set_own_challenge(None);
+        match result.and_then(|(chain, key)| install(&settings, &slot, &chain, &key)) {
+            Ok((not_after, at)) => {
+                tracing::info!(
+                    "API certificate for {} obtained: valid for {} more days, renewed in {} days",
+                    settings.domain,
+                    not_after.saturating_sub(now) / 86_400,
+                    at.saturating_sub(now) / 86_400
+                );
+                renew_at = at;
+                retry = FIRST_RETRY;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    "could not obtain the API certificate for {}: {error} (trying again in {retry} s)",
+                    settings.domain
+                );
+                renew_at = now + retry;
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
+
+/// The cached certificate's and key's paths.
+fn cert_paths(settings: &Settings) -> (PathBuf, PathBuf) {
+    let dir = &settings.cache_dir;
+    (dir.join(format!("{}.crt", settings.domain)), dir.join(format!("{}.key", settings.domain)))
+}
+
+/// Serves the cached certificate if it has time left; returns when to renew it.
+fn load_cached(settings: &Settings, slot: &CertSlot) -> Result<Option<u64>, AcmeError> {
+    let (cert_path, key_path) = cert_paths(settings);
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| AcmeError::File { path: path.into(), source })
+    };
+    if !cert_path.exists() {
+        return Ok(None);
+    }
+    let (chain, key) = (read(&cert_path)?, read(&key_path)?);
+    let (certified, (not_before, not_after)) = certified_key(&chain, &key)?;
+    if not_after <= unix_now() as u64 + 60 {
+        return Ok(None);
+    }
+    slot.install(certified);
+    Ok(Some(renewal_time(not_before, not_after)))
+}
+
+/// When to renew a certificate valid from `not_before` to `not_after`: with a third left.
+fn renewal_time(not_before: u64, not_after: u64) -> u64 {
+    not_after - not_after.saturating_sub(not_before) / 3
+}
+
+/// Checks, stores and serves a new certificate; returns its end and when to renew it.
+fn install(settings: &Settings, slot: &CertSlot, chain: &str, key: &str) -> Result<(u64, u64), AcmeError> {
+    let (certified, (not_before, not_after)) = certified_key(chain, key)?;
+    let (cert_path, key_path) = cert_paths(settings);
+    write_private(&key_path, key.as_bytes())?;
+    write_private(&cert_path, chain.as_bytes())?;
+    slot.install(certified);
+    Ok((not_after, renewal_time(not_before, not_after)))
+}
+
+/// The rustls form of a PEM chain and key, and the leaf's validity (seconds since the epoch).
+fn certified_key(chain: &str, key: &str) -> Result<(CertifiedKey, (u64, u64)), AcmeError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| AcmeError::Other(format!("certificate chain: {e}")))?;
+    let leaf = certs.first().ok_or_else(|| AcmeError::Other("no certificate in the chain".into()))?;
+    let validity =
+        validity(leaf).ok_or_else(|| AcmeError::Other("cannot read the certificate's validity".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| AcmeError::Other(format!("certificate key: {e}")))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| AcmeError::Other(format!("certificate key: {e}")))?;
+    Ok((CertifiedKey::new(certs, signing), validity))
+}
+
+/// Writes a file only its owner may read, creating the directory (mode 0700) if needed.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
+    let error = |source| AcmeError::File { path: path.into(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(error)?;
+    }
+    // Written beside and renamed, so a crash never leaves half a key or certificate.
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(error)?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(error)?;
+    std::fs::rename(&partial, path).map_err(error)
+}
+
+/// The ACME account: from the cache (one file per directory URL), or made and cached.
+async fn account(settings: &Settings) -> Result<Account, AcmeError> {
+    let builder = match &settings.ca_file {
+        Some(file) => Account::builder_with_root(file)?,
+        None => Account::builder()?,
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, settings.directory.as_bytes());
+    let tag: String = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let path = settings.cache_dir.join(format!("account-{tag}.json"));
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let credentials: AccountCredentials = serde_json::from_slice(&bytes)
+                .map_err(|e| AcmeError::Other(format!("{}: {e}", path.display())))?;
+            Ok(builder.from_credentials(credentials).await?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let contact = settings.email.as_ref().map(|e| format!("mailto:{e}"));
+            let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+            let new =
+                NewAccount { contact: &contacts, terms_of_service_agreed: true, only_return_existing: false };
+            let (account, credentials) = builder.create(&new, settings.directory.clone(), None).await?;
+            let json = serde_json::to_vec(&credentials).map_err(|e| AcmeError::Other(e.to_string()))?;
+            write_private(&path, &json)?;
+            tracing::info!("ACME account made at {}", settings.directory);
+            Ok(account)
+        }
+        Err(source) => Err(AcmeError::File { path, source }),
+    }
+}
+
+/// Runs one order for the domain through DNS-01 served by `zone`; returns (chain, key) PEM.
+async fn obtain(settings: &Settings, zone: &Zone) -> Result<(String, String), AcmeError> {
+    let account = account(settings).await?;
+    let identifiers = [Identifier::Dns(settings.domain.clone())];
+    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    let mut authorizations = order.authorizations();
+    while let Some(result) = authorizations.next().await {
+        let mut authorization = result?;
+        if authorization.status == AuthorizationStatus::Valid {
+            continue;
+        }
+        let mut challenge = authorization
+            .challenge(ChallengeType::Dns01)
+            .ok_or_else(|| AcmeError::Other("the CA offers no dns-01 challenge".into()))?;
+        zone.set_own_challenge(Some(&challenge.key_authorization().dns_value()));
+        challenge.set_ready().await?;
+    }
+    let patience = RetryPolicy::new().timeout(Duration::from_secs(120));
+    let status = order.poll_ready(&patience).await?;
+    if status != OrderStatus::Ready {
+        return Err(AcmeError::Other(format!("the order is {status:?}, not ready")));
+    }
+    let key = order.finalize().await?;
+    let chain = order.poll_certificate(&patience).await?;
+    Ok((chain, key))
+}
+
+/// One DER element: (tag, contents, what follows).
+fn der(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *data.first()?;
+    let first = *data.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = data.get(2..2 + n)?.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+        (len, 2 + n)
+    };
+    let contents = data.get(header..header.checked_add(len)?)?;
+    Some((tag, contents, &data[header + len..]))
+}
+
+/// notBefore and notAfter of an X.509 certificate, in seconds since the epoch.
+fn validity(cert: &[u8]) -> Option<(u64, u64)> {
+    let (_, certificate, _) = der(cert)?;
+    let (_, tbs, _) = der(certificate)?;
+    let (tag, _, rest) = der(tbs)?;
+    // An explicit version ([0]) comes before the serial number when present.
+    let rest = if tag == 0xA0 { der(rest)?.2 } else { rest };
+    let rest = der(rest)?.2; // signature algorithm
+    let rest = der(rest)?.2; // issuer
+    let (_, validity, _) = der(rest)?;
+    let (t1, not_before, rest) = der(validity)?;
+    let (t2, not_after, _) = der(rest)?;
+    Some((asn1_time(t1, not_before)?, asn1_time(t2, not_after)?))
+}
+
+/// An ASN.1 UTCTime (tag 0x17) or GeneralizedTime (0x18) in UTC, in seconds since the epoch.
+fn asn1_time(tag: u8, text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    let (year, rest): (i64, &str) = match tag {
+        0x17 => {
+            let yy: i64 = text.get(..2)?.parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
+        }
+        0x18 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
+        _ => return None,
+    };
+    let field = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
+    let days = days_from_civil(year, field(0)?, field(2)?);
+    u64::try_from(days * 86_400 + field(4)? * 3600 + field(6)? * 60 + field(8)?).ok()
+}
+
+/// Days since 1970-01-01 of a date in the proleptic Gregorian calendar.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_convert_to_epoch_seconds() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(asn1_time(0x17, b"261129030000Z"), Some(1_795_921_200));
+        assert_eq!(asn1_time(0x18, b"20261129030000Z"), Some(1_795_921_200));
+        assert_eq!(asn1_time(0x17, b"261129030000"), None, "local time is refused");
+        assert_eq!(renewal_time(0, 90), 60);
+    }
+
+    #[test]
+    fn garbage_is_not_a_certificate() {
+        assert_eq!(validity(&[]), None);
+        assert_eq!(validity(&[0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]), None);
+        assert_eq!(validity(&[0x30, 0x03, 0x30, 0x01, 0x02]), None);
+    }
+}
