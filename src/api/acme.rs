@@ -2,7 +2,8 @@
 //!
 //! Design note: as acme-dns does, the certificate is for `general.domain`, and the DNS-01
 //! challenge is answered by our own zone (`_acme-challenge.<domain>`), so neither port 80 nor
-//! another server is needed. The API listens at once; TLS handshakes fail until the first
+//! another server is needed. The challenge value goes through the store, like a TXT update, so
+//! that every instance serving the zone answers it (the CA may ask any of them). The API listens at once; TLS handshakes fail until the first
 //! certificate is there (a cached one with time left is served from the start). A background
 //! task renews the certificate when a third of its lifetime is left, and retries failures with
 //! a growing pause. The account's credentials, the certificate and its key are kept in
@@ -27,6 +28,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
 use crate::dns::zone::{Zone, unix_now};
+use crate::store::Store;
 
 /// The longest pause between two checks of the certificate.
 const CHECK_EVERY: u64 = 12 * 3600;
@@ -64,9 +66,34 @@ pub enum AcmeError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// The store could not publish the challenge.
+    #[error("publishing the challenge: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// Anything else, said in words.
     #[error("{0}")]
     Other(String),
+}
+
+/// Publishes this instance's challenge value through the store and serves what the store
+/// then holds (this instance's value and any other instance's).
+struct Challenge<'a> {
+    /// Where the value is published.
+    store: &'a Store,
+    /// Our own zone, updated at once (the change feed would follow, but not before the CA asks).
+    zone: &'a Zone,
+    /// This order's key in the store.
+    token: String,
+}
+
+impl Challenge<'_> {
+    /// Publishes `value` (or withdraws ours with `None`) and serves the current set.
+    async fn set(&self, value: Option<&str>) -> Result<(), AcmeError> {
+        // A value left by a crash stops counting after ten minutes.
+        let expires = i64::from(unix_now()) + 600;
+        self.store.put_own_challenge(&self.token, value, expires).await?;
+        self.zone.set_own_challenge(&self.store.own_challenges().await?);
+        Ok(())
+    }
 }
 
 /// The certificate currently served, replaced in place on renewal.
@@ -103,6 +130,7 @@ pub fn acceptor(slot: Arc<CertSlot>) -> Result<TlsAcceptor, String> {
 pub async fn run(
     settings: Settings,
     slot: Arc<CertSlot>,
+    store: Store,
     zone: Arc<Zone>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -136,11 +164,18 @@ pub async fn run(
             settings.domain,
             settings.directory
         );
+        let challenge =
+            Challenge { store: &store, zone: &zone, token: crate::api::credentials::random_uuid() };
         let result = tokio::select! {
-            r = obtain(&settings, &zone) => r,
-            _ = shutdown.changed() => return,
+            r = obtain(&settings, &challenge) => r,
+            _ = shutdown.changed() => Err(AcmeError::Other("stopped".into())),
         };
-        zone.set_own_challenge(None);
+        if let Err(error) = challenge.set(None).await {
+            tracing::warn!("could not withdraw the API's ACME challenge (it expires by itself): {error}");
+        }
+        if *shutdown.borrow() {
+            return;
+        }
         match result.and_then(|(chain, key)| install(&settings, &slot, &chain, &key)) {
             Ok((not_after, at)) => {
                 tracing::info!(
@@ -267,8 +302,9 @@ async fn account(settings: &Settings) -> Result<Account, AcmeError> {
     }
 }
 
-/// Runs one order for the domain through DNS-01 served by `zone`; returns (chain, key) PEM.
-async fn obtain(settings: &Settings, zone: &Zone) -> Result<(String, String), AcmeError> {
+/// Runs one order for the domain through DNS-01 published by `challenge_out`; returns (chain,
+/// key) PEM.
+async fn obtain(settings: &Settings, challenge_out: &Challenge<'_>) -> Result<(String, String), AcmeError> {
     let account = account(settings).await?;
     let identifiers = [Identifier::Dns(settings.domain.clone())];
     let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
@@ -281,7 +317,7 @@ async fn obtain(settings: &Settings, zone: &Zone) -> Result<(String, String), Ac
         let mut challenge = authorization
             .challenge(ChallengeType::Dns01)
             .ok_or_else(|| AcmeError::Other("the CA offers no dns-01 challenge".into()))?;
-        zone.set_own_challenge(Some(&challenge.key_authorization().dns_value()));
+        challenge_out.set(Some(&challenge.key_authorization().dns_value())).await?;
         challenge.set_ready().await?;
     }
     let patience = RetryPolicy::new().timeout(Duration::from_secs(120));

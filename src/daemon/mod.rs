@@ -114,7 +114,9 @@ async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -
                     .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
             );
             tracing::info!("zone resynchronised from the database: {} subdomains", contents.len());
+            zone.set_own_challenge(&store.own_challenges().await?);
         }
+        Change::OwnChallenge => zone.set_own_challenge(&store.own_challenges().await?),
         Change::Subdomain(subdomain) => match store.txt_of(&subdomain, keep).await? {
             Some(t) => {
                 zone.replace_txt(
@@ -295,7 +297,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
     if let Some((settings, slot)) = acme {
-        tasks.spawn(api::acme::run(settings, slot, Arc::clone(&zone), shutdown_rx.clone()));
+        tasks.spawn(api::acme::run(settings, slot, store.clone(), Arc::clone(&zone), shutdown_rx.clone()));
     }
     let state = AppState {
         store: store.clone(),

@@ -667,15 +667,18 @@ impl Zone {
         self.bump_serial(&mut state);
     }
 
-    /// Serves `value` as the TXT of `_acme-challenge.<apex>`, or with `None` stops serving it:
-    /// the DNS-01 challenge for the API's own certificate. It lives among the static names, so
-    /// a resync of the registered subdomains never touches it.
-    pub fn set_own_challenge(&self, value: Option<&str>) {
+    /// Serves `values` as the TXT of `_acme-challenge.<apex>`, or with none stops serving it:
+    /// the DNS-01 challenges for the API's own certificate (one per instance with an order
+    /// open). It lives among the static names, so a resync of the registered subdomains never
+    /// touches it.
+    pub fn set_own_challenge(&self, values: &[String]) {
         let mut owner = b"\x0f_acme-challenge".to_vec();
         owner.extend_from_slice(&self.apex);
-        let set = value.map(|v| {
+        let set = (!values.is_empty()).then(|| {
             let mut records = RrSet::default();
-            records.add(rtype::TXT, self.txt_ttl, &txt_rdata(v.as_bytes()));
+            for value in values {
+                records.add(rtype::TXT, self.txt_ttl, &txt_rdata(value.as_bytes()));
+            }
             self.signed(&owner, records)
         });
         let mut state = self.write();
@@ -1206,15 +1209,18 @@ mod tests {
         let zone = Zone::new(&settings(), Some(signer())).unwrap();
         let name = "_acme-challenge.auth.example.org";
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
-        zone.set_own_challenge(Some("token-value"));
+        zone.set_own_challenge(&["token-value".into()]);
         let r = ask_with(&zone, name, rtype::TXT, true);
         assert_eq!(summary(&r).2, 2, "the TXT and its RRSIG");
         assert!(r.windows(11).any(|w| w == b"token-value"));
-        // A resync of the registered subdomains leaves it alone.
+        // Two instances with orders open: both values.
+        zone.set_own_challenge(&["token-value".into(), "other-value".into()]);
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
+        // A resync of the registered subdomains leaves them alone.
         zone.replace_all([("sub-1", 1, vec!["v"])]);
         zone.replace_all(std::iter::empty());
-        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 1);
-        zone.set_own_challenge(None);
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
+        zone.set_own_challenge(&[]);
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
     }
 

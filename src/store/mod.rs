@@ -168,6 +168,8 @@ pub enum Change {
     Subdomain(String),
     /// The feed was (re)connected and may have missed changes: reload everything.
     Resync,
+    /// The API's own ACME challenge values changed: reload them.
+    OwnChallenge,
 }
 
 /// An open store.
@@ -246,6 +248,23 @@ impl Store {
     /// Every subdomain with its newest `keep` values, for loading the zone.
     pub async fn zone_contents(&self, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
         dispatch!(self, s => s.zone_contents(keep).await)
+    }
+
+    /// Publishes (`Some`) or withdraws (`None`) one ACME challenge value for the API's own
+    /// certificate under `token`, so that every instance serving the zone answers it; a value
+    /// left behind by a crash stops counting at `expires_at`.
+    pub async fn put_own_challenge(
+        &self,
+        token: &str,
+        value: Option<&str>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_own_challenge(token.to_owned(), value.map(str::to_owned), expires_at).await)
+    }
+
+    /// The API's own ACME challenge values currently published.
+    pub async fn own_challenges(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.own_challenges().await)
     }
 
     /// The signing key for `algorithm`, if one was made.

@@ -29,6 +29,9 @@ use crate::privacy::Secret;
 
 /// The notification channel.
 const CHANNEL: &str = "acme_delegate";
+/// The payload that announces a change of the API's own ACME challenge (never a subdomain:
+/// those are UUIDs).
+const OWN_CHALLENGE: &str = "*own-challenge";
 
 /// How long a request waits for a pooled connection, or for a new one to be made.
 const WAIT: Duration = Duration::from_secs(3);
@@ -70,6 +73,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_by_user ON audit (username);
     CREATE INDEX audit_by_time ON audit (at);
+",
+    "
+    CREATE TABLE own_challenge (
+        token      TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
 ",
 ];
 
@@ -269,6 +279,43 @@ impl PostgresStore {
             subdomain: row.get(3),
             allowfrom,
         }))
+    }
+
+    /// See [`super::Store::put_own_challenge`].
+    pub async fn put_own_challenge(
+        &self,
+        token: String,
+        value: Option<String>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        match value {
+            Some(value) => {
+                tx.execute(
+                    "INSERT INTO own_challenge (token, value, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (token) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
+                    &[&token, &value, &expires_at],
+                )
+                .await
+            }
+            None => tx.execute("DELETE FROM own_challenge WHERE token = $1", &[&token]).await,
+        }
+        .map_err(db_error)?;
+        // The other instances serve the zone too: the CA may ask any of them.
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &OWN_CHALLENGE]).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+
+    /// See [`super::Store::own_challenges`].
+    pub async fn own_challenges(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT value FROM own_challenge WHERE expires_at > $1 ORDER BY token", &[&now()])
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// See [`super::Store::upgrade_key`].
@@ -651,8 +698,10 @@ async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Change>) -> R
         loop {
             tokio::select! {
                 note = notes_rx.recv() => match note {
-                    Some(Ok(subdomain)) => {
-                        if tx.send(Change::Subdomain(subdomain)).await.is_err() {
+                    Some(Ok(payload)) => {
+                        let change =
+                            if payload == OWN_CHALLENGE { Change::OwnChallenge } else { Change::Subdomain(payload) };
+                        if tx.send(change).await.is_err() {
                             return Ok(());
                         }
                     }

@@ -65,6 +65,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_user ON audit (username);
     CREATE INDEX audit_by_time ON audit (at);
 ",
+    "
+    CREATE TABLE own_challenge (
+        token      TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+",
 ];
 
 /// A SQLite-backed store.
@@ -341,6 +348,37 @@ impl SqliteStore {
                 .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
                 .map_err(backend)?;
             subdomains.iter().map(|sub| values_of(conn, sub, keep).map_err(backend)).collect()
+        })
+        .await
+    }
+
+    /// See [`super::Store::put_own_challenge`].
+    pub async fn put_own_challenge(
+        &self,
+        token: String,
+        value: Option<String>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            match value {
+                Some(value) => conn.execute(
+                    "INSERT OR REPLACE INTO own_challenge (token, value, expires_at) VALUES (?1, ?2, ?3)",
+                    params![token, value, expires_at],
+                ),
+                None => conn.execute("DELETE FROM own_challenge WHERE token = ?1", [token]),
+            }
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`super::Store::own_challenges`].
+    pub async fn own_challenges(&self) -> Result<Vec<String>, StoreError> {
+        self.with(move |conn| {
+            conn.prepare("SELECT value FROM own_challenge WHERE expires_at > ?1 ORDER BY token")
+                .and_then(|mut s| s.query_map([now()], |r| r.get(0))?.collect())
+                .map_err(backend)
         })
         .await
     }

@@ -819,3 +819,40 @@ fn the_api_gets_its_own_certificate_answering_the_dns_challenge_itself() {
     let wrong = health_over_https(&server, &pebble.tls_ca);
     assert_ne!(text(&wrong), "200", "{wrong:?}");
 }
+
+#[test]
+fn the_api_certificate_challenge_is_answered_by_every_instance_on_the_database() {
+    let url = crate::pg::fresh_database();
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let on_postgres = |dir: &TempDir, dns_port: u16| {
+        let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
+        base_config(&dir.0)
+            .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
+            .replace(&sqlite, &format!("connection = \"{url}\""))
+            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{dns_port}\""))
+    };
+    // B only serves DNS, and it is the only server Pebble asks.
+    let port_b = free_port(&["127.0.0.1"]);
+    let b = TestServer::start_with(&dir_b, &on_postgres(&dir_b, port_b));
+    let pebble = Pebble::start(&dir_a.0, &format!("127.0.0.1:{port_b}"));
+    // A orders the certificate: its challenge must reach B through the database.
+    let acme = format!(
+        "tls = \"letsencrypt\"\nacme_directory = \"{}\"\nacme_ca_file = \"{}\"\nacme_cache_dir = \"{}\"",
+        pebble.directory,
+        pebble.tls_ca.display(),
+        dir_a.join("api-certs").display()
+    );
+    let config_a = on_postgres(&dir_a, free_port(&["127.0.0.1"])).replace("tls = \"none\"", &acme);
+    let a = TestServer::start_with(&dir_a, &config_a);
+    assert!(
+        wait_for_log(&a, "API certificate for auth.example.org obtained", Duration::from_secs(90)),
+        "no certificate:\n{}\n{}\n{}",
+        a.log_text(),
+        b.log_text(),
+        pebble.log_text()
+    );
+    assert_eq!(text(&health_over_https(&a, &pebble.root(&dir_a.0))), "200");
+    // Withdrawn everywhere once the order is done.
+    let gone = || b.ask(&format!("_acme-challenge.{DOMAIN}"), t::TXT).rcode == rcode::NXDOMAIN;
+    assert!(crate::pg::eventually(Duration::from_secs(3), gone), "B still serves the challenge");
+}
