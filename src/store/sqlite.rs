@@ -621,13 +621,21 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_late_bcrypt_upgrade_does_not_undo_a_rotation() {
-        let dir = std::env::temp_dir().join(format!("acme-delegate-rotate-{}", std::process::id()));
+    /// A directory of this test process named after `test`, and a database path in it that
+    /// does not exist yet.
+    fn fresh_file(test: &str) -> (std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!("acme-delegate-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.db");
         let _ = std::fs::remove_file(&path);
-        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn a_late_bcrypt_upgrade_does_not_undo_a_rotation() {
+        let (dir, path) = fresh_file("rotate");
+        let store = SqliteStore::open(&path).await.unwrap();
         let imported = Account { key_hash: Vec::new(), bcrypt_hash: Some("$2a$10$x".into()), ..account(2) };
         assert!(store.import_account(imported).await.unwrap());
         // The rotation lands first; the bcrypt check of a request that began before it ends later.
@@ -640,11 +648,8 @@ mod tests {
 
     #[tokio::test]
     async fn keeps_the_newest_values_in_order() {
-        let dir = std::env::temp_dir().join(format!("acme-delegate-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.db");
-        let _ = std::fs::remove_file(&path);
-        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let (dir, path) = fresh_file("store");
+        let store = SqliteStore::open(&path).await.unwrap();
         store.insert_account(account(1)).await.unwrap();
         assert!(matches!(store.insert_account(account(1)).await, Err(StoreError::Duplicate(_))));
         assert_eq!(store.account("user-1".into()).await.unwrap(), Some(account(1)));
@@ -657,7 +662,7 @@ mod tests {
         assert_eq!(all[0].values, vec!["c".to_owned(), "d".to_owned()]);
         drop(store);
         // Reopening runs no migration twice.
-        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.zone_contents(3).await.unwrap()[0].values.len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
