@@ -107,8 +107,10 @@ async fn purge(store: &Store, zone: &Zone, privacy: &Privacy, keep: usize) -> Re
 async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -> Result<(), StoreError> {
     match change {
         Change::Resync => {
+            let mark = zone.mark();
             let contents = store.zone_contents(keep).await?;
             zone.replace_all(
+                mark,
                 contents
                     .iter()
                     .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
@@ -117,15 +119,16 @@ async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -
             zone.set_own_challenge(&store.own_challenges().await?);
         }
         Change::OwnChallenge => zone.set_own_challenge(&store.own_challenges().await?),
-        Change::Subdomain(subdomain) => match store.txt_of(&subdomain, keep).await? {
-            Some(t) => {
+        Change::Subdomain(subdomain) => match (zone.mark(), store.txt_of(&subdomain, keep).await?) {
+            (mark, Some(t)) => {
                 zone.replace_txt(
+                    mark,
                     &t.subdomain,
                     t.seq,
                     &t.values.iter().map(String::as_str).collect::<Vec<_>>(),
                 );
             }
-            None => {
+            (_, None) => {
                 zone.remove(&subdomain);
             }
         },
@@ -218,6 +221,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
     let contents = store.zone_contents(config.dns.txt_values).await?;
     zone.replace_all(
+        0,
         contents.iter().map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
     );
 

@@ -135,28 +135,15 @@ struct Cut {
 struct TxtEntry {
     /// Sequence of the newest value, so a late, older write never overwrites a newer one.
     seq: u64,
-    /// The values, oldest first, as given (to tell a removal from an older snapshot).
+    /// The values, oldest first, as given (to tell an unchanged entry in a resync).
     values: Vec<String>,
     /// TXT records, oldest value first, with signatures.
     set: Set,
+    /// The zone's change counter when this entry last changed (see [`Zone::mark`]).
+    changed: u64,
 }
 
 impl TxtEntry {
-    /// Whether a snapshot of the store (`seq`, `values`) is at least as new as this entry.
-    ///
-    /// A newer or equal `seq` is. An older one is too when it holds this entry's newest values
-    /// with older ones taken away: the retention purge removes the oldest values first (and
-    /// may remove them all), here or on another instance. A snapshot read before this entry's
-    /// newest value was written lacks that value, and is ignored.
-    fn is_superseded_by(&self, seq: u64, values: &[impl AsRef<str>]) -> bool {
-        seq >= self.seq
-            || (values.len() <= self.values.len()
-                && self.values[self.values.len() - values.len()..]
-                    .iter()
-                    .zip(values)
-                    .all(|(a, b)| a == b.as_ref()))
-    }
-
     /// Whether this entry is exactly the store's state (`seq`, `values`).
     fn is(&self, seq: u64, values: &[impl AsRef<str>]) -> bool {
         self.seq == seq
@@ -189,6 +176,8 @@ struct State {
     dynamic: HashMap<Vec<u8>, TxtEntry>,
     /// The NSEC3 chain by hash (empty when unsigned).
     nsec3: BTreeMap<Key, Nsec3Entry>,
+    /// Counts changes to registered subdomains; see [`Zone::mark`].
+    changes: u64,
 }
 
 /// The authoritative zone, shared by all DNS workers and the API.
@@ -373,6 +362,7 @@ impl Zone {
                 soa_negative: RrSet::default(),
                 dynamic: HashMap::new(),
                 nsec3: BTreeMap::new(),
+                changes: 0,
             }),
         };
         {
@@ -642,23 +632,38 @@ impl Zone {
         entry.values = values.iter().map(|v| (*v).to_owned()).collect();
         entry.set = set;
         let types = Self::subdomain_types(entry);
+        state.changes += 1;
+        let changes = state.changes;
+        if let Some(entry) = state.dynamic.get_mut(&key) {
+            entry.changed = changes;
+        }
         let name = self.subdomain_name(&key);
         self.chain_upsert(&mut state, &name, types);
         self.bump_serial(&mut state);
         true
     }
 
+    /// The change counter, to take before reading the store for [`Self::replace_txt`] or
+    /// [`Self::replace_all`]: what changed in the zone after the mark is newer than what the
+    /// read can return, and is kept.
+    pub fn mark(&self) -> u64 {
+        self.read().changes
+    }
+
     /// Sets a subdomain's values as the store held them when read (the change feed and the
-    /// retention purge read the store after the change committed), unless the zone already
-    /// holds something newer: see [`TxtEntry::is_superseded_by`].
-    pub fn replace_txt(&self, subdomain: &str, seq: u64, values: &[&str]) {
+    /// retention purge read the store after the change committed, having taken `mark` first),
+    /// unless the entry changed in the zone since `mark`: that change is newer than the read.
+    pub fn replace_txt(&self, mark: u64, subdomain: &str, seq: u64, values: &[&str]) {
         let key = subdomain.to_ascii_lowercase().into_bytes();
         let set = self.render_txt(&key, values);
         let mut state = self.write();
+        state.changes += 1;
+        let changes = state.changes;
         let entry = state.dynamic.entry(key.clone()).or_default();
-        if !entry.is_superseded_by(seq, values) {
+        if entry.changed > mark {
             return;
         }
+        entry.changed = changes;
         entry.seq = seq;
         entry.values = values.iter().map(|v| (*v).to_owned()).collect();
         entry.set = set;
@@ -708,16 +713,22 @@ impl Zone {
         removed
     }
 
-    /// Replaces every subdomain at once (start-up load, resync after a lost change feed).
+    /// Replaces every subdomain at once (start-up load, resync after a lost change feed) with a
+    /// snapshot read after `mark` was taken ([`Self::mark`]).
     ///
-    /// A subdomain the zone holds newer values for than the snapshot (an update that landed
-    /// while the snapshot was read) keeps them; subdomains not in the snapshot are gone.
+    /// A subdomain that changed in the zone after the mark (an update or registration that
+    /// landed while the snapshot was read) is kept as the zone has it; the others become what
+    /// the snapshot says, and those not in it are gone.
     ///
     /// Every query waits while the write lock is held, so a resync of a large zone does its
     /// work where queries can go on: the comparison with what the zone holds under the read
     /// lock, the signing of changed sets under no lock. Under the write lock it only applies
     /// what changed (a few signatures per changed name for the NSEC3 chain).
-    pub fn replace_all<'a>(&self, entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>) {
+    pub fn replace_all<'a>(
+        &self,
+        mark: u64,
+        entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>,
+    ) {
         let entries: Vec<(Vec<u8>, u64, Vec<&str>)> = entries
             .into_iter()
             .map(|(sub, seq, values)| (sub.to_ascii_lowercase().into_bytes(), seq, values))
@@ -742,11 +753,13 @@ impl Zone {
                 let (key, seq, values) = &entries[i];
                 let set = self.render_txt(key, values);
                 let values = values.iter().map(|v| (*v).to_owned()).collect();
-                (key.clone(), TxtEntry { seq: *seq, values, set })
+                (key.clone(), TxtEntry { seq: *seq, values, set, changed: 0 })
             })
             .collect();
         let has_records = |e: &TxtEntry| !e.set.records.is_empty();
         let mut state = self.write();
+        state.changes += 1;
+        let changes = state.changes;
         if state.dynamic.is_empty() {
             // The first load: sign the whole chain in one pass, before anything is served.
             state.dynamic = rendered.into_iter().collect();
@@ -756,14 +769,18 @@ impl Zone {
         }
         let mut removed = Vec::new();
         for key in gone {
+            if state.dynamic.get(&key).is_some_and(|held| held.changed > mark) {
+                continue; // registered while the snapshot was read
+            }
             if let Some(entry) = state.dynamic.remove(&key) {
                 self.chain_remove(&mut state, &self.subdomain_name(&key));
                 removed.push(entry);
             }
         }
-        for (key, entry) in rendered {
+        for (key, mut entry) in rendered {
+            entry.changed = changes;
             let bitmap_changes = match state.dynamic.get_mut(&key) {
-                Some(held) if !held.is_superseded_by(entry.seq, &entry.values) => continue,
+                Some(held) if held.changed > mark => continue,
                 Some(held) => {
                     let changes = has_records(held) != has_records(&entry);
                     removed.push(std::mem::replace(held, entry));
@@ -1151,39 +1168,47 @@ mod tests {
     }
 
     #[test]
-    fn store_snapshots_never_go_back_in_time_but_purges_apply() {
+    fn a_snapshot_read_before_a_change_never_undoes_it() {
         let zone = Zone::new(&settings(), None).unwrap();
         let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
         let name = format!("{sub}.auth.example.org");
         let answers = |zone: &Zone| summary(&ask(zone, &name, rtype::TXT)).2;
         zone.set_txt(sub, 0, &[]);
+        // The change feed takes its mark and reads the store; meanwhile the API updates.
+        let mark = zone.mark();
         zone.set_txt(sub, 1, &["a"]);
+        zone.replace_txt(mark, sub, 0, &[]);
+        assert_eq!(answers(&zone), 1, "an empty snapshot from before the update is ignored");
+        zone.replace_all(mark, [(sub, 0, vec![])]);
+        assert_eq!(answers(&zone), 1, "so is a resync's");
+        // A value sent again moves to the newest place: an older read of the store holding
+        // only that value must not drop the other.
         zone.set_txt(sub, 2, &["a", "b"]);
-        // The change feed read the store between the two updates: ignored.
-        zone.replace_txt(sub, 1, &["a"]);
+        let mark = zone.mark();
+        zone.set_txt(sub, 3, &["b", "a"]);
+        zone.replace_txt(mark, sub, 1, &["a"]);
         assert_eq!(answers(&zone), 2);
-        // A snapshot from before the first update: ignored too.
-        zone.replace_txt(sub, 1, &["old", "a"]);
-        assert_eq!(answers(&zone), 2);
-        // The same state again changes nothing; a resync that read the older state keeps ours.
-        zone.replace_txt(sub, 2, &["a", "b"]);
-        zone.replace_all([(sub, 1, vec!["a"])]);
-        assert_eq!(answers(&zone), 2);
-        // Retention removed the oldest value, then all of them: applied.
-        zone.replace_txt(sub, 2, &["b"]);
+        // A read made after the last change is what the store holds: applied, even when it
+        // holds less (the retention purge cleared values) or nothing.
+        zone.replace_txt(zone.mark(), sub, 3, &["a"]);
         assert_eq!(answers(&zone), 1);
-        zone.replace_txt(sub, 0, &[]);
+        zone.replace_txt(zone.mark(), sub, 0, &[]);
         assert_eq!(answers(&zone), 0);
-        // A resync without the name removes it.
-        zone.replace_all(std::iter::empty());
+        // A name registered while a resync read the store is kept; one not in a later read goes.
+        let mark = zone.mark();
+        zone.set_txt("new", 0, &[]);
+        zone.replace_all(mark, [(sub, 0, vec![])]);
+        assert_eq!(summary(&ask(&zone, "new.auth.example.org", rtype::TXT)).0, 0);
+        zone.replace_all(zone.mark(), std::iter::empty());
         assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
+        assert_eq!(summary(&ask(&zone, "new.auth.example.org", rtype::TXT)).0, 3);
     }
 
     #[test]
     fn a_resync_signs_only_what_changed_and_leaves_the_chain_a_rebuild_would_make() {
         let zone = Zone::new(&settings(), Some(signer())).unwrap();
         let names: Vec<String> = (0..50).map(|i| format!("sub-{i}")).collect();
-        zone.replace_all(names.iter().map(|n| (n.as_str(), 1, vec!["v"])));
+        zone.replace_all(0, names.iter().map(|n| (n.as_str(), 1, vec!["v"])));
         let sigs = |zone: &Zone, label: &str| zone.read().dynamic[label.as_bytes()].set.sigs.clone();
         let (kept, changed) = (sigs(&zone, "sub-1"), sigs(&zone, "sub-2"));
         // sub-0 deleted, sub-2 updated, sub-new registered.
@@ -1192,12 +1217,12 @@ mod tests {
             .map(|n| if n == "sub-2" { (n.as_str(), 2, vec!["w"]) } else { (n.as_str(), 1, vec!["v"]) })
             .chain([("sub-new", 0, vec![])])
             .collect();
-        zone.replace_all(snapshot.clone());
+        zone.replace_all(zone.mark(), snapshot.clone());
         // ECDSA signatures differ each time: the same bytes mean no new signature.
         assert_eq!(sigs(&zone, "sub-1"), kept);
         assert_ne!(sigs(&zone, "sub-2"), changed);
         let rebuilt = Zone::new(&settings(), Some(signer())).unwrap();
-        rebuilt.replace_all(snapshot);
+        rebuilt.replace_all(0, snapshot);
         let chain = |zone: &Zone| -> Vec<(Key, RrSet)> {
             zone.read().nsec3.iter().map(|(k, e)| (*k, e.set.records.clone())).collect()
         };
@@ -1217,8 +1242,8 @@ mod tests {
         zone.set_own_challenge(&["token-value".into(), "other-value".into()]);
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
         // A resync of the registered subdomains leaves them alone.
-        zone.replace_all([("sub-1", 1, vec!["v"])]);
-        zone.replace_all(std::iter::empty());
+        zone.replace_all(zone.mark(), [("sub-1", 1, vec!["v"])]);
+        zone.replace_all(zone.mark(), std::iter::empty());
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
         zone.set_own_challenge(&[]);
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
