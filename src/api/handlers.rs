@@ -397,11 +397,14 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> ClientI
     if !config.use_header || !trusted(peer_ip) {
         return ClientIp::new(peer_ip);
     }
+    // Split the raw bytes: a proxy appends to the client's own line, so a line the client made
+    // invalid (bytes that are not text) must not take the proxy's entry with it. A part that
+    // is not text becomes "?" and so ends the walk below, as any other non-address does.
     let entries: Vec<&str> = headers
         .get_all(config.header_name.as_str())
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|part| std::str::from_utf8(part).unwrap_or("?"))
         .map(|s| s.trim().trim_start_matches('[').trim_end_matches(']'))
         .filter(|s| !s.is_empty())
         .collect();

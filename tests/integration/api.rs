@@ -861,6 +861,34 @@ fn proxy_header_entries_that_are_not_addresses_cannot_hide_the_real_client() {
 }
 
 #[test]
+fn proxy_header_bytes_that_are_not_text_cannot_hide_the_real_client() {
+    let (server, _dir) = start_with_api_keys(PROXY_KEYS);
+    // Allowed from the proxy's own network: if the header were dropped, the proxy would count.
+    let account = assert_registration(
+        &register_raw(&server, &[], br#"{"allowfrom": ["127.0.0.0/8"]}"#),
+        json!(["127.0.0.0/8"]),
+    );
+    // The client sent a byte that is not text; the proxy appended the real address to the line.
+    let body = update_body(&account, &txt_value(2));
+    let mut request = format!(
+        "POST /update HTTP/1.1\r\nHost: x\r\nX-Api-User: {}\r\nX-Api-Key: {}\r\nContent-Length: {}\r\n",
+        account["username"].as_str().unwrap(),
+        account["password"].as_str().unwrap(),
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(b"X-Forwarded-For: \xff, 198.51.100.9\r\nConnection: close\r\n\r\n");
+    request.extend_from_slice(body.as_bytes());
+    let mut stream = TcpStream::connect(server.api).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(&request).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    assert_eq!(parse_http(&raw).status, 401, "{}", String::from_utf8_lossy(&raw));
+    assert!(served(&server, &account).is_empty());
+}
+
+#[test]
 fn proxy_header_from_an_untrusted_peer_is_ignored() {
     let (server, _dir) = start_with_api_keys(&format!("{PROXY_KEYS}\ntrusted_proxies = [\"10.0.0.0/8\"]"));
     let account = register_documentation_net(&server);
