@@ -184,7 +184,8 @@ pub async fn run(
                     not_after.saturating_sub(now) / 86_400,
                     at.saturating_sub(now) / 86_400
                 );
-                renew_at = at;
+                // Never sooner than a retry: with a wrong clock the time could be past already.
+                renew_at = at.max(now + FIRST_RETRY);
                 retry = FIRST_RETRY;
             }
             Err(error) => {
@@ -228,13 +229,21 @@ fn renewal_time(not_before: u64, not_after: u64) -> u64 {
     not_after - not_after.saturating_sub(not_before) / 3
 }
 
-/// Checks, stores and serves a new certificate; returns its end and when to renew it.
+/// Checks, serves and stores a new certificate; returns its end and when to renew it.
+///
+/// Served first: a cache that cannot be written (a full disk) must not cost the certificate,
+/// or every retry would order another one and run into the CA's duplicate limits.
 fn install(settings: &Settings, slot: &CertSlot, chain: &str, key: &str) -> Result<(u64, u64), AcmeError> {
     let (certified, (not_before, not_after)) = certified_key(chain, key)?;
-    let (cert_path, key_path) = cert_paths(settings);
-    write_private(&key_path, key.as_bytes())?;
-    write_private(&cert_path, chain.as_bytes())?;
     slot.install(certified);
+    let (cert_path, key_path) = cert_paths(settings);
+    if let Err(error) =
+        write_private(&key_path, key.as_bytes()).and_then(|()| write_private(&cert_path, chain.as_bytes()))
+    {
+        tracing::warn!(
+            "the API certificate is served but could not be cached (a restart orders a new one): {error}"
+        );
+    }
     Ok((not_after, renewal_time(not_before, not_after)))
 }
 
@@ -250,7 +259,11 @@ fn certified_key(chain: &str, key: &str) -> Result<(CertifiedKey, (u64, u64)), A
         .map_err(|e| AcmeError::Other(format!("certificate key: {e}")))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| AcmeError::Other(format!("certificate key: {e}")))?;
-    Ok((CertifiedKey::new(certs, signing), validity))
+    let certified = CertifiedKey::new(certs, signing);
+    // A crash between writing the key and the certificate would leave a pair that does not
+    // belong together; serving it would fail every handshake.
+    certified.keys_match().map_err(|e| AcmeError::Other(format!("key and certificate do not match: {e}")))?;
+    Ok((certified, validity))
 }
 
 /// Writes a file only its owner may read, creating the directory (mode 0700) if needed.
@@ -259,8 +272,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(error)?;
     }
-    // Written beside and renamed, so a crash never leaves half a key or certificate.
-    let partial = path.with_extension("partial");
+    // Written beside and renamed, so a crash never leaves half a key or certificate; the
+    // name is this file's and this process's, so instances sharing the directory do not mix.
+    let partial = PathBuf::from(format!("{}.{}.partial", path.display(), std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -818,6 +818,20 @@ fn the_api_gets_its_own_certificate_answering_the_dns_challenge_itself() {
     // A wrong root is refused: the check can fail.
     let wrong = health_over_https(&server, &pebble.tls_ca);
     assert_ne!(text(&wrong), "200", "{wrong:?}");
+    drop(server);
+
+    // A key that does not belong to the cached certificate (a crash between the two writes)
+    // is not served: a new certificate is ordered.
+    let (_, _, other_key) = make_tls_cert(&dir.0, "other");
+    std::fs::copy(other_key, cache.join("auth.example.org.key")).unwrap();
+    let server = TestServer::start_with(&dir, &config);
+    assert!(
+        wait_for_log(&server, "API certificate for auth.example.org obtained", Duration::from_secs(90)),
+        "{}",
+        server.log_text()
+    );
+    assert!(server.log_text().contains("do not match"), "{}", server.log_text());
+    assert_eq!(text(&health_over_https(&server, &root)), "200");
 }
 
 #[test]
