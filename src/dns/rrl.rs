@@ -10,21 +10,23 @@
 //! the others are dropped.
 //!
 //! One table is shared by the UDP workers (they share a socket, so any of them may receive a
-//! network's next query), locked once per received batch. The table is bounded: when it is
-//! full, networks whose buckets have refilled are forgotten (they are indistinguishable from
-//! new ones), and if none has, a new network is answered without being counted (a flood from
-//! that many networks is not a reflection towards one victim). Client networks live only in
-//! memory, and a network is forgotten within a minute of its bucket filling up again (a sweep
-//! at most once a minute), so the table is not a record of who asked. Client addresses are
+//! network's next query), locked once per received batch. It is a fixed array of slots chosen
+//! by a keyed hash of the network: constant cost per packet and bounded memory, even under a
+//! flood from spoofed sources, and never a state in which new networks go unlimited. A slot
+//! whose network has been quiet for a second (its bucket is full again) is taken over by the
+//! next network hashed to it; two busy networks on one slot share its budget, which errs on
+//! the side of limiting. Client networks live only in memory, and a slot is emptied within a
+//! minute of its network going quiet (a sweep once a minute, also when no traffic comes), so
+//! the table is not a record of who asked. Client addresses are
 //! never logged; a summary of what was limited is, at most every ten seconds.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Networks tracked at most.
-const MAX_NETWORKS: usize = 100_000;
+/// Slots in the table (a power of two).
+const SLOTS: usize = 1 << 16;
 /// How often at most a summary of limited answers is logged.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How often the networks whose buckets are full again are forgotten, in ms.
@@ -58,9 +60,11 @@ impl Network {
     }
 }
 
-/// One network's bucket.
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
+/// One slot: the network it counts for, and its bucket.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    /// The network, or `None` for an empty slot.
+    network: Option<Network>,
     /// Credit in thousandths of an answer.
     credit: u64,
     /// When the credit was last brought up to date, in ms since the limiter started.
@@ -72,8 +76,11 @@ struct Bucket {
 /// The shared state behind the lock.
 #[derive(Debug)]
 struct Table {
-    /// Buckets by network.
-    buckets: HashMap<Network, Bucket>,
+    /// The slots, [`SLOTS`] of them.
+    slots: Vec<Slot>,
+    /// The keyed hash that picks a network's slot (random per process: the slot of a network
+    /// cannot be predicted to aim collisions at it).
+    hasher: std::collections::hash_map::RandomState,
     /// Answers dropped since the last report.
     dropped: u64,
     /// Answers truncated since the last report.
@@ -106,13 +113,37 @@ impl RateLimiter {
             slip: u64::from(slip),
             epoch: now,
             table: Mutex::new(Table {
-                buckets: HashMap::new(),
+                slots: vec![Slot::default(); SLOTS],
+                hasher: std::collections::hash_map::RandomState::new(),
                 dropped: 0,
                 truncated: 0,
                 reported: now,
                 swept_ms: 0,
             }),
         }
+    }
+
+    /// Whether a slot's network has been quiet for a second: its bucket is full again, so it is
+    /// no different from a network never seen.
+    fn quiet(slot: &Slot, now_ms: u64) -> bool {
+        now_ms.saturating_sub(slot.at_ms) >= 1000
+    }
+
+    /// Empties the slots of quiet networks, at most once a minute.
+    fn sweep_if_due(table: &mut Table, now_ms: u64) {
+        if now_ms.saturating_sub(table.swept_ms) >= SWEEP_EVERY_MS {
+            for slot in table.slots.iter_mut().filter(|s| s.network.is_some() && Self::quiet(s, now_ms)) {
+                *slot = Slot::default();
+            }
+            table.swept_ms = now_ms;
+        }
+    }
+
+    /// Lets the sweep run while no traffic comes (called by idle workers).
+    pub fn tick(&self, now: Instant) {
+        let now_ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::sweep_if_due(&mut table, now_ms);
     }
 
     /// Decides, for each peer of a received batch in order, what its answer may be.
@@ -127,26 +158,18 @@ impl RateLimiter {
         let full = self.rate * 1000;
         // A poisoned lock only means another worker panicked mid-update; the counts stay usable.
         let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if now_ms.saturating_sub(table.swept_ms) >= SWEEP_EVERY_MS {
-            table.buckets.retain(|_, b| now_ms.saturating_sub(b.at_ms) < 1000);
-            table.swept_ms = now_ms;
-        }
+        Self::sweep_if_due(&mut table, now_ms);
         for peer in peers {
             let Some(peer) = peer else {
                 out.push(Verdict::Answer);
                 continue;
             };
             let network = Network::of(peer.ip());
-            if !table.buckets.contains_key(&network) && table.buckets.len() >= MAX_NETWORKS {
-                // Forget the networks whose buckets are full again: they behave like new ones.
-                table.buckets.retain(|_, b| now_ms.saturating_sub(b.at_ms) < 1000);
-                if table.buckets.len() >= MAX_NETWORKS {
-                    out.push(Verdict::Answer);
-                    continue;
-                }
+            let index = table.hasher.hash_one(network) as usize & (SLOTS - 1);
+            let bucket = &mut table.slots[index];
+            if bucket.network != Some(network) && (bucket.network.is_none() || Self::quiet(bucket, now_ms)) {
+                *bucket = Slot { network: Some(network), credit: full, at_ms: now_ms, limited: 0 };
             }
-            let bucket =
-                table.buckets.entry(network).or_insert(Bucket { credit: full, at_ms: now_ms, limited: 0 });
             let elapsed = now_ms.saturating_sub(bucket.at_ms);
             bucket.credit = bucket.credit.saturating_add(elapsed.saturating_mul(self.rate)).min(full);
             bucket.at_ms = now_ms;
@@ -235,11 +258,30 @@ mod tests {
     fn idle_networks_are_forgotten_within_a_minute() {
         let limiter = RateLimiter::new(5, 0);
         let start = Instant::now();
+        let held =
+            |l: &RateLimiter| l.table.lock().unwrap().slots.iter().filter(|s| s.network.is_some()).count();
         judge(&limiter, start, &["203.0.113.1:1", "198.51.100.1:1"]);
-        assert_eq!(limiter.table.lock().unwrap().buckets.len(), 2);
+        assert_eq!(held(&limiter), 2);
         // A minute later one of them asks again: the sweep forgets the other.
         judge(&limiter, start + Duration::from_secs(61), &["203.0.113.1:1"]);
-        assert_eq!(limiter.table.lock().unwrap().buckets.len(), 1);
+        assert_eq!(held(&limiter), 1);
+        // Without any traffic, the idle workers' tick sweeps too.
+        limiter.tick(start + Duration::from_secs(122));
+        assert_eq!(held(&limiter), 0);
+    }
+
+    #[test]
+    fn a_flood_from_many_networks_does_not_unlimit_a_victim() {
+        let limiter = RateLimiter::new(5, 0);
+        let now = Instant::now();
+        // More busy networks than slots (spoofed sources)...
+        let flood: Vec<String> =
+            (0..200_000u32).map(|i| format!("10.{}.{}.1:53", i >> 8 & 0xFF, i & 0xFF)).collect();
+        let mut out = Vec::new();
+        limiter.judge(now, flood.iter().map(|p| Some(p.parse().unwrap())), &mut out);
+        // ...and one victim's network is still held to its budget.
+        let v = judge(&limiter, now, &["192.0.2.1:53"; 20]);
+        assert!(v.iter().filter(|v| **v == Verdict::Answer).count() <= 5, "{v:?}");
     }
 
     #[test]

@@ -188,7 +188,13 @@ fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, limiter: Option<Arc<RateLimite
     while !stop.load(Ordering::Relaxed) {
         match batch.receive(&socket) {
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                // Idle: let the rate limiter forget quiet networks even when nothing arrives.
+                if let Some(limiter) = &limiter {
+                    limiter.tick(Instant::now());
+                }
+                continue;
+            }
             Err(error) => {
                 // ICMP errors from earlier sends surface here on some systems; keep serving.
                 tracing::debug!("UDP receive error: {error}");
