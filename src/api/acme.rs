@@ -117,13 +117,7 @@ impl CertSlot {
 
 /// A TLS acceptor that serves whatever `slot` holds.
 pub fn acceptor(slot: Arc<CertSlot>) -> Result<TlsAcceptor, String> {
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("api.tls: {e}"))?
-            .with_no_client_auth()
-            .with_cert_resolver(slot);
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(TlsAcceptor::from(Arc::new(super::tls_server_config()?.with_cert_resolver(slot))))
 }
 
 /// Keeps `slot` filled with a valid certificate until `shutdown` changes.

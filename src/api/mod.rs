@@ -160,7 +160,6 @@ const MAX_CONNECTIONS: usize = 1024;
 pub fn load_tls(fullchain: &std::path::Path, privkey: &std::path::Path) -> Result<TlsAcceptor, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio_rustls::rustls;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fullchain)
         .and_then(|iter| iter.collect())
         .map_err(|e| format!("api.tls_cert_fullchain: cannot read {}: {e}", fullchain.display()))?;
@@ -170,14 +169,26 @@ pub fn load_tls(fullchain: &std::path::Path, privkey: &std::path::Path) -> Resul
     let key = PrivateKeyDer::from_pem_file(privkey).map_err(|e| {
         format!("api.tls_cert_privkey: cannot read a private key from {}: {e}", privkey.display())
     })?;
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("api.tls: {e}"))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| format!("api.tls_cert_privkey: the key does not fit the certificate: {e}"))?;
+    let config = tls_server_config()?
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("api.tls_cert_privkey: the key does not fit the certificate: {e}"))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The API's TLS settings (ring, rustls's safe protocol versions, no client certificates),
+/// waiting for the certificate: from files, or from ACME.
+fn tls_server_config() -> Result<
+    tokio_rustls::rustls::ConfigBuilder<
+        tokio_rustls::rustls::ServerConfig,
+        tokio_rustls::rustls::server::WantsServerCert,
+    >,
+    String,
+> {
+    use tokio_rustls::rustls;
+    Ok(rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("api.tls: {e}"))?
+        .with_no_client_auth())
 }
 
 /// Serves the API on `listener` until `shutdown` changes, then drains open connections.

@@ -119,19 +119,22 @@ async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -
             zone.set_own_challenge(&store.own_challenges().await?);
         }
         Change::OwnChallenge => zone.set_own_challenge(&store.own_challenges().await?),
-        Change::Subdomain(subdomain) => match (zone.mark(), store.txt_of(&subdomain, keep).await?) {
-            (mark, Some(t)) => {
-                zone.replace_txt(
-                    mark,
-                    &t.subdomain,
-                    t.seq,
-                    &t.values.iter().map(String::as_str).collect::<Vec<_>>(),
-                );
+        Change::Subdomain(subdomain) => {
+            let mark = zone.mark();
+            match store.txt_of(&subdomain, keep).await? {
+                Some(t) => {
+                    zone.replace_txt(
+                        mark,
+                        &t.subdomain,
+                        t.seq,
+                        &t.values.iter().map(String::as_str).collect::<Vec<_>>(),
+                    );
+                }
+                None => {
+                    zone.remove(&subdomain);
+                }
             }
-            (_, None) => {
-                zone.remove(&subdomain);
-            }
-        },
+        }
     }
     Ok(())
 }

@@ -17,8 +17,8 @@
 //! next network hashed to it; two busy networks on one slot share its budget, which errs on
 //! the side of limiting. Client networks live only in memory, and a slot is emptied within a
 //! minute of its network going quiet (a sweep once a minute, also when no traffic comes), so
-//! the table is not a record of who asked. Client addresses are
-//! never logged; a summary of what was limited is, at most every ten seconds.
+//! the table is not a record of who asked. Client addresses are never logged; a summary of
+//! what was limited is, at most every ten seconds.
 
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -139,9 +139,14 @@ impl RateLimiter {
         }
     }
 
+    /// `now` on the limiter's clock, in ms.
+    fn ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Lets the sweep run while no traffic comes (called by idle workers).
     pub fn tick(&self, now: Instant) {
-        let now_ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.ms(now);
         let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Self::sweep_if_due(&mut table, now_ms);
     }
@@ -154,7 +159,7 @@ impl RateLimiter {
         out: &mut Vec<Verdict>,
     ) {
         out.clear();
-        let now_ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.ms(now);
         let full = self.rate * 1000;
         // A poisoned lock only means another worker panicked mid-update; the counts stay usable.
         let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

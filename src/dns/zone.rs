@@ -621,26 +621,7 @@ impl Zone {
     /// An older `seq` than the one already held is ignored, so concurrent updates that reach
     /// the zone out of order cannot go back in time. Returns whether anything changed.
     pub fn set_txt(&self, subdomain: &str, seq: u64, values: &[&str]) -> bool {
-        let key = subdomain.to_ascii_lowercase().into_bytes();
-        let set = self.render_txt(&key, values);
-        let mut state = self.write();
-        let entry = state.dynamic.entry(key.clone()).or_default();
-        if seq < entry.seq {
-            return false;
-        }
-        entry.seq = seq;
-        entry.values = values.iter().map(|v| (*v).to_owned()).collect();
-        entry.set = set;
-        let types = Self::subdomain_types(entry);
-        state.changes += 1;
-        let changes = state.changes;
-        if let Some(entry) = state.dynamic.get_mut(&key) {
-            entry.changed = changes;
-        }
-        let name = self.subdomain_name(&key);
-        self.chain_upsert(&mut state, &name, types);
-        self.bump_serial(&mut state);
-        true
+        self.put_entry(subdomain, seq, values, |held| seq >= held.seq)
     }
 
     /// The change counter, to take before reading the store for [`Self::replace_txt`] or
@@ -654,22 +635,38 @@ impl Zone {
     /// retention purge read the store after the change committed, having taken `mark` first),
     /// unless the entry changed in the zone since `mark`: that change is newer than the read.
     pub fn replace_txt(&self, mark: u64, subdomain: &str, seq: u64, values: &[&str]) {
+        self.put_entry(subdomain, seq, values, |held| held.changed <= mark);
+    }
+
+    /// Sets a subdomain's values (registering it if new) and what depends on them: its NSEC3
+    /// link, the change counter, the serial. `accept` sees the entry already held, if any, and
+    /// may refuse the change; returns whether it was made.
+    fn put_entry(
+        &self,
+        subdomain: &str,
+        seq: u64,
+        values: &[&str],
+        accept: impl FnOnce(&TxtEntry) -> bool,
+    ) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
         let set = self.render_txt(&key, values);
         let mut state = self.write();
-        state.changes += 1;
-        let changes = state.changes;
-        let entry = state.dynamic.entry(key.clone()).or_default();
-        if entry.changed > mark {
-            return;
+        if state.dynamic.get(&key).is_some_and(|held| !accept(held)) {
+            return false;
         }
-        entry.changed = changes;
-        entry.seq = seq;
-        entry.values = values.iter().map(|v| (*v).to_owned()).collect();
-        entry.set = set;
-        let types = Self::subdomain_types(entry);
-        self.chain_upsert(&mut state, &self.subdomain_name(&key), types);
+        state.changes += 1;
+        let entry = TxtEntry {
+            seq,
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+            set,
+            changed: state.changes,
+        };
+        let types = Self::subdomain_types(&entry);
+        let name = self.subdomain_name(&key);
+        state.dynamic.insert(key, entry);
+        self.chain_upsert(&mut state, &name, types);
         self.bump_serial(&mut state);
+        true
     }
 
     /// Serves `values` as the TXT of `_acme-challenge.<apex>`, or with none stops serving it:
