@@ -177,7 +177,7 @@ pub(super) async fn register(
             subdomain: credentials::random_uuid(),
             allowfrom: allowfrom.clone(),
         };
-        match state.store.insert_account(&account).await {
+        match state.sync.register(account.clone()).await {
             Ok(()) => break account,
             // Two random UUIDs colliding is astronomically unlikely; retry rather than fail.
             Err(StoreError::Duplicate(_)) if attempts < 3 => attempts += 1,
@@ -185,7 +185,6 @@ pub(super) async fn register(
         }
     };
     state.limits.register.hit(&network);
-    state.zone.set_txt(&account.subdomain, 0, &[]);
     audit(&state, Some(&account.username), "register", "ok", client).await;
     tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "account registered");
     Ok(json_response(StatusCode::CREATED, credentials_body(&state, &account, key.expose())?))
@@ -271,9 +270,7 @@ pub(super) async fn update(
         audit(&state, Some(&account.username), "update", "bad_txt", client).await;
         return Err(ApiError::BadTxt);
     }
-    let stored = state.store.update_txt(&account.subdomain, txt, state.txt_values).await?;
-    let values: Vec<&str> = stored.values.iter().map(String::as_str).collect();
-    state.zone.set_txt(&stored.subdomain, stored.seq, &values);
+    state.sync.update_txt(&account.subdomain, txt).await?;
     audit(&state, Some(&account.username), "update", "ok", client).await;
     tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "TXT updated");
     Ok(json_response(StatusCode::OK, format!("{{\"txt\": \"{txt}\"}}")))
@@ -357,9 +354,7 @@ pub(super) async fn account_delete(
 ) -> Result<Response, ApiError> {
     let client = client_ip(&state, peer, &headers);
     let account = authenticate(&state, &headers, client, "delete").await?;
-    if let Some(subdomain) = state.store.delete_account(&account.username).await? {
-        state.zone.remove(&subdomain);
-    }
+    state.sync.delete_account(&account.username).await?;
     // No audit entry: erasure leaves no row about the account.
     tracing::info!("account deleted at its holder's request");
     Ok(json_response(StatusCode::OK, serde_json::json!({ "deleted": account.username }).to_string()))

@@ -41,6 +41,7 @@ use crate::config::Api as ApiConfig;
 use crate::dns::zone::Zone;
 use crate::privacy::Privacy;
 use crate::store::Store;
+use crate::sync::ZoneSync;
 use error::ApiError;
 
 /// Shared state of the handlers.
@@ -48,7 +49,9 @@ use error::ApiError;
 pub struct AppState {
     /// The durable store.
     pub store: Store,
-    /// The zone being served.
+    /// The only way to change what is served: store first, then zone.
+    pub sync: ZoneSync,
+    /// The zone being served, for reading.
     pub zone: Arc<Zone>,
     /// API settings.
     pub config: Arc<ApiConfig>,

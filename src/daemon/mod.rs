@@ -21,7 +21,8 @@ use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::server::{self, BindError};
 use crate::dns::zone::{Signer, Zone, ZoneError};
 use crate::privacy::{Privacy, Secret};
-use crate::store::{Change, PurgeRules, Store, StoreError};
+use crate::store::{PurgeRules, Store, StoreError};
+use crate::sync::ZoneSync;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +78,7 @@ pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(Signing
 ///
 /// Safe with several instances on one database: each deletion is idempotent, and the other
 /// instances hear of the changes through the change feed.
-async fn purge(store: &Store, zone: &Zone, privacy: &Privacy, keep: usize) -> Result<(), StoreError> {
+async fn purge(sync: &ZoneSync, privacy: &Privacy) -> Result<(), StoreError> {
     let now = crate::dns::zone::unix_now() as i64;
     let age = |seconds: u64| now.saturating_sub(i64::try_from(seconds).unwrap_or(i64::MAX));
     let rules = PurgeRules {
@@ -85,13 +86,7 @@ async fn purge(store: &Store, zone: &Zone, privacy: &Privacy, keep: usize) -> Re
         txt_before: age(privacy.txt_retention),
         unused_before: privacy.account_expiry.map(age),
     };
-    let purged = store.purge(rules).await?;
-    for subdomain in &purged.txt_cleared {
-        apply_change(store, zone, keep, Change::Subdomain(subdomain.clone())).await?;
-    }
-    for subdomain in &purged.accounts_expired {
-        zone.remove(subdomain);
-    }
+    let purged = sync.purge(rules).await?;
     if purged.audit_entries + purged.txt_cleared.len() + purged.accounts_expired.len() > 0 {
         tracing::info!(
             "retention: removed {} audit entries, cleared old TXT values of {} subdomains, deleted {} unused accounts",
@@ -99,42 +94,6 @@ async fn purge(store: &Store, zone: &Zone, privacy: &Privacy, keep: usize) -> Re
             purged.txt_cleared.len(),
             purged.accounts_expired.len()
         );
-    }
-    Ok(())
-}
-
-/// Applies one change from the feed to the zone.
-async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -> Result<(), StoreError> {
-    match change {
-        Change::Resync => {
-            let mark = zone.mark();
-            let contents = store.zone_contents(keep).await?;
-            zone.replace_all(
-                mark,
-                contents
-                    .iter()
-                    .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
-            );
-            tracing::info!("zone resynchronised from the database: {} subdomains", contents.len());
-            zone.set_own_challenge(&store.own_challenges().await?);
-        }
-        Change::OwnChallenge => zone.set_own_challenge(&store.own_challenges().await?),
-        Change::Subdomain(subdomain) => {
-            let mark = zone.mark();
-            match store.txt_of(&subdomain, keep).await? {
-                Some(t) => {
-                    zone.replace_txt(
-                        mark,
-                        &t.subdomain,
-                        t.seq,
-                        &t.values.iter().map(String::as_str).collect::<Vec<_>>(),
-                    );
-                }
-                None => {
-                    zone.remove(&subdomain);
-                }
-            }
-        }
     }
     Ok(())
 }
@@ -222,11 +181,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     };
     let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
-    let contents = store.zone_contents(config.dns.txt_values).await?;
-    zone.replace_all(
-        0,
-        contents.iter().map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
-    );
+    let sync = ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values);
+    sync.load().await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stop = Arc::new(AtomicBool::new(false));
@@ -251,7 +207,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(dnssec) = config.dnssec {
         // Check often enough that no signature gets within a quarter of the window of expiring.
         let every = std::time::Duration::from_secs(u64::from((dnssec.refresh / 4).clamp(1, 300)));
-        let zone = Arc::clone(&zone);
+        let sync = sync.clone();
         let mut shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
             loop {
@@ -259,8 +215,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     _ = tokio::time::sleep(every) => {}
                     _ = shutdown.changed() => return,
                 }
-                let zone = Arc::clone(&zone);
-                if let Ok(n) = tokio::task::spawn_blocking(move || zone.refresh_signatures()).await
+                let sync = sync.clone();
+                if let Ok(n) = tokio::task::spawn_blocking(move || sync.refresh_signatures()).await
                     && n > 0
                 {
                     tracing::info!("renewed the signatures of {n} RRsets");
@@ -268,32 +224,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             }
         });
     }
+    tasks.spawn(sync.clone().follow(store.subscribe(), shutdown_rx.clone()));
     {
-        let mut changes = store.subscribe();
-        let zone = Arc::clone(&zone);
-        let store = store.clone();
-        let keep = config.dns.txt_values;
+        let (sync, privacy) = (sync.clone(), config.privacy);
         let mut shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
             loop {
-                let change = tokio::select! {
-                    c = changes.recv() => c,
-                    _ = shutdown.changed() => return,
-                };
-                let Some(change) = change else { return };
-                if let Err(error) = apply_change(&store, &zone, keep, change).await {
-                    tracing::warn!("could not apply a change from another instance: {error}");
-                }
-            }
-        });
-    }
-    {
-        let (zone, store, privacy, keep) =
-            (Arc::clone(&zone), store.clone(), config.privacy, config.dns.txt_values);
-        let mut shutdown = shutdown_rx.clone();
-        tasks.spawn(async move {
-            loop {
-                if let Err(error) = purge(&store, &zone, &privacy, keep).await {
+                if let Err(error) = purge(&sync, &privacy).await {
                     tracing::warn!("retention purge failed (retried later): {error}");
                 }
                 tokio::select! {
@@ -304,10 +241,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
     if let Some((settings, slot)) = acme {
-        tasks.spawn(api::acme::run(settings, slot, store.clone(), Arc::clone(&zone), shutdown_rx.clone()));
+        tasks.spawn(api::acme::run(settings, slot, sync.clone(), shutdown_rx.clone()));
     }
     let state = AppState {
         store: store.clone(),
+        sync: sync.clone(),
         zone: Arc::clone(&zone),
         config: Arc::new(config.api.clone()),
         domain: zone.apex_text().into(),
