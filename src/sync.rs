@@ -22,8 +22,40 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::zone::Zone;
+use crate::privacy::Secret;
 use crate::store::{Account, Change, PurgeRules, Purged, Store, StoreError, TxtValues};
+
+/// Why the zone's signing key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The key could not be made, or the stored one not read.
+    #[error("{0}")]
+    Make(String),
+}
+
+/// Loads the zone's signing key from the store, making and storing one on first use.
+///
+/// Returns the key and when it was made (seconds since the epoch).
+pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(SigningKey, i64), KeyError> {
+    let number = algorithm.number();
+    if store.dnssec_key(number).await?.is_none() {
+        let pkcs8 = SigningKey::generate(algorithm).map_err(|e| KeyError::Make(e.to_string()))?;
+        store.add_dnssec_key_if_none(number, Secret::new(pkcs8)).await?;
+        tracing::info!("made a new {} signing key", algorithm.name());
+    }
+    let stored = store
+        .dnssec_key(number)
+        .await?
+        .ok_or_else(|| KeyError::Make("the signing key just stored cannot be read back".into()))?;
+    let key = SigningKey::from_pkcs8(algorithm, stored.pkcs8.expose())
+        .map_err(|e| KeyError::Make(e.to_string()))?;
+    Ok((key, stored.created_at))
+}
 
 /// The store and the zone, kept in step; cheap to clone.
 #[derive(Clone, Debug)]

@@ -19,8 +19,6 @@ pub mod error;
 mod handlers;
 pub mod limits;
 
-pub use handlers::export_json;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +41,10 @@ use crate::privacy::Privacy;
 use crate::store::Store;
 use crate::sync::ZoneSync;
 use error::ApiError;
+
+/// How long a shutdown waits for open API requests to finish: longer than any request takes
+/// (bodies and headers have their own deadlines), shorter than a supervisor's stop timeout.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Shared state of the handlers.
 #[derive(Clone, Debug)]
@@ -249,8 +251,8 @@ pub async fn serve(
             drop(permit);
         });
     }
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::warn!("API connections still open after 10 s; closing them");
+    if tokio::time::timeout(DRAIN_TIME, graceful.shutdown()).await.is_err() {
+        tracing::warn!("API connections still open after {} s; closing them", DRAIN_TIME.as_secs());
     }
 }
 

@@ -17,12 +17,15 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Tls};
-use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::server::{self, BindError};
 use crate::dns::zone::{Signer, Zone, ZoneError};
-use crate::privacy::{Privacy, Secret};
+use crate::privacy::Privacy;
 use crate::store::{PurgeRules, Store, StoreError};
-use crate::sync::ZoneSync;
+use crate::sync::{KeyError, ZoneSync, signing_key};
+
+/// Connections the kernel queues for the API before we accept them: enough for a burst of
+/// renewals at the top of the hour, as nginx's default (511) and more.
+const API_LISTEN_BACKLOG: i32 = 1024;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -46,32 +49,16 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     /// The DNSSEC key could not be made or loaded.
     #[error("dnssec: {0}")]
-    Key(String),
+    Key(#[from] KeyError),
+    /// A DNS worker thread panicked (its message was printed when it did).
+    #[error("{0} DNS worker thread(s) panicked while serving")]
+    WorkerPanicked(usize),
     /// The API's certificate or key could not be loaded.
     #[error("{0}")]
     Tls(String),
     /// Any other I/O failure (threads, signals).
     #[error("{0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Loads the zone's signing key from the store, making and storing one on first use.
-///
-/// Returns the key and when it was made (seconds since the epoch).
-pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(SigningKey, i64), DaemonError> {
-    let number = algorithm.number();
-    if store.dnssec_key(number).await?.is_none() {
-        let pkcs8 = SigningKey::generate(algorithm).map_err(|e| DaemonError::Key(e.to_string()))?;
-        store.add_dnssec_key_if_none(number, Secret::new(pkcs8)).await?;
-        tracing::info!("made a new {} signing key", algorithm.name());
-    }
-    let stored = store
-        .dnssec_key(number)
-        .await?
-        .ok_or_else(|| DaemonError::Key("the signing key just stored cannot be read back".into()))?;
-    let key = SigningKey::from_pkcs8(algorithm, stored.pkcs8.expose())
-        .map_err(|e| DaemonError::Key(e.to_string()))?;
-    Ok((key, stored.created_at))
 }
 
 /// Removes what is past retention, and stops serving what was removed.
@@ -108,7 +95,7 @@ fn bind_api(addr: SocketAddr) -> Result<std::net::TcpListener, DaemonError> {
             socket.set_only_v6(false)?;
         }
         socket.bind(&addr.into())?;
-        socket.listen(1024)?;
+        socket.listen(API_LISTEN_BACKLOG)?;
         socket.set_nonblocking(true)?;
         Ok(socket.into())
     };
@@ -283,14 +270,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let _ = shutdown_tx.send(true);
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
-    tokio::task::spawn_blocking(move || {
-        for thread in udp_threads {
-            let _ = thread.join();
-        }
+    let panicked = tokio::task::spawn_blocking(move || {
+        udp_threads.into_iter().map(std::thread::JoinHandle::join).filter(Result::is_err).count()
     })
     .await
     .map_err(std::io::Error::other)?;
     store.close().await;
+    if panicked > 0 {
+        return Err(DaemonError::WorkerPanicked(panicked));
+    }
     tracing::info!("stopped");
     Ok(())
 }
