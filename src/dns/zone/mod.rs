@@ -20,6 +20,10 @@
 //! SOA (never NXDOMAIN), static data keeps its case, and the SOA serial moves with the zone.
 //! This module knows nothing of the store or the API: whoever owns the data calls
 //! [`Zone::set_txt`] and friends.
+//!
+//! Files, by job: this one holds the data types and the small public queries; `build` makes a
+//! zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
+//! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries.
 
 mod answer;
 mod build;
