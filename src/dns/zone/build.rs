@@ -140,6 +140,7 @@ impl Zone {
                 dynamic: HashMap::new(),
                 nsec3: BTreeMap::new(),
                 changes: 0,
+                own_challenge: Vec::new(),
             }),
         };
         {

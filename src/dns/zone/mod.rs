@@ -178,6 +178,8 @@ struct State {
     nsec3: BTreeMap<Key, Nsec3Entry>,
     /// Counts changes to registered subdomains; see [`Zone::mark`].
     changes: u64,
+    /// The values served for the API's own ACME challenge (see [`Zone::set_own_challenge`]).
+    own_challenge: Vec<String>,
 }
 
 /// The authoritative zone, shared by all DNS workers and the API.
