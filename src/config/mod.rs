@@ -19,8 +19,9 @@ use toml::{Table, Value};
 
 use crate::cidr::Cidr;
 use crate::dns::dnssec::Algorithm;
+use crate::dns::records::{name_to_wire, parse_record};
 use crate::dns::server::{ServerOptions, Transports};
-use crate::dns::zone::ZoneSettings;
+use crate::dns::zone::{ZoneError, ZoneSettings};
 use crate::privacy::{IpPolicy, Privacy, Secret};
 
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
@@ -552,10 +553,18 @@ impl Config {
             .string("nsadmin")?
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("hostmaster.{domain}"));
-        let records = general.strings("records")?;
         let ttl = |key: &str, default: i64| -> Result<u32, ConfigError> {
             Ok(dns.integer(key, default, 0..=2_147_483_647)? as u32)
         };
+        let default_ttl = ttl("default_ttl", 3600)?;
+        let apex = name_to_wire(&domain).map_err(|e| key_error("general.domain", e.to_string()))?;
+        let mut records = Vec::new();
+        for (index, line) in general.strings("records")?.iter().enumerate() {
+            let record = parse_record(line, &apex.to_ascii_lowercase(), default_ttl).map_err(|source| {
+                key_error("general.records", format!("record {index} ({line:?}): {source}"))
+            })?;
+            records.push(record);
+        }
         let zone = ZoneSettings {
             apex: domain,
             nsname: nsname.trim_end_matches('.').to_owned(),
@@ -564,9 +573,14 @@ impl Config {
             soa_ttl: ttl("soa_ttl", 3600)?,
             negative_ttl: ttl("negative_ttl", 30)?,
             txt_ttl: ttl("txt_ttl", 1)?,
-            default_ttl: ttl("default_ttl", 3600)?,
+            default_ttl,
             udp_size: dns.integer("edns_udp_size", 1232, 512..=4096)? as u16,
         };
+        // What the zone would refuse is refused here, before anything is bound or opened.
+        zone.check().map_err(|e| match e {
+            ZoneError::Name { field, source } => key_error(&format!("general.{field}"), source.to_string()),
+            ZoneError::Conflict(reason) => key_error("general.records", reason),
+        })?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from) as i64;
         let server = ServerOptions {
             tcp_idle_timeout: Duration::from_secs(dns.integer("tcp_idle_timeout", 10, 1..=3600)? as u64),
@@ -903,6 +917,29 @@ logformat = "text"
             match Config::from_text(&text, "test") {
                 Err(ConfigError::Key { key: k, .. }) => assert_eq!(k, key),
                 other => panic!("{key}: expected a key error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn records_are_parsed_once_and_a_bad_one_is_named() {
+        let config = Config::from_text(ACME_DNS_SAMPLE, "test").unwrap();
+        assert_eq!(config.dns.zone.records.len(), 2);
+        assert_eq!(config.dns.zone.records[0].rdata, [198, 51, 100, 1]);
+        let bad = [
+            ("\"auth.example.org. A 198.51.100.1\"", "\"auth.example.org. A 999.51.100.1\"", "999.51.100.1"),
+            ("\"auth.example.org. A 198.51.100.1\"", "\"www.example.com. A 192.0.2.1\"", "outside the zone"),
+            ("\"auth.example.org. A 198.51.100.1\"", "\"auth.example.org. CNAME x.example.com.\"", "CNAME"),
+        ];
+        for (from, to, named) in bad {
+            let text = ACME_DNS_SAMPLE.replace(from, to);
+            match Config::from_text(&text, "test") {
+                Err(e @ ConfigError::Key { .. }) => {
+                    let message = e.to_string();
+                    assert!(message.starts_with("general.records: "), "{message}");
+                    assert!(message.contains(named), "{message}");
+                }
+                other => panic!("{to}: expected a key error, got {other:?}"),
             }
         }
     }
