@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use toml::Value;
 
+use super::defaults;
 use super::raw::{self, Entry};
 use super::{Api, ConfigError, Database, Dns, Dnssec, Engine, Log, LogTarget, Registration, Tls, key_error};
 use crate::dns::dnssec::Algorithm;
@@ -61,7 +62,8 @@ pub(super) fn dns(
     dns: &raw::Dns,
     warnings: &mut Vec<String>,
 ) -> Result<Dns, ConfigError> {
-    let protocol = general.protocol().string()?.unwrap_or_else(|| "both".into()).to_ascii_lowercase();
+    let protocol =
+        general.protocol().string()?.unwrap_or_else(|| defaults::PROTOCOL.into()).to_ascii_lowercase();
     let (udp, tcp, family) = match protocol.as_str() {
         "both" => (true, true, None),
         "both4" => (true, true, Some(true)),
@@ -86,7 +88,7 @@ pub(super) fn dns(
             "general.listen is not set: listening on port 53 of all interfaces, as acme-dns does".into(),
         );
     }
-    for entry in if entries.is_empty() { vec![":53".to_owned()] } else { entries } {
+    for entry in if entries.is_empty() { vec![defaults::LISTEN.to_owned()] } else { entries } {
         listen.extend(listen_addrs(&entry, "general.listen", family)?);
     }
     listen.dedup();
@@ -101,7 +103,7 @@ pub(super) fn dns(
     let ttl = |entry: Entry<'_>, default: i64| -> Result<u32, ConfigError> {
         Ok(entry.integer(default, 0..=2_147_483_647)? as u32)
     };
-    let default_ttl = ttl(dns.default_ttl(), 3600)?;
+    let default_ttl = ttl(dns.default_ttl(), defaults::DEFAULT_TTL.into())?;
     let apex = name_to_wire(&domain).map_err(|e| key_error("general.domain", e.to_string()))?;
     let mut records = Vec::new();
     for (index, line) in general.records().strings()?.iter().enumerate() {
@@ -114,11 +116,11 @@ pub(super) fn dns(
         nsname: nsname.trim_end_matches('.').to_owned(),
         nsadmin: nsadmin.trim_end_matches('.').to_owned(),
         records,
-        soa_ttl: ttl(dns.soa_ttl(), 3600)?,
-        negative_ttl: ttl(dns.negative_ttl(), 30)?,
-        txt_ttl: ttl(dns.txt_ttl(), 1)?,
+        soa_ttl: ttl(dns.soa_ttl(), defaults::SOA_TTL.into())?,
+        negative_ttl: ttl(dns.negative_ttl(), defaults::NEGATIVE_TTL.into())?,
+        txt_ttl: ttl(dns.txt_ttl(), defaults::TXT_TTL.into())?,
         default_ttl,
-        udp_size: dns.edns_udp_size().integer(1232, 512..=4096)? as u16,
+        udp_size: dns.edns_udp_size().integer(defaults::EDNS_UDP_SIZE.into(), 512..=4096)? as u16,
     };
     // What the zone would refuse is refused here, before anything is bound or opened.
     zone.check().map_err(|e| match e {
@@ -127,13 +129,17 @@ pub(super) fn dns(
     })?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as i64;
     let server = ServerOptions {
-        tcp_idle_timeout: Duration::from_secs(dns.tcp_idle_timeout().integer(10, 1..=3600)? as u64),
-        tcp_max_connections: dns.tcp_max_connections().integer(256, 1..=65_536)? as usize,
+        tcp_idle_timeout: Duration::from_secs(
+            dns.tcp_idle_timeout().integer(defaults::TCP_IDLE_TIMEOUT as i64, 1..=3600)? as u64,
+        ),
+        tcp_max_connections: dns
+            .tcp_max_connections()
+            .integer(defaults::TCP_MAX_CONNECTIONS as i64, 1..=65_536)? as usize,
         udp_workers: dns.udp_workers().integer(cores, 1..=256)? as usize,
-        rate_limit: dns.rate_limit().integer(200, 0..=1_000_000)? as u32,
-        rate_limit_slip: dns.rate_limit_slip().integer(2, 0..=100)? as u32,
+        rate_limit: dns.rate_limit().integer(defaults::RATE_LIMIT.into(), 0..=1_000_000)? as u32,
+        rate_limit_slip: dns.rate_limit_slip().integer(defaults::RATE_LIMIT_SLIP.into(), 0..=100)? as u32,
     };
-    let txt_values = dns.txt_values().integer(2, 1..=100)? as usize;
+    let txt_values = dns.txt_values().integer(defaults::TXT_VALUES as i64, 1..=100)? as usize;
     Ok(Dns { listen, transports: Transports { udp, tcp }, zone, server, txt_values })
 }
 
@@ -169,11 +175,8 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
             fullchain: api.tls_cert_fullchain().required()?.into(),
         },
         "letsencrypt" | "letsencryptstaging" => {
-            let default = if tls_text == "letsencrypt" {
-                "https://acme-v02.api.letsencrypt.org/directory"
-            } else {
-                "https://acme-staging-v02.api.letsencrypt.org/directory"
-            };
+            let default =
+                if tls_text == "letsencrypt" { defaults::LETSENCRYPT } else { defaults::LETSENCRYPT_STAGING };
             let directory = api.acme_directory().string()?.filter(|d| !d.is_empty());
             let directory = directory.unwrap_or_else(|| default.to_owned());
             if !directory.starts_with("https://") {
@@ -182,7 +185,7 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
             let cache_dir = api.acme_cache_dir().string()?.filter(|d| !d.is_empty());
             Tls::Acme {
                 directory,
-                cache_dir: cache_dir.unwrap_or_else(|| "api-certs".into()).into(),
+                cache_dir: cache_dir.unwrap_or_else(|| defaults::ACME_CACHE_DIR.into()).into(),
                 email: api.notification_email().string()?.filter(|e| !e.is_empty()),
                 ca_file: api.acme_ca_file().string()?.filter(|f| !f.is_empty()).map(PathBuf::from),
             }
@@ -194,8 +197,8 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
             ));
         }
     };
-    let default_port = if tls == Tls::None { 80 } else { 443 };
-    let port = api.port().integer(default_port, 0..=65_535)? as u16;
+    let default_port = if tls == Tls::None { defaults::API_PORT_HTTP } else { defaults::API_PORT_HTTPS };
+    let port = api.port().integer(default_port.into(), 0..=65_535)? as u16;
     let ip_text = api.ip().string()?.unwrap_or_default();
     let ip_trimmed = ip_text.trim().trim_start_matches('[').trim_end_matches(']');
     let ip: IpAddr = if ip_trimmed.is_empty() {
@@ -220,7 +223,8 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
                 .into(),
         );
     }
-    let proxies = if proxies.is_empty() { vec!["127.0.0.0/8".into(), "::1/128".into()] } else { proxies };
+    let proxies =
+        if proxies.is_empty() { defaults::TRUSTED_PROXIES.map(String::from).to_vec() } else { proxies };
     for text in proxies {
         trusted_proxies.push(
             text.parse()
@@ -228,9 +232,9 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
         );
     }
     let hsts = if api.hsts_enabled().boolean()? {
-        let mut max_age = api.hsts_max_age().integer(31_536_000, i64::MIN..=i64::MAX)?;
+        let mut max_age = api.hsts_max_age().integer(defaults::HSTS_MAX_AGE, i64::MIN..=i64::MAX)?;
         if max_age <= 0 {
-            max_age = 31_536_000;
+            max_age = defaults::HSTS_MAX_AGE;
         }
         let mut value = format!("max-age={max_age}");
         if api.hsts_include_subdomains().boolean()? {
@@ -267,15 +271,24 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
     Ok(Api {
         listen: SocketAddr::new(ip, port),
         registration,
-        register_rate_limit: api.register_rate_limit().integer(20, 0..=1_000_000)? as u32,
-        auth_failure_limit: api.auth_failure_limit().integer(30, 0..=1_000_000)? as u32,
+        register_rate_limit: api
+            .register_rate_limit()
+            .integer(defaults::REGISTER_RATE_LIMIT.into(), 0..=1_000_000)?
+            as u32,
+        auth_failure_limit: api
+            .auth_failure_limit()
+            .integer(defaults::AUTH_FAILURE_LIMIT.into(), 0..=1_000_000)? as u32,
         tls,
         use_header,
         header_name: header_name.trim().to_owned(),
         trusted_proxies,
-        body_limit: api.body_limit().integer(16 * 1024, 256..=1_048_576)? as usize,
-        request_timeout: Duration::from_secs(api.request_timeout().integer(10, 1..=600)? as u64),
-        header_timeout: Duration::from_secs(api.header_timeout().integer(5, 1..=600)? as u64),
+        body_limit: api.body_limit().integer(defaults::BODY_LIMIT as i64, 256..=1_048_576)? as usize,
+        request_timeout: Duration::from_secs(
+            api.request_timeout().integer(defaults::REQUEST_TIMEOUT as i64, 1..=600)? as u64,
+        ),
+        header_timeout: Duration::from_secs(
+            api.header_timeout().integer(defaults::HEADER_TIMEOUT as i64, 1..=600)? as u64,
+        ),
         cors_origins: api.corsorigins().strings()?,
         hsts,
     })
@@ -329,8 +342,9 @@ pub(super) fn dnssec(section: &raw::Dnssec) -> Result<Option<Dnssec>, ConfigErro
             ));
         }
     };
-    let validity = section.signature_validity().integer(14 * 86_400, 10..=365 * 86_400)? as u32;
-    let refresh = section.refresh().integer(7 * 86_400, 5..=364 * 86_400)? as u32;
+    let validity =
+        section.signature_validity().integer(defaults::SIGNATURE_VALIDITY.into(), 10..=365 * 86_400)? as u32;
+    let refresh = section.refresh().integer(defaults::SIGNATURE_REFRESH.into(), 5..=364 * 86_400)? as u32;
     if refresh >= validity {
         return Err(key_error(
             "dnssec.refresh",
@@ -342,7 +356,8 @@ pub(super) fn dnssec(section: &raw::Dnssec) -> Result<Option<Dnssec>, ConfigErro
 
 /// Builds `[logconfig]`.
 pub(super) fn log(logconfig: &raw::Logconfig) -> Result<Log, ConfigError> {
-    let level_text = logconfig.loglevel().string()?.unwrap_or_else(|| "info".into()).to_ascii_lowercase();
+    let level_text =
+        logconfig.loglevel().string()?.unwrap_or_else(|| defaults::LOG_LEVEL.into()).to_ascii_lowercase();
     let level = match level_text.as_str() {
         "trace" => tracing::Level::TRACE,
         "debug" => tracing::Level::DEBUG,

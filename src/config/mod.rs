@@ -9,12 +9,13 @@
 //!
 //! Two layers: `raw` mirrors the file (one serde struct per section, one field per key: the
 //! only list of known keys), `build` turns each raw section into the validated types defined
-//! here. Our additions live in `[dns]`,
+//! here, with the defaults named in `defaults`. Our additions live in `[dns]`,
 //! `[dnssec]`, `[privacy]` and a few extra `[api]` keys, all optional, with defaults documented
 //! in `config.sample.cfg` (a test keeps its keys and the reader's the same). Without any file
 //! the server runs on [`EMBEDDED_DEFAULT`], a demo set-up on loopback ports for trying it out.
 
 mod build;
+pub mod defaults;
 mod raw;
 
 use std::net::SocketAddr;
