@@ -7,21 +7,26 @@
 //! A missing mandatory key or an invalid value stops it, with a [`ConfigError`] that names the
 //! key and says what is wrong.
 //!
-//! Our additions live in a `[dns]` section and a few extra `[api]` keys, all optional, with
-//! defaults documented in `config.sample.cfg`. Without any file the server runs on
-//! [`EMBEDDED_DEFAULT`], a demo set-up on loopback ports for trying it out.
+//! Two layers: `raw` mirrors the file (one serde struct per section, one field per key: the
+//! only list of known keys), `build` turns each raw section into the validated types defined
+//! here, with the defaults named in `defaults`. Our additions live in `[dns]`,
+//! `[dnssec]`, `[privacy]` and a few extra `[api]` keys, all optional, with defaults documented
+//! in `config.sample.cfg` (a test keeps its keys and the reader's the same). Without any file
+//! the server runs on [`EMBEDDED_DEFAULT`], a demo set-up on loopback ports for trying it out.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+mod build;
+pub mod defaults;
+mod raw;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use toml::{Table, Value};
 
 use crate::cidr::Cidr;
 use crate::dns::dnssec::Algorithm;
 use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::ZoneSettings;
-use crate::privacy::{IpPolicy, Privacy, Secret};
+use crate::privacy::{Privacy, Secret};
 
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
 /// on unprivileged loopback ports, and a sample zone.
@@ -228,240 +233,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// Every key we know, by section; anything else is reported as unknown.
-const KNOWN: &[(&str, &[&str])] = &[
-    ("general", &["listen", "protocol", "domain", "nsname", "nsadmin", "records", "debug"]),
-    ("database", &["engine", "connection"]),
-    (
-        "api",
-        &[
-            "ip",
-            "port",
-            "disable_registration",
-            "tls",
-            "tls_cert_privkey",
-            "tls_cert_fullchain",
-            "acme_cache_dir",
-            "notification_email",
-            "acme_directory",
-            "acme_ca_file",
-            "corsorigins",
-            "use_header",
-            "header_name",
-            "api_domain",
-            "autocert_port",
-            "hsts_enabled",
-            "hsts_max_age",
-            "hsts_include_subdomains",
-            "hsts_preload",
-            "trusted_proxies",
-            "registration",
-            "registration_token",
-            "register_rate_limit",
-            "auth_failure_limit",
-            "body_limit",
-            "request_timeout",
-            "header_timeout",
-        ],
-    ),
-    ("logconfig", &["loglevel", "logtype", "logfile", "logformat"]),
-    ("dnssec", &["enabled", "algorithm", "signature_validity", "refresh"]),
-    ("privacy", &["client_ip", "audit_retention", "txt_retention", "account_expiry", "purge_interval"]),
-    (
-        "dns",
-        &[
-            "txt_values",
-            "txt_ttl",
-            "negative_ttl",
-            "soa_ttl",
-            "default_ttl",
-            "edns_udp_size",
-            "tcp_idle_timeout",
-            "tcp_max_connections",
-            "udp_workers",
-            "rate_limit",
-            "rate_limit_slip",
-        ],
-    ),
-];
-
-/// Lower-cases every key of a table, recursively; two keys that differ only in case collide.
-fn lowercase_keys(table: Table, path: &str) -> Result<Table, ConfigError> {
-    let mut out = Table::new();
-    for (key, value) in table {
-        let lower = key.to_ascii_lowercase();
-        let full = if path.is_empty() { lower.clone() } else { format!("{path}.{lower}") };
-        let value = match value {
-            Value::Table(inner) => Value::Table(lowercase_keys(inner, &full)?),
-            other => other,
-        };
-        if out.insert(lower, value).is_some() {
-            return Err(key_error(&full, "given twice (keys are case-insensitive)"));
-        }
-    }
-    Ok(out)
-}
-
-/// Typed access to one section, with errors that name `section.key`.
-struct Section<'a> {
-    /// Section name.
-    name: &'static str,
-    /// Its table (empty when the section is absent).
-    table: Option<&'a Table>,
-}
-
-impl Section<'_> {
-    /// `section.key` for messages.
-    fn key(&self, key: &str) -> String {
-        format!("{}.{key}", self.name)
-    }
-
-    /// The raw value, if present.
-    fn value(&self, key: &str) -> Option<&Value> {
-        self.table.and_then(|t| t.get(key))
-    }
-
-    /// A string value.
-    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        match self.value(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => {
-                Err(key_error(&self.key(key), format!("expected a string, found {}", other.type_str())))
-            }
-        }
-    }
-
-    /// A mandatory, non-empty string.
-    fn required(&self, key: &str) -> Result<String, ConfigError> {
-        match self.string(key)? {
-            Some(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-            Some(_) => Err(key_error(&self.key(key), "must not be empty")),
-            None => Err(key_error(&self.key(key), "missing (this key is mandatory)")),
-        }
-    }
-
-    /// A boolean, default false.
-    fn boolean(&self, key: &str) -> Result<bool, ConfigError> {
-        match self.value(key) {
-            None => Ok(false),
-            Some(Value::Boolean(b)) => Ok(*b),
-            Some(other) => {
-                Err(key_error(&self.key(key), format!("expected true or false, found {}", other.type_str())))
-            }
-        }
-    }
-
-    /// An integer within `range`, or `default`. Strings of digits are accepted too.
-    fn integer(
-        &self,
-        key: &str,
-        default: i64,
-        range: std::ops::RangeInclusive<i64>,
-    ) -> Result<i64, ConfigError> {
-        let value = match self.value(key) {
-            None => return Ok(default),
-            Some(Value::Integer(i)) => *i,
-            Some(Value::String(s)) => s
-                .trim()
-                .parse()
-                .map_err(|_| key_error(&self.key(key), format!("expected a number, found {s:?}")))?,
-            Some(other) => {
-                return Err(key_error(
-                    &self.key(key),
-                    format!("expected a number, found {}", other.type_str()),
-                ));
-            }
-        };
-        if !range.contains(&value) {
-            return Err(key_error(
-                &self.key(key),
-                format!("{value} is out of range ({} to {})", range.start(), range.end()),
-            ));
-        }
-        Ok(value)
-    }
-
-    /// A duration in seconds: a number, or a string like `"30d"`, `"12h"`, `"15m"`, `"90s"`.
-    fn duration(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
-        let bad = |text: &str| {
-            key_error(&self.key(key), format!("{text:?} is not a duration such as 30d, 12h, 15m or 90s"))
-        };
-        match self.value(key) {
-            None => Ok(default),
-            Some(Value::Integer(i)) if *i >= 0 => Ok(*i as u64),
-            Some(Value::String(s)) => {
-                let t = s.trim();
-                let (number, unit) =
-                    t.find(|c: char| !c.is_ascii_digit()).map_or((t, ""), |at| t.split_at(at));
-                let n: u64 = number.parse().map_err(|_| bad(t))?;
-                let factor = match unit.trim() {
-                    "" | "s" => 1,
-                    "m" => 60,
-                    "h" => 3600,
-                    "d" => 86_400,
-                    _ => return Err(bad(t)),
-                };
-                n.checked_mul(factor).ok_or_else(|| bad(t))
-            }
-            Some(other) => Err(bad(&other.to_string())),
-        }
-    }
-
-    /// A list of strings; a single string counts as a list of one.
-    fn strings(&self, key: &str) -> Result<Vec<String>, ConfigError> {
-        match self.value(key) {
-            None => Ok(Vec::new()),
-            Some(Value::String(s)) => Ok(vec![s.clone()]),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) => Ok(s.clone()),
-                    other => Err(key_error(
-                        &self.key(key),
-                        format!("expected strings, found {}", other.type_str()),
-                    )),
-                })
-                .collect(),
-            Some(other) => Err(key_error(
-                &self.key(key),
-                format!("expected a list of strings, found {}", other.type_str()),
-            )),
-        }
-    }
-}
-
-/// Parses one DNS listen entry: `host:port`, `[v6]:port` or `:port` (all interfaces).
-fn listen_addrs(entry: &str, key: &str, family: Option<bool>) -> Result<Vec<SocketAddr>, ConfigError> {
-    let entry = entry.trim();
-    if let Some(port) = entry.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| key_error(key, format!("bad port in {entry:?}")))?;
-        let mut out = Vec::new();
-        if family != Some(false) {
-            out.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
-        }
-        if family != Some(true) {
-            out.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
-        }
-        return Ok(out);
-    }
-    let addr: SocketAddr = entry.parse().map_err(|_| {
-        key_error(
-            key,
-            format!("{entry:?} is not host:port (IPv6 in brackets: \"[::1]:53\"; all interfaces: \":53\")"),
-        )
-    })?;
-    match family {
-        Some(true) if !addr.is_ipv4() => {
-            Err(key_error(key, format!("{entry:?} is IPv6 but the protocol is IPv4-only")))
-        }
-        Some(false) if !addr.is_ipv6() => {
-            Err(key_error(key, format!("{entry:?} is IPv4 but the protocol is IPv6-only")))
-        }
-        _ => Ok(vec![addr]),
-    }
-}
-
 impl Config {
     /// Reads and validates a configuration file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -480,356 +251,23 @@ impl Config {
 
     /// Parses configuration text; `origin` names it in messages.
     pub fn from_text(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let table: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: origin.to_owned(),
-            message: e.to_string(),
-        })?;
-        let table = lowercase_keys(table, "")?;
         let mut warnings = Vec::new();
-        for (section, value) in &table {
-            let Some((_, keys)) = KNOWN.iter().find(|(name, _)| name == section) else {
-                warnings.push(format!("unknown section [{section}] in {origin} is ignored"));
-                continue;
-            };
-            let Value::Table(inner) = value else {
-                return Err(key_error(section, "expected a [section]"));
-            };
-            for key in inner.keys().filter(|k| !keys.contains(&k.as_str())) {
-                warnings.push(format!("unknown key {section}.{key} in {origin} is ignored"));
-            }
-        }
-        let section = |name: &'static str| Section { name, table: table.get(name).and_then(Value::as_table) };
-        let general = section("general");
-        let database = section("database");
-        let api = section("api");
-        let logconfig = section("logconfig");
-        let dns = section("dns");
-
-        let dns = Self::dns(&general, &dns, &mut warnings)?;
-        let database = Self::database(&database, &mut warnings)?;
-        let api = Self::api(&api, &mut warnings)?;
-        let log = Self::log(&logconfig)?;
-        let dnssec = Self::dnssec(&section("dnssec"))?;
-        let privacy = Self::privacy(&section("privacy"))?;
+        let file = raw::File::parse(text, origin, &mut warnings)?;
+        let dns = build::dns(&file.general, &file.dns, &mut warnings)?;
+        let database = build::database(&file.database, &mut warnings)?;
+        let api = build::api(&file.api, &mut warnings)?;
+        let log = build::log(&file.logconfig)?;
+        let dnssec = build::dnssec(&file.dnssec)?;
+        let privacy = build::privacy(&file.privacy)?;
         Ok(Self { source: None, dns, database, api, log, dnssec, privacy, warnings })
-    }
-
-    /// Builds the DNS settings from `[general]` and `[dns]`.
-    fn dns(general: &Section<'_>, dns: &Section<'_>, warnings: &mut Vec<String>) -> Result<Dns, ConfigError> {
-        let protocol = general.string("protocol")?.unwrap_or_else(|| "both".into()).to_ascii_lowercase();
-        let (udp, tcp, family) = match protocol.as_str() {
-            "both" => (true, true, None),
-            "both4" => (true, true, Some(true)),
-            "both6" => (true, true, Some(false)),
-            "udp" => (true, false, None),
-            "udp4" => (true, false, Some(true)),
-            "udp6" => (true, false, Some(false)),
-            "tcp" => (false, true, None),
-            "tcp4" => (false, true, Some(true)),
-            "tcp6" => (false, true, Some(false)),
-            other => {
-                return Err(key_error(
-                    "general.protocol",
-                    format!("{other:?} is not one of both, both4, both6, udp, udp4, udp6, tcp, tcp4, tcp6"),
-                ));
-            }
-        };
-        let mut listen = Vec::new();
-        let entries = general.strings("listen")?;
-        if entries.is_empty() {
-            warnings.push(
-                "general.listen is not set: listening on port 53 of all interfaces, as acme-dns does".into(),
-            );
-        }
-        for entry in if entries.is_empty() { vec![":53".to_owned()] } else { entries } {
-            listen.extend(listen_addrs(&entry, "general.listen", family)?);
-        }
-        listen.dedup();
-
-        let domain = general.required("domain")?.trim_end_matches('.').to_ascii_lowercase();
-        let nsname = general.string("nsname")?.filter(|s| !s.is_empty()).unwrap_or_else(|| domain.clone());
-        let nsadmin = general
-            .string("nsadmin")?
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("hostmaster.{domain}"));
-        let records = general.strings("records")?;
-        let ttl = |key: &str, default: i64| -> Result<u32, ConfigError> {
-            Ok(dns.integer(key, default, 0..=2_147_483_647)? as u32)
-        };
-        let zone = ZoneSettings {
-            apex: domain,
-            nsname: nsname.trim_end_matches('.').to_owned(),
-            nsadmin: nsadmin.trim_end_matches('.').to_owned(),
-            records,
-            soa_ttl: ttl("soa_ttl", 3600)?,
-            negative_ttl: ttl("negative_ttl", 30)?,
-            txt_ttl: ttl("txt_ttl", 1)?,
-            default_ttl: ttl("default_ttl", 3600)?,
-            udp_size: dns.integer("edns_udp_size", 1232, 512..=4096)? as u16,
-        };
-        let cores = std::thread::available_parallelism().map_or(1, usize::from) as i64;
-        let server = ServerOptions {
-            tcp_idle_timeout: Duration::from_secs(dns.integer("tcp_idle_timeout", 10, 1..=3600)? as u64),
-            tcp_max_connections: dns.integer("tcp_max_connections", 256, 1..=65_536)? as usize,
-            udp_workers: dns.integer("udp_workers", cores, 1..=256)? as usize,
-            rate_limit: dns.integer("rate_limit", 200, 0..=1_000_000)? as u32,
-            rate_limit_slip: dns.integer("rate_limit_slip", 2, 0..=100)? as u32,
-        };
-        let txt_values = dns.integer("txt_values", 2, 1..=100)? as usize;
-        Ok(Dns { listen, transports: Transports { udp, tcp }, zone, server, txt_values })
-    }
-
-    /// Builds `[database]`.
-    fn database(database: &Section<'_>, warnings: &mut Vec<String>) -> Result<Database, ConfigError> {
-        let engine = match database.required("engine")?.to_ascii_lowercase().as_str() {
-            "sqlite3" | "sqlite" => Engine::Sqlite,
-            "postgres" | "postgresql" => Engine::Postgres,
-            other => {
-                return Err(key_error(
-                    "database.engine",
-                    format!("{other:?} is not one of sqlite3, sqlite, postgres"),
-                ));
-            }
-        };
-        let connection = database.required("connection")?;
-        if engine == Engine::Sqlite && connection.starts_with("postgres") {
-            warnings.push("database.connection looks like a PostgreSQL URL but the engine is SQLite".into());
-        }
-        Ok(Database { engine, connection })
-    }
-
-    /// Builds `[api]`.
-    fn api(api: &Section<'_>, warnings: &mut Vec<String>) -> Result<Api, ConfigError> {
-        let tls_text = api.string("tls")?.unwrap_or_default().to_ascii_lowercase();
-        let tls = match tls_text.as_str() {
-            "" | "none" => Tls::None,
-            "cert" => Tls::Cert {
-                privkey: api.required("tls_cert_privkey")?.into(),
-                fullchain: api.required("tls_cert_fullchain")?.into(),
-            },
-            "letsencrypt" | "letsencryptstaging" => {
-                let default = if tls_text == "letsencrypt" {
-                    "https://acme-v02.api.letsencrypt.org/directory"
-                } else {
-                    "https://acme-staging-v02.api.letsencrypt.org/directory"
-                };
-                let directory = api.string("acme_directory")?.filter(|d| !d.is_empty());
-                let directory = directory.unwrap_or_else(|| default.to_owned());
-                if !directory.starts_with("https://") {
-                    return Err(key_error(
-                        "api.acme_directory",
-                        format!("{directory:?} is not an https:// URL"),
-                    ));
-                }
-                let cache_dir = api.string("acme_cache_dir")?.filter(|d| !d.is_empty());
-                Tls::Acme {
-                    directory,
-                    cache_dir: cache_dir.unwrap_or_else(|| "api-certs".into()).into(),
-                    email: api.string("notification_email")?.filter(|e| !e.is_empty()),
-                    ca_file: api.string("acme_ca_file")?.filter(|f| !f.is_empty()).map(PathBuf::from),
-                }
-            }
-            other => {
-                return Err(key_error(
-                    "api.tls",
-                    format!("{other:?} is not one of none, cert, letsencrypt, letsencryptstaging"),
-                ));
-            }
-        };
-        let default_port = if tls == Tls::None { 80 } else { 443 };
-        let port = api.integer("port", default_port, 0..=65_535)? as u16;
-        let ip_text = api.string("ip")?.unwrap_or_default();
-        let ip_trimmed = ip_text.trim().trim_start_matches('[').trim_end_matches(']');
-        let ip: IpAddr = if ip_trimmed.is_empty() {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        } else {
-            ip_trimmed
-                .parse()
-                .map_err(|_| key_error("api.ip", format!("{ip_text:?} is not an IP address")))?
-        };
-        let use_header = api.boolean("use_header")?;
-        let header_name = api.string("header_name")?.unwrap_or_default();
-        if use_header && header_name.trim().is_empty() {
-            return Err(key_error(
-                "api.header_name",
-                "must be set when api.use_header = true (e.g. \"X-Forwarded-For\")",
-            ));
-        }
-        let mut trusted_proxies = Vec::new();
-        let proxies = api.strings("trusted_proxies")?;
-        if use_header && proxies.is_empty() {
-            warnings.push(
-                "api.use_header is on but api.trusted_proxies is not set: trusting the header only from loopback \
-                 (127.0.0.0/8, ::1/128)"
-                    .into(),
-            );
-        }
-        let proxies = if proxies.is_empty() { vec!["127.0.0.0/8".into(), "::1/128".into()] } else { proxies };
-        for text in proxies {
-            trusted_proxies.push(
-                text.parse()
-                    .map_err(|e: crate::cidr::CidrError| key_error("api.trusted_proxies", e.to_string()))?,
-            );
-        }
-        let hsts = if api.boolean("hsts_enabled")? {
-            let mut max_age = api.integer("hsts_max_age", 31_536_000, i64::MIN..=i64::MAX)?;
-            if max_age <= 0 {
-                max_age = 31_536_000;
-            }
-            let mut value = format!("max-age={max_age}");
-            if api.boolean("hsts_include_subdomains")? {
-                value.push_str("; includeSubDomains");
-            }
-            if api.boolean("hsts_preload")? {
-                value.push_str("; preload");
-            }
-            Some(value)
-        } else {
-            None
-        };
-        let registration = if api.boolean("disable_registration")? {
-            Registration::Closed
-        } else {
-            match api.string("registration")?.unwrap_or_default().to_ascii_lowercase().as_str() {
-                "" | "open" => Registration::Open,
-                "closed" => Registration::Closed,
-                "token" => {
-                    let token = api.required("registration_token")?;
-                    if token.len() < 16 {
-                        return Err(key_error("api.registration_token", "must be at least 16 characters"));
-                    }
-                    Registration::Token(Secret::new(token))
-                }
-                other => {
-                    return Err(key_error(
-                        "api.registration",
-                        format!("{other:?} is not one of open, token, closed"),
-                    ));
-                }
-            }
-        };
-        Ok(Api {
-            listen: SocketAddr::new(ip, port),
-            registration,
-            register_rate_limit: api.integer("register_rate_limit", 20, 0..=1_000_000)? as u32,
-            auth_failure_limit: api.integer("auth_failure_limit", 30, 0..=1_000_000)? as u32,
-            tls,
-            use_header,
-            header_name: header_name.trim().to_owned(),
-            trusted_proxies,
-            body_limit: api.integer("body_limit", 16 * 1024, 256..=1_048_576)? as usize,
-            request_timeout: Duration::from_secs(api.integer("request_timeout", 10, 1..=600)? as u64),
-            header_timeout: Duration::from_secs(api.integer("header_timeout", 5, 1..=600)? as u64),
-            cors_origins: api.strings("corsorigins")?,
-            hsts,
-        })
-    }
-
-    /// Builds `[privacy]`.
-    fn privacy(section: &Section<'_>) -> Result<Privacy, ConfigError> {
-        let defaults = Privacy::default();
-        let client_ip = match section.string("client_ip")?.unwrap_or_default().to_ascii_lowercase().as_str() {
-            "" | "truncated" => IpPolicy::Truncated,
-            "full" => IpPolicy::Full,
-            "none" => IpPolicy::None,
-            other => {
-                return Err(key_error(
-                    "privacy.client_ip",
-                    format!("{other:?} is not one of truncated, full, none"),
-                ));
-            }
-        };
-        let expiry = section.duration("account_expiry", 0)?;
-        Ok(Privacy {
-            client_ip,
-            audit_retention: section.duration("audit_retention", defaults.audit_retention)?,
-            txt_retention: section.duration("txt_retention", defaults.txt_retention)?,
-            account_expiry: (expiry > 0).then_some(expiry),
-            purge_interval: section.duration("purge_interval", defaults.purge_interval)?.max(1),
-        })
-    }
-
-    /// Builds `[dnssec]`.
-    fn dnssec(section: &Section<'_>) -> Result<Option<Dnssec>, ConfigError> {
-        if !section.boolean("enabled")? {
-            return Ok(None);
-        }
-        let algorithm = match section.value("algorithm") {
-            None => Algorithm::EcdsaP256Sha256,
-            Some(Value::Integer(13)) => Algorithm::EcdsaP256Sha256,
-            Some(Value::Integer(15)) => Algorithm::Ed25519,
-            Some(Value::String(s))
-                if ["ecdsap256sha256", "ecdsa", "13"].contains(&s.to_ascii_lowercase().as_str()) =>
-            {
-                Algorithm::EcdsaP256Sha256
-            }
-            Some(Value::String(s)) if ["ed25519", "15"].contains(&s.to_ascii_lowercase().as_str()) => {
-                Algorithm::Ed25519
-            }
-            Some(other) => {
-                return Err(key_error(
-                    "dnssec.algorithm",
-                    format!("{other} is not one of \"ecdsap256sha256\" (13) or \"ed25519\" (15)"),
-                ));
-            }
-        };
-        let validity = section.integer("signature_validity", 14 * 86_400, 10..=365 * 86_400)? as u32;
-        let refresh = section.integer("refresh", 7 * 86_400, 5..=364 * 86_400)? as u32;
-        if refresh >= validity {
-            return Err(key_error(
-                "dnssec.refresh",
-                format!("{refresh} must be shorter than dnssec.signature_validity ({validity})"),
-            ));
-        }
-        Ok(Some(Dnssec { algorithm, validity, refresh }))
-    }
-
-    /// Builds `[logconfig]`.
-    fn log(logconfig: &Section<'_>) -> Result<Log, ConfigError> {
-        let level_text = logconfig.string("loglevel")?.unwrap_or_else(|| "info".into()).to_ascii_lowercase();
-        let level = match level_text.as_str() {
-            "trace" => tracing::Level::TRACE,
-            "debug" => tracing::Level::DEBUG,
-            "" | "info" => tracing::Level::INFO,
-            "warn" | "warning" => tracing::Level::WARN,
-            "error" => tracing::Level::ERROR,
-            other => {
-                return Err(key_error(
-                    "logconfig.loglevel",
-                    format!("{other:?} is not one of debug, info, warning, error"),
-                ));
-            }
-        };
-        let target = match logconfig.string("logtype")?.unwrap_or_default().to_ascii_lowercase().as_str() {
-            "" | "stdout" => LogTarget::Stdout,
-            "stderr" => LogTarget::Stderr,
-            "file" => LogTarget::File(
-                logconfig
-                    .string("logfile")?
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| key_error("logconfig.logfile", "must be set when logtype = \"file\""))?
-                    .into(),
-            ),
-            other => {
-                return Err(key_error(
-                    "logconfig.logtype",
-                    format!("{other:?} is not one of stdout, stderr, file"),
-                ));
-            }
-        };
-        let json = match logconfig.string("logformat")?.unwrap_or_default().to_ascii_lowercase().as_str() {
-            "json" => true,
-            "" | "text" => false,
-            other => {
-                return Err(key_error("logconfig.logformat", format!("{other:?} is not one of text, json")));
-            }
-        };
-        Ok(Log { level, target, json })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use super::build::listen_addrs;
     use super::*;
 
     const ACME_DNS_SAMPLE: &str = r#"
@@ -886,6 +324,14 @@ logformat = "text"
             .replace("debug = false", "debug = false\nfancy = 1");
         let config = Config::from_text(&text, "test").unwrap();
         assert_eq!(config.warnings, vec!["unknown key general.fancy in test is ignored".to_owned()]);
+        let text = format!("{text}\n[Extra]\nkey = 1\n");
+        let config = Config::from_text(&text, "test").unwrap();
+        assert!(config.warnings.contains(&"unknown section [extra] in test is ignored".to_owned()));
+        let text = format!("dnssec = 1\n{ACME_DNS_SAMPLE}");
+        assert!(
+            matches!(Config::from_text(&text, "test"), Err(ConfigError::Key { key, .. }) if key == "dnssec"),
+            "a known section that is not a table"
+        );
     }
 
     #[test]
@@ -903,6 +349,29 @@ logformat = "text"
             match Config::from_text(&text, "test") {
                 Err(ConfigError::Key { key: k, .. }) => assert_eq!(k, key),
                 other => panic!("{key}: expected a key error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn records_are_parsed_once_and_a_bad_one_is_named() {
+        let config = Config::from_text(ACME_DNS_SAMPLE, "test").unwrap();
+        assert_eq!(config.dns.zone.records.len(), 2);
+        assert_eq!(config.dns.zone.records[0].rdata, [198, 51, 100, 1]);
+        let bad = [
+            ("\"auth.example.org. A 198.51.100.1\"", "\"auth.example.org. A 999.51.100.1\"", "999.51.100.1"),
+            ("\"auth.example.org. A 198.51.100.1\"", "\"www.example.com. A 192.0.2.1\"", "outside the zone"),
+            ("\"auth.example.org. A 198.51.100.1\"", "\"auth.example.org. CNAME x.example.com.\"", "CNAME"),
+        ];
+        for (from, to, named) in bad {
+            let text = ACME_DNS_SAMPLE.replace(from, to);
+            match Config::from_text(&text, "test") {
+                Err(e @ ConfigError::Key { .. }) => {
+                    let message = e.to_string();
+                    assert!(message.starts_with("general.records: "), "{message}");
+                    assert!(message.contains(named), "{message}");
+                }
+                other => panic!("{to}: expected a key error, got {other:?}"),
             }
         }
     }
@@ -930,6 +399,46 @@ logformat = "text"
     fn sample_config_is_valid_and_complete() {
         let config = Config::from_text(include_str!("../../config.sample.cfg"), "sample").unwrap();
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    /// The keys of `config.sample.cfg`, as `section.key`, lower case.
+    ///
+    /// Keys set in the file count, and so do commented-out ones (`# key = value` alone on its
+    /// line): the sample shows optional keys that way, with their default, and an operator
+    /// finds them by reading it. A comment line counts when it parses as TOML on its own, so
+    /// prose never does; multi-line values (`records = [`) come from parsing the whole file.
+    fn sample_keys(sample: &str) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        let file: toml::Table = sample.parse().expect("the sample is valid TOML");
+        for (section, table) in &file {
+            for key in table.as_table().expect("every top-level key is a section").keys() {
+                keys.insert(format!("{section}.{key}").to_ascii_lowercase());
+            }
+        }
+        let mut section = String::new();
+        for line in sample.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_ascii_lowercase();
+            } else if let Some(comment) = line.strip_prefix('#')
+                && let Ok(table) = comment.trim().parse::<toml::Table>()
+            {
+                keys.extend(table.keys().map(|key| format!("{section}.{key}").to_ascii_lowercase()));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn sample_config_lists_exactly_the_keys_the_reader_knows() {
+        let in_sample = sample_keys(include_str!("../../config.sample.cfg"));
+        let known: BTreeSet<String> = raw::File::SECTIONS
+            .iter()
+            .flat_map(|(section, keys)| keys.iter().map(move |key| format!("{section}.{key}")))
+            .collect();
+        let undocumented: Vec<_> = known.difference(&in_sample).collect();
+        let unknown: Vec<_> = in_sample.difference(&known).collect();
+        assert!(undocumented.is_empty(), "known but not in config.sample.cfg: {undocumented:?}");
+        assert!(unknown.is_empty(), "in config.sample.cfg but not known to the reader: {unknown:?}");
     }
 
     #[test]

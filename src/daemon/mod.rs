@@ -152,8 +152,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             Some(acceptor)
         }
     };
-    // Check the zone before binding anything; it is built again with the key below.
-    Zone::new(&config.dns.zone, None)?;
     let bound = server::bind(&config.dns.listen, config.dns.transports)?;
     let api_listener = bind_api(config.api.listen)?;
     let api_addr = api_listener.local_addr()?;

@@ -9,7 +9,7 @@ use std::sync::RwLock;
 
 use super::nsec3::nsec3_key;
 use super::{Cut, Node, Set, Signer, State, Zone, ZoneError, ZoneSettings, unix_now};
-use crate::dns::records::{self, StaticRecord, name_to_wire};
+use crate::dns::records::{self, StaticRecord, is_at_or_below, name_to_wire};
 use crate::dns::wire::{RrSet, rtype};
 
 /// Lower-cases the domain names embedded in rdata of the types that carry them (RFC 4034
@@ -30,95 +30,122 @@ fn canonical_rdata(rtype: u16, rdata: &[u8]) -> Vec<u8> {
     out
 }
 
-impl Zone {
-    /// Builds the zone from its settings (signed when `signer` is given); no subdomains yet.
-    pub fn new(settings: &ZoneSettings, signer: Option<Signer>) -> Result<Self, ZoneError> {
-        let name = |field, text: &str| name_to_wire(text).map_err(|source| ZoneError::Name { field, source });
-        let apex = name("domain", &settings.apex)?.to_ascii_lowercase();
-        let mut soa_names = name("nsname", &settings.nsname)?.to_ascii_lowercase();
-        soa_names.extend(name("nsadmin", &settings.nsadmin.replacen('@', ".", 1))?.to_ascii_lowercase());
+/// The checked static part of a zone: what [`Zone::new`] builds on.
+struct StaticPart {
+    /// Apex in lower-case wire form.
+    apex: Vec<u8>,
+    /// SOA MNAME and RNAME, lower-case wire form.
+    soa_names: Vec<u8>,
+    /// Static names and their sets (unsigned).
+    nodes: HashMap<Vec<u8>, Node>,
+    /// Delegation points below the apex.
+    cuts: Vec<Cut>,
+}
 
-        let mut parsed: Vec<StaticRecord> = Vec::new();
-        for (index, line) in settings.records.iter().enumerate() {
-            let record = records::parse_record(line, &apex, settings.default_ttl)
-                .map_err(|source| ZoneError::Record { index, line: line.clone(), source })?;
-            parsed.push(record);
-        }
-        if !parsed.iter().any(|r| r.owner == apex && r.rtype == rtype::NS) {
-            // A zone without apex NS is not a zone; use the SOA's name server.
-            let mname = name("nsname", &settings.nsname)?.to_ascii_lowercase();
-            parsed.push(StaticRecord {
-                owner: apex.clone(),
-                rtype: rtype::NS,
-                ttl: settings.default_ttl,
-                rdata: mname,
-            });
-        }
-        for r in &parsed {
-            if r.owner == apex && [rtype::SOA, rtype::DNSKEY, rtype::CDS, rtype::CDNSKEY].contains(&r.rtype) {
-                return Err(ZoneError::Conflict(
-                    "SOA and DNSSEC records at the apex are made by the server".into(),
-                ));
-            }
-        }
+impl ZoneSettings {
+    /// Finds what [`Zone::new`] would refuse (bad names, records that contradict each other),
+    /// so that the configuration can refuse it first, naming the key, before anything is bound.
+    pub fn check(&self) -> Result<(), ZoneError> {
+        static_part(self).map(drop)
+    }
+}
 
-        // Group records into sets; one TTL per set (the smallest written), as RFC 2181 asks.
-        let mut grouped: Vec<Grouped> = Vec::new();
-        for r in &parsed {
-            let rdata = canonical_rdata(r.rtype, &r.rdata);
-            match grouped.iter_mut().find(|(o, t, _, _)| *o == r.owner && *t == r.rtype) {
-                Some((_, _, ttl, rdatas)) => {
-                    *ttl = (*ttl).min(r.ttl);
-                    if !rdatas.contains(&rdata) {
-                        rdatas.push(rdata);
-                    }
+/// Checks the names and static records of `settings` and groups the records into sets.
+fn static_part(settings: &ZoneSettings) -> Result<StaticPart, ZoneError> {
+    let name = |field, text: &str| name_to_wire(text).map_err(|source| ZoneError::Name { field, source });
+    let apex = name("domain", &settings.apex)?.to_ascii_lowercase();
+    let mut soa_names = name("nsname", &settings.nsname)?.to_ascii_lowercase();
+    soa_names.extend(name("nsadmin", &settings.nsadmin.replacen('@', ".", 1))?.to_ascii_lowercase());
+
+    let mut parsed: Vec<StaticRecord> = settings.records.clone();
+    if let Some(r) = parsed.iter().find(|r| !is_at_or_below(&r.owner, &apex)) {
+        // The records were parsed against another apex: settings made by hand, not by config.
+        return Err(ZoneError::Conflict(format!(
+            "owner {} is outside the zone",
+            records::wire_to_text(&r.owner)
+        )));
+    }
+    if !parsed.iter().any(|r| r.owner == apex && r.rtype == rtype::NS) {
+        // A zone without apex NS is not a zone; use the SOA's name server.
+        let mname = name("nsname", &settings.nsname)?.to_ascii_lowercase();
+        parsed.push(StaticRecord {
+            owner: apex.clone(),
+            rtype: rtype::NS,
+            ttl: settings.default_ttl,
+            rdata: mname,
+        });
+    }
+    for r in &parsed {
+        if r.owner == apex && [rtype::SOA, rtype::DNSKEY, rtype::CDS, rtype::CDNSKEY].contains(&r.rtype) {
+            return Err(ZoneError::Conflict(
+                "SOA and DNSSEC records at the apex are made by the server".into(),
+            ));
+        }
+    }
+
+    // Group records into sets; one TTL per set (the smallest written), as RFC 2181 asks.
+    let mut grouped: Vec<Grouped> = Vec::new();
+    for r in &parsed {
+        let rdata = canonical_rdata(r.rtype, &r.rdata);
+        match grouped.iter_mut().find(|(o, t, _, _)| *o == r.owner && *t == r.rtype) {
+            Some((_, _, ttl, rdatas)) => {
+                *ttl = (*ttl).min(r.ttl);
+                if !rdatas.contains(&rdata) {
+                    rdatas.push(rdata);
                 }
-                None => grouped.push((r.owner.clone(), r.rtype, r.ttl, vec![rdata])),
             }
+            None => grouped.push((r.owner.clone(), r.rtype, r.ttl, vec![rdata])),
         }
-        let mut nodes: HashMap<Vec<u8>, Node> = HashMap::new();
-        nodes.insert(apex.clone(), Node::default());
-        for (owner, rtype, ttl, rdatas) in &grouped {
-            let mut records = RrSet::default();
-            for rdata in rdatas {
-                records.add(*rtype, *ttl, rdata);
-            }
-            nodes.entry(owner.clone()).or_default().sets.push(Set { records, ..Set::default() });
-            // Every name between the owner and the apex exists (empty non-terminals).
-            let mut parent = owner.as_slice();
-            while parent.len() > apex.len() {
-                parent = &parent[1 + usize::from(parent[0])..];
-                nodes.entry(parent.to_vec()).or_default();
-            }
+    }
+    let mut nodes: HashMap<Vec<u8>, Node> = HashMap::new();
+    nodes.insert(apex.clone(), Node::default());
+    for (owner, rtype, ttl, rdatas) in &grouped {
+        let mut records = RrSet::default();
+        for rdata in rdatas {
+            records.add(*rtype, *ttl, rdata);
         }
-        for (owner, node) in &nodes {
-            if node.get(rtype::CNAME).is_some() && (node.sets.len() > 1 || *owner == apex) {
-                return Err(ZoneError::Conflict(format!(
-                    "CNAME at {} cannot coexist with other records",
-                    records::wire_to_text(owner)
-                )));
-            }
+        nodes.entry(owner.clone()).or_default().sets.push(Set { records, ..Set::default() });
+        // Every name between the owner and the apex exists (empty non-terminals).
+        let mut parent = owner.as_slice();
+        while parent.len() > apex.len() {
+            parent = &parent[1 + usize::from(parent[0])..];
+            nodes.entry(parent.to_vec()).or_default();
         }
-        let mut cuts = Vec::new();
-        for (owner, node) in &nodes {
-            if *owner == apex {
-                continue;
-            }
-            if let Some(ns) = node.get(rtype::NS) {
-                let mut glue = Vec::new();
-                for target in ns.records.rdatas() {
-                    if let Some(target_node) = nodes.get(target) {
-                        for kind in [rtype::A, rtype::AAAA] {
-                            if let Some(set) = target_node.get(kind) {
-                                glue.push((target.to_vec(), set.records.clone()));
-                            }
+    }
+    for (owner, node) in &nodes {
+        if node.get(rtype::CNAME).is_some() && (node.sets.len() > 1 || *owner == apex) {
+            return Err(ZoneError::Conflict(format!(
+                "CNAME at {} cannot coexist with other records",
+                records::wire_to_text(owner)
+            )));
+        }
+    }
+    let mut cuts = Vec::new();
+    for (owner, node) in &nodes {
+        if *owner == apex {
+            continue;
+        }
+        if let Some(ns) = node.get(rtype::NS) {
+            let mut glue = Vec::new();
+            for target in ns.records.rdatas() {
+                if let Some(target_node) = nodes.get(target) {
+                    for kind in [rtype::A, rtype::AAAA] {
+                        if let Some(set) = target_node.get(kind) {
+                            glue.push((target.to_vec(), set.records.clone()));
                         }
                     }
                 }
-                cuts.push(Cut { name: owner.clone(), ns: ns.records.clone(), glue });
             }
+            cuts.push(Cut { name: owner.clone(), ns: ns.records.clone(), glue });
         }
+    }
+    Ok(StaticPart { apex, soa_names, nodes, cuts })
+}
 
+impl Zone {
+    /// Builds the zone from its settings (signed when `signer` is given); no subdomains yet.
+    pub fn new(settings: &ZoneSettings, signer: Option<Signer>) -> Result<Self, ZoneError> {
+        let StaticPart { apex, soa_names, nodes, cuts } = static_part(settings)?;
         let zone = Self {
             apex: apex.clone(),
             soa_names,

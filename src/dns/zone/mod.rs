@@ -37,7 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use self::nsec3::{Key, Nsec3Entry};
 use super::dnssec::SigningKey;
-use super::records::{self, RecordError, is_at_or_below};
+use super::records::{self, RecordError, StaticRecord, is_at_or_below};
 use super::wire::RrSet;
 
 /// What the zone is built from; `config` fills it from `[general]` and `[dns]`.
@@ -49,8 +49,8 @@ pub struct ZoneSettings {
     pub nsname: String,
     /// SOA RNAME: the responsible mailbox in name form.
     pub nsadmin: String,
-    /// Static records as zone-file lines.
-    pub records: Vec<String>,
+    /// Static records, parsed (by `config`, which names a bad line by its key).
+    pub records: Vec<StaticRecord>,
     /// TTL of the SOA record itself.
     pub soa_ttl: u32,
     /// Negative-caching TTL: SOA MINIMUM, and the TTL of the SOA in negative answers.
@@ -82,16 +82,6 @@ pub enum ZoneError {
     Name {
         /// Which setting.
         field: &'static str,
-        /// The underlying problem.
-        source: RecordError,
-    },
-    /// A static record line is invalid.
-    #[error("record {index} ({line:?}): {source}")]
-    Record {
-        /// Index in the list, from 0.
-        index: usize,
-        /// The line as written.
-        line: String,
         /// The underlying problem.
         source: RecordError,
     },
@@ -272,19 +262,26 @@ mod tests {
             apex: "auth.example.org".into(),
             nsname: "ns1.auth.example.org".into(),
             nsadmin: "admin.example.org".into(),
-            records: vec![
-                "auth.example.org. A 192.0.2.1".into(),
-                "ns1.auth.example.org. A 192.0.2.2".into(),
-                "a.b.auth.example.org. TXT \"Mixed Case\"".into(),
-                "sub.auth.example.org. NS ns.sub.auth.example.org.".into(),
-                "ns.sub.auth.example.org. A 192.0.2.3".into(),
-            ],
+            records: [
+                "auth.example.org. A 192.0.2.1",
+                "ns1.auth.example.org. A 192.0.2.2",
+                "a.b.auth.example.org. TXT \"Mixed Case\"",
+                "sub.auth.example.org. NS ns.sub.auth.example.org.",
+                "ns.sub.auth.example.org. A 192.0.2.3",
+            ]
+            .map(record)
+            .into(),
             soa_ttl: 3600,
             negative_ttl: 60,
             txt_ttl: 1,
             default_ttl: 3600,
             udp_size: 1232,
         }
+    }
+
+    /// A static record of the test zone, parsed as `config` does.
+    fn record(line: &str) -> StaticRecord {
+        records::parse_record(line, &name_to_wire("auth.example.org").unwrap(), 3600).unwrap()
     }
 
     fn signer() -> Signer {
@@ -448,8 +445,9 @@ mod tests {
     #[test]
     fn conflicting_cname_is_refused() {
         let mut s = settings();
-        s.records.push("c.auth.example.org. CNAME x.example.com.".into());
-        s.records.push("c.auth.example.org. A 192.0.2.9".into());
+        s.records.push(record("c.auth.example.org. CNAME x.example.com."));
+        s.records.push(record("c.auth.example.org. A 192.0.2.9"));
+        assert!(matches!(s.check(), Err(ZoneError::Conflict(_))));
         assert!(matches!(Zone::new(&s, None), Err(ZoneError::Conflict(_))));
     }
 

@@ -1,0 +1,61 @@
+//! Every default value of the configuration, named: what applies when a key is absent.
+//!
+//! Design note: the defaults live here rather than inline in `build.rs` so that the sample file,
+//! the docs and the code can be checked against one list. Types are those of the validated
+//! values; the reader widens them to compare with the file's numbers. Privacy defaults are
+//! [`crate::privacy::Privacy::default`], beside the type they belong to.
+
+/// `general.listen` when absent: port 53 of all interfaces, as acme-dns does.
+pub const LISTEN: &str = ":53";
+/// `general.protocol`: UDP and TCP, both families.
+pub const PROTOCOL: &str = "both";
+/// `dns.soa_ttl`: TTL of the SOA record.
+pub const SOA_TTL: u32 = 3600;
+/// `dns.negative_ttl`: short, so that a fresh registration is seen at once.
+pub const NEGATIVE_TTL: u32 = 30;
+/// `dns.txt_ttl`: TTL of the TXT answers; 1 s, so a new value is seen at once.
+pub const TXT_TTL: u32 = 1;
+/// `dns.default_ttl`: TTL of static records written without one.
+pub const DEFAULT_TTL: u32 = 3600;
+/// `dns.edns_udp_size`: the DNS flag day 2020 recommendation.
+pub const EDNS_UDP_SIZE: u16 = 1232;
+/// `dns.tcp_idle_timeout`, in seconds.
+pub const TCP_IDLE_TIMEOUT: u64 = 10;
+/// `dns.tcp_max_connections`.
+pub const TCP_MAX_CONNECTIONS: usize = 256;
+/// `dns.rate_limit`: UDP answers per second per client network.
+pub const RATE_LIMIT: u32 = 200;
+/// `dns.rate_limit_slip`: every second limited answer is sent truncated.
+pub const RATE_LIMIT_SLIP: u32 = 2;
+/// `dns.txt_values`: a certificate for `example.com` and `*.example.com` needs two at once.
+pub const TXT_VALUES: usize = 2;
+/// `api.port` with `tls = "none"`.
+pub const API_PORT_HTTP: u16 = 80;
+/// `api.port` with TLS.
+pub const API_PORT_HTTPS: u16 = 443;
+/// `api.acme_directory` with `tls = "letsencrypt"`.
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// `api.acme_directory` with `tls = "letsencryptstaging"`.
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// `api.acme_cache_dir`, relative to the working directory (acme-dns's default).
+pub const ACME_CACHE_DIR: &str = "api-certs";
+/// `api.hsts_max_age`: one year.
+pub const HSTS_MAX_AGE: i64 = 31_536_000;
+/// `api.trusted_proxies` when `use_header` is on: loopback only.
+pub const TRUSTED_PROXIES: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+/// `api.register_rate_limit`: registrations per client network per hour.
+pub const REGISTER_RATE_LIMIT: u32 = 20;
+/// `api.auth_failure_limit`: failed authentications per client network per 10 minutes.
+pub const AUTH_FAILURE_LIMIT: u32 = 30;
+/// `api.body_limit`, in bytes.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// `api.request_timeout`, in seconds.
+pub const REQUEST_TIMEOUT: u64 = 10;
+/// `api.header_timeout`, in seconds.
+pub const HEADER_TIMEOUT: u64 = 5;
+/// `dnssec.signature_validity`, in seconds: two weeks.
+pub const SIGNATURE_VALIDITY: u32 = 14 * 86_400;
+/// `dnssec.refresh`, in seconds: renew with a week left.
+pub const SIGNATURE_REFRESH: u32 = 7 * 86_400;
+/// `logconfig.loglevel`.
+pub const LOG_LEVEL: &str = "info";
