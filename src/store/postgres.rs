@@ -207,7 +207,14 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
             .map_err(error)?;
         let row =
             self.0.query_opt("SELECT version, shared FROM acme_delegate_schema", &[]).await.map_err(error)?;
-        Ok(row.map_or(0, |r| shared_version(r.get(0), r.get(1))))
+        let Some((version, shared)) = row.map(|r| (r.get(0), r.get(1))) else { return Ok(0) };
+        let version = shared_version(version, shared);
+        if !shared {
+            // Rewritten in the shared numbering (in the migration's transaction), so that the
+            // older program that wrote it refuses the database from now on.
+            self.set_schema_version(version).await?;
+        }
+        Ok(version)
     }
 
     async fn set_schema_version(&self, version: i64) -> Result<(), StoreError> {
