@@ -10,4 +10,5 @@ mod pg;
 mod privacy;
 mod rrl;
 mod stores;
+mod stores_contract;
 mod tls;
