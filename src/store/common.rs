@@ -1,7 +1,7 @@
 //! The store contract, and everything the engines share, written once.
 //!
 //! Design note: the engines differ in how they talk to the database, not in what they store. So
-//! the contract is small: an engine provides a connection ([`Conn`]) that runs one statement with
+//! the contract is small: an engine provides a connection (`Conn`) that runs one statement with
 //! parameters, runs a migration script, sends a change notification, takes a lock that spans
 //! instances, and reads and writes the schema version. Everything else lives here, once: every
 //! statement, the row mapping, keeping the newest N TXT values, the `allowfrom` encoding, the
@@ -11,11 +11,11 @@
 //!
 //! Statements are written in one dialect that both engines accept: `$1`-style placeholders (the
 //! SQLite engine turns them into `?1`), `ON CONFLICT`, `RETURNING` (SQLite 3.35; we bundle a
-//! newer one). Values cross the contract as [`Value`]: the four kinds our schema uses.
+//! newer one). Values cross the contract as `Value`: the four kinds our schema uses.
 //!
 //! What stays in the engines: SQLite runs on one connection under a mutex on the blocking pool
 //! and learns of other processes' writes by polling; PostgreSQL uses a pool, advisory locks and
-//! LISTEN/NOTIFY. An operation here never waits on anything but its [`Conn`], which is what lets
+//! LISTEN/NOTIFY. An operation here never waits on anything but its `Conn`, which is what lets
 //! the SQLite engine drive it to completion on a blocking thread (see `sqlite::ready`).
 
 use super::schema::ColumnTypes;

@@ -8,13 +8,13 @@
 //! [`Store::subscribe`] (LISTEN/NOTIFY, and a full resync after every reconnect).
 //!
 //! The store contract (`common.rs`): each engine provides a connection that runs a statement,
-//! a migration script, a notification and a lock ([`common::Conn`]); every operation, the row
+//! a migration script, a notification and a lock (`common::Conn`); every operation, the row
 //! mapping, keep-N, the purge rules and the one list of migrations (`schema.rs`) are written
 //! once on top of it. [`Store`] is an enum over the engines rather than a trait object: the set
 //! of engines is closed (SQLite, PostgreSQL, each behind its cargo feature), the methods are
 //! async, and an enum keeps dispatch plain without boxing futures. Each method opens a
 //! connection or transaction on its engine and runs the shared operation there (the macros
-//! [`run!`] and [`atomic!`]).
+//! `run!` and `atomic!`).
 //!
 //! TXT values carry a sequence number from the store, strictly increasing per database, so the
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
@@ -220,7 +220,7 @@ macro_rules! run {
     };
 }
 
-/// Like [`run!`], in one transaction: all of `$op`'s statements apply, or none; its
+/// Like `run!`, in one transaction: all of `$op`'s statements apply, or none; its
 /// notifications are delivered only if it commits.
 macro_rules! atomic {
     ($self:ident, $c:ident => $op:expr) => {

@@ -8,15 +8,15 @@
 //! full resync, so nothing missed while disconnected stays stale.
 //!
 //! Availability: the pool creates connections lazily and bounds every wait, so when the
-//! database goes away API calls fail fast with [`StoreError::Unavailable`] (the API answers
+//! database goes away API calls fail fast with `StoreError::Unavailable` (the API answers
 //! 503) while DNS keeps answering from memory; when it comes back, the next request simply
 //! gets a fresh connection and the feed reconnects by itself.
 //!
-//! Everything the engines share is in `common.rs` and runs here through [`Conn`] for [`Pg`]
+//! Everything the engines share is in `common.rs` and runs here through `Conn` for `Pg`
 //! (a pooled client or a transaction on one). What is left here is what only PostgreSQL does:
 //! the pool, typed parameters, advisory locks, NOTIFY and LISTEN, and the schema version in
 //! the `acme_delegate_schema` table, which databases made before the shared numbering hold in
-//! their own (see [`shared_version`]).
+//! their own (see `shared_version`).
 //!
 //! Connections are plain TCP or a Unix socket (`sslmode=require` is refused with a clear
 //! message): the database is expected on the same host or a private network.

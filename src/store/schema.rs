@@ -5,7 +5,7 @@
 //! the engines shared this list counted their own steps (1 to 3, having folded SQLite's first
 //! three into one) and are mapped onto it when read (`postgres::shared_version`). Where the
 //! engines spell a column type differently the scripts name a token, replaced by the engine's
-//! [`ColumnTypes`].
+//! `ColumnTypes`.
 
 use super::StoreError;
 use super::common::{Conn, Lock};

@@ -6,10 +6,10 @@
 //! transaction reach the disk before we answer, so an update answered with 200 survives a crash
 //! of the process or the machine. Transactions begin IMMEDIATE: they take the write lock at
 //! once, so two processes (the server and the operator's CLI) never both read and then both
-//! try to write, and no cross-process lock is needed beside them ([`Conn::lock`] is a no-op).
+//! try to write, and no cross-process lock is needed beside them (`Conn::lock` is a no-op).
 //!
-//! Everything the engines share is in `common.rs` and runs here through [`Conn`] for
-//! `rusqlite::Connection`; its futures never wait (every call is synchronous), so [`ready`]
+//! Everything the engines share is in `common.rs` and runs here through `Conn` for
+//! `rusqlite::Connection`; its futures never wait (every call is synchronous), so `ready`
 //! completes them in place on the blocking thread. What is left here is what only SQLite does:
 //! the pragmas, the version in `PRAGMA user_version`, the WAL checkpoint after an erasure, and
 //! a change feed that polls `PRAGMA data_version` (there is no LISTEN).
