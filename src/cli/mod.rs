@@ -274,7 +274,7 @@ fn import(config: &Config, source: &str) -> Result<(), String> {
         store.close().await;
         println!(
             "acme-dns database {}: {} accounts found, {} imported, {} already present (skipped), {} TXT values copied",
-            crate::store::postgres::redact(source),
+            crate::store::redact(source),
             report.found,
             report.imported,
             report.skipped,

@@ -158,6 +158,15 @@ pub(super) fn database(
             ));
         }
     };
+    // Refused here, so that check-config and the start both say so before anything runs.
+    let (name, built) = match engine {
+        Engine::Sqlite => ("sqlite", cfg!(feature = "sqlite")),
+        Engine::Postgres => ("postgres", cfg!(feature = "postgres")),
+    };
+    if !built {
+        let reason = format!("this build has no {name} support (it was built without the `{name}` feature)");
+        return Err(key_error("database.engine", reason));
+    }
     let connection = database.connection().required()?;
     if engine == Engine::Sqlite && connection.starts_with("postgres") {
         warnings.push("database.connection looks like a PostgreSQL URL but the engine is SQLite".into());

@@ -35,6 +35,7 @@ pub struct Report {
 }
 
 /// Turns a stored hash (BLOB or TEXT) into text.
+#[cfg(feature = "sqlite")]
 fn hash_text(value: rusqlite::types::Value) -> Option<String> {
     match value {
         rusqlite::types::Value::Text(s) => Some(s),
@@ -56,6 +57,7 @@ fn account(username: String, hash: String, subdomain: String, allowfrom: Option<
 }
 
 /// Reads an acme-dns SQLite file.
+#[cfg(feature = "sqlite")]
 fn read_sqlite(path: &str) -> Result<Vec<Source>, StoreError> {
     let open = |e: rusqlite::Error| StoreError::Open { target: path.to_owned(), reason: e.to_string() };
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -93,8 +95,9 @@ fn read_sqlite(path: &str) -> Result<Vec<Source>, StoreError> {
 }
 
 /// Reads an acme-dns PostgreSQL database.
+#[cfg(feature = "postgres")]
 async fn read_postgres(url: &str) -> Result<Vec<Source>, StoreError> {
-    let target = super::postgres::redact(url);
+    let target = super::redact(url);
     let open = |e: tokio_postgres::Error| StoreError::Open { target: target.clone(), reason: e.to_string() };
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(open)?;
     let driver = tokio::spawn(connection);
@@ -118,6 +121,18 @@ async fn read_postgres(url: &str) -> Result<Vec<Source>, StoreError> {
     }
     driver.abort();
     Ok(out)
+}
+
+/// Without the `sqlite` feature an acme-dns SQLite file cannot be read.
+#[cfg(not(feature = "sqlite"))]
+fn read_sqlite(path: &str) -> Result<Vec<Source>, StoreError> {
+    Err(super::not_built(path, "sqlite"))
+}
+
+/// Without the `postgres` feature an acme-dns PostgreSQL database cannot be read.
+#[cfg(not(feature = "postgres"))]
+async fn read_postgres(url: &str) -> Result<Vec<Source>, StoreError> {
+    Err(super::not_built(&super::redact(url), "postgres"))
 }
 
 /// Imports the acme-dns database at `source` (a file path or a `postgres://` URL) into `store`.

@@ -7,18 +7,30 @@
 //! instances share the database and each follows the others' writes through
 //! [`Store::subscribe`] (LISTEN/NOTIFY, and a full resync after every reconnect).
 //!
-//! The store is an enum over the engines rather than a trait object: the set of engines is
-//! closed (SQLite, PostgreSQL), the methods are async, and an enum keeps dispatch plain without
-//! boxing futures.
+//! The store contract (`common.rs`): each engine provides a connection that runs a statement,
+//! a migration script, a notification and a lock (`common::Conn`); every operation, the row
+//! mapping, keep-N, the purge rules and the one list of migrations (`schema.rs`) are written
+//! once on top of it. [`Store`] is an enum over the engines rather than a trait object: the set
+//! of engines is closed (SQLite, PostgreSQL, each behind its cargo feature), the methods are
+//! async, and an enum keeps dispatch plain without boxing futures. Each method opens a
+//! connection or transaction on its engine and runs the shared operation there (the macros
+//! `run!` and `atomic!`).
 //!
 //! TXT values carry a sequence number from the store, strictly increasing per database, so the
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
 //! seconds timestamp and loses values), and so the zone can ignore a late, older write.
 
+mod common;
 mod export;
 pub mod import;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+mod schema;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("acme-delegate needs a store: enable the `sqlite` or the `postgres` feature (or both)");
 
 use tokio::sync::mpsc;
 
@@ -177,17 +189,68 @@ pub enum Change {
 #[derive(Clone, Debug)]
 pub enum Store {
     /// SQLite file.
+    #[cfg(feature = "sqlite")]
     Sqlite(sqlite::SqliteStore),
     /// PostgreSQL database.
+    #[cfg(feature = "postgres")]
     Postgres(Box<postgres::PostgresStore>),
 }
 
-/// Calls the same method on whichever engine is open.
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
+/// Runs a shared operation `$op`, with `$c` bound to a connection of whichever engine is open,
+/// outside any transaction (each statement commits by itself). `$op` may use owned values of
+/// the caller: the SQLite arm moves them to the blocking thread.
+macro_rules! run {
+    ($self:ident, $c:ident => $op:expr) => {
         match $self {
-            Self::Sqlite($store) => $call,
-            Self::Postgres($store) => $call,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => {
+                store
+                    .with(move |conn| {
+                        let $c = &*conn;
+                        sqlite::ready($op)
+                    })
+                    .await
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => {
+                let client = store.client().await?;
+                let $c = &postgres::Pg(&client);
+                $op.await
+            }
+        }
+    };
+}
+
+/// Like `run!`, in one transaction: all of `$op`'s statements apply, or none; its
+/// notifications are delivered only if it commits.
+macro_rules! atomic {
+    ($self:ident, $c:ident => $op:expr) => {
+        match $self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => {
+                store
+                    .with(move |conn| {
+                        let tx = sqlite::begin(conn)?;
+                        let out = {
+                            let $c = &*tx;
+                            sqlite::ready($op)?
+                        };
+                        tx.commit().map_err(sqlite::error)?;
+                        Ok(out)
+                    })
+                    .await
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => {
+                let mut client = store.client().await?;
+                let tx = client.transaction().await.map_err(postgres::error)?;
+                let out = {
+                    let $c = &postgres::Pg(&tx);
+                    $op.await?
+                };
+                tx.commit().await.map_err(postgres::error)?;
+                Ok(out)
+            }
         }
     };
 }
@@ -196,39 +259,50 @@ impl Store {
     /// Opens the configured store and brings its schema up to date.
     pub async fn open(database: &Database) -> Result<Self, StoreError> {
         match database.engine {
+            #[cfg(feature = "sqlite")]
             Engine::Sqlite => Ok(Self::Sqlite(sqlite::SqliteStore::open(&database.connection).await?)),
+            #[cfg(not(feature = "sqlite"))]
+            Engine::Sqlite => Err(not_built(&database.connection, "sqlite")),
+            #[cfg(feature = "postgres")]
             Engine::Postgres => {
                 Ok(Self::Postgres(Box::new(postgres::PostgresStore::open(&database.connection).await?)))
             }
+            #[cfg(not(feature = "postgres"))]
+            Engine::Postgres => Err(not_built(&redact(&database.connection), "postgres")),
         }
     }
 
     /// Stores a new account with no TXT values.
     pub async fn insert_account(&self, account: &Account) -> Result<(), StoreError> {
-        dispatch!(self, s => s.insert_account(account.clone()).await)
+        let account = account.clone();
+        atomic!(self, c => common::insert_account(c, &account, false)).map(drop)
     }
 
     /// Stores an imported account unless its username or subdomain exists; returns whether it
     /// was inserted.
     pub async fn import_account(&self, account: &Account) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.import_account(account.clone()).await)
+        let account = account.clone();
+        atomic!(self, c => common::insert_account(c, &account, true))
     }
 
     /// Finds an account by username.
     pub async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
-        dispatch!(self, s => s.account(username.to_owned()).await)
+        let username = username.to_owned();
+        run!(self, c => common::account(c, &username))
     }
 
     /// Replaces an imported account's bcrypt hash by the SHA-256 of its key, only while the
     /// bcrypt hash is still there: a slow check that ends after a rotation must not bring the
     /// old key back.
     pub async fn upgrade_key(&self, username: &str, key_hash: Vec<u8>) -> Result<(), StoreError> {
-        dispatch!(self, s => s.upgrade_key(username.to_owned(), key_hash).await)
+        let username = username.to_owned();
+        run!(self, c => common::set_key(c, &username, &key_hash, true))
     }
 
     /// Sets an account's key hash (a rotation); any imported bcrypt hash goes with the old key.
     pub async fn set_key(&self, username: &str, key_hash: Vec<u8>) -> Result<(), StoreError> {
-        dispatch!(self, s => s.set_key(username.to_owned(), key_hash).await)
+        let username = username.to_owned();
+        run!(self, c => common::set_key(c, &username, &key_hash, false))
     }
 
     /// Adds a TXT value, keeps only the newest `keep`, and returns what remains.
@@ -238,17 +312,19 @@ impl Store {
         value: &str,
         keep: usize,
     ) -> Result<TxtValues, StoreError> {
-        dispatch!(self, s => s.update_txt(subdomain.to_owned(), value.to_owned(), keep).await)
+        let (subdomain, value) = (subdomain.to_owned(), value.to_owned());
+        atomic!(self, c => common::update_txt(c, &subdomain, &value, keep))
     }
 
     /// The newest `keep` values of one subdomain, or `None` if it is not registered.
     pub async fn txt_of(&self, subdomain: &str, keep: usize) -> Result<Option<TxtValues>, StoreError> {
-        dispatch!(self, s => s.txt_of(subdomain.to_owned(), keep).await)
+        let subdomain = subdomain.to_owned();
+        run!(self, c => common::txt_of(c, &subdomain, keep))
     }
 
     /// Every subdomain with its newest `keep` values, for loading the zone.
     pub async fn zone_contents(&self, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
-        dispatch!(self, s => s.zone_contents(keep).await)
+        run!(self, c => common::zone_contents(c, keep))
     }
 
     /// Publishes (`Some`) or withdraws (`None`) one ACME challenge value for the API's own
@@ -260,17 +336,18 @@ impl Store {
         value: Option<&str>,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.put_own_challenge(token.to_owned(), value.map(str::to_owned), expires_at).await)
+        let (token, value) = (token.to_owned(), value.map(str::to_owned));
+        atomic!(self, c => common::put_own_challenge(c, &token, value.as_deref(), expires_at))
     }
 
     /// The API's own ACME challenge values currently published.
     pub async fn own_challenges(&self) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, s => s.own_challenges().await)
+        run!(self, c => common::own_challenges(c))
     }
 
     /// The signing key for `algorithm`, if one was made.
     pub async fn dnssec_key(&self, algorithm: u8) -> Result<Option<StoredKey>, StoreError> {
-        dispatch!(self, s => s.dnssec_key(algorithm).await)
+        run!(self, c => common::dnssec_key(c, algorithm))
     }
 
     /// Stores `pkcs8` as the key for `algorithm` unless one exists (so that instances starting
@@ -280,12 +357,12 @@ impl Store {
         algorithm: u8,
         pkcs8: Secret<Vec<u8>>,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.add_dnssec_key_if_none(algorithm, pkcs8).await)
+        atomic!(self, c => common::add_dnssec_key_if_none(c, algorithm, &pkcs8))
     }
 
     /// Appends to the audit trail.
     pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        dispatch!(self, s => s.record_audit(entry).await)
+        run!(self, c => common::record_audit(c, &entry))
     }
 
     /// Everything held about an account, or `None`.
@@ -294,44 +371,108 @@ impl Store {
         username: &str,
         keep: usize,
     ) -> Result<Option<AccountRecord>, StoreError> {
-        dispatch!(self, s => s.account_record(username.to_owned(), keep).await)
+        let username = username.to_owned();
+        run!(self, c => common::account_record(c, &username, keep))
     }
 
     /// All accounts, oldest first.
     pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
-        dispatch!(self, s => s.list_accounts().await)
+        run!(self, c => common::list_accounts(c))
     }
 
     /// Replaces an account's `allowfrom`.
     pub async fn set_allowfrom(&self, username: &str, allowfrom: Vec<String>) -> Result<(), StoreError> {
-        dispatch!(self, s => s.set_allowfrom(username.to_owned(), allowfrom).await)
+        let username = username.to_owned();
+        run!(self, c => common::set_allowfrom(c, &username, &allowfrom))
     }
 
     /// Erases an account, its TXT values and its audit entries; returns its subdomain if it
     /// existed.
     pub async fn delete_account(&self, username: &str) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.delete_account(username.to_owned()).await)
+        let username = username.to_owned();
+        let subdomain = atomic!(self, c => common::delete_account(c, &username))?;
+        self.erased().await?;
+        Ok(subdomain)
     }
 
     /// Removes what is past retention.
     pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
-        dispatch!(self, s => s.purge(rules).await)
+        let purged = atomic!(self, c => common::purge(c, rules))?;
+        if purged.audit_entries > 0 || !purged.txt_cleared.is_empty() || !purged.accounts_expired.is_empty() {
+            self.erased().await?;
+        }
+        Ok(purged)
+    }
+
+    /// After an erasure committed: makes the engine drop its copies of the old rows where it
+    /// keeps any (SQLite's WAL).
+    async fn erased(&self) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.erased().await,
+            // Deleted rows stay in PostgreSQL's pages until VACUUM, which it runs by itself.
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => Ok(()),
+        }
     }
 
     /// Checks that the database answers (for the readiness endpoint).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping().await)
+        run!(self, c => common::ping(c))
     }
 
     /// Follows changes made by other processes: other instances (PostgreSQL's LISTEN/NOTIFY)
     /// or the operator's commands (both engines). Sends [`Change`]s until the receiver is
     /// dropped.
     pub fn subscribe(&self) -> mpsc::Receiver<Change> {
-        dispatch!(self, s => s.subscribe())
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.subscribe(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.subscribe(),
+        }
     }
 
     /// Flushes and closes (checkpoints the SQLite WAL).
     pub async fn close(&self) {
-        dispatch!(self, s => s.close().await)
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.close().await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.close(),
+        }
+    }
+}
+
+/// The error for a database of an engine this build left out.
+#[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+fn not_built(target: &str, engine: &str) -> StoreError {
+    StoreError::Open {
+        target: target.to_owned(),
+        reason: format!("this build has no {engine} support (it was built without the `{engine}` feature)"),
+    }
+}
+
+/// A database URL without its password, for messages (a file path is returned as it is).
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@db/x"), "postgres://u:***@db/x");
+        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+        assert_eq!(redact("/var/lib/acme-delegate/db"), "/var/lib/acme-delegate/db");
     }
 }

@@ -834,6 +834,7 @@ fn the_api_gets_its_own_certificate_answering_the_dns_challenge_itself() {
     assert_eq!(text(&health_over_https(&server, &root)), "200");
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn the_api_certificate_challenge_is_answered_by_every_instance_on_the_database() {
     let url = crate::pg::fresh_database();

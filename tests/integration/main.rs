@@ -11,5 +11,6 @@ mod pg;
 mod privacy;
 mod rrl;
 mod stores;
+mod stores_contract;
 mod sync;
 mod tls;

@@ -1,0 +1,122 @@
+//! The schema: one list of migrations for both engines, and the runner that applies it.
+//!
+//! Design note: version N means the same tables and columns on both engines. The numbering is
+//! the one SQLite databases already carried (steps 1 to 5); PostgreSQL databases made before
+//! the engines shared this list counted their own steps (1 to 3, having folded SQLite's first
+//! three into one) and are mapped onto it when read (`postgres::shared_version`). Where the
+//! engines spell a column type differently the scripts name a token, replaced by the engine's
+//! `ColumnTypes`.
+
+use super::StoreError;
+use super::common::{Conn, Lock};
+
+/// How an engine spells the column types the migrations name by token.
+#[derive(Debug)]
+pub struct ColumnTypes {
+    /// `{int}`: a 64-bit integer.
+    pub int: &'static str,
+    /// `{bytes}`: a byte string.
+    pub bytes: &'static str,
+    /// `{seq}`: an integer key that grows and is never reused, even after deletes (TXT order).
+    pub seq: &'static str,
+    /// `{id}`: an integer key that grows (reuse after deletes is harmless).
+    pub id: &'static str,
+}
+
+/// Schema migrations for both engines, in order; index + 1 is the version each one reaches.
+///
+/// The numbering is SQLite's from before the engines shared this list (PostgreSQL had folded
+/// steps 1–3 into its first); see `postgres::shared_version` for how its old numbers map. Never
+/// edit a step that has shipped: add one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: accounts and their TXT values.
+    "CREATE TABLE accounts (
+        username   TEXT PRIMARY KEY,
+        key_hash   {bytes} NOT NULL,
+        subdomain  TEXT NOT NULL UNIQUE,
+        allowfrom  TEXT NOT NULL DEFAULT '[]',
+        created_at {int} NOT NULL
+    );
+    CREATE TABLE txt (
+        seq        {seq},
+        subdomain  TEXT NOT NULL REFERENCES accounts(subdomain) ON DELETE CASCADE,
+        value      TEXT NOT NULL,
+        updated_at {int} NOT NULL
+    );
+    CREATE INDEX txt_by_subdomain ON txt (subdomain, seq);",
+    // 2: the DNSSEC signing key.
+    "CREATE TABLE dnssec_keys (
+        id          {id},
+        algorithm   INTEGER NOT NULL,
+        private_key {bytes} NOT NULL,
+        created_at  {int} NOT NULL
+    );",
+    // 3: bcrypt hashes of accounts imported from acme-dns.
+    "ALTER TABLE accounts ADD COLUMN bcrypt_hash TEXT;",
+    // 4: last use (account expiry) and the audit trail.
+    "ALTER TABLE accounts ADD COLUMN last_used {int};
+    CREATE TABLE audit (
+        id       {id},
+        at       {int} NOT NULL,
+        username TEXT,
+        action   TEXT NOT NULL,
+        outcome  TEXT NOT NULL,
+        source   TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_user ON audit (username);
+    CREATE INDEX audit_by_time ON audit (at);",
+    // 5: the API's own ACME challenge, shared by every instance serving the zone.
+    "CREATE TABLE own_challenge (
+        token      TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        expires_at {int} NOT NULL
+    );",
+];
+
+/// A migration with the engine's column types in place of the tokens.
+pub fn render(script: &str, types: &ColumnTypes) -> String {
+    script
+        .replace("{int}", types.int)
+        .replace("{bytes}", types.bytes)
+        .replace("{seq}", types.seq)
+        .replace("{id}", types.id)
+}
+
+/// Refuses an acme-dns database and a newer schema, then runs the pending migrations. Call it
+/// in a transaction: all of them apply, or none.
+pub async fn migrate<C: Conn>(c: &C, target: &str) -> Result<(), StoreError> {
+    c.lock(Lock::Schema).await?;
+    // Before anything is written: another program's database is left exactly as it was.
+    if c.has_table("records").await? && !c.has_table("accounts").await? {
+        return Err(StoreError::ForeignSchema(format!(
+            "{target} is an acme-dns database; acme-delegate keeps its own schema. Import it into a new \
+             database with `acme-delegate import-acme-dns {target}` and point database.connection there"
+        )));
+    }
+    let found = c.schema_version().await?;
+    let known = MIGRATIONS.len() as i64;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+        c.batch(&render(script, &C::TYPES)).await?;
+        tracing::info!("database schema migrated to version {}", index + 1);
+    }
+    if found != known {
+        c.set_schema_version(known).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_name_only_known_tokens() {
+        let types = ColumnTypes { int: "I", bytes: "B", seq: "S", id: "D" };
+        for script in MIGRATIONS {
+            assert!(!render(script, &types).contains('{'), "{script}");
+        }
+    }
+}

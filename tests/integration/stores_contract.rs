@@ -1,0 +1,538 @@
+//! The store contract, tested once and run on both engines: every `Store` method on SQLite
+//! and on a real PostgreSQL (the `battery!` at the end instantiates each test for both), plus
+//! the upgrade of databases made before the engines shared one migration list.
+//!
+//! These call the library directly; the process-level scenarios are in `stores.rs`.
+
+use std::time::Duration;
+
+use acme_delegate::config::{Database, Engine};
+use acme_delegate::privacy::Secret;
+use acme_delegate::store::{Account, AuditEntry, Change, PurgeRules, Store, StoreError};
+
+use crate::harness::TempDir;
+#[cfg(feature = "postgres")]
+use crate::pg;
+
+/// Which engine a battery test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres,
+}
+
+/// A database of one engine that no test has opened yet.
+struct Fresh {
+    /// Engine and file path or URL.
+    database: Database,
+    /// Holds the SQLite file's directory.
+    _dir: TempDir,
+}
+
+impl Fresh {
+    /// A new, empty database.
+    fn new(backend: Backend) -> Self {
+        let dir = TempDir::new();
+        let database = match backend {
+            Backend::Sqlite => {
+                Database { engine: Engine::Sqlite, connection: dir.join("t.db").display().to_string() }
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => Database { engine: Engine::Postgres, connection: pg::fresh_database() },
+        };
+        Self { database, _dir: dir }
+    }
+
+    /// Opens (another) store on it.
+    async fn open(&self) -> Store {
+        Store::open(&self.database).await.expect("store opens")
+    }
+}
+
+/// Seconds since the epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Account `n`, with a key hash and an allowfrom.
+fn account(n: u8) -> Account {
+    Account {
+        username: format!("user-{n}"),
+        key_hash: vec![n; 32],
+        bcrypt_hash: None,
+        subdomain: format!("sub-{n}"),
+        allowfrom: vec!["10.0.0.0/8".into()],
+    }
+}
+
+/// An audit entry of `username` at `at`.
+fn audit(username: &str, at: i64) -> AuditEntry {
+    AuditEntry {
+        at,
+        username: Some(username.to_owned()),
+        action: "update".into(),
+        outcome: "ok".into(),
+        source: "192.0.2.0/24".into(),
+    }
+}
+
+/// Strings from literals.
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|&v| v.to_owned()).collect()
+}
+
+async fn accounts_are_stored_and_found(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    assert!(matches!(store.insert_account(&account(1)).await, Err(StoreError::Duplicate(_))));
+    let other_name_same_subdomain = Account { username: "user-9".into(), ..account(1) };
+    assert!(matches!(store.insert_account(&other_name_same_subdomain).await, Err(StoreError::Duplicate(_))));
+    assert_eq!(store.account("user-1").await.unwrap(), Some(account(1)));
+    assert_eq!(store.account("nobody").await.unwrap(), None);
+    store.set_allowfrom("user-1", strings(&["192.0.2.0/24", "2001:db8::/32"])).await.unwrap();
+    assert_eq!(
+        store.account("user-1").await.unwrap().unwrap().allowfrom,
+        strings(&["192.0.2.0/24", "2001:db8::/32"])
+    );
+    store.insert_account(&account(2)).await.unwrap();
+    let listed: Vec<String> = store.list_accounts().await.unwrap().into_iter().map(|a| a.username).collect();
+    assert_eq!(listed, strings(&["user-1", "user-2"]));
+    store.ping().await.unwrap();
+    store.close().await;
+}
+
+async fn keeps_the_newest_values_in_order(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    store.insert_account(&account(2)).await.unwrap();
+    assert_eq!(store.txt_of("sub-1", 2).await.unwrap().map(|t| (t.seq, t.values)), Some((0, Vec::new())));
+    assert_eq!(store.txt_of("sub-nobody", 2).await.unwrap(), None);
+    let mut last_seq = 0;
+    for value in ["a", "b", "c", "d"] {
+        let now = store.update_txt("sub-1", value, 2).await.unwrap();
+        assert!(now.seq > last_seq, "sequence numbers grow");
+        last_seq = now.seq;
+    }
+    assert_eq!(store.txt_of("sub-1", 2).await.unwrap().unwrap().values, strings(&["c", "d"]));
+    // A value sent again moves to the newest place instead of being kept twice.
+    assert_eq!(store.update_txt("sub-1", "c", 2).await.unwrap().values, strings(&["d", "c"]));
+    store.update_txt("sub-2", "x", 2).await.unwrap();
+    let mut zone = store.zone_contents(2).await.unwrap();
+    zone.sort_by(|a, b| a.subdomain.cmp(&b.subdomain));
+    let zone: Vec<(String, Vec<String>)> = zone.into_iter().map(|t| (t.subdomain, t.values)).collect();
+    assert_eq!(zone, [("sub-1".to_owned(), strings(&["d", "c"])), ("sub-2".to_owned(), strings(&["x"]))]);
+    // Fewer asked for than stored: the newest.
+    assert_eq!(
+        store.zone_contents(1).await.unwrap().iter().find(|t| t.subdomain == "sub-1").unwrap().values,
+        ["c"]
+    );
+    assert_eq!(store.txt_of("sub-1", 1).await.unwrap().unwrap().values, ["c"]);
+    drop(store);
+    // Reopening runs no migration twice, and the values are there.
+    let store = db.open().await;
+    assert_eq!(store.txt_of("sub-1", 3).await.unwrap().unwrap().values, strings(&["d", "c"]));
+}
+
+async fn rotation_and_bcrypt_upgrade(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    let imported = |n| Account { key_hash: Vec::new(), bcrypt_hash: Some("$2a$10$x".into()), ..account(n) };
+    assert!(store.import_account(&imported(1)).await.unwrap());
+    assert!(store.import_account(&imported(2)).await.unwrap());
+    // The first use after the import replaces the bcrypt hash.
+    store.upgrade_key("user-1", vec![5; 32]).await.unwrap();
+    let now = store.account("user-1").await.unwrap().unwrap();
+    assert_eq!((now.key_hash, now.bcrypt_hash), (vec![5; 32], None));
+    // A rotation lands first; the bcrypt check of a request that began before it ends later.
+    store.set_key("user-2", vec![7; 32]).await.unwrap();
+    store.upgrade_key("user-2", vec![1; 32]).await.unwrap();
+    let now = store.account("user-2").await.unwrap().unwrap();
+    assert_eq!((now.key_hash, now.bcrypt_hash), (vec![7; 32], None));
+}
+
+async fn import_skips_what_exists(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    assert!(!store.import_account(&account(1)).await.unwrap(), "same username and subdomain");
+    assert!(!store.import_account(&Account { username: "other".into(), ..account(1) }).await.unwrap());
+    assert!(!store.import_account(&Account { subdomain: "other".into(), ..account(1) }).await.unwrap());
+    assert!(store.import_account(&account(2)).await.unwrap());
+    assert_eq!(store.list_accounts().await.unwrap().len(), 2);
+
+    // An acme-dns SQLite file, imported twice: the second changes nothing.
+    let dir = TempDir::new();
+    let source = dir.join("acme-dns.db");
+    let conn = rusqlite::Connection::open(&source).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE records(Username TEXT UNIQUE NOT NULL PRIMARY KEY, Password TEXT UNIQUE NOT NULL,
+             Subdomain TEXT UNIQUE NOT NULL, AllowFrom TEXT);
+         CREATE TABLE txt(Subdomain TEXT NOT NULL, Value TEXT NOT NULL DEFAULT '', LastUpdate INT);
+         INSERT INTO records VALUES ('AA-1', X'2432612431302478', 'SUB-A', '[\"\", \"10.0.0.0/8\"]');
+         INSERT INTO txt VALUES ('SUB-A', 'old', 1), ('SUB-A', 'older', 0), ('SUB-A', '', 2), ('SUB-A', 'new', 3);",
+    )
+    .unwrap();
+    drop(conn);
+    let source = source.to_str().unwrap();
+    let report = acme_delegate::store::import::import_acme_dns(&store, source, 2).await.unwrap();
+    assert_eq!((report.found, report.imported, report.skipped, report.values), (1, 1, 0, 2));
+    let again = acme_delegate::store::import::import_acme_dns(&store, source, 2).await.unwrap();
+    assert_eq!((again.imported, again.skipped, again.values), (0, 1, 0));
+    let imported = store.account("aa-1").await.unwrap().unwrap();
+    assert_eq!(
+        (imported.bcrypt_hash.as_deref(), imported.allowfrom),
+        (Some("$2a$10$x"), strings(&["10.0.0.0/8"]))
+    );
+    assert_eq!(store.txt_of("sub-a", 2).await.unwrap().unwrap().values, strings(&["old", "new"]));
+}
+
+async fn own_challenges_are_published_and_withdrawn(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    let later = now() + 600;
+    store.put_own_challenge("t2", Some("second"), later).await.unwrap();
+    store.put_own_challenge("t1", Some("first"), later).await.unwrap();
+    store.put_own_challenge("t0", Some("stale"), now() - 1).await.unwrap();
+    assert_eq!(store.own_challenges().await.unwrap(), strings(&["first", "second"]));
+    store.put_own_challenge("t1", Some("replaced"), later).await.unwrap();
+    store.put_own_challenge("t2", None, later).await.unwrap();
+    assert_eq!(store.own_challenges().await.unwrap(), strings(&["replaced"]));
+}
+
+async fn one_dnssec_key_per_algorithm(backend: Backend) {
+    let db = Fresh::new(backend);
+    let (a, b) = (db.open().await, db.open().await);
+    assert!(a.dnssec_key(13).await.unwrap().is_none());
+    // Two instances starting together: both store, one wins, both read the same key.
+    let (ra, rb) = tokio::join!(
+        a.add_dnssec_key_if_none(13, Secret::new(vec![1; 8])),
+        b.add_dnssec_key_if_none(13, Secret::new(vec![2; 8]))
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let (ka, kb) = (a.dnssec_key(13).await.unwrap().unwrap(), b.dnssec_key(13).await.unwrap().unwrap());
+    assert_eq!(ka.pkcs8.expose(), kb.pkcs8.expose());
+    assert_eq!((ka.algorithm, ka.created_at > 0), (13, true));
+    a.add_dnssec_key_if_none(13, Secret::new(vec![3; 8])).await.unwrap();
+    assert_eq!(a.dnssec_key(13).await.unwrap().unwrap().pkcs8.expose(), ka.pkcs8.expose());
+    assert!(a.dnssec_key(15).await.unwrap().is_none());
+}
+
+async fn account_record_holds_everything(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    assert!(store.account_record("user-1", 2).await.unwrap().unwrap().last_used.is_none());
+    for value in ["a", "b", "c"] {
+        store.update_txt("sub-1", value, 3).await.unwrap();
+    }
+    store.record_audit(audit("user-1", 100)).await.unwrap();
+    store.record_audit(audit("user-1", 50)).await.unwrap();
+    store.record_audit(AuditEntry { username: None, ..audit("", 70) }).await.unwrap();
+    let record = store.account_record("user-1", 2).await.unwrap().unwrap();
+    assert_eq!(record.account, account(1));
+    assert!(record.created_at > 0 && record.last_used.is_some_and(|t| t >= record.created_at));
+    // Values newest first, `keep` of them; the trail in the order written.
+    assert_eq!(record.txt.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(), ["c", "b"]);
+    assert_eq!(record.audit, [audit("user-1", 100), audit("user-1", 50)]);
+    assert!(store.account_record("nobody", 2).await.unwrap().is_none());
+}
+
+async fn delete_erases_the_account_and_its_data(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    store.insert_account(&account(2)).await.unwrap();
+    store.update_txt("sub-1", "a", 2).await.unwrap();
+    store.update_txt("sub-2", "b", 2).await.unwrap();
+    store.record_audit(audit("user-1", 1)).await.unwrap();
+    store.record_audit(audit("user-2", 1)).await.unwrap();
+    store.record_audit(audit("ghost", 1)).await.unwrap();
+    assert_eq!(store.delete_account("user-1").await.unwrap().as_deref(), Some("sub-1"));
+    assert_eq!(store.account("user-1").await.unwrap(), None);
+    assert_eq!(store.txt_of("sub-1", 2).await.unwrap(), None);
+    assert_eq!(store.delete_account("user-1").await.unwrap(), None);
+    // The trail of a username that never had an account goes too.
+    assert_eq!(store.delete_account("ghost").await.unwrap(), None);
+    // Nothing of the other account is touched.
+    let other = store.account_record("user-2", 2).await.unwrap().unwrap();
+    assert_eq!((other.txt.len(), other.audit.len()), (1, 1));
+    // The name can be registered again with no values left over.
+    store.insert_account(&account(1)).await.unwrap();
+    let again = store.account_record("user-1", 2).await.unwrap().unwrap();
+    assert_eq!((again.txt.len(), again.audit.len()), (0, 0));
+}
+
+async fn purge_removes_what_is_past_retention(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    let t = now();
+    for n in [3, 1, 2] {
+        store.insert_account(&account(n)).await.unwrap();
+    }
+    store.update_txt("sub-3", "x", 2).await.unwrap();
+    store.update_txt("sub-1", "y", 2).await.unwrap();
+    store.update_txt("sub-1", "z", 2).await.unwrap();
+    store.record_audit(audit("user-1", t - 100)).await.unwrap();
+    store.record_audit(audit("user-1", t + 100)).await.unwrap();
+    store.record_audit(audit("user-2", t + 100)).await.unwrap();
+    // Nothing is old enough: nothing goes.
+    let kept =
+        store.purge(PurgeRules { audit_before: t - 1000, txt_before: t - 1000, unused_before: None }).await;
+    let kept = kept.unwrap();
+    assert_eq!((kept.audit_entries, kept.txt_cleared.len(), kept.accounts_expired.len()), (0, 0, 0));
+    // Old audit entries and every TXT value (all set before t + 10); each subdomain once, sorted.
+    let purged =
+        store.purge(PurgeRules { audit_before: t, txt_before: t + 10, unused_before: None }).await.unwrap();
+    assert_eq!(purged.audit_entries, 1);
+    assert_eq!(purged.txt_cleared, strings(&["sub-1", "sub-3"]));
+    assert!(purged.accounts_expired.is_empty());
+    assert_eq!(store.txt_of("sub-1", 2).await.unwrap().unwrap().values, Vec::<String>::new());
+    assert_eq!(store.list_accounts().await.unwrap().len(), 3, "values expire, accounts stay");
+    // Unused accounts: all of them (last used or created before t + 10), with their trails.
+    store.update_txt("sub-2", "w", 2).await.unwrap();
+    let purged = store
+        .purge(PurgeRules { audit_before: t - 1000, txt_before: t - 1000, unused_before: Some(t + 10) })
+        .await;
+    let purged = purged.unwrap();
+    assert_eq!(purged.accounts_expired, strings(&["sub-1", "sub-2", "sub-3"]));
+    assert!(purged.txt_cleared.is_empty() && purged.audit_entries == 0);
+    assert!(store.list_accounts().await.unwrap().is_empty());
+    store.insert_account(&account(2)).await.unwrap();
+    let fresh = store.account_record("user-2", 2).await.unwrap().unwrap();
+    assert_eq!((fresh.txt.len(), fresh.audit.len()), (0, 0), "the expired account's data went with it");
+    // An account used recently is kept.
+    let kept =
+        store.purge(PurgeRules { audit_before: 0, txt_before: 0, unused_before: Some(t - 1000) }).await;
+    assert!(kept.unwrap().accounts_expired.is_empty());
+}
+
+async fn change_feed_reports_other_writers(backend: Backend) {
+    let db = Fresh::new(backend);
+    let (reader, writer) = (db.open().await, db.open().await);
+    let mut feed = reader.subscribe();
+    let next = async |feed: &mut tokio::sync::mpsc::Receiver<Change>| {
+        tokio::time::timeout(Duration::from_secs(5), feed.recv()).await.expect("a change within 5 s").unwrap()
+    };
+    if backend != Backend::Sqlite {
+        // After every (re)connect, the feed first asks for a resync.
+        assert_eq!(next(&mut feed).await, Change::Resync);
+    }
+    writer.insert_account(&account(1)).await.unwrap();
+    match backend {
+        // SQLite has no LISTEN: another connection's commit shows as a resync.
+        Backend::Sqlite => assert_eq!(next(&mut feed).await, Change::Resync),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => {
+            assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()));
+            writer.update_txt("sub-1", "a", 2).await.unwrap();
+            assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()));
+            writer.put_own_challenge("t", Some("v"), now() + 60).await.unwrap();
+            assert_eq!(next(&mut feed).await, Change::OwnChallenge);
+            writer.delete_account("user-1").await.unwrap();
+            assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()));
+        }
+    }
+}
+
+async fn a_newer_schema_is_refused(backend: Backend) {
+    let db = Fresh::new(backend);
+    db.open().await.close().await;
+    match backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(&db.database.connection).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => {
+            pg::psql(&db.database.connection, "UPDATE acme_delegate_schema SET version = 99");
+        }
+    }
+    match Store::open(&db.database).await {
+        Err(StoreError::TooNew { found: 99, known }) => assert!(known >= 5),
+        other => panic!("expected TooNew, got {other:?}"),
+    }
+}
+
+/// The same tests on SQLite and on PostgreSQL.
+macro_rules! battery {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
+battery!(
+    accounts_are_stored_and_found,
+    keeps_the_newest_values_in_order,
+    rotation_and_bcrypt_upgrade,
+    import_skips_what_exists,
+    own_challenges_are_published_and_withdrawn,
+    one_dnssec_key_per_algorithm,
+    account_record_holds_everything,
+    delete_erases_the_account_and_its_data,
+    purge_removes_what_is_past_retention,
+    change_feed_reports_other_writers,
+    a_newer_schema_is_refused,
+);
+
+// ---- databases made before the engines shared one migration list ----
+
+/// SQLite's migrations as they shipped before the shared list (its numbering is the shared one).
+const SQLITE_BEFORE: [&str; 5] = [
+    include_str!("fixtures/schema-before-shared/sqlite-1.sql"),
+    include_str!("fixtures/schema-before-shared/sqlite-2.sql"),
+    include_str!("fixtures/schema-before-shared/sqlite-3.sql"),
+    include_str!("fixtures/schema-before-shared/sqlite-4.sql"),
+    include_str!("fixtures/schema-before-shared/sqlite-5.sql"),
+];
+
+/// PostgreSQL's migrations as they shipped before the shared list (its own numbering, 1–3).
+#[cfg(feature = "postgres")]
+const POSTGRES_BEFORE: [&str; 3] = [
+    include_str!("fixtures/schema-before-shared/postgres-1.sql"),
+    include_str!("fixtures/schema-before-shared/postgres-2.sql"),
+    include_str!("fixtures/schema-before-shared/postgres-3.sql"),
+];
+
+/// Data any of those schemas holds (from the first version on), `{bytes}` being the engine's
+/// literal for the key hash 0x0101.
+const OLD_DATA: &str = "
+    INSERT INTO accounts (username, key_hash, subdomain, allowfrom, created_at)
+        VALUES ('user-1', {bytes}, 'sub-1', '[\"10.0.0.0/8\"]', 1);
+    INSERT INTO txt (subdomain, value, updated_at) VALUES ('sub-1', 'a', 1);
+    INSERT INTO txt (subdomain, value, updated_at) VALUES ('sub-1', 'b', 2);";
+
+/// Checks that an upgraded store kept the old data and works in every part of the schema.
+async fn upgraded_store_works(store: &Store) {
+    let old = store.account("user-1").await.unwrap().expect("the old account");
+    assert_eq!((old.key_hash, old.allowfrom, old.bcrypt_hash), (vec![1, 1], strings(&["10.0.0.0/8"]), None));
+    assert_eq!(store.txt_of("sub-1", 2).await.unwrap().unwrap().values, strings(&["a", "b"]));
+    assert_eq!(store.update_txt("sub-1", "c", 2).await.unwrap().values, strings(&["b", "c"]));
+    store.record_audit(audit("user-1", now())).await.unwrap();
+    store.put_own_challenge("t", Some("v"), now() + 60).await.unwrap();
+    store.add_dnssec_key_if_none(13, Secret::new(vec![9])).await.unwrap();
+    assert!(store.import_account(&Account { bcrypt_hash: Some("$2a$".into()), ..account(2) }).await.unwrap());
+    assert!(store.account_record("user-1", 2).await.unwrap().unwrap().last_used.is_some());
+}
+
+/// The schema of a SQLite file, in comparable form: version, then each table's columns (name,
+/// type, not null, default, key position) and the indexes, sorted.
+fn sqlite_schema(path: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let mut out = vec![format!("version {version}")];
+    let names: Vec<(String, String)> = conn
+        .prepare("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (kind, name) in names {
+        out.push(format!("{kind} {name}"));
+        if kind == "table" {
+            let mut columns: Vec<String> = conn
+                .prepare(&format!(
+                    "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{name}')"
+                ))
+                .unwrap()
+                .query_map([], |r| {
+                    Ok(format!(
+                        "  {} {} {} {:?} {}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?
+                    ))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            columns.sort();
+            out.extend(columns);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn sqlite_databases_of_every_old_version_upgrade() {
+    let fresh = Fresh::new(Backend::Sqlite);
+    fresh.open().await.close().await;
+    let want = sqlite_schema(&fresh.database.connection);
+    assert_eq!(want[0], "version 5");
+    for version in 1..=SQLITE_BEFORE.len() {
+        let old = Fresh::new(Backend::Sqlite);
+        // As the code before the shared list left it: WAL, one transaction per step.
+        let mut conn = rusqlite::Connection::open(&old.database.connection).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for (index, script) in SQLITE_BEFORE[..version].iter().enumerate() {
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(script).unwrap();
+            tx.pragma_update(None, "user_version", index as i64 + 1).unwrap();
+            tx.commit().unwrap();
+        }
+        conn.execute_batch(&OLD_DATA.replace("{bytes}", "X'0101'")).unwrap();
+        drop(conn);
+        let store = old.open().await;
+        upgraded_store_works(&store).await;
+        store.close().await;
+        assert_eq!(sqlite_schema(&old.database.connection), want, "upgraded from SQLite version {version}");
+    }
+}
+
+/// The schema of a PostgreSQL database, in comparable form: the version row, each column
+/// (table, name, type, nullable, default) and the indexes, sorted.
+#[cfg(feature = "postgres")]
+fn postgres_schema(url: &str) -> String {
+    pg::psql(
+        url,
+        "SELECT 'version ' || version || ' ' || shared FROM acme_delegate_schema;
+         SELECT table_name || ' ' || column_name || ' ' || data_type || ' ' || is_nullable || ' '
+             || coalesce(column_default, '-')
+             FROM information_schema.columns WHERE table_schema = current_schema()
+             ORDER BY table_name, column_name;
+         SELECT 'index ' || tablename || ' ' || indexname FROM pg_indexes
+             WHERE schemaname = current_schema() ORDER BY tablename, indexname;",
+    )
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_databases_of_every_old_version_upgrade() {
+    let fresh = Fresh::new(Backend::Postgres);
+    fresh.open().await.close().await;
+    let want = postgres_schema(&fresh.database.connection);
+    assert!(want.starts_with("version 5 true\n"), "{want}");
+    for version in 1..=POSTGRES_BEFORE.len() {
+        let old = Fresh::new(Backend::Postgres);
+        // As the code before the shared list left it: all steps, then its own count.
+        let script = format!(
+            "{} CREATE TABLE acme_delegate_schema (version BIGINT NOT NULL);
+             INSERT INTO acme_delegate_schema (version) VALUES ({version}); {}",
+            POSTGRES_BEFORE[..version].join("\n"),
+            OLD_DATA.replace("{bytes}", "'\\x0101'")
+        );
+        pg::psql(&old.database.connection, &script);
+        let store = old.open().await;
+        upgraded_store_works(&store).await;
+        store.close().await;
+        assert_eq!(
+            postgres_schema(&old.database.connection),
+            want,
+            "upgraded from PostgreSQL version {version}"
+        );
+    }
+}
