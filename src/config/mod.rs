@@ -23,6 +23,8 @@ use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::ZoneSettings;
 use crate::privacy::{IpPolicy, Privacy, Secret};
 
+mod transfer;
+
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
 /// on unprivileged loopback ports, and a sample zone.
 pub const EMBEDDED_DEFAULT: &str = include_str!("embedded.cfg");
@@ -224,6 +226,8 @@ pub struct Config {
     pub dnssec: Option<Dnssec>,
     /// Minimisation and retention.
     pub privacy: Privacy,
+    /// Zone transfers, NOTIFY and TSIG (`[transfer]`), when configured.
+    pub transfer: Option<crate::dns::xfr::TransferSettings>,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -266,6 +270,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("logconfig", &["loglevel", "logtype", "logfile", "logformat"]),
     ("dnssec", &["enabled", "algorithm", "signature_validity", "refresh"]),
+    ("transfer", transfer::KEYS),
     ("privacy", &["client_ip", "audit_retention", "txt_retention", "account_expiry", "purge_interval"]),
     (
         "dns",
@@ -511,7 +516,8 @@ impl Config {
         let log = Self::log(&logconfig)?;
         let dnssec = Self::dnssec(&section("dnssec"))?;
         let privacy = Self::privacy(&section("privacy"))?;
-        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, warnings })
+        let transfer = transfer::parse(table.get("transfer"), privacy.client_ip, &mut warnings)?;
+        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, transfer, warnings })
     }
 
     /// Builds the DNS settings from `[general]` and `[dns]`.

@@ -22,12 +22,15 @@
 //! [`Zone::set_txt`] and friends.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::dnssec::{self, RrsetToSign, SigningKey, Validity};
 use super::records::{self, RecordError, StaticRecord, is_at_or_below, name_to_wire};
 use super::wire::{self, Owner, QNAME_OFFSET, Query, Rcode, Response, RrSet, Section, rtype, txt_rdata};
+
+mod transfer;
+pub use transfer::{IxfrPlan, Snapshot};
 
 /// What the zone is built from; `config` fills it from `[general]` and `[dns]`.
 #[derive(Clone, Debug)]
@@ -204,6 +207,8 @@ pub struct Zone {
     apex_hashes: (Key, Key),
     /// The changing part.
     state: RwLock<State>,
+    /// Zone transfers (snapshots, the IXFR journal), once enabled; see [`transfer`].
+    transfer: OnceLock<transfer::Transfers>,
 }
 
 /// An NSEC3 hash as the chain's key: the 20 bytes as integers, so that ordering them (which
@@ -364,6 +369,7 @@ impl Zone {
                 nsec3: BTreeMap::new(),
                 changes: 0,
             }),
+            transfer: OnceLock::new(),
         };
         {
             let mut state = zone.write();
@@ -495,7 +501,9 @@ impl Zone {
         let now = unix_now();
         let old = state.serial;
         state.serial = if now.wrapping_sub(old) as i32 > 0 { now } else { old.wrapping_add(1) };
+        self.touch_name(state, &self.apex);
         self.render_soa(state);
+        self.commit_changes(state, old);
     }
 
     /// The types at a registered subdomain for the NSEC3 bitmap.
@@ -513,6 +521,7 @@ impl Zone {
             .map(|(h, _)| *h)
             .unwrap_or(hash);
         let Some(entry) = state.nsec3.get(&hash) else { return };
+        self.touch_nsec3(state, hash);
         let mut rdata = vec![1, 0, 0, 0, 0, 20];
         rdata.extend_from_slice(&next.bytes());
         rdata.extend(dnssec::type_bitmap(&entry.types));
@@ -560,6 +569,7 @@ impl Zone {
             return;
         }
         let hash = nsec3_key(name);
+        self.touch_nsec3(state, hash);
         if state.nsec3.remove(&hash).is_some()
             && let Some(prev) = Self::predecessor(state, &hash)
         {
@@ -663,6 +673,7 @@ impl Zone {
         };
         let types = Self::subdomain_types(&entry);
         let name = self.subdomain_name(&key);
+        self.touch_name(&state, &name);
         state.dynamic.insert(key, entry);
         self.chain_upsert(&mut state, &name, types);
         self.bump_serial(&mut state);
@@ -684,6 +695,7 @@ impl Zone {
             self.signed(&owner, records)
         });
         let mut state = self.write();
+        self.touch_name(&state, &owner);
         let node = state.nodes.entry(owner.clone()).or_default();
         node.sets.retain(|s| s.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::TXT));
         node.sets.extend(set);
@@ -702,6 +714,7 @@ impl Zone {
     pub fn remove(&self, subdomain: &str) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
         let mut state = self.write();
+        self.touch_name(&state, &self.subdomain_name(&key));
         let removed = state.dynamic.remove(&key).is_some();
         if removed {
             self.chain_remove(&mut state, &self.subdomain_name(&key));
@@ -759,6 +772,8 @@ impl Zone {
         let changes = state.changes;
         if state.dynamic.is_empty() {
             // The first load: sign the whole chain in one pass, before anything is served.
+            // Not journaled: a secondary behind this gets the whole zone.
+            self.forget_changes();
             state.dynamic = rendered.into_iter().collect();
             self.rebuild_chain(&mut state);
             self.bump_serial(&mut state);
@@ -769,6 +784,7 @@ impl Zone {
             if state.dynamic.get(&key).is_some_and(|held| held.changed > mark) {
                 continue; // registered while the snapshot was read
             }
+            self.touch_name(&state, &self.subdomain_name(&key));
             if let Some(entry) = state.dynamic.remove(&key) {
                 self.chain_remove(&mut state, &self.subdomain_name(&key));
                 removed.push(entry);
@@ -776,6 +792,7 @@ impl Zone {
         }
         for (key, mut entry) in rendered {
             entry.changed = changes;
+            self.touch_name(&state, &self.subdomain_name(&key));
             let bitmap_changes = match state.dynamic.get_mut(&key) {
                 Some(held) if held.changed > mark => continue,
                 Some(held) => {
@@ -824,6 +841,7 @@ impl Zone {
                     .map(|(i, _)| i)
                     .collect();
                 for i in stale {
+                    self.touch_name(&state, &owner);
                     let records = state.nodes[&owner].sets[i].records.clone();
                     let set = self.signed(&owner, records);
                     if let Some(node) = state.nodes.get_mut(&owner) {
@@ -831,6 +849,10 @@ impl Zone {
                     }
                     renewed += 1;
                 }
+            }
+            // With transfers on, new signatures are a new version of the zone for secondaries.
+            if self.has_pending_changes() {
+                self.bump_serial(&mut state);
             }
         }
         // Subdomains, in chunks.
@@ -840,12 +862,18 @@ impl Zone {
             let mut state = self.write();
             for label in chunk {
                 let name = self.subdomain_name(label);
+                if state.dynamic.get(label).is_some_and(|e| due(&e.set)) {
+                    self.touch_name(&state, &name);
+                }
                 if let Some(entry) = state.dynamic.get_mut(label)
                     && due(&entry.set)
                 {
                     entry.set = self.signed(&name, entry.set.records.clone());
                     renewed += 1;
                 }
+            }
+            if self.has_pending_changes() {
+                self.bump_serial(&mut state);
             }
         }
         // The NSEC3 chain, in chunks.
@@ -858,6 +886,9 @@ impl Zone {
                     self.render_nsec3(&mut state, *hash);
                     renewed += 1;
                 }
+            }
+            if self.has_pending_changes() {
+                self.bump_serial(&mut state);
             }
         }
         renewed
