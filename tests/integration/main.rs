@@ -11,3 +11,4 @@ mod privacy;
 mod rrl;
 mod stores;
 mod tls;
+mod xfr;
