@@ -179,6 +179,14 @@ mod tests {
     }
 
     #[test]
+    fn every_key_is_documented_in_the_sample() {
+        let sample = include_str!("../../config.sample.cfg");
+        for key in KEYS {
+            assert!(sample.contains(&format!("# {key} = ")), "{key} missing from config.sample.cfg");
+        }
+    }
+
+    #[test]
     fn base64_round_trips_known_vectors() {
         assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
         assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
