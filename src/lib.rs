@@ -5,7 +5,9 @@
 //!
 //! - [`dns`]: wire format, in-memory zone, UDP/TCP listeners. Depends on nothing else here.
 //! - [`store`]: durable accounts and TXT values (SQLite). → `config`.
-//! - [`api`]: `/register`, `/update`, `/health`. → `store`, `dns::zone`, `config`, `privacy`.
+//! - [`sync`]: the one writer: commit to the store, then apply to the zone. → `store`, `dns`.
+//! - [`api`]: `/register`, `/update`, `/health`. → `sync`, `store`, `dns::zone` (reading),
+//!   `config`, `privacy`.
 //! - [`config`]: `config.cfg` parsing and validation. → `dns` (settings types), `cidr`.
 //! - [`privacy`]: self-redacting types for secrets and client addresses.
 //! - [`daemon`]: composition root; binds, loads, runs, shuts down. → everything.
@@ -21,4 +23,5 @@ pub mod daemon;
 pub mod dns;
 pub mod privacy;
 pub mod store;
+pub mod sync;
 pub mod sys;

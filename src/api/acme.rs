@@ -27,8 +27,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
-use crate::dns::zone::{Zone, unix_now};
-use crate::store::Store;
+use crate::dns::zone::unix_now;
+use crate::sync::ZoneSync;
 
 /// The longest pause between two checks of the certificate.
 const CHECK_EVERY: u64 = 12 * 3600;
@@ -77,10 +77,8 @@ pub enum AcmeError {
 /// Publishes this instance's challenge value through the store and serves what the store
 /// then holds (this instance's value and any other instance's).
 struct Challenge<'a> {
-    /// Where the value is published.
-    store: &'a Store,
-    /// Our own zone, updated at once (the change feed would follow, but not before the CA asks).
-    zone: &'a Zone,
+    /// Store and zone: the value is published in one and served by the other.
+    sync: &'a ZoneSync,
     /// This order's key in the store.
     token: String,
 }
@@ -90,8 +88,7 @@ impl Challenge<'_> {
     async fn set(&self, value: Option<&str>) -> Result<(), AcmeError> {
         // A value left by a crash stops counting after ten minutes.
         let expires = i64::from(unix_now()) + 600;
-        self.store.put_own_challenge(&self.token, value, expires).await?;
-        self.zone.set_own_challenge(&self.store.own_challenges().await?);
+        self.sync.put_own_challenge(&self.token, value, expires).await?;
         Ok(())
     }
 }
@@ -124,8 +121,7 @@ pub fn acceptor(slot: Arc<CertSlot>) -> Result<TlsAcceptor, String> {
 pub async fn run(
     settings: Settings,
     slot: Arc<CertSlot>,
-    store: Store,
-    zone: Arc<Zone>,
+    sync: ZoneSync,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut renew_at = match load_cached(&settings, &slot) {
@@ -158,8 +154,7 @@ pub async fn run(
             settings.domain,
             settings.directory
         );
-        let challenge =
-            Challenge { store: &store, zone: &zone, token: crate::api::credentials::random_uuid() };
+        let challenge = Challenge { sync: &sync, token: crate::api::credentials::random_uuid() };
         let result = tokio::select! {
             r = obtain(&settings, &challenge) => r,
             _ = shutdown.changed() => Err(AcmeError::Other("stopped".into())),

@@ -22,8 +22,7 @@ use super::error::{ApiError, json_response};
 use crate::cidr::Cidr;
 use crate::config::Registration as RegistrationMode;
 use crate::privacy::ClientIp;
-use crate::privacy::Privacy;
-use crate::store::{Account, AccountRecord, AuditEntry, StoreError};
+use crate::store::{Account, AuditEntry, StoreError};
 
 /// Length of an ACME DNS-01 TXT value: base64url of a SHA-256 digest.
 const TXT_LEN: usize = 43;
@@ -177,7 +176,7 @@ pub(super) async fn register(
             subdomain: credentials::random_uuid(),
             allowfrom: allowfrom.clone(),
         };
-        match state.store.insert_account(&account).await {
+        match state.sync.register(account.clone()).await {
             Ok(()) => break account,
             // Two random UUIDs colliding is astronomically unlikely; retry rather than fail.
             Err(StoreError::Duplicate(_)) if attempts < 3 => attempts += 1,
@@ -185,7 +184,6 @@ pub(super) async fn register(
         }
     };
     state.limits.register.hit(&network);
-    state.zone.set_txt(&account.subdomain, 0, &[]);
     audit(&state, Some(&account.username), "register", "ok", client).await;
     tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "account registered");
     Ok(json_response(StatusCode::CREATED, credentials_body(&state, &account, key.expose())?))
@@ -271,9 +269,7 @@ pub(super) async fn update(
         audit(&state, Some(&account.username), "update", "bad_txt", client).await;
         return Err(ApiError::BadTxt);
     }
-    let stored = state.store.update_txt(&account.subdomain, txt, state.txt_values).await?;
-    let values: Vec<&str> = stored.values.iter().map(String::as_str).collect();
-    state.zone.set_txt(&stored.subdomain, stored.seq, &values);
+    state.sync.update_txt(&account.subdomain, txt).await?;
     audit(&state, Some(&account.username), "update", "ok", client).await;
     tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "TXT updated");
     Ok(json_response(StatusCode::OK, format!("{{\"txt\": \"{txt}\"}}")))
@@ -291,33 +287,8 @@ pub(super) async fn account_get(
     audit(&state, Some(&account.username), "account_read", "ok", client).await;
     let record =
         state.store.account_record(&account.username, state.txt_values).await?.ok_or(ApiError::Forbidden)?;
-    let json = export_json(&record, &state.domain, &state.privacy);
+    let json = record.export_json(&state.domain, &state.privacy);
     Ok(json_response(StatusCode::OK, json.to_string()))
-}
-
-/// Everything held about an account as JSON (the API's `GET /account` and the operator's
-/// `account export`), with the retention settings that apply to it.
-pub fn export_json(record: &AccountRecord, domain: &str, privacy: &Privacy) -> Value {
-    let a = &record.account;
-    serde_json::json!({
-        "username": a.username,
-        "subdomain": a.subdomain,
-        "fulldomain": format!("{}.{}", a.subdomain, domain),
-        "allowfrom": a.allowfrom,
-        "created_at": record.created_at,
-        "last_used": record.last_used,
-        "key": if a.key_hash.is_empty() { "bcrypt hash imported from acme-dns" } else { "SHA-256 hash of the key (the key itself is not stored)" },
-        "txt": record.txt.iter().map(|(value, at)| serde_json::json!({"value": value, "set_at": at})).collect::<Vec<_>>(),
-        "audit": record.audit.iter().map(|e| serde_json::json!({
-            "at": e.at, "action": e.action, "outcome": e.outcome, "source": e.source,
-        })).collect::<Vec<_>>(),
-        "retention": {
-            "audit_seconds": privacy.audit_retention,
-            "txt_seconds": privacy.txt_retention,
-            "unused_account_seconds": privacy.account_expiry,
-            "client_ip": privacy.client_ip.name(),
-        },
-    })
 }
 
 /// `PATCH /account`: replaces `allowfrom` (rectification).
@@ -357,9 +328,7 @@ pub(super) async fn account_delete(
 ) -> Result<Response, ApiError> {
     let client = client_ip(&state, peer, &headers);
     let account = authenticate(&state, &headers, client, "delete").await?;
-    if let Some(subdomain) = state.store.delete_account(&account.username).await? {
-        state.zone.remove(&subdomain);
-    }
+    state.sync.delete_account(&account.username).await?;
     // No audit entry: erasure leaves no row about the account.
     tracing::info!("account deleted at its holder's request");
     Ok(json_response(StatusCode::OK, serde_json::json!({ "deleted": account.username }).to_string()))

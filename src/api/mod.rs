@@ -19,8 +19,6 @@ pub mod error;
 mod handlers;
 pub mod limits;
 
-pub use handlers::export_json;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,14 +39,21 @@ use crate::config::Api as ApiConfig;
 use crate::dns::zone::Zone;
 use crate::privacy::Privacy;
 use crate::store::Store;
+use crate::sync::ZoneSync;
 use error::ApiError;
+
+/// How long a shutdown waits for open API requests to finish: longer than any request takes
+/// (bodies and headers have their own deadlines), shorter than a supervisor's stop timeout.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Shared state of the handlers.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The durable store.
     pub store: Store,
-    /// The zone being served.
+    /// The only way to change what is served: store first, then zone.
+    pub sync: ZoneSync,
+    /// The zone being served, for reading.
     pub zone: Arc<Zone>,
     /// API settings.
     pub config: Arc<ApiConfig>,
@@ -246,8 +251,8 @@ pub async fn serve(
             drop(permit);
         });
     }
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::warn!("API connections still open after 10 s; closing them");
+    if tokio::time::timeout(DRAIN_TIME, graceful.shutdown()).await.is_err() {
+        tracing::warn!("API connections still open after {} s; closing them", DRAIN_TIME.as_secs());
     }
 }
 

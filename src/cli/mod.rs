@@ -187,7 +187,7 @@ fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
             }
             AccountAction::Export { username } => {
                 let r = find(username).await?;
-                let json = crate::api::export_json(&r, &domain, &config.privacy);
+                let json = r.export_json(&domain, &config.privacy);
                 println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
             }
             AccountAction::Delete { username } => {
@@ -294,7 +294,7 @@ fn dnssec(config: &Config, action: &DnssecAction) -> Result<(), String> {
     block_on(async {
         let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
         let (key, created) =
-            crate::daemon::signing_key(&store, settings.algorithm).await.map_err(|e| e.to_string())?;
+            crate::sync::signing_key(&store, settings.algorithm).await.map_err(|e| e.to_string())?;
         let apex = config.dns.zone.apex.trim_end_matches('.').to_ascii_lowercase();
         let apex_wire = crate::dns::records::name_to_wire(&apex).map_err(|e| e.to_string())?;
         let algorithm = key.algorithm().number();

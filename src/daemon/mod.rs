@@ -17,11 +17,15 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Tls};
-use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::server::{self, BindError};
 use crate::dns::zone::{Signer, Zone, ZoneError};
-use crate::privacy::{Privacy, Secret};
-use crate::store::{Change, PurgeRules, Store, StoreError};
+use crate::privacy::Privacy;
+use crate::store::{PurgeRules, Store, StoreError};
+use crate::sync::{KeyError, ZoneSync, signing_key};
+
+/// Connections the kernel queues for the API before we accept them: enough for a burst of
+/// renewals at the top of the hour, as nginx's default (511) and more.
+const API_LISTEN_BACKLOG: i32 = 1024;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +49,10 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     /// The DNSSEC key could not be made or loaded.
     #[error("dnssec: {0}")]
-    Key(String),
+    Key(#[from] KeyError),
+    /// A DNS worker thread panicked (its message was printed when it did).
+    #[error("{0} DNS worker thread(s) panicked while serving")]
+    WorkerPanicked(usize),
     /// The API's certificate or key could not be loaded.
     #[error("{0}")]
     Tls(String),
@@ -54,30 +61,11 @@ pub enum DaemonError {
     Io(#[from] std::io::Error),
 }
 
-/// Loads the zone's signing key from the store, making and storing one on first use.
-///
-/// Returns the key and when it was made (seconds since the epoch).
-pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(SigningKey, i64), DaemonError> {
-    let number = algorithm.number();
-    if store.dnssec_key(number).await?.is_none() {
-        let pkcs8 = SigningKey::generate(algorithm).map_err(|e| DaemonError::Key(e.to_string()))?;
-        store.add_dnssec_key_if_none(number, Secret::new(pkcs8)).await?;
-        tracing::info!("made a new {} signing key", algorithm.name());
-    }
-    let stored = store
-        .dnssec_key(number)
-        .await?
-        .ok_or_else(|| DaemonError::Key("the signing key just stored cannot be read back".into()))?;
-    let key = SigningKey::from_pkcs8(algorithm, stored.pkcs8.expose())
-        .map_err(|e| DaemonError::Key(e.to_string()))?;
-    Ok((key, stored.created_at))
-}
-
 /// Removes what is past retention, and stops serving what was removed.
 ///
 /// Safe with several instances on one database: each deletion is idempotent, and the other
 /// instances hear of the changes through the change feed.
-async fn purge(store: &Store, zone: &Zone, privacy: &Privacy, keep: usize) -> Result<(), StoreError> {
+async fn purge(sync: &ZoneSync, privacy: &Privacy) -> Result<(), StoreError> {
     let now = crate::dns::zone::unix_now() as i64;
     let age = |seconds: u64| now.saturating_sub(i64::try_from(seconds).unwrap_or(i64::MAX));
     let rules = PurgeRules {
@@ -85,13 +73,7 @@ async fn purge(store: &Store, zone: &Zone, privacy: &Privacy, keep: usize) -> Re
         txt_before: age(privacy.txt_retention),
         unused_before: privacy.account_expiry.map(age),
     };
-    let purged = store.purge(rules).await?;
-    for subdomain in &purged.txt_cleared {
-        apply_change(store, zone, keep, Change::Subdomain(subdomain.clone())).await?;
-    }
-    for subdomain in &purged.accounts_expired {
-        zone.remove(subdomain);
-    }
+    let purged = sync.purge(rules).await?;
     if purged.audit_entries + purged.txt_cleared.len() + purged.accounts_expired.len() > 0 {
         tracing::info!(
             "retention: removed {} audit entries, cleared old TXT values of {} subdomains, deleted {} unused accounts",
@@ -99,42 +81,6 @@ async fn purge(store: &Store, zone: &Zone, privacy: &Privacy, keep: usize) -> Re
             purged.txt_cleared.len(),
             purged.accounts_expired.len()
         );
-    }
-    Ok(())
-}
-
-/// Applies one change from the feed to the zone.
-async fn apply_change(store: &Store, zone: &Zone, keep: usize, change: Change) -> Result<(), StoreError> {
-    match change {
-        Change::Resync => {
-            let mark = zone.mark();
-            let contents = store.zone_contents(keep).await?;
-            zone.replace_all(
-                mark,
-                contents
-                    .iter()
-                    .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
-            );
-            tracing::info!("zone resynchronised from the database: {} subdomains", contents.len());
-            zone.set_own_challenge(&store.own_challenges().await?);
-        }
-        Change::OwnChallenge => zone.set_own_challenge(&store.own_challenges().await?),
-        Change::Subdomain(subdomain) => {
-            let mark = zone.mark();
-            match store.txt_of(&subdomain, keep).await? {
-                Some(t) => {
-                    zone.replace_txt(
-                        mark,
-                        &t.subdomain,
-                        t.seq,
-                        &t.values.iter().map(String::as_str).collect::<Vec<_>>(),
-                    );
-                }
-                None => {
-                    zone.remove(&subdomain);
-                }
-            }
-        }
     }
     Ok(())
 }
@@ -149,7 +95,7 @@ fn bind_api(addr: SocketAddr) -> Result<std::net::TcpListener, DaemonError> {
             socket.set_only_v6(false)?;
         }
         socket.bind(&addr.into())?;
-        socket.listen(1024)?;
+        socket.listen(API_LISTEN_BACKLOG)?;
         socket.set_nonblocking(true)?;
         Ok(socket.into())
     };
@@ -222,11 +168,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     };
     let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
-    let contents = store.zone_contents(config.dns.txt_values).await?;
-    zone.replace_all(
-        0,
-        contents.iter().map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
-    );
+    let sync = ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values);
+    sync.load().await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stop = Arc::new(AtomicBool::new(false));
@@ -262,7 +205,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(dnssec) = config.dnssec {
         // Check often enough that no signature gets within a quarter of the window of expiring.
         let every = std::time::Duration::from_secs(u64::from((dnssec.refresh / 4).clamp(1, 300)));
-        let zone = Arc::clone(&zone);
+        let sync = sync.clone();
         let mut shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
             loop {
@@ -270,8 +213,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     _ = tokio::time::sleep(every) => {}
                     _ = shutdown.changed() => return,
                 }
-                let zone = Arc::clone(&zone);
-                if let Ok(n) = tokio::task::spawn_blocking(move || zone.refresh_signatures()).await
+                let sync = sync.clone();
+                if let Ok(n) = tokio::task::spawn_blocking(move || sync.refresh_signatures()).await
                     && n > 0
                 {
                     tracing::info!("renewed the signatures of {n} RRsets");
@@ -279,32 +222,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             }
         });
     }
+    tasks.spawn(sync.clone().follow(store.subscribe(), shutdown_rx.clone()));
     {
-        let mut changes = store.subscribe();
-        let zone = Arc::clone(&zone);
-        let store = store.clone();
-        let keep = config.dns.txt_values;
+        let (sync, privacy) = (sync.clone(), config.privacy);
         let mut shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
             loop {
-                let change = tokio::select! {
-                    c = changes.recv() => c,
-                    _ = shutdown.changed() => return,
-                };
-                let Some(change) = change else { return };
-                if let Err(error) = apply_change(&store, &zone, keep, change).await {
-                    tracing::warn!("could not apply a change from another instance: {error}");
-                }
-            }
-        });
-    }
-    {
-        let (zone, store, privacy, keep) =
-            (Arc::clone(&zone), store.clone(), config.privacy, config.dns.txt_values);
-        let mut shutdown = shutdown_rx.clone();
-        tasks.spawn(async move {
-            loop {
-                if let Err(error) = purge(&store, &zone, &privacy, keep).await {
+                if let Err(error) = purge(&sync, &privacy).await {
                     tracing::warn!("retention purge failed (retried later): {error}");
                 }
                 tokio::select! {
@@ -315,10 +239,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
     if let Some((settings, slot)) = acme {
-        tasks.spawn(api::acme::run(settings, slot, store.clone(), Arc::clone(&zone), shutdown_rx.clone()));
+        tasks.spawn(api::acme::run(settings, slot, sync.clone(), shutdown_rx.clone()));
     }
     let state = AppState {
         store: store.clone(),
+        sync: sync.clone(),
         zone: Arc::clone(&zone),
         config: Arc::new(config.api.clone()),
         domain: zone.apex_text().into(),
@@ -356,14 +281,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let _ = shutdown_tx.send(true);
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
-    tokio::task::spawn_blocking(move || {
-        for thread in udp_threads {
-            let _ = thread.join();
-        }
+    let panicked = tokio::task::spawn_blocking(move || {
+        udp_threads.into_iter().map(std::thread::JoinHandle::join).filter(Result::is_err).count()
     })
     .await
     .map_err(std::io::Error::other)?;
     store.close().await;
+    if panicked > 0 {
+        return Err(DaemonError::WorkerPanicked(panicked));
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -181,6 +181,8 @@ struct State {
     nsec3: BTreeMap<Key, Nsec3Entry>,
     /// Counts changes to registered subdomains; see [`Zone::mark`].
     changes: u64,
+    /// The values served for the API's own ACME challenge (see [`Zone::set_own_challenge`]).
+    own_challenge: Vec<String>,
 }
 
 /// The authoritative zone, shared by all DNS workers and the API.
@@ -368,6 +370,7 @@ impl Zone {
                 dynamic: HashMap::new(),
                 nsec3: BTreeMap::new(),
                 changes: 0,
+                own_challenge: Vec::new(),
             }),
             transfer: OnceLock::new(),
         };
@@ -659,9 +662,14 @@ impl Zone {
         accept: impl FnOnce(&TxtEntry) -> bool,
     ) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
+        // The same values again (an instance hearing its own write from the change feed, a
+        // retried request) change nothing: no rendering, no signature, no serial.
+        if self.read().dynamic.get(&key).is_some_and(|held| held.is(seq, values)) {
+            return false;
+        }
         let set = self.render_txt(&key, values);
         let mut state = self.write();
-        if state.dynamic.get(&key).is_some_and(|held| !accept(held)) {
+        if state.dynamic.get(&key).is_some_and(|held| !accept(held) || held.is(seq, values)) {
             return false;
         }
         state.changes += 1;
@@ -685,6 +693,9 @@ impl Zone {
     /// open). It lives among the static names, so a resync of the registered subdomains never
     /// touches it.
     pub fn set_own_challenge(&self, values: &[String]) {
+        if self.read().own_challenge == values {
+            return; // nothing new (e.g. this instance's own write coming back from the feed)
+        }
         let mut owner = b"\x0f_acme-challenge".to_vec();
         owner.extend_from_slice(&self.apex);
         let set = (!values.is_empty()).then(|| {
@@ -695,6 +706,7 @@ impl Zone {
             self.signed(&owner, records)
         });
         let mut state = self.write();
+        state.own_challenge = values.to_vec();
         self.touch_name(&state, &owner);
         let node = state.nodes.entry(owner.clone()).or_default();
         node.sets.retain(|s| s.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::TXT));
@@ -734,11 +746,13 @@ impl Zone {
     /// work where queries can go on: the comparison with what the zone holds under the read
     /// lock, the signing of changed sets under no lock. Under the write lock it only applies
     /// what changed (a few signatures per changed name for the NSEC3 chain).
+    ///
+    /// Returns how many subdomains it added, changed or removed; with none, the serial stays.
     pub fn replace_all<'a>(
         &self,
         mark: u64,
         entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>,
-    ) {
+    ) -> usize {
         let entries: Vec<(Vec<u8>, u64, Vec<&str>)> = entries
             .into_iter()
             .map(|(sub, seq, values)| (sub.to_ascii_lowercase().into_bytes(), seq, values))
@@ -766,20 +780,25 @@ impl Zone {
                 (key.clone(), TxtEntry { seq: *seq, values, set, changed: 0 })
             })
             .collect();
+        if rendered.is_empty() && gone.is_empty() {
+            return 0; // the zone already holds the snapshot: no new serial, no signature
+        }
         let has_records = |e: &TxtEntry| !e.set.records.is_empty();
         let mut state = self.write();
         state.changes += 1;
         let changes = state.changes;
         if state.dynamic.is_empty() {
             // The first load: sign the whole chain in one pass, before anything is served.
+            let count = rendered.len();
             // Not journaled: a secondary behind this gets the whole zone.
             self.forget_changes();
             state.dynamic = rendered.into_iter().collect();
             self.rebuild_chain(&mut state);
             self.bump_serial(&mut state);
-            return;
+            return count;
         }
         let mut removed = Vec::new();
+        let mut count = 0;
         for key in gone {
             if state.dynamic.get(&key).is_some_and(|held| held.changed > mark) {
                 continue; // registered while the snapshot was read
@@ -788,6 +807,7 @@ impl Zone {
             if let Some(entry) = state.dynamic.remove(&key) {
                 self.chain_remove(&mut state, &self.subdomain_name(&key));
                 removed.push(entry);
+                count += 1;
             }
         }
         for (key, mut entry) in rendered {
@@ -796,11 +816,13 @@ impl Zone {
             let bitmap_changes = match state.dynamic.get_mut(&key) {
                 Some(held) if held.changed > mark => continue,
                 Some(held) => {
+                    count += 1;
                     let changes = has_records(held) != has_records(&entry);
                     removed.push(std::mem::replace(held, entry));
                     changes
                 }
                 None => {
+                    count += 1;
                     state.dynamic.insert(key.clone(), entry);
                     true
                 }
@@ -810,10 +832,13 @@ impl Zone {
                 self.chain_upsert(&mut state, &self.subdomain_name(&key), types);
             }
         }
-        self.bump_serial(&mut state);
+        if count > 0 {
+            self.bump_serial(&mut state);
+        }
         // What was replaced is freed after the lock is released.
         drop(state);
         drop(removed);
+        count
     }
 
     /// Renews signatures that expire within the refresh window; returns how many sets were

@@ -15,6 +15,7 @@
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
 //! seconds timestamp and loses values), and so the zone can ignore a late, older write.
 
+mod export;
 pub mod import;
 pub mod postgres;
 pub mod sqlite;

@@ -10,5 +10,6 @@ mod pg;
 mod privacy;
 mod rrl;
 mod stores;
+mod sync;
 mod tls;
 mod xfr;

@@ -315,7 +315,7 @@ fn xfr_refusals_never_carry_zone_data() {
     let no_data = |reply: &Message| reply.answers.is_empty();
 
     // The right key: the zone, signed (so the refusals below are refusals of something).
-    let ok = first_reply(server.tcp, &sign(&axfr, "transfer-key", &secret, now()));
+    let ok = first_reply(server.tcp, &sign(&axfr, "transfer-key", secret, now()));
     assert_eq!((ok.rcode, ok.answers.first().map(|r| r.rtype)), (rcode::NOERROR, Some(SOA)));
     assert_eq!(tsig_error(&ok), Some(0));
     // Unsigned, while a key is configured: REFUSED.
@@ -324,8 +324,8 @@ fn xfr_refusals_never_carry_zone_data() {
     // Wrong secret: NOTAUTH with BADSIG; unknown key name: BADKEY; a clock an hour off: BADTIME.
     let cases = [
         (sign(&axfr, "transfer-key", b"not the secret at all, not at all", now()), 16),
-        (sign(&axfr, "other-key", &secret, now()), 17),
-        (sign(&axfr, "transfer-key", &secret, now() - 3600), 18),
+        (sign(&axfr, "other-key", secret, now()), 17),
+        (sign(&axfr, "transfer-key", secret, now() - 3600), 18),
     ];
     for (request, error) in cases {
         for reply in
@@ -354,13 +354,13 @@ fn xfr_refusals_never_carry_zone_data() {
     // Malformed: two questions, class CH, IXFR without its SOA: FORMERR.
     let mut two = query(DOMAIN, AXFR, None);
     two[5] = 2;
-    two.extend_from_slice(&two[12..].to_vec());
+    two.extend_from_within(12..);
     let mut chaos = query(DOMAIN, AXFR, None);
     let at = chaos.len() - 1;
     chaos[at] = 3;
     for request in [two, chaos, query(DOMAIN, IXFR, None)] {
         let reply = Message::decode(
-            &tcp_exchange(server.tcp, &sign(&request, "transfer-key", &secret, now())).unwrap(),
+            &tcp_exchange(server.tcp, &sign(&request, "transfer-key", secret, now())).unwrap(),
         );
         assert_eq!((reply.rcode, no_data(&reply)), (rcode::FORMERR, true), "{request:?}");
     }
@@ -368,19 +368,19 @@ fn xfr_refusals_never_carry_zone_data() {
     // IXFR over UDP: the SOA alone, signed; over TCP from the current serial, the SOA alone.
     let serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
     let reply = Message::decode(
-        &server.udp_exchange(&sign(&ixfr_query(serial - 5), "transfer-key", &secret, now())).unwrap(),
+        &server.udp_exchange(&sign(&ixfr_query(serial - 5), "transfer-key", secret, now())).unwrap(),
     );
     assert_eq!(
         (reply.rcode, reply.answers.len(), soa_serial(&reply), tsig_error(&reply)),
         (0, 1, Some(serial), Some(0))
     );
-    let reply = first_reply(server.tcp, &sign(&ixfr_query(serial), "transfer-key", &secret, now()));
+    let reply = first_reply(server.tcp, &sign(&ixfr_query(serial), "transfer-key", secret, now()));
     assert_eq!((reply.rcode, reply.answers.len()), (0, 1));
 
     // A network not allowed: REFUSED even with the key.
     let dir2 = TempDir::new();
     let elsewhere = primary(&dir2, "\"10.0.0.0/8\"", &[], false);
-    let reply = first_reply(elsewhere.tcp, &sign(&axfr, "transfer-key", &secret, now()));
+    let reply = first_reply(elsewhere.tcp, &sign(&axfr, "transfer-key", secret, now()));
     assert_eq!((reply.rcode, no_data(&reply), tsig_error(&reply)), (rcode::REFUSED, true, Some(0)));
     let logged = within(Duration::from_secs(2), || {
         elsewhere

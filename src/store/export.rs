@@ -1,0 +1,35 @@
+//! The export of everything held about one account (GDPR Art. 15 access and Art. 20
+//! portability): the API's `GET /account` and the operator's `account export` print the same.
+
+use serde_json::Value;
+
+use super::AccountRecord;
+use crate::privacy::Privacy;
+
+impl AccountRecord {
+    /// Everything held about the account as JSON, with the retention settings that apply to
+    /// it; `domain` is the zone apex, for `fulldomain`.
+    pub fn export_json(&self, domain: &str, privacy: &Privacy) -> Value {
+        let record = self;
+        let a = &record.account;
+        serde_json::json!({
+            "username": a.username,
+            "subdomain": a.subdomain,
+            "fulldomain": format!("{}.{}", a.subdomain, domain),
+            "allowfrom": a.allowfrom,
+            "created_at": record.created_at,
+            "last_used": record.last_used,
+            "key": if a.key_hash.is_empty() { "bcrypt hash imported from acme-dns" } else { "SHA-256 hash of the key (the key itself is not stored)" },
+            "txt": record.txt.iter().map(|(value, at)| serde_json::json!({"value": value, "set_at": at})).collect::<Vec<_>>(),
+            "audit": record.audit.iter().map(|e| serde_json::json!({
+                "at": e.at, "action": e.action, "outcome": e.outcome, "source": e.source,
+            })).collect::<Vec<_>>(),
+            "retention": {
+                "audit_seconds": privacy.audit_retention,
+                "txt_seconds": privacy.txt_retention,
+                "unused_account_seconds": privacy.account_expiry,
+                "client_ip": privacy.client_ip.name(),
+            },
+        })
+    }
+}
