@@ -245,9 +245,24 @@ pub fn find(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed> {
     if u16_at(msg, 10).unwrap_or(0) == 0 {
         return Ok(None); // no additional records: the common case costs nothing more
     }
-    let offsets = record_offsets(msg).ok_or(Malformed)?;
-    let Some(&(start, rtype)) = offsets.last() else { return Ok(None) };
-    if offsets[..offsets.len() - 1].iter().any(|&(_, t)| t == TSIG) {
+    // One walk without allocating: with transfers on, every EDNS query comes through here.
+    let count = |at| u16_at(msg, at).map(usize::from).ok_or(Malformed);
+    let (questions, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
+    let mut pos = 12;
+    for _ in 0..questions {
+        pos = skip_name(msg, pos).ok_or(Malformed)? + 4;
+    }
+    let (mut start, mut rtype) = (pos, 0);
+    for index in 0..records {
+        if rtype == TSIG && index > 0 {
+            return Err(Malformed); // a TSIG record that is not the last
+        }
+        start = pos;
+        pos = skip_name(msg, pos).ok_or(Malformed)?;
+        rtype = u16_at(msg, pos).ok_or(Malformed)?;
+        pos += 10 + usize::from(u16_at(msg, pos + 8).ok_or(Malformed)?);
+    }
+    if pos != msg.len() {
         return Err(Malformed);
     }
     if rtype != TSIG {

@@ -146,6 +146,26 @@ fn knot(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
     Secondary::spawn(argv, ([127, 0, 0, 1], port).into(), dir.join("knot.log"))
 }
 
+/// BIND as a TSIG-keyed secondary of `primary` on `port`.
+fn bind(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
+    let d = dir.display();
+    let config = format!(
+        "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  \
+         listen-on-v6 {{ none; }};\n  recursion no;\n  notify no;\n  dnssec-validation no;\n}};\n\
+         controls {{ }};\n\
+         key \"transfer-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
+         logging {{ channel file {{ file \"{d}/named.log\"; severity info; print-time yes; }};\n  \
+         category default {{ file; }};\n  category xfer-in {{ file; }};\n  category notify {{ file; }};\n}};\n\
+         zone \"{DOMAIN}\" {{\n  type secondary;\n  file \"{d}/{DOMAIN}.zone\";\n  \
+         primaries port {} {{ 127.0.0.1 key transfer-key; }};\n  allow-notify {{ key transfer-key; }};\n}};\n",
+        primary.port()
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("named.conf"), config).unwrap();
+    let argv = vec!["named".into(), "-f".into(), "-4".into(), "-c".into(), format!("{d}/named.conf")];
+    Secondary::spawn(argv, ([127, 0, 0, 1], port).into(), dir.join("named.log"))
+}
+
 /// The serial of the SOA in an answer.
 fn soa_serial(msg: &Message) -> Option<u32> {
     let soa = msg.answers.iter().find(|r| r.rtype == SOA)?;
@@ -174,14 +194,15 @@ fn txts_at(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
 }
 
 #[test]
-fn xfr_nsd_and_knot_follow_updates_by_ixfr_and_catch_up_after_a_restart() {
+fn xfr_nsd_knot_and_bind_follow_updates_by_ixfr_and_catch_up_after_a_restart() {
     let dir = TempDir::new();
-    let (nsd_port, knot_port) = (free_port(&["127.0.0.1"]), free_port(&["127.0.0.1"]));
-    let server = primary(&dir, "\"127.0.0.1/32\", \"::1/128\"", &[nsd_port, knot_port], false);
-    let mut nsd = nsd(&dir.join("nsd"), nsd_port, server.tcp);
-    let knot = knot(&dir.join("knot"), knot_port, server.tcp);
+    let ports: Vec<u16> = (0..3).map(|_| free_port(&["127.0.0.1"])).collect();
+    let server = primary(&dir, "\"127.0.0.1/32\", \"::1/128\"", &ports, false);
+    let mut nsd = nsd(&dir.join("nsd"), ports[0], server.tcp);
+    let knot = knot(&dir.join("knot"), ports[1], server.tcp);
+    let named = bind(&dir.join("bind"), ports[2], server.tcp);
     let start_serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
-    for secondary in [&nsd, &knot] {
+    for secondary in [&nsd, &knot, &named] {
         let loaded = within(Duration::from_secs(10), || secondary.serial() == Some(start_serial));
         assert!(loaded.is_some(), "first transfer to {}:\n{}", secondary.argv[0], secondary.log_text());
     }
@@ -190,7 +211,7 @@ fn xfr_nsd_and_knot_follow_updates_by_ixfr_and_catch_up_after_a_restart() {
     let account = server.register();
     let name = account["fulldomain"].as_str().unwrap().to_owned();
     assert_eq!(server.update(&account, &txt_value(1)).status, 200);
-    for secondary in [&nsd, &knot] {
+    for secondary in [&nsd, &knot, &named] {
         let took =
             within(Duration::from_secs(2), || txts_at(secondary.addr, &name) == Some(vec![txt_value(1)]));
         assert!(took.is_some(), "{} serves the TXT:\n{}", secondary.argv[0], secondary.log_text());
@@ -198,7 +219,7 @@ fn xfr_nsd_and_knot_follow_updates_by_ixfr_and_catch_up_after_a_restart() {
     // A second update travels as an incremental transfer (our log and Knot's say so).
     assert_eq!(server.update(&account, &txt_value(2)).status, 200);
     let both = vec![txt_value(1), txt_value(2)];
-    for secondary in [&nsd, &knot] {
+    for secondary in [&nsd, &knot, &named] {
         let took = within(Duration::from_secs(2), || txts_at(secondary.addr, &name).as_ref() == Some(&both));
         assert!(took.is_some(), "{} serves the second TXT", secondary.argv[0]);
     }
@@ -217,7 +238,7 @@ fn xfr_nsd_and_knot_follow_updates_by_ixfr_and_catch_up_after_a_restart() {
     }
     let updating = started.elapsed();
     let serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
-    for secondary in [&nsd, &knot] {
+    for secondary in [&nsd, &knot, &named] {
         let took = within(Duration::from_secs(10), || secondary.serial() == Some(serial));
         assert!(took.is_some(), "{} reaches serial {serial}:\n{}", secondary.argv[0], secondary.log_text());
         for account in &accounts {
@@ -227,10 +248,10 @@ fn xfr_nsd_and_knot_follow_updates_by_ixfr_and_catch_up_after_a_restart() {
             assert_eq!(txts_at(secondary.addr, name).unwrap(), ours, "{} at {name}", secondary.argv[0]);
         }
     }
-    eprintln!("200 updates in {updating:?}; both secondaries current at serial {serial}");
+    eprintln!("200 updates in {updating:?}; every secondary current at serial {serial}");
     // Few transfers for many updates: NOTIFY is coalesced.
     let transfers = server.log_text().matches("IXFR to ").count();
-    eprintln!("{transfers} IXFRs served for 202 updates to 2 secondaries");
+    eprintln!("{transfers} IXFRs served for 202 updates to 3 secondaries");
 
     // NSD stopped during updates catches up after its restart.
     nsd.stop();
