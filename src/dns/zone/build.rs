@@ -1,0 +1,194 @@
+//! Building the zone from its settings: static records grouped into RRsets, delegations and
+//! their glue found, and (when signing) the DNSSEC apex records, first signatures and chain.
+//!
+//! Design note: everything that can be wrong with the settings is found here, once, so that a
+//! zone that was built can always answer; the rest of the zone never fails.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use super::nsec3::nsec3_key;
+use super::{Cut, Node, Set, Signer, State, Zone, ZoneError, ZoneSettings, unix_now};
+use crate::dns::records::{self, StaticRecord, name_to_wire};
+use crate::dns::wire::{RrSet, rtype};
+
+/// Lower-cases the domain names embedded in rdata of the types that carry them (RFC 4034
+/// section 6.2), so the served data is in canonical form. Other data keeps its case.
+fn canonical_rdata(rtype: u16, rdata: &[u8]) -> Vec<u8> {
+    let name_from = match rtype {
+        rtype::NS | rtype::CNAME | rtype::PTR => Some(0),
+        rtype::MX => Some(2),
+        rtype::SRV => Some(6),
+        _ => None,
+    };
+    let mut out = rdata.to_vec();
+    if let Some(from) = name_from
+        && let Some(name) = out.get_mut(from..)
+    {
+        name.make_ascii_lowercase();
+    }
+    out
+}
+
+impl Zone {
+    /// Builds the zone from its settings (signed when `signer` is given); no subdomains yet.
+    pub fn new(settings: &ZoneSettings, signer: Option<Signer>) -> Result<Self, ZoneError> {
+        let name = |field, text: &str| name_to_wire(text).map_err(|source| ZoneError::Name { field, source });
+        let apex = name("domain", &settings.apex)?.to_ascii_lowercase();
+        let mut soa_names = name("nsname", &settings.nsname)?.to_ascii_lowercase();
+        soa_names.extend(name("nsadmin", &settings.nsadmin.replacen('@', ".", 1))?.to_ascii_lowercase());
+
+        let mut parsed: Vec<StaticRecord> = Vec::new();
+        for (index, line) in settings.records.iter().enumerate() {
+            let record = records::parse_record(line, &apex, settings.default_ttl)
+                .map_err(|source| ZoneError::Record { index, line: line.clone(), source })?;
+            parsed.push(record);
+        }
+        if !parsed.iter().any(|r| r.owner == apex && r.rtype == rtype::NS) {
+            // A zone without apex NS is not a zone; use the SOA's name server.
+            let mname = name("nsname", &settings.nsname)?.to_ascii_lowercase();
+            parsed.push(StaticRecord {
+                owner: apex.clone(),
+                rtype: rtype::NS,
+                ttl: settings.default_ttl,
+                rdata: mname,
+            });
+        }
+        for r in &parsed {
+            if r.owner == apex && [rtype::SOA, rtype::DNSKEY, rtype::CDS, rtype::CDNSKEY].contains(&r.rtype) {
+                return Err(ZoneError::Conflict(
+                    "SOA and DNSSEC records at the apex are made by the server".into(),
+                ));
+            }
+        }
+
+        // Group records into sets; one TTL per set (the smallest written), as RFC 2181 asks.
+        let mut grouped: Vec<Grouped> = Vec::new();
+        for r in &parsed {
+            let rdata = canonical_rdata(r.rtype, &r.rdata);
+            match grouped.iter_mut().find(|(o, t, _, _)| *o == r.owner && *t == r.rtype) {
+                Some((_, _, ttl, rdatas)) => {
+                    *ttl = (*ttl).min(r.ttl);
+                    if !rdatas.contains(&rdata) {
+                        rdatas.push(rdata);
+                    }
+                }
+                None => grouped.push((r.owner.clone(), r.rtype, r.ttl, vec![rdata])),
+            }
+        }
+        let mut nodes: HashMap<Vec<u8>, Node> = HashMap::new();
+        nodes.insert(apex.clone(), Node::default());
+        for (owner, rtype, ttl, rdatas) in &grouped {
+            let mut records = RrSet::default();
+            for rdata in rdatas {
+                records.add(*rtype, *ttl, rdata);
+            }
+            nodes.entry(owner.clone()).or_default().sets.push(Set { records, ..Set::default() });
+            // Every name between the owner and the apex exists (empty non-terminals).
+            let mut parent = owner.as_slice();
+            while parent.len() > apex.len() {
+                parent = &parent[1 + usize::from(parent[0])..];
+                nodes.entry(parent.to_vec()).or_default();
+            }
+        }
+        for (owner, node) in &nodes {
+            if node.get(rtype::CNAME).is_some() && (node.sets.len() > 1 || *owner == apex) {
+                return Err(ZoneError::Conflict(format!(
+                    "CNAME at {} cannot coexist with other records",
+                    records::wire_to_text(owner)
+                )));
+            }
+        }
+        let mut cuts = Vec::new();
+        for (owner, node) in &nodes {
+            if *owner == apex {
+                continue;
+            }
+            if let Some(ns) = node.get(rtype::NS) {
+                let mut glue = Vec::new();
+                for target in ns.records.rdatas() {
+                    if let Some(target_node) = nodes.get(target) {
+                        for kind in [rtype::A, rtype::AAAA] {
+                            if let Some(set) = target_node.get(kind) {
+                                glue.push((target.to_vec(), set.records.clone()));
+                            }
+                        }
+                    }
+                }
+                cuts.push(Cut { name: owner.clone(), ns: ns.records.clone(), glue });
+            }
+        }
+
+        let zone = Self {
+            apex: apex.clone(),
+            soa_names,
+            soa_ttl: settings.soa_ttl,
+            negative_ttl: settings.negative_ttl,
+            txt_ttl: settings.txt_ttl,
+            udp_size: settings.udp_size,
+            cuts,
+            signer,
+            apex_hashes: (nsec3_key(&apex), {
+                let mut wildcard = b"\x01*".to_vec();
+                wildcard.extend_from_slice(&apex);
+                nsec3_key(&wildcard)
+            }),
+            state: RwLock::new(State {
+                serial: unix_now(),
+                nodes,
+                soa_negative: RrSet::default(),
+                dynamic: HashMap::new(),
+                nsec3: BTreeMap::new(),
+                changes: 0,
+                own_challenge: Vec::new(),
+            }),
+            transfer: std::sync::OnceLock::new(),
+        };
+        {
+            let mut state = zone.write();
+            if let Some(signer) = &zone.signer {
+                let key = &signer.key;
+                let ds = key.ds_rdata(&apex);
+                let apex_node = state.nodes.entry(apex.clone()).or_default();
+                let mut add = |rtype: u16, rdata: &[u8]| {
+                    let mut records = RrSet::default();
+                    records.add(rtype, settings.soa_ttl, rdata);
+                    apex_node.sets.push(Set { records, ..Set::default() });
+                };
+                add(rtype::DNSKEY, key.dnskey_rdata());
+                add(rtype::CDNSKEY, key.dnskey_rdata());
+                add(rtype::CDS, &ds);
+                // Algorithm 1 (SHA-1), no flags, 0 extra iterations, no salt (RFC 9276).
+                add(rtype::NSEC3PARAM, &[1, 0, 0, 0, 0]);
+            }
+            zone.render_soa(&mut state);
+            if zone.signer.is_some() {
+                let owners: Vec<Vec<u8>> = state.nodes.keys().cloned().collect();
+                for owner in owners {
+                    if zone.cut_at_or_above(&owner).is_some() {
+                        continue;
+                    }
+                    let signed: Vec<Set> = state.nodes[&owner]
+                        .sets
+                        .iter()
+                        .map(|set| {
+                            if set.sigs.is_empty() {
+                                zone.signed(&owner, set.records.clone())
+                            } else {
+                                set.clone()
+                            }
+                        })
+                        .collect();
+                    if let Some(node) = state.nodes.get_mut(&owner) {
+                        node.sets = signed;
+                    }
+                }
+                zone.rebuild_chain(&mut state);
+            }
+        }
+        Ok(zone)
+    }
+}
+
+/// Static records grouped into a set while building: owner, type, TTL, rdatas.
+type Grouped = (Vec<u8>, u16, u32, Vec<Vec<u8>>);

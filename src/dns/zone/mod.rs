@@ -1,0 +1,495 @@
+//! The in-memory zone and the answer algorithm, signed or not.
+//!
+//! Design note: the zone is one [`State`] behind an `RwLock`. Queries take the read lock only
+//! while copying pre-rendered records into the response: every record is kept in wire form
+//! (type, class, TTL, rdata) and the owner of an answer is a compression pointer back to the
+//! question, so answering is a hash lookup and a few copies. Writers (an update, a
+//! registration, a signature refresh) take the write lock for the few microseconds it takes to
+//! replace an entry and, when signing, to make its few signatures. An update costs the same
+//! with ten accounts as with a million.
+//!
+//! With DNSSEC on, each RRset carries its RRSIGs, made when the set changes and refreshed
+//! before they expire ([`Zone::refresh_signatures`], in bounded chunks so readers never wait
+//! long). Denial of existence uses an NSEC3 chain with RFC 9276 parameters (SHA-1, no salt, no
+//! extra iterations) over every name of the zone, kept signed incrementally: a new name costs
+//! two NSEC3 signatures (its own and its predecessor's), so answering NXDOMAIN or NODATA costs
+//! a lookup and never a signature, whatever a client asks.
+//!
+//! Behaviour that differs from acme-dns on purpose (DESIGN.md section 3): exact names only,
+//! names outside the zone are REFUSED, a registered name with no value answers NODATA with the
+//! SOA (never NXDOMAIN), static data keeps its case, and the SOA serial moves with the zone.
+//! This module knows nothing of the store or the API: whoever owns the data calls
+//! [`Zone::set_txt`] and friends.
+//!
+//! Files, by job: this one holds the data types and the small public queries; `build` makes a
+//! zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
+//! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries.
+
+mod answer;
+mod build;
+mod nsec3;
+mod sign;
+mod transfer;
+mod update;
+
+pub use transfer::{IxfrPlan, Snapshot};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use self::nsec3::{Key, Nsec3Entry};
+use super::dnssec::SigningKey;
+use super::records::{self, RecordError, is_at_or_below};
+use super::wire::RrSet;
+
+/// What the zone is built from; `config` fills it from `[general]` and `[dns]`.
+#[derive(Clone, Debug)]
+pub struct ZoneSettings {
+    /// Zone apex, e.g. `auth.example.org`.
+    pub apex: String,
+    /// SOA MNAME: the primary name server.
+    pub nsname: String,
+    /// SOA RNAME: the responsible mailbox in name form.
+    pub nsadmin: String,
+    /// Static records as zone-file lines.
+    pub records: Vec<String>,
+    /// TTL of the SOA record itself.
+    pub soa_ttl: u32,
+    /// Negative-caching TTL: SOA MINIMUM, and the TTL of the SOA in negative answers.
+    pub negative_ttl: u32,
+    /// TTL of the dynamic TXT records.
+    pub txt_ttl: u32,
+    /// TTL for static records written without one.
+    pub default_ttl: u32,
+    /// The UDP payload size we advertise and accept at most.
+    pub udp_size: u16,
+}
+
+/// How to sign: the key and the signature lifetimes.
+#[derive(Debug)]
+pub struct Signer {
+    /// The combined signing key.
+    pub key: SigningKey,
+    /// Seconds a new signature is valid.
+    pub validity: u32,
+    /// Signatures with less than this many seconds left are renewed.
+    pub refresh: u32,
+}
+
+/// Why the zone could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    /// The apex or an SOA name is not a valid domain name.
+    #[error("{field}: {source}")]
+    Name {
+        /// Which setting.
+        field: &'static str,
+        /// The underlying problem.
+        source: RecordError,
+    },
+    /// A static record line is invalid.
+    #[error("record {index} ({line:?}): {source}")]
+    Record {
+        /// Index in the list, from 0.
+        index: usize,
+        /// The line as written.
+        line: String,
+        /// The underlying problem.
+        source: RecordError,
+    },
+    /// The records contradict each other.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// An RRset with its signatures.
+#[derive(Clone, Debug, Default)]
+struct Set {
+    /// The records.
+    records: RrSet,
+    /// RRSIG records over them (empty when unsigned).
+    sigs: RrSet,
+    /// When the signatures expire (0 when unsigned).
+    expires: u32,
+}
+
+/// A name in the static part and its RRsets.
+#[derive(Debug, Default)]
+struct Node {
+    /// RRsets in the order first written.
+    sets: Vec<Set>,
+}
+
+impl Node {
+    /// The set of `rtype`, if any.
+    fn get(&self, rtype: u16) -> Option<&Set> {
+        self.sets.iter().find(|s| s.records.type_and_ttl().map(|(t, _)| t) == Some(rtype))
+    }
+
+    /// The types present.
+    fn types(&self) -> Vec<u16> {
+        self.sets.iter().filter_map(|s| s.records.type_and_ttl().map(|(t, _)| t)).collect()
+    }
+}
+
+/// A delegation to another server below our apex: NS records and in-zone glue.
+#[derive(Debug)]
+struct Cut {
+    /// Lower-case wire name of the delegation point.
+    name: Vec<u8>,
+    /// The NS RRset (never signed: the child is authoritative for it).
+    ns: RrSet,
+    /// Glue: owner name and its A/AAAA RRsets.
+    glue: Vec<(Vec<u8>, RrSet)>,
+}
+
+/// The TXT values of one registered subdomain.
+#[derive(Debug, Default)]
+struct TxtEntry {
+    /// Sequence of the newest value, so a late, older write never overwrites a newer one.
+    seq: u64,
+    /// The values, oldest first, as given (to tell an unchanged entry in a resync).
+    values: Vec<String>,
+    /// TXT records, oldest value first, with signatures.
+    set: Set,
+    /// The zone's change counter when this entry last changed (see [`Zone::mark`]).
+    changed: u64,
+}
+
+impl TxtEntry {
+    /// Whether this entry is exactly the store's state (`seq`, `values`).
+    fn is(&self, seq: u64, values: &[impl AsRef<str>]) -> bool {
+        self.seq == seq
+            && self.values.len() == values.len()
+            && self.values.iter().zip(values).all(|(a, b)| a == b.as_ref())
+    }
+}
+
+/// Everything that changes while serving.
+#[derive(Debug)]
+struct State {
+    /// Current SOA serial.
+    serial: u32,
+    /// Static names (apex and empty non-terminals included); the apex holds the SOA set.
+    nodes: HashMap<Vec<u8>, Node>,
+    /// The SOA record with the negative TTL, for negative answers (signatures: the SOA set's).
+    soa_negative: RrSet,
+    /// Registered subdomains by lower-case label.
+    dynamic: HashMap<Vec<u8>, TxtEntry>,
+    /// The NSEC3 chain by hash (empty when unsigned).
+    nsec3: BTreeMap<Key, Nsec3Entry>,
+    /// Counts changes to registered subdomains; see [`Zone::mark`].
+    changes: u64,
+    /// The values served for the API's own ACME challenge (see [`Zone::set_own_challenge`]).
+    own_challenge: Vec<String>,
+}
+
+/// The authoritative zone, shared by all DNS workers and the API.
+#[derive(Debug)]
+pub struct Zone {
+    /// Apex in lower-case wire form.
+    apex: Vec<u8>,
+    /// SOA MNAME and RNAME, lower-case wire form.
+    soa_names: Vec<u8>,
+    /// TTL of the SOA record.
+    soa_ttl: u32,
+    /// SOA MINIMUM and negative TTL.
+    negative_ttl: u32,
+    /// TTL of dynamic TXT records.
+    txt_ttl: u32,
+    /// Largest UDP payload we send.
+    udp_size: u16,
+    /// Delegation points below the apex.
+    cuts: Vec<Cut>,
+    /// Signing key and policy, when DNSSEC is on.
+    signer: Option<Signer>,
+    /// NSEC3 hashes of the apex and of `*.<apex>`, the closest encloser and wildcard of almost
+    /// every NXDOMAIN, computed once instead of per query.
+    apex_hashes: (Key, Key),
+    /// The changing part.
+    state: RwLock<State>,
+    /// Zone transfers (snapshots, the IXFR journal), once enabled; see [`transfer`].
+    transfer: std::sync::OnceLock<transfer::Transfers>,
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u32 {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+impl Zone {
+    /// Read access to the state, surviving a panicked writer.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Write access to the state, surviving a panicked writer.
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The apex as dotted text without the final dot.
+    pub fn apex_text(&self) -> String {
+        records::wire_to_text(&self.apex).trim_end_matches('.').to_owned()
+    }
+
+    /// Whether answers are signed.
+    pub fn is_signed(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// The current SOA serial.
+    pub fn serial(&self) -> u32 {
+        self.read().serial
+    }
+
+    /// Number of registered subdomains.
+    pub fn subdomain_count(&self) -> usize {
+        self.read().dynamic.len()
+    }
+
+    /// The delegation at or above `name` (below the apex), if any.
+    fn cut_at_or_above(&self, name: &[u8]) -> Option<&Cut> {
+        self.cuts.iter().find(|cut| is_at_or_below(name, &cut.name))
+    }
+
+    /// Wire name of a subdomain label below the apex.
+    fn subdomain_name(&self, label: &[u8]) -> Vec<u8> {
+        let mut name = Vec::with_capacity(1 + label.len() + self.apex.len());
+        name.push(label.len() as u8);
+        name.extend_from_slice(label);
+        name.extend_from_slice(&self.apex);
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::dnssec::Algorithm;
+    use crate::dns::records::name_to_wire;
+    use crate::dns::wire::{parse_query, rtype};
+
+    fn settings() -> ZoneSettings {
+        ZoneSettings {
+            apex: "auth.example.org".into(),
+            nsname: "ns1.auth.example.org".into(),
+            nsadmin: "admin.example.org".into(),
+            records: vec![
+                "auth.example.org. A 192.0.2.1".into(),
+                "ns1.auth.example.org. A 192.0.2.2".into(),
+                "a.b.auth.example.org. TXT \"Mixed Case\"".into(),
+                "sub.auth.example.org. NS ns.sub.auth.example.org.".into(),
+                "ns.sub.auth.example.org. A 192.0.2.3".into(),
+            ],
+            soa_ttl: 3600,
+            negative_ttl: 60,
+            txt_ttl: 1,
+            default_ttl: 3600,
+            udp_size: 1232,
+        }
+    }
+
+    fn signer() -> Signer {
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        Signer {
+            key: SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, &pkcs8).unwrap(),
+            validity: 3600,
+            refresh: 600,
+        }
+    }
+
+    fn ask_with(zone: &Zone, name: &str, qtype: u16, dnssec_ok: bool) -> Vec<u8> {
+        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(dnssec_ok)];
+        m.extend(name_to_wire(name).unwrap());
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        if dnssec_ok {
+            m.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        }
+        let q = parse_query(&m).unwrap();
+        let mut out = Vec::new();
+        zone.answer(&q, 4096, &mut out);
+        out
+    }
+
+    fn ask(zone: &Zone, name: &str, qtype: u16) -> Vec<u8> {
+        ask_with(zone, name, qtype, false)
+    }
+
+    /// (rcode, aa, ancount, nscount, arcount)
+    fn summary(r: &[u8]) -> (u8, bool, u16, u16, u16) {
+        let count = |i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
+        (r[3] & 0x0F, r[2] & 0x04 != 0, count(6), count(8), count(10))
+    }
+
+    #[test]
+    fn apex_and_static() {
+        let zone = Zone::new(&settings(), None).unwrap();
+        assert_eq!(summary(&ask(&zone, "auth.example.org", rtype::SOA)), (0, true, 1, 0, 0));
+        assert_eq!(summary(&ask(&zone, "AUTH.example.org", rtype::NS)), (0, true, 1, 0, 0));
+        assert_eq!(summary(&ask(&zone, "auth.example.org", rtype::MX)), (0, true, 0, 1, 0));
+        let r = ask(&zone, "a.b.auth.example.org", rtype::TXT);
+        assert!(r.windows(10).any(|w| w == b"Mixed Case"));
+        // Empty non-terminal: NODATA.
+        assert_eq!(summary(&ask(&zone, "b.auth.example.org", rtype::A)), (0, true, 0, 1, 0));
+        assert_eq!(summary(&ask(&zone, "nope.auth.example.org", rtype::A)), (3, true, 0, 1, 0));
+        assert_eq!(summary(&ask(&zone, "example.com", rtype::A)), (5, false, 0, 0, 0));
+    }
+
+    #[test]
+    fn referral_below_a_cut() {
+        let zone = Zone::new(&settings(), None).unwrap();
+        assert_eq!(summary(&ask(&zone, "x.sub.auth.example.org", rtype::A)), (0, false, 0, 1, 1));
+    }
+
+    #[test]
+    fn dynamic_txt_lifecycle() {
+        let zone = Zone::new(&settings(), None).unwrap();
+        let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
+        let name = format!("{sub}.auth.example.org");
+        assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
+        let serial = zone.serial();
+        zone.set_txt(sub, 0, &[]);
+        assert!(zone.serial() != serial);
+        assert_eq!(summary(&ask(&zone, &name, rtype::TXT)), (0, true, 0, 1, 0));
+        assert_eq!(summary(&ask(&zone, &name, rtype::A)), (0, true, 0, 1, 0));
+        zone.set_txt(sub, 2, &["one", "two"]);
+        assert_eq!(summary(&ask(&zone, &name.to_uppercase(), rtype::TXT)), (0, true, 2, 0, 0));
+        assert!(!zone.set_txt(sub, 1, &["stale"]));
+        let r = ask(&zone, &name, rtype::TXT);
+        let one = r.windows(3).position(|w| w == b"one").unwrap();
+        let two = r.windows(3).position(|w| w == b"two").unwrap();
+        assert!(one < two, "values in update order");
+        assert_eq!(summary(&ask(&zone, &format!("x.{name}"), rtype::TXT)).0, 3);
+        zone.remove(sub);
+        assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
+    }
+
+    #[test]
+    fn a_snapshot_read_before_a_change_never_undoes_it() {
+        let zone = Zone::new(&settings(), None).unwrap();
+        let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
+        let name = format!("{sub}.auth.example.org");
+        let answers = |zone: &Zone| summary(&ask(zone, &name, rtype::TXT)).2;
+        zone.set_txt(sub, 0, &[]);
+        // The change feed takes its mark and reads the store; meanwhile the API updates.
+        let mark = zone.mark();
+        zone.set_txt(sub, 1, &["a"]);
+        zone.replace_txt(mark, sub, 0, &[]);
+        assert_eq!(answers(&zone), 1, "an empty snapshot from before the update is ignored");
+        zone.replace_all(mark, [(sub, 0, vec![])]);
+        assert_eq!(answers(&zone), 1, "so is a resync's");
+        // A value sent again moves to the newest place: an older read of the store holding
+        // only that value must not drop the other.
+        zone.set_txt(sub, 2, &["a", "b"]);
+        let mark = zone.mark();
+        zone.set_txt(sub, 3, &["b", "a"]);
+        zone.replace_txt(mark, sub, 1, &["a"]);
+        assert_eq!(answers(&zone), 2);
+        // A read made after the last change is what the store holds: applied, even when it
+        // holds less (the retention purge cleared values) or nothing.
+        zone.replace_txt(zone.mark(), sub, 3, &["a"]);
+        assert_eq!(answers(&zone), 1);
+        zone.replace_txt(zone.mark(), sub, 0, &[]);
+        assert_eq!(answers(&zone), 0);
+        // A name registered while a resync read the store is kept; one not in a later read goes.
+        let mark = zone.mark();
+        zone.set_txt("new", 0, &[]);
+        zone.replace_all(mark, [(sub, 0, vec![])]);
+        assert_eq!(summary(&ask(&zone, "new.auth.example.org", rtype::TXT)).0, 0);
+        zone.replace_all(zone.mark(), std::iter::empty());
+        assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
+        assert_eq!(summary(&ask(&zone, "new.auth.example.org", rtype::TXT)).0, 3);
+    }
+
+    #[test]
+    fn a_resync_signs_only_what_changed_and_leaves_the_chain_a_rebuild_would_make() {
+        let zone = Zone::new(&settings(), Some(signer())).unwrap();
+        let names: Vec<String> = (0..50).map(|i| format!("sub-{i}")).collect();
+        zone.replace_all(0, names.iter().map(|n| (n.as_str(), 1, vec!["v"])));
+        let sigs = |zone: &Zone, label: &str| zone.read().dynamic[label.as_bytes()].set.sigs.clone();
+        let (kept, changed) = (sigs(&zone, "sub-1"), sigs(&zone, "sub-2"));
+        // sub-0 deleted, sub-2 updated, sub-new registered.
+        let snapshot: Vec<(&str, u64, Vec<&str>)> = names[1..]
+            .iter()
+            .map(|n| if n == "sub-2" { (n.as_str(), 2, vec!["w"]) } else { (n.as_str(), 1, vec!["v"]) })
+            .chain([("sub-new", 0, vec![])])
+            .collect();
+        zone.replace_all(zone.mark(), snapshot.clone());
+        // ECDSA signatures differ each time: the same bytes mean no new signature.
+        assert_eq!(sigs(&zone, "sub-1"), kept);
+        assert_ne!(sigs(&zone, "sub-2"), changed);
+        let rebuilt = Zone::new(&settings(), Some(signer())).unwrap();
+        rebuilt.replace_all(0, snapshot);
+        let chain = |zone: &Zone| -> Vec<(Key, RrSet)> {
+            zone.read().nsec3.iter().map(|(k, e)| (*k, e.set.records.clone())).collect()
+        };
+        assert_eq!(chain(&zone), chain(&rebuilt));
+    }
+
+    #[test]
+    fn own_challenge_comes_and_goes() {
+        let zone = Zone::new(&settings(), Some(signer())).unwrap();
+        let name = "_acme-challenge.auth.example.org";
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
+        zone.set_own_challenge(&["token-value".into()]);
+        let r = ask_with(&zone, name, rtype::TXT, true);
+        assert_eq!(summary(&r).2, 2, "the TXT and its RRSIG");
+        assert!(r.windows(11).any(|w| w == b"token-value"));
+        // Two instances with orders open: both values.
+        zone.set_own_challenge(&["token-value".into(), "other-value".into()]);
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
+        // A resync of the registered subdomains leaves them alone.
+        zone.replace_all(zone.mark(), [("sub-1", 1, vec!["v"])]);
+        zone.replace_all(zone.mark(), std::iter::empty());
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
+        zone.set_own_challenge(&[]);
+        assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
+    }
+
+    #[test]
+    fn conflicting_cname_is_refused() {
+        let mut s = settings();
+        s.records.push("c.auth.example.org. CNAME x.example.com.".into());
+        s.records.push("c.auth.example.org. A 192.0.2.9".into());
+        assert!(matches!(Zone::new(&s, None), Err(ZoneError::Conflict(_))));
+    }
+
+    #[test]
+    fn signed_answers_carry_signatures_and_proofs() {
+        let zone = Zone::new(&settings(), Some(signer())).unwrap();
+        let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
+        let name = format!("{sub}.auth.example.org");
+        zone.set_txt(sub, 1, &["value"]);
+        // TXT + RRSIG; OPT in additional.
+        assert_eq!(summary(&ask_with(&zone, &name, rtype::TXT, true)), (0, true, 2, 0, 1));
+        // Without DO: no signatures.
+        assert_eq!(summary(&ask(&zone, &name, rtype::TXT)), (0, true, 1, 0, 0));
+        assert_eq!(summary(&ask_with(&zone, "auth.example.org", rtype::DNSKEY, true)), (0, true, 2, 0, 1));
+        // NODATA: SOA, RRSIG, NSEC3, RRSIG.
+        assert_eq!(summary(&ask_with(&zone, &name, rtype::A, true)), (0, true, 0, 4, 1));
+        // NXDOMAIN: SOA, RRSIG, and 1 to 3 distinct NSEC3 with signatures (one may serve twice).
+        let (rcode, aa, an, ns, _) = summary(&ask_with(&zone, "nope.auth.example.org", rtype::A, true));
+        assert_eq!((rcode, aa, an), (3, true, 0));
+        assert!([4, 6, 8].contains(&ns), "{ns}");
+        // Referral: NS, NSEC3 + RRSIG proving no DS.
+        assert_eq!(summary(&ask_with(&zone, "x.sub.auth.example.org", rtype::A, true)), (0, false, 0, 3, 2));
+        // The chain holds apex, ns1, a.b, b (ENT), sub (cut), the subdomain; not the glue name.
+        assert_eq!(zone.read().nsec3.len(), 6);
+        zone.remove(sub);
+        assert_eq!(zone.read().nsec3.len(), 5);
+    }
+
+    #[test]
+    fn refresh_renews_due_signatures() {
+        let mut s = signer();
+        s.validity = 100;
+        s.refresh = 200; // everything is always due
+        let zone = Zone::new(&settings(), Some(s)).unwrap();
+        zone.set_txt("abc", 1, &["v"]);
+        assert!(zone.refresh_signatures() >= 8);
+    }
+}
