@@ -23,7 +23,10 @@
 //!
 //! Files, by job: this one holds the data types and the small public queries; `build` makes a
 //! zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
-//! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries.
+//! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries,
+//! `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
+//! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
+//! moves).
 
 mod answer;
 mod build;
