@@ -17,6 +17,7 @@
 mod build;
 pub mod defaults;
 mod raw;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -229,6 +230,8 @@ pub struct Config {
     pub dnssec: Option<Dnssec>,
     /// Minimisation and retention.
     pub privacy: Privacy,
+    /// Zone transfers, NOTIFY and TSIG (`[transfer]`), when configured.
+    pub transfer: Option<crate::dns::xfr::TransferSettings>,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -259,7 +262,8 @@ impl Config {
         let log = build::log(&file.logconfig)?;
         let dnssec = build::dnssec(&file.dnssec)?;
         let privacy = build::privacy(&file.privacy)?;
-        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, warnings })
+        let transfer = transfer::parse(&file.transfer, privacy.client_ip, &mut warnings)?;
+        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, transfer, warnings })
     }
 }
 
@@ -404,7 +408,7 @@ logformat = "text"
     /// The keys of `config.sample.cfg`, as `section.key`, lower case.
     ///
     /// Keys set in the file count, and so do commented-out ones (`# key = value` alone on its
-    /// line): the sample shows optional keys that way, with their default, and an operator
+    /// line, in a section opened by `[name]` or by `# [name]`): the sample shows optional keys that way, with their default, and an operator
     /// finds them by reading it. A comment line counts when it parses as TOML on its own, so
     /// prose never does; multi-line values (`records = [`) come from parsing the whole file.
     fn sample_keys(sample: &str) -> BTreeSet<String> {
@@ -417,7 +421,9 @@ logformat = "text"
         }
         let mut section = String::new();
         for line in sample.lines().map(str::trim) {
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            // A commented-out section header (`# [transfer]`) opens an optional section.
+            let header = line.strip_prefix('#').map_or(line, str::trim);
+            if let Some(name) = header.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 section = name.to_ascii_lowercase();
             } else if let Some(comment) = line.strip_prefix('#')
                 && let Ok(table) = comment.trim().parse::<toml::Table>()

@@ -347,6 +347,31 @@ section! {
     }
 }
 
+section! {
+    /// `[transfer]` (ours): zone transfers to secondaries, NOTIFY and their TSIG key.
+    Transfer = "transfer" {
+        /// Networks that may AXFR/IXFR.
+        allow_transfer,
+        /// Secondaries told of every change.
+        notify,
+        /// The TSIG key's name; when set, transfers and NOTIFY need the key.
+        tsig_name,
+        /// `hmac-sha256` or `hmac-sha512`.
+        tsig_algorithm,
+        /// The key's secret, base64.
+        tsig_secret,
+    }
+}
+
+impl Transfer {
+    /// Whether the file sets none of the section's keys (then transfers stay off).
+    pub(super) fn is_empty(&self) -> bool {
+        [&self.allow_transfer, &self.notify, &self.tsig_name, &self.tsig_algorithm, &self.tsig_secret]
+            .iter()
+            .all(|v| v.is_none())
+    }
+}
+
 /// Declares the file: one field per section, the list of sections and how each is read.
 macro_rules! file {
     ($($field:ident: $section:ident,)*) => {
@@ -396,6 +421,7 @@ file! {
     dnssec: Dnssec,
     privacy: Privacy,
     dns: Dns,
+    transfer: Transfer,
 }
 
 impl File {

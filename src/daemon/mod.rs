@@ -179,6 +179,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     let udp_threads = server::spawn_udp(bound.udp, &zone, config.dns.server, &stop)?;
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(transfer) = config.transfer.clone() {
+        // Zone transfers: journal changes from here on, and tell the secondaries of each one.
+        let (networks, secondaries) = (transfer.allow.len(), transfer.notify.len());
+        let key =
+            transfer.key.as_ref().map_or("no TSIG key".to_owned(), |k| format!("TSIG key {}", k.name()));
+        zone.enable_transfers(transfer, crate::dns::journal::Limits::default());
+        crate::dns::notify::spawn(&zone, &mut tasks, &shutdown_rx);
+        tracing::info!(
+            "zone transfers on: {networks} networks allowed, {secondaries} secondaries notified, {key}"
+        );
+    }
     for listener in bound.tcp {
         let zone = Arc::clone(&zone);
         let shutdown = shutdown_rx.clone();

@@ -5,8 +5,12 @@
 //! and the listeners only ever read it.
 
 pub mod dnssec;
+pub mod journal;
+pub mod notify;
 pub mod records;
 pub mod rrl;
 pub mod server;
+pub mod tsig;
 pub mod wire;
+pub mod xfr;
 pub mod zone;

@@ -167,6 +167,12 @@ pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Ve
                 Some(MaxLen::Empty) => 0,
                 None => usize::from(u16::MAX),
             };
+            // Transfers on: signed requests and IXFR over UDP need more than the zone's answer.
+            if let Some(settings) = zone.transfers()
+                && super::xfr::answer(zone, settings, &query, limit, out)
+            {
+                return;
+            }
             zone.answer(&query, limit, out);
         }
         Err(error) => match error.rcode() {
@@ -255,6 +261,7 @@ async fn tcp_connection(
 ) {
     let mut msg = Vec::new();
     let mut out = Vec::with_capacity(4096);
+    let peer = stream.peer_addr().ok();
     loop {
         let read_len = tokio::select! {
             r = tokio::time::timeout(idle, stream.read_u16()) => r,
@@ -265,6 +272,14 @@ async fn tcp_connection(
         match tokio::time::timeout(idle, stream.read_exact(&mut msg)).await {
             Ok(Ok(_)) => {}
             _ => return,
+        }
+        // Transfers on: AXFR and IXFR are streamed, inside this connection's slot.
+        if let (Some(settings), Some(peer)) = (zone.transfers(), peer) {
+            match super::xfr::serve_tcp(&zone, settings, &msg, peer, &mut stream, idle).await {
+                super::xfr::Outcome::Sent => continue,
+                super::xfr::Outcome::Close => return,
+                super::xfr::Outcome::NotMine => {}
+            }
         }
         handle_message(&zone, &msg, None, &mut out);
         if out.is_empty() {

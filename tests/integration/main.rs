@@ -14,3 +14,4 @@ mod stores;
 mod stores_contract;
 mod sync;
 mod tls;
+mod xfr;

@@ -169,6 +169,7 @@ impl Zone {
                 changes: 0,
                 own_challenge: Vec::new(),
             }),
+            transfer: std::sync::OnceLock::new(),
         };
         {
             let mut state = zone.write();

@@ -23,13 +23,19 @@
 //!
 //! Files, by job: this one holds the data types and the small public queries; `build` makes a
 //! zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
-//! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries.
+//! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries,
+//! `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
+//! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
+//! moves).
 
 mod answer;
 mod build;
 mod nsec3;
 mod sign;
+mod transfer;
 mod update;
+
+pub use transfer::{IxfrPlan, Snapshot};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -196,6 +202,8 @@ pub struct Zone {
     apex_hashes: (Key, Key),
     /// The changing part.
     state: RwLock<State>,
+    /// Zone transfers (snapshots, the IXFR journal), once enabled; see [`transfer`].
+    transfer: std::sync::OnceLock<transfer::Transfers>,
 }
 
 /// Seconds since the epoch.
@@ -251,7 +259,7 @@ impl Zone {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::dns::dnssec::Algorithm;
     use crate::dns::records::name_to_wire;
@@ -280,7 +288,7 @@ mod tests {
     }
 
     /// A static record of the test zone, parsed as `config` does.
-    fn record(line: &str) -> StaticRecord {
+    pub(super) fn record(line: &str) -> StaticRecord {
         records::parse_record(line, &name_to_wire("auth.example.org").unwrap(), 3600).unwrap()
     }
 

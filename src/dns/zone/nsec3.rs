@@ -58,6 +58,7 @@ impl Zone {
             .map(|(h, _)| *h)
             .unwrap_or(hash);
         let Some(entry) = state.nsec3.get(&hash) else { return };
+        self.touch_nsec3(state, hash);
         let mut rdata = vec![1, 0, 0, 0, 0, 20];
         rdata.extend_from_slice(&next.bytes());
         rdata.extend(dnssec::type_bitmap(&entry.types));
@@ -105,6 +106,7 @@ impl Zone {
             return;
         }
         let hash = nsec3_key(name);
+        self.touch_nsec3(state, hash);
         if state.nsec3.remove(&hash).is_some()
             && let Some(prev) = Self::predecessor(state, &hash)
         {

@@ -49,6 +49,7 @@ impl Zone {
                     .map(|(i, _)| i)
                     .collect();
                 for i in stale {
+                    self.touch_name(&state, &owner);
                     let records = state.nodes[&owner].sets[i].records.clone();
                     let set = self.signed(&owner, records);
                     if let Some(node) = state.nodes.get_mut(&owner) {
@@ -56,6 +57,10 @@ impl Zone {
                     }
                     renewed += 1;
                 }
+            }
+            // With transfers on, new signatures are a new version of the zone for secondaries.
+            if self.has_pending_changes() {
+                self.bump_serial(&mut state);
             }
         }
         // Subdomains, in chunks.
@@ -65,12 +70,18 @@ impl Zone {
             let mut state = self.write();
             for label in chunk {
                 let name = self.subdomain_name(label);
+                if state.dynamic.get(label).is_some_and(|e| due(&e.set)) {
+                    self.touch_name(&state, &name);
+                }
                 if let Some(entry) = state.dynamic.get_mut(label)
                     && due(&entry.set)
                 {
                     entry.set = self.signed(&name, entry.set.records.clone());
                     renewed += 1;
                 }
+            }
+            if self.has_pending_changes() {
+                self.bump_serial(&mut state);
             }
         }
         // The NSEC3 chain, in chunks.
@@ -83,6 +94,9 @@ impl Zone {
                     self.render_nsec3(&mut state, *hash);
                     renewed += 1;
                 }
+            }
+            if self.has_pending_changes() {
+                self.bump_serial(&mut state);
             }
         }
         renewed

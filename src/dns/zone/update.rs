@@ -32,11 +32,13 @@ impl Zone {
     }
 
     /// Moves the serial forward (to the current time, or by one) and re-renders the SOA.
-    fn bump_serial(&self, state: &mut State) {
+    pub(super) fn bump_serial(&self, state: &mut State) {
         let now = unix_now();
         let old = state.serial;
         state.serial = if now.wrapping_sub(old) as i32 > 0 { now } else { old.wrapping_add(1) };
+        self.touch_name(state, &self.apex);
         self.render_soa(state);
+        self.commit_changes(state, old);
     }
 
     /// Renders TXT values (oldest first) into a signed set.
@@ -103,6 +105,7 @@ impl Zone {
         };
         let types = Self::subdomain_types(&entry);
         let name = self.subdomain_name(&key);
+        self.touch_name(&state, &name);
         state.dynamic.insert(key, entry);
         self.chain_upsert(&mut state, &name, types);
         self.bump_serial(&mut state);
@@ -128,6 +131,7 @@ impl Zone {
         });
         let mut state = self.write();
         state.own_challenge = values.to_vec();
+        self.touch_name(&state, &owner);
         let node = state.nodes.entry(owner.clone()).or_default();
         node.sets.retain(|s| s.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::TXT));
         node.sets.extend(set);
@@ -146,6 +150,7 @@ impl Zone {
     pub fn remove(&self, subdomain: &str) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
         let mut state = self.write();
+        self.touch_name(&state, &self.subdomain_name(&key));
         let removed = state.dynamic.remove(&key).is_some();
         if removed {
             self.chain_remove(&mut state, &self.subdomain_name(&key));
@@ -209,6 +214,8 @@ impl Zone {
         if state.dynamic.is_empty() {
             // The first load: sign the whole chain in one pass, before anything is served.
             let count = rendered.len();
+            // Not journaled: a secondary behind this gets the whole zone.
+            self.forget_changes();
             state.dynamic = rendered.into_iter().collect();
             self.rebuild_chain(&mut state);
             self.bump_serial(&mut state);
@@ -220,6 +227,7 @@ impl Zone {
             if state.dynamic.get(&key).is_some_and(|held| held.changed > mark) {
                 continue; // registered while the snapshot was read
             }
+            self.touch_name(&state, &self.subdomain_name(&key));
             if let Some(entry) = state.dynamic.remove(&key) {
                 self.chain_remove(&mut state, &self.subdomain_name(&key));
                 removed.push(entry);
@@ -228,6 +236,7 @@ impl Zone {
         }
         for (key, mut entry) in rendered {
             entry.changed = changes;
+            self.touch_name(&state, &self.subdomain_name(&key));
             let bitmap_changes = match state.dynamic.get_mut(&key) {
                 Some(held) if held.changed > mark => continue,
                 Some(held) => {

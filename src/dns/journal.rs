@@ -1,0 +1,210 @@
+//! The IXFR journal: the zone's recent changes, one entry per serial step, bounded.
+//!
+//! Design note: records travel as flat byte strings of uncompressed records, each its owner
+//! name in wire form followed by the tail the zone keeps pre-rendered (type, class, TTL,
+//! rdlength, rdata). That is what the zone can copy fastest while it holds its lock, what the
+//! transfer writer reads without allocating per record, and what memory limits can be counted
+//! on exactly. The journal keeps at most [`Limits::entries`] entries and [`Limits::bytes`] bytes
+//! of them; older ones are dropped first, and a secondary whose serial is older than the oldest
+//! entry gets the whole zone instead (RFC 1995 section 4 allows it). Entries are shared
+//! (`Arc`), so an IXFR takes what it needs under the lock by counting references, and writes it
+//! out after the lock is released.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// How much the journal may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries (serial steps) at most.
+    pub entries: usize,
+    /// Bytes of records at most.
+    pub bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // A day of busy updates (one every 20 s), in less memory than a small zone's AXFR.
+        Self { entries: 4096, bytes: 16 << 20 }
+    }
+}
+
+/// One step from serial `from` to serial `to`.
+#[derive(Debug)]
+pub struct Change {
+    /// The serial before.
+    pub from: u32,
+    /// The serial after.
+    pub to: u32,
+    /// The SOA record before (owner and tail).
+    pub old_soa: Vec<u8>,
+    /// Records removed, flat.
+    pub deleted: Vec<u8>,
+    /// The SOA record after.
+    pub new_soa: Vec<u8>,
+    /// Records added, flat.
+    pub added: Vec<u8>,
+}
+
+impl Change {
+    /// Bytes held.
+    fn size(&self) -> usize {
+        self.old_soa.len() + self.deleted.len() + self.new_soa.len() + self.added.len()
+    }
+}
+
+/// The bounded list of recent changes, oldest first.
+#[derive(Debug)]
+pub struct Journal {
+    /// Entries, oldest first; each `to` is the next one's `from`.
+    entries: VecDeque<Arc<Change>>,
+    /// Sum of the entries' sizes.
+    bytes: usize,
+    /// The bounds.
+    limits: Limits,
+}
+
+impl Journal {
+    /// An empty journal.
+    pub fn new(limits: Limits) -> Self {
+        Self { entries: VecDeque::new(), bytes: 0, limits }
+    }
+
+    /// Appends a change, dropping the oldest entries beyond the limits. A change that does not
+    /// continue the last one (the zone was rebuilt in between) starts the journal afresh.
+    pub fn push(&mut self, change: Change) {
+        if self.entries.back().is_some_and(|last| last.to != change.from) {
+            self.clear();
+        }
+        self.bytes += change.size();
+        self.entries.push_back(Arc::new(change));
+        while self.entries.len() > self.limits.entries || self.bytes > self.limits.bytes {
+            match self.entries.pop_front() {
+                Some(old) => self.bytes -= old.size(),
+                None => break,
+            }
+        }
+    }
+
+    /// Forgets everything (after a change that was not journaled).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// The changes from `serial` to the newest, if the journal reaches back that far.
+    pub fn since(&self, serial: u32) -> Option<Vec<Arc<Change>>> {
+        let start = self.entries.iter().position(|c| c.from == serial)?;
+        Some(self.entries.range(start..).cloned().collect())
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Length of the flat record at the start of `buf`, or `None` if it is cut short.
+fn record_len(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut pos = 0;
+    loop {
+        let len = usize::from(*buf.get(pos)?);
+        pos += 1 + len;
+        if len == 0 {
+            break;
+        }
+    }
+    let rdlen = usize::from(u16::from_be_bytes([*buf.get(pos + 8)?, *buf.get(pos + 9)?]));
+    let end = pos + 10 + rdlen;
+    (end <= buf.len()).then_some((pos, end))
+}
+
+/// Iterates over the flat records of `buf` as (owner, tail) pairs.
+pub fn records(mut buf: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    std::iter::from_fn(move || {
+        let (owner_end, end) = record_len(buf)?;
+        let (record, rest) = buf.split_at(end);
+        buf = rest;
+        Some((&record[..owner_end], &record[owner_end..]))
+    })
+}
+
+/// The type of a record tail.
+pub fn tail_type(tail: &[u8]) -> u16 {
+    u16::from_be_bytes([tail[0], tail[1]])
+}
+
+/// Appends to `deleted` the records of `old` missing from `new`, and to `added` those of `new`
+/// missing from `old`. Both hold the records of one owner, a few at most, so the quadratic
+/// comparison is cheaper than sorting.
+pub fn diff(old: &[u8], new: &[u8], deleted: &mut Vec<u8>, added: &mut Vec<u8>) {
+    let contains = |buf: &[u8], wanted: (&[u8], &[u8])| records(buf).any(|r| r == wanted);
+    for record in records(old) {
+        if !contains(new, record) {
+            deleted.extend_from_slice(record.0);
+            deleted.extend_from_slice(record.1);
+        }
+    }
+    for record in records(new) {
+        if !contains(old, record) {
+            added.extend_from_slice(record.0);
+            added.extend_from_slice(record.1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flat TXT record at `owner` holding `text`.
+    fn txt(owner: &[u8], text: &[u8]) -> Vec<u8> {
+        let mut r = owner.to_vec();
+        r.extend_from_slice(&[0, 16, 0, 1, 0, 0, 0, 1, 0, text.len() as u8 + 1, text.len() as u8]);
+        r.extend_from_slice(text);
+        r
+    }
+
+    fn change(from: u32, to: u32, size: usize) -> Change {
+        Change { from, to, old_soa: vec![], deleted: vec![0; size], new_soa: vec![], added: vec![] }
+    }
+
+    #[test]
+    fn diff_keeps_what_stayed() {
+        let (a, b, c) = (txt(b"\x01x\x00", b"a"), txt(b"\x01x\x00", b"b"), txt(b"\x01x\x00", b"c"));
+        let old = [a.clone(), b.clone()].concat();
+        let new = [b.clone(), c.clone()].concat();
+        let (mut deleted, mut added) = (Vec::new(), Vec::new());
+        diff(&old, &new, &mut deleted, &mut added);
+        assert_eq!((deleted, added), (a, c));
+        assert_eq!(records(&old).count(), 2);
+    }
+
+    #[test]
+    fn bounded_and_chained() {
+        let mut journal = Journal::new(Limits { entries: 3, bytes: 100 });
+        for serial in 1..=5 {
+            journal.push(change(serial, serial + 1, 10));
+        }
+        assert_eq!(journal.len(), 3);
+        assert!(journal.since(2).is_none(), "dropped");
+        assert_eq!(journal.since(3).unwrap().len(), 3);
+        assert_eq!(journal.since(5).unwrap().len(), 1);
+        journal.push(change(6, 7, 95));
+        assert_eq!((journal.len(), journal.bytes()), (1, 95));
+        journal.push(change(100, 101, 1));
+        assert!(journal.since(6).is_none(), "a gap starts afresh");
+        journal.push(change(101, 102, 200));
+        assert!(journal.is_empty(), "an entry larger than the limit is not kept");
+    }
+}

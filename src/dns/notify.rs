@@ -1,0 +1,164 @@
+//! NOTIFY (RFC 1996): telling each configured secondary that the zone changed.
+//!
+//! Design note: one task per secondary, each watching the zone's serial through a
+//! `tokio::sync::watch` channel. A watch channel keeps only the newest value, which is exactly
+//! the coalescing wanted: however many updates land while a NOTIFY is outstanding, the
+//! secondary gets one more NOTIFY afterwards, with the newest serial, never one per update. A
+//! NOTIFY that is not acknowledged (no answer, an error rcode, an answer whose TSIG does not
+//! verify) is sent again after 1 s, then 2, 4… up to [`MAX_BACKOFF`], until the secondary
+//! answers; each retry carries the serial current at that moment. Every task also notifies once
+//! at start, so secondaries learn at once of a primary that restarted with a new serial.
+//!
+//! Messages are signed with the `[transfer]` key when one is configured (NSD and Knot reject
+//! unsigned NOTIFY when their ACL names a key) and the answer's TSIG is checked.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use super::journal;
+use super::tsig::{self, TsigKey};
+use super::zone::Zone;
+
+/// Longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long one attempt waits for the answer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Opcode NOTIFY.
+const OPCODE_NOTIFY: u8 = 4;
+
+/// Why a NOTIFY was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// Sending or receiving failed (e.g. the port is closed).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No answer in time.
+    #[error("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())]
+    Timeout,
+    /// The secondary answered with an error.
+    #[error("answered with rcode {0}")]
+    Rcode(u8),
+    /// The answer's TSIG is missing or wrong.
+    #[error("{0}")]
+    Tsig(#[from] tsig::AnswerError),
+}
+
+/// Starts one NOTIFY task per configured secondary; they end when `shutdown` changes.
+pub fn spawn(zone: &Arc<Zone>, tasks: &mut tokio::task::JoinSet<()>, shutdown: &watch::Receiver<bool>) {
+    let (Some(settings), Some(serials)) = (zone.transfers(), zone.serial_watch()) else { return };
+    for &target in &settings.notify {
+        let zone = Arc::clone(zone);
+        let key = settings.key.clone();
+        let serials = serials.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(notify_secondary(zone, target, key, serials, shutdown));
+    }
+}
+
+/// Notifies `target` of every serial change until shutdown.
+async fn notify_secondary(
+    zone: Arc<Zone>,
+    target: SocketAddr,
+    key: Option<Arc<TsigKey>>,
+    mut serials: watch::Receiver<u32>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let mut backoff = Duration::from_secs(1);
+        let mut failures = 0u32;
+        loop {
+            // Mark the serial seen before sending: a change after this point wakes us again.
+            serials.borrow_and_update();
+            match notify_once(&zone, target, key.as_deref()).await {
+                Ok(serial) => {
+                    if failures > 0 {
+                        tracing::info!(
+                            "NOTIFY for serial {serial} acknowledged by {target} after {failures} retries"
+                        );
+                    } else {
+                        tracing::debug!("NOTIFY for serial {serial} acknowledged by {target}");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    failures += 1;
+                    // The first failures are common (a secondary restarting); say so once.
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!("NOTIFY to {target} not acknowledged ({error}); retrying");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        tokio::select! {
+            changed = serials.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Builds the NOTIFY message for the zone at its current SOA: the zone's SOA question and the
+/// SOA itself in the answer section, as RFC 1996 section 3.7 allows, so the secondary can
+/// compare serials without asking.
+fn notify_message(zone: &Zone, id: u16) -> (u32, Vec<u8>) {
+    let (serial, soa) = zone.soa_record();
+    let id = id.to_be_bytes();
+    // Opcode NOTIFY, AA set.
+    let mut msg = vec![id[0], id[1], OPCODE_NOTIFY << 3 | 0x04, 0, 0, 1, 0, 1, 0, 0, 0, 0];
+    msg.extend_from_slice(zone.apex_wire());
+    msg.extend_from_slice(&super::wire::rtype::SOA.to_be_bytes());
+    msg.extend_from_slice(&super::wire::CLASS_IN.to_be_bytes());
+    for (_, tail) in journal::records(&soa) {
+        msg.extend_from_slice(&[0xC0, 12]); // the owner is the question's name
+        msg.extend_from_slice(tail);
+    }
+    (serial, msg)
+}
+
+/// Sends one NOTIFY to `target` and waits for its acknowledgement; returns the serial sent.
+pub async fn notify_once(zone: &Zone, target: SocketAddr, key: Option<&TsigKey>) -> Result<u32, NotifyError> {
+    let local: SocketAddr =
+        if target.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(target).await?;
+    let mut id = [0u8; 2];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+        .map_err(|_| std::io::Error::other("no randomness for the message ID"))?;
+    let id = u16::from_be_bytes(id);
+    let (serial, mut msg) = notify_message(zone, id);
+    let mac = key.map(|key| tsig::sign_request(key, &mut msg, tsig::now()));
+    socket.send(&msg).await?;
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;
+    loop {
+        let len = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(NotifyError::Timeout),
+        };
+        let answer = &buf[..len];
+        // Only the answer to this message counts; anything else on the socket is ignored.
+        let is_ours = len >= 12
+            && answer[..2] == id.to_be_bytes()
+            && answer[2] & 0x80 != 0
+            && (answer[2] >> 3) & 0x0F == OPCODE_NOTIFY;
+        if !is_ours {
+            continue;
+        }
+        let rcode = answer[3] & 0x0F;
+        if let (Some(key), Some(mac)) = (key, &mac) {
+            tsig::verify_answer(key, mac, answer)?;
+        }
+        if rcode != 0 {
+            return Err(NotifyError::Rcode(rcode));
+        }
+        return Ok(serial);
+    }
+}

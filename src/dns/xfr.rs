@@ -1,0 +1,479 @@
+//! Zone transfers to secondaries: AXFR (RFC 5936) and IXFR (RFC 1995) over TCP, IXFR over UDP,
+//! and TSIG (RFC 8945) on every answer to a signed request.
+//!
+//! Design note: this module decides and writes; the zone only supplies data. A transfer
+//! request is judged in a fixed order, each step with its own answer: a TSIG that does not
+//! verify gets NOTAUTH with the TSIG error (and no data); a malformed transfer question
+//! (class not IN, IXFR without the client's SOA in the authority section) FORMERR; another
+//! zone NOTAUTH; a client outside `allow_transfer`, or one without the key when a key is
+//! configured, REFUSED. Every refusal is logged with the client's network as the privacy
+//! setting allows, never the key's secret.
+//!
+//! An accepted transfer takes its data from the zone in one short read-locked copy
+//! ([`Zone::transfer_snapshot`], [`Zone::ixfr_plan`]), done on a blocking thread because a large
+//! zone takes milliseconds to copy, and then writes messages of at most [`MESSAGE_LIMIT`] bytes
+//! with name compression, each signed when the request was. The writing awaits the socket, so a
+//! slow secondary costs a connection slot (transfers run inside the TCP listener's connection
+//! limit) and never a thread, and UDP queries are not affected at all.
+//!
+//! Without `[transfer]` none of this runs: the zone answers AXFR and IXFR with REFUSED.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::journal;
+use super::tsig::{self, Check, ResponseSigner, TsigKey};
+use super::wire::{self, CLASS_IN, Query, Rcode, Response, Section, parse_query, rtype};
+use super::zone::{IxfrPlan, Zone};
+use crate::cidr::Cidr;
+use crate::privacy::{ClientIp, IpPolicy};
+
+/// Largest message of a transfer (before its TSIG record): below the 64 KiB TCP framing limit.
+pub const MESSAGE_LIMIT: usize = 64_000;
+
+/// Who may transfer the zone, with which key, and whom to notify (`[transfer]`).
+#[derive(Clone, Debug)]
+pub struct TransferSettings {
+    /// Networks allowed to transfer.
+    pub allow: Vec<Cidr>,
+    /// Secondaries told of every change.
+    pub notify: Vec<SocketAddr>,
+    /// When set, transfers and NOTIFY need this key.
+    pub key: Option<Arc<TsigKey>>,
+    /// How client addresses appear in logs (`privacy.client_ip`).
+    pub client_ip: IpPolicy,
+}
+
+impl TransferSettings {
+    /// Whether `peer` may transfer.
+    fn allows(&self, peer: SocketAddr) -> bool {
+        self.allow.iter().any(|net| net.contains(peer.ip()))
+    }
+
+    /// The client as logs may show it.
+    fn client(&self, peer: SocketAddr) -> String {
+        self.client_ip.render(ClientIp::new(peer.ip()))
+    }
+}
+
+/// What [`serve_tcp`] did with a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a transfer request: answer it as a query.
+    NotMine,
+    /// Answered; read the next message.
+    Sent,
+    /// The connection failed or timed out: close it.
+    Close,
+}
+
+/// Answers, when transfers are on, the queries that need more than the zone's answer: a
+/// request with a TSIG record (verified, and its answer signed) and IXFR over UDP (the current
+/// SOA alone, RFC 1995 section 2, so that the client asks again over TCP). Returns `false` for
+/// everything else, which the zone answers as usual.
+pub fn answer(
+    zone: &Zone,
+    settings: &TransferSettings,
+    query: &Query<'_>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    let is_ixfr = query.qtype == rtype::IXFR;
+    if !is_ixfr && query.msg.get(10..12) == Some(&[0, 0]) {
+        return false; // no additional records, so no TSIG: the usual case costs one compare
+    }
+    let now = tsig::now();
+    let key = settings.key.as_deref();
+    let verified = match tsig::verify_request(query.msg, key, now) {
+        Ok(verified) => verified,
+        Err(check) => {
+            let what = refuse_tsig(query, check, key, now, out);
+            tracing::info!("query of type {}: {what}", query.qtype);
+            return true;
+        }
+    };
+    if verified.is_none() && !is_ixfr {
+        return false;
+    }
+    let reserve = key.map_or(0, tsig::record_len);
+    if is_ixfr {
+        let rcode = question_rcode(zone, query);
+        let mut response = Response::new(out, query, 1232);
+        response.set_authoritative(rcode == Rcode::NoError);
+        response.set_rcode(rcode);
+        if rcode == Rcode::NoError {
+            let (_, soa) = zone.soa_record();
+            for (owner, tail) in journal::records(&soa) {
+                response.push(Section::Answer, wire::Owner::Name(owner), tail);
+            }
+        }
+        response.finish(limit.saturating_sub(reserve));
+    } else {
+        zone.answer(query, limit.saturating_sub(reserve), out);
+    }
+    if let (Some(verified), Some(key)) = (verified, key) {
+        ResponseSigner::new(key, &verified).sign(out, now);
+    }
+    true
+}
+
+/// Writes the answer to a request whose TSIG failed; returns what to log.
+fn refuse_tsig(
+    query: &Query<'_>,
+    check: Check,
+    key: Option<&TsigKey>,
+    now: u64,
+    out: &mut Vec<u8>,
+) -> String {
+    match check {
+        Check::Malformed => {
+            wire::error_reply(query.msg, Rcode::FormErr, out);
+            "malformed TSIG record, answered FORMERR".to_owned()
+        }
+        Check::Failed(failure, reply_key) => {
+            tsig::failure_reply(query.msg, query.question_bytes(), &failure, &reply_key, key, now, out);
+            format!("TSIG {}, answered NOTAUTH", failure.name())
+        }
+    }
+}
+
+/// NOERROR for a question about our zone in class IN; FORMERR for another class (transfers
+/// exist only in IN here); REFUSED for another zone, as for any query outside ours.
+fn question_rcode(zone: &Zone, query: &Query<'_>) -> Rcode {
+    if query.qclass != CLASS_IN {
+        return Rcode::FormErr;
+    }
+    let mut lower = [0u8; wire::MAX_NAME_LEN];
+    let len = wire::lowercase_name(query.qname, &mut lower);
+    if lower[..len] == *zone.apex_wire() { Rcode::NoError } else { Rcode::Refused }
+}
+
+/// The client's serial from the SOA in the authority section of an IXFR request.
+fn ixfr_serial(msg: &[u8]) -> Option<u32> {
+    let count = |at: usize| usize::from(u16::from_be_bytes([msg[at], msg[at + 1]]));
+    let (answers, authority) = (count(6), count(8));
+    let offsets = tsig::record_offsets(msg)?;
+    let &(start, _) = offsets[answers..answers + authority].iter().find(|(_, t)| *t == rtype::SOA)?;
+    let rdata = tsig::skip_name(msg, start)? + 10;
+    let serial_at = tsig::skip_name(msg, tsig::skip_name(msg, rdata)?)?;
+    let rdlen = usize::from(u16::from_be_bytes(msg.get(rdata - 2..rdata)?.try_into().ok()?));
+    if serial_at + 20 != rdata + rdlen {
+        return None;
+    }
+    Some(u32::from_be_bytes(msg.get(serial_at..serial_at + 4)?.try_into().ok()?))
+}
+
+/// Handles `msg` on a TCP connection from `peer` if it is a transfer request (AXFR or IXFR);
+/// writes the answer to `stream`.
+pub async fn serve_tcp<S: AsyncWrite + Unpin>(
+    zone: &Arc<Zone>,
+    settings: &TransferSettings,
+    msg: &[u8],
+    peer: SocketAddr,
+    stream: &mut S,
+    idle: Duration,
+) -> Outcome {
+    let Ok(query) = parse_query(msg) else { return Outcome::NotMine };
+    if query.qtype != rtype::AXFR && query.qtype != rtype::IXFR {
+        return Outcome::NotMine;
+    }
+    let kind = if query.qtype == rtype::AXFR { "AXFR" } else { "IXFR" };
+    let now = tsig::now();
+    let key = settings.key.as_deref();
+    let client = settings.client(peer);
+    let mut out = Vec::new();
+    let verified = match tsig::verify_request(msg, key, now) {
+        Ok(verified) => verified,
+        Err(check) => {
+            let what = refuse_tsig(&query, check, key, now, &mut out);
+            tracing::info!("{kind} from {client} refused: {what}");
+            return send(stream, &mut out, idle).await;
+        }
+    };
+    let mut rcode = question_rcode(zone, &query);
+    let client_serial = if query.qtype == rtype::IXFR && rcode == Rcode::NoError {
+        let serial = ixfr_serial(msg);
+        if serial.is_none() {
+            rcode = Rcode::FormErr;
+        }
+        serial
+    } else {
+        None
+    };
+    let refusal = match rcode {
+        Rcode::NoError if !settings.allows(peer) => Some("network not in transfer.allow_transfer"),
+        Rcode::NoError if key.is_some() && verified.is_none() => Some("request not signed with the TSIG key"),
+        Rcode::NoError => None,
+        Rcode::FormErr => Some("malformed request"),
+        _ => Some("not our zone"),
+    };
+    if let Some(reason) = refusal {
+        tracing::info!("{kind} from {client} refused: {reason}");
+        let mut response = Response::new(&mut out, &query, 1232);
+        response.set_rcode(if rcode == Rcode::NoError { Rcode::Refused } else { rcode });
+        response.finish(MESSAGE_LIMIT);
+        if let (Some(verified), Some(key)) = (&verified, key) {
+            ResponseSigner::new(key, verified).sign(&mut out, now);
+        }
+        return send(stream, &mut out, idle).await;
+    }
+    let started = Instant::now();
+    let taken = {
+        let zone = Arc::clone(zone);
+        tokio::task::spawn_blocking(move || match client_serial {
+            Some(serial) => zone.ixfr_plan(serial),
+            None => IxfrPlan::Full(zone.transfer_snapshot()),
+        })
+        .await
+    };
+    let Ok(plan) = taken else { return Outcome::Close };
+    let (pieces, what): (Vec<&[u8]>, String) = match &plan {
+        IxfrPlan::UpToDate { soa } => {
+            (vec![soa], format!("serial {} is current", client_serial.unwrap_or(0)))
+        }
+        IxfrPlan::Incremental { soa, changes } => {
+            let mut pieces: Vec<&[u8]> = vec![soa];
+            for change in changes {
+                pieces.extend([&change.old_soa[..], &change.deleted, &change.new_soa, &change.added]);
+            }
+            pieces.push(soa);
+            let to = changes.last().map_or(0, |c| c.to);
+            (
+                pieces,
+                format!(
+                    "incremental from serial {} to {to} in {} steps",
+                    client_serial.unwrap_or(0),
+                    changes.len()
+                ),
+            )
+        }
+        IxfrPlan::Full(snapshot) => {
+            let how = match client_serial {
+                Some(serial) => format!("full zone (serial {serial} is older than the journal)"),
+                None => "full zone".to_owned(),
+            };
+            (
+                vec![&snapshot.soa, &snapshot.records, &snapshot.soa],
+                format!("{how} at serial {}", snapshot.serial),
+            )
+        }
+    };
+    let mut signer = verified.as_ref().zip(key).map(|(v, k)| ResponseSigner::new(k, v));
+    let mut writer = Writer::new(&query, MESSAGE_LIMIT - key.map_or(0, tsig::record_len));
+    let (mut messages, mut records) = (0usize, 0usize);
+    for piece in pieces {
+        for (owner, tail) in journal::records(piece) {
+            if !writer.fits(owner, tail) {
+                let mut msg = writer.finish();
+                if let Some(signer) = &mut signer {
+                    signer.sign(&mut msg, tsig::now());
+                }
+                if send(stream, &mut msg, idle).await == Outcome::Close {
+                    return Outcome::Close;
+                }
+                messages += 1;
+                // Let other connections and the API run between messages of a long transfer.
+                tokio::task::yield_now().await;
+            }
+            writer.push(owner, tail);
+            records += 1;
+        }
+    }
+    let mut msg = writer.finish();
+    if let Some(signer) = &mut signer {
+        signer.sign(&mut msg, tsig::now());
+    }
+    let outcome = send(stream, &mut msg, idle).await;
+    messages += 1;
+    let signed =
+        key.filter(|_| verified.is_some()).map_or(String::new(), |k| format!(" (TSIG {})", k.name()));
+    tracing::info!(
+        "{kind} to {client}{signed}: {what}, {records} records in {messages} messages, {} ms",
+        started.elapsed().as_millis()
+    );
+    outcome
+}
+
+/// Writes one framed message with the idle timeout.
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, msg: &mut Vec<u8>, idle: Duration) -> Outcome {
+    let Ok(len) = u16::try_from(msg.len()) else { return Outcome::Close };
+    msg.splice(0..0, len.to_be_bytes());
+    match tokio::time::timeout(idle, stream.write_all(msg)).await {
+        Ok(Ok(())) => Outcome::Sent,
+        _ => Outcome::Close,
+    }
+}
+
+/// Builds the messages of a transfer one at a time, compressing names within each.
+struct Writer<'q> {
+    /// ID and flags of every message.
+    header: [u8; 4],
+    /// The question, echoed in the first message only (RFC 5936 section 2.2).
+    question: &'q [u8],
+    /// Whether the next message is the first.
+    first: bool,
+    /// The message being built.
+    buf: Vec<u8>,
+    /// Offsets of the names (and suffixes) already written in this message.
+    names: HashMap<Vec<u8>, u16>,
+    /// Records in this message.
+    count: u16,
+    /// Size limit.
+    limit: usize,
+}
+
+impl<'q> Writer<'q> {
+    /// A writer for the answer to `query`.
+    fn new(query: &Query<'q>, limit: usize) -> Self {
+        let id = query.id.to_be_bytes();
+        let mut writer = Self {
+            // QR and AA, opcode QUERY, RD copied; rcode NOERROR.
+            header: [id[0], id[1], 0x84 | u8::from(query.rd), 0],
+            question: &query.msg[wire::HEADER_LEN..wire::HEADER_LEN + query.qname.len() + 4],
+            first: true,
+            buf: Vec::with_capacity(limit + 512),
+            names: HashMap::new(),
+            count: 0,
+            limit,
+        };
+        writer.start();
+        writer
+    }
+
+    /// Starts a message.
+    fn start(&mut self) {
+        self.buf.clear();
+        self.names.clear();
+        self.count = 0;
+        self.buf.extend_from_slice(&self.header);
+        self.buf.extend_from_slice(&[0, u8::from(self.first), 0, 0, 0, 0, 0, 0]);
+        if self.first {
+            self.buf.extend_from_slice(self.question);
+        }
+    }
+
+    /// Whether a record fits (counted uncompressed); an empty message takes any record.
+    fn fits(&self, owner: &[u8], tail: &[u8]) -> bool {
+        self.count == 0 || self.buf.len() + owner.len() + tail.len() <= self.limit
+    }
+
+    /// Writes `name` at the end of the message, as a pointer to an earlier copy of its longest
+    /// known suffix where there is one.
+    fn put_name(&mut self, name: &[u8]) {
+        let mut pos = 0;
+        while pos < name.len() && name[pos] != 0 {
+            let suffix = &name[pos..];
+            if let Some(&offset) = self.names.get(suffix) {
+                self.buf.extend_from_slice(&(0xC000 | offset).to_be_bytes());
+                return;
+            }
+            if self.buf.len() < 0x3FFF {
+                self.names.insert(suffix.to_vec(), self.buf.len() as u16);
+            }
+            let end = pos + 1 + usize::from(name[pos]);
+            self.buf.extend_from_slice(&name[pos..end]);
+            pos = end;
+        }
+        self.buf.push(0);
+    }
+
+    /// Appends a record; names in the rdata of the types RFC 3597 allows are compressed too.
+    fn push(&mut self, owner: &[u8], tail: &[u8]) {
+        self.put_name(owner);
+        let rdata = &tail[10..];
+        // Where names sit in the rdata: NS, CNAME, PTR hold one; MX a preference and one; SOA
+        // two and five numbers. Other types (RRSIG's signer, SRV's target) must stay as is.
+        let (names, rest): (usize, usize) = match journal::tail_type(tail) {
+            rtype::NS | rtype::CNAME | rtype::PTR => (1, 0),
+            rtype::SOA => (2, 0),
+            rtype::MX => (1, 2),
+            _ => (0, 0),
+        };
+        if names == 0 {
+            self.buf.extend_from_slice(tail);
+        } else {
+            self.buf.extend_from_slice(&tail[..8]);
+            let len_at = self.buf.len();
+            self.buf.extend_from_slice(&[0, 0]);
+            self.buf.extend_from_slice(&rdata[..rest]);
+            let mut pos = rest;
+            for _ in 0..names {
+                let end = name_end(rdata, pos);
+                self.put_name(&rdata[pos..end]);
+                pos = end;
+            }
+            self.buf.extend_from_slice(&rdata[pos..]);
+            let len = (self.buf.len() - len_at - 2) as u16;
+            self.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+        }
+        self.count += 1;
+    }
+
+    /// Finishes the message (counts in the header) and starts the next.
+    fn finish(&mut self) -> Vec<u8> {
+        self.buf[6..8].copy_from_slice(&self.count.to_be_bytes());
+        let msg = std::mem::replace(&mut self.buf, Vec::with_capacity(self.limit + 512));
+        self.first = false;
+        self.start();
+        msg
+    }
+}
+
+/// The end of the uncompressed name starting at `pos` of `data` (names the zone wrote).
+fn name_end(data: &[u8], mut pos: usize) -> usize {
+    while let Some(&len) = data.get(pos) {
+        pos += 1 + usize::from(len);
+        if len == 0 {
+            break;
+        }
+    }
+    pos.min(data.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(qtype: u16) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x04auth\x07example\x03org\x00");
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m
+    }
+
+    #[test]
+    fn names_are_compressed_within_a_message() {
+        let q = query(rtype::AXFR);
+        let parsed = parse_query(&q).unwrap();
+        let mut writer = Writer::new(&parsed, MESSAGE_LIMIT);
+        let apex = b"\x04auth\x07example\x03org\x00";
+        let mut ns = vec![0, 2, 0, 1, 0, 0, 0, 60, 0, 22];
+        ns.extend_from_slice(b"\x03ns1\x04auth\x07example\x03org\x00");
+        writer.push(apex, &ns);
+        writer.push(b"\x03ns1\x04auth\x07example\x03org\x00", &[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        let msg = writer.finish();
+        // Question 22 bytes; apex owner written in full, NS target "ns1" + pointer, A owner a
+        // pointer to the NS target.
+        assert_eq!(msg.len(), 12 + 22 + 18 + 10 + 6 + 2 + 14);
+        assert_eq!(&msg[6..8], &[0, 2]);
+        let second = writer.finish();
+        assert_eq!(&second[4..6], &[0, 0], "only the first message echoes the question");
+    }
+
+    #[test]
+    fn ixfr_serial_is_read_from_the_authority_section() {
+        let mut m = query(rtype::IXFR);
+        m[9] = 1;
+        m.extend_from_slice(&[0xC0, 12, 0, 6, 0, 1, 0, 0, 0, 0, 0, 24, 0xC0, 12, 0xC0, 12]);
+        m.extend_from_slice(&[0, 0, 0, 42, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4]);
+        assert_eq!(ixfr_serial(&m), Some(42));
+        assert_eq!(ixfr_serial(&query(rtype::IXFR)), None);
+        m.truncate(m.len() - 1);
+        assert_eq!(ixfr_serial(&m), None);
+    }
+}
