@@ -159,14 +159,18 @@ pub(super) async fn register(
             }
         }
     }
-    let network = client.truncated();
-    if let Some(retry) = state.limits.register.blocked(&network) {
-        return Err(ApiError::RateLimited(retry));
-    }
+    // Check and count in one step, before any work: concurrent requests cannot all pass a
+    // check that is counted only later. The place is given back (the reservation dropped)
+    // when the request fails before the store is asked to write: a bad body, a timeout or a
+    // client that hangs up created nothing and should not cost the network a registration.
+    // Once the write is attempted the place is kept even if the store fails, since a failed
+    // or timed-out write may still have committed the account.
+    let reservation = state.limits.register.reserve(&client.truncated()).map_err(ApiError::RateLimited)?;
     let body = read_body(&state, request.into_body()).await?;
     let object = parse_object(&body)?;
     let allowfrom = parse_allowfrom(field(&object, "allowfrom"))?;
     let key = credentials::random_key();
+    reservation.keep();
     let mut attempts = 0;
     let account = loop {
         let account = Account {
@@ -183,7 +187,6 @@ pub(super) async fn register(
             Err(error) => return Err(error.into()),
         }
     };
-    state.limits.register.hit(&network);
     audit(&state, Some(&account.username), "register", "ok", client).await;
     tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "account registered");
     Ok(json_response(StatusCode::CREATED, credentials_body(&state, &account, key.expose())?))

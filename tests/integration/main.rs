@@ -4,6 +4,7 @@ mod api;
 mod dns;
 mod dnssec;
 mod e2e;
+mod hardening;
 mod harness;
 mod lifecycle;
 mod pg;
