@@ -277,7 +277,9 @@ const KNOWN: &[(&str, &[&str])] = &[
             "default_ttl",
             "edns_udp_size",
             "tcp_idle_timeout",
+            "tcp_first_message_timeout",
             "tcp_max_connections",
+            "tcp_max_connections_per_network",
             "udp_workers",
             "rate_limit",
             "rate_limit_slip",
@@ -570,7 +572,14 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(1, usize::from) as i64;
         let server = ServerOptions {
             tcp_idle_timeout: Duration::from_secs(dns.integer("tcp_idle_timeout", 10, 1..=3600)? as u64),
+            tcp_first_message_timeout: Duration::from_secs(dns.integer(
+                "tcp_first_message_timeout",
+                2,
+                1..=3600,
+            )? as u64),
             tcp_max_connections: dns.integer("tcp_max_connections", 256, 1..=65_536)? as usize,
+            tcp_max_connections_per_network: dns.integer("tcp_max_connections_per_network", 32, 1..=65_536)?
+                as usize,
             udp_workers: dns.integer("udp_workers", cores, 1..=256)? as usize,
             rate_limit: dns.integer("rate_limit", 200, 0..=1_000_000)? as u32,
             rate_limit_slip: dns.integer("rate_limit_slip", 2, 0..=100)? as u32,

@@ -68,3 +68,85 @@ fn r12_registration_limit_holds_under_concurrency() {
     assert_eq!(http_from(Some("127.8.1.2"), server.api, "POST", "/register", &[], b"{}").status, 429);
     assert_eq!(http_from(Some("127.8.2.1"), server.api, "POST", "/register", &[], b"{}").status, 201);
 }
+
+/// One DNS exchange on an open TCP stream, waiting at most `limit` for the answer.
+fn tcp_ask(stream: &mut TcpStream, packet: &[u8], limit: Duration) -> Option<Message> {
+    stream.set_read_timeout(Some(limit)).ok()?;
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    stream.write_all(&framed).ok()?;
+    read_frame(stream).map(|reply| Message::decode(&reply))
+}
+
+/// Whether the server closes `stream` within `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// `count` connections from `source` that send nothing (`None`) or these bytes, kept open.
+fn hold_connections(source: &str, to: SocketAddr, count: usize, send: Option<&[u8]>) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = connect_from(source, to);
+            if let Some(bytes) = send {
+                stream.write_all(bytes).unwrap();
+            }
+            stream
+        })
+        .collect()
+}
+
+/// Item 3: one address holds every TCP slot with idle and one-byte connections (its per-network
+/// cap is the whole table, and the first-message deadline is long, so nothing but taking over
+/// an idle slot can help); a query from another network is answered within 2 s.
+#[test]
+fn r12_tcp_query_is_answered_while_one_address_holds_every_slot() {
+    let dir = TempDir::new();
+    let keys = "tcp_max_connections = 8\ntcp_max_connections_per_network = 8\n\
+                tcp_first_message_timeout = 30\ntcp_idle_timeout = 30";
+    let server = TestServer::start_with(&dir, &with_keys(&base_config(&dir.0), "dns", keys));
+    let mut hogs = hold_connections("127.0.0.2", server.tcp, 8, None);
+    hogs.extend(hold_connections("127.0.0.2", server.tcp, 8, Some(&[0])));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let mut stream = connect_from("127.0.1.2", server.tcp);
+    let answer = tcp_ask(&mut stream, &query(DOMAIN, t::SOA, None), Duration::from_secs(2));
+    assert!(answer.is_some_and(|m| m.rcode == rcode::NOERROR), "no answer within 2 s");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(hogs);
+}
+
+/// Item 3: a network at its cap pushes out only its own connections, and a connection that
+/// sends one byte is closed after `tcp_first_message_timeout`.
+#[test]
+fn r12_tcp_per_network_cap_and_first_message_deadline() {
+    let dir = TempDir::new();
+    let keys = "tcp_max_connections = 8\ntcp_max_connections_per_network = 2\n\
+                tcp_first_message_timeout = 1\ntcp_idle_timeout = 30";
+    let server = TestServer::start_with(&dir, &with_keys(&base_config(&dir.0), "dns", keys));
+    let soa = query(DOMAIN, t::SOA, None);
+    // The attacker's network fills what it can, then a resolver on another network connects
+    // and asks twice on each of its connections, with more of the attack in between.
+    let mut hogs = hold_connections("127.0.0.2", server.tcp, 10, Some(&[0]));
+    let mut resolver = hold_connections("127.0.1.2", server.tcp, 2, None);
+    for stream in &mut resolver {
+        assert!(tcp_ask(stream, &soa, Duration::from_secs(2)).is_some(), "first query unanswered");
+    }
+    hogs.extend(hold_connections("127.0.0.3", server.tcp, 10, None));
+    for stream in &mut resolver {
+        assert!(tcp_ask(stream, &soa, Duration::from_secs(2)).is_some(), "second query unanswered");
+    }
+    // The last one-byte connection never completes its first message: closed after ~1 s.
+    let mut late = connect_from("127.0.2.2", server.tcp);
+    late.write_all(&[0]).unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut late, Duration::from_secs(3)), "still open after 3 s");
+    assert!(started.elapsed() >= Duration::from_millis(500), "closed before its deadline");
+    drop(hogs);
+}
