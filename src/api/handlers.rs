@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::AppState;
 use super::credentials::{self, KEY_LEN};
 use super::error::{ApiError, json_response};
+use super::limits;
 use crate::cidr::Cidr;
 use crate::config::Registration as RegistrationMode;
 use crate::privacy::ClientIp;
@@ -195,26 +196,30 @@ pub(super) async fn register(
 /// Authenticates a request by `X-Api-User`/`X-Api-Key` and the account's `allowfrom`.
 ///
 /// Every failure is the same 401 to the client; the audit trail and the log say which check
-/// failed, and the client's network is counted towards the failed-authentication limit.
+/// failed, and the client's network and the username presented are counted towards the
+/// failed-authentication limit.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     client: ClientIp,
     action: &str,
 ) -> Result<Account, ApiError> {
-    let network = client.truncated();
-    if let Some(retry) = state.limits.auth_failures.blocked(&network) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let key = header("x-api-key");
+    let username = credentials::parse_uuid(&header("x-api-user"));
+    // Failures count per network and the username presented (see `limits`): a request is
+    // refused only for failures made with its own username, never for its neighbours'.
+    let failures = limits::failure_key(&client.truncated(), username.as_deref().unwrap_or(""));
+    if let Some(retry) = state.limits.auth_failures.blocked(&failures) {
         return Err(ApiError::RateLimited(retry));
     }
     let fail = |username: Option<String>, outcome: &'static str| async move {
-        state.limits.auth_failures.hit(&network);
+        state.limits.auth_failures.hit(&failures);
         audit(state, username.as_deref(), action, outcome, client).await;
         tracing::info!(client = %state.privacy.client_ip.render(client), "{action} refused: {outcome}");
         ApiError::Forbidden
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let key = header("x-api-key");
-    let Some(username) = credentials::parse_uuid(&header("x-api-user")) else {
+    let Some(username) = username else {
         return Err(fail(None, "bad_username").await);
     };
     if !credentials::is_base64url(&key, KEY_LEN) {
@@ -263,7 +268,7 @@ pub(super) async fn update(
     let (client, account, object) = authenticated_object(&state, peer, request, "update").await?;
     let subdomain = field(&object, "subdomain").and_then(Value::as_str).unwrap_or("");
     if !subdomain.eq_ignore_ascii_case(&account.subdomain) {
-        state.limits.auth_failures.hit(&client.truncated());
+        state.limits.auth_failures.hit(&limits::failure_key(&client.truncated(), &account.username));
         audit(&state, Some(&account.username), "update", "wrong_subdomain", client).await;
         return Err(ApiError::Forbidden);
     }

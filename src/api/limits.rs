@@ -1,4 +1,4 @@
-//! Per-network rate limits for registration and failed authentication.
+//! Rate limits for registration and failed authentication.
 //!
 //! Design note: counters live in memory, per instance. A fixed window per key is crude but
 //! cheap and bounded: the map is swept of expired windows when it grows large, and never holds
@@ -11,8 +11,22 @@
 //!   check and the count are one step ([`RateLimit::reserve`]) taken before the body is read:
 //!   a thousand concurrent requests from one network take at most `max` places, whatever
 //!   their timing, and the rest are refused at once.
-//! - **Failed authentication** is counted per client network: past the limit the network is
-//!   refused for ten minutes.
+//! - **Failed authentication** is counted per client network *and* the username the request
+//!   presented (requests without a well-formed username share the network's "no username"
+//!   counter). Only that pair is refused once it has failed `max` times in ten minutes. So
+//!   guessing the key of one account stays as slow as before (`max` tries per ten minutes per
+//!   network), while other people's failures, even from the same network or from behind the
+//!   same proxy, never refuse correct credentials: to be refused, your own username must be
+//!   the one failing, and usernames are never published (the DNS shows the subdomain, a
+//!   different random UUID). Rotating usernames gains an attacker nothing: each guess then
+//!   needs a 122-bit username and a 240-bit key right at once, and filling the map to push
+//!   one pair's counter out takes [`MAX_KEYS`] fresh keys per reset. What remains: someone
+//!   who knows your username and shares your network (or proxy) can get that username
+//!   refused from there for ten minutes; knowing the username is half of the credentials.
+//!   We considered letting any request that authenticates pass a blocked network instead;
+//!   that gives a right/wrong answer per try at full speed, so guessing would not stay slow.
+//!   Delaying answers instead of refusing them slows nobody who sends in parallel, and holds
+//!   connections.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -172,7 +186,7 @@ impl RateLimit {
 pub struct Limits {
     /// Registrations per network per hour.
     pub register: RateLimit,
-    /// Failed authentications per network per 10 minutes.
+    /// Failed authentications per network and username per 10 minutes.
     pub auth_failures: RateLimit,
 }
 
@@ -184,6 +198,12 @@ impl Limits {
             auth_failures: RateLimit::new(auth_failures, Duration::from_secs(600)),
         }
     }
+}
+
+/// The failed-authentication key of a client network and the username a request presented
+/// (empty when it presented none that parses).
+pub fn failure_key(network: &str, username: &str) -> String {
+    format!("{network} {username}")
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ pub struct Api {
     pub registration: Registration,
     /// Registrations per client network per hour; 0 turns the limit off.
     pub register_rate_limit: u32,
-    /// Failed authentications per client network per 10 minutes; 0 turns the limit off.
+    /// Failed authentications per client network and username per 10 minutes; 0 turns the limit off.
     pub auth_failure_limit: u32,
     /// TLS mode.
     pub tls: Tls,

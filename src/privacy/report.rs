@@ -119,7 +119,7 @@ pub fn record(f: &Facts) -> Value {
         "security_measures": [
             "API keys: 240-bit random, stored as SHA-256 hashes, compared in constant time, shown once",
             format!("registration: {}", f.registration),
-            "rate limits on registration and on failed authentication, per client network",
+            "rate limits on registration (per client network) and on failed authentication (per client network and username)",
             format!("API transport: {}", if f.api_tls { "TLS (certificate files or ACME)" } else { "plain HTTP: put a TLS proxy in front" }),
             format!("client address: {}", if f.proxy_header { "from the proxy header, believed only from trusted proxy networks" } else { "the connection's own address" }),
             if f.dns_rate_limit > 0 {

@@ -34,6 +34,19 @@ fn has_answered(stream: &TcpStream) -> bool {
     answered
 }
 
+/// An `/update` from `source` with these credentials for `subdomain`.
+fn update_from(source: &str, api: SocketAddr, user: &str, key: &str, subdomain: &str) -> HttpResponse {
+    let body = serde_json::json!({"subdomain": subdomain, "txt": txt_value(3)}).to_string();
+    http_from(
+        Some(source),
+        api,
+        "POST",
+        "/update",
+        &[("X-Api-User", user), ("X-Api-Key", key)],
+        body.as_bytes(),
+    )
+}
+
 /// Item 1: many connections from one address each send the headers of `/register`, wait until
 /// all of them are past the point where the limit used to be checked, then send the body.
 /// No more than the limit may be created, however the requests interleave.
@@ -67,6 +80,42 @@ fn r12_registration_limit_holds_under_concurrency() {
     // network stays limited, and another network is not.
     assert_eq!(http_from(Some("127.8.1.2"), server.api, "POST", "/register", &[], b"{}").status, 429);
     assert_eq!(http_from(Some("127.8.2.1"), server.api, "POST", "/register", &[], b"{}").status, 201);
+}
+
+/// Item 2: 30 bad `/update` requests from one address, then a correct one from another address
+/// of the same /24 (as behind a proxy, where all clients share one address): the correct one
+/// passes, while guessing the key of the account under attack stays refused.
+#[test]
+fn r12_failures_of_others_do_not_refuse_correct_credentials() {
+    let (server, _dir) = TestServer::start_with_keys("api", "auth_failure_limit = 3");
+    let victim = server.register();
+    let target = server.register();
+    let field = |a: &serde_json::Value, k: &str| a[k].as_str().unwrap().to_owned();
+    let wrong_key = "y".repeat(40);
+    for i in 0..30 {
+        let (user, key) = match i % 3 {
+            // A wrong key for an account the attacker knows the username of,
+            0 => (field(&target, "username"), wrong_key.clone()),
+            // made-up credentials,
+            1 => (format!("00000000-0000-4000-8000-{i:012}"), wrong_key.clone()),
+            // and a broken client's garbage.
+            _ => ("nobody".to_owned(), "short".to_owned()),
+        };
+        let r = update_from("127.7.7.66", server.api, &user, &key, &field(&target, "subdomain"));
+        assert!([401, 429].contains(&r.status), "{}", r.body_text());
+    }
+    let r = update_from(
+        "127.7.7.10",
+        server.api,
+        &field(&victim, "username"),
+        &field(&victim, "password"),
+        &field(&victim, "subdomain"),
+    );
+    assert_eq!(r.status, 200, "correct credentials refused: {}", r.body_text());
+    // Guessing stays slow: the attacked account's key cannot be tried from that network now.
+    let r = update_from("127.7.7.66", server.api, &field(&target, "username"), &wrong_key, "x");
+    assert_eq!((r.status, r.json()["error"].as_str()), (429, Some("rate_limited")));
+    assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)));
 }
 
 /// One DNS exchange on an open TCP stream, waiting at most `limit` for the answer.
