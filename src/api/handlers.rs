@@ -266,6 +266,12 @@ pub(super) async fn update(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (client, account, object) = authenticated_object(&state, peer, request, "update").await?;
+    // Every authenticated update counts, accepted or not: each writes an audit row. A refused
+    // one writes none, so an account past its rate cannot grow the database.
+    if let Err(retry) = state.limits.updates.take(&account.username) {
+        tracing::debug!("update refused: over the account's update rate");
+        return Err(ApiError::RateLimited(retry));
+    }
     let subdomain = field(&object, "subdomain").and_then(Value::as_str).unwrap_or("");
     if !subdomain.eq_ignore_ascii_case(&account.subdomain) {
         state.limits.auth_failures.hit(&limits::failure_key(&client.truncated(), &account.username));

@@ -1,4 +1,4 @@
-//! Rate limits for registration and failed authentication.
+//! Rate limits for registration, failed authentication and updates.
 //!
 //! Design note: counters live in memory, per instance. A fixed window per key is crude but
 //! cheap and bounded: the map is swept of expired windows when it grows large, and never holds
@@ -27,6 +27,9 @@
 //!   that gives a right/wrong answer per try at full speed, so guessing would not stay slow.
 //!   Delaying answers instead of refusing them slows nobody who sends in parallel, and holds
 //!   connections.
+//! - **Updates** are counted per account (`update_rate_limit` per minute), so one account
+//!   cannot grow the audit trail and the database without bound. Every authenticated update
+//!   counts, accepted or not, since each one writes an audit row.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -188,14 +191,17 @@ pub struct Limits {
     pub register: RateLimit,
     /// Failed authentications per network and username per 10 minutes.
     pub auth_failures: RateLimit,
+    /// Updates per account per minute.
+    pub updates: RateLimit,
 }
 
 impl Limits {
     /// Limits with the configured maxima.
-    pub fn new(register: u32, auth_failures: u32) -> Self {
+    pub fn new(register: u32, auth_failures: u32, updates: u32) -> Self {
         Self {
             register: RateLimit::new(register, Duration::from_secs(3600)),
             auth_failures: RateLimit::new(auth_failures, Duration::from_secs(600)),
+            updates: RateLimit::new(updates, Duration::from_secs(60)),
         }
     }
 }

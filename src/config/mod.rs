@@ -139,6 +139,8 @@ pub struct Api {
     pub register_rate_limit: u32,
     /// Failed authentications per client network and username per 10 minutes; 0 turns the limit off.
     pub auth_failure_limit: u32,
+    /// Updates per account per minute; 0 turns the limit off.
+    pub update_rate_limit: u32,
     /// TLS mode.
     pub tls: Tls,
     /// `use_header`: take the client address from a proxy header.
@@ -259,6 +261,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "registration_token",
             "register_rate_limit",
             "auth_failure_limit",
+            "update_rate_limit",
             "body_limit",
             "request_timeout",
             "header_timeout",
@@ -722,6 +725,7 @@ impl Config {
             registration,
             register_rate_limit: api.integer("register_rate_limit", 20, 0..=1_000_000)? as u32,
             auth_failure_limit: api.integer("auth_failure_limit", 30, 0..=1_000_000)? as u32,
+            update_rate_limit: api.integer("update_rate_limit", 60, 0..=1_000_000)? as u32,
             tls,
             use_header,
             header_name: header_name.trim().to_owned(),

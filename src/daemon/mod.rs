@@ -241,6 +241,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         limits: Arc::new(api::limits::Limits::new(
             config.api.register_rate_limit,
             config.api.auth_failure_limit,
+            config.api.update_rate_limit,
         )),
     };
     let app = api::app(state);

@@ -118,6 +118,28 @@ fn r12_failures_of_others_do_not_refuse_correct_credentials() {
     assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)));
 }
 
+/// Item 5: one account sends updates as fast as it can; past `update_rate_limit` per minute
+/// they are refused with 429 JSON and Retry-After, and other accounts are not affected.
+#[test]
+fn r12_one_account_cannot_update_without_bound() {
+    let (server, _dir) = TestServer::start_with_keys("api", "update_rate_limit = 5");
+    let flooder = server.register();
+    let other = server.register();
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        statuses.push(server.update(&flooder, &txt_value(i)).status);
+    }
+    assert_eq!(statuses, [[200; 5].as_slice(), [429; 7].as_slice()].concat(), "{statuses:?}");
+    let r = server.update(&flooder, &txt_value(99));
+    assert_eq!((r.status, r.json()["error"].as_str()), (429, Some("rate_limited")));
+    assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| (1..=60).contains(&s))));
+    assert_eq!(server.update(&other, &txt_value(1)).status, 200);
+    // The refused updates left no audit rows: the account's own export lists five.
+    let r = server.http("GET", "/account", &auth(&flooder), b"");
+    let export = r.json().to_string();
+    assert_eq!(export.matches("\"update\"").count(), 5, "{export}");
+}
+
 /// One DNS exchange on an open TCP stream, waiting at most `limit` for the answer.
 fn tcp_ask(stream: &mut TcpStream, packet: &[u8], limit: Duration) -> Option<Message> {
     stream.set_read_timeout(Some(limit)).ok()?;
