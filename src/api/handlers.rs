@@ -189,7 +189,11 @@ pub(super) async fn register(
         }
     };
     audit(&state, Some(&account.username), "register", "ok", client).await;
-    tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "account registered");
+    tracing::info!(
+        subdomain = %state.subdomain_log.render(&account.subdomain),
+        client = %state.privacy.client_ip.render(client),
+        "account registered"
+    );
     Ok(json_response(StatusCode::CREATED, credentials_body(&state, &account, key.expose())?))
 }
 
@@ -285,7 +289,11 @@ pub(super) async fn update(
     }
     state.sync.update_txt(&account.subdomain, txt).await?;
     audit(&state, Some(&account.username), "update", "ok", client).await;
-    tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "TXT updated");
+    tracing::info!(
+        subdomain = %state.subdomain_log.render(&account.subdomain),
+        client = %state.privacy.client_ip.render(client),
+        "TXT updated"
+    );
     Ok(json_response(StatusCode::OK, format!("{{\"txt\": \"{txt}\"}}")))
 }
 
@@ -330,7 +338,7 @@ pub(super) async fn account_rotate(
     let key = credentials::random_key();
     state.store.set_key(&account.username, credentials::hash_key(key.expose())).await?;
     audit(&state, Some(&account.username), "rotate", "ok", client).await;
-    tracing::info!(subdomain = %account.subdomain, "API key rotated");
+    tracing::info!(subdomain = %state.subdomain_log.render(&account.subdomain), "API key rotated");
     Ok(json_response(StatusCode::OK, credentials_body(&state, &account, key.expose())?))
 }
 
@@ -359,7 +367,10 @@ async fn verify_imported(state: &AppState, account: &Account, key: &str) -> Resu
         .unwrap_or(false);
     if ok {
         state.store.upgrade_key(&account.username, credentials::hash_key(key)).await?;
-        tracing::info!(subdomain = %account.subdomain, "imported acme-dns key verified and rehashed with SHA-256");
+        tracing::info!(
+            subdomain = %state.subdomain_log.render(&account.subdomain),
+            "imported acme-dns key verified and rehashed with SHA-256"
+        );
     }
     Ok(ok)
 }

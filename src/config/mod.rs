@@ -21,6 +21,7 @@ use crate::cidr::Cidr;
 use crate::dns::dnssec::Algorithm;
 use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::ZoneSettings;
+use crate::privacy::pseudonym::SubdomainPolicy;
 use crate::privacy::{IpPolicy, Privacy, Secret};
 
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
@@ -269,7 +270,18 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("logconfig", &["loglevel", "logtype", "logfile", "logformat"]),
     ("dnssec", &["enabled", "algorithm", "signature_validity", "refresh"]),
-    ("privacy", &["client_ip", "audit_retention", "txt_retention", "account_expiry", "purge_interval"]),
+    (
+        "privacy",
+        &[
+            "client_ip",
+            "log_subdomain",
+            "log_subdomain_key",
+            "audit_retention",
+            "txt_retention",
+            "account_expiry",
+            "purge_interval",
+        ],
+    ),
     (
         "dns",
         &[
@@ -515,7 +527,7 @@ impl Config {
         let api = Self::api(&api, &mut warnings)?;
         let log = Self::log(&logconfig)?;
         let dnssec = Self::dnssec(&section("dnssec"))?;
-        let privacy = Self::privacy(&section("privacy"))?;
+        let privacy = Self::privacy(&section("privacy"), &database, &mut warnings)?;
         Ok(Self { source: None, dns, database, api, log, dnssec, privacy, warnings })
     }
 
@@ -738,8 +750,13 @@ impl Config {
         })
     }
 
-    /// Builds `[privacy]`.
-    fn privacy(section: &Section<'_>) -> Result<Privacy, ConfigError> {
+    /// Builds `[privacy]`; the pseudonym secret's file defaults to one beside the SQLite
+    /// database (a directory the server can write and the operator keeps).
+    fn privacy(
+        section: &Section<'_>,
+        database: &Database,
+        warnings: &mut Vec<String>,
+    ) -> Result<Privacy, ConfigError> {
         let defaults = Privacy::default();
         let client_ip = match section.string("client_ip")?.unwrap_or_default().to_ascii_lowercase().as_str() {
             "" | "truncated" => IpPolicy::Truncated,
@@ -752,9 +769,35 @@ impl Config {
                 ));
             }
         };
+        let log_subdomain =
+            match section.string("log_subdomain")?.unwrap_or_default().to_ascii_lowercase().as_str() {
+                "" | "pseudonym" => {
+                    let configured = section.string("log_subdomain_key")?.filter(|p| !p.trim().is_empty());
+                    let key_file = configured.map(|p| PathBuf::from(p.trim())).or_else(|| {
+                        (database.engine == Engine::Sqlite)
+                            .then(|| Path::new(&database.connection).with_file_name("log-subdomain.key"))
+                    });
+                    if key_file.is_none() {
+                        warnings.push(
+                            "privacy.log_subdomain_key is not set: the pseudonyms of subdomains in the logs \
+                             will change at every start and differ between instances"
+                                .into(),
+                        );
+                    }
+                    SubdomainPolicy::Pseudonym { key_file }
+                }
+                "full" => SubdomainPolicy::Full,
+                other => {
+                    return Err(key_error(
+                        "privacy.log_subdomain",
+                        format!("{other:?} is not one of pseudonym, full"),
+                    ));
+                }
+            };
         let expiry = section.duration("account_expiry", 0)?;
         Ok(Privacy {
             client_ip,
+            log_subdomain,
             audit_retention: section.duration("audit_retention", defaults.audit_retention)?,
             txt_retention: section.duration("txt_retention", defaults.txt_retention)?,
             account_expiry: (expiry > 0).then_some(expiry),
@@ -930,6 +973,29 @@ logformat = "text"
             matches!(Config::from_text(&text, "test"), Err(ConfigError::Key { key, .. }) if key == "dnssec.refresh")
         );
         assert!(Config::from_text(ACME_DNS_SAMPLE, "test").unwrap().dnssec.is_none());
+    }
+
+    #[test]
+    fn subdomains_in_logs() {
+        let config = Config::from_text(ACME_DNS_SAMPLE, "test").unwrap();
+        let beside_db = Some(PathBuf::from("/var/lib/acme-dns/log-subdomain.key"));
+        assert_eq!(config.privacy.log_subdomain, SubdomainPolicy::Pseudonym { key_file: beside_db });
+        let postgres = ACME_DNS_SAMPLE
+            .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
+            .replace("/var/lib/acme-dns/acme-dns.db", "postgres://u@db/acme");
+        let config = Config::from_text(&postgres, "test").unwrap();
+        assert_eq!(config.privacy.log_subdomain, SubdomainPolicy::Pseudonym { key_file: None });
+        assert!(
+            config.warnings.iter().any(|w| w.contains("privacy.log_subdomain_key")),
+            "{:?}",
+            config.warnings
+        );
+        let full = format!("{ACME_DNS_SAMPLE}\n[privacy]\nlog_subdomain = \"Full\"\n");
+        assert_eq!(Config::from_text(&full, "test").unwrap().privacy.log_subdomain, SubdomainPolicy::Full);
+        let bad = format!("{ACME_DNS_SAMPLE}\n[privacy]\nlog_subdomain = \"hashed\"\n");
+        assert!(
+            matches!(Config::from_text(&bad, "test"), Err(ConfigError::Key { key, .. }) if key == "privacy.log_subdomain")
+        );
     }
 
     #[test]

@@ -140,6 +140,56 @@ fn r12_one_account_cannot_update_without_bound() {
     assert_eq!(export.matches("\"update\"").count(), 5, "{export}");
 }
 
+/// The `subdomain=` field of a log line.
+fn subdomain_field(line: &str) -> String {
+    let rest = &line[line.find("subdomain=").expect("a subdomain field") + "subdomain=".len()..];
+    rest.split_whitespace().next().unwrap_or("").to_owned()
+}
+
+/// The `subdomain=` field of the last log line containing `event`.
+fn logged_subdomain(server: &TestServer, event: &str) -> String {
+    let log = server.log_text();
+    let line = log.lines().rfind(|l| l.contains(event)).unwrap_or_else(|| panic!("no {event:?} in {log}"));
+    subdomain_field(line)
+}
+
+/// Item 7: an account is registered, updated and erased; the logs must not name its subdomain
+/// afterwards. By default they hold a keyed pseudonym, the same across restarts (the secret is
+/// kept in a file beside the database); `log_subdomain = "full"` logs the name.
+#[test]
+fn r12_logs_do_not_keep_an_erased_subdomain() {
+    let dir = TempDir::new();
+    let config = base_config(&dir.0);
+    let server = TestServer::start_with(&dir, &config);
+    let erased = server.register();
+    let kept = server.register();
+    assert_eq!(server.update(&erased, &txt_value(1)).status, 200);
+    assert_eq!(server.http("DELETE", "/account", &auth(&erased), b"").status, 200);
+    let subdomain = erased["subdomain"].as_str().unwrap().to_owned();
+    let log = server.log_text();
+    assert!(!log.to_ascii_lowercase().contains(&subdomain), "the subdomain is in the log:\n{log}");
+    let pseudonym = logged_subdomain(&server, "TXT updated");
+    assert!(
+        pseudonym.len() == 13
+            && pseudonym.starts_with('~')
+            && pseudonym[1..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{pseudonym:?}"
+    );
+    // The same account gets the same pseudonym after a restart: the secret is kept.
+    assert_eq!(server.update(&kept, &txt_value(2)).status, 200);
+    let before = logged_subdomain(&server, "TXT updated");
+    drop(server);
+    let server = TestServer::start_with(&dir, &config);
+    assert_eq!(server.update(&kept, &txt_value(3)).status, 200);
+    assert_eq!(logged_subdomain(&server, "TXT updated"), before, "the pseudonym changed with a restart");
+    assert!(!server.log_text().contains(kept["subdomain"].as_str().unwrap()));
+    drop(server);
+    // The operator may choose the name itself.
+    let (server, _dir) = TestServer::start_with_keys("privacy", "log_subdomain = \"full\"");
+    let account = server.register();
+    assert_eq!(logged_subdomain(&server, "account registered"), account["subdomain"].as_str().unwrap());
+}
+
 /// One DNS exchange on an open TCP stream, waiting at most `limit` for the answer.
 fn tcp_ask(stream: &mut TcpStream, packet: &[u8], limit: Duration) -> Option<Message> {
     stream.set_read_timeout(Some(limit)).ok()?;
