@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::AppState;
 use super::credentials::{self, KEY_LEN};
 use super::error::{ApiError, json_response};
+use super::limits;
 use crate::cidr::Cidr;
 use crate::config::Registration as RegistrationMode;
 use crate::privacy::ClientIp;
@@ -159,14 +160,18 @@ pub(super) async fn register(
             }
         }
     }
-    let network = client.truncated();
-    if let Some(retry) = state.limits.register.blocked(&network) {
-        return Err(ApiError::RateLimited(retry));
-    }
+    // Check and count in one step, before any work: concurrent requests cannot all pass a
+    // check that is counted only later. The place is given back (the reservation dropped)
+    // when the request fails before the store is asked to write: a bad body, a timeout or a
+    // client that hangs up created nothing and should not cost the network a registration.
+    // Once the write is attempted the place is kept even if the store fails, since a failed
+    // or timed-out write may still have committed the account.
+    let reservation = state.limits.register.reserve(&client.truncated()).map_err(ApiError::RateLimited)?;
     let body = read_body(&state, request.into_body()).await?;
     let object = parse_object(&body)?;
     let allowfrom = parse_allowfrom(field(&object, "allowfrom"))?;
     let key = credentials::random_key();
+    reservation.keep();
     let mut attempts = 0;
     let account = loop {
         let account = Account {
@@ -183,35 +188,42 @@ pub(super) async fn register(
             Err(error) => return Err(error.into()),
         }
     };
-    state.limits.register.hit(&network);
     audit(&state, Some(&account.username), "register", "ok", client).await;
-    tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "account registered");
+    tracing::info!(
+        subdomain = %state.subdomain_log.render(&account.subdomain),
+        client = %state.privacy.client_ip.render(client),
+        "account registered"
+    );
     Ok(json_response(StatusCode::CREATED, credentials_body(&state, &account, key.expose())?))
 }
 
 /// Authenticates a request by `X-Api-User`/`X-Api-Key` and the account's `allowfrom`.
 ///
 /// Every failure is the same 401 to the client; the audit trail and the log say which check
-/// failed, and the client's network is counted towards the failed-authentication limit.
+/// failed, and the client's network and the username presented are counted towards the
+/// failed-authentication limit.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     client: ClientIp,
     action: &str,
 ) -> Result<Account, ApiError> {
-    let network = client.truncated();
-    if let Some(retry) = state.limits.auth_failures.blocked(&network) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let key = header("x-api-key");
+    let username = credentials::parse_uuid(&header("x-api-user"));
+    // Failures count per network and the username presented (see `limits`): a request is
+    // refused only for failures made with its own username, never for its neighbours'.
+    let failures = limits::failure_key(&client.truncated(), username.as_deref().unwrap_or(""));
+    if let Some(retry) = state.limits.auth_failures.blocked(&failures) {
         return Err(ApiError::RateLimited(retry));
     }
     let fail = |username: Option<String>, outcome: &'static str| async move {
-        state.limits.auth_failures.hit(&network);
+        state.limits.auth_failures.hit(&failures);
         audit(state, username.as_deref(), action, outcome, client).await;
         tracing::info!(client = %state.privacy.client_ip.render(client), "{action} refused: {outcome}");
         ApiError::Forbidden
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let key = header("x-api-key");
-    let Some(username) = credentials::parse_uuid(&header("x-api-user")) else {
+    let Some(username) = username else {
         return Err(fail(None, "bad_username").await);
     };
     if !credentials::is_base64url(&key, KEY_LEN) {
@@ -258,9 +270,15 @@ pub(super) async fn update(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (client, account, object) = authenticated_object(&state, peer, request, "update").await?;
+    // Every authenticated update counts, accepted or not: each writes an audit row. A refused
+    // one writes none, so an account past its rate cannot grow the database.
+    if let Err(retry) = state.limits.updates.take(&account.username) {
+        tracing::debug!("update refused: over the account's update rate");
+        return Err(ApiError::RateLimited(retry));
+    }
     let subdomain = field(&object, "subdomain").and_then(Value::as_str).unwrap_or("");
     if !subdomain.eq_ignore_ascii_case(&account.subdomain) {
-        state.limits.auth_failures.hit(&client.truncated());
+        state.limits.auth_failures.hit(&limits::failure_key(&client.truncated(), &account.username));
         audit(&state, Some(&account.username), "update", "wrong_subdomain", client).await;
         return Err(ApiError::Forbidden);
     }
@@ -271,7 +289,11 @@ pub(super) async fn update(
     }
     state.sync.update_txt(&account.subdomain, txt).await?;
     audit(&state, Some(&account.username), "update", "ok", client).await;
-    tracing::info!(subdomain = %account.subdomain, client = %state.privacy.client_ip.render(client), "TXT updated");
+    tracing::info!(
+        subdomain = %state.subdomain_log.render(&account.subdomain),
+        client = %state.privacy.client_ip.render(client),
+        "TXT updated"
+    );
     Ok(json_response(StatusCode::OK, format!("{{\"txt\": \"{txt}\"}}")))
 }
 
@@ -316,7 +338,7 @@ pub(super) async fn account_rotate(
     let key = credentials::random_key();
     state.store.set_key(&account.username, credentials::hash_key(key.expose())).await?;
     audit(&state, Some(&account.username), "rotate", "ok", client).await;
-    tracing::info!(subdomain = %account.subdomain, "API key rotated");
+    tracing::info!(subdomain = %state.subdomain_log.render(&account.subdomain), "API key rotated");
     Ok(json_response(StatusCode::OK, credentials_body(&state, &account, key.expose())?))
 }
 
@@ -345,7 +367,10 @@ async fn verify_imported(state: &AppState, account: &Account, key: &str) -> Resu
         .unwrap_or(false);
     if ok {
         state.store.upgrade_key(&account.username, credentials::hash_key(key)).await?;
-        tracing::info!(subdomain = %account.subdomain, "imported acme-dns key verified and rehashed with SHA-256");
+        tracing::info!(
+            subdomain = %state.subdomain_log.render(&account.subdomain),
+            "imported acme-dns key verified and rehashed with SHA-256"
+        );
     }
     Ok(ok)
 }

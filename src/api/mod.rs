@@ -38,6 +38,7 @@ use tower::ServiceExt;
 use crate::config::Api as ApiConfig;
 use crate::dns::zone::Zone;
 use crate::privacy::Privacy;
+use crate::privacy::pseudonym::SubdomainLog;
 use crate::store::Store;
 use crate::sync::ZoneSync;
 use error::ApiError;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub txt_values: usize,
     /// Minimisation and retention settings.
     pub privacy: Privacy,
+    /// How subdomains are written into logs (pseudonyms by default).
+    pub subdomain_log: SubdomainLog,
     /// Rate limits, shared by all connections.
     pub limits: Arc<limits::Limits>,
 }

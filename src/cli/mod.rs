@@ -208,7 +208,7 @@ fn privacy(config: &Config, action: &PrivacyAction) -> Result<(), String> {
     let PrivacyAction::Report { format } = action;
     let facts = crate::privacy::report::Facts {
         domain: config.dns.zone.apex.clone(),
-        privacy: config.privacy,
+        privacy: config.privacy.clone(),
         registration: config.api.registration.name().to_owned(),
         store: format!("{:?}", config.database.engine).to_ascii_lowercase(),
         api_tls: config.api.tls != crate::config::Tls::None,

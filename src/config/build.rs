@@ -7,7 +7,7 @@
 //! fails on configuration.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Value;
@@ -19,6 +19,7 @@ use crate::dns::dnssec::Algorithm;
 use crate::dns::records::{name_to_wire, parse_record};
 use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::{ZoneError, ZoneSettings};
+use crate::privacy::pseudonym::SubdomainPolicy;
 use crate::privacy::{IpPolicy, Privacy, Secret};
 
 /// Parses one DNS listen entry: `host:port`, `[v6]:port` or `:port` (all interfaces).
@@ -132,9 +133,17 @@ pub(super) fn dns(
         tcp_idle_timeout: Duration::from_secs(
             dns.tcp_idle_timeout().integer(defaults::TCP_IDLE_TIMEOUT as i64, 1..=3600)? as u64,
         ),
+        tcp_first_message_timeout: Duration::from_secs(
+            dns.tcp_first_message_timeout().integer(defaults::TCP_FIRST_MESSAGE_TIMEOUT as i64, 1..=3600)?
+                as u64,
+        ),
         tcp_max_connections: dns
             .tcp_max_connections()
             .integer(defaults::TCP_MAX_CONNECTIONS as i64, 1..=65_536)? as usize,
+        tcp_max_connections_per_network: dns
+            .tcp_max_connections_per_network()
+            .integer(defaults::TCP_MAX_CONNECTIONS_PER_NETWORK as i64, 1..=65_536)?
+            as usize,
         udp_workers: dns.udp_workers().integer(cores, 1..=256)? as usize,
         rate_limit: dns.rate_limit().integer(defaults::RATE_LIMIT.into(), 0..=1_000_000)? as u32,
         rate_limit_slip: dns.rate_limit_slip().integer(defaults::RATE_LIMIT_SLIP.into(), 0..=100)? as u32,
@@ -287,6 +296,9 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
         auth_failure_limit: api
             .auth_failure_limit()
             .integer(defaults::AUTH_FAILURE_LIMIT.into(), 0..=1_000_000)? as u32,
+        update_rate_limit: api
+            .update_rate_limit()
+            .integer(defaults::UPDATE_RATE_LIMIT.into(), 0..=1_000_000)? as u32,
         tls,
         use_header,
         header_name: header_name.trim().to_owned(),
@@ -303,8 +315,13 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
     })
 }
 
-/// Builds `[privacy]`.
-pub(super) fn privacy(section: &raw::Privacy) -> Result<Privacy, ConfigError> {
+/// Builds `[privacy]`; the pseudonym secret's file defaults to one beside the SQLite
+/// database (a directory the server can write and the operator keeps).
+pub(super) fn privacy(
+    section: &raw::Privacy,
+    database: &Database,
+    warnings: &mut Vec<String>,
+) -> Result<Privacy, ConfigError> {
     let defaults = Privacy::default();
     let client_ip = match section.client_ip().string()?.unwrap_or_default().to_ascii_lowercase().as_str() {
         "" | "truncated" => IpPolicy::Truncated,
@@ -317,9 +334,35 @@ pub(super) fn privacy(section: &raw::Privacy) -> Result<Privacy, ConfigError> {
             ));
         }
     };
+    let log_subdomain =
+        match section.log_subdomain().string()?.unwrap_or_default().to_ascii_lowercase().as_str() {
+            "" | "pseudonym" => {
+                let configured = section.log_subdomain_key().string()?.filter(|p| !p.trim().is_empty());
+                let key_file = configured.map(|p| PathBuf::from(p.trim())).or_else(|| {
+                    (database.engine == Engine::Sqlite)
+                        .then(|| Path::new(&database.connection).with_file_name("log-subdomain.key"))
+                });
+                if key_file.is_none() {
+                    warnings.push(
+                        "privacy.log_subdomain_key is not set: the pseudonyms of subdomains in the logs \
+                         will change at every start and differ between instances"
+                            .into(),
+                    );
+                }
+                SubdomainPolicy::Pseudonym { key_file }
+            }
+            "full" => SubdomainPolicy::Full,
+            other => {
+                return Err(key_error(
+                    "privacy.log_subdomain",
+                    format!("{other:?} is not one of pseudonym, full"),
+                ));
+            }
+        };
     let expiry = section.account_expiry().duration(0)?;
     Ok(Privacy {
         client_ip,
+        log_subdomain,
         audit_retention: section.audit_retention().duration(defaults.audit_retention)?,
         txt_retention: section.txt_retention().duration(defaults.txt_retention)?,
         account_expiry: (expiry > 0).then_some(expiry),

@@ -21,8 +21,12 @@ pub const DEFAULT_TTL: u32 = 3600;
 pub const EDNS_UDP_SIZE: u16 = 1232;
 /// `dns.tcp_idle_timeout`, in seconds.
 pub const TCP_IDLE_TIMEOUT: u64 = 10;
+/// `dns.tcp_first_message_timeout`, in seconds: a resolver sends its query at once.
+pub const TCP_FIRST_MESSAGE_TIMEOUT: u64 = 2;
 /// `dns.tcp_max_connections`.
 pub const TCP_MAX_CONNECTIONS: usize = 256;
+/// `dns.tcp_max_connections_per_network`: one /24 or /56 holds at most this many.
+pub const TCP_MAX_CONNECTIONS_PER_NETWORK: usize = 32;
 /// `dns.rate_limit`: UDP answers per second per client network.
 pub const RATE_LIMIT: u32 = 200;
 /// `dns.rate_limit_slip`: every second limited answer is sent truncated.
@@ -45,8 +49,11 @@ pub const HSTS_MAX_AGE: i64 = 31_536_000;
 pub const TRUSTED_PROXIES: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 /// `api.register_rate_limit`: registrations per client network per hour.
 pub const REGISTER_RATE_LIMIT: u32 = 20;
-/// `api.auth_failure_limit`: failed authentications per client network per 10 minutes.
+/// `api.auth_failure_limit`: failed authentications per client network and username per 10
+/// minutes.
 pub const AUTH_FAILURE_LIMIT: u32 = 30;
+/// `api.update_rate_limit`: updates per account per minute, far above any ACME client's need.
+pub const UPDATE_RATE_LIMIT: u32 = 60;
 /// `api.body_limit`, in bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// `api.request_timeout`, in seconds.

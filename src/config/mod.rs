@@ -143,8 +143,11 @@ pub struct Api {
     pub registration: Registration,
     /// Registrations per client network per hour; 0 turns the limit off.
     pub register_rate_limit: u32,
-    /// Failed authentications per client network per 10 minutes; 0 turns the limit off.
+    /// Failed authentications per client network and username per 10 minutes; 0 turns the limit
+    /// off.
     pub auth_failure_limit: u32,
+    /// Updates per account per minute; 0 turns the limit off.
+    pub update_rate_limit: u32,
     /// TLS mode.
     pub tls: Tls,
     /// `use_header`: take the client address from a proxy header.
@@ -261,7 +264,7 @@ impl Config {
         let api = build::api(&file.api, &mut warnings)?;
         let log = build::log(&file.logconfig)?;
         let dnssec = build::dnssec(&file.dnssec)?;
-        let privacy = build::privacy(&file.privacy)?;
+        let privacy = build::privacy(&file.privacy, &database, &mut warnings)?;
         let transfer = transfer::parse(&file.transfer, privacy.client_ip, &mut warnings)?;
         Ok(Self { source: None, dns, database, api, log, dnssec, privacy, transfer, warnings })
     }
@@ -452,5 +455,29 @@ logformat = "text"
         let config = Config::embedded();
         assert!(config.dns.listen.iter().all(|a| a.ip().is_loopback()));
         assert!(config.api.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn subdomains_in_logs() {
+        use crate::privacy::pseudonym::SubdomainPolicy;
+        let config = Config::from_text(ACME_DNS_SAMPLE, "test").unwrap();
+        let beside_db = Some(std::path::PathBuf::from("/var/lib/acme-dns/log-subdomain.key"));
+        assert_eq!(config.privacy.log_subdomain, SubdomainPolicy::Pseudonym { key_file: beside_db });
+        let postgres = ACME_DNS_SAMPLE
+            .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
+            .replace("/var/lib/acme-dns/acme-dns.db", "postgres://u@db/acme");
+        let config = Config::from_text(&postgres, "test").unwrap();
+        assert_eq!(config.privacy.log_subdomain, SubdomainPolicy::Pseudonym { key_file: None });
+        assert!(
+            config.warnings.iter().any(|w| w.contains("privacy.log_subdomain_key")),
+            "{:?}",
+            config.warnings
+        );
+        let full = format!("{ACME_DNS_SAMPLE}\n[privacy]\nlog_subdomain = \"Full\"\n");
+        assert_eq!(Config::from_text(&full, "test").unwrap().privacy.log_subdomain, SubdomainPolicy::Full);
+        let bad = format!("{ACME_DNS_SAMPLE}\n[privacy]\nlog_subdomain = \"hashed\"\n");
+        assert!(
+            matches!(Config::from_text(&bad, "test"), Err(ConfigError::Key { key, .. }) if key == "privacy.log_subdomain")
+        );
     }
 }

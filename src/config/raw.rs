@@ -266,6 +266,8 @@ section! {
         register_rate_limit,
         /// Failed authentications per network per 10 minutes (ours).
         auth_failure_limit,
+        /// Updates per account per minute (ours).
+        update_rate_limit,
         /// Largest request body (ours).
         body_limit,
         /// Time limit for a request (ours).
@@ -308,6 +310,10 @@ section! {
     Privacy = "privacy" {
         /// `truncated`, `full` or `none`.
         client_ip,
+        /// `pseudonym` or `full`: how logs name a subdomain.
+        log_subdomain,
+        /// The file holding the pseudonyms' secret.
+        log_subdomain_key,
         /// How long the audit trail is kept.
         audit_retention,
         /// How long TXT values are kept.
@@ -338,6 +344,10 @@ section! {
         tcp_idle_timeout,
         /// TCP connections at most.
         tcp_max_connections,
+        /// TCP connections at most per client network.
+        tcp_max_connections_per_network,
+        /// Deadline for a TCP connection's first message.
+        tcp_first_message_timeout,
         /// UDP worker threads per address.
         udp_workers,
         /// Response rate limit.

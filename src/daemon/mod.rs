@@ -20,6 +20,7 @@ use crate::config::{Config, Tls};
 use crate::dns::server::{self, BindError};
 use crate::dns::zone::{Signer, Zone, ZoneError};
 use crate::privacy::Privacy;
+use crate::privacy::pseudonym::{KeyFileError, SubdomainLog};
 use crate::store::{PurgeRules, Store, StoreError};
 use crate::sync::{KeyError, ZoneSync, signing_key};
 
@@ -56,6 +57,9 @@ pub enum DaemonError {
     /// The API's certificate or key could not be loaded.
     #[error("{0}")]
     Tls(String),
+    /// The secret for the pseudonyms of subdomains in logs could not be read or made.
+    #[error("{0}")]
+    LogKey(#[from] KeyFileError),
     /// Any other I/O failure (threads, signals).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -152,6 +156,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             Some(acceptor)
         }
     };
+    let subdomain_log = SubdomainLog::open(&config.privacy.log_subdomain)?;
     let bound = server::bind(&config.dns.listen, config.dns.transports)?;
     let api_listener = bind_api(config.api.listen)?;
     let api_addr = api_listener.local_addr()?;
@@ -222,7 +227,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     tasks.spawn(sync.clone().follow(store.subscribe(), shutdown_rx.clone()));
     {
-        let (sync, privacy) = (sync.clone(), config.privacy);
+        let (sync, privacy) = (sync.clone(), config.privacy.clone());
         let mut shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
             loop {
@@ -246,10 +251,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         config: Arc::new(config.api.clone()),
         domain: zone.apex_text().into(),
         txt_values: config.dns.txt_values,
-        privacy: config.privacy,
+        privacy: config.privacy.clone(),
+        subdomain_log,
         limits: Arc::new(api::limits::Limits::new(
             config.api.register_rate_limit,
             config.api.auth_failure_limit,
+            config.api.update_rate_limit,
         )),
     };
     let app = api::app(state);

@@ -44,12 +44,13 @@ pub enum Verdict {
 }
 
 /// A client network: IPv4 /24 or IPv6 /56, with the family so the two cannot collide.
+/// (The TCP listener caps connections per network by the same measure.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Network(bool, u64);
+pub(super) struct Network(bool, u64);
 
 impl Network {
     /// The network `addr` belongs to; an IPv4-mapped IPv6 address counts as IPv4.
-    fn of(addr: IpAddr) -> Self {
+    pub(super) fn of(addr: IpAddr) -> Self {
         match crate::cidr::canonical(addr) {
             IpAddr::V4(v4) => Network(false, u64::from(u32::from(v4) & 0xFFFF_FF00)),
             IpAddr::V6(v6) => {

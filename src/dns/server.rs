@@ -8,24 +8,33 @@
 //! ([`crate::sys::omit_path_mtu`]), so a forged ICMP message cannot make us fragment answers.
 //!
 //! TCP is rarer (truncated answers, zone tooling) and may be slow or hostile, so it runs on the
-//! async runtime with a cap on concurrent connections and an idle timeout per read.
+//! async runtime with a cap on concurrent connections and an idle timeout per read. One client
+//! must not be able to hold every connection (the UDP rate limiter sends limited clients to
+//! TCP, so a TCP denial plus a spoofed UDP flood would cut resolvers off). So, as NSD and Knot
+//! do, the listener never waits for a free slot: [`TcpSlots`] caps connections per client
+//! network (IPv4 /24, IPv6 /56, as the rate limiter counts), a new connection must deliver its
+//! first whole message within a short deadline, and when every slot is taken a new connection
+//! takes the slot of the connection that has been idle the longest (of its own network when
+//! that network is at its cap). A connection is never closed while it is answering. All of
+//! this is on the TCP side only: the UDP workers never see it.
 //!
 //! Sockets are bound up front by [`bind`], before anything else starts, so a taken port is
 //! reported at once with its address. When the port is 0 (tests), UDP picks the port and TCP
 //! binds the same one, so one address serves both.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, watch};
 
-use super::rrl::{RateLimiter, Verdict};
+use super::rrl::{Network, RateLimiter, Verdict};
 use super::wire::{error_reply, parse_query};
 use super::zone::Zone;
 use crate::sys::{UdpBatch, omit_path_mtu};
@@ -44,8 +53,13 @@ pub struct Transports {
 pub struct ServerOptions {
     /// How long a TCP connection may sit idle between messages.
     pub tcp_idle_timeout: Duration,
-    /// Concurrent TCP connections at most; more wait in the kernel's backlog.
+    /// How long a new TCP connection may take to deliver its first whole message.
+    pub tcp_first_message_timeout: Duration,
+    /// Concurrent TCP connections at most; when all are taken, a new one takes the slot of the
+    /// connection idle the longest.
     pub tcp_max_connections: usize,
+    /// Concurrent TCP connections per client network (IPv4 /24, IPv6 /56) at most.
+    pub tcp_max_connections_per_network: usize,
     /// UDP worker threads per listen address.
     pub udp_workers: usize,
     /// UDP answers per second per client network; 0 turns response rate limiting off.
@@ -252,31 +266,172 @@ pub fn spawn_udp(
     Ok(handles)
 }
 
-/// Serves one TCP connection: length-prefixed messages until idle, EOF or shutdown.
+/// One open TCP connection, as [`TcpSlots`] sees it.
+#[derive(Debug)]
+struct Connection {
+    /// Its client's network.
+    network: Network,
+    /// When it last finished answering a message (or was accepted).
+    active_at: Instant,
+    /// Whether it is answering a message now; then it is not closed to make room.
+    busy: bool,
+    /// Wakes its task to close it.
+    close: Arc<Notify>,
+}
+
+/// The open connections of one TCP listener, behind the lock.
+#[derive(Debug, Default)]
+struct SlotTable {
+    /// Open connections by id.
+    connections: HashMap<u64, Connection>,
+    /// Open connections per network.
+    per_network: HashMap<Network, usize>,
+    /// The id of the next connection.
+    next_id: u64,
+}
+
+impl SlotTable {
+    /// Forgets connection `id`, if it is still here; returns it.
+    fn remove(&mut self, id: u64) -> Option<Connection> {
+        let connection = self.connections.remove(&id)?;
+        if let Some(count) = self.per_network.get_mut(&connection.network) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_network.remove(&connection.network);
+            }
+        }
+        Some(connection)
+    }
+
+    /// The connection idle the longest (of `network` only, if given), if any is idle.
+    ///
+    /// A linear scan, done only when a cap is reached; the table holds at most
+    /// `tcp_max_connections` entries (256 by default).
+    fn oldest_idle(&self, network: Option<Network>) -> Option<u64> {
+        self.connections
+            .iter()
+            .filter(|(_, c)| !c.busy && network.is_none_or(|n| c.network == n))
+            .min_by_key(|(_, c)| c.active_at)
+            .map(|(id, _)| *id)
+    }
+}
+
+/// Who holds the TCP connection slots of one listener, and which to give up for a new one.
+#[derive(Debug)]
+struct TcpSlots {
+    /// Connections at most.
+    max: usize,
+    /// Connections per network at most.
+    per_network: usize,
+    /// The connections.
+    table: Mutex<SlotTable>,
+}
+
+/// A connection's place in [`TcpSlots`]; given up when dropped.
+#[derive(Debug)]
+struct Slot {
+    /// The table it is in.
+    slots: Arc<TcpSlots>,
+    /// Its id there.
+    id: u64,
+    /// Notified when the slot is taken for a newer connection.
+    close: Arc<Notify>,
+}
+
+impl TcpSlots {
+    /// Slots for `max` connections, `per_network` of them per client network.
+    fn new(max: usize, per_network: usize) -> Self {
+        Self { max: max.max(1), per_network: per_network.max(1), table: Mutex::default() }
+    }
+
+    /// The table, even if a panicking task left the lock poisoned.
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotTable> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for a new connection from `network`, closing an idle connection to make room if
+    /// a cap is reached (one of the same network when that network is at its cap); `None` when
+    /// every connection that could make room is answering.
+    fn admit(self: &Arc<Self>, network: Network) -> Option<Slot> {
+        let mut table = self.lock();
+        let own = table.per_network.get(&network).copied().unwrap_or(0);
+        let victim = if own >= self.per_network {
+            Some(table.oldest_idle(Some(network))?)
+        } else if table.connections.len() >= self.max {
+            Some(table.oldest_idle(None)?)
+        } else {
+            None
+        };
+        if let Some(victim) = victim.and_then(|id| table.remove(id)) {
+            victim.close.notify_one();
+        }
+        let id = table.next_id;
+        table.next_id += 1;
+        let close = Arc::new(Notify::new());
+        let connection =
+            Connection { network, active_at: Instant::now(), busy: false, close: Arc::clone(&close) };
+        table.connections.insert(id, connection);
+        *table.per_network.entry(network).or_insert(0) += 1;
+        Some(Slot { slots: Arc::clone(self), id, close })
+    }
+}
+
+impl Slot {
+    /// Marks the connection as answering (`true`, not to be closed for room) or as done with
+    /// a message and idle again (`false`).
+    fn set_busy(&self, busy: bool) {
+        if let Some(connection) = self.slots.lock().connections.get_mut(&self.id) {
+            connection.busy = busy;
+            connection.active_at = Instant::now();
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.lock().remove(self.id);
+    }
+}
+
+/// Serves one TCP connection: length-prefixed messages until idle, EOF, shutdown, or its slot
+/// is taken for a newer connection.
 async fn tcp_connection(
     mut stream: tokio::net::TcpStream,
     zone: Arc<Zone>,
-    idle: Duration,
+    options: ServerOptions,
+    slot: Slot,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut msg = Vec::new();
     let mut out = Vec::with_capacity(4096);
     let peer = stream.peer_addr().ok();
+    // The first message must arrive whole, and soon: a connection that sends nothing, or one
+    // byte, holds its slot only that long. Later messages may take the idle time.
+    let mut deadline = options.tcp_first_message_timeout;
     loop {
-        let read_len = tokio::select! {
-            r = tokio::time::timeout(idle, stream.read_u16()) => r,
-            _ = shutdown.changed() => return,
+        let read = async {
+            let len = stream.read_u16().await?;
+            msg.resize(usize::from(len), 0);
+            stream.read_exact(&mut msg).await
         };
-        let Ok(Ok(len)) = read_len else { return };
-        msg.resize(usize::from(len), 0);
-        match tokio::time::timeout(idle, stream.read_exact(&mut msg)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(deadline, read) => r,
+            _ = shutdown.changed() => return,
+            _ = slot.close.notified() => return,
+        };
+        let Ok(Ok(_)) = read else { return };
+        deadline = options.tcp_idle_timeout;
+        // Busy from here until the answer is written: a full listener never closes it.
+        slot.set_busy(true);
         // Transfers on: AXFR and IXFR are streamed, inside this connection's slot.
         if let (Some(settings), Some(peer)) = (zone.transfers(), peer) {
-            match super::xfr::serve_tcp(&zone, settings, &msg, peer, &mut stream, idle).await {
-                super::xfr::Outcome::Sent => continue,
+            match super::xfr::serve_tcp(&zone, settings, &msg, peer, &mut stream, options.tcp_idle_timeout)
+                .await
+            {
+                super::xfr::Outcome::Sent => {
+                    slot.set_busy(false);
+                    continue;
+                }
                 super::xfr::Outcome::Close => return,
                 super::xfr::Outcome::NotMine => {}
             }
@@ -288,10 +443,11 @@ async fn tcp_connection(
         let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
-        match tokio::time::timeout(idle, stream.write_all(&framed)).await {
+        match tokio::time::timeout(options.tcp_idle_timeout, stream.write_all(&framed)).await {
             Ok(Ok(())) => {}
             _ => return,
         }
+        slot.set_busy(false);
     }
 }
 
@@ -303,19 +459,14 @@ pub async fn serve_tcp(
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let slots = Arc::new(Semaphore::new(options.tcp_max_connections.max(1)));
+    let slots = Arc::new(TcpSlots::new(options.tcp_max_connections, options.tcp_max_connections_per_network));
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => p,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let Ok(permit) = permit else { return Ok(()) };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return Ok(()),
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
             Err(error) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!("TCP accept failed: {error}");
@@ -323,11 +474,52 @@ pub async fn serve_tcp(
                 continue;
             }
         };
+        // No slot (every connection that could make room is answering): close at once.
+        let Some(slot) = slots.admit(Network::of(peer.ip())) else { continue };
         let zone = Arc::clone(&zone);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            tcp_connection(stream, zone, options.tcp_idle_timeout, shutdown).await;
-            drop(permit);
-        });
+        tokio::spawn(tcp_connection(stream, zone, options, slot, shutdown));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The network of a test address.
+    fn net(ip: &str) -> Network {
+        Network::of(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn a_full_listener_closes_the_longest_idle_connection() {
+        let slots = Arc::new(TcpSlots::new(3, 3));
+        let first = slots.admit(net("192.0.2.1")).unwrap();
+        let second = slots.admit(net("192.0.2.2")).unwrap();
+        let third = slots.admit(net("192.0.2.3")).unwrap();
+        first.set_busy(true);
+        // Full: the oldest idle one (second) makes room; the busy one is kept.
+        let fourth = slots.admit(net("198.51.100.1")).unwrap();
+        assert!(slots.lock().connections.contains_key(&first.id));
+        assert!(!slots.lock().connections.contains_key(&second.id));
+        third.set_busy(true);
+        fourth.set_busy(true);
+        assert!(slots.admit(net("203.0.113.1")).is_none(), "every connection is answering");
+        drop(second);
+        assert_eq!(slots.lock().connections.len(), 3);
+    }
+
+    #[test]
+    fn a_network_at_its_cap_makes_room_only_among_its_own() {
+        let slots = Arc::new(TcpSlots::new(10, 2));
+        let other = slots.admit(net("198.51.100.1")).unwrap();
+        let a = slots.admit(net("192.0.2.1")).unwrap();
+        let b = slots.admit(net("192.0.2.2")).unwrap();
+        let c = slots.admit(net("192.0.2.3")).unwrap();
+        let table = slots.lock();
+        assert!(table.connections.contains_key(&other.id));
+        assert!(!table.connections.contains_key(&a.id));
+        assert!(table.connections.contains_key(&b.id) && table.connections.contains_key(&c.id));
+        assert_eq!(table.per_network.get(&net("192.0.2.99")), Some(&2));
     }
 }

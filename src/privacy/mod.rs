@@ -4,9 +4,12 @@
 //! secrets. Rather than trusting every log call to remember that, the values travel in types
 //! whose `Debug` and `Display` print only what may be printed: [`Secret`] prints nothing of its
 //! content, [`ClientIp`] prints the truncated network (/24 for IPv4, /48 for IPv6); what is
-//! recorded follows [`IpPolicy`]. [`Privacy`] holds the retention periods, and [`report`]
-//! writes the record of processing activities (GDPR Art. 30) from the running configuration.
+//! recorded follows [`IpPolicy`]. Subdomains appear in logs as keyed pseudonyms unless the
+//! operator asks for them in full ([`pseudonym`]), since logs outlive erasure. [`Privacy`]
+//! holds the retention periods, and [`report`] writes the record of processing activities
+//! (GDPR Art. 30) from the running configuration.
 
+pub mod pseudonym;
 pub mod report;
 
 use std::fmt;
@@ -115,10 +118,12 @@ impl IpPolicy {
 }
 
 /// Retention and minimisation settings (`[privacy]`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Privacy {
     /// How client addresses are recorded.
     pub client_ip: IpPolicy,
+    /// How subdomains are written into logs.
+    pub log_subdomain: pseudonym::SubdomainPolicy,
     /// Seconds audit entries are kept.
     pub audit_retention: u64,
     /// Seconds a TXT value is kept after it was set.
@@ -133,6 +138,7 @@ impl Default for Privacy {
     fn default() -> Self {
         Self {
             client_ip: IpPolicy::Truncated,
+            log_subdomain: pseudonym::SubdomainPolicy::Pseudonym { key_file: None },
             audit_retention: 30 * 86_400,
             txt_retention: 7 * 86_400,
             account_expiry: None,

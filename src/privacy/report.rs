@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use super::pseudonym::SubdomainPolicy;
 use super::{IpPolicy, Privacy};
 
 /// Configuration facts the record depends on (filled in by the CLI from the config).
@@ -51,6 +52,25 @@ fn ip_words(policy: IpPolicy) -> &'static str {
     }
 }
 
+/// How subdomains appear in the logs, in words.
+fn subdomain_words(policy: &SubdomainPolicy) -> String {
+    match policy {
+        SubdomainPolicy::Pseudonym { key_file: Some(path) } => format!(
+            "as a short keyed pseudonym (HMAC-SHA256 with this instance's secret in {}, kept out of the \
+             database; it cannot be tied back to the subdomain without that secret, and is the same \
+             across restarts)",
+            path.display()
+        ),
+        SubdomainPolicy::Pseudonym { key_file: None } => {
+            "as a short keyed pseudonym (HMAC-SHA256 with a secret made at each start and never stored)"
+                .into()
+        }
+        SubdomainPolicy::Full => "in full (configured: privacy.log_subdomain = \"full\"); it stays in log \
+                                  lines written before an erasure"
+            .into(),
+    }
+}
+
 /// The record as JSON.
 pub fn record(f: &Facts) -> Value {
     let p = &f.privacy;
@@ -93,8 +113,12 @@ pub fn record(f: &Facts) -> Value {
                 "retention": format!("{}, then purged automatically", period(p.audit_retention)),
             },
             {
-                "data": format!("server logs: registrations and updates with the client address {}; DNS query sources are not logged", ip_words(p.client_ip)),
-                "retention": "as the operator's log rotation keeps them (not stored by acme-delegate)",
+                "data": format!(
+                    "server logs: registrations, updates, key rotations and refused requests, with the account's subdomain {} and the client address {}; no keys or TXT values; DNS query sources are not logged",
+                    subdomain_words(&p.log_subdomain),
+                    ip_words(p.client_ip)
+                ),
+                "retention": "the operator's: acme-delegate writes logs to its configured output and neither keeps nor deletes them, so their retention is that of the operator's log rotation; erasing an account does not reach lines already written",
             },
             if f.dns_rate_limit > 0 {
                 json!({
@@ -119,7 +143,7 @@ pub fn record(f: &Facts) -> Value {
         "security_measures": [
             "API keys: 240-bit random, stored as SHA-256 hashes, compared in constant time, shown once",
             format!("registration: {}", f.registration),
-            "rate limits on registration and on failed authentication, per client network",
+            "rate limits on registration (per client network) and on failed authentication (per client network and username)",
             format!("API transport: {}", if f.api_tls { "TLS (certificate files or ACME)" } else { "plain HTTP: put a TLS proxy in front" }),
             format!("client address: {}", if f.proxy_header { "from the proxy header, believed only from trusted proxy networks" } else { "the connection's own address" }),
             if f.dns_rate_limit > 0 {
@@ -199,5 +223,8 @@ mod tests {
         assert!(json.contains("deleted after 90 days"));
         facts.dns_rate_limit = 0;
         assert!(!markdown(&facts).contains("in memory only"));
+        assert!(json.contains("keyed pseudonym") && json.contains("retention is that of the operator"));
+        facts.privacy.log_subdomain = SubdomainPolicy::Full;
+        assert!(markdown(&facts).contains("stays in log lines written before an erasure"));
     }
 }

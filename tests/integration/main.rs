@@ -5,6 +5,7 @@ mod differential;
 mod dns;
 mod dnssec;
 mod e2e;
+mod hardening;
 mod harness;
 mod lifecycle;
 mod pg;

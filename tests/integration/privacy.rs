@@ -199,7 +199,8 @@ fn rate_limits_answer_429_with_json() {
     assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok()));
     // Another network is not limited by this one's registrations.
     assert_eq!(http_from(Some("127.9.9.9"), server.api, "POST", "/register", &[], b"").status, 201);
-    // Failed authentications: after 3, even the right key is refused from that network.
+    // Failed authentications: after 3 with this username, even the right key is refused for it
+    // from that network (other usernames are not: see hardening.rs).
     let mut wrong = account.clone();
     wrong["password"] = serde_json::json!("y".repeat(40));
     for _ in 0..3 {
