@@ -19,6 +19,7 @@
 //! the SQLite engine drive it to completion on a blocking thread (see `sqlite::ready`).
 
 use super::schema::ColumnTypes;
+use super::version::{self, Edits};
 use super::{
     Account, AccountRecord, AccountSummary, AuditEntry, Change, PurgeRules, Purged, StoreError, StoredKey,
     TxtValues,
@@ -169,6 +170,9 @@ pub trait Conn {
     async fn batch(&self, sql: &str) -> Result<(), StoreError>;
     /// Tells other instances what changed (a no-op where there is no change feed).
     async fn notify(&self, change: &Change) -> Result<(), StoreError>;
+    /// Makes the rest of this transaction read one consistent snapshot (call it first; a no-op
+    /// where a transaction already excludes every writer).
+    async fn snapshot(&self) -> Result<(), StoreError>;
     /// Takes `lock` until the transaction ends (a no-op where transactions already exclude
     /// each other).
     async fn lock(&self, lock: Lock) -> Result<(), StoreError>;
@@ -267,9 +271,11 @@ pub async fn insert_account(c: &impl Conn, account: &Account, import: bool) -> R
     ];
     let inserted = c.execute(&sql, &params).await? == 1;
     if inserted {
-        // Running instances learn of the new name at once: it must answer NODATA there, not
-        // NXDOMAIN, also for an imported account without values.
-        c.notify(&Change::Subdomain(account.subdomain.clone())).await?;
+        // A new version: the name must answer NODATA at every instance, not NXDOMAIN, also for
+        // an imported account without values.
+        let mut edits = Edits::default();
+        edits.log(c, &account.subdomain, Some(&[])).await?;
+        edits.finish(c, &account.subdomain).await?;
     }
     Ok(inserted)
 }
@@ -318,7 +324,9 @@ pub async fn update_txt(
     .await?;
     c.execute("UPDATE accounts SET last_used = $2 WHERE subdomain = $1", &[sub, now().into()]).await?;
     let values = values_of(c, subdomain, keep).await?;
-    c.notify(&Change::Subdomain(subdomain.to_owned())).await?;
+    let mut edits = Edits::default();
+    edits.log(c, subdomain, Some(&values.values)).await?;
+    edits.finish(c, subdomain).await?;
     Ok(values)
 }
 
@@ -376,7 +384,10 @@ pub async fn put_own_challenge(
         None => c.execute("DELETE FROM own_challenge WHERE token = $1", &[token.into()]).await?,
     };
     // The other instances serve the zone too: the CA may ask any of them.
-    c.notify(&Change::OwnChallenge).await
+    let values = own_challenges(c).await?;
+    let mut edits = Edits::default();
+    edits.log(c, version::OWN_CHALLENGE, Some(&values)).await?;
+    edits.finish(c, version::OWN_CHALLENGE).await.map(drop)
 }
 
 /// See [`super::Store::own_challenges`].
@@ -493,8 +504,13 @@ pub async fn set_allowfrom(c: &impl Conn, username: &str, allowfrom: &[String]) 
 }
 
 /// Deletes the accounts that `condition` (on `accounts`, with parameter `$1`) selects, with their
-/// TXT values and audit entries; returns their subdomains.
-async fn delete_accounts(c: &impl Conn, condition: &str, param: Value) -> Result<Vec<String>, StoreError> {
+/// TXT values and audit entries, logging each removal in `edits`; returns their subdomains.
+async fn delete_accounts(
+    c: &impl Conn,
+    condition: &str,
+    param: Value,
+    edits: &mut Edits,
+) -> Result<Vec<String>, StoreError> {
     // Explicitly, not by ON DELETE CASCADE: erasure must not hang on a pragma being set.
     let sql =
         format!("DELETE FROM txt WHERE subdomain IN (SELECT subdomain FROM accounts WHERE {condition})");
@@ -505,7 +521,8 @@ async fn delete_accounts(c: &impl Conn, condition: &str, param: Value) -> Result
     for row in &deleted {
         c.execute("DELETE FROM audit WHERE username = $1", &[row.text(0)?.into()]).await?;
         let subdomain = row.text(1)?;
-        c.notify(&Change::Subdomain(subdomain.clone())).await?;
+        version::forget(c, &subdomain).await?;
+        edits.log(c, &subdomain, None).await?;
         subdomains.push(subdomain);
     }
     subdomains.sort();
@@ -514,7 +531,9 @@ async fn delete_accounts(c: &impl Conn, condition: &str, param: Value) -> Result
 
 /// See [`super::Store::delete_account`].
 pub async fn delete_account(c: &impl Conn, username: &str) -> Result<Option<String>, StoreError> {
-    let subdomain = delete_accounts(c, "username = $1", username.into()).await?.pop();
+    let mut edits = Edits::default();
+    let subdomain = delete_accounts(c, "username = $1", username.into(), &mut edits).await?.pop();
+    edits.finish(c, subdomain.as_deref().unwrap_or_default()).await?;
     // Audit entries of a failed use may name a username that has no account (any more).
     c.execute("DELETE FROM audit WHERE username = $1", &[username.into()]).await?;
     Ok(subdomain)
@@ -534,14 +553,22 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
         .collect::<Result<Vec<_>, _>>()?;
     txt_cleared.sort();
     txt_cleared.dedup();
+    // One version for all that the purge changes.
+    let mut edits = Edits::default();
     let accounts_expired = match rules.unused_before {
-        Some(before) => delete_accounts(c, "COALESCE(last_used, created_at) < $1", before.into()).await?,
+        Some(before) => {
+            delete_accounts(c, "COALESCE(last_used, created_at) < $1", before.into(), &mut edits).await?
+        }
         None => Vec::new(),
     };
-    // An expired account's subdomain was announced with its deletion.
+    // An expired account's subdomain was logged with its deletion. Every value left is newer
+    // than the cut and within keep-N (updates trim to it), hence no limit here.
     for subdomain in txt_cleared.iter().filter(|s| accounts_expired.binary_search(s).is_err()) {
-        c.notify(&Change::Subdomain(subdomain.clone())).await?;
+        let left = values_of(c, subdomain, usize::MAX).await?;
+        edits.log(c, subdomain, Some(&left.values)).await?;
     }
+    edits.finish(c, "purge").await?;
+    version::prune(c).await?;
     Ok(Purged {
         audit_entries: usize::try_from(audit_entries).unwrap_or(usize::MAX),
         txt_cleared,

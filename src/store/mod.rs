@@ -16,6 +16,10 @@
 //! connection or transaction on its engine and runs the shared operation there (the macros
 //! `run!` and `atomic!`).
 //!
+//! Every write that changes what DNS serves also moves the store-wide zone version and logs
+//! what it changed (`version.rs`): the SOA serial and the signing epoch come from there, so
+//! every instance serves the same zone for the same version.
+//!
 //! TXT values carry a sequence number from the store, strictly increasing per database, so the
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
 //! seconds timestamp and loses values), and so the zone can ignore a late, older write.
@@ -28,6 +32,9 @@ pub mod postgres;
 mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod version;
+
+pub use version::{LogEntry, ZoneSnapshot, ZoneVersion};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("acme-delegate needs a store: enable the `sqlite` or the `postgres` feature (or both)");
@@ -177,12 +184,16 @@ pub struct Purged {
 /// A change made by some instance, from the change feed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// One subdomain changed (registered, updated or deleted): reload it.
-    Subdomain(String),
-    /// The feed was (re)connected and may have missed changes: reload everything.
+    /// A write committed zone version `version`: apply the log up to it.
+    Version {
+        /// The new version.
+        version: u64,
+        /// What it changed, for logs: a subdomain, or a word for a bulk change.
+        hint: String,
+    },
+    /// The feed was (re)connected, or another process wrote: changes may have been missed;
+    /// apply whatever the log holds beyond what the zone has.
     Resync,
-    /// The API's own ACME challenge values changed: reload them.
-    OwnChallenge,
 }
 
 /// An open store.
@@ -338,6 +349,28 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (token, value) = (token.to_owned(), value.map(str::to_owned));
         atomic!(self, c => common::put_own_challenge(c, &token, value.as_deref(), expires_at))
+    }
+
+    /// The zone version, serial base and signing epoch.
+    pub async fn zone_version(&self) -> Result<ZoneVersion, StoreError> {
+        run!(self, c => version::zone_version(c))
+    }
+
+    /// What each version after `after` changed, in version order.
+    pub async fn zone_log_since(&self, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+        run!(self, c => version::log_since(c, after))
+    }
+
+    /// The version with every subdomain's newest `keep` values and the own challenge values,
+    /// read in one consistent snapshot (for a resync that cannot follow the log).
+    pub async fn zone_snapshot(&self, keep: usize) -> Result<ZoneSnapshot, StoreError> {
+        atomic!(self, c => version::snapshot(c, keep))
+    }
+
+    /// Records signing epoch `epoch` as a new zone version, unless the store's epoch is no
+    /// longer `seen` (another instance recorded one first); returns the new version.
+    pub async fn new_signing_epoch(&self, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
+        atomic!(self, c => version::new_epoch(c, seen, epoch))
     }
 
     /// The API's own ACME challenge values currently published.

@@ -35,9 +35,6 @@ use super::{Change, StoreError, redact};
 
 /// The notification channel.
 const CHANNEL: &str = "acme_delegate";
-/// The payload that announces a change of the API's own ACME challenge (never a subdomain:
-/// those are UUIDs).
-const OWN_CHALLENGE: &str = "*own-challenge";
 
 /// How long a request waits for a pooled connection, or for a new one to be made.
 const WAIT: Duration = Duration::from_secs(3);
@@ -169,13 +166,16 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
 
     async fn notify(&self, change: &Change) -> Result<(), StoreError> {
         let payload = match change {
-            Change::Subdomain(subdomain) => subdomain.as_str(),
-            Change::OwnChallenge => OWN_CHALLENGE,
+            Change::Version { version, hint } => format!("{version}:{hint}"),
             // Only a feed that reconnects says so; nobody sends it.
             Change::Resync => return Ok(()),
         };
         self.0.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(error)?;
         Ok(())
+    }
+
+    async fn snapshot(&self) -> Result<(), StoreError> {
+        self.0.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(error)
     }
 
     async fn lock(&self, lock: Lock) -> Result<(), StoreError> {
@@ -334,8 +334,7 @@ async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Change>) -> R
             tokio::select! {
                 note = notes_rx.recv() => match note {
                     Some(Ok(payload)) => {
-                        let change =
-                            if payload == OWN_CHALLENGE { Change::OwnChallenge } else { Change::Subdomain(payload) };
+                        let change = parse_payload(&payload);
                         if tx.send(change).await.is_err() {
                             return Ok(());
                         }
@@ -355,9 +354,28 @@ async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Change>) -> R
     result
 }
 
+/// A notification's change: `<version>:<what>`; anything else (an older instance's payload)
+/// asks to catch up from the log.
+fn parse_payload(payload: &str) -> Change {
+    payload
+        .split_once(':')
+        .and_then(|(v, hint)| Some(Change::Version { version: v.parse().ok()?, hint: hint.to_owned() }))
+        .unwrap_or(Change::Resync)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_carry_the_version() {
+        let change = parse_payload("12:d420c923-bbd7-4056-ab64-c3ca54c9b3cf");
+        assert_eq!(
+            change,
+            Change::Version { version: 12, hint: "d420c923-bbd7-4056-ab64-c3ca54c9b3cf".into() }
+        );
+        assert_eq!(parse_payload("d420c923-bbd7-4056-ab64-c3ca54c9b3cf"), Change::Resync);
+    }
 
     #[test]
     fn old_versions_map_onto_the_shared_numbering() {

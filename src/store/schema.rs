@@ -71,6 +71,22 @@ pub const MIGRATIONS: &[&str] = &[
         value      TEXT NOT NULL,
         expires_at {int} NOT NULL
     );",
+    // 6: the zone version (serial and signing epoch from the store, the same at every instance)
+    // and the log of what each version changed (see `version.rs`). The serial base and first
+    // epoch are set from the clock right after (`version::init`).
+    "CREATE TABLE zone_version (
+        id          INTEGER PRIMARY KEY,
+        version     {int} NOT NULL,
+        serial_base {int} NOT NULL,
+        epoch       {int} NOT NULL
+    );
+    INSERT INTO zone_version (id, version, serial_base, epoch) VALUES (1, 0, 0, 0);
+    CREATE TABLE zone_log (
+        version {int} NOT NULL,
+        name    TEXT NOT NULL,
+        txt     TEXT,
+        PRIMARY KEY (version, name)
+    );",
 ];
 
 /// A migration with the engine's column types in place of the tokens.
@@ -105,7 +121,7 @@ pub async fn migrate<C: Conn>(c: &C, target: &str) -> Result<(), StoreError> {
     if found != known {
         c.set_schema_version(known).await?;
     }
-    Ok(())
+    super::version::init(c).await
 }
 
 #[cfg(test)]

@@ -168,8 +168,11 @@ impl Zone {
                 nsec3: BTreeMap::new(),
                 changes: 0,
                 own_challenge: Vec::new(),
+                hold: false,
             }),
             transfer: std::sync::OnceLock::new(),
+            // On the hour, as the store keeps it; replaced by the store's at load.
+            epoch: std::sync::atomic::AtomicU32::new(unix_now() - unix_now() % 3600),
         };
         {
             let mut state = zone.write();

@@ -8,9 +8,9 @@
 //! replace an entry and, when signing, to make its few signatures. An update costs the same
 //! with ten accounts as with a million.
 //!
-//! With DNSSEC on, each RRset carries its RRSIGs, made when the set changes and refreshed
-//! before they expire ([`Zone::refresh_signatures`], in bounded chunks so readers never wait
-//! long). Denial of existence uses an NSEC3 chain with RFC 9276 parameters (SHA-1, no salt, no
+//! With DNSSEC on, each RRset carries its RRSIGs, made when the set changes, with a validity
+//! window from the signing epoch (not the clock), and made anew for every set when the owner of
+//! the data moves the epoch ([`Zone::resign`]). Denial of existence uses an NSEC3 chain with RFC 9276 parameters (SHA-1, no salt, no
 //! extra iterations) over every name of the zone, kept signed incrementally: a new name costs
 //! two NSEC3 signatures (its own and its predecessor's), so answering NXDOMAIN or NODATA costs
 //! a lookup and never a signature, whatever a client asks.
@@ -26,7 +26,8 @@
 //! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries,
 //! `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
 //! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
-//! moves).
+//! moves), `version` applies a store version's changes at the serial and signing epoch the
+//! owner of the data gives (so instances sharing one store serve the same bytes).
 
 mod answer;
 mod build;
@@ -34,8 +35,10 @@ mod nsec3;
 mod sign;
 mod transfer;
 mod update;
+mod version;
 
 pub use transfer::{IxfrPlan, Snapshot};
+pub use version::Edit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -103,8 +106,6 @@ struct Set {
     records: RrSet,
     /// RRSIG records over them (empty when unsigned).
     sigs: RrSet,
-    /// When the signatures expire (0 when unsigned).
-    expires: u32,
 }
 
 /// A name in the static part and its RRsets.
@@ -176,6 +177,9 @@ struct State {
     changes: u64,
     /// The values served for the API's own ACME challenge (see [`Zone::set_own_challenge`]).
     own_challenge: Vec<String>,
+    /// While set, changes leave the serial alone: a versioned change made of several steps
+    /// sets it once at its end ([`Zone::load_version`], [`Zone::resign`]).
+    hold: bool,
 }
 
 /// The authoritative zone, shared by all DNS workers and the API.
@@ -204,6 +208,10 @@ pub struct Zone {
     state: RwLock<State>,
     /// Zone transfers (snapshots, the IXFR journal), once enabled; see [`transfer`].
     transfer: std::sync::OnceLock<transfer::Transfers>,
+    /// The signing epoch: every signature is valid from an hour before it to `validity` after
+    /// it. Whoever owns the data sets it ([`Zone::resign`]), so that instances sharing that data
+    /// make the same signatures; an atomic because sets are signed outside the lock.
+    epoch: std::sync::atomic::AtomicU32,
 }
 
 /// Seconds since the epoch.
@@ -419,7 +427,6 @@ pub(super) mod tests {
             .chain([("sub-new", 0, vec![])])
             .collect();
         zone.replace_all(zone.mark(), snapshot.clone());
-        // ECDSA signatures differ each time: the same bytes mean no new signature.
         assert_eq!(sigs(&zone, "sub-1"), kept);
         assert_ne!(sigs(&zone, "sub-2"), changed);
         let rebuilt = Zone::new(&settings(), Some(signer())).unwrap();
@@ -485,12 +492,38 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn refresh_renews_due_signatures() {
-        let mut s = signer();
-        s.validity = 100;
-        s.refresh = 200; // everything is always due
-        let zone = Zone::new(&settings(), Some(s)).unwrap();
-        zone.set_txt("abc", 1, &["v"]);
-        assert!(zone.refresh_signatures() >= 8);
+    fn a_new_epoch_re_signs_everything_and_the_same_epoch_signs_alike() {
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        let signer = || Signer {
+            key: SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, &pkcs8).unwrap(),
+            validity: 3600,
+            refresh: 600,
+        };
+        let edits = [Edit::Txt { subdomain: "abc".into(), values: vec!["v".into()] }];
+        // Two instances of one store: the same version at the same serial and epoch.
+        let zones = [
+            Zone::new(&settings(), Some(signer())).unwrap(),
+            Zone::new(&settings(), Some(signer())).unwrap(),
+        ];
+        for zone in &zones {
+            zone.load_version(zone.mark(), 1000, 7200, std::iter::empty(), &[]);
+            zone.apply_version(1001, 1, &edits);
+        }
+        let answer = |zone: &Zone, name: &str, qtype: u16| ask_with(zone, name, qtype, true);
+        for (name, qtype) in [
+            ("abc.auth.example.org", rtype::TXT),
+            ("nope.auth.example.org", rtype::A),
+            ("auth.example.org", rtype::SOA),
+        ] {
+            assert_eq!(answer(&zones[0], name, qtype), answer(&zones[1], name, qtype), "{name}");
+        }
+        assert_eq!(zones[0].serial(), 1001);
+        let before = answer(&zones[0], "abc.auth.example.org", rtype::TXT);
+        assert!(zones[0].resign(1002, 10_800) >= 8);
+        assert_ne!(answer(&zones[0], "abc.auth.example.org", rtype::TXT), before);
+        assert_eq!((zones[0].serial(), zones[0].epoch()), (1002, 10_800));
+        // Due once the expiry is within the refresh window: 7200 + 3600 - 600.
+        assert_eq!(zones[1].next_epoch(10_000), None);
+        assert!(zones[1].next_epoch(10_200).is_some());
     }
 }
