@@ -35,7 +35,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::zone::{Edit, Zone, unix_now};
 use crate::privacy::Secret;
-use crate::store::version::{OWN_CHALLENGE, SIGN};
+use crate::store::version::{ERASED, OWN_CHALLENGE, SIGN, erased_name};
 use crate::store::{Account, Change, LogEntry, PurgeRules, Purged, Store, StoreError, TxtValues};
 
 /// Why the zone's signing key could not be had.
@@ -109,10 +109,15 @@ async fn detached<T: Send + 'static>(work: impl Future<Output = T> + Send + 'sta
     }
 }
 
-/// The zone edit of one log entry (`None` for a new signing epoch, applied on its own).
-fn edit_of(entry: &LogEntry) -> Option<Edit> {
+/// The zone edit of one log entry (`None` for a new signing epoch, applied on its own, and
+/// for the erasure of a name the zone does not serve).
+fn edit_of(zone: &Zone, entry: &LogEntry) -> Option<Edit> {
     match (entry.name.as_str(), &entry.values) {
         (SIGN, _) => None,
+        // Logged by digest: the zone's labels are matched against it (an erasure is rare).
+        (digest, _) if digest.starts_with(ERASED) => {
+            zone.find_subdomain(|label| erased_name(label) == digest).map(Edit::Remove)
+        }
         (OWN_CHALLENGE, values) => Some(Edit::OwnChallenge(values.clone().unwrap_or_default())),
         (subdomain, Some(values)) => {
             Some(Edit::Txt { subdomain: subdomain.to_owned(), values: values.clone() })
@@ -135,8 +140,11 @@ impl ZoneSync {
     /// Loads every registered subdomain into the zone at the store's version (start-up);
     /// returns how many there are.
     pub async fn load(&self) -> Result<usize, StoreError> {
-        let mut applied = self.applied.lock().await;
-        self.resync(&mut applied).await.map(|(count, _)| count)
+        let (count, _) = self.resync(&mut *self.applied.lock().await).await?;
+        // Signatures already due (a new store whose first epoch is the hour's start, or every
+        // instance stopped past the refresh): renewed before anything is served.
+        self.refresh_signatures().await?;
+        Ok(count)
     }
 
     /// Stores a new account and serves its (empty) subdomain.
@@ -245,7 +253,7 @@ impl ZoneSync {
                     tracing::info!("signatures renewed: {signed} RRsets signed for epoch {epoch}");
                 }
             } else {
-                let edits: Vec<Edit> = entries.iter().filter_map(edit_of).collect();
+                let edits: Vec<Edit> = entries.iter().filter_map(|e| edit_of(&self.zone, e)).collect();
                 self.zone.apply_version(serial, version, &edits);
             }
             applied.version = version;

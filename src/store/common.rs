@@ -521,8 +521,7 @@ async fn delete_accounts(
     for row in &deleted {
         c.execute("DELETE FROM audit WHERE username = $1", &[row.text(0)?.into()]).await?;
         let subdomain = row.text(1)?;
-        version::forget(c, &subdomain).await?;
-        edits.log(c, &subdomain, None).await?;
+        version::log_erasure(edits, c, &subdomain).await?;
         subdomains.push(subdomain);
     }
     subdomains.sort();
@@ -533,7 +532,7 @@ async fn delete_accounts(
 pub async fn delete_account(c: &impl Conn, username: &str) -> Result<Option<String>, StoreError> {
     let mut edits = Edits::default();
     let subdomain = delete_accounts(c, "username = $1", username.into(), &mut edits).await?.pop();
-    edits.finish(c, subdomain.as_deref().unwrap_or_default()).await?;
+    edits.finish(c, "erasure").await?;
     // Audit entries of a failed use may name a username that has no account (any more).
     c.execute("DELETE FROM audit WHERE username = $1", &[username.into()]).await?;
     Ok(subdomain)

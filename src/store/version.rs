@@ -18,7 +18,10 @@
 //!
 //! Two names in the log are not subdomains (those are UUID labels): [`OWN_CHALLENGE`] carries
 //! the API's own ACME challenge values, [`SIGN`] a new signing epoch (every instance re-signs
-//! everything with it, the same way).
+//! everything with it, the same way). An erased account leaves no trace of its subdomain: its
+//! earlier rows go, and its removal is logged under a digest of the label ([`erased_name`]),
+//! which an instance serving the label can match and nobody else can reverse (the label has
+//! 122 random bits).
 
 use super::common::{Conn, Row, Value};
 use super::{Change, StoreError, TxtValues};
@@ -27,6 +30,9 @@ use super::{Change, StoreError, TxtValues};
 pub const OWN_CHALLENGE: &str = "*own-challenge";
 /// The log name of a new signing epoch (its one value is the epoch in decimal).
 pub const SIGN: &str = "*sign";
+/// The first character of the log name of an erased subdomain: `-` and the SHA-256 of the
+/// label in hex (labels are UUIDs and never start with `-`).
+pub const ERASED: char = '-';
 /// Versions kept in the log behind the newest; an instance further behind resynchronises.
 const KEEP_VERSIONS: i64 = 10_000;
 
@@ -243,10 +249,21 @@ pub async fn prune(c: &impl Conn) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Forgets the log rows of an erased subdomain: erasure leaves no trace of its values.
-pub async fn forget(c: &impl Conn, subdomain: &str) -> Result<(), StoreError> {
+/// The log name of an erased subdomain's removal.
+pub fn erased_name(subdomain: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, subdomain.to_ascii_lowercase().as_bytes());
+    let mut name = String::from(ERASED);
+    for byte in digest.as_ref() {
+        name.push_str(&format!("{byte:02x}"));
+    }
+    name
+}
+
+/// Logs the erasure of `subdomain` and forgets its earlier rows: erasure leaves neither its
+/// values nor its name in the log.
+pub async fn log_erasure(edits: &mut Edits, c: &impl Conn, subdomain: &str) -> Result<(), StoreError> {
     c.execute("DELETE FROM zone_log WHERE name = $1", &[subdomain.into()]).await?;
-    Ok(())
+    edits.log(c, &erased_name(subdomain), None).await.map(drop)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod lifecycle;
 mod pg;
 mod privacy;
 mod rrl;
+mod same_zone;
 mod stores;
 mod stores_contract;
 mod sync;

@@ -329,13 +329,27 @@ async fn change_feed_reports_other_writers(backend: Backend) {
         Backend::Sqlite => assert_eq!(next(&mut feed).await, Change::Resync),
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
-            assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()));
+            let version = |version: u64, hint: &str| Change::Version { version, hint: hint.into() };
+            assert_eq!(next(&mut feed).await, version(1, "sub-1"));
             writer.update_txt("sub-1", "a", 2).await.unwrap();
-            assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()));
+            assert_eq!(next(&mut feed).await, version(2, "sub-1"));
             writer.put_own_challenge("t", Some("v"), now() + 60).await.unwrap();
-            assert_eq!(next(&mut feed).await, Change::OwnChallenge);
+            assert_eq!(next(&mut feed).await, version(3, "*own-challenge"));
             writer.delete_account("user-1").await.unwrap();
-            assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()));
+            assert_eq!(next(&mut feed).await, version(4, "erasure"));
+        }
+    }
+    // Every backend logs what each version changed; an erased account's earlier values go.
+    let log = writer.zone_log_since(0).await.unwrap();
+    let entries: Vec<(u64, &str, Option<Vec<String>>)> =
+        log.iter().map(|e| (e.version, e.name.as_str(), e.values.clone())).collect();
+    match backend {
+        Backend::Sqlite => assert_eq!(entries, [(1, "sub-1", Some(vec![]))]),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => {
+            let erased = acme_delegate::store::version::erased_name("sub-1");
+            assert_eq!(entries, [(3, "*own-challenge", Some(strings(&["v"]))), (4, erased.as_str(), None)]);
+            assert_eq!(writer.zone_version().await.unwrap().version, 4);
         }
     }
 }
@@ -472,7 +486,7 @@ async fn sqlite_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Sqlite);
     fresh.open().await.close().await;
     let want = sqlite_schema(&fresh.database.connection);
-    assert_eq!(want[0], "version 5");
+    assert_eq!(want[0], "version 6");
     for version in 1..=SQLITE_BEFORE.len() {
         let old = Fresh::new(Backend::Sqlite);
         // As the code before the shared list left it: WAL, one transaction per step.
@@ -515,7 +529,7 @@ async fn postgres_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Postgres);
     fresh.open().await.close().await;
     let want = postgres_schema(&fresh.database.connection);
-    assert!(want.starts_with("version 5 true\n"), "{want}");
+    assert!(want.starts_with("version 6 true\n"), "{want}");
     for version in 1..=POSTGRES_BEFORE.len() {
         let old = Fresh::new(Backend::Postgres);
         // As the code before the shared list left it: all steps, then its own count.

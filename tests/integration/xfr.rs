@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 /// The test key's secret, as configured (base64) and as bytes.
-const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub(crate) const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 /// The same 32 bytes, decoded.
 const SECRET_BYTES: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -23,7 +23,7 @@ const AXFR: u16 = 252;
 const TSIG: u16 = 250;
 
 /// `[transfer]` lines: this key, these networks, NOTIFY to these ports on 127.0.0.1.
-fn transfer_section(allow: &str, notify: &[u16]) -> String {
+pub(crate) fn transfer_section(allow: &str, notify: &[u16]) -> String {
     let notify: Vec<String> = notify.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
     format!(
         "allow_transfer = [{allow}]\nnotify = [{}]\ntsig_name = \"transfer-key\"\n\
@@ -44,11 +44,11 @@ fn primary(dir: &TempDir, allow: &str, notify: &[u16], signed: bool) -> TestServ
 }
 
 /// A secondary process group (NSD forks; the whole group is stopped).
-struct Secondary {
+pub(crate) struct Secondary {
     /// The process (leader of its own group).
     child: Option<Child>,
     /// Where it answers.
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Its log file.
     log: std::path::PathBuf,
     /// The command line, to start it again.
@@ -57,7 +57,7 @@ struct Secondary {
 
 impl Secondary {
     /// Starts `argv` in its own process group.
-    fn spawn(argv: Vec<String>, addr: SocketAddr, log: std::path::PathBuf) -> Self {
+    pub(crate) fn spawn(argv: Vec<String>, addr: SocketAddr, log: std::path::PathBuf) -> Self {
         let mut s = Self { child: None, addr, log, argv };
         s.start();
         s
@@ -89,7 +89,7 @@ impl Secondary {
     }
 
     /// Its log so far.
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -99,7 +99,7 @@ impl Secondary {
     }
 
     /// The SOA serial it serves, if any.
-    fn serial(&self) -> Option<u32> {
+    pub(crate) fn serial(&self) -> Option<u32> {
         soa_serial(&self.ask(DOMAIN, SOA)?)
     }
 }
@@ -167,14 +167,14 @@ fn bind(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
 }
 
 /// The serial of the SOA in an answer.
-fn soa_serial(msg: &Message) -> Option<u32> {
+pub(crate) fn soa_serial(msg: &Message) -> Option<u32> {
     let soa = msg.answers.iter().find(|r| r.rtype == SOA)?;
     let rdata = &soa.rdata;
     rdata.get(rdata.len() - 20..rdata.len() - 16).map(|b| u32::from_be_bytes(b.try_into().unwrap()))
 }
 
 /// Polls `check` every 20 ms until it holds or `limit` passes; returns the time it took.
-fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+pub(crate) fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if check() {
@@ -186,7 +186,7 @@ fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> 
 }
 
 /// The sorted TXT values `name` has at a server.
-fn txts_at(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
+pub(crate) fn txts_at(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
     let reply = Message::decode(&udp_exchange(addr, &query(name, TXT, None))?);
     let mut txts = reply.txts();
     txts.sort();

@@ -102,6 +102,18 @@ impl Zone {
         changed
     }
 
+    /// The first registered subdomain label that `matches` accepts (for a removal logged by a
+    /// digest of the label; a scan under the read lock, which queries share).
+    pub fn find_subdomain(&self, matches: impl Fn(&str) -> bool) -> Option<String> {
+        let state = self.read();
+        state
+            .dynamic
+            .keys()
+            .filter_map(|k| std::str::from_utf8(k).ok())
+            .find(|l| matches(l))
+            .map(str::to_owned)
+    }
+
     /// Sets the signing epoch, signs every set anew and moves the serial to `serial`.
     pub fn resign(&self, serial: u32, epoch: u32) -> usize {
         let count = self.resign_sets(epoch);
