@@ -33,6 +33,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::dns::dnssec::{Algorithm, SigningKey};
+use crate::dns::propagation;
 use crate::dns::zone::{Edit, Zone, unix_now};
 use crate::privacy::Secret;
 use crate::store::version::{ERASED, OWN_CHALLENGE, SIGN, erased_name};
@@ -160,12 +161,34 @@ impl ZoneSync {
     /// Adds a TXT value to a subdomain and serves what the store then holds.
     pub async fn update_txt(&self, subdomain: &str, value: &str) -> Result<TxtValues, StoreError> {
         let (this, subdomain, value) = (self.clone(), subdomain.to_owned(), value.to_owned());
-        detached(async move {
+        let stored = detached(async move {
             let stored = this.store.update_txt(&subdomain, &value, this.keep).await?;
             this.catch_up(None).await?;
-            Ok(stored)
+            Ok::<_, StoreError>(stored)
         })
-        .await
+        .await?;
+        self.wait_for_secondaries().await;
+        Ok(stored)
+    }
+
+    /// With `[transfer] wait_for_secondaries = "all"`: waits until every notified secondary
+    /// serves the zone's serial (or a later one), or until the timeout, then warns naming the
+    /// ones behind. The update is committed and served here either way: the wait only delays
+    /// the answer, so that an ACME client that asks the CA at once does not race the transfer.
+    async fn wait_for_secondaries(&self) {
+        let Some(settings) = self.zone.transfers() else { return };
+        let Some(timeout) = settings.wait else { return };
+        let serial = self.zone.serial();
+        let behind =
+            propagation::wait_for_serial(self.zone.apex_wire(), &settings.notify, serial, timeout).await;
+        if !behind.is_empty() {
+            let behind: Vec<String> = behind.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                "answered the update after {} s without every secondary serving serial {serial}: {} behind",
+                timeout.as_secs(),
+                behind.join(", ")
+            );
+        }
     }
 
     /// Erases an account and stops serving its subdomain; returns the subdomain if it existed.

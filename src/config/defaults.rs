@@ -64,5 +64,8 @@ pub const HEADER_TIMEOUT: u64 = 5;
 pub const SIGNATURE_VALIDITY: u32 = 14 * 86_400;
 /// `dnssec.refresh`, in seconds: renew with a week left.
 pub const SIGNATURE_REFRESH: u32 = 7 * 86_400;
+/// `transfer.wait_timeout`, in seconds: NOTIFY and an IXFR take milliseconds on a healthy
+/// network; past this an ACME client is better answered (with a warning in our log).
+pub const WAIT_TIMEOUT: u64 = 10;
 /// `logconfig.loglevel`.
 pub const LOG_LEVEL: &str = "info";

@@ -131,7 +131,24 @@ pub(super) fn parse(
             Some(Arc::new(key))
         }
     };
-    Ok(Some(TransferSettings { allow, notify, key, client_ip }))
+    let wait_all = match string(section.wait_for_secondaries())?.as_deref() {
+        None | Some("none") => false,
+        Some("all") => true,
+        Some(other) => {
+            return Err(key_error(
+                "transfer.wait_for_secondaries",
+                format!("{other:?} is not \"none\" or \"all\""),
+            ));
+        }
+    };
+    let timeout = section.wait_timeout().integer(super::defaults::WAIT_TIMEOUT as i64, 1..=300)?;
+    let wait = wait_all.then(|| std::time::Duration::from_secs(timeout as u64));
+    if wait.is_some() && notify.is_empty() {
+        warnings.push(
+            "transfer.wait_for_secondaries = \"all\" without transfer.notify: nobody to wait for".into(),
+        );
+    }
+    Ok(Some(TransferSettings { allow, notify, key, client_ip, wait }))
 }
 
 #[cfg(test)]

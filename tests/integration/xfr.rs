@@ -509,3 +509,59 @@ fn xfr_check_config_names_bad_transfer_keys() {
     let out = Command::new(binary()).args(["check-config", "-c"]).arg(&path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A primary that acknowledges updates only once the secondaries on `notify` serve them, or
+/// after `timeout` seconds.
+fn waiting_primary(dir: &TempDir, notify: &[u16], timeout: u32) -> TestServer {
+    let section = format!(
+        "{}\nwait_for_secondaries = \"all\"\nwait_timeout = {timeout}",
+        transfer_section("\"127.0.0.1/32\"", notify)
+    );
+    let config = with_keys(&base_config(&dir.0), "transfer", &section);
+    TestServer::start_with(dir, &with_keys(&config, "api", "register_rate_limit = 0"))
+}
+
+#[test]
+fn xfr_an_update_is_answered_once_nsd_and_knot_serve_it() {
+    let dir = TempDir::new();
+    let ports: Vec<u16> = (0..2).map(|_| free_port(&["127.0.0.1"])).collect();
+    let server = waiting_primary(&dir, &ports, 10);
+    let nsd = nsd(&dir.join("nsd"), ports[0], server.tcp);
+    let knot = knot(&dir.join("knot"), ports[1], server.tcp);
+    let start_serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+    for secondary in [&nsd, &knot] {
+        let loaded = within(Duration::from_secs(10), || secondary.serial() == Some(start_serial));
+        assert!(loaded.is_some(), "first transfer to {}:\n{}", secondary.argv[0], secondary.log_text());
+    }
+    let account = server.register();
+    let name = account["fulldomain"].as_str().unwrap().to_owned();
+    for i in 0..5 {
+        let started = Instant::now();
+        assert_eq!(server.update(&account, &txt_value(i)).status, 200);
+        let took = started.elapsed();
+        // No polling: at the moment of the 200 both secondaries serve the value.
+        let serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+        for secondary in [&nsd, &knot] {
+            assert_eq!(secondary.serial(), Some(serial), "{} after {took:?}", secondary.argv[0]);
+            let served = txts_at(secondary.addr, &name).unwrap();
+            assert!(served.contains(&txt_value(i)), "{}: {served:?}", secondary.argv[0]);
+        }
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+    assert!(!server.log_text().contains("without every secondary"), "{}", server.log_text());
+}
+
+#[test]
+fn xfr_an_update_waits_no_longer_than_the_timeout_for_a_dead_secondary() {
+    let dir = TempDir::new();
+    let dead = free_port(&["127.0.0.1"]);
+    let server = waiting_primary(&dir, &[dead], 1);
+    let account = server.register();
+    let started = Instant::now();
+    assert_eq!(server.update(&account, &txt_value(1)).status, 200);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(server.log_text().contains(&format!("127.0.0.1:{dead} behind")), "{}", server.log_text());
+    // Committed and served all along.
+    assert_eq!(server.ask(account["fulldomain"].as_str().unwrap(), TXT).txts(), vec![txt_value(1)]);
+}
