@@ -205,6 +205,21 @@ mod tests {
     }
 
     #[test]
+    fn waiting_for_secondaries_is_off_unless_all() {
+        let wait =
+            |body: &str| parse_text(&format!("notify = [\"127.0.0.1:5301\"]\n{body}")).unwrap().unwrap().wait;
+        assert_eq!(wait(""), None);
+        assert_eq!(wait("wait_for_secondaries = \"none\"\nwait_timeout = 3"), None);
+        assert_eq!(wait("wait_for_secondaries = \"all\""), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            wait("wait_for_secondaries = \"all\"\nwait_timeout = 3"),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(error_key("wait_for_secondaries = \"some\""), "transfer.wait_for_secondaries");
+        assert_eq!(error_key("wait_for_secondaries = \"all\"\nwait_timeout = 0"), "transfer.wait_timeout");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         assert_eq!(error_key("allow_transfer = [\"10.0.0.300/8\"]"), "transfer.allow_transfer");
         assert_eq!(error_key("notify = [\"somewhere\"]"), "transfer.notify");
