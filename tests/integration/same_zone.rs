@@ -37,11 +37,16 @@ fn serial(server: &TestServer) -> u32 {
 /// The configuration of an instance on the PostgreSQL database `url`, signed with
 /// `algorithm`, with transfers on (TSIG) and NOTIFY to `notify`.
 fn pg_config(dir: &TempDir, url: &str, algorithm: &str, notify: &[u16]) -> String {
+    pg_config_with(dir, url, &format!("algorithm = \"{algorithm}\""), notify)
+}
+
+/// Like [`pg_config`], with these `[dnssec]` lines besides `enabled`.
+fn pg_config_with(dir: &TempDir, url: &str, dnssec: &str, notify: &[u16]) -> String {
     let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
     let base = base_config(&dir.0)
         .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
         .replace(&sqlite, &format!("connection = \"{url}\""));
-    let config = with_keys(&base, "dnssec", &format!("enabled = true\nalgorithm = \"{algorithm}\""));
+    let config = with_keys(&base, "dnssec", &format!("enabled = true\n{dnssec}"));
     let config = with_keys(&config, "api", "register_rate_limit = 0");
     with_keys(&config, "transfer", &transfer_section("\"127.0.0.1/32\"", notify))
 }
@@ -212,4 +217,32 @@ fn same_zone_an_operator_command_on_sqlite_is_served_at_the_stores_serial() {
     assert_eq!(serial(&server), before.wrapping_add(1), "one change, one step");
     assert_eq!(serial(&server), store_serial());
     assert!(!server.log_text().contains("resynchronised"), "followed the log: {}", server.log_text());
+}
+
+#[test]
+fn same_zone_a_new_signing_epoch_is_recorded_once_and_applied_by_every_instance() {
+    let url = pg::fresh_database();
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    // Signatures valid 12 s, renewed with 8 s left: a new epoch every few seconds.
+    let config = |dir: &TempDir| pg_config_with(dir, &url, "signature_validity = 12\nrefresh = 8", &[]);
+    let a = TestServer::start_with(&dir_a, &config(&dir_a));
+    let b = TestServer::start_with(&dir_b, &config(&dir_b));
+    let account = a.register();
+    assert_eq!(a.update(&account, &txt_value(1)).status, 200);
+    let name = account["fulldomain"].as_str().unwrap().to_owned();
+    let first = signed_answer(&a, &name, t::TXT);
+    std::thread::sleep(Duration::from_secs(7));
+    // Renewed, by one of them at a time, the same way at both.
+    let same = || {
+        serial(&a) == serial(&b)
+            && signed_answer(&a, &name, t::TXT) == signed_answer(&b, &name, t::TXT)
+            && signed_answer(&a, DOMAIN, t::SOA) == signed_answer(&b, DOMAIN, t::SOA)
+    };
+    assert!(pg::eventually(Duration::from_secs(3), same), "the instances disagree after a new epoch");
+    assert_ne!(signed_answer(&a, &name, t::TXT), first, "the signatures were renewed");
+    let recorded = |s: &TestServer| s.log_text().matches("recorded a new signing epoch").count();
+    let applied = |s: &TestServer| s.log_text().matches("signatures renewed").count();
+    assert!(recorded(&a) + recorded(&b) >= 1);
+    // Each epoch recorded once: every instance applied each (and the one at start-up, if any).
+    assert!(applied(&a) >= recorded(&a) + recorded(&b) - 1, "{}", a.log_text());
 }
