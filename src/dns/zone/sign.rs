@@ -67,14 +67,19 @@ impl Zone {
     }
 
     /// Sets the signing epoch and signs every set anew with it; returns how many sets were
-    /// signed. The serial is the caller's to move (the sets are journaled as touched).
+    /// signed. With `serial`, the serial moves there under the same write lock that swaps the
+    /// signatures in (no reader sees new signatures at the old serial); without, it is the
+    /// caller's to move (the sets are journaled as touched).
     ///
     /// The signatures are made under no lock from a copy taken under the read lock; the write
     /// lock is held only to swap them in, skipping a set that changed meanwhile (it was signed
     /// with the new epoch by whoever changed it).
-    pub(super) fn resign_sets(&self, epoch: u32) -> usize {
+    pub(super) fn resign_sets(&self, epoch: u32, serial: Option<u32>) -> usize {
         self.epoch.store(epoch, Ordering::Relaxed);
         if self.signer.is_none() {
+            if let Some(serial) = serial {
+                self.move_serial(&mut self.write(), serial);
+            }
             return 0;
         }
         let work: Vec<(Place, Vec<u8>, RrSet)> = {
@@ -134,6 +139,9 @@ impl Zone {
                 *target = set;
                 count += 1;
             }
+        }
+        if let Some(serial) = serial {
+            self.move_serial(&mut state, serial);
         }
         count
     }

@@ -8,7 +8,9 @@
 //! sees part of a version at the previous serial, and the IXFR journal entry for the serial
 //! holds exactly that version's changes. A resynchronisation from a snapshot
 //! ([`Zone::load_version`]) and a new signing epoch ([`Zone::resign`]) end at the serial given,
-//! too. The older entry points (`set_txt`, `remove`, …) remain for a zone without a store; they
+//! too; a new epoch swaps every signature in and moves the serial under one write lock, while a
+//! resync (start-up, or a version missing from the store's log: rare) goes in a few locked
+//! steps, between which a reader may see part of it at the old serial. The older entry points (`set_txt`, `remove`, …) remain for a zone without a store; they
 //! move the serial by one.
 
 use super::{Set, Zone};
@@ -85,7 +87,7 @@ impl Zone {
         // The steps below leave the serial alone; it moves once, at the end.
         self.write().hold = true;
         if epoch != self.epoch() {
-            self.resign_sets(epoch);
+            self.resign_sets(epoch, None);
         }
         let changed = self.replace_all(mark, entries);
         self.set_own_challenge(own_challenge);
@@ -116,9 +118,6 @@ impl Zone {
 
     /// Sets the signing epoch, signs every set anew and moves the serial to `serial`.
     pub fn resign(&self, serial: u32, epoch: u32) -> usize {
-        let count = self.resign_sets(epoch);
-        let mut state = self.write();
-        self.move_serial(&mut state, serial);
-        count
+        self.resign_sets(epoch, Some(serial))
     }
 }
