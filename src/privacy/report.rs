@@ -105,7 +105,7 @@ pub fn record(f: &Facts) -> Value {
                 "retention": "with the account; changeable with PATCH /account",
             },
             {
-                "data": format!("TXT values (ACME validation tokens), the newest {} per account", f.txt_values),
+                "data": format!("TXT values (ACME validation tokens), the newest {} per account, also in the zone's change log that carries each change to every instance sharing the database", f.txt_values),
                 "retention": format!("cleared {} after they were set", period(p.txt_retention)),
             },
             {

@@ -567,7 +567,7 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
         edits.log(c, subdomain, Some(&left.values)).await?;
     }
     edits.finish(c, "purge").await?;
-    version::prune(c).await?;
+    version::prune(c, rules.txt_before).await?;
     Ok(Purged {
         audit_entries: usize::try_from(audit_entries).unwrap_or(usize::MAX),
         txt_cleared,

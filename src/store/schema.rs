@@ -85,8 +85,10 @@ pub const MIGRATIONS: &[&str] = &[
         version {int} NOT NULL,
         name    TEXT NOT NULL,
         txt     TEXT,
+        at      {int} NOT NULL,
         PRIMARY KEY (version, name)
-    );",
+    );
+    CREATE INDEX zone_log_by_time ON zone_log (at);",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

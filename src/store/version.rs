@@ -159,9 +159,9 @@ impl Edits {
         };
         let values = values.map(encode).transpose()?;
         c.execute(
-            "INSERT INTO zone_log (version, name, txt) VALUES ($1, $2, $3) \
+            "INSERT INTO zone_log (version, name, txt, at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (version, name) DO UPDATE SET txt = excluded.txt",
-            &[version_value(version), name.into(), values.into()],
+            &[version_value(version), name.into(), values.into(), super::common::now().into()],
         )
         .await?;
         Ok(version)
@@ -239,11 +239,14 @@ pub async fn new_epoch(c: &impl Conn, seen: u32, epoch: u32) -> Result<Option<u6
     edits.finish(c, SIGN).await
 }
 
-/// Forgets log rows far behind the newest version (instances further behind resynchronise).
-pub async fn prune(c: &impl Conn) -> Result<(), StoreError> {
+/// Forgets log rows far behind the newest version, and those written before `before` (the
+/// TXT retention: the log holds TXT values and must not keep them longer than the `txt` table
+/// does). An instance further behind resynchronises.
+pub async fn prune(c: &impl Conn, before: i64) -> Result<(), StoreError> {
     c.execute(
-        "DELETE FROM zone_log WHERE version <= (SELECT version FROM zone_version WHERE id = 1) - $1",
-        &[KEEP_VERSIONS.into()],
+        "DELETE FROM zone_log WHERE at < $2 OR \
+         version <= (SELECT version FROM zone_version WHERE id = 1) - $1",
+        &[KEEP_VERSIONS.into(), before.into()],
     )
     .await?;
     Ok(())

@@ -352,6 +352,10 @@ async fn change_feed_reports_other_writers(backend: Backend) {
             assert_eq!(writer.zone_version().await.unwrap().version, 4);
         }
     }
+    // The log keeps TXT values no longer than the txt table: the purge prunes it by age.
+    let rules = PurgeRules { audit_before: 0, txt_before: now() + 10, unused_before: None };
+    writer.purge(rules).await.unwrap();
+    assert_eq!(writer.zone_log_since(0).await.unwrap(), []);
 }
 
 async fn a_newer_schema_is_refused(backend: Backend) {
