@@ -29,6 +29,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc, watch};
 
@@ -81,6 +82,9 @@ pub struct ZoneSync {
     /// The store version the zone is at; held while the zone moves, so versions apply in
     /// order, one catch-up at a time.
     applied: Arc<Mutex<Applied>>,
+    /// Tickets of log reads, taken as each read begins: a write committed before a read began
+    /// is seen by it, so writes that commit together share one read (see [`Self::catch_up`]).
+    reads: Arc<AtomicU64>,
 }
 
 /// The store version the zone serves.
@@ -90,6 +94,8 @@ struct Applied {
     version: u64,
     /// The serial of version 0 (fixed in the store).
     serial_base: u32,
+    /// The ticket of the last log read applied in full.
+    read: Option<u64>,
 }
 
 impl Applied {
@@ -130,7 +136,13 @@ fn edit_of(zone: &Zone, entry: &LogEntry) -> Option<Edit> {
 impl ZoneSync {
     /// Joins `store` and `zone`; `keep` is how many TXT values each subdomain serves.
     pub fn new(store: Store, zone: Arc<Zone>, keep: usize) -> Self {
-        Self { store, zone, keep, applied: Arc::new(Mutex::new(Applied::default())) }
+        Self {
+            store,
+            zone,
+            keep,
+            applied: Arc::new(Mutex::new(Applied::default())),
+            reads: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// The zone, for reading.
@@ -239,12 +251,17 @@ impl ZoneSync {
     }
 
     /// Applies the store's log beyond the zone's version, version by version; with `until`,
-    /// nothing when the zone is at that version already (a change heard twice).
+    /// nothing when the zone is at that version already (a change heard twice). Without, it
+    /// catches up with what was committed before the call: nothing to read when a read that
+    /// began since was applied while this call waited for its turn (concurrent writes of this
+    /// instance then share one read).
     async fn catch_up(&self, until: Option<u64>) -> Result<(), StoreError> {
+        let seen = self.reads.load(Ordering::SeqCst);
         let mut applied = self.applied.lock().await;
-        if until.is_some_and(|v| applied.version >= v) {
+        if until.is_some_and(|v| applied.version >= v) || applied.read.is_some_and(|t| t >= seen) {
             return Ok(());
         }
+        let ticket = self.reads.fetch_add(1, Ordering::SeqCst);
         let log = self.store.zone_log_since(applied.version).await?;
         let mut rest = log.as_slice();
         while let Some(first) = rest.first() {
@@ -256,6 +273,7 @@ impl ZoneSync {
                     "zone resynchronised from the database: version {version} was not in the log \
                      ({count} subdomains)"
                 );
+                applied.read = Some(ticket);
                 return Ok(());
             }
             let end = rest.iter().position(|e| e.version != version).unwrap_or(rest.len());
@@ -281,6 +299,7 @@ impl ZoneSync {
             }
             applied.version = version;
         }
+        applied.read = Some(ticket);
         Ok(())
     }
 
@@ -297,7 +316,7 @@ impl ZoneSync {
         let version = snapshot.version;
         let changed =
             self.zone.load_version(mark, version.serial(), version.epoch, entries, &snapshot.own_challenge);
-        *applied = Applied { version: version.version, serial_base: version.serial_base };
+        *applied = Applied { version: version.version, serial_base: version.serial_base, read: applied.read };
         Ok((count, changed))
     }
 
