@@ -21,6 +21,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod privacy;
 pub mod store;
 pub mod sync;

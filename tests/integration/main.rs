@@ -7,6 +7,7 @@ mod dnssec;
 mod dnsviz;
 mod e2e;
 mod hardening;
+mod hardening_store;
 mod harness;
 mod lifecycle;
 mod pg;
