@@ -6,6 +6,7 @@ mod dns;
 mod dnssec;
 mod dnsviz;
 mod e2e;
+mod fuzz;
 mod hardening;
 mod hardening_store;
 mod harness;
