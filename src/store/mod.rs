@@ -468,11 +468,20 @@ impl Store {
         }
         // The purge task is where PostgreSQL's pages are cleaned of everything erased since its
         // last run, by a request or by this purge (never per request: see `postgres.rs`).
-        #[cfg(feature = "postgres")]
-        if let Self::Postgres(store) = self {
-            store.vacuum().await?;
-        }
+        self.clean_erased().await?;
         Ok(purged)
+    }
+
+    /// Removes erased data from PostgreSQL's table files (see `postgres.rs`); nothing to do on
+    /// SQLite, which overwrites at once. The purge task calls it; so does a one-off process
+    /// (the operator's `account delete`) that erased something and has no purge task.
+    pub async fn clean_erased(&self) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.vacuum().await,
+        }
     }
 
     /// After an erasure committed in `tables`: SQLite drops its copies of the old rows from its
