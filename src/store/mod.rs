@@ -216,22 +216,14 @@ pub enum Store {
     Postgres(Box<postgres::PostgresStore>),
 }
 
-/// Which tables an erasure touched, for PostgreSQL (nothing without it).
-#[cfg(feature = "postgres")]
-type PostgresErased = postgres::Erased;
-/// Which tables an erasure touched: only PostgreSQL needs to know.
-#[cfg(not(feature = "postgres"))]
-type PostgresErased = ();
-
-/// A [`PostgresErased`] value: the named table with PostgreSQL, `()` without it.
-macro_rules! postgres_erased {
-    ($table:ident) => {{
-        #[cfg(feature = "postgres")]
-        let table = postgres::Erased::$table;
-        #[cfg(not(feature = "postgres"))]
-        let table = ();
-        table
-    }};
+/// Tables an erasure touched, as bits: PostgreSQL rewrites them later (see `postgres.rs`).
+mod erased {
+    /// `accounts` (and with it `txt` and `audit`).
+    pub const ACCOUNTS: u8 = 1;
+    /// `txt`.
+    pub const TXT: u8 = 2;
+    /// `audit`.
+    pub const AUDIT: u8 = 4;
 }
 
 /// Runs a shared operation `$op`, with `$c` bound to a connection of whichever engine is open,
@@ -446,25 +438,25 @@ impl Store {
     pub async fn delete_account(&self, username: &str) -> Result<Option<String>, StoreError> {
         let username = username.to_owned();
         let subdomain = atomic!(self, c => common::delete_account(c, &username))?;
-        self.erased(&[postgres_erased!(Accounts), postgres_erased!(Audit)]).await?;
+        self.erased(erased::ACCOUNTS | erased::TXT | erased::AUDIT).await?;
         Ok(subdomain)
     }
 
     /// Removes what is past retention.
     pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
         let purged = atomic!(self, limit = PURGE_DEADLINE, c => common::purge(c, rules))?;
-        let mut tables = Vec::new();
+        let mut tables = 0;
         if !purged.accounts_expired.is_empty() {
-            tables.push(postgres_erased!(Accounts));
+            tables |= erased::ACCOUNTS | erased::TXT | erased::AUDIT;
         }
         if !purged.txt_cleared.is_empty() {
-            tables.push(postgres_erased!(Txt));
+            tables |= erased::TXT;
         }
-        if purged.audit_entries > 0 || !purged.accounts_expired.is_empty() {
-            tables.push(postgres_erased!(Audit));
+        if purged.audit_entries > 0 {
+            tables |= erased::AUDIT;
         }
-        if !tables.is_empty() {
-            self.erased(&tables).await?;
+        if tables != 0 {
+            self.erased(tables).await?;
         }
         // The purge task is where PostgreSQL's pages are cleaned of everything erased since its
         // last run, by a request or by this purge (never per request: see `postgres.rs`).
@@ -484,16 +476,16 @@ impl Store {
         }
     }
 
-    /// After an erasure committed in `tables`: SQLite drops its copies of the old rows from its
-    /// WAL at once; PostgreSQL notes the tables for the purge task's rewrite.
+    /// After an erasure committed in `tables` ([`erased`] bits): SQLite drops its copies of the
+    /// old rows from its WAL at once; PostgreSQL notes the tables for the purge task's rewrite.
     #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
-    async fn erased(&self, tables: &[PostgresErased]) -> Result<(), StoreError> {
+    async fn erased(&self, tables: u8) -> Result<(), StoreError> {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(store) => store.erased().await,
             #[cfg(feature = "postgres")]
             Self::Postgres(store) => {
-                tables.iter().for_each(|table| store.erased(*table));
+                store.erased(tables);
                 Ok(())
             }
         }

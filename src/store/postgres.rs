@@ -80,19 +80,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Connection settings, for the feed's own connection.
     config: tokio_postgres::Config,
-    /// Tables that held erased data since their last rewrite ([`Erased`] bits).
+    /// Tables that held erased data since their last rewrite (`super::erased` bits).
     erased: Arc<AtomicU8>,
-}
-
-/// Tables an erasure touched, as bits of `PostgresStore::erased`.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Erased {
-    /// `accounts` and `txt`: rewritten (VACUUM FULL).
-    Accounts = 1,
-    /// `txt` alone (values past retention): rewritten.
-    Txt = 2,
-    /// `audit`: vacuumed.
-    Audit = 4,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -379,9 +368,9 @@ impl PostgresStore {
         rx
     }
 
-    /// Notes that an erasure committed in `table`, for the purge task's next [`Self::vacuum`].
-    pub(super) fn erased(&self, table: Erased) {
-        self.erased.fetch_or(table as u8, Ordering::Relaxed);
+    /// Notes that an erasure committed in `tables`, for the purge task's next [`Self::vacuum`].
+    pub(super) fn erased(&self, tables: u8) {
+        self.erased.fetch_or(tables, Ordering::Relaxed);
     }
 
     /// Rewrites or vacuums the tables that held erased data (see the design note), on a
@@ -392,12 +381,12 @@ impl PostgresStore {
             return Ok(());
         }
         let mut statements = vec!["SET lock_timeout = '2s'", "SET statement_timeout = '100s'"];
-        if tables & (Erased::Accounts as u8) != 0 {
+        if tables & super::erased::ACCOUNTS != 0 {
             statements.push("VACUUM FULL accounts, txt");
-        } else if tables & (Erased::Txt as u8) != 0 {
+        } else if tables & super::erased::TXT != 0 {
             statements.push("VACUUM FULL txt");
         }
-        if tables & (Erased::Audit as u8) != 0 {
+        if tables & super::erased::AUDIT != 0 {
             statements.push("VACUUM audit");
         }
         let run = async {
