@@ -776,3 +776,25 @@ pub fn txt_value(seed: u32) -> String {
     out.truncate(43);
     out
 }
+
+/// The Python virtual environment of the tests (certbot, schemathesis: tests/e2e/requirements.txt),
+/// made or refreshed by `scripts/e2e-venv` once per test process; every test that needs it
+/// comes here, so two never rebuild it at once.
+pub fn python_venv() -> PathBuf {
+    static READY: Mutex<bool> = Mutex::new(false);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("ACME_DELEGATE_E2E_VENV")
+        .map_or_else(|| root.join("target/e2e-venv"), |v| root.join(PathBuf::from(v)));
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    if !*ready {
+        let out = Command::new(root.join("scripts/e2e-venv")).output().expect("scripts/e2e-venv runs");
+        assert!(
+            out.status.success(),
+            "scripts/e2e-venv failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        *ready = true;
+    }
+    venv
+}
