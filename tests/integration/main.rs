@@ -9,6 +9,7 @@ mod hardening;
 mod harness;
 mod lifecycle;
 mod metrics;
+mod openapi;
 mod pg;
 mod privacy;
 mod rrl;
