@@ -319,7 +319,7 @@ impl Pebble {
     }
 }
 
-/// The virtual environment's certbot (see [`python_venv`]).
+/// certbot in the Python virtual environment of the tests.
 fn certbot_path() -> PathBuf {
     python_venv().join("bin/certbot")
 }

@@ -589,6 +589,7 @@ pub mod t {
     pub const TXT: u16 = 16;
     pub const AAAA: u16 = 28;
     pub const OPT: u16 = 41;
+    pub const RRSIG: u16 = 46;
     pub const AXFR: u16 = 252;
     pub const ANY: u16 = 255;
 }
@@ -777,9 +778,9 @@ pub fn txt_value(seed: u32) -> String {
     out
 }
 
-/// The Python virtual environment of the tests (certbot, schemathesis: tests/e2e/requirements.txt),
-/// made or refreshed by `scripts/e2e-venv` once per test process; every test that needs it
-/// comes here, so two never rebuild it at once.
+/// The Python virtual environment of the tests that need PyPI tools (certbot and its
+/// acme-dns plugin, DNSViz, schemathesis): made or refreshed by `scripts/e2e-venv` once per
+/// test process, so that tests running at once never build it side by side.
 pub fn python_venv() -> PathBuf {
     static READY: Mutex<bool> = Mutex::new(false);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
