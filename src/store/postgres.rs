@@ -99,10 +99,13 @@ pub(super) fn error(error: tokio_postgres::Error) -> StoreError {
         }
         // Our statement_timeout fired: the database is too slow to serve now.
         if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED {
+            crate::metrics::counters::store_error("unavailable");
             return StoreError::Unavailable(db.message().to_owned());
         }
+        crate::metrics::counters::store_error("backend");
         return StoreError::Backend(db.message().to_owned());
     }
+    crate::metrics::counters::store_error("unavailable");
     StoreError::Unavailable(error.to_string())
 }
 
@@ -110,7 +113,10 @@ pub(super) fn error(error: tokio_postgres::Error) -> StoreError {
 fn pool_error(error: PoolError) -> StoreError {
     match error {
         PoolError::Backend(e) => self::error(e),
-        other => StoreError::Unavailable(other.to_string()),
+        other => {
+            crate::metrics::counters::store_error("unavailable");
+            StoreError::Unavailable(other.to_string())
+        }
     }
 }
 
@@ -133,6 +139,7 @@ pub(super) async fn deadline<T>(
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        crate::metrics::counters::store_error("unavailable");
         Err(StoreError::Unavailable(format!("no answer from the database within {} s", limit.as_secs())))
     })
 }
@@ -352,6 +359,7 @@ impl PostgresStore {
                 match listen(&config, &tx).await {
                     Ok(()) => return, // the receiver is gone: the server is stopping
                     Err(reason) => {
+                        crate::metrics::counters::feed_reconnected();
                         tracing::warn!(
                             "change feed lost ({reason}); reconnecting in {} ms",
                             backoff.as_millis()

@@ -11,6 +11,8 @@ mod hardening;
 mod hardening_store;
 mod harness;
 mod lifecycle;
+mod metrics;
+mod openapi;
 mod pg;
 mod privacy;
 mod rrl;
