@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod client;
+mod generate;
 
 use clap::{Parser, Subcommand};
 
@@ -68,6 +69,24 @@ enum Command {
         #[command(subcommand)]
         action: DnssecAction,
     },
+    /// Packaging: write the man pages or the shell completions into a directory.
+    #[command(hide = true)]
+    Generate {
+        /// What to write.
+        #[command(subcommand)]
+        what: generate::Generate,
+    },
+}
+
+/// The version `--version` and the man pages name: the package version, and the git commit
+/// when built from a checkout (set by build.rs).
+fn version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| match option_env!("ACME_DELEGATE_COMMIT") {
+            Some(commit) => format!("{} (git {commit})", env!("CARGO_PKG_VERSION")),
+            None => env!("CARGO_PKG_VERSION").to_owned(),
+        });
+    &VERSION
 }
 
 /// `account` subcommands.
@@ -397,10 +416,19 @@ fn check_config(config: &Config) -> Result<(), String> {
 
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Client { command }) = &cli.command {
-        // The client needs no server configuration.
-        return finish(client::run(command));
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().version(version()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match &cli.command {
+        // The client and the packaging tool need no server configuration.
+        Some(Command::Client { command }) => return finish(client::run(command)),
+        Some(Command::Generate { what }) => {
+            return finish(generate::run(what).map(|n| println!("wrote {n} files")));
+        }
+        _ => {}
     }
     let result = load(cli.config.as_ref()).and_then(|config| match cli.command {
         None | Some(Command::Serve) => serve(config),
@@ -409,7 +437,7 @@ pub fn run() -> ExitCode {
         Some(Command::ImportAcmeDns { source }) => import(&config, &source),
         Some(Command::Account { action }) => account(&config, &action),
         Some(Command::Privacy { action }) => privacy(&config, &action),
-        Some(Command::Client { .. }) => Ok(()),
+        Some(Command::Client { .. } | Command::Generate { .. }) => Ok(()),
     });
     finish(result)
 }
