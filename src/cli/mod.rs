@@ -10,10 +10,11 @@ use std::process::ExitCode;
 
 pub mod client;
 mod generate;
+mod logging;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogTarget};
+use crate::config::Config;
 
 /// Authoritative DNS server and HTTP API for delegated ACME DNS-01 challenges,
 /// compatible with acme-dns.
@@ -346,47 +347,9 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
     }
 }
 
-/// Sets up the tracing subscriber from `[logconfig]`.
-fn init_logging(config: &Config) -> Result<(), String> {
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt().with_max_level(config.log.level).with_target(false);
-    let result = match &config.log.target {
-        LogTarget::Stdout => {
-            let ansi = std::io::stdout().is_terminal();
-            if config.log.json {
-                builder.json().with_writer(std::io::stdout).try_init()
-            } else {
-                builder.with_ansi(ansi).with_writer(std::io::stdout).try_init()
-            }
-        }
-        LogTarget::Stderr => {
-            let ansi = std::io::stderr().is_terminal();
-            if config.log.json {
-                builder.json().with_writer(std::io::stderr).try_init()
-            } else {
-                builder.with_ansi(ansi).with_writer(std::io::stderr).try_init()
-            }
-        }
-        LogTarget::File(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("logconfig.logfile: cannot open {}: {e}", path.display()))?;
-            let file = std::sync::Mutex::new(file);
-            if config.log.json {
-                builder.json().with_writer(file).try_init()
-            } else {
-                builder.with_ansi(false).with_writer(file).try_init()
-            }
-        }
-    };
-    result.map_err(|e| format!("cannot set up logging: {e}"))
-}
-
 /// Runs `serve`.
 fn serve(config: Config) -> Result<(), String> {
-    init_logging(&config)?;
+    logging::init(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("acme-delegate")

@@ -10,6 +10,7 @@ mod harness;
 mod lifecycle;
 mod pg;
 mod privacy;
+mod reload;
 mod rrl;
 mod stores;
 mod stores_contract;
