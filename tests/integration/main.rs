@@ -16,4 +16,5 @@ mod stores;
 mod stores_contract;
 mod sync;
 mod tls;
+mod version;
 mod xfr;
