@@ -24,7 +24,8 @@ Without a subcommand, the server runs (as `serve`).
 Without -c, it runs a demo configuration: SQLite file ./acme-delegate.db,
 DNS on 127.0.0.1:5053 (UDP and TCP), API on http://127.0.0.1:8053, zone auth.example.test.
 SIGHUP reads the -c file again and applies what can change while serving (certificate files,
-log level, registration, rate limits, retention); the log names what needs a restart.")]
+log level, registration, rate limits, retention, transfer networks and NOTIFY targets); the log
+names what needs a restart.")]
 pub struct Cli {
     /// Configuration file (acme-dns's config.cfg format).
     #[arg(short = 'c', long = "config", global = true, env = "ACME_DELEGATE_CONFIG", value_name = "FILE")]

@@ -7,7 +7,8 @@
 //! after the zone holds every subdomain, so no resolver ever sees a half-loaded zone.
 //!
 //! SIGHUP reloads what can change while serving (`reload`): certificates, log level,
-//! registration, rate limits, retention; the rest is named in the log as needing a restart.
+//! registration, rate limits, retention, transfer networks and NOTIFY targets; the rest is
+//! named in the log as needing a restart.
 //!
 //! Shutdown on SIGTERM or SIGINT: stop accepting, let open API requests finish (bounded), stop
 //! the DNS workers, checkpoint the store, exit 0.
@@ -208,13 +209,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     let udp_threads = server::spawn_udp(bound.udp, &zone, config.dns.server, &stop)?;
     let mut tasks = tokio::task::JoinSet::new();
+    // The NOTIFY tasks stop on this (at shutdown, or when a reload replaces the targets).
+    let (mut notify_stop, notify_rx) = watch::channel(false);
     if let Some(transfer) = config.transfer.clone() {
         // Zone transfers: journal changes from here on, and tell the secondaries of each one.
         let (networks, secondaries) = (transfer.allow.len(), transfer.notify.len());
         let key =
             transfer.key.as_ref().map_or("no TSIG key".to_owned(), |k| format!("TSIG key {}", k.name()));
         zone.enable_transfers(transfer, crate::dns::journal::Limits::default());
-        crate::dns::notify::spawn(&zone, &mut tasks, &shutdown_rx);
+        crate::dns::notify::spawn(&zone, &mut tasks, &notify_rx);
         tracing::info!(
             "zone transfers on: {networks} networks allowed, {secondaries} secondaries notified, {key}"
         );
@@ -312,11 +315,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signal = loop {
         match signals.wait().await {
             Wanted::Stop(name) => break name,
-            Wanted::Reload => reloader.reload(),
+            Wanted::Reload => {
+                if let Some(targets) = reloader.reload() {
+                    let _ = notify_stop.send(true);
+                    let (stop, stop_rx) = watch::channel(false);
+                    notify_stop = stop;
+                    crate::dns::notify::spawn_to(&zone, &targets, &mut tasks, &stop_rx);
+                }
+            }
         }
     };
     tracing::info!("{signal} received: shutting down");
     let _ = shutdown_tx.send(true);
+    let _ = notify_stop.send(true);
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
     let panicked = tokio::task::spawn_blocking(move || {

@@ -6,7 +6,9 @@
 //! swapping: the API's router (rebuilt around a new state and swapped in whole, so a request
 //! sees either the old settings or the new ones, never a mix), the certificate behind the TLS
 //! acceptor (a resolver read at each handshake), the log level (a reloadable filter) and the
-//! privacy settings of the retention purge (a watch channel). Everything else (listen
+//! privacy settings of the retention purge (a watch channel), the networks allowed to transfer
+//! (a list shared with the zone) and the NOTIFY targets (the daemon replaces their tasks).
+//! Everything else (listen
 //! addresses, database, zone, DNSSEC, transfers, log destination) is compared with what runs,
 //! and each difference is named in the log as needing a restart; the running value stays.
 //! A new file that does not validate, or names certificate files that do not load, changes
@@ -152,7 +154,16 @@ fn plan(old: &Config, new: &Config) -> Plan {
         false,
     );
     check(differs(&old.dnssec, &new.dnssec), "[dnssec]", false);
-    check(differs(&old.transfer, &new.transfer), "[transfer]", false);
+    match (&old.transfer, &new.transfer) {
+        (Some(o), Some(n)) => {
+            check(differs(&o.allow, &n.allow), "transfer.allow_transfer", true);
+            check(o.notify != n.notify, "transfer.notify", true);
+            // The key's debug form names it and its algorithm, never the secret: a new secret
+            // under the same name is not seen here, and needs a restart like the rest.
+            check(differs(&o.key, &n.key) || o.client_ip != n.client_ip, "transfer.tsig_*", false);
+        }
+        (o, n) => check(o.is_some() != n.is_some(), "[transfer] (on or off)", false),
+    }
     plan
 }
 
@@ -177,6 +188,10 @@ fn merge(old: &Config, new: &Config) -> Config {
     let (p, n) = (&mut running.privacy, &new.privacy);
     (p.client_ip, p.audit_retention, p.txt_retention) = (n.client_ip, n.audit_retention, n.txt_retention);
     (p.account_expiry, p.purge_interval) = (n.account_expiry, n.purge_interval);
+    if let (Some(t), Some(n)) = (&mut running.transfer, &new.transfer) {
+        // The allow list is shared with the zone: `Reloader::reload` changes it in place.
+        t.notify = n.notify.clone();
+    }
     running
 }
 
@@ -225,18 +240,19 @@ impl Reloader {
     }
 
     /// Reads the file again and applies what can change; logs what was applied, what needs a
-    /// restart, or why the file was refused.
-    pub(super) fn reload(&mut self) {
+    /// restart, or why the file was refused. Returns the new NOTIFY targets when they changed:
+    /// the caller owns the tasks, and replaces them.
+    pub(super) fn reload(&mut self) -> Option<Vec<std::net::SocketAddr>> {
         let Some(path) = self.path.clone() else {
             tracing::warn!("SIGHUP: no configuration file (-c) to read again; nothing changed");
-            return;
+            return None;
         };
         tracing::info!("SIGHUP: reading {} again", path.display());
         let new = match Config::from_file(&path) {
             Ok(new) => new,
             Err(error) => {
                 tracing::error!("reload refused, the running configuration stays in force: {error}");
-                return;
+                return None;
             }
         };
         // Everything that can fail comes before anything changes.
@@ -245,7 +261,7 @@ impl Reloader {
                 Ok(key) => Some(key),
                 Err(error) => {
                     tracing::error!("reload refused, the running configuration stays in force: {error}");
-                    return;
+                    return None;
                 }
             },
             _ => None,
@@ -283,6 +299,13 @@ impl Reloader {
             *router = app;
         }
         self.privacy.send_replace(running.privacy.clone());
+        let mut notify = None;
+        if let (Some(old), Some(new)) = (&self.running.transfer, &new.transfer) {
+            old.allow.replace(new.allow.networks());
+            if old.notify != new.notify {
+                notify = Some(new.notify.clone());
+            }
+        }
         self.state = state;
         self.running = running;
         for name in &plan.restart {
@@ -291,6 +314,7 @@ impl Reloader {
         let applied =
             if plan.applied.is_empty() { "nothing changed".to_owned() } else { plan.applied.join(", ") };
         tracing::info!("reloaded: {applied}");
+        notify
     }
 }
 

@@ -49,8 +49,21 @@ pub enum NotifyError {
 
 /// Starts one NOTIFY task per configured secondary; they end when `shutdown` changes.
 pub fn spawn(zone: &Arc<Zone>, tasks: &mut tokio::task::JoinSet<()>, shutdown: &watch::Receiver<bool>) {
+    if let Some(settings) = zone.transfers() {
+        spawn_to(zone, &settings.notify, tasks, shutdown);
+    }
+}
+
+/// Starts one NOTIFY task for each of `targets` (the daemon's reload starts a new set when
+/// `transfer.notify` changes, after ending the old one through its `shutdown`).
+pub fn spawn_to(
+    zone: &Arc<Zone>,
+    targets: &[SocketAddr],
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+) {
     let (Some(settings), Some(serials)) = (zone.transfers(), zone.serial_watch()) else { return };
-    for &target in &settings.notify {
+    for &target in targets {
         let zone = Arc::clone(zone);
         let key = settings.key.clone();
         let serials = serials.clone();

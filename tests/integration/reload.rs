@@ -148,3 +148,56 @@ fn sighup_serves_new_certificate_files_and_keeps_the_old_on_a_bad_one() {
     assert!(server.log_text().contains("api.tls_cert_privkey"), "{}", server.log_text());
     assert!(https_trusts(&server, &dir.join("cert2.pem")));
 }
+
+/// Whether `socket` receives a NOTIFY within 3 s; acknowledges it, as a secondary does, so that
+/// the server does not send it again.
+fn notified(socket: &std::net::UdpSocket) -> bool {
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = socket.recv_from(&mut buf)
+            && n > 3
+            && (buf[2] >> 3) & 0x0F == 4
+        {
+            buf[2] |= 0x80; // QR: the same message back is the acknowledgement (RFC 1996 4.7)
+            socket.send_to(&buf[..n], from).unwrap();
+            return true;
+        }
+    }
+    false
+}
+
+/// The rcode of an AXFR asked over TCP from 127.0.0.1.
+fn axfr_rcode(server: &TestServer) -> u8 {
+    let reply = server.tcp_exchange(&query(DOMAIN, 252, None)).expect("an AXFR reply");
+    Message::decode(&reply).rcode
+}
+
+#[test]
+fn sighup_changes_transfer_networks_and_notify_targets() {
+    let dir = TempDir::new();
+    let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let second = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let section = |allow: &str, target: &std::net::UdpSocket| {
+        format!("allow_transfer = [\"{allow}\"]\nnotify = [\"{}\"]", target.local_addr().unwrap())
+    };
+    let config = with_keys(&base_config(&dir.0), "transfer", &section("192.0.2.0/24", &first));
+    let server = TestServer::start_with(&dir, &config);
+    assert!(notified(&first), "the first target is notified at start");
+    assert_eq!(axfr_rcode(&server), 5, "127.0.0.1 is not allowed yet: REFUSED");
+
+    let changed = with_keys(&base_config(&dir.0), "transfer", &section("127.0.0.1/32", &second));
+    reload_with(&server, &dir, &changed, "reloaded:", 1);
+    let log = server.log_text();
+    assert!(log.contains("transfer.allow_transfer") && log.contains("transfer.notify"), "{log}");
+    assert_eq!(axfr_rcode(&server), 0, "127.0.0.1 may transfer after the reload");
+    assert!(notified(&second), "the new target is notified once its task starts");
+
+    // A change of the zone is told to the new target only.
+    while notified(&first) {}
+    let account = server.register();
+    assert_eq!(server.update(&account, "LHDhK3oGRvkiefQnx7OOczTY5Tic_xZ6HcMOc_gmtoM").status, 200);
+    assert!(notified(&second), "the new target hears of the update");
+    assert!(!notified(&first), "the old target is no longer notified");
+}

@@ -16,7 +16,9 @@ fn version_names_the_git_commit_of_a_checkout() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output();
     // Outside a checkout (a source tarball) the version stands alone.
-    if let Ok(head) = head.filter(|h| h.status.success()) {
+    if let Ok(head) = head
+        && head.status.success()
+    {
         let commit = String::from_utf8_lossy(&head.stdout).trim().to_owned();
         assert_eq!(text.trim(), format!("{expected} (git {commit})"));
     }
