@@ -340,6 +340,8 @@ section! {
         default_ttl,
         /// EDNS UDP payload size.
         edns_udp_size,
+        /// Name server identifier (RFC 5001).
+        nsid,
         /// TCP idle timeout.
         tcp_idle_timeout,
         /// TCP connections at most.
@@ -379,6 +381,14 @@ impl Transfer {
         [&self.allow_transfer, &self.notify, &self.tsig_name, &self.tsig_algorithm, &self.tsig_secret]
             .iter()
             .all(|v| v.is_none())
+    }
+}
+
+section! {
+    /// `[metrics]` (ours): the Prometheus exporter.
+    Metrics = "metrics" {
+        /// `address:port` of `GET /metrics`; absent: no exporter.
+        listen,
     }
 }
 
@@ -432,6 +442,7 @@ file! {
     privacy: Privacy,
     dns: Dns,
     transfer: Transfer,
+    metrics: Metrics,
 }
 
 impl File {

@@ -154,6 +154,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
         false,
     );
     check(differs(&old.dnssec, &new.dnssec), "[dnssec]", false);
+    check(differs(&old.metrics, &new.metrics), "[metrics]", false);
     match (&old.transfer, &new.transfer) {
         (Some(o), Some(n)) => {
             check(differs(&o.allow, &n.allow), "transfer.allow_transfer", true);
