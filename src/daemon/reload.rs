@@ -99,6 +99,36 @@ fn differs(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
 
 /// Compares the running configuration with a new one: what can be applied, what cannot.
 fn plan(old: &Config, new: &Config) -> Plan {
+    // Exhaustive on purpose: a new setting does not compile until it is sorted below (and in
+    // `merge` when it can change at run time).
+    let Config {
+        source: _,
+        dns: _,
+        database: _,
+        api: _,
+        log: _,
+        dnssec: _,
+        privacy: _,
+        transfer: _,
+        metrics: _,
+        warnings: _,
+    } = new;
+    let crate::config::Api {
+        listen: _,
+        registration: _,
+        register_rate_limit: _,
+        auth_failure_limit: _,
+        update_rate_limit: _,
+        tls: _,
+        use_header: _,
+        header_name: _,
+        trusted_proxies: _,
+        body_limit: _,
+        request_timeout: _,
+        header_timeout: _,
+        cors_origins: _,
+        hsts: _,
+    } = &new.api;
     let mut plan = Plan::default();
     let mut check = |changed: bool, name: &'static str, at_run_time: bool| {
         if changed {
