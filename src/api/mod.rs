@@ -16,7 +16,7 @@
 pub mod acme;
 pub mod credentials;
 pub mod error;
-mod handlers;
+pub(crate) mod handlers;
 pub mod limits;
 
 use std::net::SocketAddr;
