@@ -11,6 +11,7 @@ pub mod propagation;
 pub mod records;
 pub mod rrl;
 pub mod server;
+pub mod stats;
 pub mod tsig;
 pub mod wire;
 pub mod xfr;

@@ -71,7 +71,10 @@ pub const MIGRATIONS: &[&str] = &[
         value      TEXT NOT NULL,
         expires_at {int} NOT NULL
     );",
-    // 6: the zone version (serial and signing epoch from the store, the same at every instance)
+    // 6: identical audit entries folded into one row with a count (issue 12 item 5).
+    "ALTER TABLE audit ADD COLUMN occurrences {int} NOT NULL DEFAULT 1;
+    ALTER TABLE audit ADD COLUMN last_at {int};",
+    // 7: the zone version (serial and signing epoch from the store, the same at every instance)
     // and the log of what each version changed (see `version.rs`). The serial base and first
     // epoch are set from the clock right after (`version::init`).
     "CREATE TABLE zone_version (

@@ -145,4 +145,12 @@ impl Zone {
         }
         count
     }
+
+    /// When the zone's earliest signature expires (seconds since the epoch); `None` when
+    /// unsigned. Every signature carries the current epoch's window (a new epoch re-signs every
+    /// set), so this is the epoch plus the validity, without a scan.
+    pub fn earliest_signature_expiry(&self) -> Option<u32> {
+        let signer = self.signer.as_ref()?;
+        Some(self.epoch().saturating_add(signer.validity))
+    }
 }

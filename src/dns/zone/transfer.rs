@@ -370,7 +370,7 @@ mod tests {
 
     fn enable(zone: &Zone, limits: Limits) {
         let settings = TransferSettings {
-            allow: vec![],
+            allow: Default::default(),
             notify: vec![],
             key: None,
             client_ip: Default::default(),
