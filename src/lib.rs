@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod persist;
 pub mod privacy;
 pub mod store;
 pub mod sync;

@@ -17,6 +17,8 @@
 //! The daemon makes one [`ZoneSync`] and hands clones to the API, the change-feed follower,
 //! the retention purge, the signature refresh and the ACME client.
 
+mod persist;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -95,6 +97,7 @@ impl ZoneSync {
         let mark = self.zone.mark();
         let contents = self.store.zone_contents(self.keep).await?;
         let count = contents.len();
+        let contents = self.with_persist(contents).await?;
         self.replace_all(mark, &contents);
         self.zone.set_own_challenge(&self.store.own_challenges().await?);
         Ok(count)
@@ -129,6 +132,7 @@ impl ZoneSync {
             let subdomain = this.store.delete_account(&username).await?;
             if let Some(subdomain) = &subdomain {
                 this.zone.remove(subdomain);
+                this.remove_persist(subdomain);
             }
             Ok(subdomain)
         })
@@ -163,6 +167,11 @@ impl ZoneSync {
             }
             for subdomain in &purged.accounts_expired {
                 this.zone.remove(subdomain);
+                this.remove_persist(subdomain);
+            }
+            // After the expired accounts: the feed's reload sees an erased account as gone.
+            for subdomain in &purged.persist_expired {
+                this.apply(Change::Subdomain(subdomain.clone())).await?;
             }
             Ok(purged)
         })
@@ -176,6 +185,7 @@ impl ZoneSync {
             Change::Resync => {
                 let mark = self.zone.mark();
                 let contents = self.store.zone_contents(self.keep).await?;
+                let contents = self.with_persist(contents).await?;
                 let changed = self.replace_all(mark, &contents);
                 if changed > 0 {
                     tracing::info!(
@@ -198,6 +208,8 @@ impl ZoneSync {
                         self.zone.remove(&subdomain);
                     }
                 }
+                // A change to the account's dns-persist-01 records is announced the same way.
+                self.reload_persist(mark, &subdomain).await?;
             }
         }
         Ok(())

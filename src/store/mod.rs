@@ -1,4 +1,4 @@
-//! Persistent storage of accounts, TXT values and DNSSEC keys.
+//! Persistent storage of accounts, TXT values, dns-persist-01 records and DNSSEC keys.
 //!
 //! Design note: the store is the durable truth; the DNS side never reads it while answering.
 //! The API writes through the store first and then tells the in-memory zone, so an update that
@@ -137,6 +137,19 @@ pub struct AccountRecord {
     pub txt: Vec<(String, i64)>,
     /// Its audit trail, oldest first.
     pub audit: Vec<AuditEntry>,
+    /// Its dns-persist-01 records, by issuer.
+    pub persist: Vec<PersistEntry>,
+}
+
+/// A stored dns-persist-01 record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistEntry {
+    /// The checked fields.
+    pub record: crate::persist::Record,
+    /// The TXT value served for it.
+    pub value: String,
+    /// When it was set (seconds since the epoch).
+    pub set_at: i64,
 }
 
 /// A line of the operator's account list.
@@ -172,6 +185,8 @@ pub struct Purged {
     pub txt_cleared: Vec<String>,
     /// Subdomains of accounts deleted for being unused.
     pub accounts_expired: Vec<String>,
+    /// Subdomains of accounts whose dns-persist-01 records passed their `persistUntil`.
+    pub persist_expired: Vec<String>,
 }
 
 /// A change made by some instance, from the change feed.
@@ -254,6 +269,10 @@ macro_rules! atomic {
         }
     };
 }
+
+// After the macros, which it uses.
+mod persist;
+pub use persist::PutOutcome;
 
 impl Store {
     /// Opens the configured store and brings its schema up to date.
@@ -372,7 +391,13 @@ impl Store {
         keep: usize,
     ) -> Result<Option<AccountRecord>, StoreError> {
         let username = username.to_owned();
-        run!(self, c => common::account_record(c, &username, keep))
+        run!(self, c => async {
+            let mut record = common::account_record(c, &username, keep).await?;
+            if let Some(record) = &mut record {
+                record.persist = persist::records(c, &record.account.subdomain).await?;
+            }
+            Ok(record)
+        })
     }
 
     /// All accounts, oldest first.
@@ -398,7 +423,11 @@ impl Store {
     /// Removes what is past retention.
     pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
         let purged = atomic!(self, c => common::purge(c, rules))?;
-        if purged.audit_entries > 0 || !purged.txt_cleared.is_empty() || !purged.accounts_expired.is_empty() {
+        if purged.audit_entries > 0
+            || !purged.txt_cleared.is_empty()
+            || !purged.accounts_expired.is_empty()
+            || !purged.persist_expired.is_empty()
+        {
             self.erased().await?;
         }
         Ok(purged)

@@ -71,6 +71,19 @@ pub const MIGRATIONS: &[&str] = &[
         value      TEXT NOT NULL,
         expires_at {int} NOT NULL
     );",
+    // 6: dns-persist-01 records, one per issuer per account, and each account's counter of
+    // changes to them (see `persist.rs`).
+    "ALTER TABLE accounts ADD COLUMN persist_seq {int} NOT NULL DEFAULT 0;
+    CREATE TABLE persist (
+        subdomain     TEXT NOT NULL REFERENCES accounts(subdomain) ON DELETE CASCADE,
+        issuer        TEXT NOT NULL,
+        accounturi    TEXT NOT NULL,
+        wildcard      {int} NOT NULL,
+        persist_until {int},
+        set_at        {int} NOT NULL,
+        PRIMARY KEY (subdomain, issuer)
+    );
+    CREATE INDEX persist_by_expiry ON persist (persist_until);",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

@@ -152,6 +152,7 @@ impl Zone {
             soa_ttl: settings.soa_ttl,
             negative_ttl: settings.negative_ttl,
             txt_ttl: settings.txt_ttl,
+            persist_ttl: settings.persist_ttl,
             udp_size: settings.udp_size,
             cuts,
             signer,

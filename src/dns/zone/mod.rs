@@ -24,17 +24,19 @@
 //! Files, by job: this one holds the data types and the small public queries; `build` makes a
 //! zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
 //! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries,
-//! `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
+//! `persist` names where dns-persist-01 records are served, `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
 //! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
 //! moves).
 
 mod answer;
 mod build;
 mod nsec3;
+mod persist;
 mod sign;
 mod transfer;
 mod update;
 
+pub use persist::persist_label;
 pub use transfer::{IxfrPlan, Snapshot};
 
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +65,8 @@ pub struct ZoneSettings {
     pub negative_ttl: u32,
     /// TTL of the dynamic TXT records.
     pub txt_ttl: u32,
+    /// TTL of the dns-persist-01 records (see `persist`).
+    pub persist_ttl: u32,
     /// TTL for static records written without one.
     pub default_ttl: u32,
     /// The UDP payload size we advertise and accept at most.
@@ -191,6 +195,8 @@ pub struct Zone {
     negative_ttl: u32,
     /// TTL of dynamic TXT records.
     txt_ttl: u32,
+    /// TTL of the dns-persist-01 records.
+    persist_ttl: u32,
     /// Largest UDP payload we send.
     udp_size: u16,
     /// Delegation points below the apex.
@@ -282,6 +288,7 @@ pub(super) mod tests {
             soa_ttl: 3600,
             negative_ttl: 60,
             txt_ttl: 1,
+            persist_ttl: 300,
             default_ttl: 3600,
             udp_size: 1232,
         }

@@ -45,7 +45,7 @@ impl Zone {
     fn render_txt(&self, label: &[u8], values: &[&str]) -> Set {
         let mut records = RrSet::default();
         for value in values.iter().filter(|v| !v.is_empty()) {
-            records.add(rtype::TXT, self.txt_ttl, &txt_rdata(value.as_bytes()));
+            records.add(rtype::TXT, self.dynamic_ttl(label), &txt_rdata(value.as_bytes()));
         }
         if records.is_empty() {
             return Set::default();
