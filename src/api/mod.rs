@@ -2,7 +2,8 @@
 //!
 //! Beyond acme-dns: `GET /ready` (checks the store) and the account holder's own rights with
 //! the account's credentials: `GET /account` (access, portability), `PATCH /account`
-//! (rectify `allowfrom`), `POST /account/rotate` (new key), `DELETE /account` (erasure).
+//! (rectify `allowfrom`), `POST /account/rotate` (new key), `DELETE /account` (erasure);
+//! `POST /persist` and `DELETE /persist` (dns-persist-01 records, see `persist.rs`).
 //!
 //! Design note: handlers write through the [`Store`] first and then update the in-memory
 //! [`Zone`], so a 200 means "on disk and being served". The router is wrapped once per
@@ -18,6 +19,7 @@ pub mod credentials;
 pub mod error;
 mod handlers;
 pub mod limits;
+mod persist;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +84,7 @@ pub fn app(state: AppState) -> Router {
             get(handlers::account_get).patch(handlers::account_patch).delete(handlers::account_delete),
         )
         .route("/account/rotate", post(handlers::account_rotate))
+        .route("/persist", post(persist::put).delete(persist::delete))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(Arc::clone(&state.config), headers_layer))
