@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use acme_delegate::config::{Database, Engine};
+use acme_delegate::persist::Record;
 use acme_delegate::privacy::Secret;
-use acme_delegate::store::{Account, AuditEntry, Change, PurgeRules, Store, StoreError};
+use acme_delegate::store::{Account, AuditEntry, Change, PurgeRules, PutOutcome, Store, StoreError};
 
 use crate::harness::TempDir;
 #[cfg(feature = "postgres")]
@@ -332,6 +333,8 @@ async fn change_feed_reports_other_writers(backend: Backend) {
             assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()));
             writer.update_txt("sub-1", "a", 2).await.unwrap();
             assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()));
+            writer.put_persist("sub-1", &persist("ca.example", None), 10).await.unwrap();
+            assert_eq!(next(&mut feed).await, Change::Subdomain("sub-1".into()), "a persistent record");
             writer.put_own_challenge("t", Some("v"), now() + 60).await.unwrap();
             assert_eq!(next(&mut feed).await, Change::OwnChallenge);
             writer.delete_account("user-1").await.unwrap();
@@ -359,6 +362,124 @@ async fn a_newer_schema_is_refused(backend: Backend) {
     }
 }
 
+/// A dns-persist-01 record of `issuer`, valid until `until`.
+fn persist(issuer: &str, until: Option<i64>) -> Record {
+    Record {
+        issuer: issuer.into(),
+        accounturi: "https://ca.example/acct/1".into(),
+        wildcard: false,
+        persist_until: until,
+    }
+}
+
+/// What a put stored: (replaced, counter, served values).
+fn stored(outcome: PutOutcome) -> (bool, u64, Vec<String>) {
+    match outcome {
+        PutOutcome::Stored { replaced, served } => (replaced, served.seq, served.values),
+        other => panic!("expected Stored, got {other:?}"),
+    }
+}
+
+async fn persist_records_are_kept_per_issuer(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    assert_eq!(store.persist_of("sub-1").await.unwrap(), None, "no persist name before a record");
+    let le = persist("letsencrypt.org", None);
+    assert_eq!(stored(store.put_persist("sub-1", &le, 10).await.unwrap()), (false, 1, vec![le.value()]));
+    // The same issuer again replaces its record; the counter moves with every change.
+    let le2 = Record { wildcard: true, persist_until: Some(now() + 3600), ..le.clone() };
+    assert_eq!(stored(store.put_persist("sub-1", &le2, 10).await.unwrap()), (true, 2, vec![le2.value()]));
+    let other = persist("ca.example", None);
+    // Served by issuer, the same order on every instance.
+    let (_, seq, values) = stored(store.put_persist("sub-1", &other, 10).await.unwrap());
+    assert_eq!((seq, values), (3, vec![other.value(), le2.value()]));
+    let record = store.account_record("user-1", 2).await.unwrap().unwrap();
+    assert_eq!(record.persist.iter().map(|p| p.record.clone()).collect::<Vec<_>>(), [other.clone(), le2]);
+    assert!(record.persist.iter().all(|p| p.set_at >= now() - 60));
+    assert_eq!(store.delete_persist("sub-1", "nobody.example").await.unwrap(), None);
+    let left = store.delete_persist("sub-1", "letsencrypt.org").await.unwrap().unwrap();
+    assert_eq!((left.seq, left.values), (4, vec![other.value()]));
+    // Once all are gone the name stays, empty, with a newer counter than any write before.
+    let empty = store.delete_persist("sub-1", "ca.example").await.unwrap().unwrap();
+    assert_eq!((empty.seq, empty.values.len()), (5, 0));
+    assert_eq!(store.persist_of("sub-1").await.unwrap(), Some(empty.clone()));
+    assert_eq!(store.persist_contents().await.unwrap(), [empty]);
+    // No account, no record; dns-01 values are untouched by all of this.
+    assert_eq!(store.put_persist("sub-9", &other, 10).await.unwrap(), PutOutcome::NoAccount);
+    assert!(store.txt_of("sub-1", 2).await.unwrap().unwrap().values.is_empty());
+}
+
+async fn persist_records_are_limited_per_account(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    store.insert_account(&account(2)).await.unwrap();
+    for n in 0..3 {
+        stored(store.put_persist("sub-1", &persist(&format!("ca{n}.example"), None), 3).await.unwrap());
+    }
+    // A fourth issuer is refused and nothing changes; replacing one of the three is fine.
+    assert_eq!(store.put_persist("sub-1", &persist("ca9.example", None), 3).await.unwrap(), PutOutcome::Full);
+    assert_eq!(store.persist_of("sub-1").await.unwrap().unwrap().values.len(), 3);
+    assert!(
+        stored(store.put_persist("sub-1", &persist("ca1.example", Some(now() + 60)), 3).await.unwrap()).0
+    );
+    // The limit is per account.
+    stored(store.put_persist("sub-2", &persist("ca9.example", None), 3).await.unwrap());
+    let records = store.account_record("user-1", 2).await.unwrap().unwrap().persist;
+    assert_eq!(
+        records.iter().map(|p| p.record.issuer.as_str()).collect::<Vec<_>>(),
+        ["ca0.example", "ca1.example", "ca2.example"]
+    );
+}
+
+async fn persist_records_expire_and_keep_accounts_in_use(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    let t = now();
+    for n in 1..=4 {
+        store.insert_account(&account(n)).await.unwrap();
+    }
+    // The store takes what the API checked; a passed persistUntil stands for one that passed
+    // while stored.
+    stored(store.put_persist("sub-1", &persist("ca.example", Some(t - 1)), 10).await.unwrap());
+    stored(store.put_persist("sub-2", &persist("ca.example", Some(t + 3600)), 10).await.unwrap());
+    stored(store.put_persist("sub-3", &persist("ca.example", None), 10).await.unwrap());
+    stored(store.put_persist("sub-3", &persist("old.example", Some(t - 5)), 10).await.unwrap());
+    // TXT retention alone never touches them.
+    let purged =
+        store.purge(PurgeRules { audit_before: 0, txt_before: t + 10, unused_before: None }).await.unwrap();
+    assert_eq!(purged.persist_expired, strings(&["sub-1", "sub-3"]));
+    assert_eq!(
+        store.persist_of("sub-3").await.unwrap().unwrap().values,
+        [persist("ca.example", None).value()]
+    );
+    assert!(store.persist_of("sub-1").await.unwrap().unwrap().values.is_empty());
+    assert_eq!(store.persist_of("sub-2").await.unwrap().unwrap().values.len(), 1);
+    // Every account is unused by its dns-01 activity; those with a live record are in use.
+    let purged = store
+        .purge(PurgeRules { audit_before: 0, txt_before: 0, unused_before: Some(t + 10) })
+        .await
+        .unwrap();
+    assert_eq!(purged.accounts_expired, strings(&["sub-1", "sub-4"]));
+    let left: Vec<String> = store.list_accounts().await.unwrap().into_iter().map(|a| a.subdomain).collect();
+    assert_eq!(left, strings(&["sub-2", "sub-3"]));
+}
+
+async fn persist_records_are_erased_with_the_account(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    stored(store.put_persist("sub-1", &persist("ca.example", None), 10).await.unwrap());
+    assert_eq!(store.delete_account("user-1").await.unwrap().as_deref(), Some("sub-1"));
+    assert_eq!(store.persist_of("sub-1").await.unwrap(), None);
+    assert!(store.persist_contents().await.unwrap().is_empty());
+    // A new account with the same name starts with none and no persist name.
+    store.insert_account(&account(1)).await.unwrap();
+    assert_eq!(store.persist_of("sub-1").await.unwrap(), None);
+    assert!(store.account_record("user-1", 2).await.unwrap().unwrap().persist.is_empty());
+}
+
 /// The same tests on SQLite and on PostgreSQL.
 macro_rules! battery {
     ($($name:ident),* $(,)?) => {
@@ -384,6 +505,10 @@ battery!(
     purge_removes_what_is_past_retention,
     change_feed_reports_other_writers,
     a_newer_schema_is_refused,
+    persist_records_are_kept_per_issuer,
+    persist_records_are_limited_per_account,
+    persist_records_expire_and_keep_accounts_in_use,
+    persist_records_are_erased_with_the_account,
 );
 
 // ---- databases made before the engines shared one migration list ----
