@@ -543,6 +543,9 @@ async fn upgraded_store_works(store: &Store) {
     let old = store.account("user-1").await.unwrap().expect("the old account");
     assert_eq!((old.key_hash, old.allowfrom, old.bcrypt_hash), (vec![1, 1], strings(&["10.0.0.0/8"]), None));
     assert_eq!(store.txt_of("sub-1", 2).await.unwrap().unwrap().values, strings(&["a", "b"]));
+    // An old account takes dns-persist-01 records (its counter starts at 0).
+    assert_eq!(store.persist_of("sub-1").await.unwrap(), None);
+    assert_eq!(stored(store.put_persist("sub-1", &persist("ca.example", None), 10).await.unwrap()).1, 1);
     assert_eq!(store.update_txt("sub-1", "c", 2).await.unwrap().values, strings(&["b", "c"]));
     store.record_audit(audit("user-1", now())).await.unwrap();
     store.put_own_challenge("t", Some("v"), now() + 60).await.unwrap();
@@ -597,7 +600,7 @@ async fn sqlite_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Sqlite);
     fresh.open().await.close().await;
     let want = sqlite_schema(&fresh.database.connection);
-    assert_eq!(want[0], "version 5");
+    assert_eq!(want[0], "version 6");
     for version in 1..=SQLITE_BEFORE.len() {
         let old = Fresh::new(Backend::Sqlite);
         // As the code before the shared list left it: WAL, one transaction per step.
@@ -640,7 +643,7 @@ async fn postgres_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Postgres);
     fresh.open().await.close().await;
     let want = postgres_schema(&fresh.database.connection);
-    assert!(want.starts_with("version 5 true\n"), "{want}");
+    assert!(want.starts_with("version 6 true\n"), "{want}");
     for version in 1..=POSTGRES_BEFORE.len() {
         let old = Fresh::new(Backend::Postgres);
         // As the code before the shared list left it: all steps, then its own count.
