@@ -8,6 +8,7 @@ mod e2e;
 mod hardening;
 mod harness;
 mod lifecycle;
+mod persist;
 mod pg;
 mod privacy;
 mod rrl;
