@@ -9,6 +9,7 @@ mod hardening;
 mod harness;
 mod lifecycle;
 mod persist;
+mod persist_e2e;
 mod pg;
 mod privacy;
 mod rrl;
