@@ -224,6 +224,9 @@ mod tests {
         assert!(md.contains("cleared 7 days after"), "{md}");
         assert!(md.contains("/24"));
         assert!(md.contains("in memory only"), "{md}");
+        // dns-persist-01 records: listed with their lifetime, the hashed form recommended.
+        assert!(md.contains("dns-persist-01 records, at most 10 per account"), "{md}");
+        assert!(md.contains("until persistUntil passes") && md.contains("hashed form"), "{md}");
         facts.privacy.client_ip = IpPolicy::None;
         facts.privacy.account_expiry = Some(90 * 86_400);
         let json = record(&facts).to_string();

@@ -116,7 +116,8 @@ pub struct AuditEntry {
     pub at: i64,
     /// The account, when the request named an existing one.
     pub username: Option<String>,
-    /// `register`, `update`, `account_read`, `account_update`, `rotate`, `delete`.
+    /// `register`, `update`, `account_read`, `account_update`, `rotate`, `delete`,
+    /// `persist_set`, `persist_replace`, `persist_delete`.
     pub action: String,
     /// `ok`, or why it failed (`bad_credentials`, `not_allowed_from`, …).
     pub outcome: String,
