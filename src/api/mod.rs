@@ -30,7 +30,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, options, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
@@ -75,32 +75,45 @@ pub struct AppState {
 /// Builds the router with all routes and fallbacks.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/register", post(handlers::register))
-        .route("/update", post(handlers::update))
-        .route("/health", get(handlers::health))
-        .route("/ready", get(handlers::ready))
+        .route("/register", post(handlers::register).merge(allow("POST, OPTIONS")))
+        .route("/update", post(handlers::update).merge(allow("POST, OPTIONS")))
+        .route("/health", get(handlers::health).merge(allow("GET, HEAD, OPTIONS")))
+        .route("/ready", get(handlers::ready).merge(allow("GET, HEAD, OPTIONS")))
         .route(
             "/account",
-            get(handlers::account_get).patch(handlers::account_patch).delete(handlers::account_delete),
+            get(handlers::account_get)
+                .patch(handlers::account_patch)
+                .delete(handlers::account_delete)
+                .merge(allow("GET, HEAD, PATCH, DELETE, OPTIONS")),
         )
-        .route("/account/rotate", post(handlers::account_rotate))
-        .route("/persist", post(persist::put).delete(persist::delete))
+        .route("/account/rotate", post(handlers::account_rotate).merge(allow("POST, OPTIONS")))
+        .route("/persist", post(persist::put).delete(persist::delete).merge(allow("POST, DELETE, OPTIONS")))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(Arc::clone(&state.config), headers_layer))
         .with_state(state)
 }
 
-/// Collapses repeated slashes and drops a trailing slash, before routing.
+/// Every method the API serves, for `OPTIONS *`.
+const ALL_METHODS: &str = "GET, HEAD, POST, PATCH, DELETE, OPTIONS";
+
+/// Answers a plain OPTIONS request (not a CORS preflight, which [`headers_layer`] answers) with
+/// 200 and the route's methods in `Allow` (RFC 9110 section 9.3.7), as acme-dns's router does.
+fn allow(methods: &'static str) -> MethodRouter<AppState> {
+    options(move || async move { (StatusCode::OK, [(header::ALLOW, methods)]) })
+}
+
+/// Collapses repeated slashes, drops a trailing slash and decodes percent-encoded unreserved
+/// characters (RFC 3986 section 6.2.2.2: `/%75pdate` is `/update`), before routing.
 fn normalise_path(uri: &Uri) -> Option<Uri> {
     let path = uri.path();
-    if !path.contains("//") && (path.len() <= 1 || !path.ends_with('/')) {
+    if !path.contains("//") && !path.contains('%') && (path.len() <= 1 || !path.ends_with('/')) {
         return None;
     }
     let mut clean = String::with_capacity(path.len());
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         clean.push('/');
-        clean.push_str(segment);
+        push_decoded(segment, &mut clean);
     }
     if clean.is_empty() {
         clean.push('/');
@@ -112,7 +125,34 @@ fn normalise_path(uri: &Uri) -> Option<Uri> {
     clean.parse().ok()
 }
 
-/// Adds HSTS and CORS headers, and answers CORS preflight requests.
+/// Appends a path segment with its percent-encoded unreserved characters (letters, digits,
+/// `-._~`) decoded; every other escape (`%2F` above all) stays as it is, so the segments
+/// do not change.
+fn push_decoded(segment: &str, out: &mut String) {
+    let mut rest = segment;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at..];
+        let decoded = escape
+            .get(1..3)
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b));
+        match decoded {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &escape[3..];
+            }
+            None => {
+                out.push('%');
+                rest = &escape[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
+/// Adds HSTS and CORS headers, and answers CORS preflight requests and `OPTIONS *`.
 async fn headers_layer(
     axum::extract::State(config): axum::extract::State<Arc<ApiConfig>>,
     request: Request,
@@ -128,7 +168,12 @@ async fn headers_layer(
     });
     let preflight = request.method() == Method::OPTIONS
         && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut response = if preflight {
+    // `OPTIONS *` asks about the server as a whole (RFC 9110 section 9.3.7); no route has
+    // that path.
+    let whole_server = request.method() == Method::OPTIONS && request.uri() == "*";
+    let mut response = if whole_server {
+        (StatusCode::OK, [(header::ALLOW, ALL_METHODS)]).into_response()
+    } else if preflight {
         let mut r = StatusCode::NO_CONTENT.into_response();
         if allowed_origin.is_some() {
             let h = r.headers_mut();
@@ -274,5 +319,11 @@ mod tests {
         assert_eq!(n("/a//b/?x=1").as_deref(), Some("/a/b?x=1"));
         assert_eq!(n("/update"), None);
         assert_eq!(n("/"), None);
+        assert_eq!(n("/%75pdate").as_deref(), Some("/update"));
+        assert_eq!(n("/%72egister").as_deref(), Some("/register"));
+        assert_eq!(n("/acc%6Funt/%72%6F%74%61%74%65").as_deref(), Some("/account/rotate"));
+        // Reserved characters and broken escapes stay encoded.
+        assert_eq!(n("/a%2Fb/%zz/%4").as_deref(), Some("/a%2Fb/%zz/%4"));
+        assert_eq!(n("/%2B5x").as_deref(), Some("/%2B5x"));
     }
 }

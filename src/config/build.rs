@@ -123,6 +123,7 @@ pub(super) fn dns(
         persist_ttl: ttl(dns.persist_ttl(), defaults::PERSIST_TTL.into())?,
         default_ttl,
         udp_size: dns.edns_udp_size().integer(defaults::EDNS_UDP_SIZE.into(), 512..=4096)? as u16,
+        nsid: nsid(dns.nsid())?,
     };
     // What the zone would refuse is refused here, before anything is bound or opened.
     zone.check().map_err(|e| match e {
@@ -151,6 +152,15 @@ pub(super) fn dns(
     };
     let txt_values = dns.txt_values().integer(defaults::TXT_VALUES as i64, 1..=100)? as usize;
     Ok(Dns { listen, transports: Transports { udp, tcp }, zone, server, txt_values })
+}
+
+/// `dns.nsid`: the name server identifier (RFC 5001) as its bytes; empty or absent is off.
+fn nsid(entry: Entry<'_>) -> Result<Option<Vec<u8>>, ConfigError> {
+    match entry.string()? {
+        Some(id) if id.len() > 255 => Err(key_error(entry.key, "longer than 255 bytes")),
+        Some(id) if !id.is_empty() => Ok(Some(id.into_bytes())),
+        _ => Ok(None),
+    }
 }
 
 /// Builds `[database]`.

@@ -342,6 +342,8 @@ section! {
         default_ttl,
         /// EDNS UDP payload size.
         edns_udp_size,
+        /// Name server identifier (RFC 5001).
+        nsid,
         /// TCP idle timeout.
         tcp_idle_timeout,
         /// TCP connections at most.

@@ -190,7 +190,7 @@ pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Ve
             zone.answer(&query, limit, out);
         }
         Err(error) => match error.rcode() {
-            Some(rcode) => error_reply(msg, rcode, out),
+            Some(rcode) => error_reply(msg, rcode, zone.edns_udp_size(), out),
             None => out.clear(),
         },
     }

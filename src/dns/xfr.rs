@@ -91,7 +91,7 @@ pub fn answer(
     let verified = match tsig::verify_request(query.msg, key, now) {
         Ok(verified) => verified,
         Err(check) => {
-            let what = refuse_tsig(query, check, key, now, out);
+            let what = refuse_tsig(query, u16::try_from(limit).unwrap_or(u16::MAX), check, key, now, out);
             tracing::info!("query of type {}: {what}", query.qtype);
             return true;
         }
@@ -124,6 +124,7 @@ pub fn answer(
 /// Writes the answer to a request whose TSIG failed; returns what to log.
 fn refuse_tsig(
     query: &Query<'_>,
+    udp_size: u16,
     check: Check,
     key: Option<&TsigKey>,
     now: u64,
@@ -131,7 +132,7 @@ fn refuse_tsig(
 ) -> String {
     match check {
         Check::Malformed => {
-            wire::error_reply(query.msg, Rcode::FormErr, out);
+            wire::error_reply(query.msg, Rcode::FormErr, udp_size, out);
             "malformed TSIG record, answered FORMERR".to_owned()
         }
         Check::Failed(failure, reply_key) => {
@@ -189,7 +190,7 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     let verified = match tsig::verify_request(msg, key, now) {
         Ok(verified) => verified,
         Err(check) => {
-            let what = refuse_tsig(&query, check, key, now, &mut out);
+            let what = refuse_tsig(&query, zone.edns_udp_size(), check, key, now, &mut out);
             tracing::info!("{kind} from {client} refused: {what}");
             return send(stream, &mut out, idle).await;
         }

@@ -1030,3 +1030,52 @@ fn txt_values_setting_keeps_that_many_in_order() {
     }
     assert_eq!(served(&server, &account), values[2..].to_vec());
 }
+
+/// Issue 15, item 6: a plain OPTIONS (no CORS preflight headers) gets 200 and the route's
+/// methods in `Allow`, and `OPTIONS *` gets 200, as acme-dns answers (RFC 9110 section 9.3.7).
+#[test]
+fn options_requests_get_the_allowed_methods() {
+    let (server, _dir) = TestServer::start();
+    for (path, method) in
+        [("/update", "POST"), ("/register", "POST"), ("/health", "GET"), ("/account", "PATCH")]
+    {
+        let r = server.http("OPTIONS", path, &[], b"");
+        assert_eq!(r.status, 200, "OPTIONS {path}: {}", r.body_text());
+        let allow = r.header("allow").unwrap_or_default();
+        assert!(allow.contains(method) && allow.contains("OPTIONS"), "OPTIONS {path}: Allow {allow:?}");
+    }
+    let r = server.http("OPTIONS", "*", &[], b"");
+    assert_eq!(r.status, 200, "OPTIONS *: {}", r.body_text());
+    let allow = r.header("allow").unwrap_or_default();
+    assert!(["GET", "POST", "PATCH", "DELETE", "OPTIONS"].iter().all(|m| allow.contains(m)), "{allow:?}");
+    // No such route: still 404; a real CORS preflight is still answered as one.
+    assert_error(&server.http("OPTIONS", "/nope", &[], b""), 404, "not_found");
+    let preflight = [("Origin", "https://app.example"), ("Access-Control-Request-Method", "POST")];
+    let r = server.http("OPTIONS", "/update", &preflight, b"");
+    assert_eq!(r.status, 204);
+    assert!(r.header("access-control-allow-methods").is_some_and(|m| m.contains("POST")));
+}
+
+/// Issue 15, item 7: percent-encoded unreserved characters are the same path (RFC 3986
+/// section 6.2.2.2), as acme-dns serves them; reserved ones (`%2F`) are not decoded.
+#[test]
+fn percent_encoded_unreserved_characters_are_the_same_path() {
+    let (server, _dir) = TestServer::start();
+    let r = server.http("POST", "/%72egister", &[], b"");
+    assert_eq!(r.status, 201, "{}", r.body_text());
+    let account = r.json();
+    let value = txt_value(300);
+    assert_updated(&post_as(&server, &account, "/%75pdate", &[], &update_body(&account, &value)), &value);
+    let value = txt_value(301);
+    assert_updated(
+        &post_as(&server, &account, "//%75%70%64%61%74%65/", &[], &update_body(&account, &value)),
+        &value,
+    );
+    assert_eq!(served(&server, &account), vec![txt_value(300), value]);
+    assert_eq!(server.http("GET", "/h%65alth", &[], b"").status, 200);
+    assert_error(
+        &post_as(&server, &account, "/%2Fupdate", &[], &update_body(&account, "x")),
+        404,
+        "not_found",
+    );
+}

@@ -773,6 +773,111 @@ fn opcode_status_gets_notimp() {
     assert_notimp(2);
 }
 
+/// Issue 15, item 3: a message we do not serve that carries OPT gets its error reply with OPT
+/// (RFC 6891 section 7); NOTIMP echoes the question. Without OPT, no OPT comes back.
+#[test]
+fn error_replies_to_edns_messages_carry_opt() {
+    let (server, _dir) = start();
+    for op in [5u8, 4, 15] {
+        let mut m = with_id(query(DOMAIN, t::SOA, Some(1232)), 0x0E00 | u16::from(op));
+        m[2] = op << 3;
+        for reply in [udp_ask(server.udp, &m), tcp_ask(&server, &m)] {
+            assert_eq!((reply.rcode, opcode(&reply)), (rcode::NOTIMP, u16::from(op)), "{reply:?}");
+            assert_eq!(reply.qname.as_deref(), Some(format!("{DOMAIN}.").as_str()), "question echoed");
+            assert_eq!(reply.additional.len(), 1, "{reply:?}");
+            assert_eq!(reply.opt().map(|o| o.class), Some(1232), "our OPT in NOTIMP, opcode {op}");
+        }
+        let mut plain = with_id(query(DOMAIN, t::SOA, None), 0x0D00);
+        plain[2] = op << 3;
+        let reply = udp_ask(server.udp, &plain);
+        assert_eq!(reply.rcode, rcode::NOTIMP);
+        assert!(reply.qname.is_some() && reply.additional.is_empty(), "{reply:?}");
+    }
+    // No question, an OPT: FORMERR with OPT.
+    let m = [0x0F, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 41, 0x04, 0xD0, 0, 0, 0x80, 0, 0, 0];
+    let reply = udp_ask(server.udp, &m);
+    assert_eq!((reply.id, reply.rcode), (0x0F01, rcode::FORMERR));
+    assert!(reply.qname.is_none() && reply.answers.is_empty() && reply.authority.is_empty());
+    let opt = reply.opt().expect("OPT in FORMERR to EDNS");
+    assert_eq!(opt.ttl & 0x8000, 0x8000, "DO echoed");
+    // Two OPT records are the malformation itself: FORMERR without OPT.
+    let mut twice = with_id(query(DOMAIN, t::SOA, Some(1232)), 0x0F02);
+    twice[11] = 2;
+    twice.extend_from_slice(&[0, 0, 41, 4, 0xD0, 0, 0, 0, 0, 0, 0]);
+    assert_formerr(&server, &twice, 0x0F02);
+    assert_serving(&server);
+}
+
+/// A query with EDNS (size 1232) whose OPT carries one option.
+fn query_with_option(name: &str, qtype: u16, code: u16, data: &[u8]) -> Vec<u8> {
+    let mut m = query(name, qtype, Some(1232));
+    let n = m.len();
+    m[n - 2..].copy_from_slice(&(4 + data.len() as u16).to_be_bytes());
+    m.extend_from_slice(&code.to_be_bytes());
+    m.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    m.extend_from_slice(data);
+    m
+}
+
+/// Issue 15, item 5: REFUSED answers say why in an Extended DNS Error (RFC 8914): 20, not
+/// authoritative, for names outside the zone and other classes.
+#[test]
+fn refusals_carry_an_extended_dns_error() {
+    let (server, _dir) = start();
+    let mut chaos = query("version.bind", t::TXT, Some(1232));
+    let class_at = 12 + name_wire("version.bind").len() + 2;
+    chaos[class_at..class_at + 2].copy_from_slice(&3u16.to_be_bytes());
+    for m in [query("example.com", t::A, Some(1232)), chaos] {
+        let reply = udp_ask(server.udp, &m);
+        assert_eq!(reply.rcode, rcode::REFUSED);
+        assert_eq!(reply.opt().map(|o| o.rdata.clone()), Some(vec![0, 15, 0, 2, 0, 20]), "{reply:?}");
+    }
+    // Without EDNS there is nowhere to put it.
+    let reply = udp_ask(server.udp, &query("example.com", t::A, None));
+    assert!(reply.rcode == rcode::REFUSED && reply.additional.is_empty());
+    // Answers that are not refusals carry none.
+    assert_eq!(udp_ask(server.udp, &query(DOMAIN, t::SOA, Some(1232))).opt().map(|o| o.rdata.len()), Some(0));
+}
+
+/// Issue 15, item 5: `[dns] nsid` is sent to queries that carry an NSID option (RFC 5001),
+/// and only to those.
+#[test]
+fn nsid_is_sent_when_configured_and_asked_for() {
+    let (server, _dir) = start_with(|dir| with_keys(&base_config(&dir.0), "dns", "nsid = \"ns-test-1\""));
+    let mut expected = vec![0, 3, 0, 9];
+    expected.extend_from_slice(b"ns-test-1");
+    for m in [query_with_option(DOMAIN, t::SOA, 3, &[]), query_with_option("nope.example.com", t::A, 3, &[])]
+    {
+        let reply = udp_ask(server.udp, &m);
+        let opt = reply.opt().expect("OPT");
+        assert!(opt.rdata.starts_with(&expected), "{reply:?}");
+        assert_eq!(tcp_ask(&server, &m).opt().map(|o| o.rdata.starts_with(&expected)), Some(true));
+    }
+    // Another option (a cookie) does not ask for it.
+    let reply = udp_ask(server.udp, &query_with_option(DOMAIN, t::SOA, 10, &[7; 8]));
+    assert_eq!(reply.opt().map(|o| o.rdata.len()), Some(0));
+    // Not configured: not sent.
+    let (plain, _dir) = start();
+    let reply = udp_ask(plain.udp, &query_with_option(DOMAIN, t::SOA, 3, &[]));
+    assert_eq!(reply.opt().map(|o| o.rdata.len()), Some(0));
+}
+
+/// Issue 15, item 5: an answer for the apex NS carries the addresses of the name servers in the
+/// zone in its additional section, as Knot's and BIND's do.
+#[test]
+fn apex_ns_answer_carries_in_zone_addresses() {
+    let (server, _dir) = start();
+    for reply in [server.ask(DOMAIN, t::NS), tcp_ask(&server, &query(DOMAIN, t::NS, Some(1232)))] {
+        assert_eq!(reply.answers.len(), 1);
+        let glue: Vec<&Record> = reply.additional.iter().filter(|r| r.rtype != t::OPT).collect();
+        assert_eq!(glue.len(), 1, "{reply:?}");
+        assert_eq!((glue[0].owner.as_str(), glue[0].rtype), (format!("ns1.{DOMAIN}.").as_str(), t::A));
+        assert_eq!(glue[0].rdata, vec![192, 0, 2, 2]);
+    }
+    // Only there: the SOA answer has none.
+    assert!(server.ask(DOMAIN, t::SOA).additional.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Header, case, meta queries
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -320,19 +319,9 @@ impl Pebble {
     }
 }
 
-/// The virtual environment with certbot, made once per test process if missing.
+/// certbot in the Python virtual environment of the tests.
 fn certbot_path() -> PathBuf {
-    static READY: Mutex<bool> = Mutex::new(false);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = std::env::var_os("ACME_DELEGATE_E2E_VENV")
-        .map_or_else(|| root.join("target/e2e-venv"), |v| root.join(PathBuf::from(v)));
-    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
-    if !*ready {
-        let out = Command::new(root.join("scripts/e2e-venv")).output().expect("scripts/e2e-venv runs");
-        assert!(out.status.success(), "scripts/e2e-venv failed: {}", text(&out));
-        *ready = true;
-    }
-    venv.join("bin/certbot")
+    python_venv().join("bin/certbot")
 }
 
 /// One certbot run's result.

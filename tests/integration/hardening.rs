@@ -146,10 +146,18 @@ fn subdomain_field(line: &str) -> String {
     rest.split_whitespace().next().unwrap_or("").to_owned()
 }
 
-/// The `subdomain=` field of the last log line containing `event`.
-fn logged_subdomain(server: &TestServer, event: &str) -> String {
+/// The `subdomain=` field of the `n`th (from 1) log line containing `event`.
+fn logged_subdomain(server: &TestServer, event: &str, n: usize) -> String {
+    // The server's output reaches the test through a pipe read by another thread: a line the
+    // server wrote before answering may arrive here a moment after the answer.
+    let count = || server.log_text().lines().filter(|l| l.contains(event)).count();
+    crate::pg::eventually(Duration::from_secs(3), || count() >= n);
     let log = server.log_text();
-    let line = log.lines().rfind(|l| l.contains(event)).unwrap_or_else(|| panic!("no {event:?} in {log}"));
+    let line = log
+        .lines()
+        .filter(|l| l.contains(event))
+        .nth(n - 1)
+        .unwrap_or_else(|| panic!("no {event:?} #{n} in {log}"));
     subdomain_field(line)
 }
 
@@ -168,7 +176,7 @@ fn r12_logs_do_not_keep_an_erased_subdomain() {
     let subdomain = erased["subdomain"].as_str().unwrap().to_owned();
     let log = server.log_text();
     assert!(!log.to_ascii_lowercase().contains(&subdomain), "the subdomain is in the log:\n{log}");
-    let pseudonym = logged_subdomain(&server, "TXT updated");
+    let pseudonym = logged_subdomain(&server, "TXT updated", 1);
     assert!(
         pseudonym.len() == 13
             && pseudonym.starts_with('~')
@@ -177,17 +185,17 @@ fn r12_logs_do_not_keep_an_erased_subdomain() {
     );
     // The same account gets the same pseudonym after a restart: the secret is kept.
     assert_eq!(server.update(&kept, &txt_value(2)).status, 200);
-    let before = logged_subdomain(&server, "TXT updated");
+    let before = logged_subdomain(&server, "TXT updated", 2);
     drop(server);
     let server = TestServer::start_with(&dir, &config);
     assert_eq!(server.update(&kept, &txt_value(3)).status, 200);
-    assert_eq!(logged_subdomain(&server, "TXT updated"), before, "the pseudonym changed with a restart");
+    assert_eq!(logged_subdomain(&server, "TXT updated", 1), before, "the pseudonym changed with a restart");
     assert!(!server.log_text().contains(kept["subdomain"].as_str().unwrap()));
     drop(server);
     // The operator may choose the name itself.
     let (server, _dir) = TestServer::start_with_keys("privacy", "log_subdomain = \"full\"");
     let account = server.register();
-    assert_eq!(logged_subdomain(&server, "account registered"), account["subdomain"].as_str().unwrap());
+    assert_eq!(logged_subdomain(&server, "account registered", 1), account["subdomain"].as_str().unwrap());
 }
 
 /// One DNS exchange on an open TCP stream, waiting at most `limit` for the answer.

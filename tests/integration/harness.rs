@@ -589,6 +589,7 @@ pub mod t {
     pub const TXT: u16 = 16;
     pub const AAAA: u16 = 28;
     pub const OPT: u16 = 41;
+    pub const RRSIG: u16 = 46;
     pub const AXFR: u16 = 252;
     pub const ANY: u16 = 255;
 }
@@ -775,4 +776,26 @@ pub fn txt_value(seed: u32) -> String {
     }
     out.truncate(43);
     out
+}
+
+/// The Python virtual environment of the tests that need PyPI tools (certbot and its
+/// acme-dns plugin, DNSViz): made or refreshed by `scripts/e2e-venv` once per test process,
+/// so that tests running at once never build it side by side.
+pub fn python_venv() -> PathBuf {
+    static READY: Mutex<bool> = Mutex::new(false);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("ACME_DELEGATE_E2E_VENV")
+        .map_or_else(|| root.join("target/e2e-venv"), |v| root.join(PathBuf::from(v)));
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    if !*ready {
+        let out = Command::new(root.join("scripts/e2e-venv")).output().expect("scripts/e2e-venv runs");
+        assert!(
+            out.status.success(),
+            "scripts/e2e-venv failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        *ready = true;
+    }
+    venv
 }

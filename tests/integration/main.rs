@@ -4,6 +4,7 @@ mod api;
 mod differential;
 mod dns;
 mod dnssec;
+mod dnsviz;
 mod e2e;
 mod hardening;
 mod harness;

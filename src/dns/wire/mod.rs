@@ -26,6 +26,9 @@ mod write;
 pub use self::read::{Edns, ParseError, Query, lowercase_name, parse_query};
 pub use self::write::{Flags, Owner, Response, RrSet, Section, error_reply, txt_rdata};
 
+/// EDNS option code of NSID (RFC 5001).
+pub const OPTION_NSID: u16 = 3;
+
 /// Length of the fixed DNS header.
 pub const HEADER_LEN: usize = 12;
 /// Largest legal domain name in wire form, root label included.
@@ -175,7 +178,7 @@ mod tests {
     fn parses_edns_and_do_bit() {
         let m = query("a.b", rtype::A, Some(100));
         let q = parse_query(&m).unwrap();
-        assert_eq!(q.edns, Some(Edns { udp_size: 512, version: 0, dnssec_ok: true }));
+        assert_eq!(q.edns, Some(Edns { udp_size: 512, version: 0, dnssec_ok: true, nsid: false }));
     }
 
     #[test]
@@ -242,6 +245,29 @@ mod tests {
                 noisy[at] = (state >> 32) as u8;
             }
             let _ = parse_query(&noisy);
+        }
+    }
+
+    #[test]
+    fn error_replies_echo_opt_and_the_notimp_question() {
+        let mut m = query("a.b", rtype::SOA, Some(1232));
+        m[2] = 5 << 3; // UPDATE
+        let mut out = Vec::new();
+        error_reply(&m, Rcode::NotImp, 1400, &mut out);
+        let question = &m[HEADER_LEN..HEADER_LEN + 9];
+        assert_eq!(&out[4..12], &[0, 1, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(&out[HEADER_LEN..HEADER_LEN + 9], question);
+        assert_eq!(&out[HEADER_LEN + 9..], &[0, 0, 41, 0x05, 0x78, 0, 0, 0x80, 0, 0, 0]);
+        // FORMERR: no question, OPT only; without OPT, a bare header.
+        error_reply(&m, Rcode::FormErr, 1232, &mut out);
+        assert_eq!((out.len(), out[5], out[11]), (HEADER_LEN + 11, 0, 1));
+        let plain = query("a.b", rtype::SOA, None);
+        error_reply(&plain, Rcode::FormErr, 1232, &mut out);
+        assert_eq!(out.len(), HEADER_LEN);
+        // Any prefix or noise: never a panic.
+        for len in 2..m.len() {
+            error_reply(&m[..len], Rcode::FormErr, 1232, &mut out);
+            error_reply(&m[..len], Rcode::NotImp, 1232, &mut out);
         }
     }
 

@@ -4,7 +4,7 @@
 //! input can make this panic; a name in the question may not be compressed, so no pointer loop
 //! can be followed.
 
-use super::{HEADER_LEN, MAX_NAME_LEN, Rcode, rtype};
+use super::{HEADER_LEN, MAX_NAME_LEN, OPTION_NSID, Rcode, rtype};
 
 /// Why a received message is not a query we answer normally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +75,8 @@ pub struct Edns {
     pub version: u8,
     /// DNSSEC OK bit.
     pub dnssec_ok: bool,
+    /// The query asks for our name server identifier (an NSID option, RFC 5001).
+    pub nsid: bool,
 }
 
 /// A parsed query, borrowing the receive buffer.
@@ -170,17 +172,19 @@ fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, ParseError> {
     }
 }
 
-/// Checks the option list inside an OPT record's data.
-fn check_options(mut data: &[u8]) -> Result<(), ParseError> {
+/// Checks the option list inside an OPT record's data; returns whether it asks for NSID.
+fn check_options(mut data: &[u8]) -> Result<bool, ParseError> {
+    let mut nsid = false;
     while !data.is_empty() {
         let len = u16_at(data, 2).ok_or(ParseError::BadOpt)?;
         let end = 4 + usize::from(len);
         if end > data.len() {
             return Err(ParseError::BadOpt);
         }
+        nsid |= u16_at(data, 0) == Some(OPTION_NSID);
         data = &data[end..];
     }
-    Ok(())
+    Ok(nsid)
 }
 
 /// Parses a received message as a query.
@@ -235,11 +239,12 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, ParseError> {
             if index < first_additional || edns.is_some() || !root_owner {
                 return Err(ParseError::BadOpt);
             }
-            check_options(&msg[data_start..data_end])?;
+            let nsid = check_options(&msg[data_start..data_end])?;
             edns = Some(Edns {
                 udp_size: class.max(512),
                 version: (ttl >> 16) as u8,
                 dnssec_ok: ttl & 0x8000 != 0,
+                nsid,
             });
         }
         pos = data_end;
@@ -257,6 +262,55 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, ParseError> {
         qclass,
         edns,
     })
+}
+
+/// Reads what an error reply may echo from a message that [`parse_query`] refused: its only
+/// question (name, type and class, when the count is 1 and the name is uncompressed) and its
+/// OPT record (when every record can be walked and the OPT is single, well placed and well
+/// formed). Anything doubtful gives `None`; nothing here panics on any input.
+pub(super) fn scan_leniently(msg: &[u8]) -> (Option<&[u8]>, Option<Edns>) {
+    let Some(header) = msg.get(..HEADER_LEN) else { return (None, None) };
+    let count = |i: usize| usize::from(u16::from_be_bytes([header[4 + 2 * i], header[5 + 2 * i]]));
+    let mut question = None;
+    let mut pos = HEADER_LEN;
+    for _ in 0..count(0) {
+        let Ok(end) = skip_name(msg, pos) else { return (question, None) };
+        if count(0) == 1 && question_name_end(msg, pos) == Ok(end) {
+            question = msg.get(pos..end + 4);
+        }
+        pos = end + 4;
+    }
+    let first_additional = count(1) + count(2);
+    let mut edns = None;
+    for index in 0..first_additional + count(3) {
+        let name_start = pos;
+        let Ok(name_end) = skip_name(msg, pos) else { return (question, None) };
+        let (Some(rr_type), Some(class), Some(ttl), Some(rdlen)) = (
+            u16_at(msg, name_end),
+            u16_at(msg, name_end + 2),
+            u32_at(msg, name_end + 4),
+            u16_at(msg, name_end + 8),
+        ) else {
+            return (question, None);
+        };
+        let data = name_end + 10..name_end + 10 + usize::from(rdlen);
+        let Some(options) = msg.get(data.clone()) else { return (question, None) };
+        if rr_type == rtype::OPT {
+            let root_owner = name_end == name_start + 1 && msg.get(name_start) == Some(&0);
+            if index < first_additional || edns.is_some() || !root_owner {
+                return (question, None);
+            }
+            let Ok(nsid) = check_options(options) else { return (question, None) };
+            edns = Some(Edns {
+                udp_size: class.max(512),
+                version: (ttl >> 16) as u8,
+                dnssec_ok: ttl & 0x8000 != 0,
+                nsid,
+            });
+        }
+        pos = data.end;
+    }
+    (question, edns)
 }
 
 /// Copies a wire-form name into `out` in lower case; returns the used length.

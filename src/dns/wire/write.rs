@@ -4,6 +4,7 @@
 //! few copies; owners are compression pointers into the question. A response that does not
 //! fit is truncated at a whole RRset, keeping the question and OPT, with TC set.
 
+use super::read::scan_leniently;
 use super::{CLASS_IN, Query, Rcode};
 
 /// Header flags for a response.
@@ -38,6 +39,8 @@ pub struct Response<'b> {
     opt: Option<(u16, bool)>,
     /// The rcode, written into the header (and OPT) on finish.
     rcode: Rcode,
+    /// Length and counts before the first optional record (see [`Response::mark_optional`]).
+    optional_from: Option<(usize, [u16; 3])>,
 }
 
 /// Sections of a response, in wire order.
@@ -70,6 +73,16 @@ impl<'b> Response<'b> {
             question_end,
             opt: query.edns.map(|e| (udp_size, e.dnssec_ok)),
             rcode: Rcode::NoError,
+            optional_from: None,
+        }
+    }
+
+    /// Marks that what is pushed from here on may be dropped, rather than the whole answer
+    /// truncated, when the response does not fit (additional data that is a courtesy, such as
+    /// the addresses of the apex name servers; RFC 2181 section 9).
+    pub fn mark_optional(&mut self) {
+        if self.optional_from.is_none() {
+            self.optional_from = Some((self.buf.len(), self.counts));
         }
     }
 
@@ -108,13 +121,41 @@ impl<'b> Response<'b> {
         }
     }
 
+    /// Appends several pre-rendered records that share one owner, each with its TTL replaced
+    /// by `ttl` (the signatures of an RRset served with a lowered TTL must follow it down:
+    /// RFC 4034 section 3).
+    pub fn push_all_with_ttl(&mut self, section: Section, owner: Owner<'_>, rrset: &RrSet, ttl: u32) {
+        for tail in rrset.tails() {
+            self.push(section, owner, tail);
+            // The tail is type(2) class(2) TTL(4) rdlength(2) rdata: the TTL sits at 4..8.
+            let at = self.buf.len() - tail.len() + 4;
+            self.buf[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
+        }
+    }
+
     /// Writes counts, rcode and the OPT record; truncates to `max_len` with TC if needed.
-    pub fn finish(mut self, max_len: usize) {
-        let opt_len = if self.opt.is_some() { 11 } else { 0 };
+    pub fn finish(self, max_len: usize) {
+        self.finish_with_options(max_len, &[]);
+    }
+
+    /// [`Response::finish`], with pre-rendered EDNS options (code, length, data) appended to
+    /// our OPT record; they are dropped when the query had no OPT. Records pushed after
+    /// [`Response::mark_optional`] are dropped first when the response does not fit.
+    pub fn finish_with_options(mut self, max_len: usize, options: &[&[u8]]) {
+        let options_len: usize = if self.opt.is_some() { options.iter().map(|o| o.len()).sum() } else { 0 };
+        let opt_len = if self.opt.is_some() { 11 + options_len } else { 0 };
         if self.buf.len() + opt_len > max_len {
-            self.buf.truncate(self.question_end);
-            self.counts = [0; 3];
-            self.buf[2] |= 0x02;
+            match self.optional_from {
+                Some((len, counts)) if len + opt_len <= max_len => {
+                    self.buf.truncate(len);
+                    self.counts = counts;
+                }
+                _ => {
+                    self.buf.truncate(self.question_end);
+                    self.counts = [0; 3];
+                    self.buf[2] |= 0x02;
+                }
+            }
         }
         let rcode = self.rcode.value();
         self.buf[3] |= (rcode & 0x0F) as u8;
@@ -122,7 +163,15 @@ impl<'b> Response<'b> {
             let ext = (rcode >> 4) as u8;
             let flags: u8 = if dnssec_ok { 0x80 } else { 0 };
             let size = size.to_be_bytes();
-            self.buf.extend_from_slice(&[0, 0, 41, size[0], size[1], ext, 0, flags, 0, 0, 0]);
+            // Options are few and small (an NSID of at most 255 bytes, a 2-byte EDE).
+            let rdlen = u16::try_from(options_len).unwrap_or(0);
+            let [len_hi, len_lo] = rdlen.to_be_bytes();
+            self.buf.extend_from_slice(&[0, 0, 41, size[0], size[1], ext, 0, flags, 0, len_hi, len_lo]);
+            if rdlen > 0 {
+                for option in options {
+                    self.buf.extend_from_slice(option);
+                }
+            }
             self.counts[2] += 1;
         }
         let counts = self.counts;
@@ -133,14 +182,29 @@ impl<'b> Response<'b> {
     }
 }
 
-/// Writes a bare error reply (no question) for a message that did not parse.
+/// Writes the reply to a message that did not parse as a query we answer (FORMERR, NOTIMP).
 ///
-/// Only the ID, opcode and RD bit are copied; the caller has checked that the ID exists.
-pub fn error_reply(msg: &[u8], rcode: Rcode, out: &mut Vec<u8>) {
+/// The ID, opcode and RD bit are copied; the caller has checked that the ID exists. A NOTIMP
+/// reply echoes the question when the message has exactly one that reads well (the message
+/// was understood, only its kind is not served). Either carries an OPT record advertising
+/// `udp_size` when the message had one (RFC 6891 section 7: a reply to a request with OPT
+/// has OPT), so that an EDNS client does not take us for a server without EDNS.
+pub fn error_reply(msg: &[u8], rcode: Rcode, udp_size: u16, out: &mut Vec<u8>) {
     out.clear();
     let flags = msg.get(2).copied().unwrap_or(0) & 0x79; // opcode and RD
     out.extend_from_slice(&[msg[0], msg[1], 0x80 | flags, rcode.value() as u8 & 0x0F]);
     out.extend_from_slice(&[0; 8]);
+    let (question, edns) = scan_leniently(msg);
+    if let Some(question) = question.filter(|_| rcode == Rcode::NotImp) {
+        out.extend_from_slice(question);
+        out[5] = 1;
+    }
+    if let Some(edns) = edns {
+        let size = udp_size.to_be_bytes();
+        let flags: u8 = if edns.dnssec_ok { 0x80 } else { 0 };
+        out.extend_from_slice(&[0, 0, 41, size[0], size[1], 0, 0, flags, 0, 0, 0]);
+        out[11] = 1;
+    }
 }
 
 /// One RRset in pre-rendered form: each record's tail (type, class, TTL, rdlength, rdata).

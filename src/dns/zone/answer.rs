@@ -6,7 +6,12 @@
 use super::nsec3::{Key, Nsec3Entry, nsec3_key};
 use super::{Set, State, Zone};
 use crate::dns::records::is_at_or_below;
-use crate::dns::wire::{self, Owner, QNAME_OFFSET, Query, Rcode, Response, Section, rtype};
+use crate::dns::wire::{self, Owner, QNAME_OFFSET, Query, Rcode, Response, RrSet, Section, rtype};
+
+/// Extended DNS Error (RFC 8914) "Prohibited" (18), pre-rendered: option 15, length 2, code.
+const EDE_PROHIBITED: [u8; 6] = [0, 15, 0, 2, 0, 18];
+/// Extended DNS Error (RFC 8914) "Not Authoritative" (20), pre-rendered.
+const EDE_NOT_AUTHORITATIVE: [u8; 6] = [0, 15, 0, 2, 0, 20];
 
 impl Zone {
     /// The largest response for `query` over UDP.
@@ -15,6 +20,11 @@ impl Zone {
             Some(edns) => usize::from(edns.udp_size.min(self.udp_size)),
             None => 512,
         }
+    }
+
+    /// The UDP payload size our OPT records advertise.
+    pub fn edns_udp_size(&self) -> u16 {
+        self.udp_size
     }
 
     /// Writes the complete response to `query` into `out`, at most `max_len` bytes.
@@ -26,22 +36,26 @@ impl Zone {
             response.set_rcode(Rcode::BadVers);
             return response.finish(max_len);
         }
-        let refuse = match query.qtype {
-            _ if query.qclass != wire::CLASS_IN => Some(Rcode::Refused),
-            rtype::AXFR | rtype::IXFR => Some(Rcode::Refused),
-            rtype::MAILA | rtype::MAILB => Some(Rcode::NotImp),
+        // Our name server identifier, only to a query that asks for it (RFC 5001).
+        let nsid: &[u8] = if query.edns.is_some_and(|e| e.nsid) { &self.nsid_option } else { &[] };
+        // A refusal says why in an Extended DNS Error (RFC 8914), so an operator reading a
+        // resolver's log can tell "not served here" from a failure.
+        let refuse: Option<(Rcode, &[u8])> = match query.qtype {
+            _ if query.qclass != wire::CLASS_IN => Some((Rcode::Refused, &EDE_NOT_AUTHORITATIVE)),
+            rtype::AXFR | rtype::IXFR => Some((Rcode::Refused, &EDE_PROHIBITED)),
+            rtype::MAILA | rtype::MAILB => Some((Rcode::NotImp, &[])),
             _ => None,
         };
-        if let Some(rcode) = refuse {
+        if let Some((rcode, ede)) = refuse {
             response.set_rcode(rcode);
-            return response.finish(max_len);
+            return response.finish_with_options(max_len, &[nsid, ede]);
         }
         let mut lower = [0u8; wire::MAX_NAME_LEN];
         let len = wire::lowercase_name(query.qname, &mut lower);
         let name = &lower[..len];
         if !is_at_or_below(name, &self.apex) {
             response.set_rcode(Rcode::Refused);
-            return response.finish(max_len);
+            return response.finish_with_options(max_len, &[nsid, &EDE_NOT_AUTHORITATIVE]);
         }
         let dnssec = self.signer.is_some() && query.edns.is_some_and(|e| e.dnssec_ok);
         let ctx = Context {
@@ -53,7 +67,7 @@ impl Zone {
         let state = self.read();
         self.answer_in_zone(&state, &ctx, &mut response);
         drop(state);
-        response.finish(max_len);
+        response.finish_with_options(max_len, &[nsid]);
     }
 
     /// Appends a set (and its signatures when asked for).
@@ -98,7 +112,10 @@ impl Zone {
         if let Some(apex) = state.nodes.get(&self.apex)
             && let Some(soa) = apex.get(rtype::SOA)
         {
-            response.push_all(Section::Authority, apex_owner, &soa.sigs);
+            // The SOA goes out with the negative TTL here, so its signature must too (RFC 4034
+            // section 3); the signature's original TTL field stays the SOA's own TTL.
+            let ttl = self.soa_ttl.min(self.negative_ttl);
+            response.push_all_with_ttl(Section::Authority, apex_owner, &soa.sigs, ttl);
         }
         if !nxdomain {
             self.push_nsec3(state, ctx, response, &nsec3_key(ctx.name));
@@ -166,12 +183,20 @@ impl Zone {
         }
         response.set_authoritative(true);
         if let Some(node) = state.nodes.get(name) {
+            if qtype == rtype::RRSIG {
+                return self.answer_signatures(state, ctx, response, &node.sets);
+            }
             let set = match qtype {
                 rtype::ANY => node.sets.first(),
                 _ => node.get(qtype).or_else(|| node.get(rtype::CNAME)),
             };
             match set {
-                Some(set) => Self::push_set(response, Section::Answer, here, set, ctx.dnssec),
+                Some(set) => {
+                    Self::push_set(response, Section::Answer, here, set, ctx.dnssec);
+                    if qtype == rtype::NS && name == self.apex.as_slice() {
+                        self.push_ns_addresses(state, ctx, response, &set.records);
+                    }
+                }
                 None => self.push_negative(state, ctx, response, false),
             }
             return;
@@ -181,7 +206,9 @@ impl Zone {
         if 1 + label_len + self.apex.len() == name.len()
             && let Some(entry) = state.dynamic.get(&name[1..=label_len])
         {
-            if (qtype == rtype::TXT || qtype == rtype::ANY) && !entry.set.records.is_empty() {
+            if qtype == rtype::RRSIG {
+                self.answer_signatures(state, ctx, response, std::slice::from_ref(&entry.set));
+            } else if (qtype == rtype::TXT || qtype == rtype::ANY) && !entry.set.records.is_empty() {
                 Self::push_set(response, Section::Answer, here, &entry.set, ctx.dnssec);
             } else {
                 self.push_negative(state, ctx, response, false);
@@ -190,6 +217,40 @@ impl Zone {
         }
         response.set_rcode(Rcode::NxDomain);
         self.push_negative(state, ctx, response, true);
+    }
+
+    /// Answers a query for type RRSIG with every signature at the name, as Knot does: the
+    /// name's NSEC3 bitmap lists RRSIG, so a NODATA would contradict its own proof (RFC 5155
+    /// section 8.5). Signatures are the data asked for, so they are sent without DO too.
+    fn answer_signatures(&self, state: &State, ctx: &Context<'_>, response: &mut Response<'_>, sets: &[Set]) {
+        let mut any = false;
+        for set in sets.iter().filter(|set| !set.sigs.is_empty()) {
+            response.push_all(Section::Answer, Owner::Pointer(QNAME_OFFSET), &set.sigs);
+            any = true;
+        }
+        if !any {
+            self.push_negative(state, ctx, response, false);
+        }
+    }
+
+    /// Adds the addresses of the in-zone name servers to an answer for the apex NS, as Knot
+    /// and BIND do, which saves every resolver a query. They are a courtesy: when the answer
+    /// does not fit they are left out rather than the answer truncated.
+    fn push_ns_addresses(&self, state: &State, ctx: &Context<'_>, response: &mut Response<'_>, ns: &RrSet) {
+        response.mark_optional();
+        for target in ns.rdatas() {
+            // Only names we are authoritative for: not outside the zone, not below a cut.
+            if !is_at_or_below(target, &self.apex) || self.cut_at_or_above(target).is_some() {
+                continue;
+            }
+            let Some(node) = state.nodes.get(target) else { continue };
+            let owner = Owner::Prefixed(&target[..target.len() - self.apex.len()], ctx.apex_ptr);
+            for kind in [rtype::A, rtype::AAAA] {
+                if let Some(set) = node.get(kind) {
+                    Self::push_set(response, Section::Additional, owner, set, ctx.dnssec);
+                }
+            }
+        }
     }
 }
 

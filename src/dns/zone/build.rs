@@ -10,7 +10,7 @@ use std::sync::RwLock;
 use super::nsec3::nsec3_key;
 use super::{Cut, Node, Set, Signer, State, Zone, ZoneError, ZoneSettings, unix_now};
 use crate::dns::records::{self, StaticRecord, is_at_or_below, name_to_wire};
-use crate::dns::wire::{RrSet, rtype};
+use crate::dns::wire::{self, RrSet, rtype};
 
 /// Lower-cases the domain names embedded in rdata of the types that carry them (RFC 4034
 /// section 6.2), so the served data is in canonical form. Other data keeps its case.
@@ -154,6 +154,7 @@ impl Zone {
             txt_ttl: settings.txt_ttl,
             persist_ttl: settings.persist_ttl,
             udp_size: settings.udp_size,
+            nsid_option: settings.nsid.as_deref().map(nsid_option).unwrap_or_default(),
             cuts,
             signer,
             apex_hashes: (nsec3_key(&apex), {
@@ -216,6 +217,17 @@ impl Zone {
         }
         Ok(zone)
     }
+}
+
+/// The NSID option (RFC 5001) carrying `id`: code, length, data. The identifier is bounded by
+/// the configuration (255 bytes at most); a longer one is cut there.
+fn nsid_option(id: &[u8]) -> Vec<u8> {
+    let id = &id[..id.len().min(255)];
+    let mut option = Vec::with_capacity(4 + id.len());
+    option.extend_from_slice(&wire::OPTION_NSID.to_be_bytes());
+    option.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    option.extend_from_slice(id);
+    option
 }
 
 /// Static records grouped into a set while building: owner, type, TTL, rdatas.

@@ -71,6 +71,9 @@ pub struct ZoneSettings {
     pub default_ttl: u32,
     /// The UDP payload size we advertise and accept at most.
     pub udp_size: u16,
+    /// Our name server identifier (RFC 5001), sent to queries that ask for it; at most 255
+    /// bytes.
+    pub nsid: Option<Vec<u8>>,
 }
 
 /// How to sign: the key and the signature lifetimes.
@@ -199,6 +202,8 @@ pub struct Zone {
     persist_ttl: u32,
     /// Largest UDP payload we send.
     udp_size: u16,
+    /// The NSID option (code, length, identifier) ready to append, or empty when not set.
+    nsid_option: Vec<u8>,
     /// Delegation points below the apex.
     cuts: Vec<Cut>,
     /// Signing key and policy, when DNSSEC is on.
@@ -291,6 +296,7 @@ pub(super) mod tests {
             persist_ttl: 300,
             default_ttl: 3600,
             udp_size: 1232,
+            nsid: None,
         }
     }
 
@@ -336,7 +342,8 @@ pub(super) mod tests {
     fn apex_and_static() {
         let zone = Zone::new(&settings(), None).unwrap();
         assert_eq!(summary(&ask(&zone, "auth.example.org", rtype::SOA)), (0, true, 1, 0, 0));
-        assert_eq!(summary(&ask(&zone, "AUTH.example.org", rtype::NS)), (0, true, 1, 0, 0));
+        // The name server's address comes along in the additional section.
+        assert_eq!(summary(&ask(&zone, "AUTH.example.org", rtype::NS)), (0, true, 1, 0, 1));
         assert_eq!(summary(&ask(&zone, "auth.example.org", rtype::MX)), (0, true, 0, 1, 0));
         let r = ask(&zone, "a.b.auth.example.org", rtype::TXT);
         assert!(r.windows(10).any(|w| w == b"Mixed Case"));

@@ -358,6 +358,7 @@ mod tests {
             persist_ttl: 300,
             default_ttl: 3600,
             udp_size: 1232,
+            nsid: None,
         };
         let signer = signed.then(|| {
             let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
