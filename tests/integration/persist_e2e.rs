@@ -281,3 +281,35 @@ fn the_hashed_account_uri_is_published_as_the_draft_computes_it() {
     let target = line_starting(&out, "_validation-persist.example.com. CNAME ").rsplit(' ').next().unwrap();
     assert_eq!(server.ask(target.trim_end_matches('.'), t::TXT).txts(), [want]);
 }
+
+#[test]
+fn labels_and_hashed_uris_match_an_independent_computation() {
+    // Python's hashlib and base64 (RFC 4648) as the second opinion, on inputs of our choice.
+    let urls = [
+        "https://ca.example/acct/123",
+        "https://acme-v02.api.letsencrypt.org/acme/acct/2147483647",
+        "acct:x",
+    ];
+    let thumbprint = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+    let script = format!(
+        "import base64, hashlib\n\
+         for u in {urls:?}:\n\
+         \x20   print(base64.b32encode(hashlib.sha256(u.encode()).digest()[:10]).decode().lower())\n\
+         \x20   for d in ['example.com', '*', 'sub.example.org']:\n\
+         \x20       h = hashlib.sha256(bytes([len(d)]) + d.encode() + b'{thumbprint}' + u.encode()).digest()\n\
+         \x20       print('p:sha-256/' + base64.urlsafe_b64encode(h).decode().rstrip('='))\n"
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let python = String::from_utf8(out.stdout).unwrap();
+    let mut ours = String::new();
+    for url in urls {
+        ours.push_str(&format!("{}\n", acme_delegate::persist::account_label(url)));
+        for domain in ["example.com", "*", "sub.example.org"] {
+            let uri = acme_delegate::persist::hashed_account_uri("p:", domain, thumbprint, url).unwrap();
+            ours.push_str(&format!("{uri}\n"));
+        }
+    }
+    assert_eq!(ours, python);
+    assert!(python.starts_with("h5zlfqoi7m5jaytl\n"), "the issue's vector: {python}");
+}

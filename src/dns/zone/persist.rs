@@ -37,6 +37,51 @@ impl Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::dnssec::{Algorithm, SigningKey};
+    use crate::dns::wire::rtype;
+    use crate::dns::zone::nsec3::nsec3_key;
+    use crate::dns::zone::{Signer, ZoneSettings};
+
+    /// A signed zone with `txt_ttl` 1 and `persist_ttl` 300.
+    fn zone() -> Zone {
+        let settings = ZoneSettings {
+            apex: "auth.example.org".into(),
+            nsname: "ns1.auth.example.org".into(),
+            nsadmin: "admin.example.org".into(),
+            records: Vec::new(),
+            soa_ttl: 3600,
+            negative_ttl: 60,
+            txt_ttl: 1,
+            persist_ttl: 300,
+            default_ttl: 3600,
+            udp_size: 1232,
+            nsid: None,
+        };
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        let key = SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, &pkcs8).unwrap();
+        Zone::new(&settings, Some(Signer { key, validity: 3600, refresh: 600 })).unwrap()
+    }
+
+    #[test]
+    fn a_persist_name_is_a_signed_name_with_its_own_ttl() {
+        let zone = zone();
+        let sub = "3f1c0000-0000-4000-8000-0000000000e2";
+        let label = persist_label(sub);
+        assert!(zone.set_txt(sub, 1, &["dns-01 value"]));
+        assert!(zone.set_txt(&label, 1, &["ca.example; accounturi=acct:1"]));
+        // A late, older write (counter 0) changes nothing.
+        assert!(!zone.set_txt(&label, 0, &[]));
+        let state = zone.read();
+        let ttl = |l: &str| state.dynamic[l.as_bytes()].set.records.type_and_ttl();
+        assert_eq!((ttl(sub), ttl(&label)), (Some((rtype::TXT, 1)), Some((rtype::TXT, 300))));
+        assert!(!state.dynamic[label.as_bytes()].set.sigs.is_empty(), "signed");
+        let name = zone.subdomain_name(label.as_bytes());
+        assert!(state.nsec3.contains_key(&nsec3_key(&name)), "in the NSEC3 chain");
+        drop(state);
+        // Removed with its account: out of the chain too.
+        assert!(zone.remove(&label));
+        assert!(!zone.read().nsec3.contains_key(&nsec3_key(&name)));
+    }
 
     #[test]
     fn labels_are_told_apart() {
