@@ -433,6 +433,26 @@ async fn persist_records_are_limited_per_account(backend: Backend) {
     );
 }
 
+async fn persist_limit_holds_under_concurrent_writers(backend: Backend) {
+    let db = Fresh::new(backend);
+    // Two instances on one database, twelve issuers at once: exactly the limit gets in.
+    let (a, b) = (db.open().await, db.open().await);
+    a.insert_account(&account(1)).await.unwrap();
+    let writes = (0..12).map(|n| {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move {
+            store.put_persist("sub-1", &persist(&format!("ca{n}.example"), None), 10).await
+        })
+    });
+    let mut outcomes = Vec::new();
+    for write in writes {
+        outcomes.push(write.await.unwrap().unwrap());
+    }
+    let stored = outcomes.iter().filter(|o| matches!(o, PutOutcome::Stored { .. })).count();
+    assert_eq!((stored, outcomes.len() - stored), (10, 2), "{outcomes:?}");
+    assert_eq!(a.persist_of("sub-1").await.unwrap().unwrap().values.len(), 10);
+}
+
 async fn persist_records_expire_and_keep_accounts_in_use(backend: Backend) {
     let db = Fresh::new(backend);
     let store = db.open().await;
@@ -507,6 +527,7 @@ battery!(
     a_newer_schema_is_refused,
     persist_records_are_kept_per_issuer,
     persist_records_are_limited_per_account,
+    persist_limit_holds_under_concurrent_writers,
     persist_records_expire_and_keep_accounts_in_use,
     persist_records_are_erased_with_the_account,
 );
