@@ -88,9 +88,14 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/account/rotate", post(handlers::account_rotate).merge(allow("POST, OPTIONS")))
         .route("/persist", post(persist::put).delete(persist::delete).merge(allow("POST, DELETE, OPTIONS")))
+        // Metrics: the matched route's template for the count below (keep this after the
+        // last route; it applies to the routes added before it).
+        .route_layer(middleware::from_fn(crate::metrics::api::mark_route))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(Arc::clone(&state.config), headers_layer))
+        // Metrics: outermost, so every answer is counted, preflights and 404s included.
+        .layer(middleware::from_fn(crate::metrics::api::count))
         .with_state(state)
 }
 

@@ -37,6 +37,14 @@ pub enum DaemonError {
     /// A DNS listen address could not be bound.
     #[error("{0}")]
     Bind(#[from] BindError),
+    /// The metrics address could not be bound.
+    #[error("cannot listen for metrics on {addr} (metrics.listen): {source}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The API address could not be bound.
     #[error("cannot listen for the API on {addr}: {source}")]
     ApiBind {
@@ -166,12 +174,23 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let bound = server::bind(&config.dns.listen, config.dns.transports)?;
     let api_listener = bind_api(config.api.listen)?;
     let api_addr = api_listener.local_addr()?;
+    // Metrics: bound with the others, so a taken port stops the start; counters only when on.
+    let metrics_listener = match &config.metrics {
+        Some(metrics) => Some(bind_api(metrics.listen).map_err(|error| match error {
+            DaemonError::ApiBind { addr, source } => DaemonError::MetricsBind { addr, source },
+            other => other,
+        })?),
+        None => None,
+    };
+    let dns_stats = config.metrics.is_some().then(|| Arc::new(crate::dns::stats::DnsStats::default()));
 
     let store = Store::open(&config.database).await?;
+    let mut key_created = None;
     let signer = match config.dnssec {
         None => None,
         Some(dnssec) => {
-            let (key, _) = signing_key(&store, dnssec.algorithm).await?;
+            let (key, created) = signing_key(&store, dnssec.algorithm).await?;
+            key_created = Some(created);
             tracing::info!("DNSSEC on: {} key tag {}", dnssec.algorithm.name(), key.key_tag());
             Some(Signer { key, validity: dnssec.validity, refresh: dnssec.refresh })
         }
@@ -188,7 +207,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     for listener in &bound.tcp {
         tracing::info!("listening for DNS over TCP on {}", listener.local_addr()?);
     }
-    let udp_threads = server::spawn_udp(bound.udp, &zone, config.dns.server, &stop)?;
+    let udp_threads = server::spawn_udp(bound.udp, &zone, config.dns.server, &stop, dns_stats.as_deref())?;
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(transfer) = config.transfer.clone() {
         // Zone transfers: journal changes from here on, and tell the secondaries of each one.
@@ -196,7 +215,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let key =
             transfer.key.as_ref().map_or("no TSIG key".to_owned(), |k| format!("TSIG key {}", k.name()));
         zone.enable_transfers(transfer, crate::dns::journal::Limits::default());
-        crate::dns::notify::spawn(&zone, &mut tasks, &shutdown_rx);
+        crate::dns::notify::spawn(&zone, &mut tasks, &shutdown_rx, dns_stats.as_deref());
         tracing::info!(
             "zone transfers on: {networks} networks allowed, {secondaries} secondaries notified, {key}"
         );
@@ -205,8 +224,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let zone = Arc::clone(&zone);
         let shutdown = shutdown_rx.clone();
         let options = config.dns.server;
+        let stats = dns_stats.as_ref().map(|s| s.tcp());
         tasks.spawn(async move {
-            if let Err(error) = server::serve_tcp(listener, zone, options, shutdown).await {
+            if let Err(error) = server::serve_tcp(listener, zone, options, shutdown, stats).await {
                 tracing::error!("DNS over TCP stopped: {error}");
             }
         });
@@ -270,6 +290,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     tasks.spawn(api::serve(listener, app, tls, config.api.header_timeout, shutdown_rx.clone()));
     tracing::info!("API listening on {scheme}://{api_addr}");
+    if let (Some(listener), Some(dns)) = (metrics_listener, dns_stats) {
+        let addr = listener.local_addr()?;
+        let sources = crate::metrics::Sources { dns, zone: Arc::clone(&zone), key_created };
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let router = crate::metrics::router(sources);
+        tasks.spawn(api::serve(listener, router, None, config.api.header_timeout, shutdown_rx.clone()));
+        tracing::info!("metrics listening on http://{addr}/metrics");
+    }
     tracing::info!(
         "ready: serving zone {} with {} registered subdomains",
         zone.apex_text(),

@@ -64,8 +64,10 @@ pub(super) fn error(error: tokio_postgres::Error) -> StoreError {
         if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
             return StoreError::Duplicate(db.message().to_owned());
         }
+        crate::metrics::counters::store_error("backend");
         return StoreError::Backend(db.message().to_owned());
     }
+    crate::metrics::counters::store_error("unavailable");
     StoreError::Unavailable(error.to_string())
 }
 
@@ -73,7 +75,10 @@ pub(super) fn error(error: tokio_postgres::Error) -> StoreError {
 fn pool_error(error: PoolError) -> StoreError {
     match error {
         PoolError::Backend(e) => self::error(e),
-        other => StoreError::Unavailable(other.to_string()),
+        other => {
+            crate::metrics::counters::store_error("unavailable");
+            StoreError::Unavailable(other.to_string())
+        }
     }
 }
 
@@ -275,6 +280,7 @@ impl PostgresStore {
                 match listen(&config, &tx).await {
                     Ok(()) => return, // the receiver is gone: the server is stopping
                     Err(reason) => {
+                        crate::metrics::counters::feed_reconnected();
                         tracing::warn!(
                             "change feed lost ({reason}); reconnecting in {} ms",
                             backoff.as_millis()

@@ -779,8 +779,8 @@ pub fn txt_value(seed: u32) -> String {
 }
 
 /// The Python virtual environment of the tests that need PyPI tools (certbot and its
-/// acme-dns plugin, DNSViz): made or refreshed by `scripts/e2e-venv` once per test process,
-/// so that tests running at once never build it side by side.
+/// acme-dns plugin, DNSViz, schemathesis): made or refreshed by `scripts/e2e-venv` once per
+/// test process, so that tests running at once never build it side by side.
 pub fn python_venv() -> PathBuf {
     static READY: Mutex<bool> = Mutex::new(false);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

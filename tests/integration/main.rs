@@ -9,6 +9,8 @@ mod e2e;
 mod hardening;
 mod harness;
 mod lifecycle;
+mod metrics;
+mod openapi;
 mod persist;
 mod persist_e2e;
 mod pg;
