@@ -248,6 +248,8 @@ fn erasure_removes_the_records_and_the_name() {
     let account = server.register();
     let name = persist_domain(&server, &account);
     assert_eq!(put(&server, &account, &body("ca.example")).status, 200);
+    // A persist name is not an account: /ready counts one subdomain.
+    assert_eq!(server.http("GET", "/ready", &[], b"").json()["subdomains"], 1);
     let r = server.http("DELETE", "/account", &auth(&account), b"");
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(server.ask(&name, t::TXT).rcode, rcode::NXDOMAIN);

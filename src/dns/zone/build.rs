@@ -167,6 +167,7 @@ impl Zone {
                 nodes,
                 soa_negative: RrSet::default(),
                 dynamic: HashMap::new(),
+                persist_names: 0,
                 nsec3: BTreeMap::new(),
                 changes: 0,
                 own_challenge: Vec::new(),

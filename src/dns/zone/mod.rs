@@ -175,8 +175,10 @@ struct State {
     nodes: HashMap<Vec<u8>, Node>,
     /// The SOA record with the negative TTL, for negative answers (signatures: the SOA set's).
     soa_negative: RrSet,
-    /// Registered subdomains by lower-case label.
+    /// Registered subdomains (and persist names, see `persist`) by lower-case label.
     dynamic: HashMap<Vec<u8>, TxtEntry>,
+    /// How many of `dynamic` are persist names (kept by `persist::{insert,remove}_dynamic`).
+    persist_names: usize,
     /// The NSEC3 chain by hash (empty when unsigned).
     nsec3: BTreeMap<Key, Nsec3Entry>,
     /// Counts changes to registered subdomains; see [`Zone::mark`].
@@ -251,7 +253,8 @@ impl Zone {
 
     /// Number of registered subdomains.
     pub fn subdomain_count(&self) -> usize {
-        self.read().dynamic.len()
+        let state = self.read();
+        state.dynamic.len() - state.persist_names
     }
 
     /// The delegation at or above `name` (below the apex), if any.

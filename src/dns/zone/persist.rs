@@ -12,7 +12,7 @@
 //! Subdomains are UUIDs (36 characters; acme-dns made them the same way), so a persist label
 //! is never a subdomain's and fits a DNS label (44 of 63 octets).
 
-use super::Zone;
+use super::{State, TxtEntry, Zone};
 
 /// What a persist label starts with.
 const PREFIX: &str = "persist-";
@@ -23,8 +23,30 @@ pub fn persist_label(subdomain: &str) -> String {
 }
 
 /// Whether a lower-case label is a persist label.
-fn is_persist_label(label: &[u8]) -> bool {
+pub(super) fn is_persist_label(label: &[u8]) -> bool {
     label.starts_with(PREFIX.as_bytes())
+}
+
+impl State {
+    /// Adds or replaces a registered name, counting persist names (so that the count of
+    /// subdomains, for `/ready` and the metrics, stays a count of accounts).
+    pub(super) fn insert_dynamic(&mut self, key: Vec<u8>, entry: TxtEntry) -> Option<TxtEntry> {
+        let persist = is_persist_label(&key);
+        let old = self.dynamic.insert(key, entry);
+        if persist && old.is_none() {
+            self.persist_names += 1;
+        }
+        old
+    }
+
+    /// Removes a registered name, counting persist names.
+    pub(super) fn remove_dynamic(&mut self, key: &[u8]) -> Option<TxtEntry> {
+        let old = self.dynamic.remove(key);
+        if old.is_some() && is_persist_label(key) {
+            self.persist_names -= 1;
+        }
+        old
+    }
 }
 
 impl Zone {
@@ -78,8 +100,11 @@ mod tests {
         let name = zone.subdomain_name(label.as_bytes());
         assert!(state.nsec3.contains_key(&nsec3_key(&name)), "in the NSEC3 chain");
         drop(state);
+        // Not a subdomain: the count of accounts stays one.
+        assert_eq!(zone.subdomain_count(), 1);
         // Removed with its account: out of the chain too.
         assert!(zone.remove(&label));
+        assert_eq!(zone.subdomain_count(), 1);
         assert!(!zone.read().nsec3.contains_key(&nsec3_key(&name)));
     }
 

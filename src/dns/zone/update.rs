@@ -6,6 +6,7 @@
 //! zone's change counter ([`Zone::mark`]), so a late write of older data never undoes a newer
 //! one. Rendering and signing happen before the write lock where possible.
 
+use super::persist::is_persist_label;
 use super::{Set, State, TxtEntry, Zone, unix_now};
 use crate::dns::wire::{RrSet, rtype, txt_rdata};
 
@@ -106,7 +107,7 @@ impl Zone {
         let types = Self::subdomain_types(&entry);
         let name = self.subdomain_name(&key);
         self.touch_name(&state, &name);
-        state.dynamic.insert(key, entry);
+        state.insert_dynamic(key, entry);
         self.chain_upsert(&mut state, &name, types);
         self.bump_serial(&mut state);
         true
@@ -151,7 +152,7 @@ impl Zone {
         let key = subdomain.to_ascii_lowercase().into_bytes();
         let mut state = self.write();
         self.touch_name(&state, &self.subdomain_name(&key));
-        let removed = state.dynamic.remove(&key).is_some();
+        let removed = state.remove_dynamic(&key).is_some();
         if removed {
             self.chain_remove(&mut state, &self.subdomain_name(&key));
             self.bump_serial(&mut state);
@@ -217,6 +218,7 @@ impl Zone {
             // Not journaled: a secondary behind this gets the whole zone.
             self.forget_changes();
             state.dynamic = rendered.into_iter().collect();
+            state.persist_names = state.dynamic.keys().filter(|k| is_persist_label(k)).count();
             self.rebuild_chain(&mut state);
             self.bump_serial(&mut state);
             return count;
@@ -228,7 +230,7 @@ impl Zone {
                 continue; // registered while the snapshot was read
             }
             self.touch_name(&state, &self.subdomain_name(&key));
-            if let Some(entry) = state.dynamic.remove(&key) {
+            if let Some(entry) = state.remove_dynamic(&key) {
                 self.chain_remove(&mut state, &self.subdomain_name(&key));
                 removed.push(entry);
                 count += 1;
@@ -247,7 +249,7 @@ impl Zone {
                 }
                 None => {
                     count += 1;
-                    state.dynamic.insert(key.clone(), entry);
+                    state.insert_dynamic(key.clone(), entry);
                     true
                 }
             };
