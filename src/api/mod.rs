@@ -17,7 +17,7 @@
 pub mod acme;
 pub mod credentials;
 pub mod error;
-mod handlers;
+pub(crate) mod handlers;
 pub mod limits;
 mod persist;
 

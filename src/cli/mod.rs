@@ -197,6 +197,8 @@ fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
             AccountAction::Delete { username } => {
                 let r = find(username).await?;
                 store.delete_account(&r.account.username).await.map_err(|e| e.to_string())?;
+                // This process has no purge task to clean PostgreSQL's table files later.
+                store.clean_erased().await.map_err(|e| e.to_string())?;
                 println!(
                     "deleted account {} ({}.{domain}), its TXT values and audit entries",
                     r.account.username, r.account.subdomain

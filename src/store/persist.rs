@@ -16,7 +16,9 @@
 //!
 //! Lifetime: records do not age out with `txt_retention`; the purge removes those whose
 //! `persistUntil` passed, and an account holding a live record is in use for `account_expiry`
-//! (see `common::purge`). Erasure deletes them with the account.
+//! (see `common::purge`). Erasure deletes them with the account. A deleted or replaced record
+//! is erased data like any other (`erased::PERSIST`: SQLite's WAL is emptied, PostgreSQL's
+//! table rewritten by the next purge run).
 //!
 //! [`MAX_RECORDS`]: crate::persist::MAX_RECORDS
 
@@ -222,7 +224,12 @@ impl super::Store {
         max: usize,
     ) -> Result<PutOutcome, StoreError> {
         let (subdomain, record) = (subdomain.to_owned(), record.clone());
-        atomic!(self, c => put(c, &subdomain, &record, max))
+        let outcome = atomic!(self, c => put(c, &subdomain, &record, max))?;
+        if matches!(outcome, PutOutcome::Stored { replaced: true, .. }) {
+            // The replaced record's account URI is erased data too.
+            self.erased(super::erased::PERSIST).await?;
+        }
+        Ok(outcome)
     }
 
     /// Deletes the account's record of `issuer`; returns what its persist name then serves, or
@@ -233,7 +240,11 @@ impl super::Store {
         issuer: &str,
     ) -> Result<Option<TxtValues>, StoreError> {
         let (subdomain, issuer) = (subdomain.to_owned(), issuer.to_owned());
-        atomic!(self, c => delete(c, &subdomain, &issuer))
+        let served = atomic!(self, c => delete(c, &subdomain, &issuer))?;
+        if served.is_some() {
+            self.erased(super::erased::PERSIST).await?;
+        }
+        Ok(served)
     }
 
     /// What the persist name of `subdomain`'s account serves, or `None` if it has none (the

@@ -71,7 +71,10 @@ pub const MIGRATIONS: &[&str] = &[
         value      TEXT NOT NULL,
         expires_at {int} NOT NULL
     );",
-    // 6: dns-persist-01 records, one per issuer per account, and each account's counter of
+    // 6: identical audit entries folded into one row with a count (issue 12 item 5).
+    "ALTER TABLE audit ADD COLUMN occurrences {int} NOT NULL DEFAULT 1;
+    ALTER TABLE audit ADD COLUMN last_at {int};",
+    // 7: dns-persist-01 records, one per issuer per account, and each account's counter of
     // changes to them (see `persist.rs`).
     "ALTER TABLE accounts ADD COLUMN persist_seq {int} NOT NULL DEFAULT 0;
     CREATE TABLE persist (

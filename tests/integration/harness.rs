@@ -133,8 +133,15 @@ pub struct TestServer {
 }
 
 /// Path of the binary under test.
+///
+/// `ACME_DELEGATE_TEST_BIN` overrides it, to run today's tests against another build (say,
+/// the one before a fix, to see a regression test fail there).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_acme-delegate")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("ACME_DELEGATE_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_acme-delegate").to_owned())
+    })
 }
 
 /// Spawns a thread that copies lines of `reader` into `log`.
