@@ -238,7 +238,7 @@ pub fn load_tls(fullchain: &std::path::Path, privkey: &std::path::Path) -> Resul
 
 /// The API's TLS settings (ring, rustls's safe protocol versions, no client certificates),
 /// waiting for the certificate: from files, or from ACME.
-fn tls_server_config() -> Result<
+pub(crate) fn tls_server_config() -> Result<
     tokio_rustls::rustls::ConfigBuilder<
         tokio_rustls::rustls::ServerConfig,
         tokio_rustls::rustls::server::WantsServerCert,

@@ -56,8 +56,22 @@ pub fn spawn(
     shutdown: &watch::Receiver<bool>,
     stats: Option<&DnsStats>,
 ) {
+    if let Some(settings) = zone.transfers() {
+        spawn_to(zone, &settings.notify, tasks, shutdown, stats);
+    }
+}
+
+/// Starts one NOTIFY task for each of `targets` (the daemon's reload starts a new set when
+/// `transfer.notify` changes, after ending the old one through its `shutdown`).
+pub fn spawn_to(
+    zone: &Arc<Zone>,
+    targets: &[SocketAddr],
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+    stats: Option<&DnsStats>,
+) {
     let (Some(settings), Some(serials)) = (zone.transfers(), zone.serial_watch()) else { return };
-    for &target in &settings.notify {
+    for &target in targets {
         let zone = Arc::clone(zone);
         let key = settings.key.clone();
         let serials = serials.clone();
