@@ -27,6 +27,8 @@
 //! The daemon makes one [`ZoneSync`] and hands clones to the API, the change-feed follower,
 //! the retention purge, the signature refresh and the ACME client.
 
+mod persist;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,9 +37,10 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::propagation;
+use crate::dns::zone::persist_label;
 use crate::dns::zone::{Edit, Zone, unix_now};
 use crate::privacy::Secret;
-use crate::store::version::{ERASED, OWN_CHALLENGE, SIGN, erased_name};
+use crate::store::version::{ERASED, OWN_CHALLENGE, PERSIST, SIGN, erased_name};
 use crate::store::{Account, Change, LogEntry, PurgeRules, Purged, Store, StoreError, TxtValues};
 
 /// Why the zone's signing key could not be had.
@@ -116,21 +119,33 @@ async fn detached<T: Send + 'static>(work: impl Future<Output = T> + Send + 'sta
     }
 }
 
-/// The zone edit of one log entry (`None` for a new signing epoch, applied on its own, and
-/// for the erasure of a name the zone does not serve).
-fn edit_of(zone: &Zone, entry: &LogEntry) -> Option<Edit> {
-    match (entry.name.as_str(), &entry.values) {
+/// The zone edits of one log entry (none for a new signing epoch, applied on its own, and for
+/// the erasure of a name the zone does not serve).
+fn edits_of(zone: &Zone, entry: &LogEntry) -> Vec<Edit> {
+    let edit = match (entry.name.as_str(), &entry.values) {
         (SIGN, _) => None,
-        // Logged by digest: the zone's labels are matched against it (an erasure is rare).
+        // Logged by digest: the zone's labels are matched against it (an erasure is rare); the
+        // account's persist name goes with it.
         (digest, _) if digest.starts_with(ERASED) => {
-            zone.find_subdomain(|label| erased_name(label) == digest).map(Edit::Remove)
+            let Some(label) = zone.find_subdomain(|label| erased_name(label) == digest) else {
+                return vec![];
+            };
+            return vec![Edit::Remove(persist_label(&label)), Edit::Remove(label)];
+        }
+        (name, values) if name.starts_with(PERSIST) => {
+            let label = persist_label(&name[PERSIST.len_utf8()..]);
+            Some(match values {
+                Some(values) => Edit::Txt { subdomain: label, values: values.clone() },
+                None => Edit::Remove(label),
+            })
         }
         (OWN_CHALLENGE, values) => Some(Edit::OwnChallenge(values.clone().unwrap_or_default())),
         (subdomain, Some(values)) => {
             Some(Edit::Txt { subdomain: subdomain.to_owned(), values: values.clone() })
         }
         (subdomain, None) => Some(Edit::Remove(subdomain.to_owned())),
-    }
+    };
+    edit.into_iter().collect()
 }
 
 impl ZoneSync {
@@ -297,7 +312,7 @@ impl ZoneSync {
                     tracing::info!("signatures renewed: {signed} RRsets signed for epoch {epoch}");
                 }
             } else {
-                let edits: Vec<Edit> = entries.iter().filter_map(|e| edit_of(&self.zone, e)).collect();
+                let edits: Vec<Edit> = entries.iter().flat_map(|e| edits_of(&self.zone, e)).collect();
                 self.zone.apply_version(serial, version, &edits);
             }
             applied.version = version;
@@ -312,9 +327,16 @@ impl ZoneSync {
         let mark = self.zone.mark();
         let snapshot = self.store.zone_snapshot(self.keep).await?;
         let count = snapshot.contents.len();
+        // Both names of each account: its subdomain and, once it had a record, its persist name.
+        let persist: Vec<TxtValues> = snapshot
+            .persist
+            .iter()
+            .map(|t| TxtValues { subdomain: persist_label(&t.subdomain), ..t.clone() })
+            .collect();
         let entries = snapshot
             .contents
             .iter()
+            .chain(&persist)
             .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect()));
         let version = snapshot.version;
         let changed =

@@ -332,6 +332,8 @@ section! {
         txt_values,
         /// TTL of the TXT answers.
         txt_ttl,
+        /// TTL of the dns-persist-01 records.
+        persist_ttl,
         /// Negative-caching TTL.
         negative_ttl,
         /// TTL of the SOA.

@@ -100,6 +100,12 @@ async fn purge(sync: &ZoneSync, privacy: &Privacy) -> Result<(), StoreError> {
             purged.accounts_expired.len()
         );
     }
+    if !purged.persist_expired.is_empty() {
+        let accounts = purged.persist_expired.len();
+        tracing::info!(
+            "retention: removed dns-persist-01 records past their persistUntil from {accounts} accounts"
+        );
+    }
     Ok(())
 }
 

@@ -109,7 +109,7 @@ impl Row {
     }
 
     /// An integer column that may be NULL.
-    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+    pub(super) fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
         match self.column(index)? {
             Value::Null => Ok(None),
             Value::Int(v) => Ok(Some(*v)),
@@ -118,12 +118,12 @@ impl Row {
     }
 
     /// An integer column.
-    fn int(&self, index: usize) -> Result<i64, StoreError> {
+    pub(super) fn int(&self, index: usize) -> Result<i64, StoreError> {
         self.opt_int(index)?.ok_or_else(|| self.mismatch(index, "an integer"))
     }
 
     /// A text column that may be NULL.
-    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+    pub(super) fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
         match self.column(index)? {
             Value::Null => Ok(None),
             Value::Text(v) => Ok(Some(v.clone())),
@@ -132,7 +132,7 @@ impl Row {
     }
 
     /// A text column.
-    fn text(&self, index: usize) -> Result<String, StoreError> {
+    pub(super) fn text(&self, index: usize) -> Result<String, StoreError> {
         self.opt_text(index)?.ok_or_else(|| self.mismatch(index, "text"))
     }
 
@@ -459,7 +459,8 @@ pub async fn account_record(
         .iter()
         .map(audit_from)
         .collect::<Result<_, _>>()?;
-    Ok(Some(AccountRecord { account, created_at: row.int(5)?, last_used: row.opt_int(6)?, txt, audit }))
+    let (created_at, last_used) = (row.int(5)?, row.opt_int(6)?);
+    Ok(Some(AccountRecord { account, created_at, last_used, txt, audit, persist: Vec::new() }))
 }
 
 /// See [`super::Store::list_accounts`].
@@ -503,6 +504,7 @@ async fn delete_accounts(
     let sql =
         format!("DELETE FROM txt WHERE subdomain IN (SELECT subdomain FROM accounts WHERE {condition})");
     c.execute(&sql, std::slice::from_ref(&param)).await?;
+    super::persist::delete_of_accounts(c, condition, &param).await?;
     let sql = format!("DELETE FROM accounts WHERE {condition} RETURNING username, subdomain");
     let deleted = c.query(&sql, &[param]).await?;
     let mut subdomains = Vec::with_capacity(deleted.len());
@@ -542,10 +544,12 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
     txt_cleared.dedup();
     // One version for all that the purge changes.
     let mut edits = Edits::default();
+    // Past persistUntil first: an account whose only records just expired is unused again.
+    let persist_expired = super::persist::purge_expired(c, now(), &mut edits).await?;
+    let unused = "COALESCE(last_used, created_at) < $1 \
+                  AND NOT EXISTS (SELECT 1 FROM persist p WHERE p.subdomain = accounts.subdomain)";
     let accounts_expired = match rules.unused_before {
-        Some(before) => {
-            delete_accounts(c, "COALESCE(last_used, created_at) < $1", before.into(), &mut edits).await?
-        }
+        Some(before) => delete_accounts(c, unused, before.into(), &mut edits).await?,
         None => Vec::new(),
     };
     // An expired account's subdomain was logged with its deletion. Every value left is newer
@@ -560,6 +564,7 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
         audit_entries: usize::try_from(audit_entries).unwrap_or(usize::MAX),
         txt_cleared,
         accounts_expired,
+        persist_expired,
     })
 }
 

@@ -1,4 +1,4 @@
-//! Persistent storage of accounts, TXT values and DNSSEC keys.
+//! Persistent storage of accounts, TXT values, dns-persist-01 records and DNSSEC keys.
 //!
 //! Design note: the store is the durable truth; the DNS side never reads it while answering.
 //! The API writes through the store first and then tells the in-memory zone, so an update that
@@ -124,7 +124,8 @@ pub struct AuditEntry {
     pub at: i64,
     /// The account, when the request named an existing one.
     pub username: Option<String>,
-    /// `register`, `update`, `account_read`, `account_update`, `rotate`, `delete`.
+    /// `register`, `update`, `account_read`, `account_update`, `rotate`, `delete`,
+    /// `persist_set`, `persist_replace`, `persist_delete`.
     pub action: String,
     /// `ok`, or why it failed (`bad_credentials`, `not_allowed_from`, …).
     pub outcome: String,
@@ -164,6 +165,19 @@ pub struct AccountRecord {
     pub txt: Vec<(String, i64)>,
     /// Its audit trail, oldest first.
     pub audit: Vec<AuditEntry>,
+    /// Its dns-persist-01 records, by issuer.
+    pub persist: Vec<PersistEntry>,
+}
+
+/// A stored dns-persist-01 record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistEntry {
+    /// The checked fields.
+    pub record: crate::persist::Record,
+    /// The TXT value served for it.
+    pub value: String,
+    /// When it was set (seconds since the epoch).
+    pub set_at: i64,
 }
 
 /// A line of the operator's account list.
@@ -199,6 +213,8 @@ pub struct Purged {
     pub txt_cleared: Vec<String>,
     /// Subdomains of accounts deleted for being unused.
     pub accounts_expired: Vec<String>,
+    /// Subdomains of accounts whose dns-persist-01 records passed their `persistUntil`.
+    pub persist_expired: Vec<String>,
 }
 
 /// A change made by some instance, from the change feed.
@@ -229,12 +245,14 @@ pub enum Store {
 
 /// Tables an erasure touched, as bits: PostgreSQL rewrites them later (see `postgres.rs`).
 mod erased {
-    /// `accounts` (and with it `txt` and `audit`).
+    /// `accounts` (and with it `txt`, `audit` and `persist`).
     pub const ACCOUNTS: u8 = 1;
     /// `txt`.
     pub const TXT: u8 = 2;
     /// `audit`.
     pub const AUDIT: u8 = 4;
+    /// `persist` (dns-persist-01 records: their account URIs).
+    pub const PERSIST: u8 = 8;
 }
 
 /// Runs a shared operation `$op`, with `$c` bound to a connection of whichever engine is open,
@@ -312,6 +330,10 @@ macro_rules! atomic {
         }
     };
 }
+
+// After the macros, which it uses.
+mod persist;
+pub use persist::PutOutcome;
 
 impl Store {
     /// Opens the configured store and brings its schema up to date.
@@ -452,7 +474,13 @@ impl Store {
         keep: usize,
     ) -> Result<Option<AccountRecord>, StoreError> {
         let username = username.to_owned();
-        run!(self, c => common::account_record(c, &username, keep))
+        run!(self, c => async {
+            let mut record = common::account_record(c, &username, keep).await?;
+            if let Some(record) = &mut record {
+                record.persist = persist::records(c, &record.account.subdomain).await?;
+            }
+            Ok(record)
+        })
     }
 
     /// All accounts, oldest first.
@@ -487,6 +515,9 @@ impl Store {
         }
         if purged.audit_entries > 0 {
             tables |= erased::AUDIT;
+        }
+        if !purged.persist_expired.is_empty() {
+            tables |= erased::PERSIST;
         }
         if tables != 0 {
             self.erased(tables).await?;

@@ -391,9 +391,14 @@ impl PostgresStore {
         let mut statements = vec!["SET lock_timeout = '2s'", "SET statement_timeout = '100s'"];
         // The zone log holds subdomains and TXT values too (`version.rs`): rewritten with them.
         if tables & super::erased::ACCOUNTS != 0 {
-            statements.push("VACUUM FULL accounts, txt, zone_log");
-        } else if tables & super::erased::TXT != 0 {
-            statements.push("VACUUM FULL txt, zone_log");
+            statements.push("VACUUM FULL accounts, txt, persist, zone_log");
+        } else {
+            if tables & super::erased::TXT != 0 {
+                statements.push("VACUUM FULL txt, zone_log");
+            }
+            if tables & super::erased::PERSIST != 0 {
+                statements.push("VACUUM FULL persist, zone_log");
+            }
         }
         if tables & super::erased::AUDIT != 0 {
             statements.push("VACUUM audit");

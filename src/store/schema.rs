@@ -74,7 +74,20 @@ pub const MIGRATIONS: &[&str] = &[
     // 6: identical audit entries folded into one row with a count (issue 12 item 5).
     "ALTER TABLE audit ADD COLUMN occurrences {int} NOT NULL DEFAULT 1;
     ALTER TABLE audit ADD COLUMN last_at {int};",
-    // 7: the zone version (serial and signing epoch from the store, the same at every instance)
+    // 7: dns-persist-01 records, one per issuer per account, and each account's counter of
+    // changes to them (see `persist.rs`).
+    "ALTER TABLE accounts ADD COLUMN persist_seq {int} NOT NULL DEFAULT 0;
+    CREATE TABLE persist (
+        subdomain     TEXT NOT NULL REFERENCES accounts(subdomain) ON DELETE CASCADE,
+        issuer        TEXT NOT NULL,
+        accounturi    TEXT NOT NULL,
+        wildcard      {int} NOT NULL,
+        persist_until {int},
+        set_at        {int} NOT NULL,
+        PRIMARY KEY (subdomain, issuer)
+    );
+    CREATE INDEX persist_by_expiry ON persist (persist_until);",
+    // 8: the zone version (serial and signing epoch from the store, the same at every instance)
     // and the log of what each version changed (see `version.rs`). The serial base and first
     // epoch are set from the clock right after (`version::init`).
     "CREATE TABLE zone_version (

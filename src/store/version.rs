@@ -33,6 +33,9 @@ pub const SIGN: &str = "*sign";
 /// The first character of the log name of an erased subdomain: `-` and the SHA-256 of the
 /// label in hex (labels are UUIDs and never start with `-`).
 pub const ERASED: char = '-';
+/// The first character of the log name of an account's dns-persist-01 name: `+` and the
+/// subdomain (the zone serves it at `dns::zone::persist_label` of the subdomain).
+pub const PERSIST: char = '+';
 /// Versions kept in the log behind the newest; an instance further behind resynchronises.
 const KEEP_VERSIONS: i64 = 10_000;
 
@@ -80,6 +83,8 @@ pub struct ZoneSnapshot {
     pub contents: Vec<TxtValues>,
     /// The API's own ACME challenge values.
     pub own_challenge: Vec<String>,
+    /// What each account's persist name serves, by subdomain.
+    pub persist: Vec<TxtValues>,
 }
 
 /// A u32 column (serial base, epoch) that the schema keeps in range.
@@ -109,6 +114,7 @@ pub async fn snapshot(c: &impl Conn, keep: usize) -> Result<ZoneSnapshot, StoreE
         version: zone_version(c).await?,
         contents: super::common::zone_contents(c, keep).await?,
         own_challenge: super::common::own_challenges(c).await?,
+        persist: super::persist::contents(c).await?,
     })
 }
 
@@ -252,6 +258,11 @@ pub async fn prune(c: &impl Conn, before: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The log name of the persist name of `subdomain`.
+pub fn persist_name(subdomain: &str) -> String {
+    format!("{PERSIST}{subdomain}")
+}
+
 /// The log name of an erased subdomain's removal.
 pub fn erased_name(subdomain: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, subdomain.to_ascii_lowercase().as_bytes());
@@ -265,7 +276,11 @@ pub fn erased_name(subdomain: &str) -> String {
 /// Logs the erasure of `subdomain` and forgets its earlier rows: erasure leaves neither its
 /// values nor its name in the log.
 pub async fn log_erasure(edits: &mut Edits, c: &impl Conn, subdomain: &str) -> Result<(), StoreError> {
-    c.execute("DELETE FROM zone_log WHERE name = $1", &[subdomain.into()]).await?;
+    c.execute(
+        "DELETE FROM zone_log WHERE name = $1 OR name = $2",
+        &[subdomain.into(), persist_name(subdomain).into()],
+    )
+    .await?;
     edits.log(c, &erased_name(subdomain), None).await.map(drop)
 }
 

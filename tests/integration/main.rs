@@ -13,6 +13,8 @@ mod harness;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod persist;
+mod persist_e2e;
 mod pg;
 mod privacy;
 mod reload;

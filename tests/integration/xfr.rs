@@ -565,3 +565,62 @@ fn xfr_an_update_waits_no_longer_than_the_timeout_for_a_dead_secondary() {
     // Committed and served all along.
     assert_eq!(server.ask(account["fulldomain"].as_str().unwrap(), TXT).txts(), vec![txt_value(1)]);
 }
+
+#[test]
+fn xfr_persistent_records_reach_the_nsd_secondary_signed() {
+    // dns-persist-01 names (issue 11) are names like a subdomain's: journalled, transferred
+    // incrementally, signed, with their NSEC3 link.
+    let dir = TempDir::new();
+    let nsd_port = free_port(&["127.0.0.1"]);
+    let server = primary(&dir, "\"127.0.0.1/32\"", &[nsd_port], true);
+    let nsd = nsd(&dir.join("nsd"), nsd_port, server.tcp);
+    let account = server.register();
+    // The first (full) transfer first: the record must then travel incrementally.
+    let serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+    assert!(within(Duration::from_secs(10), || nsd.serial() == Some(serial)).is_some(), "{}", nsd.log_text());
+    let body = serde_json::json!({ "issuer": "ca.example", "accounturi": "https://ca.example/acct/1" });
+    let r = server.http("POST", "/persist", &auth(&account), body.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let name = r.json()["persistdomain"].as_str().unwrap().to_owned();
+    let value = r.json()["value"].as_str().unwrap().to_owned();
+    let served = within(Duration::from_secs(5), || txts_at(nsd.addr, &name) == Some(vec![value.clone()]));
+    assert!(served.is_some(), "{}", nsd.log_text());
+    assert!(server.log_text().contains("incremental"), "{}", server.log_text());
+    let out =
+        Command::new(binary()).args(["dnssec", "ds", "-c"]).arg(dir.join("config.cfg")).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let dnskey = text.lines().find(|l| l.contains(" DNSKEY 257 3 13 ")).expect("DNSKEY line");
+    let fields: Vec<&str> = dnskey.split_whitespace().collect();
+    let anchor = dir.join("anchor.conf");
+    let anchor_text =
+        format!("trust-anchors {{\n  \"{DOMAIN}.\" static-key 257 3 13 \"{}\";\n}};\n", fields[6..].join(""));
+    std::fs::write(&anchor, anchor_text).unwrap();
+    let delv = |qtype: &str| {
+        let out = Command::new("delv")
+            .args(["@127.0.0.1", "-p", &nsd_port.to_string(), "-a"])
+            .arg(&anchor)
+            .args([&format!("+root={DOMAIN}"), &name, qtype])
+            .output()
+            .expect("delv runs");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let text = delv("TXT");
+    assert!(text.contains("; fully validated") && text.contains(&value), "{text}");
+    assert!(delv("A").contains("negative response, fully validated"));
+    // Deleted: the secondary serves the name empty, and the denial validates.
+    let body = serde_json::json!({ "issuer": "ca.example" }).to_string();
+    assert_eq!(server.http("DELETE", "/persist", &auth(&account), body.as_bytes()).status, 200);
+    let gone = within(Duration::from_secs(5), || txts_at(nsd.addr, &name) == Some(Vec::new()));
+    assert!(gone.is_some(), "{}", nsd.log_text());
+    // The primary's denial validates. (A secondary cannot hold a name without records, so
+    // NSD answers that name SERVFAIL with DNSSEC, as it does for a registered subdomain
+    // without values: known, not particular to persist names.)
+    let out = Command::new("delv")
+        .args(["@127.0.0.1", "-p", &server.udp.port().to_string(), "-a"])
+        .arg(&anchor)
+        .args([&format!("+root={DOMAIN}"), &name, "TXT"])
+        .output()
+        .expect("delv runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("negative response, fully validated"), "{text}");
+}

@@ -24,7 +24,7 @@
 //! Files, by job: this one holds the data types and the small public queries; `build` makes a
 //! zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
 //! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries,
-//! `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
+//! `persist` names where dns-persist-01 records are served, `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
 //! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
 //! moves), `version` applies a store version's changes at the serial and signing epoch the
 //! owner of the data gives (so instances sharing one store serve the same bytes).
@@ -32,11 +32,13 @@
 mod answer;
 mod build;
 mod nsec3;
+mod persist;
 mod sign;
 mod transfer;
 mod update;
 mod version;
 
+pub use persist::persist_label;
 pub use transfer::{IxfrPlan, Snapshot};
 pub use version::Edit;
 
@@ -66,6 +68,8 @@ pub struct ZoneSettings {
     pub negative_ttl: u32,
     /// TTL of the dynamic TXT records.
     pub txt_ttl: u32,
+    /// TTL of the dns-persist-01 records (see `persist`).
+    pub persist_ttl: u32,
     /// TTL for static records written without one.
     pub default_ttl: u32,
     /// The UDP payload size we advertise and accept at most.
@@ -172,8 +176,10 @@ struct State {
     nodes: HashMap<Vec<u8>, Node>,
     /// The SOA record with the negative TTL, for negative answers (signatures: the SOA set's).
     soa_negative: RrSet,
-    /// Registered subdomains by lower-case label.
+    /// Registered subdomains (and persist names, see `persist`) by lower-case label.
     dynamic: HashMap<Vec<u8>, TxtEntry>,
+    /// How many of `dynamic` are persist names (kept by `persist::{insert,remove}_dynamic`).
+    persist_names: usize,
     /// The NSEC3 chain by hash (empty when unsigned).
     nsec3: BTreeMap<Key, Nsec3Entry>,
     /// Counts changes to registered subdomains; see [`Zone::mark`].
@@ -198,6 +204,8 @@ pub struct Zone {
     negative_ttl: u32,
     /// TTL of dynamic TXT records.
     txt_ttl: u32,
+    /// TTL of the dns-persist-01 records.
+    persist_ttl: u32,
     /// Largest UDP payload we send.
     udp_size: u16,
     /// The NSID option (code, length, identifier) ready to append, or empty when not set.
@@ -253,7 +261,8 @@ impl Zone {
 
     /// Number of registered subdomains.
     pub fn subdomain_count(&self) -> usize {
-        self.read().dynamic.len()
+        let state = self.read();
+        state.dynamic.len() - state.persist_names
     }
 
     /// The delegation at or above `name` (below the apex), if any.
@@ -295,6 +304,7 @@ pub(super) mod tests {
             soa_ttl: 3600,
             negative_ttl: 60,
             txt_ttl: 1,
+            persist_ttl: 300,
             default_ttl: 3600,
             udp_size: 1232,
             nsid: None,

@@ -355,6 +355,7 @@ mod tests {
             soa_ttl: 3600,
             negative_ttl: 60,
             txt_ttl: 1,
+            persist_ttl: 300,
             default_ttl: 3600,
             udp_size: 1232,
             nsid: None,

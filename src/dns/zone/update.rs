@@ -6,6 +6,7 @@
 //! zone's change counter ([`Zone::mark`]), so a late write of older data never undoes a newer
 //! one. Rendering and signing happen before the write lock where possible.
 
+use super::persist::is_persist_label;
 use super::{Set, State, TxtEntry, Zone};
 use crate::dns::wire::{RrSet, rtype, txt_rdata};
 
@@ -57,7 +58,7 @@ impl Zone {
     pub(super) fn render_txt(&self, label: &[u8], values: &[&str]) -> Set {
         let mut records = RrSet::default();
         for value in values.iter().filter(|v| !v.is_empty()) {
-            records.add(rtype::TXT, self.txt_ttl, &txt_rdata(value.as_bytes()));
+            records.add(rtype::TXT, self.dynamic_ttl(label), &txt_rdata(value.as_bytes()));
         }
         if records.is_empty() {
             return Set::default();
@@ -129,7 +130,7 @@ impl Zone {
         let types = Self::subdomain_types(&entry);
         let name = self.subdomain_name(&key);
         self.touch_name(state, &name);
-        state.dynamic.insert(key, entry);
+        state.insert_dynamic(key, entry);
         self.chain_upsert(state, &name, types);
     }
 
@@ -199,7 +200,7 @@ impl Zone {
     /// Removes a subdomain under the write lock; the serial is the caller's to move.
     pub(super) fn remove_entry(&self, state: &mut State, key: &[u8]) -> bool {
         self.touch_name(state, &self.subdomain_name(key));
-        let removed = state.dynamic.remove(key).is_some();
+        let removed = state.remove_dynamic(key).is_some();
         if removed {
             self.chain_remove(state, &self.subdomain_name(key));
         }
@@ -264,6 +265,7 @@ impl Zone {
             // Not journaled: a secondary behind this gets the whole zone.
             self.forget_changes();
             state.dynamic = rendered.into_iter().collect();
+            state.persist_names = state.dynamic.keys().filter(|k| is_persist_label(k)).count();
             self.rebuild_chain(&mut state);
             self.bump_serial(&mut state);
             return count;
@@ -275,7 +277,7 @@ impl Zone {
                 continue; // registered while the snapshot was read
             }
             self.touch_name(&state, &self.subdomain_name(&key));
-            if let Some(entry) = state.dynamic.remove(&key) {
+            if let Some(entry) = state.remove_dynamic(&key) {
                 self.chain_remove(&mut state, &self.subdomain_name(&key));
                 removed.push(entry);
                 count += 1;
@@ -294,7 +296,7 @@ impl Zone {
                 }
                 None => {
                     count += 1;
-                    state.dynamic.insert(key.clone(), entry);
+                    state.insert_dynamic(key.clone(), entry);
                     true
                 }
             };
