@@ -16,10 +16,7 @@
 //! connection or transaction on its engine and runs the shared operation there (the macros
 //! `run!` and `atomic!`).
 //!
-//! Every write that changes what DNS serves also moves the store-wide zone version and logs
-//! what it changed (`version.rs`): the SOA serial and the signing epoch come from there, so
-//! every instance serves the same zone for the same version.
-//!
+//! Every write that changes what DNS serves moves the zone version and logs it (`version.rs`).
 //! TXT values carry a sequence number from the store, strictly increasing per database, so the
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
 //! seconds timestamp and loses values), and so the zone can ignore a late, older write.
@@ -34,7 +31,6 @@ mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod version;
-
 pub use version::{LogEntry, ZoneSnapshot, ZoneVersion};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
@@ -430,14 +426,12 @@ impl Store {
         run!(self, c => version::log_since(c, after))
     }
 
-    /// The version with every subdomain's newest `keep` values and the own challenge values,
-    /// read in one consistent snapshot (for a resync that cannot follow the log).
+    /// The version and everything DNS serves, read in one consistent snapshot (a resync).
     pub async fn zone_snapshot(&self, keep: usize) -> Result<ZoneSnapshot, StoreError> {
         atomic!(self, c => version::snapshot(c, keep))
     }
 
-    /// Records signing epoch `epoch` as a new zone version, unless the store's epoch is no
-    /// longer `seen` (another instance recorded one first); returns the new version.
+    /// Records signing epoch `epoch` as a new version unless the epoch moved from `seen`.
     pub async fn new_signing_epoch(&self, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
         atomic!(self, c => version::new_epoch(c, seen, epoch))
     }
