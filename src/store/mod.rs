@@ -285,6 +285,18 @@ impl Store {
         atomic!(self, c => common::insert_account(c, &account, true))
     }
 
+    /// Imports one batch of acme-dns accounts with their values in one transaction (see
+    /// [`import`]); accounts already present are skipped with their values.
+    pub async fn import_batch(
+        &self,
+        batch: Vec<import::Source>,
+        keep: usize,
+    ) -> Result<import::Report, StoreError> {
+        // The one place where a batch commits: whatever else must change with the data in the
+        // same transaction (a store-wide zone version) goes into this `atomic!`.
+        atomic!(self, c => import::write_batch(c, &batch, keep))
+    }
+
     /// Finds an account by username.
     pub async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
         let username = username.to_owned();
@@ -375,9 +387,24 @@ impl Store {
         run!(self, c => common::account_record(c, &username, keep))
     }
 
-    /// All accounts, oldest first.
+    /// Up to `limit` accounts by username, those after `after` (a page: the operator's list
+    /// walks a million accounts a page at a time along the primary key).
+    pub async fn accounts_page(&self, after: &str, limit: usize) -> Result<Vec<AccountSummary>, StoreError> {
+        let after = after.to_owned();
+        run!(self, c => common::list_accounts(c, &after, limit))
+    }
+
+    /// All accounts, by username (for small stores; see [`Self::accounts_page`]).
     pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
-        run!(self, c => common::list_accounts(c))
+        let mut all: Vec<AccountSummary> = Vec::new();
+        loop {
+            let after = all.last().map_or("", |a| a.username.as_str());
+            let page = self.accounts_page(after, 10_000).await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
     }
 
     /// Replaces an account's `allowfrom`.
