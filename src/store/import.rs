@@ -284,6 +284,7 @@ fn multi_row_insert(table: &str, columns: &str, width: usize, rows: usize) -> St
 pub(super) async fn write_batch(c: &impl Conn, batch: &[Source], keep: usize) -> Result<Report, StoreError> {
     let at = now();
     let mut report = Report { found: batch.len(), ..Report::default() };
+    // Usernames the database took; each is claimed by the first source of that name below.
     let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
     for chunk in batch.chunks(ROWS) {
         let mut sql = multi_row_insert(
@@ -293,7 +294,7 @@ pub(super) async fn write_batch(c: &impl Conn, batch: &[Source], keep: usize) ->
             chunk.len(),
         );
         // Present already (or twice in the source): skipped, as one `import_account` would.
-        sql.push_str(" ON CONFLICT DO NOTHING RETURNING subdomain");
+        sql.push_str(" ON CONFLICT DO NOTHING RETURNING username");
         let mut params = Vec::with_capacity(chunk.len() * 7);
         for source in chunk {
             let a = &source.account;
@@ -320,16 +321,17 @@ pub(super) async fn write_batch(c: &impl Conn, batch: &[Source], keep: usize) ->
                         Value::Text(s) => Some(s),
                         _ => None,
                     })
-                    .ok_or_else(|| StoreError::Backend("import: no subdomain returned".into()))?,
+                    .ok_or_else(|| StoreError::Backend("import: no username returned".into()))?,
             );
         }
     }
-    report.imported = inserted.len();
-    report.skipped = batch.len() - inserted.len();
+    // A source skipped for a name present twice (in other case) gets none of the values.
+    let new: Vec<&Source> = batch.iter().filter(|s| inserted.remove(&s.account.username)).collect();
+    report.imported = new.len();
+    report.skipped = batch.len() - new.len();
     // Values in source order, so each account's sequence numbers rise in its update order.
-    let rows: Vec<(&str, &str)> = batch
+    let rows: Vec<(&str, &str)> = new
         .iter()
-        .filter(|s| inserted.contains(&s.account.subdomain))
         .flat_map(|s| kept(&s.values, keep).into_iter().map(|v| (s.account.subdomain.as_str(), v)))
         .collect();
     report.values = rows.len();
@@ -343,7 +345,7 @@ pub(super) async fn write_batch(c: &impl Conn, batch: &[Source], keep: usize) ->
     }
     // Running instances learn of each new name at once, also of one without values (it must
     // answer NODATA, not NXDOMAIN); delivered when the batch commits.
-    for source in batch.iter().filter(|s| inserted.contains(&s.account.subdomain)) {
+    for source in &new {
         c.notify(&Change::Subdomain(source.account.subdomain.clone())).await?;
     }
     Ok(report)
