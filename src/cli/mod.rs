@@ -199,10 +199,7 @@ async fn list_accounts(store: &crate::store::Store) -> Result<(), String> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut total = 0usize;
     let mut after = String::new();
-    let written = (|| -> std::io::Result<()> {
-        writeln!(out, "{:<36}  {:<36}  {:<20}  last used", "username", "subdomain", "registered")
-    })();
-    if written.is_err() {
+    if writeln!(out, "{:<36}  {:<36}  {:<20}  last used", "username", "subdomain", "registered").is_err() {
         return Ok(());
     }
     loop {

@@ -11,7 +11,10 @@
 //!
 //! Also here, because it needs `setsockopt` with Linux-only values: [`omit_path_mtu`]; and
 //! [`release_free_memory`], glibc's `malloc_trim`, after the zone's bulk load.
-#![allow(unsafe_code, reason = "recvmmsg/sendmmsg, IP_MTU_DISCOVER and malloc_trim have no safe wrapper in std")]
+#![allow(
+    unsafe_code,
+    reason = "recvmmsg/sendmmsg, IP_MTU_DISCOVER and malloc_trim have no safe wrapper in std"
+)]
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};

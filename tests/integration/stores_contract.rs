@@ -192,11 +192,16 @@ async fn import_skips_what_exists(backend: Backend) {
     assert_eq!(store.txt_of("sub-a", 2).await.unwrap().unwrap().values, strings(&["old", "new"]));
 }
 
+/// An acme-dns `records` row: username, hash, subdomain, allowfrom.
+type AcmeDnsRecord = (String, String, String, String);
+/// An acme-dns `txt` row: subdomain, value, last update.
+type AcmeDnsTxt = (String, String, i64);
+
 /// An acme-dns source of a little more than one import batch: (username, hash, subdomain,
 /// allowfrom) and (subdomain, value, last update) rows, with what the importer must cope with:
 /// accounts without values, with one, with a repeated one, with more than are kept, names in
 /// upper case, values of no account, and the account `n = 3` that the target already has.
-fn acme_dns_rows() -> (Vec<(String, String, String, String)>, Vec<(String, String, i64)>) {
+fn acme_dns_rows() -> (Vec<AcmeDnsRecord>, Vec<AcmeDnsTxt>) {
     let (mut records, mut txt) = (Vec::new(), Vec::new());
     for n in 0..BATCH + 321 {
         let subdomain = if n % 7 == 0 { format!("SUB-{n:05}") } else { format!("sub-{n:05}") };
@@ -223,10 +228,13 @@ fn acme_dns_rows() -> (Vec<(String, String, String, String)>, Vec<(String, Strin
     (records, txt)
 }
 
+/// Accounts (username, subdomain, used), values per subdomain, a sample of accounts in full.
+type Contents = (Vec<(String, String, bool)>, Vec<(String, Vec<String>)>, Vec<Account>);
+
 /// What a store holds, comparable across imports: every account's name, subdomain and whether
 /// it counts as used, every subdomain's values, and every seventh account in full (in few
 /// queries: this runs on PostgreSQL too).
-async fn contents(store: &Store) -> (Vec<(String, String, bool)>, Vec<(String, Vec<String>)>, Vec<Account>) {
+async fn contents(store: &Store) -> Contents {
     let summaries = store.list_accounts().await.unwrap();
     let mut sample = Vec::new();
     for summary in summaries.iter().step_by(7) {
