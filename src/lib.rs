@@ -10,6 +10,10 @@
 //!   `config`, `privacy`.
 //! - [`config`]: `config.cfg` parsing and validation. → `dns` (settings types), `cidr`.
 //! - [`privacy`]: self-redacting types for secrets and client addresses.
+//! - [`metrics`]: the Prometheus exporter; reads `dns` (its counters, the zone) at scrape time,
+//!   and keeps the counters the API, `sync` and `store` call into (a leaf for them).
+//! - `fuzz` (hidden): the doors of the fuzz harness (`tests/integration/fuzz`) to the API's
+//!   private readers.
 //! - [`daemon`]: composition root; binds, loads, runs, shuts down. → everything.
 //! - [`cli`]: the command line. → `config`, `daemon`.
 //! - [`sys`]: the only unsafe code (batched UDP system calls), used by the DNS listeners.
@@ -21,6 +25,9 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzz;
+pub mod metrics;
 pub mod privacy;
 pub mod store;
 pub mod sync;

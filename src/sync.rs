@@ -115,8 +115,11 @@ impl ZoneSync {
     pub async fn update_txt(&self, subdomain: &str, value: &str) -> Result<TxtValues, StoreError> {
         let (this, subdomain, value) = (self.clone(), subdomain.to_owned(), value.to_owned());
         detached(async move {
+            // Metrics: update → served latency, from the store call's start to the zone apply.
+            let started = std::time::Instant::now();
             let stored = this.store.update_txt(&subdomain, &value, this.keep).await?;
             this.set(&stored);
+            crate::metrics::counters::update_served(started.elapsed());
             Ok(stored)
         })
         .await
@@ -211,9 +214,11 @@ impl ZoneSync {
                 _ = shutdown.changed() => return,
             };
             let Some(change) = change else { return };
+            let (received, resync) = (std::time::Instant::now(), matches!(change, Change::Resync));
             if let Err(error) = self.apply(change).await {
                 tracing::warn!("could not apply a change from another instance: {error}");
             }
+            crate::metrics::counters::feed_applied(received.elapsed(), changes.len(), resync);
         }
     }
 

@@ -54,7 +54,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, Ap
 }
 
 /// Parses a body as a JSON object; an empty body or `null` is an empty object.
-fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+pub(crate) fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
@@ -93,13 +93,8 @@ fn now() -> i64 {
 /// Records one credential use; a failure to record is logged, not returned, so the audit
 /// trail never turns a completed change into an error response.
 async fn audit(state: &AppState, username: Option<&str>, action: &str, outcome: &str, client: ClientIp) {
-    let entry = AuditEntry {
-        at: now(),
-        username: username.map(str::to_owned),
-        action: action.to_owned(),
-        outcome: outcome.to_owned(),
-        source: state.privacy.client_ip.render(client),
-    };
+    let source = state.privacy.client_ip.render(client);
+    let entry = AuditEntry::new(now(), username.map(str::to_owned), action, outcome, source);
     if let Err(error) = state.store.record_audit(entry).await {
         tracing::warn!("could not record an audit entry ({action}, {outcome}): {error}");
     }
@@ -391,13 +386,22 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> ClientI
     if !config.use_header || !trusted(peer_ip) {
         return ClientIp::new(peer_ip);
     }
+    let values = headers.get_all(config.header_name.as_str()).iter().map(|v| v.as_bytes());
+    ClientIp::new(forwarded_client(peer_ip, values, trusted))
+}
+
+/// The client behind the trusted proxy `peer_ip`, from the raw values of the proxy header (in
+/// the order received) and the test for our own proxies.
+pub(crate) fn forwarded_client<'a>(
+    peer_ip: IpAddr,
+    values: impl Iterator<Item = &'a [u8]>,
+    trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
     // Split the raw bytes: a proxy appends to the client's own line, so a line the client made
     // invalid (bytes that are not text) must not take the proxy's entry with it. A part that
     // is not text becomes "?" and so ends the walk below, as any other non-address does.
-    let entries: Vec<&str> = headers
-        .get_all(config.header_name.as_str())
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+    let entries: Vec<&str> = values
+        .flat_map(|v| v.split(|b| *b == b','))
         .map(|part| std::str::from_utf8(part).unwrap_or("?"))
         .map(|s| s.trim().trim_start_matches('[').trim_end_matches(']'))
         .filter(|s| !s.is_empty())
@@ -414,7 +418,7 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> ClientI
             break;
         }
     }
-    ClientIp::new(client)
+    client
 }
 
 #[cfg(test)]

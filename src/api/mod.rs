@@ -16,7 +16,7 @@
 pub mod acme;
 pub mod credentials;
 pub mod error;
-mod handlers;
+pub(crate) mod handlers;
 pub mod limits;
 
 use std::net::SocketAddr;
@@ -85,9 +85,14 @@ pub fn app(state: AppState) -> Router {
                 .merge(allow("GET, HEAD, PATCH, DELETE, OPTIONS")),
         )
         .route("/account/rotate", post(handlers::account_rotate).merge(allow("POST, OPTIONS")))
+        // Metrics: the matched route's template for the count below (keep this after the
+        // last route; it applies to the routes added before it).
+        .route_layer(middleware::from_fn(crate::metrics::api::mark_route))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(Arc::clone(&state.config), headers_layer))
+        // Metrics: outermost, so every answer is counted, preflights and 404s included.
+        .layer(middleware::from_fn(crate::metrics::api::count))
         .with_state(state)
 }
 
@@ -230,7 +235,7 @@ pub fn load_tls(fullchain: &std::path::Path, privkey: &std::path::Path) -> Resul
 
 /// The API's TLS settings (ring, rustls's safe protocol versions, no client certificates),
 /// waiting for the certificate: from files, or from ACME.
-fn tls_server_config() -> Result<
+pub(crate) fn tls_server_config() -> Result<
     tokio_rustls::rustls::ConfigBuilder<
         tokio_rustls::rustls::ServerConfig,
         tokio_rustls::rustls::server::WantsServerCert,

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod client;
+mod generate;
+mod logging;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogTarget};
+use crate::config::Config;
 
 /// Authoritative DNS server and HTTP API for delegated ACME DNS-01 challenges,
 /// compatible with acme-dns.
@@ -20,7 +22,10 @@ use crate::config::{Config, LogTarget};
 #[command(version, about, long_about = None, after_help = "\
 Without a subcommand, the server runs (as `serve`).
 Without -c, it runs a demo configuration: SQLite file ./acme-delegate.db,
-DNS on 127.0.0.1:5053 (UDP and TCP), API on http://127.0.0.1:8053, zone auth.example.test.")]
+DNS on 127.0.0.1:5053 (UDP and TCP), API on http://127.0.0.1:8053, zone auth.example.test.
+SIGHUP reads the -c file again and applies what can change while serving (certificate files,
+log level, registration, rate limits, retention, transfer networks and NOTIFY targets); the log
+names what needs a restart.")]
 pub struct Cli {
     /// Configuration file (acme-dns's config.cfg format).
     #[arg(short = 'c', long = "config", global = true, env = "ACME_DELEGATE_CONFIG", value_name = "FILE")]
@@ -68,6 +73,24 @@ enum Command {
         #[command(subcommand)]
         action: DnssecAction,
     },
+    /// Packaging: write the man pages or the shell completions into a directory.
+    #[command(hide = true)]
+    Generate {
+        /// What to write.
+        #[command(subcommand)]
+        what: generate::Generate,
+    },
+}
+
+/// The version `--version` and the man pages name: the package version, and the git commit
+/// when built from a checkout (set by build.rs).
+fn version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| match option_env!("ACME_DELEGATE_COMMIT") {
+            Some(commit) => format!("{} (git {commit})", env!("CARGO_PKG_VERSION")),
+            None => env!("CARGO_PKG_VERSION").to_owned(),
+        });
+    &VERSION
 }
 
 /// `account` subcommands.
@@ -179,6 +202,8 @@ fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
             AccountAction::Delete { username } => {
                 let r = find(username).await?;
                 store.delete_account(&r.account.username).await.map_err(|e| e.to_string())?;
+                // This process has no purge task to clean PostgreSQL's table files later.
+                store.clean_erased().await.map_err(|e| e.to_string())?;
                 println!(
                     "deleted account {} ({}.{domain}), its TXT values and audit entries",
                     r.account.username, r.account.subdomain
@@ -373,47 +398,9 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
     }
 }
 
-/// Sets up the tracing subscriber from `[logconfig]`.
-fn init_logging(config: &Config) -> Result<(), String> {
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt().with_max_level(config.log.level).with_target(false);
-    let result = match &config.log.target {
-        LogTarget::Stdout => {
-            let ansi = std::io::stdout().is_terminal();
-            if config.log.json {
-                builder.json().with_writer(std::io::stdout).try_init()
-            } else {
-                builder.with_ansi(ansi).with_writer(std::io::stdout).try_init()
-            }
-        }
-        LogTarget::Stderr => {
-            let ansi = std::io::stderr().is_terminal();
-            if config.log.json {
-                builder.json().with_writer(std::io::stderr).try_init()
-            } else {
-                builder.with_ansi(ansi).with_writer(std::io::stderr).try_init()
-            }
-        }
-        LogTarget::File(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("logconfig.logfile: cannot open {}: {e}", path.display()))?;
-            let file = std::sync::Mutex::new(file);
-            if config.log.json {
-                builder.json().with_writer(file).try_init()
-            } else {
-                builder.with_ansi(false).with_writer(file).try_init()
-            }
-        }
-    };
-    result.map_err(|e| format!("cannot set up logging: {e}"))
-}
-
 /// Runs `serve`.
 fn serve(config: Config) -> Result<(), String> {
-    init_logging(&config)?;
+    logging::init(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("acme-delegate")
@@ -443,10 +430,19 @@ fn check_config(config: &Config) -> Result<(), String> {
 
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Client { command }) = &cli.command {
-        // The client needs no server configuration.
-        return finish(client::run(command));
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().version(version()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match &cli.command {
+        // The client and the packaging tool need no server configuration.
+        Some(Command::Client { command }) => return finish(client::run(command)),
+        Some(Command::Generate { what }) => {
+            return finish(generate::run(what).map(|n| println!("wrote {n} files")));
+        }
+        _ => {}
     }
     let result = load(cli.config.as_ref()).and_then(|config| match cli.command {
         None | Some(Command::Serve) => serve(config),
@@ -455,7 +451,7 @@ pub fn run() -> ExitCode {
         Some(Command::ImportAcmeDns { source }) => import(&config, &source),
         Some(Command::Account { action }) => account(&config, &action),
         Some(Command::Privacy { action }) => privacy(&config, &action),
-        Some(Command::Client { .. }) => Ok(()),
+        Some(Command::Client { .. } | Command::Generate { .. }) => Ok(()),
     });
     finish(result)
 }

@@ -16,6 +16,7 @@
 
 mod build;
 pub mod defaults;
+mod metrics;
 mod raw;
 mod transfer;
 
@@ -28,6 +29,7 @@ use crate::dns::dnssec::Algorithm;
 use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::ZoneSettings;
 use crate::privacy::{Privacy, Secret};
+pub use metrics::Metrics;
 
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
 /// on unprivileged loopback ports, and a sample zone.
@@ -235,6 +237,8 @@ pub struct Config {
     pub privacy: Privacy,
     /// Zone transfers, NOTIFY and TSIG (`[transfer]`), when configured.
     pub transfer: Option<crate::dns::xfr::TransferSettings>,
+    /// The Prometheus exporter (`[metrics]`), when configured.
+    pub metrics: Option<Metrics>,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -266,7 +270,8 @@ impl Config {
         let dnssec = build::dnssec(&file.dnssec)?;
         let privacy = build::privacy(&file.privacy, &database, &mut warnings)?;
         let transfer = transfer::parse(&file.transfer, privacy.client_ip, &mut warnings)?;
-        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, transfer, warnings })
+        let metrics = metrics::parse(&file.metrics, &api)?;
+        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, transfer, metrics, warnings })
     }
 }
 

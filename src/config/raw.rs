@@ -384,6 +384,14 @@ impl Transfer {
     }
 }
 
+section! {
+    /// `[metrics]` (ours): the Prometheus exporter.
+    Metrics = "metrics" {
+        /// `address:port` of `GET /metrics`; absent: no exporter.
+        listen,
+    }
+}
+
 /// Declares the file: one field per section, the list of sections and how each is read.
 macro_rules! file {
     ($($field:ident: $section:ident,)*) => {
@@ -434,6 +442,7 @@ file! {
     privacy: Privacy,
     dns: Dns,
     transfer: Transfer,
+    metrics: Metrics,
 }
 
 impl File {

@@ -92,6 +92,7 @@ pub(super) fn parse(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let allow = crate::dns::xfr::AllowList::new(allow);
     let name = string(section.tsig_name())?;
     let algorithm_text = string(section.tsig_algorithm())?;
     let secret = string(section.tsig_secret())?;

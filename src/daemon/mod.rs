@@ -6,8 +6,14 @@
 //! ports exits at once instead of hanging (acme-dns v2's failure). The DNS workers start only
 //! after the zone holds every subdomain, so no resolver ever sees a half-loaded zone.
 //!
+//! SIGHUP reloads what can change while serving (`reload`): certificates, log level,
+//! registration, rate limits, retention, transfer networks and NOTIFY targets; the rest is
+//! named in the log as needing a restart.
+//!
 //! Shutdown on SIGTERM or SIGINT: stop accepting, let open API requests finish (bounded), stop
 //! the DNS workers, checkpoint the store, exit 0.
+
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +43,14 @@ pub enum DaemonError {
     /// A DNS listen address could not be bound.
     #[error("{0}")]
     Bind(#[from] BindError),
+    /// The metrics address could not be bound.
+    #[error("cannot listen for metrics on {addr} (metrics.listen): {source}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The API address could not be bound.
     #[error("cannot listen for the API on {addr}: {source}")]
     ApiBind {
@@ -106,10 +120,19 @@ fn bind_api(addr: SocketAddr) -> Result<std::net::TcpListener, DaemonError> {
     bind().map_err(|source| DaemonError::ApiBind { addr, source })
 }
 
-/// SIGTERM and SIGINT, caught from the moment they are created.
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment they are created.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum Wanted {
+    /// Stop (SIGTERM or SIGINT, named).
+    Stop(&'static str),
+    /// Read the configuration again (SIGHUP).
+    Reload,
 }
 
 impl Signals {
@@ -117,14 +140,19 @@ impl Signals {
     /// "ready" is logged (a supervisor, a test) is caught rather than killing the process.
     fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
 
-    /// Waits for either signal and names it.
-    async fn wait(&mut self) -> &'static str {
+    /// Waits for the next signal.
+    async fn wait(&mut self) -> Wanted {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => Wanted::Stop("SIGTERM"),
+            _ = self.int.recv() => Wanted::Stop("SIGINT"),
+            _ = self.hup.recv() => Wanted::Reload,
         }
     }
 }
@@ -137,10 +165,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     // With ACME the certificate comes later, into this slot, from a task started below.
     let mut acme = None;
+    // With certificate files, a resolver that SIGHUP can refill (`reload`).
+    let mut cert_files = None;
     let tls = match &config.api.tls {
         Tls::None => None,
         Tls::Cert { privkey, fullchain } => {
-            Some(api::load_tls(fullchain, privkey).map_err(DaemonError::Tls)?)
+            let files = reload::CertFiles::load(fullchain, privkey).map_err(DaemonError::Tls)?;
+            let acceptor = files.acceptor().map_err(DaemonError::Tls)?;
+            cert_files = Some(files);
+            Some(acceptor)
         }
         Tls::Acme { directory, cache_dir, email, ca_file } => {
             let slot = Arc::new(api::acme::CertSlot::default());
@@ -160,12 +193,23 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let bound = server::bind(&config.dns.listen, config.dns.transports)?;
     let api_listener = bind_api(config.api.listen)?;
     let api_addr = api_listener.local_addr()?;
+    // Metrics: bound with the others, so a taken port stops the start; counters only when on.
+    let metrics_listener = match &config.metrics {
+        Some(metrics) => Some(bind_api(metrics.listen).map_err(|error| match error {
+            DaemonError::ApiBind { addr, source } => DaemonError::MetricsBind { addr, source },
+            other => other,
+        })?),
+        None => None,
+    };
+    let dns_stats = config.metrics.is_some().then(|| Arc::new(crate::dns::stats::DnsStats::default()));
 
     let store = Store::open(&config.database).await?;
+    let mut key_created = None;
     let signer = match config.dnssec {
         None => None,
         Some(dnssec) => {
-            let (key, _) = signing_key(&store, dnssec.algorithm).await?;
+            let (key, created) = signing_key(&store, dnssec.algorithm).await?;
+            key_created = Some(created);
             tracing::info!("DNSSEC on: {} key tag {}", dnssec.algorithm.name(), key.key_tag());
             Some(Signer { key, validity: dnssec.validity, refresh: dnssec.refresh })
         }
@@ -184,15 +228,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     for listener in &bound.tcp {
         tracing::info!("listening for DNS over TCP on {}", listener.local_addr()?);
     }
-    let udp_threads = server::spawn_udp(bound.udp, &zone, config.dns.server, &stop)?;
+    let udp_threads = server::spawn_udp(bound.udp, &zone, config.dns.server, &stop, dns_stats.as_deref())?;
     let mut tasks = tokio::task::JoinSet::new();
+    // The NOTIFY tasks stop on this (at shutdown, or when a reload replaces the targets).
+    let (mut notify_stop, notify_rx) = watch::channel(false);
     if let Some(transfer) = config.transfer.clone() {
         // Zone transfers: journal changes from here on, and tell the secondaries of each one.
         let (networks, secondaries) = (transfer.allow.len(), transfer.notify.len());
         let key =
             transfer.key.as_ref().map_or("no TSIG key".to_owned(), |k| format!("TSIG key {}", k.name()));
         zone.enable_transfers(transfer, crate::dns::journal::Limits::default());
-        crate::dns::notify::spawn(&zone, &mut tasks, &shutdown_rx);
+        crate::dns::notify::spawn(&zone, &mut tasks, &notify_rx, dns_stats.as_deref());
         tracing::info!(
             "zone transfers on: {networks} networks allowed, {secondaries} secondaries notified, {key}"
         );
@@ -201,8 +247,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let zone = Arc::clone(&zone);
         let shutdown = shutdown_rx.clone();
         let options = config.dns.server;
+        let stats = dns_stats.as_ref().map(|s| s.tcp());
         tasks.spawn(async move {
-            if let Err(error) = server::serve_tcp(listener, zone, options, shutdown).await {
+            if let Err(error) = server::serve_tcp(listener, zone, options, shutdown, stats).await {
                 tracing::error!("DNS over TCP stopped: {error}");
             }
         });
@@ -228,24 +275,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
     tasks.spawn(sync.clone().follow(store.subscribe(), shutdown_rx.clone()));
-    {
-        let (sync, privacy) = (sync.clone(), config.privacy.clone());
-        let mut shutdown = shutdown_rx.clone();
-        tasks.spawn(async move {
-            loop {
-                if let Err(error) = purge(&sync, &privacy).await {
-                    tracing::warn!("retention purge failed (retried later): {error}");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(privacy.purge_interval)) => {}
-                    _ = shutdown.changed() => return,
-                }
-            }
-        });
-    }
-    if let Some((settings, slot)) = acme {
-        tasks.spawn(api::acme::run(settings, slot, sync.clone(), shutdown_rx.clone()));
-    }
     let state = AppState {
         store: store.clone(),
         sync: sync.clone(),
@@ -261,11 +290,41 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             config.api.update_rate_limit,
         )),
     };
-    let app = api::app(state);
+    let (mut reloader, app, mut privacy_rx) = reload::Reloader::new(&config, state, cert_files);
+    {
+        let sync = sync.clone();
+        let mut shutdown = shutdown_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                // The settings in force now: a reload may have changed them since the last run.
+                let privacy = privacy_rx.borrow().clone();
+                if let Err(error) = purge(&sync, &privacy).await {
+                    tracing::warn!("retention purge failed (retried later): {error}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(privacy.purge_interval)) => {}
+                    // A reload: run with the new retention now, and wait the new interval.
+                    _ = privacy_rx.changed() => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
+    if let Some((settings, slot)) = acme {
+        tasks.spawn(api::acme::run(settings, slot, sync.clone(), shutdown_rx.clone()));
+    }
     let listener = tokio::net::TcpListener::from_std(api_listener)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tasks.spawn(api::serve(listener, app, tls, config.api.header_timeout, shutdown_rx.clone()));
     tracing::info!("API listening on {scheme}://{api_addr}");
+    if let (Some(listener), Some(dns)) = (metrics_listener, dns_stats.clone()) {
+        let addr = listener.local_addr()?;
+        let sources = crate::metrics::Sources { dns, zone: Arc::clone(&zone), key_created };
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let router = crate::metrics::router(sources);
+        tasks.spawn(api::serve(listener, router, None, config.api.header_timeout, shutdown_rx.clone()));
+        tracing::info!("metrics listening on http://{addr}/metrics");
+    }
     tracing::info!(
         "ready: serving zone {} with {} registered subdomains",
         zone.apex_text(),
@@ -283,9 +342,22 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         );
     }
 
-    let signal = signals.wait().await;
+    let signal = loop {
+        match signals.wait().await {
+            Wanted::Stop(name) => break name,
+            Wanted::Reload => {
+                if let Some(targets) = reloader.reload() {
+                    let _ = notify_stop.send(true);
+                    let (stop, stop_rx) = watch::channel(false);
+                    notify_stop = stop;
+                    crate::dns::notify::spawn_to(&zone, &targets, &mut tasks, &stop_rx, dns_stats.as_deref());
+                }
+            }
+        }
+    };
     tracing::info!("{signal} received: shutting down");
     let _ = shutdown_tx.send(true);
+    let _ = notify_stop.send(true);
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
     let panicked = tokio::task::spawn_blocking(move || {

@@ -10,6 +10,7 @@ pub mod notify;
 pub mod records;
 pub mod rrl;
 pub mod server;
+pub mod stats;
 pub mod tsig;
 pub mod wire;
 pub mod xfr;

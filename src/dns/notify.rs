@@ -20,6 +20,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::journal;
+use super::stats::{DnsStats, Secondary};
 use super::tsig::{self, TsigKey};
 use super::zone::Zone;
 
@@ -47,15 +48,36 @@ pub enum NotifyError {
     Tsig(#[from] tsig::AnswerError),
 }
 
-/// Starts one NOTIFY task per configured secondary; they end when `shutdown` changes.
-pub fn spawn(zone: &Arc<Zone>, tasks: &mut tokio::task::JoinSet<()>, shutdown: &watch::Receiver<bool>) {
+/// Starts one NOTIFY task per configured secondary; they end when `shutdown` changes. With
+/// `stats`, each task records what its secondary acknowledged there.
+pub fn spawn(
+    zone: &Arc<Zone>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+    stats: Option<&DnsStats>,
+) {
+    if let Some(settings) = zone.transfers() {
+        spawn_to(zone, &settings.notify, tasks, shutdown, stats);
+    }
+}
+
+/// Starts one NOTIFY task for each of `targets` (the daemon's reload starts a new set when
+/// `transfer.notify` changes, after ending the old one through its `shutdown`).
+pub fn spawn_to(
+    zone: &Arc<Zone>,
+    targets: &[SocketAddr],
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+    stats: Option<&DnsStats>,
+) {
     let (Some(settings), Some(serials)) = (zone.transfers(), zone.serial_watch()) else { return };
-    for &target in &settings.notify {
+    for &target in targets {
         let zone = Arc::clone(zone);
         let key = settings.key.clone();
         let serials = serials.clone();
         let shutdown = shutdown.clone();
-        tasks.spawn(notify_secondary(zone, target, key, serials, shutdown));
+        let secondary = stats.map(|s| s.secondary(target, u64::from(super::zone::unix_now())));
+        tasks.spawn(notify_secondary(zone, target, key, serials, shutdown, secondary));
     }
 }
 
@@ -66,6 +88,7 @@ async fn notify_secondary(
     key: Option<Arc<TsigKey>>,
     mut serials: watch::Receiver<u32>,
     mut shutdown: watch::Receiver<bool>,
+    secondary: Option<Arc<Secondary>>,
 ) {
     loop {
         let mut backoff = Duration::from_secs(1);
@@ -75,6 +98,9 @@ async fn notify_secondary(
             serials.borrow_and_update();
             match notify_once(&zone, target, key.as_deref()).await {
                 Ok(serial) => {
+                    if let Some(secondary) = &secondary {
+                        secondary.acknowledged(serial, zone.serial());
+                    }
                     if failures > 0 {
                         tracing::info!(
                             "NOTIFY for serial {serial} acknowledged by {target} after {failures} retries"
@@ -101,6 +127,9 @@ async fn notify_secondary(
         tokio::select! {
             changed = serials.changed() => if changed.is_err() { return },
             _ = shutdown.changed() => return,
+        }
+        if let Some(secondary) = &secondary {
+            secondary.zone_changed(u64::from(super::zone::unix_now()));
         }
     }
 }

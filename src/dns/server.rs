@@ -35,6 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 
 use super::rrl::{Network, RateLimiter, Verdict};
+use super::stats::{Counters, DnsStats};
 use super::wire::{error_reply, parse_query};
 use super::zone::Zone;
 use crate::sys::{UdpBatch, omit_path_mtu};
@@ -173,7 +174,8 @@ pub enum MaxLen {
 
 /// Answers one message into `out`; leaves `out` empty when the message deserves silence.
 /// `udp` is the size limit for UDP; TCP (`None`) has none but the 64 KB of its framing.
-pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Vec<u8>) {
+/// Returns the question's type when the message parsed (for the counters).
+pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Vec<u8>) -> Option<u16> {
     match parse_query(msg) {
         Ok(query) => {
             let limit = match udp {
@@ -185,19 +187,30 @@ pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Ve
             if let Some(settings) = zone.transfers()
                 && super::xfr::answer(zone, settings, &query, limit, out)
             {
-                return;
+                return Some(query.qtype);
             }
             zone.answer(&query, limit, out);
+            Some(query.qtype)
         }
-        Err(error) => match error.rcode() {
-            Some(rcode) => error_reply(msg, rcode, zone.edns_udp_size(), out),
-            None => out.clear(),
-        },
+        Err(error) => {
+            match error.rcode() {
+                Some(rcode) => error_reply(msg, rcode, zone.edns_udp_size(), out),
+                None => out.clear(),
+            }
+            None
+        }
     }
 }
 
-/// Receives and answers datagrams in batches until `stop` is set.
-fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, limiter: Option<Arc<RateLimiter>>, stop: Arc<AtomicBool>) {
+/// Receives and answers datagrams in batches until `stop` is set; counts into `stats` (this
+/// thread's own block) when metrics are on.
+fn udp_worker(
+    socket: UdpSocket,
+    zone: Arc<Zone>,
+    limiter: Option<Arc<RateLimiter>>,
+    stop: Arc<AtomicBool>,
+    stats: Option<Arc<Counters>>,
+) {
     // A timeout lets the thread notice `stop` while no traffic arrives.
     if let Err(error) = socket.set_read_timeout(Some(Duration::from_millis(500))) {
         tracing::error!("cannot set UDP read timeout: {error}");
@@ -229,10 +242,31 @@ fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, limiter: Option<Arc<RateLimite
             let mut out = std::mem::take(&mut batch.answers[i]);
             let verdict = verdicts.get(i).copied().unwrap_or(Verdict::Answer);
             match (batch.datagram(i), verdict) {
-                (Some(msg), Verdict::Answer) => handle_message(&zone, msg, Some(MaxLen::Udp), &mut out),
-                (Some(msg), Verdict::Truncate) => handle_message(&zone, msg, Some(MaxLen::Empty), &mut out),
+                (Some(msg), Verdict::Answer) => {
+                    let qtype = handle_message(&zone, msg, Some(MaxLen::Udp), &mut out);
+                    if let Some(stats) = &stats {
+                        stats.answered(qtype, &out, false);
+                    }
+                }
+                (Some(msg), Verdict::Truncate) => {
+                    let qtype = handle_message(&zone, msg, Some(MaxLen::Empty), &mut out);
+                    if let Some(stats) = &stats {
+                        stats.answered(qtype, &out, true);
+                    }
+                }
                 // Over the rate limit, or larger than any query we accept: no answer.
-                (Some(_), Verdict::Drop) | (None, _) => out.clear(),
+                (Some(_), Verdict::Drop) => {
+                    out.clear();
+                    if let Some(stats) = &stats {
+                        stats.dropped();
+                    }
+                }
+                (None, _) => {
+                    out.clear();
+                    if let Some(stats) = &stats {
+                        stats.unanswered();
+                    }
+                }
             }
             batch.answers[i] = out;
         }
@@ -240,12 +274,14 @@ fn udp_worker(socket: UdpSocket, zone: Arc<Zone>, limiter: Option<Arc<RateLimite
     }
 }
 
-/// Starts the UDP workers; they run until `stop` is set.
+/// Starts the UDP workers; they run until `stop` is set. With `stats`, each worker counts into
+/// a block of its own.
 pub fn spawn_udp(
     sockets: Vec<UdpSocket>,
     zone: &Arc<Zone>,
     options: ServerOptions,
     stop: &Arc<AtomicBool>,
+    stats: Option<&DnsStats>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
     // One limiter for every socket and worker: a client network's budget is one budget.
@@ -257,9 +293,10 @@ pub fn spawn_udp(
             let zone = Arc::clone(zone);
             let limiter = limiter.clone();
             let stop = Arc::clone(stop);
+            let counters = stats.map(DnsStats::udp_worker);
             let handle = std::thread::Builder::new()
                 .name(format!("dns-udp-{index}"))
-                .spawn(move || udp_worker(socket, zone, limiter, stop))?;
+                .spawn(move || udp_worker(socket, zone, limiter, stop, counters))?;
             handles.push(handle);
         }
     }
@@ -401,6 +438,7 @@ async fn tcp_connection(
     options: ServerOptions,
     slot: Slot,
     mut shutdown: watch::Receiver<bool>,
+    stats: Option<Arc<Counters>>,
 ) {
     let mut msg = Vec::new();
     let mut out = Vec::with_capacity(4096);
@@ -436,7 +474,10 @@ async fn tcp_connection(
                 super::xfr::Outcome::NotMine => {}
             }
         }
-        handle_message(&zone, &msg, None, &mut out);
+        let qtype = handle_message(&zone, &msg, None, &mut out);
+        if let Some(stats) = &stats {
+            stats.answered(qtype, &out, false);
+        }
         if out.is_empty() {
             return;
         }
@@ -451,12 +492,13 @@ async fn tcp_connection(
     }
 }
 
-/// Accepts TCP connections on `listener` until shutdown.
+/// Accepts TCP connections on `listener` until shutdown; counts into `stats` when given.
 pub async fn serve_tcp(
     listener: TcpListener,
     zone: Arc<Zone>,
     options: ServerOptions,
     mut shutdown: watch::Receiver<bool>,
+    stats: Option<Arc<Counters>>,
 ) -> io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let slots = Arc::new(TcpSlots::new(options.tcp_max_connections, options.tcp_max_connections_per_network));
@@ -478,7 +520,7 @@ pub async fn serve_tcp(
         let Some(slot) = slots.admit(Network::of(peer.ip())) else { continue };
         let zone = Arc::clone(&zone);
         let shutdown = shutdown.clone();
-        tokio::spawn(tcp_connection(stream, zone, options, slot, shutdown));
+        tokio::spawn(tcp_connection(stream, zone, options, slot, shutdown, stats.clone()));
     }
 }
 

@@ -19,8 +19,8 @@
 //! Without `[transfer]` none of this runs: the zone answers AXFR and IXFR with REFUSED.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -35,11 +35,49 @@ use crate::privacy::{ClientIp, IpPolicy};
 /// Largest message of a transfer (before its TSIG record): below the 64 KiB TCP framing limit.
 pub const MESSAGE_LIMIT: usize = 64_000;
 
+/// Networks allowed to transfer. Clones share the list, so the daemon's reload (SIGHUP) changes
+/// in place what the zone checks; it is read only when a transfer is requested, never on the
+/// query path.
+#[derive(Clone, Debug, Default)]
+pub struct AllowList(Arc<RwLock<Vec<Cidr>>>);
+
+impl AllowList {
+    /// A list of these networks.
+    pub fn new(networks: Vec<Cidr>) -> Self {
+        Self(Arc::new(RwLock::new(networks)))
+    }
+
+    /// The networks now.
+    pub fn networks(&self) -> Vec<Cidr> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Allows these networks from the next request on (every clone sees them).
+    pub fn replace(&self, networks: Vec<Cidr>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = networks;
+    }
+
+    /// How many networks.
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no network may transfer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `ip` is in one of the networks.
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).iter().any(|net| net.contains(ip))
+    }
+}
+
 /// Who may transfer the zone, with which key, and whom to notify (`[transfer]`).
 #[derive(Clone, Debug)]
 pub struct TransferSettings {
-    /// Networks allowed to transfer.
-    pub allow: Vec<Cidr>,
+    /// Networks allowed to transfer (changed in place by a reload).
+    pub allow: AllowList,
     /// Secondaries told of every change.
     pub notify: Vec<SocketAddr>,
     /// When set, transfers and NOTIFY need this key.
@@ -51,7 +89,7 @@ pub struct TransferSettings {
 impl TransferSettings {
     /// Whether `peer` may transfer.
     fn allows(&self, peer: SocketAddr) -> bool {
-        self.allow.iter().any(|net| net.contains(peer.ip()))
+        self.allow.contains(peer.ip())
     }
 
     /// The client as logs may show it.

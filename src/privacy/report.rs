@@ -109,7 +109,7 @@ pub fn record(f: &Facts) -> Value {
                 "retention": format!("cleared {} after they were set", period(p.txt_retention)),
             },
             {
-                "data": format!("audit trail of every credential use: time, account, action, outcome, client address {}", ip_words(p.client_ip)),
+                "data": format!("audit trail of every credential use: time, account, action, outcome, client address {}; identical uses within an hour are one entry with a count and the time of the last", ip_words(p.client_ip)),
                 "retention": format!("{}, then purged automatically", period(p.audit_retention)),
             },
             {
@@ -152,7 +152,7 @@ pub fn record(f: &Facts) -> Value {
                 "DNS: response rate limiting off".to_owned()
             },
             format!("DNSSEC: {}", if f.dnssec { "the zone is signed; the signing key stays in the store and is never logged" } else { "off" }),
-            format!("store: {}; deleted rows are overwritten (SQLite secure_delete) and the journal emptied after erasure", f.store),
+            format!("store: {}; {}", f.store, erasure_words(f)),
         ],
     });
     // Categories that do not apply (null) are left out.
@@ -160,6 +160,21 @@ pub fn record(f: &Facts) -> Value {
         categories.retain(|c| !c.is_null());
     }
     record
+}
+
+/// What an erasure leaves behind in the store's engine, and for how long.
+fn erasure_words(f: &Facts) -> String {
+    if f.store == "postgres" {
+        format!(
+            "erased rows leave PostgreSQL's table files when the purge task rewrites the tables (VACUUM FULL of accounts and txt, at its next run, within {}); \
+             deleted audit entries are vacuumed, their bytes stay in free space of the audit table's files until new entries overwrite them; \
+             the write-ahead log keeps erased values until its segments are recycled (after the next checkpoints, usually minutes; longer with WAL archiving, replication slots or wal_keep_size); \
+             the operator's backups and WAL archives keep them until those expire",
+            period(f.privacy.purge_interval)
+        )
+    } else {
+        "deleted rows are overwritten (SQLite secure_delete) and the journal emptied after erasure; the operator's backups keep them until those expire".to_owned()
+    }
 }
 
 /// The record as Markdown.
@@ -224,6 +239,9 @@ mod tests {
         facts.dns_rate_limit = 0;
         assert!(!markdown(&facts).contains("in memory only"));
         assert!(json.contains("keyed pseudonym") && json.contains("retention is that of the operator"));
+        assert!(!markdown(&facts).contains("VACUUM FULL"));
+        facts.store = "postgres".into();
+        assert!(markdown(&facts).contains("VACUUM FULL") && markdown(&facts).contains("WAL archives"));
         facts.privacy.log_subdomain = SubdomainPolicy::Full;
         assert!(markdown(&facts).contains("stays in log lines written before an erasure"));
     }

@@ -212,10 +212,13 @@ fn account_from(row: &Row) -> Result<Account, StoreError> {
     })
 }
 
-/// An audit entry from a row of `at, username, action, outcome, source`.
+/// An audit entry from a row of `at, username, action, outcome, source, occurrences, last_at`.
 fn audit_from(row: &Row) -> Result<AuditEntry, StoreError> {
+    let at = row.int(0)?;
     Ok(AuditEntry {
-        at: row.int(0)?,
+        at,
+        count: row.int(5)?,
+        last_at: row.opt_int(6)?.unwrap_or(at),
         username: row.opt_text(1)?,
         action: row.text(2)?,
         outcome: row.text(3)?,
@@ -417,22 +420,6 @@ pub async fn add_dnssec_key_if_none(
     Ok(())
 }
 
-/// See [`super::Store::record_audit`].
-pub async fn record_audit(c: &impl Conn, entry: &AuditEntry) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT INTO audit (at, username, action, outcome, source) VALUES ($1, $2, $3, $4, $5)",
-        &[
-            entry.at.into(),
-            entry.username.as_ref().into(),
-            (&entry.action).into(),
-            (&entry.outcome).into(),
-            (&entry.source).into(),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
 /// See [`super::Store::account_record`].
 pub async fn account_record(
     c: &impl Conn,
@@ -453,7 +440,8 @@ pub async fn account_record(
         .collect::<Result<_, StoreError>>()?;
     let audit = c
         .query(
-            "SELECT at, username, action, outcome, source FROM audit WHERE username = $1 ORDER BY id",
+            "SELECT at, username, action, outcome, source, occurrences, last_at FROM audit \
+             WHERE username = $1 ORDER BY id",
             &[username.into()],
         )
         .await?

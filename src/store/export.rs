@@ -23,6 +23,7 @@ impl AccountRecord {
             "txt": record.txt.iter().map(|(value, at)| serde_json::json!({"value": value, "set_at": at})).collect::<Vec<_>>(),
             "audit": record.audit.iter().map(|e| serde_json::json!({
                 "at": e.at, "action": e.action, "outcome": e.outcome, "source": e.source,
+                "count": e.count, "last_at": e.last_at,
             })).collect::<Vec<_>>(),
             "retention": {
                 "audit_seconds": privacy.audit_retention,

@@ -20,6 +20,7 @@
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
 //! seconds timestamp and loses values), and so the zone can ignore a late, older write.
 
+mod audit;
 mod common;
 mod export;
 pub mod import;
@@ -122,6 +123,25 @@ pub struct AuditEntry {
     pub outcome: String,
     /// The client's address as the privacy setting allows (by default a /24 or /48 network).
     pub source: String,
+    /// How many identical uses this entry stands for (1 when written; see `audit.rs`).
+    pub count: i64,
+    /// The newest of them (`at` is the first), seconds since the epoch.
+    pub last_at: i64,
+}
+
+impl AuditEntry {
+    /// One use of a credential, now or at `at`.
+    pub fn new(at: i64, username: Option<String>, action: &str, outcome: &str, source: String) -> Self {
+        Self {
+            at,
+            username,
+            action: action.to_owned(),
+            outcome: outcome.to_owned(),
+            source,
+            count: 1,
+            last_at: at,
+        }
+    }
 }
 
 /// Everything held about one account (for access, portability and the operator's `show`).
@@ -196,6 +216,16 @@ pub enum Store {
     Postgres(Box<postgres::PostgresStore>),
 }
 
+/// Tables an erasure touched, as bits: PostgreSQL rewrites them later (see `postgres.rs`).
+mod erased {
+    /// `accounts` (and with it `txt` and `audit`).
+    pub const ACCOUNTS: u8 = 1;
+    /// `txt`.
+    pub const TXT: u8 = 2;
+    /// `audit`.
+    pub const AUDIT: u8 = 4;
+}
+
 /// Runs a shared operation `$op`, with `$c` bound to a connection of whichever engine is open,
 /// outside any transaction (each statement commits by itself). `$op` may use owned values of
 /// the caller: the SQLite arm moves them to the blocking thread.
@@ -214,8 +244,13 @@ macro_rules! run {
             #[cfg(feature = "postgres")]
             Self::Postgres(store) => {
                 let client = store.client().await?;
-                let $c = &postgres::Pg(&client);
-                $op.await
+                let out = postgres::deadline(postgres::CALL_DEADLINE, async {
+                    let $c = &postgres::Pg(&client);
+                    $op.await
+                })
+                .await;
+                postgres::settle(client, &out);
+                out
             }
         }
     };
@@ -225,6 +260,10 @@ macro_rules! run {
 /// notifications are delivered only if it commits.
 macro_rules! atomic {
     ($self:ident, $c:ident => $op:expr) => {
+        atomic!($self, limit = CALL_DEADLINE, $c => $op)
+    };
+    // With PostgreSQL, `$limit` (a constant of `postgres`) bounds the transaction.
+    ($self:ident, limit = $limit:ident, $c:ident => $op:expr) => {
         match $self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(store) => {
@@ -243,13 +282,21 @@ macro_rules! atomic {
             #[cfg(feature = "postgres")]
             Self::Postgres(store) => {
                 let mut client = store.client().await?;
-                let tx = client.transaction().await.map_err(postgres::error)?;
-                let out = {
-                    let $c = &postgres::Pg(&tx);
-                    $op.await?
-                };
-                tx.commit().await.map_err(postgres::error)?;
-                Ok(out)
+                let out = postgres::deadline(postgres::$limit, async {
+                    let tx = client.transaction().await.map_err(postgres::error)?;
+                    if let Some(sql) = postgres::longer_statements(postgres::$limit) {
+                        tx.batch_execute(&sql).await.map_err(postgres::error)?;
+                    }
+                    let out = {
+                        let $c = &postgres::Pg(&tx);
+                        $op.await?
+                    };
+                    tx.commit().await.map_err(postgres::error)?;
+                    Ok(out)
+                })
+                .await;
+                postgres::settle(client, &out);
+                out
             }
         }
     };
@@ -374,7 +421,7 @@ impl Store {
 
     /// Appends to the audit trail.
     pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        run!(self, c => common::record_audit(c, &entry))
+        run!(self, c => audit::record(c, &entry))
     }
 
     /// Everything held about an account, or `None`.
@@ -418,28 +465,56 @@ impl Store {
     pub async fn delete_account(&self, username: &str) -> Result<Option<String>, StoreError> {
         let username = username.to_owned();
         let subdomain = atomic!(self, c => common::delete_account(c, &username))?;
-        self.erased().await?;
+        self.erased(erased::ACCOUNTS | erased::TXT | erased::AUDIT).await?;
         Ok(subdomain)
     }
 
     /// Removes what is past retention.
     pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
-        let purged = atomic!(self, c => common::purge(c, rules))?;
-        if purged.audit_entries > 0 || !purged.txt_cleared.is_empty() || !purged.accounts_expired.is_empty() {
-            self.erased().await?;
+        let purged = atomic!(self, limit = PURGE_DEADLINE, c => common::purge(c, rules))?;
+        let mut tables = 0;
+        if !purged.accounts_expired.is_empty() {
+            tables |= erased::ACCOUNTS | erased::TXT | erased::AUDIT;
         }
+        if !purged.txt_cleared.is_empty() {
+            tables |= erased::TXT;
+        }
+        if purged.audit_entries > 0 {
+            tables |= erased::AUDIT;
+        }
+        if tables != 0 {
+            self.erased(tables).await?;
+        }
+        // The purge task is where PostgreSQL's pages are cleaned of everything erased since its
+        // last run, by a request or by this purge (never per request: see `postgres.rs`).
+        self.clean_erased().await?;
         Ok(purged)
     }
 
-    /// After an erasure committed: makes the engine drop its copies of the old rows where it
-    /// keeps any (SQLite's WAL).
-    async fn erased(&self) -> Result<(), StoreError> {
+    /// Removes erased data from PostgreSQL's table files (see `postgres.rs`); nothing to do on
+    /// SQLite, which overwrites at once. The purge task calls it; so does a one-off process
+    /// (the operator's `account delete`) that erased something and has no purge task.
+    pub async fn clean_erased(&self) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.vacuum().await,
+        }
+    }
+
+    /// After an erasure committed in `tables` ([`erased`] bits): SQLite drops its copies of the
+    /// old rows from its WAL at once; PostgreSQL notes the tables for the purge task's rewrite.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    async fn erased(&self, tables: u8) -> Result<(), StoreError> {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(store) => store.erased().await,
-            // Deleted rows stay in PostgreSQL's pages until VACUUM, which it runs by itself.
             #[cfg(feature = "postgres")]
-            Self::Postgres(_) => Ok(()),
+            Self::Postgres(store) => {
+                store.erased(tables);
+                Ok(())
+            }
         }
     }
 

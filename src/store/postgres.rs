@@ -18,10 +18,32 @@
 //! the `acme_delegate_schema` table, which databases made before the shared numbering hold in
 //! their own (see `shared_version`).
 //!
+//! Deadlines: a frozen database (a stopped process, a stalled network) must not hang a request.
+//! Every call runs under [`CALL_DEADLINE`] (`deadline` and `settle`, used by the `run!` and
+//! `atomic!` macros of `mod.rs`); a connection whose call ran out of time is taken out of the
+//! pool rather than handed to the next request. The server also aborts statements itself after
+//! [`STATEMENT_TIMEOUT`] (a lock held by someone else, a slow plan), and TCP keepalives close
+//! connections to a host that went away. Waiting for a pooled connection or making one is
+//! bounded by `WAIT`. The change feed probes its connection with the same deadline.
+//!
+//! Erasure: PostgreSQL never overwrites a row in place; a DELETE (or an UPDATE meant to blank
+//! the values first) leaves the old tuple on its page, and a plain VACUUM marks its space free
+//! without clearing it. So after an erasure (`DELETE /account`, the operator's delete, expiry,
+//! TXT values past retention) the store only notes which tables held the data, and the next
+//! run of the purge task rewrites them with `VACUUM FULL` (new files; the old ones are
+//! truncated at once and unlinked at the next checkpoint). That costs a brief exclusive lock on
+//! `accounts` and `txt`, once per purge run and only after an erasure, never per request; it
+//! gives up after `lock_timeout` rather than queue every request behind a long transaction,
+//! and is retried on the next run. The audit trail, written all the time and large, gets a
+//! plain VACUUM: its freed space is reused by the next entries. What stays (WAL segments,
+//! backups) is stated in the README and the Art. 30 report.
+//!
 //! Connections are plain TCP or a Unix socket (`sslmode=require` is refused with a clear
 //! message): the database is expected on the same host or a private network.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -42,6 +64,15 @@ const OWN_CHALLENGE: &str = "*own-challenge";
 /// How long a request waits for a pooled connection, or for a new one to be made.
 const WAIT: Duration = Duration::from_secs(3);
 
+/// How long one store call (all its statements, a transaction's commit included) may take
+/// before the request gets `StoreError::Unavailable` (the API answers 503).
+pub(super) const CALL_DEADLINE: Duration = Duration::from_secs(5);
+/// The server-side `statement_timeout`, below the call deadline so that a slow statement is
+/// ended by the server (which then frees its locks) rather than abandoned by us.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(4);
+/// The deadline of the retention purge, which may delete a large backlog in one transaction.
+pub(super) const PURGE_DEADLINE: Duration = Duration::from_secs(120);
+
 /// A PostgreSQL-backed store.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -49,6 +80,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Connection settings, for the feed's own connection.
     config: tokio_postgres::Config,
+    /// Tables that held erased data since their last rewrite (`super::erased` bits).
+    erased: Arc<AtomicU8>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -64,8 +97,15 @@ pub(super) fn error(error: tokio_postgres::Error) -> StoreError {
         if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
             return StoreError::Duplicate(db.message().to_owned());
         }
+        // Our statement_timeout fired: the database is too slow to serve now.
+        if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED {
+            crate::metrics::counters::store_error("unavailable");
+            return StoreError::Unavailable(db.message().to_owned());
+        }
+        crate::metrics::counters::store_error("backend");
         return StoreError::Backend(db.message().to_owned());
     }
+    crate::metrics::counters::store_error("unavailable");
     StoreError::Unavailable(error.to_string())
 }
 
@@ -73,7 +113,10 @@ pub(super) fn error(error: tokio_postgres::Error) -> StoreError {
 fn pool_error(error: PoolError) -> StoreError {
     match error {
         PoolError::Backend(e) => self::error(e),
-        other => StoreError::Unavailable(other.to_string()),
+        other => {
+            crate::metrics::counters::store_error("unavailable");
+            StoreError::Unavailable(other.to_string())
+        }
     }
 }
 
@@ -87,6 +130,33 @@ pub(super) fn shared_version(version: i64, shared: bool) -> i64 {
     match (shared, version) {
         (true, v) | (false, v @ ..=0) => v,
         (false, v) => v + 2,
+    }
+}
+
+/// Runs one store call under `limit`; running out of time is `StoreError::Unavailable`.
+pub(super) async fn deadline<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        crate::metrics::counters::store_error("unavailable");
+        Err(StoreError::Unavailable(format!("no answer from the database within {} s", limit.as_secs())))
+    })
+}
+
+/// The statement that lets a transaction with a deadline of `limit` run statements that long,
+/// when that is longer than the server-side default (the server must not end it first).
+pub(super) fn longer_statements(limit: Duration) -> Option<String> {
+    let statements = limit.saturating_sub(CALL_DEADLINE - STATEMENT_TIMEOUT);
+    (limit > CALL_DEADLINE).then(|| format!("SET LOCAL statement_timeout = {}", statements.as_millis()))
+}
+
+/// Gives a connection back after a call: to the pool when the call went through, to nobody
+/// when the connection failed or hung (its replies may still be on their way; a frozen server
+/// would hang the next request on it too).
+pub(super) fn settle<T>(client: deadpool_postgres::Client, outcome: &Result<T, StoreError>) {
+    if matches!(outcome, Err(StoreError::Unavailable(_))) {
+        drop(deadpool_postgres::Object::take(client));
     }
 }
 
@@ -239,6 +309,18 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(WAIT);
         }
+        // Ours first: options given in the URL come later and win.
+        let options = config.get_options().unwrap_or_default();
+        let options = format!("-c statement_timeout={} {options}", STATEMENT_TIMEOUT.as_millis());
+        config.options(options.trim_end());
+        // A peer that vanished (host down, network cut) is noticed within about half a minute
+        // rather than the kernel's two hours; writes unacknowledged for as long fail too.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(30));
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -252,9 +334,11 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| open_error(e.to_string()))?;
-        let store = Self { pool, config };
+        let store = Self { pool, config, erased: Arc::default() };
         let mut client = store.pool.get().await.map_err(|e| open_error(e.to_string()))?;
         let tx = client.transaction().await.map_err(error)?;
+        // A migration on a large table may rightly take longer than a request's statement.
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await.map_err(error)?;
         super::schema::migrate(&Pg(&tx), &target).await?;
         tx.commit().await.map_err(error)?;
         Ok(store)
@@ -275,6 +359,7 @@ impl PostgresStore {
                 match listen(&config, &tx).await {
                     Ok(()) => return, // the receiver is gone: the server is stopping
                     Err(reason) => {
+                        crate::metrics::counters::feed_reconnected();
                         tracing::warn!(
                             "change feed lost ({reason}); reconnecting in {} ms",
                             backoff.as_millis()
@@ -291,6 +376,51 @@ impl PostgresStore {
         rx
     }
 
+    /// Notes that an erasure committed in `tables`, for the purge task's next [`Self::vacuum`].
+    pub(super) fn erased(&self, tables: u8) {
+        self.erased.fetch_or(tables, Ordering::Relaxed);
+    }
+
+    /// Rewrites or vacuums the tables that held erased data (see the design note), on a
+    /// connection of its own: VACUUM runs outside any transaction and longer than a request.
+    pub(super) async fn vacuum(&self) -> Result<(), StoreError> {
+        let tables = self.erased.swap(0, Ordering::Relaxed);
+        if tables == 0 {
+            return Ok(());
+        }
+        let mut statements = vec!["SET lock_timeout = '2s'", "SET statement_timeout = '100s'"];
+        if tables & super::erased::ACCOUNTS != 0 {
+            statements.push("VACUUM FULL accounts, txt");
+        } else if tables & super::erased::TXT != 0 {
+            statements.push("VACUUM FULL txt");
+        }
+        if tables & super::erased::AUDIT != 0 {
+            statements.push("VACUUM audit");
+        }
+        let run = async {
+            let (client, connection) = self.config.connect(NoTls).await.map_err(error)?;
+            let driver = tokio::spawn(connection);
+            // One at a time: several in one message form an implicit transaction, and VACUUM
+            // refuses to run in one.
+            let mut out = Ok(());
+            for statement in &statements {
+                out = client.batch_execute(statement).await.map_err(error);
+                if out.is_err() {
+                    break;
+                }
+            }
+            drop(client);
+            let _ = driver.await;
+            out
+        };
+        let out = deadline(PURGE_DEADLINE, run).await;
+        if out.is_err() {
+            // Not done (a lock held too long, the database away): the next run tries again.
+            self.erased.fetch_or(tables, Ordering::Relaxed);
+        }
+        out
+    }
+
     /// See [`super::Store::close`].
     pub(super) fn close(&self) {
         self.pool.close();
@@ -300,7 +430,12 @@ impl PostgresStore {
 /// One LISTEN session: connects, asks for a resync, forwards notifications until the
 /// connection fails (`Err`) or the receiver goes away (`Ok`).
 async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Change>) -> Result<(), String> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+    // connect_timeout covers the TCP connect only; a frozen server accepts and never answers.
+    let connecting = tokio::time::timeout(CALL_DEADLINE, config.connect(NoTls));
+    let (client, mut connection) = connecting
+        .await
+        .map_err(|_| "no answer within the deadline".to_owned())?
+        .map_err(|e| e.to_string())?;
     let (notes_tx, mut notes_rx) = mpsc::unbounded_channel::<Result<String, String>>();
     // The connection object must be polled for the client to work; it also yields the
     // notifications.
@@ -345,7 +480,10 @@ async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Change>) -> R
                 },
                 // PostgreSQL may not tell a silently dropped peer for a long time: probe.
                 _ = tokio::time::sleep(Duration::from_secs(10)) => {
-                    client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
+                    // Bounded: a frozen server would hold the feed here forever; reconnecting
+                    // (with its resync) is what recovers once the server runs again.
+                    let probe = tokio::time::timeout(CALL_DEADLINE, client.simple_query("SELECT 1"));
+                    probe.await.map_err(|_| "probe unanswered".to_owned())?.map_err(|e| e.to_string())?;
                 }
             }
         }

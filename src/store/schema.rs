@@ -71,6 +71,9 @@ pub const MIGRATIONS: &[&str] = &[
         value      TEXT NOT NULL,
         expires_at {int} NOT NULL
     );",
+    // 6: identical audit entries folded into one row with a count (issue 12 item 5).
+    "ALTER TABLE audit ADD COLUMN occurrences {int} NOT NULL DEFAULT 1;
+    ALTER TABLE audit ADD COLUMN last_at {int};",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

@@ -39,6 +39,7 @@ pub(super) fn error(error: rusqlite::Error) -> StoreError {
     {
         return StoreError::Duplicate(msg.clone().unwrap_or_default());
     }
+    crate::metrics::counters::store_error("backend");
     StoreError::Backend(error.to_string())
 }
 

@@ -133,8 +133,15 @@ pub struct TestServer {
 }
 
 /// Path of the binary under test.
+///
+/// `ACME_DELEGATE_TEST_BIN` overrides it, to run today's tests against another build (say,
+/// the one before a fix, to see a regression test fail there).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_acme-delegate")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("ACME_DELEGATE_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_acme-delegate").to_owned())
+    })
 }
 
 /// Spawns a thread that copies lines of `reader` into `log`.
@@ -779,8 +786,8 @@ pub fn txt_value(seed: u32) -> String {
 }
 
 /// The Python virtual environment of the tests that need PyPI tools (certbot and its
-/// acme-dns plugin, DNSViz): made or refreshed by `scripts/e2e-venv` once per test process,
-/// so that tests running at once never build it side by side.
+/// acme-dns plugin, DNSViz, schemathesis): made or refreshed by `scripts/e2e-venv` once per
+/// test process, so that tests running at once never build it side by side.
 pub fn python_venv() -> PathBuf {
     static READY: Mutex<bool> = Mutex::new(false);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

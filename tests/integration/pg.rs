@@ -103,6 +103,36 @@ impl Cluster {
         self.pg_ctl_start();
     }
 
+    /// The data directory (relation files are under it, at `pg_relation_filepath`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Every process of the cluster: the postmaster (first line of `postmaster.pid`) and its
+    /// children (backends, checkpointer, WAL writer…).
+    pub fn processes(&self) -> Vec<u32> {
+        let pid_file = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).unwrap();
+        let postmaster: u32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // The fourth field, after the parenthesised name (which may hold spaces).
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            if after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to every process of the cluster.
+    pub fn signal_all(&self, signal: &str) {
+        let pids: Vec<String> = self.processes().iter().map(u32::to_string).collect();
+        let status = Command::new("kill").arg(format!("-{signal}")).args(&pids).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pids:?}");
+    }
+
     /// URL of the `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
@@ -111,6 +141,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A test that failed while the cluster was frozen must not leave it stopped.
+        if self.data_dir().join("postmaster.pid").exists() {
+            let pids: Vec<String> = self.processes().iter().map(u32::to_string).collect();
+            let _ = Command::new("kill").arg("-CONT").args(&pids).status();
+        }
         let _ = pg_command(&self.bin, "pg_ctl")
             .args(["-m", "immediate", "-D"])
             .arg(self.dir.join("data"))

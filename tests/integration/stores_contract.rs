@@ -71,13 +71,7 @@ fn account(n: u8) -> Account {
 
 /// An audit entry of `username` at `at`.
 fn audit(username: &str, at: i64) -> AuditEntry {
-    AuditEntry {
-        at,
-        username: Some(username.to_owned()),
-        action: "update".into(),
-        outcome: "ok".into(),
-        source: "192.0.2.0/24".into(),
-    }
+    AuditEntry::new(at, Some(username.to_owned()), "update", "ok", "192.0.2.0/24".into())
 }
 
 /// Strings from literals.
@@ -472,12 +466,13 @@ async fn purge_removes_what_is_past_retention(backend: Backend) {
     store.update_txt("sub-3", "x", 2).await.unwrap();
     store.update_txt("sub-1", "y", 2).await.unwrap();
     store.update_txt("sub-1", "z", 2).await.unwrap();
-    store.record_audit(audit("user-1", t - 100)).await.unwrap();
+    // Far enough apart not to be folded into one entry (the fold window is an hour).
+    store.record_audit(audit("user-1", t - 5000)).await.unwrap();
     store.record_audit(audit("user-1", t + 100)).await.unwrap();
     store.record_audit(audit("user-2", t + 100)).await.unwrap();
     // Nothing is old enough: nothing goes.
     let kept =
-        store.purge(PurgeRules { audit_before: t - 1000, txt_before: t - 1000, unused_before: None }).await;
+        store.purge(PurgeRules { audit_before: t - 10_000, txt_before: t - 1000, unused_before: None }).await;
     let kept = kept.unwrap();
     assert_eq!((kept.audit_entries, kept.txt_cleared.len(), kept.accounts_expired.len()), (0, 0, 0));
     // Old audit entries and every TXT value (all set before t + 10); each subdomain once, sorted.
@@ -553,6 +548,37 @@ async fn a_newer_schema_is_refused(backend: Backend) {
     }
 }
 
+/// Issue 12 item 5: identical uses within the fold window become one entry with a count;
+/// another outcome, another network, or a use past the window start a new entry.
+async fn identical_audit_entries_are_folded(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    store.insert_account(&account(1)).await.unwrap();
+    let t = now();
+    for i in 0..1000 {
+        store.record_audit(audit("user-1", t + i % 7)).await.unwrap();
+    }
+    let failure = AuditEntry { outcome: "bad_key".into(), ..audit("user-1", t + 10) };
+    store.record_audit(failure.clone()).await.unwrap();
+    store.record_audit(failure.clone()).await.unwrap();
+    let elsewhere = AuditEntry { source: "198.51.100.0/24".into(), ..audit("user-1", t + 11) };
+    store.record_audit(elsewhere).await.unwrap();
+    store.record_audit(audit("user-1", t + 4000)).await.unwrap();
+    let trail = store.account_record("user-1", 2).await.unwrap().unwrap().audit;
+    let summary: Vec<(&str, &str, i64, i64)> =
+        trail.iter().map(|e| (e.outcome.as_str(), e.source.as_str(), e.count, e.last_at - t)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("ok", "192.0.2.0/24", 1000, 6),
+            ("bad_key", "192.0.2.0/24", 2, 10),
+            ("ok", "198.51.100.0/24", 1, 11),
+            ("ok", "192.0.2.0/24", 1, 4000),
+        ]
+    );
+    assert_eq!(trail[0].at, t);
+}
+
 /// The same tests on SQLite and on PostgreSQL.
 macro_rules! battery {
     ($($name:ident),* $(,)?) => {
@@ -577,6 +603,7 @@ battery!(
     account_record_holds_everything,
     delete_erases_the_account_and_its_data,
     purge_removes_what_is_past_retention,
+    identical_audit_entries_are_folded,
     change_feed_reports_other_writers,
     a_newer_schema_is_refused,
 );
@@ -667,7 +694,7 @@ async fn sqlite_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Sqlite);
     fresh.open().await.close().await;
     let want = sqlite_schema(&fresh.database.connection);
-    assert_eq!(want[0], "version 5");
+    assert_eq!(want[0], "version 6");
     for version in 1..=SQLITE_BEFORE.len() {
         let old = Fresh::new(Backend::Sqlite);
         // As the code before the shared list left it: WAL, one transaction per step.
@@ -710,7 +737,7 @@ async fn postgres_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Postgres);
     fresh.open().await.close().await;
     let want = postgres_schema(&fresh.database.connection);
-    assert!(want.starts_with("version 5 true\n"), "{want}");
+    assert!(want.starts_with("version 6 true\n"), "{want}");
     for version in 1..=POSTGRES_BEFORE.len() {
         let old = Fresh::new(Backend::Postgres);
         // As the code before the shared list left it: all steps, then its own count.

@@ -101,4 +101,17 @@ impl Zone {
         }
         renewed
     }
+
+    /// When the zone's earliest signature expires (seconds since the epoch); `None` when
+    /// unsigned. Scans every RRset under the read lock: for the metrics exporter's scrape,
+    /// seconds apart, never for the query path.
+    pub fn earliest_signature_expiry(&self) -> Option<u32> {
+        self.signer.as_ref()?;
+        let state = self.read();
+        let statics = state.nodes.values().flat_map(|node| node.sets.iter());
+        let subdomains = state.dynamic.values().map(|entry| &entry.set);
+        let chain = state.nsec3.values().map(|entry| &entry.set);
+        // Sets without signatures (delegation NS and glue) have no expiry.
+        statics.chain(subdomains).chain(chain).filter(|set| !set.sigs.is_empty()).map(|set| set.expires).min()
+    }
 }

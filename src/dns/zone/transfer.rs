@@ -369,8 +369,12 @@ mod tests {
     }
 
     fn enable(zone: &Zone, limits: Limits) {
-        let settings =
-            TransferSettings { allow: vec![], notify: vec![], key: None, client_ip: Default::default() };
+        let settings = TransferSettings {
+            allow: Default::default(),
+            notify: vec![],
+            key: None,
+            client_ip: Default::default(),
+        };
         assert!(zone.enable_transfers(settings, limits));
     }
 

@@ -1,0 +1,155 @@
+//! The process-wide metrics of the API, the writer and the store, kept as they happen.
+//!
+//! Design note: these are counted where they happen (a request answered, an update served, a
+//! store error mapped), in code that has no handle on the exporter and should not grow one:
+//! so they live in one process-wide [`Registry`] behind a `LazyLock`, and the call sites use
+//! the small functions below. None of these paths is hot (an API request costs a database
+//! transaction), so `prometheus`'s own label maps (a read lock and a hash per labelled
+//! increment) are cheap enough here; the DNS path never comes here (see `dns::stats`).
+//!
+//! Every label value is a constant from the code (a route template, a method, a status, an
+//! error kind): never an account, a subdomain, a name or an address.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Buckets of the latency histograms, in seconds: from half a millisecond (an SQLite commit
+/// on a fast disk) to 10 s (a PostgreSQL failover).
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The metrics kept as they happen.
+#[derive(Debug)]
+pub struct Counters {
+    /// Where they are registered, for the exporter to gather.
+    pub registry: Registry,
+    /// API requests answered, by route template, method and status.
+    api_requests: IntCounterVec,
+    /// From the start of the store write to the new value being served by the zone.
+    update_latency: Histogram,
+    /// Store failures, by kind.
+    store_errors: IntCounterVec,
+    /// Times the change feed lost its connection and reconnected.
+    feed_reconnects: IntCounter,
+    /// Full resynchronisations of the zone from the store (every (re)connect of the feed).
+    feed_resyncs: IntCounter,
+    /// Changes received from the feed and not yet applied.
+    feed_backlog: IntGauge,
+    /// From a change's arrival from the feed to the zone serving it.
+    feed_apply: Histogram,
+}
+
+/// Builds one metric and registers it.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry.register(Box::new(metric.clone())).expect("metric names are unique and valid");
+    metric
+}
+
+impl Counters {
+    /// Every metric at zero, registered.
+    fn new() -> Self {
+        let registry = Registry::new();
+        let histogram = |name: &str, help: &str| {
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            registered(&registry, Histogram::with_opts(opts).expect("valid histogram"))
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            registered(&registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"))
+        };
+        let counter = |name: &str, help: &str| {
+            registered(&registry, IntCounter::new(name, help).expect("valid counter"))
+        };
+        Self {
+            api_requests: counter_vec(
+                "acme_delegate_api_requests_total",
+                "API requests answered, by route template (\"other\": no route), method and status.",
+                &["route", "method", "status"],
+            ),
+            update_latency: histogram(
+                "acme_delegate_update_to_served_seconds",
+                "From the start of an update's store write to its value being served by the zone.",
+            ),
+            store_errors: counter_vec(
+                "acme_delegate_store_errors_total",
+                "Store operations that failed: \"unavailable\" (the database could not be reached) or \"backend\" (it refused or failed the statement).",
+                &["kind"],
+            ),
+            feed_reconnects: counter(
+                "acme_delegate_change_feed_reconnects_total",
+                "Times the change feed (PostgreSQL LISTEN) lost its connection and reconnected.",
+            ),
+            feed_resyncs: counter(
+                "acme_delegate_change_feed_resyncs_total",
+                "Full resynchronisations of the zone from the store, one per connect of the change feed.",
+            ),
+            feed_backlog: registered(
+                &registry,
+                IntGauge::new(
+                    "acme_delegate_change_feed_backlog",
+                    "Changes from other instances received and not yet applied to the zone.",
+                )
+                .expect("valid gauge"),
+            ),
+            feed_apply: histogram(
+                "acme_delegate_change_feed_apply_seconds",
+                "From a change's arrival on the change feed to the zone serving it (reading the store included).",
+            ),
+            registry,
+        }
+    }
+}
+
+/// The one set of counters of the process.
+pub static COUNTERS: LazyLock<Counters> = LazyLock::new(Counters::new);
+
+/// Counts one API request answered.
+pub fn api_request(route: &str, method: &str, status: u16) {
+    let buffer = itoa_status(status);
+    let status = std::str::from_utf8(&buffer).unwrap_or("0");
+    COUNTERS.api_requests.with_label_values(&[route, method, status]).inc();
+}
+
+/// The three digits of an HTTP status, without allocating.
+fn itoa_status(status: u16) -> [u8; 3] {
+    let status = status.min(999);
+    [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8]
+}
+
+/// Records how long an update took from the store call's start to the zone serving it.
+pub fn update_served(elapsed: Duration) {
+    COUNTERS.update_latency.observe(elapsed.as_secs_f64());
+}
+
+/// Counts a store failure: `kind` is `"unavailable"` or `"backend"`.
+pub fn store_error(kind: &'static str) {
+    COUNTERS.store_errors.with_label_values(&[kind]).inc();
+}
+
+/// Counts a reconnect of the change feed.
+pub fn feed_reconnected() {
+    COUNTERS.feed_reconnects.inc();
+}
+
+/// Records a change from the feed applied `elapsed` after it arrived, with `backlog` more
+/// waiting; `resync` when it was a full resynchronisation.
+pub fn feed_applied(elapsed: Duration, backlog: usize, resync: bool) {
+    COUNTERS.feed_apply.observe(elapsed.as_secs_f64());
+    COUNTERS.feed_backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+    if resync {
+        COUNTERS.feed_resyncs.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_three_digits() {
+        assert_eq!(&itoa_status(200), b"200");
+        assert_eq!(&itoa_status(404), b"404");
+        assert_eq!(&itoa_status(1200), b"999");
+    }
+}

@@ -1,0 +1,203 @@
+//! Reload without restart (SIGHUP): run-time settings change, queries and API connections go on
+//! through it, settings that need a restart are named and kept, a bad file changes nothing, and
+//! new certificate files are served from the next handshake.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Waits until the server has logged `marker` `count` times (at most 10 s).
+fn wait_for_log(server: &TestServer, marker: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.log_text().matches(marker).count() < count {
+        assert!(Instant::now() < deadline, "no {marker:?} in the log:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes `config` over the server's file and sends SIGHUP; waits for the `n`-th reload's outcome.
+fn reload_with(server: &TestServer, dir: &TempDir, config: &str, marker: &str, n: usize) {
+    std::fs::write(dir.join("config.cfg"), config).unwrap();
+    server.signal("HUP");
+    wait_for_log(server, marker, n);
+}
+
+/// One request on an open keep-alive connection; returns the status line.
+fn keep_alive_health(stream: &mut TcpStream) -> String {
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "the connection was closed");
+        response.push(byte[0]);
+    }
+    String::from_utf8_lossy(&response).lines().next().unwrap_or("").to_owned()
+}
+
+#[test]
+fn sighup_applies_run_time_settings_without_dropping_a_query_or_a_connection() {
+    let dir = TempDir::new();
+    // No response rate limit: the stream of queries below all comes from one address.
+    let config = with_keys(&base_config(&dir.0), "dns", "rate_limit = 0");
+    let server = TestServer::start_with(&dir, &config);
+    assert_eq!(server.http("POST", "/register", &[], b"").status, 201);
+    let mut connection = TcpStream::connect(server.api).unwrap();
+    connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(keep_alive_health(&mut connection).contains("200"));
+
+    // Queries, one after another, all through the reloads.
+    let stop = Arc::new(AtomicBool::new(false));
+    let asker = {
+        let (stop, udp) = (Arc::clone(&stop), server.udp);
+        std::thread::spawn(move || {
+            let (mut sent, mut answered) = (0u32, 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                sent += 1;
+                answered += u32::from(udp_exchange(udp, &query(DOMAIN, 6, None)).is_some());
+            }
+            (sent, answered)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Registration closed (run time), a new DNS address and database (restart only).
+    let changed = with_keys(&config, "api", "registration = \"closed\"")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"")
+        .replace("acme-delegate.db", "elsewhere.db");
+    reload_with(&server, &dir, &changed, "reloaded:", 1);
+    let log = server.log_text();
+    assert!(log.contains("reloaded: api.registration"), "{log}");
+    assert!(log.contains("general.listen changed and needs a restart; the running value stays"), "{log}");
+    assert!(log.contains("[database] changed and needs a restart"), "{log}");
+    let refused = server.http("POST", "/register", &[], b"");
+    assert_eq!(refused.status, 404, "{}", refused.body_text());
+    assert!(refused.body_text().contains("registration_disabled"));
+    // The connection opened before the reload is still served; DNS still on the old address.
+    assert!(keep_alive_health(&mut connection).contains("200"));
+    assert_eq!(server.ask(DOMAIN, 6).rcode, 0);
+
+    // A bad file (an invalid value beside a change) is refused, naming the key; nothing changes.
+    let bad = with_keys(&config, "api", "update_rate_limit = \"often\"");
+    reload_with(&server, &dir, &bad, "reload refused", 1);
+    assert!(server.log_text().contains("update_rate_limit"), "{}", server.log_text());
+    assert_eq!(server.http("POST", "/register", &[], b"").status, 404, "the old settings stay");
+
+    // Back to the first file: registration opens again.
+    reload_with(&server, &dir, &config, "reloaded:", 2);
+    assert_eq!(server.http("POST", "/register", &[], b"").status, 201);
+
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let (sent, answered) = asker.join().unwrap();
+    assert!(sent > 50, "only {sent} queries sent");
+    assert_eq!(answered, sent, "{} of {sent} queries unanswered during the reloads", sent - answered);
+}
+
+/// Makes a self-signed certificate for `localhost` into `key` and `cert`.
+fn certificate(dir: &TempDir, key: &str, cert: &str) {
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .arg(dir.join(key))
+        .arg("-out")
+        .arg(dir.join(cert))
+        .output()
+        .expect("openssl runs");
+    assert!(status.status.success());
+}
+
+/// Whether curl, trusting only `ca`, completes GET /health over HTTPS.
+fn https_trusts(server: &TestServer, ca: &std::path::Path) -> bool {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", server.api.port()))
+        .arg(format!("https://localhost:{}/health", server.api.port()))
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout) == "200"
+}
+
+#[test]
+fn sighup_serves_new_certificate_files_and_keeps_the_old_on_a_bad_one() {
+    let dir = TempDir::new();
+    certificate(&dir, "key.pem", "cert.pem");
+    certificate(&dir, "key2.pem", "cert2.pem");
+    std::fs::copy(dir.join("cert.pem"), dir.join("first.pem")).unwrap();
+    let config = with_tls_cert(&base_config(&dir.0), &dir.join("key.pem"), &dir.join("cert.pem"));
+    let server = TestServer::start_with(&dir, &config);
+    assert!(https_trusts(&server, &dir.join("first.pem")));
+
+    // A renewal: the files are replaced in place, then SIGHUP.
+    std::fs::copy(dir.join("key2.pem"), dir.join("key.pem")).unwrap();
+    std::fs::copy(dir.join("cert2.pem"), dir.join("cert.pem")).unwrap();
+    reload_with(&server, &dir, &config, "reloaded:", 1);
+    assert!(server.log_text().contains("api TLS certificate files"), "{}", server.log_text());
+    assert!(https_trusts(&server, &dir.join("cert2.pem")), "the new certificate is served");
+    assert!(!https_trusts(&server, &dir.join("first.pem")), "the old certificate is gone");
+
+    // A key that does not fit the certificate: refused, naming the key; the new one stays.
+    std::fs::copy(dir.join("first.pem"), dir.join("cert.pem")).unwrap();
+    reload_with(&server, &dir, &config, "reload refused", 1);
+    assert!(server.log_text().contains("api.tls_cert_privkey"), "{}", server.log_text());
+    assert!(https_trusts(&server, &dir.join("cert2.pem")));
+}
+
+/// Whether `socket` receives a NOTIFY within 3 s; acknowledges it, as a secondary does, so that
+/// the server does not send it again.
+fn notified(socket: &std::net::UdpSocket) -> bool {
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = socket.recv_from(&mut buf)
+            && n > 3
+            && (buf[2] >> 3) & 0x0F == 4
+        {
+            buf[2] |= 0x80; // QR: the same message back is the acknowledgement (RFC 1996 4.7)
+            socket.send_to(&buf[..n], from).unwrap();
+            return true;
+        }
+    }
+    false
+}
+
+/// The rcode of an AXFR asked over TCP from 127.0.0.1.
+fn axfr_rcode(server: &TestServer) -> u8 {
+    let reply = server.tcp_exchange(&query(DOMAIN, 252, None)).expect("an AXFR reply");
+    Message::decode(&reply).rcode
+}
+
+#[test]
+fn sighup_changes_transfer_networks_and_notify_targets() {
+    let dir = TempDir::new();
+    let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let second = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let section = |allow: &str, target: &std::net::UdpSocket| {
+        format!("allow_transfer = [\"{allow}\"]\nnotify = [\"{}\"]", target.local_addr().unwrap())
+    };
+    let config = with_keys(&base_config(&dir.0), "transfer", &section("192.0.2.0/24", &first));
+    let server = TestServer::start_with(&dir, &config);
+    assert!(notified(&first), "the first target is notified at start");
+    assert_eq!(axfr_rcode(&server), 5, "127.0.0.1 is not allowed yet: REFUSED");
+
+    let changed = with_keys(&base_config(&dir.0), "transfer", &section("127.0.0.1/32", &second));
+    reload_with(&server, &dir, &changed, "reloaded:", 1);
+    let log = server.log_text();
+    assert!(log.contains("transfer.allow_transfer") && log.contains("transfer.notify"), "{log}");
+    assert_eq!(axfr_rcode(&server), 0, "127.0.0.1 may transfer after the reload");
+    assert!(notified(&second), "the new target is notified once its task starts");
+
+    // A change of the zone is told to the new target only.
+    while notified(&first) {}
+    let account = server.register();
+    assert_eq!(server.update(&account, "LHDhK3oGRvkiefQnx7OOczTY5Tic_xZ6HcMOc_gmtoM").status, 200);
+    assert!(notified(&second), "the new target hears of the update");
+    assert!(!notified(&first), "the old target is no longer notified");
+}
