@@ -169,6 +169,14 @@ pub trait Conn {
     async fn batch(&self, sql: &str) -> Result<(), StoreError>;
     /// Tells other instances what changed (a no-op where there is no change feed).
     async fn notify(&self, change: &Change) -> Result<(), StoreError>;
+    /// Tells other instances that each of `subdomains` changed; an engine with a change feed
+    /// sends them in one round trip (an import announces ten thousand names per batch).
+    async fn notify_subdomains(&self, subdomains: &[&str]) -> Result<(), StoreError> {
+        for subdomain in subdomains {
+            self.notify(&Change::Subdomain((*subdomain).to_owned())).await?;
+        }
+        Ok(())
+    }
     /// Takes `lock` until the transaction ends (a no-op where transactions already exclude
     /// each other).
     async fn lock(&self, lock: Lock) -> Result<(), StoreError>;

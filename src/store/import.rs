@@ -28,7 +28,7 @@ use std::collections::HashSet;
 use tokio::sync::mpsc;
 
 use super::common::{Conn, Value, now};
-use super::{Account, Change, Store, StoreError};
+use super::{Account, Store, StoreError};
 
 /// Accounts per transaction: large enough that the commit's fsync is noise, small enough that a
 /// batch is a few megabytes and a running instance hears of the first accounts early.
@@ -345,9 +345,8 @@ pub(super) async fn write_batch(c: &impl Conn, batch: &[Source], keep: usize) ->
     }
     // Running instances learn of each new name at once, also of one without values (it must
     // answer NODATA, not NXDOMAIN); delivered when the batch commits.
-    for source in &new {
-        c.notify(&Change::Subdomain(source.account.subdomain.clone())).await?;
-    }
+    let names: Vec<&str> = new.iter().map(|s| s.account.subdomain.as_str()).collect();
+    c.notify_subdomains(&names).await?;
     Ok(report)
 }
 
