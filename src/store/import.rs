@@ -103,6 +103,7 @@ struct Batcher {
 }
 
 /// The writer stopped (it failed and will report why): the reader just ends.
+#[cfg(feature = "sqlite")]
 struct WriterGone;
 
 impl Batcher {
