@@ -28,6 +28,7 @@ pub mod dns;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod metrics;
+pub mod persist;
 pub mod privacy;
 pub mod store;
 pub mod sync;

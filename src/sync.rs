@@ -7,25 +7,41 @@
 //! - **A committed write reaches the zone even if its requester is gone.** Each write runs as
 //!   its own task; the caller awaits its outcome, but dropping the caller (an HTTP client that
 //!   disconnects, a request timeout) does not drop the task between the commit and the apply.
-//! - **The zone follows the store, never the other way round.** Values applied to the zone are
-//!   the ones the store returned after the commit, tagged with the store's sequence number, so
-//!   writes that reach the zone out of order cannot go back in time.
+//! - **The zone is the store's, version by version.** Every write that changes what DNS serves
+//!   moves the store's zone version and logs what it changed (`store::version`). The zone
+//!   applies the log in version order, one version per serial step at serial = base + version,
+//!   whoever made the change: this instance, another one on the same PostgreSQL (the change
+//!   feed says which version) or an operator's command on SQLite (the feed notices a write).
+//!   So every instance serves the same zone, byte for byte with deterministic signatures, at
+//!   the same serial, and its IXFR journal entries are the same too. The log has every
+//!   version: nothing waits for a missing one; a version missing from it (pruned) makes the
+//!   zone resynchronise from a snapshot that reads the version with the contents.
 //! - **Hearing a change twice costs nothing.** An instance hears its own writes again from the
-//!   change feed (PostgreSQL delivers a NOTIFY to its sender too); the zone compares before it
-//!   renders, so an entry that did not change is neither re-signed nor given a new serial.
+//!   change feed (PostgreSQL delivers a NOTIFY to its sender too); a version already applied is
+//!   skipped without reading the store.
+//! - **Signatures are renewed by a store event.** When the signatures near expiry, one
+//!   instance records a new signing epoch as a version (a conditional update: a second
+//!   instance trying at the same time finds the epoch moved and records nothing); every
+//!   instance then signs every set anew with it, the same way.
 //!
 //! The daemon makes one [`ZoneSync`] and hands clones to the API, the change-feed follower,
 //! the retention purge, the signature refresh and the ACME client.
 
+mod persist;
+
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::dns::dnssec::{Algorithm, SigningKey};
-use crate::dns::zone::Zone;
+use crate::dns::propagation;
+use crate::dns::zone::persist_label;
+use crate::dns::zone::{Edit, Zone, unix_now};
 use crate::privacy::Secret;
-use crate::store::{Account, Change, PurgeRules, Purged, Store, StoreError, TxtValues};
+use crate::store::version::{ERASED, OWN_CHALLENGE, PERSIST, SIGN, erased_name};
+use crate::store::{Account, Change, LogEntry, PurgeRules, Purged, Store, StoreError, TxtValues};
 
 /// Why the zone's signing key could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +82,30 @@ pub struct ZoneSync {
     zone: Arc<Zone>,
     /// TXT values kept per subdomain.
     keep: usize,
+    /// The store version the zone is at; held while the zone moves, so versions apply in
+    /// order, one catch-up at a time.
+    applied: Arc<Mutex<Applied>>,
+    /// Tickets of log reads, taken as each read begins: a write committed before a read began
+    /// is seen by it, so writes that commit together share one read (see [`Self::catch_up`]).
+    reads: Arc<AtomicU64>,
+}
+
+/// The store version the zone serves.
+#[derive(Clone, Copy, Debug, Default)]
+struct Applied {
+    /// The version.
+    version: u64,
+    /// The serial of version 0 (fixed in the store).
+    serial_base: u32,
+    /// The ticket of the last log read applied in full.
+    read: Option<u64>,
+}
+
+impl Applied {
+    /// The serial of `version`.
+    fn serial_of(self, version: u64) -> u32 {
+        self.serial_base.wrapping_add(version as u32)
+    }
 }
 
 /// Runs `work` as a task of its own and waits for it: if the caller is dropped, the work still
@@ -79,10 +119,45 @@ async fn detached<T: Send + 'static>(work: impl Future<Output = T> + Send + 'sta
     }
 }
 
+/// The zone edits of one log entry (none for a new signing epoch, applied on its own, and for
+/// the erasure of a name the zone does not serve).
+fn edits_of(zone: &Zone, entry: &LogEntry) -> Vec<Edit> {
+    let edit = match (entry.name.as_str(), &entry.values) {
+        (SIGN, _) => None,
+        // Logged by digest: the zone's labels are matched against it (an erasure is rare); the
+        // account's persist name goes with it.
+        (digest, _) if digest.starts_with(ERASED) => {
+            let Some(label) = zone.find_subdomain(|label| erased_name(label) == digest) else {
+                return vec![];
+            };
+            return vec![Edit::Remove(persist_label(&label)), Edit::Remove(label)];
+        }
+        (name, values) if name.starts_with(PERSIST) => {
+            let label = persist_label(&name[PERSIST.len_utf8()..]);
+            Some(match values {
+                Some(values) => Edit::Txt { subdomain: label, values: values.clone() },
+                None => Edit::Remove(label),
+            })
+        }
+        (OWN_CHALLENGE, values) => Some(Edit::OwnChallenge(values.clone().unwrap_or_default())),
+        (subdomain, Some(values)) => {
+            Some(Edit::Txt { subdomain: subdomain.to_owned(), values: values.clone() })
+        }
+        (subdomain, None) => Some(Edit::Remove(subdomain.to_owned())),
+    };
+    edit.into_iter().collect()
+}
+
 impl ZoneSync {
     /// Joins `store` and `zone`; `keep` is how many TXT values each subdomain serves.
     pub fn new(store: Store, zone: Arc<Zone>, keep: usize) -> Self {
-        Self { store, zone, keep }
+        Self {
+            store,
+            zone,
+            keep,
+            applied: Arc::new(Mutex::new(Applied::default())),
+            reads: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// The zone, for reading.
@@ -90,13 +165,13 @@ impl ZoneSync {
         &self.zone
     }
 
-    /// Loads every registered subdomain into the zone (start-up); returns how many there are.
+    /// Loads every registered subdomain into the zone at the store's version (start-up);
+    /// returns how many there are.
     pub async fn load(&self) -> Result<usize, StoreError> {
-        let mark = self.zone.mark();
-        let contents = self.store.zone_contents(self.keep).await?;
-        let count = contents.len();
-        self.replace_all(mark, &contents);
-        self.zone.set_own_challenge(&self.store.own_challenges().await?);
+        let (count, _) = self.resync(&mut *self.applied.lock().await).await?;
+        // Signatures already due (a new store whose first epoch is the hour's start, or every
+        // instance stopped past the refresh): renewed before anything is served.
+        self.refresh_signatures().await?;
         Ok(count)
     }
 
@@ -105,8 +180,7 @@ impl ZoneSync {
         let this = self.clone();
         detached(async move {
             this.store.insert_account(&account).await?;
-            this.zone.set_txt(&account.subdomain, 0, &[]);
-            Ok(())
+            this.catch_up(None).await
         })
         .await
     }
@@ -114,15 +188,37 @@ impl ZoneSync {
     /// Adds a TXT value to a subdomain and serves what the store then holds.
     pub async fn update_txt(&self, subdomain: &str, value: &str) -> Result<TxtValues, StoreError> {
         let (this, subdomain, value) = (self.clone(), subdomain.to_owned(), value.to_owned());
-        detached(async move {
+        let stored = detached(async move {
             // Metrics: update → served latency, from the store call's start to the zone apply.
             let started = std::time::Instant::now();
             let stored = this.store.update_txt(&subdomain, &value, this.keep).await?;
-            this.set(&stored);
+            this.catch_up(None).await?;
             crate::metrics::counters::update_served(started.elapsed());
-            Ok(stored)
+            Ok::<_, StoreError>(stored)
         })
-        .await
+        .await?;
+        self.wait_for_secondaries().await;
+        Ok(stored)
+    }
+
+    /// With `[transfer] wait_for_secondaries = "all"`: waits until every notified secondary
+    /// serves the zone's serial (or a later one), or until the timeout, then warns naming the
+    /// ones behind. The update is committed and served here either way: the wait only delays
+    /// the answer, so that an ACME client that asks the CA at once does not race the transfer.
+    async fn wait_for_secondaries(&self) {
+        let Some(settings) = self.zone.transfers() else { return };
+        let Some(timeout) = settings.wait else { return };
+        let serial = self.zone.serial();
+        let behind =
+            propagation::wait_for_serial(self.zone.apex_wire(), &settings.notify, serial, timeout).await;
+        if !behind.is_empty() {
+            let behind: Vec<String> = behind.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                "answered the update after {} s without every secondary serving serial {serial}: {} behind",
+                timeout.as_secs(),
+                behind.join(", ")
+            );
+        }
     }
 
     /// Erases an account and stops serving its subdomain; returns the subdomain if it existed.
@@ -130,9 +226,7 @@ impl ZoneSync {
         let (this, username) = (self.clone(), username.to_owned());
         detached(async move {
             let subdomain = this.store.delete_account(&username).await?;
-            if let Some(subdomain) = &subdomain {
-                this.zone.remove(subdomain);
-            }
+            this.catch_up(None).await?;
             Ok(subdomain)
         })
         .await
@@ -150,8 +244,7 @@ impl ZoneSync {
         let (this, token, value) = (self.clone(), token.to_owned(), value.map(str::to_owned));
         detached(async move {
             this.store.put_own_challenge(&token, value.as_deref(), expires_at).await?;
-            this.zone.set_own_challenge(&this.store.own_challenges().await?);
-            Ok(())
+            this.catch_up(None).await
         })
         .await
     }
@@ -161,49 +254,95 @@ impl ZoneSync {
         let this = self.clone();
         detached(async move {
             let purged = this.store.purge(rules).await?;
-            for subdomain in &purged.txt_cleared {
-                this.apply(Change::Subdomain(subdomain.clone())).await?;
-            }
-            for subdomain in &purged.accounts_expired {
-                this.zone.remove(subdomain);
-            }
+            this.catch_up(None).await?;
             Ok(purged)
         })
         .await
     }
 
-    /// Applies a change that another process committed (from the change feed): reads what the
-    /// store now holds and serves it.
+    /// Applies a change that another process committed (from the change feed).
     pub async fn apply(&self, change: Change) -> Result<(), StoreError> {
         match change {
-            Change::Resync => {
-                let mark = self.zone.mark();
-                let contents = self.store.zone_contents(self.keep).await?;
-                let changed = self.replace_all(mark, &contents);
-                if changed > 0 {
-                    tracing::info!(
-                        "zone resynchronised from the database: {changed} of {} subdomains changed",
-                        contents.len()
-                    );
-                }
-                self.zone.set_own_challenge(&self.store.own_challenges().await?);
-            }
-            Change::OwnChallenge => self.zone.set_own_challenge(&self.store.own_challenges().await?),
-            Change::Subdomain(subdomain) => {
-                // Taken before the read: a write of ours landing meanwhile is newer and kept.
-                let mark = self.zone.mark();
-                match self.store.txt_of(&subdomain, self.keep).await? {
-                    Some(t) => {
-                        let values: Vec<&str> = t.values.iter().map(String::as_str).collect();
-                        self.zone.replace_txt(mark, &t.subdomain, t.seq, &values);
-                    }
-                    None => {
-                        self.zone.remove(&subdomain);
-                    }
-                }
-            }
+            Change::Version { version, .. } => self.catch_up(Some(version)).await,
+            Change::Resync => self.catch_up(None).await,
         }
+    }
+
+    /// Applies the store's log beyond the zone's version, version by version; with `until`,
+    /// nothing when the zone is at that version already (a change heard twice). Without, it
+    /// catches up with what was committed before the call: nothing to read when a read that
+    /// began since was applied while this call waited for its turn (concurrent writes of this
+    /// instance then share one read).
+    async fn catch_up(&self, until: Option<u64>) -> Result<(), StoreError> {
+        let seen = self.reads.load(Ordering::SeqCst);
+        let mut applied = self.applied.lock().await;
+        if until.is_some_and(|v| applied.version >= v) || applied.read.is_some_and(|t| t >= seen) {
+            return Ok(());
+        }
+        let ticket = self.reads.fetch_add(1, Ordering::SeqCst);
+        let log = self.store.zone_log_since(applied.version).await?;
+        let mut rest = log.as_slice();
+        while let Some(first) = rest.first() {
+            let version = first.version;
+            if version != applied.version + 1 {
+                // Not in the log (pruned, or an erased account's only change): start afresh.
+                let (count, _) = self.resync(&mut applied).await?;
+                tracing::info!(
+                    "zone resynchronised from the database: version {version} was not in the log \
+                     ({count} subdomains)"
+                );
+                applied.read = Some(ticket);
+                return Ok(());
+            }
+            let end = rest.iter().position(|e| e.version != version).unwrap_or(rest.len());
+            let (entries, tail) = rest.split_at(end);
+            rest = tail;
+            let serial = applied.serial_of(version);
+            let epoch = entries
+                .iter()
+                .find(|e| e.name == SIGN)
+                .and_then(|e| e.values.as_ref()?.first()?.parse().ok());
+            if let Some(epoch) = epoch {
+                // Every set signed anew: blocking work, off the async workers.
+                let zone = Arc::clone(&self.zone);
+                let signed = tokio::task::spawn_blocking(move || zone.resign(serial, epoch))
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("re-signing failed: {e}")))?;
+                if signed > 0 {
+                    tracing::info!("signatures renewed: {signed} RRsets signed for epoch {epoch}");
+                }
+            } else {
+                let edits: Vec<Edit> = entries.iter().flat_map(|e| edits_of(&self.zone, e)).collect();
+                self.zone.apply_version(serial, version, &edits);
+            }
+            applied.version = version;
+        }
+        applied.read = Some(ticket);
         Ok(())
+    }
+
+    /// Reads a consistent snapshot of the store and makes the zone exactly that, at its
+    /// serial; returns how many subdomains there are and how many changed.
+    async fn resync(&self, applied: &mut Applied) -> Result<(usize, usize), StoreError> {
+        let mark = self.zone.mark();
+        let snapshot = self.store.zone_snapshot(self.keep).await?;
+        let count = snapshot.contents.len();
+        // Both names of each account: its subdomain and, once it had a record, its persist name.
+        let persist: Vec<TxtValues> = snapshot
+            .persist
+            .iter()
+            .map(|t| TxtValues { subdomain: persist_label(&t.subdomain), ..t.clone() })
+            .collect();
+        let entries = snapshot
+            .contents
+            .iter()
+            .chain(&persist)
+            .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect()));
+        let version = snapshot.version;
+        let changed =
+            self.zone.load_version(mark, version.serial(), version.epoch, entries, &snapshot.own_challenge);
+        *applied = Applied { version: version.version, serial_base: version.serial_base, read: applied.read };
+        Ok((count, changed))
     }
 
     /// Follows the store's change feed until it ends or `shutdown` changes.
@@ -216,32 +355,20 @@ impl ZoneSync {
             let Some(change) = change else { return };
             let (received, resync) = (std::time::Instant::now(), matches!(change, Change::Resync));
             if let Err(error) = self.apply(change).await {
-                tracing::warn!("could not apply a change from another instance: {error}");
+                tracing::warn!("could not apply a change from the database: {error}");
             }
             crate::metrics::counters::feed_applied(received.elapsed(), changes.len(), resync);
         }
     }
 
-    /// Renews signatures close to expiry (blocking work: call from a blocking thread); returns
-    /// how many RRsets were re-signed.
-    pub fn refresh_signatures(&self) -> usize {
-        self.zone.refresh_signatures()
-    }
-
-    /// Serves one subdomain's values as the store returned them.
-    fn set(&self, stored: &TxtValues) {
-        let values: Vec<&str> = stored.values.iter().map(String::as_str).collect();
-        self.zone.set_txt(&stored.subdomain, stored.seq, &values);
-    }
-
-    /// Replaces every subdomain with a store snapshot read after `mark`; returns how many
-    /// subdomains changed.
-    fn replace_all(&self, mark: u64, contents: &[TxtValues]) -> usize {
-        self.zone.replace_all(
-            mark,
-            contents
-                .iter()
-                .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect())),
-        )
+    /// When the signatures near expiry, records a new signing epoch in the store (unless
+    /// another instance just did) and applies it; returns whether this instance recorded one.
+    pub async fn refresh_signatures(&self) -> Result<bool, StoreError> {
+        let seen = self.zone.epoch();
+        let Some(epoch) = self.zone.next_epoch(unix_now()).filter(|&e| e != seen) else { return Ok(false) };
+        let recorded = self.store.new_signing_epoch(seen, epoch).await?;
+        // Another instance's epoch, if it won, is in the log too.
+        self.catch_up(None).await?;
+        Ok(recorded.is_some())
     }
 }

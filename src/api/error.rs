@@ -47,6 +47,15 @@ pub enum ApiError {
     /// The body did not arrive within `api.request_timeout`.
     #[error("request body timed out")]
     Timeout,
+    /// A dns-persist-01 record field is wrong (the error names it).
+    #[error("bad persistent record: {0}")]
+    BadPersist(crate::persist::PersistError),
+    /// The account holds the most dns-persist-01 records allowed.
+    #[error("too many persistent records")]
+    TooManyPersistRecords,
+    /// The account holds no dns-persist-01 record of that issuer.
+    #[error("no such persistent record")]
+    PersistNotFound,
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -67,9 +76,23 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::BadPersist(e) => (StatusCode::BAD_REQUEST, bad_persist_code(e)),
+            Self::TooManyPersistRecords => (StatusCode::CONFLICT, "too_many_persist_records"),
+            Self::PersistNotFound => (StatusCode::NOT_FOUND, "persist_record_not_found"),
             Self::Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "db_error"),
         }
+    }
+}
+
+/// The error word of a refused dns-persist-01 field: `bad_` and the field's name.
+fn bad_persist_code(error: &crate::persist::PersistError) -> &'static str {
+    use crate::persist::PersistError;
+    match error {
+        PersistError::AccountUri(_) => "bad_accounturi",
+        PersistError::Issuer(_) => "bad_issuer",
+        PersistError::PersistUntil(_) => "bad_persistuntil",
+        PersistError::Policy => "bad_policy",
     }
 }
 
@@ -86,7 +109,14 @@ impl IntoResponse for ApiError {
         if let Self::Store(error) = &self {
             tracing::error!("request failed: {error}");
         }
-        let mut response = json_response(status, format!("{{\"error\": \"{code}\"}}"));
+        let body = match &self {
+            // Which field, and what about it: the client sent it, so nothing here is secret.
+            Self::BadPersist(e) => {
+                serde_json::json!({ "error": code, "field": e.field(), "detail": e.to_string() }).to_string()
+            }
+            _ => format!("{{\"error\": \"{code}\"}}"),
+        };
+        let mut response = json_response(status, body);
         if let Self::RateLimited(seconds) = self
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {

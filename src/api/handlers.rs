@@ -66,7 +66,7 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>
 }
 
 /// Looks a key up case-insensitively, as Go's JSON decoder does.
-fn field<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(super) fn field<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
     object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
@@ -86,13 +86,19 @@ struct Registration<'a> {
 }
 
 /// Seconds since the epoch.
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Records one credential use; a failure to record is logged, not returned, so the audit
 /// trail never turns a completed change into an error response.
-async fn audit(state: &AppState, username: Option<&str>, action: &str, outcome: &str, client: ClientIp) {
+pub(super) async fn audit(
+    state: &AppState,
+    username: Option<&str>,
+    action: &str,
+    outcome: &str,
+    client: ClientIp,
+) {
     let source = state.privacy.client_ip.render(client);
     let entry = AuditEntry::new(now(), username.map(str::to_owned), action, outcome, source);
     if let Err(error) = state.store.record_audit(entry).await {
@@ -245,7 +251,7 @@ async fn authenticate(
 /// The start every authenticated endpoint with a JSON body shares: the client's address, the
 /// body (read within the size and time limits before the credentials are checked, so a slow
 /// or oversized request costs no hash), the account the credentials prove, the JSON object.
-async fn authenticated_object(
+pub(super) async fn authenticated_object(
     state: &AppState,
     peer: SocketAddr,
     request: Request,
@@ -304,7 +310,8 @@ pub(super) async fn account_get(
     audit(&state, Some(&account.username), "account_read", "ok", client).await;
     let record =
         state.store.account_record(&account.username, state.txt_values).await?.ok_or(ApiError::Forbidden)?;
-    let json = record.export_json(&state.domain, &state.privacy);
+    let mut json = record.export_json(&state.domain, &state.privacy);
+    json["persistdomain"] = super::persist::persist_domain(&state, &account).into();
     Ok(json_response(StatusCode::OK, json.to_string()))
 }
 

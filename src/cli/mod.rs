@@ -189,6 +189,9 @@ fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
                 for (value, at) in &r.txt {
                     println!("txt:        {value}  (set {})", iso_time(*at));
                 }
+                for p in &r.persist {
+                    println!("persist:    {}  (set {})", p.value, iso_time(p.set_at));
+                }
                 println!("audit entries: {}", r.audit.len());
                 for e in &r.audit {
                     println!("  {}  {:<14} {:<18} {}", iso_time(e.at), e.action, e.outcome, e.source);
@@ -196,7 +199,9 @@ fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
             }
             AccountAction::Export { username } => {
                 let r = find(username).await?;
-                let json = r.export_json(&domain, &config.privacy);
+                let mut json = r.export_json(&domain, &config.privacy);
+                let label = crate::dns::zone::persist_label(&r.account.subdomain);
+                json["persistdomain"] = format!("{label}.{domain}").into();
                 println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
             }
             AccountAction::Delete { username } => {

@@ -120,6 +120,7 @@ pub(super) fn dns(
         soa_ttl: ttl(dns.soa_ttl(), defaults::SOA_TTL.into())?,
         negative_ttl: ttl(dns.negative_ttl(), defaults::NEGATIVE_TTL.into())?,
         txt_ttl: ttl(dns.txt_ttl(), defaults::TXT_TTL.into())?,
+        persist_ttl: ttl(dns.persist_ttl(), defaults::PERSIST_TTL.into())?,
         default_ttl,
         udp_size: dns.edns_udp_size().integer(defaults::EDNS_UDP_SIZE.into(), 512..=4096)? as u16,
         nsid: nsid(dns.nsid())?,

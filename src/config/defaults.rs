@@ -15,6 +15,10 @@ pub const SOA_TTL: u32 = 3600;
 pub const NEGATIVE_TTL: u32 = 30;
 /// `dns.txt_ttl`: TTL of the TXT answers; 1 s, so a new value is seen at once.
 pub const TXT_TTL: u32 = 1;
+/// `dns.persist_ttl`: TTL of the dns-persist-01 records; 5 minutes. A CA treats a TTL shorter
+/// than its reuse period as that period (draft-ietf-acme-dns-persist), so a short TTL costs
+/// no revalidation; a long one would keep a deleted record alive in resolvers' caches.
+pub const PERSIST_TTL: u32 = 300;
 /// `dns.default_ttl`: TTL of static records written without one.
 pub const DEFAULT_TTL: u32 = 3600;
 /// `dns.edns_udp_size`: the DNS flag day 2020 recommendation.
@@ -64,5 +68,8 @@ pub const HEADER_TIMEOUT: u64 = 5;
 pub const SIGNATURE_VALIDITY: u32 = 14 * 86_400;
 /// `dnssec.refresh`, in seconds: renew with a week left.
 pub const SIGNATURE_REFRESH: u32 = 7 * 86_400;
+/// `transfer.wait_timeout`, in seconds: NOTIFY and an IXFR take milliseconds on a healthy
+/// network; past this an ACME client is better answered (with a warning in our log).
+pub const WAIT_TIMEOUT: u64 = 10;
 /// `logconfig.loglevel`.
 pub const LOG_LEVEL: &str = "info";

@@ -332,6 +332,8 @@ section! {
         txt_values,
         /// TTL of the TXT answers.
         txt_ttl,
+        /// TTL of the dns-persist-01 records.
+        persist_ttl,
         /// Negative-caching TTL.
         negative_ttl,
         /// TTL of the SOA.
@@ -372,15 +374,27 @@ section! {
         tsig_algorithm,
         /// The key's secret, base64.
         tsig_secret,
+        /// `none` or `all`: whether `POST /update` waits for the secondaries.
+        wait_for_secondaries,
+        /// How long it waits at most, in seconds.
+        wait_timeout,
     }
 }
 
 impl Transfer {
     /// Whether the file sets none of the section's keys (then transfers stay off).
     pub(super) fn is_empty(&self) -> bool {
-        [&self.allow_transfer, &self.notify, &self.tsig_name, &self.tsig_algorithm, &self.tsig_secret]
-            .iter()
-            .all(|v| v.is_none())
+        [
+            &self.allow_transfer,
+            &self.notify,
+            &self.tsig_name,
+            &self.tsig_algorithm,
+            &self.tsig_secret,
+            &self.wait_for_secondaries,
+            &self.wait_timeout,
+        ]
+        .iter()
+        .all(|v| v.is_none())
     }
 }
 

@@ -132,7 +132,24 @@ pub(super) fn parse(
             Some(Arc::new(key))
         }
     };
-    Ok(Some(TransferSettings { allow, notify, key, client_ip }))
+    let wait_all = match string(section.wait_for_secondaries())?.as_deref() {
+        None | Some("none") => false,
+        Some("all") => true,
+        Some(other) => {
+            return Err(key_error(
+                "transfer.wait_for_secondaries",
+                format!("{other:?} is not \"none\" or \"all\""),
+            ));
+        }
+    };
+    let timeout = section.wait_timeout().integer(super::defaults::WAIT_TIMEOUT as i64, 1..=300)?;
+    let wait = wait_all.then(|| std::time::Duration::from_secs(timeout as u64));
+    if wait.is_some() && notify.is_empty() {
+        warnings.push(
+            "transfer.wait_for_secondaries = \"all\" without transfer.notify: nobody to wait for".into(),
+        );
+    }
+    Ok(Some(TransferSettings { allow, notify, key, client_ip, wait }))
 }
 
 #[cfg(test)]
@@ -186,6 +203,21 @@ mod tests {
         assert_eq!((key.name(), key.algorithm()), ("transfer-key", TsigAlgorithm::HmacSha512));
         assert!(!format!("{key:?}").contains("c2Vj"), "the secret never shows");
         assert!(parse(&Transfer::default(), IpPolicy::Truncated, &mut Vec::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn waiting_for_secondaries_is_off_unless_all() {
+        let wait =
+            |body: &str| parse_text(&format!("notify = [\"127.0.0.1:5301\"]\n{body}")).unwrap().unwrap().wait;
+        assert_eq!(wait(""), None);
+        assert_eq!(wait("wait_for_secondaries = \"none\"\nwait_timeout = 3"), None);
+        assert_eq!(wait("wait_for_secondaries = \"all\""), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            wait("wait_for_secondaries = \"all\"\nwait_timeout = 3"),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(error_key("wait_for_secondaries = \"some\""), "transfer.wait_for_secondaries");
+        assert_eq!(error_key("wait_for_secondaries = \"all\"\nwait_timeout = 0"), "transfer.wait_timeout");
     }
 
     #[test]

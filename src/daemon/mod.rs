@@ -100,6 +100,12 @@ async fn purge(sync: &ZoneSync, privacy: &Privacy) -> Result<(), StoreError> {
             purged.accounts_expired.len()
         );
     }
+    if !purged.persist_expired.is_empty() {
+        let accounts = purged.persist_expired.len();
+        tracing::info!(
+            "retention: removed dns-persist-01 records past their persistUntil from {accounts} accounts"
+        );
+    }
     Ok(())
 }
 
@@ -265,11 +271,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     _ = tokio::time::sleep(every) => {}
                     _ = shutdown.changed() => return,
                 }
-                let sync = sync.clone();
-                if let Ok(n) = tokio::task::spawn_blocking(move || sync.refresh_signatures()).await
-                    && n > 0
-                {
-                    tracing::info!("renewed the signatures of {n} RRsets");
+                // A new signing epoch is a store event: one instance records it, all apply it.
+                match sync.refresh_signatures().await {
+                    Ok(true) => tracing::info!("recorded a new signing epoch for every instance"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!("could not renew the signatures (retried later): {error}"),
                 }
             }
         });

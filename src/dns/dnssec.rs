@@ -7,11 +7,19 @@
 //! whoever stores it (the store, so that every instance signs with the same key); this module
 //! never sees the store.
 //!
+//! Signatures are deterministic: the same key, RRset and validity window give the same bytes on
+//! every instance, so instances sharing a database serve (and transfer) one zone byte for byte.
+//! Ed25519 is deterministic by definition (RFC 8032); for ECDSA we use RFC 6979 nonces through
+//! RustCrypto's `p256` (ring draws ECDSA nonces from the RNG and cannot). ring still generates
+//! keys, reads Ed25519 keys and verifies in tests; BENCHMARKS.md compares the two signers.
+//!
 //! Canonical form (RFC 4034 section 6): owner names in lower case, records of a set sorted by
 //! their rdata, names inside the rdata of NS, CNAME, PTR, MX, SRV and SOA in lower case. The
 //! zone keeps those embedded names in lower case from the start, so the served rdata is already
 //! canonical and is signed as is.
 
+use p256::ecdsa::signature::Signer as _;
+use p256::pkcs8::DecodePrivateKey as _;
 use ring::digest;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
@@ -65,8 +73,8 @@ pub enum KeyError {
 
 /// The private half, by algorithm.
 enum Pair {
-    /// ECDSA P-256.
-    Ecdsa(EcdsaKeyPair),
+    /// ECDSA P-256, with RFC 6979 deterministic nonces.
+    Ecdsa(Box<p256::ecdsa::SigningKey>),
     /// Ed25519.
     Ed25519(Ed25519KeyPair),
 }
@@ -81,8 +89,6 @@ pub struct SigningKey {
     dnskey: Vec<u8>,
     /// Key tag (RFC 4034 appendix B).
     key_tag: u16,
-    /// RNG for ECDSA nonces.
-    rng: SystemRandom,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -121,15 +127,14 @@ impl SigningKey {
 
     /// Loads a key from PKCS#8 bytes.
     pub fn from_pkcs8(algorithm: Algorithm, pkcs8: &[u8]) -> Result<Self, KeyError> {
-        let rng = SystemRandom::new();
         let bad = || KeyError::BadKey(algorithm.name());
         let (pair, public) = match algorithm {
             Algorithm::EcdsaP256Sha256 => {
-                let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
-                    .map_err(|_| bad())?;
-                // ring gives the uncompressed point 0x04 || X || Y; DNSKEY holds X || Y.
-                let public = pair.public_key().as_ref().get(1..).ok_or_else(bad)?.to_vec();
-                (Pair::Ecdsa(pair), public)
+                let pair = p256::ecdsa::SigningKey::from_pkcs8_der(pkcs8).map_err(|_| bad())?;
+                // The uncompressed point is 0x04 || X || Y; DNSKEY holds X || Y.
+                let point = pair.verifying_key().to_encoded_point(false);
+                let public = point.as_bytes().get(1..).ok_or_else(bad)?.to_vec();
+                (Pair::Ecdsa(Box::new(pair)), public)
             }
             Algorithm::Ed25519 => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| bad())?;
@@ -140,7 +145,7 @@ impl SigningKey {
         let mut dnskey = vec![0x01, 0x01, 3, algorithm.number()];
         dnskey.extend_from_slice(&public);
         let key_tag = key_tag(&dnskey);
-        Ok(Self { algorithm, pair, dnskey, key_tag, rng })
+        Ok(Self { algorithm, pair, dnskey, key_tag })
     }
 
     /// The algorithm.
@@ -173,12 +178,11 @@ impl SigningKey {
     /// Signs raw bytes.
     fn sign(&self, data: &[u8]) -> Vec<u8> {
         match &self.pair {
-            Pair::Ecdsa(pair) => match pair.sign(&self.rng, data) {
-                Ok(sig) => sig.as_ref().to_vec(),
-                // ring fails only if the RNG fails; an empty signature then fails validation
-                // visibly instead of taking the server down.
-                Err(_) => Vec::new(),
-            },
+            // SHA-256 of the data, nonce by RFC 6979: r || s, 32 bytes each (RFC 6605).
+            Pair::Ecdsa(pair) => {
+                let sig: p256::ecdsa::Signature = pair.sign(data);
+                sig.to_bytes().to_vec()
+            }
             Pair::Ed25519(pair) => pair.sign(data).as_ref().to_vec(),
         }
     }
@@ -377,6 +381,34 @@ mod tests {
                 Algorithm::Ed25519 => (&signature::ED25519, key.dnskey_rdata()[4..].to_vec()),
             };
             signature::UnparsedPublicKey::new(alg, &public).verify(&data, sig).unwrap();
+            // Deterministic: another load of the same key signs the same bytes.
+            let again = SigningKey::from_pkcs8(algorithm, &pkcs8).unwrap();
+            assert_eq!(again.sign_rrset(&set, validity, owner), rrsig, "{algorithm:?}");
         }
+    }
+
+    /// Signing speed of ring's randomised ECDSA against p256's RFC 6979 signer (BENCHMARKS.md):
+    /// `cargo test --release --lib -- --ignored --nocapture ecdsa_signing_speed`.
+    #[test]
+    #[ignore = "a measurement, not a check; run in a release build"]
+    fn ecdsa_signing_speed() {
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        let rng = SystemRandom::new();
+        let ring =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).unwrap();
+        let ours = SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, &pkcs8).unwrap();
+        let data = [7u8; 200];
+        let n = 20_000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(ring.sign(&rng, &data).unwrap());
+        }
+        let ring_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(ours.sign(&data));
+        }
+        let p256_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        eprintln!("ECDSA P-256 sign: ring {ring_us:.1} us, p256 (RFC 6979) {p256_us:.1} us");
     }
 }

@@ -7,6 +7,7 @@
 pub mod dnssec;
 pub mod journal;
 pub mod notify;
+pub mod propagation;
 pub mod records;
 pub mod rrl;
 pub mod server;

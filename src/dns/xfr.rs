@@ -84,6 +84,9 @@ pub struct TransferSettings {
     pub key: Option<Arc<TsigKey>>,
     /// How client addresses appear in logs (`privacy.client_ip`).
     pub client_ip: IpPolicy,
+    /// With `wait_for_secondaries = "all"`: how long an update waits at most for every
+    /// secondary in `notify` to serve its serial (`None`: it does not wait).
+    pub wait: Option<std::time::Duration>,
 }
 
 impl TransferSettings {

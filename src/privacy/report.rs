@@ -84,6 +84,7 @@ pub fn record(f: &Facts) -> Value {
         "controller": "the operator of this acme-delegate instance (fill in name and contact)",
         "purposes": [
             "answering ACME DNS-01 challenges delegated by domain owners (issuing TLS certificates)",
+            "serving dns-persist-01 records that domain owners publish to let one CA issue to one ACME account",
             "authenticating API clients and restricting which networks may change an account's record",
             "security: detecting and limiting abuse of the API (audit trail, rate limits)",
         ],
@@ -105,8 +106,15 @@ pub fn record(f: &Facts) -> Value {
                 "retention": "with the account; changeable with PATCH /account",
             },
             {
-                "data": format!("TXT values (ACME validation tokens), the newest {} per account", f.txt_values),
+                "data": format!("TXT values (ACME validation tokens), the newest {} per account, also in the zone's change log that carries each change to every instance sharing the database", f.txt_values),
                 "retention": format!("cleared {} after they were set", period(p.txt_retention)),
+            },
+            {
+                "data": format!(
+                    "dns-persist-01 records, at most {} per account: the issuer (a CA's domain name), the ACME account URI the account holder chose (it can identify an ACME account holder: the docs recommend the hashed form of draft-ietf-acme-dns-persist, which names no account), the wildcard policy and persistUntil, and when each was set",
+                    crate::persist::MAX_RECORDS
+                ),
+                "retention": "until persistUntil passes (then purged automatically), the record is deleted (DELETE /persist), or the account is erased; not cleared by the TXT retention, and a live record keeps its account in use",
             },
             {
                 "data": format!("audit trail of every credential use: time, account, action, outcome, client address {}; identical uses within an hour are one entry with a count and the time of the last", ip_words(p.client_ip)),
@@ -131,13 +139,13 @@ pub fn record(f: &Facts) -> Value {
         ],
         "not_collected": ["e-mail addresses", "names", "DNS query sources (stored or logged)", "full client IP addresses (by default)"],
         "recipients": [
-            "anyone can query the DNS zone: TXT values of an account are public while they are kept",
+            "anyone can query the DNS zone: TXT values and dns-persist-01 records of an account are public while they are kept",
             "no other recipients; no transfers to third countries by acme-delegate itself",
         ],
         "rights": {
             "access_and_portability": "GET /account with the account's own credentials (all data above, as JSON)",
             "rectification": "PATCH /account (allowfrom), POST /account/rotate (new key)",
-            "erasure": "DELETE /account (account, TXT values and audit entries; the name stops resolving at once)",
+            "erasure": "DELETE /account (account, TXT values, dns-persist-01 records and audit entries; the names stop resolving at once); DELETE /persist for one record",
             "operator": "acme-delegate account list|show|export|delete",
         },
         "security_measures": [
@@ -231,6 +239,9 @@ mod tests {
         assert!(md.contains("cleared 7 days after"), "{md}");
         assert!(md.contains("/24"));
         assert!(md.contains("in memory only"), "{md}");
+        // dns-persist-01 records: listed with their lifetime, the hashed form recommended.
+        assert!(md.contains("dns-persist-01 records, at most 10 per account"), "{md}");
+        assert!(md.contains("until persistUntil passes") && md.contains("hashed form"), "{md}");
         facts.privacy.client_ip = IpPolicy::None;
         facts.privacy.account_expiry = Some(90 * 86_400);
         let json = record(&facts).to_string();

@@ -19,6 +19,7 @@
 //! the SQLite engine drive it to completion on a blocking thread (see `sqlite::ready`).
 
 use super::schema::ColumnTypes;
+use super::version::{self, Edits};
 use super::{
     Account, AccountRecord, AccountSummary, AuditEntry, Change, PurgeRules, Purged, StoreError, StoredKey,
     TxtValues,
@@ -108,7 +109,7 @@ impl Row {
     }
 
     /// An integer column that may be NULL.
-    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+    pub(super) fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
         match self.column(index)? {
             Value::Null => Ok(None),
             Value::Int(v) => Ok(Some(*v)),
@@ -117,12 +118,12 @@ impl Row {
     }
 
     /// An integer column.
-    fn int(&self, index: usize) -> Result<i64, StoreError> {
+    pub(super) fn int(&self, index: usize) -> Result<i64, StoreError> {
         self.opt_int(index)?.ok_or_else(|| self.mismatch(index, "an integer"))
     }
 
     /// A text column that may be NULL.
-    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+    pub(super) fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
         match self.column(index)? {
             Value::Null => Ok(None),
             Value::Text(v) => Ok(Some(v.clone())),
@@ -131,7 +132,7 @@ impl Row {
     }
 
     /// A text column.
-    fn text(&self, index: usize) -> Result<String, StoreError> {
+    pub(super) fn text(&self, index: usize) -> Result<String, StoreError> {
         self.opt_text(index)?.ok_or_else(|| self.mismatch(index, "text"))
     }
 
@@ -169,14 +170,9 @@ pub trait Conn {
     async fn batch(&self, sql: &str) -> Result<(), StoreError>;
     /// Tells other instances what changed (a no-op where there is no change feed).
     async fn notify(&self, change: &Change) -> Result<(), StoreError>;
-    /// Tells other instances that each of `subdomains` changed; an engine with a change feed
-    /// sends them in one round trip (an import announces ten thousand names per batch).
-    async fn notify_subdomains(&self, subdomains: &[&str]) -> Result<(), StoreError> {
-        for subdomain in subdomains {
-            self.notify(&Change::Subdomain((*subdomain).to_owned())).await?;
-        }
-        Ok(())
-    }
+    /// Makes the rest of this transaction read one consistent snapshot (call it first; a no-op
+    /// where a transaction already excludes every writer).
+    async fn snapshot(&self) -> Result<(), StoreError>;
     /// Takes `lock` until the transaction ends (a no-op where transactions already exclude
     /// each other).
     async fn lock(&self, lock: Lock) -> Result<(), StoreError>;
@@ -278,9 +274,11 @@ pub async fn insert_account(c: &impl Conn, account: &Account, import: bool) -> R
     ];
     let inserted = c.execute(&sql, &params).await? == 1;
     if inserted {
-        // Running instances learn of the new name at once: it must answer NODATA there, not
-        // NXDOMAIN, also for an imported account without values.
-        c.notify(&Change::Subdomain(account.subdomain.clone())).await?;
+        // A new version: the name must answer NODATA at every instance, not NXDOMAIN, also for
+        // an imported account without values.
+        let mut edits = Edits::default();
+        edits.log(c, &account.subdomain, Some(&[])).await?;
+        edits.finish(c, &account.subdomain).await?;
     }
     Ok(inserted)
 }
@@ -329,7 +327,9 @@ pub async fn update_txt(
     .await?;
     c.execute("UPDATE accounts SET last_used = $2 WHERE subdomain = $1", &[sub, now().into()]).await?;
     let values = values_of(c, subdomain, keep).await?;
-    c.notify(&Change::Subdomain(subdomain.to_owned())).await?;
+    let mut edits = Edits::default();
+    edits.log(c, subdomain, Some(&values.values)).await?;
+    edits.finish(c, subdomain).await?;
     Ok(values)
 }
 
@@ -387,7 +387,10 @@ pub async fn put_own_challenge(
         None => c.execute("DELETE FROM own_challenge WHERE token = $1", &[token.into()]).await?,
     };
     // The other instances serve the zone too: the CA may ask any of them.
-    c.notify(&Change::OwnChallenge).await
+    let values = own_challenges(c).await?;
+    let mut edits = Edits::default();
+    edits.log(c, version::OWN_CHALLENGE, Some(&values)).await?;
+    edits.finish(c, version::OWN_CHALLENGE).await.map(drop)
 }
 
 /// See [`super::Store::own_challenges`].
@@ -456,7 +459,8 @@ pub async fn account_record(
         .iter()
         .map(audit_from)
         .collect::<Result<_, _>>()?;
-    Ok(Some(AccountRecord { account, created_at: row.int(5)?, last_used: row.opt_int(6)?, txt, audit }))
+    let (created_at, last_used) = (row.int(5)?, row.opt_int(6)?);
+    Ok(Some(AccountRecord { account, created_at, last_used, txt, audit, persist: Vec::new() }))
 }
 
 /// See [`super::Store::accounts_page`].
@@ -494,19 +498,25 @@ pub async fn set_allowfrom(c: &impl Conn, username: &str, allowfrom: &[String]) 
 }
 
 /// Deletes the accounts that `condition` (on `accounts`, with parameter `$1`) selects, with their
-/// TXT values and audit entries; returns their subdomains.
-async fn delete_accounts(c: &impl Conn, condition: &str, param: Value) -> Result<Vec<String>, StoreError> {
+/// TXT values and audit entries, logging each removal in `edits`; returns their subdomains.
+async fn delete_accounts(
+    c: &impl Conn,
+    condition: &str,
+    param: Value,
+    edits: &mut Edits,
+) -> Result<Vec<String>, StoreError> {
     // Explicitly, not by ON DELETE CASCADE: erasure must not hang on a pragma being set.
     let sql =
         format!("DELETE FROM txt WHERE subdomain IN (SELECT subdomain FROM accounts WHERE {condition})");
     c.execute(&sql, std::slice::from_ref(&param)).await?;
+    super::persist::delete_of_accounts(c, condition, &param).await?;
     let sql = format!("DELETE FROM accounts WHERE {condition} RETURNING username, subdomain");
     let deleted = c.query(&sql, &[param]).await?;
     let mut subdomains = Vec::with_capacity(deleted.len());
     for row in &deleted {
         c.execute("DELETE FROM audit WHERE username = $1", &[row.text(0)?.into()]).await?;
         let subdomain = row.text(1)?;
-        c.notify(&Change::Subdomain(subdomain.clone())).await?;
+        version::log_erasure(edits, c, &subdomain).await?;
         subdomains.push(subdomain);
     }
     subdomains.sort();
@@ -515,7 +525,9 @@ async fn delete_accounts(c: &impl Conn, condition: &str, param: Value) -> Result
 
 /// See [`super::Store::delete_account`].
 pub async fn delete_account(c: &impl Conn, username: &str) -> Result<Option<String>, StoreError> {
-    let subdomain = delete_accounts(c, "username = $1", username.into()).await?.pop();
+    let mut edits = Edits::default();
+    let subdomain = delete_accounts(c, "username = $1", username.into(), &mut edits).await?.pop();
+    edits.finish(c, "erasure").await?;
     // Audit entries of a failed use may name a username that has no account (any more).
     c.execute("DELETE FROM audit WHERE username = $1", &[username.into()]).await?;
     Ok(subdomain)
@@ -535,18 +547,29 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
         .collect::<Result<Vec<_>, _>>()?;
     txt_cleared.sort();
     txt_cleared.dedup();
+    // One version for all that the purge changes.
+    let mut edits = Edits::default();
+    // Past persistUntil first: an account whose only records just expired is unused again.
+    let persist_expired = super::persist::purge_expired(c, now(), &mut edits).await?;
+    let unused = "COALESCE(last_used, created_at) < $1 \
+                  AND NOT EXISTS (SELECT 1 FROM persist p WHERE p.subdomain = accounts.subdomain)";
     let accounts_expired = match rules.unused_before {
-        Some(before) => delete_accounts(c, "COALESCE(last_used, created_at) < $1", before.into()).await?,
+        Some(before) => delete_accounts(c, unused, before.into(), &mut edits).await?,
         None => Vec::new(),
     };
-    // An expired account's subdomain was announced with its deletion.
+    // An expired account's subdomain was logged with its deletion. Every value left is newer
+    // than the cut and within keep-N (updates trim to it), hence no limit here.
     for subdomain in txt_cleared.iter().filter(|s| accounts_expired.binary_search(s).is_err()) {
-        c.notify(&Change::Subdomain(subdomain.clone())).await?;
+        let left = values_of(c, subdomain, usize::MAX).await?;
+        edits.log(c, subdomain, Some(&left.values)).await?;
     }
+    edits.finish(c, "purge").await?;
+    version::prune(c, rules.txt_before).await?;
     Ok(Purged {
         audit_entries: usize::try_from(audit_entries).unwrap_or(usize::MAX),
         txt_cleared,
         accounts_expired,
+        persist_expired,
     })
 }
 

@@ -21,6 +21,11 @@ impl AccountRecord {
             "last_used": record.last_used,
             "key": if a.key_hash.is_empty() { "bcrypt hash imported from acme-dns" } else { "SHA-256 hash of the key (the key itself is not stored)" },
             "txt": record.txt.iter().map(|(value, at)| serde_json::json!({"value": value, "set_at": at})).collect::<Vec<_>>(),
+            // dns-persist-01 records (the account URI can identify an ACME account holder).
+            "persist": record.persist.iter().map(|p| serde_json::json!({
+                "issuer": p.record.issuer, "value": p.value, "set_at": p.set_at,
+                "persist_until": p.record.persist_until,
+            })).collect::<Vec<_>>(),
             "audit": record.audit.iter().map(|e| serde_json::json!({
                 "at": e.at, "action": e.action, "outcome": e.outcome, "source": e.source,
                 "count": e.count, "last_at": e.last_at,
@@ -29,6 +34,7 @@ impl AccountRecord {
                 "audit_seconds": privacy.audit_retention,
                 "txt_seconds": privacy.txt_retention,
                 "unused_account_seconds": privacy.account_expiry,
+                "persist": "until persistUntil passes, the record is deleted, or the account is erased",
                 "client_ip": privacy.client_ip.name(),
             },
         })

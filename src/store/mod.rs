@@ -1,4 +1,4 @@
-//! Persistent storage of accounts, TXT values and DNSSEC keys.
+//! Persistent storage of accounts, TXT values, dns-persist-01 records and DNSSEC keys.
 //!
 //! Design note: the store is the durable truth; the DNS side never reads it while answering.
 //! The API writes through the store first and then tells the in-memory zone, so an update that
@@ -16,6 +16,7 @@
 //! connection or transaction on its engine and runs the shared operation there (the macros
 //! `run!` and `atomic!`).
 //!
+//! Every write that changes what DNS serves moves the zone version and logs it (`version.rs`).
 //! TXT values carry a sequence number from the store, strictly increasing per database, so the
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
 //! seconds timestamp and loses values), and so the zone can ignore a late, older write.
@@ -29,6 +30,8 @@ pub mod postgres;
 mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod version;
+pub use version::{LogEntry, ZoneSnapshot, ZoneVersion};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("acme-delegate needs a store: enable the `sqlite` or the `postgres` feature (or both)");
@@ -37,6 +40,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Database, Engine};
 use crate::privacy::Secret;
+use import::{Report, Source};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +121,8 @@ pub struct AuditEntry {
     pub at: i64,
     /// The account, when the request named an existing one.
     pub username: Option<String>,
-    /// `register`, `update`, `account_read`, `account_update`, `rotate`, `delete`.
+    /// `register`, `update`, `account_read`, `account_update`, `rotate`, `delete`,
+    /// `persist_set`, `persist_replace`, `persist_delete`.
     pub action: String,
     /// `ok`, or why it failed (`bad_credentials`, `not_allowed_from`, …).
     pub outcome: String,
@@ -157,6 +162,19 @@ pub struct AccountRecord {
     pub txt: Vec<(String, i64)>,
     /// Its audit trail, oldest first.
     pub audit: Vec<AuditEntry>,
+    /// Its dns-persist-01 records, by issuer.
+    pub persist: Vec<PersistEntry>,
+}
+
+/// A stored dns-persist-01 record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistEntry {
+    /// The checked fields.
+    pub record: crate::persist::Record,
+    /// The TXT value served for it.
+    pub value: String,
+    /// When it was set (seconds since the epoch).
+    pub set_at: i64,
 }
 
 /// A line of the operator's account list.
@@ -192,17 +210,23 @@ pub struct Purged {
     pub txt_cleared: Vec<String>,
     /// Subdomains of accounts deleted for being unused.
     pub accounts_expired: Vec<String>,
+    /// Subdomains of accounts whose dns-persist-01 records passed their `persistUntil`.
+    pub persist_expired: Vec<String>,
 }
 
 /// A change made by some instance, from the change feed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// One subdomain changed (registered, updated or deleted): reload it.
-    Subdomain(String),
-    /// The feed was (re)connected and may have missed changes: reload everything.
+    /// A write committed zone version `version`: apply the log up to it.
+    Version {
+        /// The new version.
+        version: u64,
+        /// What it changed, for logs: a subdomain, or a word for a bulk change.
+        hint: String,
+    },
+    /// The feed was (re)connected, or another process wrote: changes may have been missed;
+    /// apply whatever the log holds beyond what the zone has.
     Resync,
-    /// The API's own ACME challenge values changed: reload them.
-    OwnChallenge,
 }
 
 /// An open store.
@@ -218,12 +242,14 @@ pub enum Store {
 
 /// Tables an erasure touched, as bits: PostgreSQL rewrites them later (see `postgres.rs`).
 mod erased {
-    /// `accounts` (and with it `txt` and `audit`).
+    /// `accounts` (and with it `txt`, `audit` and `persist`).
     pub const ACCOUNTS: u8 = 1;
     /// `txt`.
     pub const TXT: u8 = 2;
     /// `audit`.
     pub const AUDIT: u8 = 4;
+    /// `persist` (dns-persist-01 records: their account URIs).
+    pub const PERSIST: u8 = 8;
 }
 
 /// Runs a shared operation `$op`, with `$c` bound to a connection of whichever engine is open,
@@ -302,6 +328,10 @@ macro_rules! atomic {
     };
 }
 
+// After the macros, which it uses.
+mod persist;
+pub use persist::PutOutcome;
+
 impl Store {
     /// Opens the configured store and brings its schema up to date.
     pub async fn open(database: &Database) -> Result<Self, StoreError> {
@@ -325,22 +355,8 @@ impl Store {
         atomic!(self, c => common::insert_account(c, &account, false)).map(drop)
     }
 
-    /// Stores an imported account unless its username or subdomain exists; returns whether it
-    /// was inserted.
-    pub async fn import_account(&self, account: &Account) -> Result<bool, StoreError> {
-        let account = account.clone();
-        atomic!(self, c => common::insert_account(c, &account, true))
-    }
-
-    /// Imports one batch of acme-dns accounts with their values in one transaction (see
-    /// [`import`]); accounts already present are skipped with their values.
-    pub async fn import_batch(
-        &self,
-        batch: Vec<import::Source>,
-        keep: usize,
-    ) -> Result<import::Report, StoreError> {
-        // The one place where a batch commits: whatever else must change with the data in the
-        // same transaction (a store-wide zone version) goes into this `atomic!`.
+    /// Imports a batch of acme-dns accounts with their values under one zone version (see [`import`]).
+    pub async fn import_batch(&self, batch: Vec<Source>, keep: usize) -> Result<Report, StoreError> {
         atomic!(self, c => import::write_batch(c, &batch, keep))
     }
 
@@ -399,6 +415,26 @@ impl Store {
         atomic!(self, c => common::put_own_challenge(c, &token, value.as_deref(), expires_at))
     }
 
+    /// The zone version, serial base and signing epoch.
+    pub async fn zone_version(&self) -> Result<ZoneVersion, StoreError> {
+        run!(self, c => version::zone_version(c))
+    }
+
+    /// What each version after `after` changed, in version order.
+    pub async fn zone_log_since(&self, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+        run!(self, c => version::log_since(c, after))
+    }
+
+    /// The version and everything DNS serves, read in one consistent snapshot (a resync).
+    pub async fn zone_snapshot(&self, keep: usize) -> Result<ZoneSnapshot, StoreError> {
+        atomic!(self, c => version::snapshot(c, keep))
+    }
+
+    /// Records signing epoch `epoch` as a new version unless the epoch moved from `seen`.
+    pub async fn new_signing_epoch(&self, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
+        atomic!(self, c => version::new_epoch(c, seen, epoch))
+    }
+
     /// The API's own ACME challenge values currently published.
     pub async fn own_challenges(&self) -> Result<Vec<String>, StoreError> {
         run!(self, c => common::own_challenges(c))
@@ -431,27 +467,19 @@ impl Store {
         keep: usize,
     ) -> Result<Option<AccountRecord>, StoreError> {
         let username = username.to_owned();
-        run!(self, c => common::account_record(c, &username, keep))
+        run!(self, c => async {
+            let mut record = common::account_record(c, &username, keep).await?;
+            if let Some(record) = &mut record {
+                record.persist = persist::records(c, &record.account.subdomain).await?;
+            }
+            Ok(record)
+        })
     }
 
-    /// Up to `limit` accounts by username, those after `after` (a page: the operator's list
-    /// walks a million accounts a page at a time along the primary key).
+    /// Up to `limit` accounts by username after `after` (a page: walks the primary key).
     pub async fn accounts_page(&self, after: &str, limit: usize) -> Result<Vec<AccountSummary>, StoreError> {
         let after = after.to_owned();
         run!(self, c => common::list_accounts(c, &after, limit))
-    }
-
-    /// All accounts, by username (for small stores; see [`Self::accounts_page`]).
-    pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
-        let mut all: Vec<AccountSummary> = Vec::new();
-        loop {
-            let after = all.last().map_or("", |a| a.username.as_str());
-            let page = self.accounts_page(after, 10_000).await?;
-            if page.is_empty() {
-                return Ok(all);
-            }
-            all.extend(page);
-        }
     }
 
     /// Replaces an account's `allowfrom`.
@@ -481,6 +509,9 @@ impl Store {
         }
         if purged.audit_entries > 0 {
             tables |= erased::AUDIT;
+        }
+        if !purged.persist_expired.is_empty() {
+            tables |= erased::PERSIST;
         }
         if tables != 0 {
             self.erased(tables).await?;

@@ -32,7 +32,7 @@
 //! TXT values past retention) the store only notes which tables held the data, and the next
 //! run of the purge task rewrites them with `VACUUM FULL` (new files; the old ones are
 //! truncated at once and unlinked at the next checkpoint). That costs a brief exclusive lock on
-//! `accounts` and `txt`, once per purge run and only after an erasure, never per request; it
+//! `accounts`, `txt` and the zone log, once per purge run and only after an erasure, never per request; it
 //! gives up after `lock_timeout` rather than queue every request behind a long transaction,
 //! and is retried on the next run. The audit trail, written all the time and large, gets a
 //! plain VACUUM: its freed space is reused by the next entries. What stays (WAL segments,
@@ -57,9 +57,6 @@ use super::{Change, StoreError, redact};
 
 /// The notification channel.
 const CHANNEL: &str = "acme_delegate";
-/// The payload that announces a change of the API's own ACME challenge (never a subdomain:
-/// those are UUIDs).
-const OWN_CHALLENGE: &str = "*own-challenge";
 
 /// How long a request waits for a pooled connection, or for a new one to be made.
 const WAIT: Duration = Duration::from_secs(3);
@@ -239,8 +236,7 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
 
     async fn notify(&self, change: &Change) -> Result<(), StoreError> {
         let payload = match change {
-            Change::Subdomain(subdomain) => subdomain.as_str(),
-            Change::OwnChallenge => OWN_CHALLENGE,
+            Change::Version { version, hint } => format!("{version}:{hint}"),
             // Only a feed that reconnects says so; nobody sends it.
             Change::Resync => return Ok(()),
         };
@@ -248,14 +244,8 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
         Ok(())
     }
 
-    async fn notify_subdomains(&self, subdomains: &[&str]) -> Result<(), StoreError> {
-        // One statement for the lot: a round trip per name made a million-account import
-        // spend most of its time waiting on the network.
-        self.0
-            .execute("SELECT pg_notify($1, s) FROM unnest($2::text[]) AS s", &[&CHANNEL, &subdomains])
-            .await
-            .map_err(error)?;
-        Ok(())
+    async fn snapshot(&self) -> Result<(), StoreError> {
+        self.0.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(error)
     }
 
     async fn lock(&self, lock: Lock) -> Result<(), StoreError> {
@@ -399,10 +389,16 @@ impl PostgresStore {
             return Ok(());
         }
         let mut statements = vec!["SET lock_timeout = '2s'", "SET statement_timeout = '100s'"];
+        // The zone log holds subdomains and TXT values too (`version.rs`): rewritten with them.
         if tables & super::erased::ACCOUNTS != 0 {
-            statements.push("VACUUM FULL accounts, txt");
-        } else if tables & super::erased::TXT != 0 {
-            statements.push("VACUUM FULL txt");
+            statements.push("VACUUM FULL accounts, txt, persist, zone_log");
+        } else {
+            if tables & super::erased::TXT != 0 {
+                statements.push("VACUUM FULL txt, zone_log");
+            }
+            if tables & super::erased::PERSIST != 0 {
+                statements.push("VACUUM FULL persist, zone_log");
+            }
         }
         if tables & super::erased::AUDIT != 0 {
             statements.push("VACUUM audit");
@@ -479,8 +475,7 @@ async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Change>) -> R
             tokio::select! {
                 note = notes_rx.recv() => match note {
                     Some(Ok(payload)) => {
-                        let change =
-                            if payload == OWN_CHALLENGE { Change::OwnChallenge } else { Change::Subdomain(payload) };
+                        let change = parse_payload(&payload);
                         if tx.send(change).await.is_err() {
                             return Ok(());
                         }
@@ -503,9 +498,28 @@ async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Change>) -> R
     result
 }
 
+/// A notification's change: `<version>:<what>`; anything else (an older instance's payload)
+/// asks to catch up from the log.
+fn parse_payload(payload: &str) -> Change {
+    payload
+        .split_once(':')
+        .and_then(|(v, hint)| Some(Change::Version { version: v.parse().ok()?, hint: hint.to_owned() }))
+        .unwrap_or(Change::Resync)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_carry_the_version() {
+        let change = parse_payload("12:d420c923-bbd7-4056-ab64-c3ca54c9b3cf");
+        assert_eq!(
+            change,
+            Change::Version { version: 12, hint: "d420c923-bbd7-4056-ab64-c3ca54c9b3cf".into() }
+        );
+        assert_eq!(parse_payload("d420c923-bbd7-4056-ab64-c3ca54c9b3cf"), Change::Resync);
+    }
 
     #[test]
     fn old_versions_map_onto_the_shared_numbering() {

@@ -74,6 +74,37 @@ pub const MIGRATIONS: &[&str] = &[
     // 6: identical audit entries folded into one row with a count (issue 12 item 5).
     "ALTER TABLE audit ADD COLUMN occurrences {int} NOT NULL DEFAULT 1;
     ALTER TABLE audit ADD COLUMN last_at {int};",
+    // 7: dns-persist-01 records, one per issuer per account, and each account's counter of
+    // changes to them (see `persist.rs`).
+    "ALTER TABLE accounts ADD COLUMN persist_seq {int} NOT NULL DEFAULT 0;
+    CREATE TABLE persist (
+        subdomain     TEXT NOT NULL REFERENCES accounts(subdomain) ON DELETE CASCADE,
+        issuer        TEXT NOT NULL,
+        accounturi    TEXT NOT NULL,
+        wildcard      {int} NOT NULL,
+        persist_until {int},
+        set_at        {int} NOT NULL,
+        PRIMARY KEY (subdomain, issuer)
+    );
+    CREATE INDEX persist_by_expiry ON persist (persist_until);",
+    // 8: the zone version (serial and signing epoch from the store, the same at every instance)
+    // and the log of what each version changed (see `version.rs`). The serial base and first
+    // epoch are set from the clock right after (`version::init`).
+    "CREATE TABLE zone_version (
+        id          INTEGER PRIMARY KEY,
+        version     {int} NOT NULL,
+        serial_base {int} NOT NULL,
+        epoch       {int} NOT NULL
+    );
+    INSERT INTO zone_version (id, version, serial_base, epoch) VALUES (1, 0, 0, 0);
+    CREATE TABLE zone_log (
+        version {int} NOT NULL,
+        name    TEXT NOT NULL,
+        txt     TEXT,
+        at      {int} NOT NULL,
+        PRIMARY KEY (version, name)
+    );
+    CREATE INDEX zone_log_by_time ON zone_log (at);",
 ];
 
 /// A migration with the engine's column types in place of the tokens.
@@ -108,7 +139,7 @@ pub async fn migrate<C: Conn>(c: &C, target: &str) -> Result<(), StoreError> {
     if found != known {
         c.set_schema_version(known).await?;
     }
-    Ok(())
+    super::version::init(c).await
 }
 
 #[cfg(test)]

@@ -128,6 +128,11 @@ impl Conn for Connection {
         Ok(())
     }
 
+    async fn snapshot(&self) -> Result<(), StoreError> {
+        // Transactions begin IMMEDIATE: no other writer commits while one runs.
+        Ok(())
+    }
+
     async fn lock(&self, _: Lock) -> Result<(), StoreError> {
         // Every transaction began IMMEDIATE and already excludes every other writer.
         Ok(())

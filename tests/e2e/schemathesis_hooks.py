@@ -4,11 +4,12 @@ One shared account would not last: the run deletes it (DELETE /account) and repl
 (POST /account/rotate) within its first cases, and every later authenticated case would only
 ever see 401. So each case registers its own account (the test server has its registration
 limit off) and, for /update, names that account's own subdomain, so that the valid cases reach
-the logic behind the authentication. The API's address comes from ACME_DELEGATE_API.
+the logic behind the authentication (for /persist, a persistuntil in the future). The API's address comes from ACME_DELEGATE_API.
 """
 
 import json
 import os
+import time
 import urllib.request
 
 import schemathesis
@@ -30,3 +31,9 @@ class FreshAccount:
         if case.operation.path == "/update" and isinstance(case.body, dict):
             if isinstance(case.body.get("subdomain"), str):
                 case.body["subdomain"] = data["subdomain"]
+        # POST /persist: "in the future" is no schema keyword; a generated time is moved past
+        # now (one in the past is refused with 400 bad_persistuntil, as documented).
+        if case.operation.path == "/persist" and isinstance(case.body, dict):
+            until = case.body.get("persistuntil")
+            if isinstance(until, int) and not isinstance(until, bool) and until <= time.time():
+                case.body["persistuntil"] = int(time.time()) + 3600 + abs(until) % 1000

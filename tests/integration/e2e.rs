@@ -631,6 +631,13 @@ fn check_shows_a_nameserver_that_disagrees() {
     assert!(row("ns1.").contains(&value) && row("ns1.").ends_with("ok"), "{said}");
     assert!(row("ns2.").contains("NXDOMAIN") && row("ns2.").contains("FAIL"), "{said}");
     assert!(said.contains("1 of 2 nameserver address(es) failed"), "{said}");
+    // Each row shows the serial that server gives, so a lagging secondary is visible.
+    for (ns, server) in [("ns1.", &server), ("ns2.", &_other)] {
+        let soa = server.ask(DOMAIN, t::SOA);
+        let rdata = &soa.answers.iter().find(|r| r.rtype == t::SOA).expect("an SOA").rdata;
+        let serial = u32::from_be_bytes(rdata[rdata.len() - 20..rdata.len() - 16].try_into().unwrap());
+        assert!(row(ns).contains(&format!(" {serial} ")), "{ns} serial {serial}: {said}");
+    }
 
     // Asking only ns1 (by address) passes.
     let ns1 = format!("127.0.0.1:{port}");

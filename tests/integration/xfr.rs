@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 /// The test key's secret, as configured (base64) and as bytes.
-const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub(crate) const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 /// The same 32 bytes, decoded.
 const SECRET_BYTES: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -23,7 +23,7 @@ const AXFR: u16 = 252;
 const TSIG: u16 = 250;
 
 /// `[transfer]` lines: this key, these networks, NOTIFY to these ports on 127.0.0.1.
-fn transfer_section(allow: &str, notify: &[u16]) -> String {
+pub(crate) fn transfer_section(allow: &str, notify: &[u16]) -> String {
     let notify: Vec<String> = notify.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
     format!(
         "allow_transfer = [{allow}]\nnotify = [{}]\ntsig_name = \"transfer-key\"\n\
@@ -44,11 +44,11 @@ fn primary(dir: &TempDir, allow: &str, notify: &[u16], signed: bool) -> TestServ
 }
 
 /// A secondary process group (NSD forks; the whole group is stopped).
-struct Secondary {
+pub(crate) struct Secondary {
     /// The process (leader of its own group).
     child: Option<Child>,
     /// Where it answers.
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Its log file.
     log: std::path::PathBuf,
     /// The command line, to start it again.
@@ -57,7 +57,7 @@ struct Secondary {
 
 impl Secondary {
     /// Starts `argv` in its own process group.
-    fn spawn(argv: Vec<String>, addr: SocketAddr, log: std::path::PathBuf) -> Self {
+    pub(crate) fn spawn(argv: Vec<String>, addr: SocketAddr, log: std::path::PathBuf) -> Self {
         let mut s = Self { child: None, addr, log, argv };
         s.start();
         s
@@ -89,7 +89,7 @@ impl Secondary {
     }
 
     /// Its log so far.
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -99,7 +99,7 @@ impl Secondary {
     }
 
     /// The SOA serial it serves, if any.
-    fn serial(&self) -> Option<u32> {
+    pub(crate) fn serial(&self) -> Option<u32> {
         soa_serial(&self.ask(DOMAIN, SOA)?)
     }
 }
@@ -167,14 +167,14 @@ fn bind(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
 }
 
 /// The serial of the SOA in an answer.
-fn soa_serial(msg: &Message) -> Option<u32> {
+pub(crate) fn soa_serial(msg: &Message) -> Option<u32> {
     let soa = msg.answers.iter().find(|r| r.rtype == SOA)?;
     let rdata = &soa.rdata;
     rdata.get(rdata.len() - 20..rdata.len() - 16).map(|b| u32::from_be_bytes(b.try_into().unwrap()))
 }
 
 /// Polls `check` every 20 ms until it holds or `limit` passes; returns the time it took.
-fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+pub(crate) fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if check() {
@@ -186,7 +186,7 @@ fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> 
 }
 
 /// The sorted TXT values `name` has at a server.
-fn txts_at(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
+pub(crate) fn txts_at(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
     let reply = Message::decode(&udp_exchange(addr, &query(name, TXT, None))?);
     let mut txts = reply.txts();
     txts.sort();
@@ -508,4 +508,119 @@ fn xfr_check_config_names_bad_transfer_keys() {
     .unwrap();
     let out = Command::new(binary()).args(["check-config", "-c"]).arg(&path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A primary that acknowledges updates only once the secondaries on `notify` serve them, or
+/// after `timeout` seconds.
+fn waiting_primary(dir: &TempDir, notify: &[u16], timeout: u32) -> TestServer {
+    let section = format!(
+        "{}\nwait_for_secondaries = \"all\"\nwait_timeout = {timeout}",
+        transfer_section("\"127.0.0.1/32\"", notify)
+    );
+    let config = with_keys(&base_config(&dir.0), "transfer", &section);
+    TestServer::start_with(dir, &with_keys(&config, "api", "register_rate_limit = 0"))
+}
+
+#[test]
+fn xfr_an_update_is_answered_once_nsd_and_knot_serve_it() {
+    let dir = TempDir::new();
+    let ports: Vec<u16> = (0..2).map(|_| free_port(&["127.0.0.1"])).collect();
+    let server = waiting_primary(&dir, &ports, 10);
+    let nsd = nsd(&dir.join("nsd"), ports[0], server.tcp);
+    let knot = knot(&dir.join("knot"), ports[1], server.tcp);
+    let start_serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+    for secondary in [&nsd, &knot] {
+        let loaded = within(Duration::from_secs(10), || secondary.serial() == Some(start_serial));
+        assert!(loaded.is_some(), "first transfer to {}:\n{}", secondary.argv[0], secondary.log_text());
+    }
+    let account = server.register();
+    let name = account["fulldomain"].as_str().unwrap().to_owned();
+    for i in 0..5 {
+        let started = Instant::now();
+        assert_eq!(server.update(&account, &txt_value(i)).status, 200);
+        let took = started.elapsed();
+        // No polling: at the moment of the 200 both secondaries serve the value.
+        let serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+        for secondary in [&nsd, &knot] {
+            assert_eq!(secondary.serial(), Some(serial), "{} after {took:?}", secondary.argv[0]);
+            let served = txts_at(secondary.addr, &name).unwrap();
+            assert!(served.contains(&txt_value(i)), "{}: {served:?}", secondary.argv[0]);
+        }
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+    assert!(!server.log_text().contains("without every secondary"), "{}", server.log_text());
+}
+
+#[test]
+fn xfr_an_update_waits_no_longer_than_the_timeout_for_a_dead_secondary() {
+    let dir = TempDir::new();
+    let dead = free_port(&["127.0.0.1"]);
+    let server = waiting_primary(&dir, &[dead], 1);
+    let account = server.register();
+    let started = Instant::now();
+    assert_eq!(server.update(&account, &txt_value(1)).status, 200);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(server.log_text().contains(&format!("127.0.0.1:{dead} behind")), "{}", server.log_text());
+    // Committed and served all along.
+    assert_eq!(server.ask(account["fulldomain"].as_str().unwrap(), TXT).txts(), vec![txt_value(1)]);
+}
+
+#[test]
+fn xfr_persistent_records_reach_the_nsd_secondary_signed() {
+    // dns-persist-01 names (issue 11) are names like a subdomain's: journalled, transferred
+    // incrementally, signed, with their NSEC3 link.
+    let dir = TempDir::new();
+    let nsd_port = free_port(&["127.0.0.1"]);
+    let server = primary(&dir, "\"127.0.0.1/32\"", &[nsd_port], true);
+    let nsd = nsd(&dir.join("nsd"), nsd_port, server.tcp);
+    let account = server.register();
+    // The first (full) transfer first: the record must then travel incrementally.
+    let serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+    assert!(within(Duration::from_secs(10), || nsd.serial() == Some(serial)).is_some(), "{}", nsd.log_text());
+    let body = serde_json::json!({ "issuer": "ca.example", "accounturi": "https://ca.example/acct/1" });
+    let r = server.http("POST", "/persist", &auth(&account), body.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let name = r.json()["persistdomain"].as_str().unwrap().to_owned();
+    let value = r.json()["value"].as_str().unwrap().to_owned();
+    let served = within(Duration::from_secs(5), || txts_at(nsd.addr, &name) == Some(vec![value.clone()]));
+    assert!(served.is_some(), "{}", nsd.log_text());
+    assert!(server.log_text().contains("incremental"), "{}", server.log_text());
+    let out =
+        Command::new(binary()).args(["dnssec", "ds", "-c"]).arg(dir.join("config.cfg")).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let dnskey = text.lines().find(|l| l.contains(" DNSKEY 257 3 13 ")).expect("DNSKEY line");
+    let fields: Vec<&str> = dnskey.split_whitespace().collect();
+    let anchor = dir.join("anchor.conf");
+    let anchor_text =
+        format!("trust-anchors {{\n  \"{DOMAIN}.\" static-key 257 3 13 \"{}\";\n}};\n", fields[6..].join(""));
+    std::fs::write(&anchor, anchor_text).unwrap();
+    let delv = |qtype: &str| {
+        let out = Command::new("delv")
+            .args(["@127.0.0.1", "-p", &nsd_port.to_string(), "-a"])
+            .arg(&anchor)
+            .args([&format!("+root={DOMAIN}"), &name, qtype])
+            .output()
+            .expect("delv runs");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let text = delv("TXT");
+    assert!(text.contains("; fully validated") && text.contains(&value), "{text}");
+    assert!(delv("A").contains("negative response, fully validated"));
+    // Deleted: the secondary serves the name empty, and the denial validates.
+    let body = serde_json::json!({ "issuer": "ca.example" }).to_string();
+    assert_eq!(server.http("DELETE", "/persist", &auth(&account), body.as_bytes()).status, 200);
+    let gone = within(Duration::from_secs(5), || txts_at(nsd.addr, &name) == Some(Vec::new()));
+    assert!(gone.is_some(), "{}", nsd.log_text());
+    // The primary's denial validates. (A secondary cannot hold a name without records, so
+    // NSD answers that name SERVFAIL with DNSSEC, as it does for a registered subdomain
+    // without values: known, not particular to persist names.)
+    let out = Command::new("delv")
+        .args(["@127.0.0.1", "-p", &server.udp.port().to_string(), "-a"])
+        .arg(&anchor)
+        .args([&format!("+root={DOMAIN}"), &name, "TXT"])
+        .output()
+        .expect("delv runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("negative response, fully validated"), "{text}");
 }

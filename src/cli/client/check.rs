@@ -7,7 +7,10 @@
 //! point at the stored `fulldomain`; case and a final dot do not matter), finds the NS set of
 //! the zone holding `fulldomain`, looks up each server's addresses, and asks every address
 //! directly (RD clear) for the TXT. A table shows what each said; any disagreement, lame
-//! server or missing expected value fails the check, before the CA sees it.
+//! server or missing expected value fails the check, before the CA sees it. Each address is
+//! also asked for the zone's SOA, and its serial shown: a secondary that lags behind the
+//! primary (a transfer failing, a NOTIFY not arriving) is visible before its TXT goes stale.
+//! A lower serial alone is reported, not failed: the TXT asked for may well be current.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -89,6 +92,8 @@ pub struct Row {
     pub values: Option<BTreeSet<String>>,
     /// Problem found, if any.
     pub problem: Option<String>,
+    /// The zone's SOA serial there, when it answered one.
+    pub serial: Option<u32>,
 }
 
 /// Builds a row from what one server said.
@@ -99,6 +104,7 @@ pub fn judge_server(nameserver: &str, address: &str, reply: Result<&Reply, &str>
         answer,
         values,
         problem: problem.map(str::to_owned),
+        serial: None,
     };
     let reply = match reply {
         Ok(reply) => reply,
@@ -145,10 +151,32 @@ pub fn compare(rows: &mut [Row], expected: &[String]) {
     }
 }
 
+/// The SOA serial in a reply's answer for `zone`: the first of the five numbers that end the
+/// SOA rdata (read from the end, so compressed names before them do not matter).
+pub fn soa_serial(reply: &Reply, zone: &str) -> Option<u32> {
+    let record = reply.answers_for(zone, rtype::SOA).next()?;
+    let Rdata::Other(rdata) = &record.data else { return None };
+    let at = rdata.len().checked_sub(20)?;
+    let bytes = rdata.get(at..at + 4)?;
+    Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+/// A line naming the addresses whose serial is below the highest seen (RFC 1982), if any.
+pub fn lagging(rows: &[Row]) -> Option<String> {
+    let serials: Vec<u32> = rows.iter().filter_map(|r| r.serial).collect();
+    let newest = *serials.iter().max_by(|a, b| (a.wrapping_sub(**b) as i32).cmp(&0))?;
+    let behind: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.serial.filter(|s| *s != newest).map(|s| format!("{} ({s})", r.address)))
+        .collect();
+    (!behind.is_empty())
+        .then(|| format!("note: serial {newest} is the newest; behind it: {}", behind.join(", ")))
+}
+
 /// Renders the table.
 pub fn table(rows: &[Row]) -> String {
-    let header = ["NAMESERVER", "ADDRESS", "ANSWER", "TXT VALUES", "RESULT"];
-    let cells: Vec<[String; 5]> = rows
+    let header = ["NAMESERVER", "ADDRESS", "SERIAL", "ANSWER", "TXT VALUES", "RESULT"];
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             let values = match &r.values {
@@ -157,7 +185,8 @@ pub fn table(rows: &[Row]) -> String {
                 Some(v) => v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" "),
             };
             let result = r.problem.as_ref().map_or("ok".to_owned(), |p| format!("FAIL: {p}"));
-            [r.nameserver.clone(), r.address.clone(), r.answer.clone(), values, result]
+            let serial = r.serial.map_or("-".to_owned(), |s| s.to_string());
+            [r.nameserver.clone(), r.address.clone(), serial, r.answer.clone(), values, result]
         })
         .collect();
     let mut widths = header.map(str::len);
@@ -275,6 +304,8 @@ pub fn run(domain: &str, fulldomain: &str, settings: &Settings) -> Outcome {
 
     // 2. The servers to ask: given, or the NS set of the zone holding fulldomain.
     let mut targets: Vec<(String, Result<SocketAddr, String>)> = Vec::new();
+    // Whose SOA serial to ask for: the zone found, or fulldomain's parent when servers are given.
+    let mut zone_name = ancestors(fulldomain).first().cloned().unwrap_or_default();
     if settings.nameservers.is_empty() {
         let mut zone = None;
         for candidate in ancestors(fulldomain) {
@@ -304,6 +335,7 @@ pub fn run(domain: &str, fulldomain: &str, settings: &Settings) -> Outcome {
         names.sort_by_key(|n| n.to_ascii_lowercase());
         names.dedup_by(|a, b| same_name(a, b));
         let _ = writeln!(text, "zone {zone}: {} nameserver(s): {}", names.len(), names.join(" "));
+        zone_name.clone_from(&zone);
         for name in names {
             let mut addresses = Vec::new();
             let mut error = None;
@@ -335,7 +367,11 @@ pub fn run(domain: &str, fulldomain: &str, settings: &Settings) -> Outcome {
         .map(|(name, addr)| match addr {
             Ok(addr) => {
                 let reply = dns::ask(*addr, fulldomain, rtype::TXT, false, settings.timeout);
-                judge_server(name, &addr.to_string(), reply.as_ref().map_err(String::as_str), fulldomain)
+                let mut row =
+                    judge_server(name, &addr.to_string(), reply.as_ref().map_err(String::as_str), fulldomain);
+                let soa = dns::ask(*addr, &zone_name, rtype::SOA, false, settings.timeout);
+                row.serial = soa.ok().and_then(|r| soa_serial(&r, &zone_name));
+                row
             }
             Err(e) => judge_server(name, "-", Err(e), fulldomain),
         })
@@ -343,6 +379,9 @@ pub fn run(domain: &str, fulldomain: &str, settings: &Settings) -> Outcome {
     compare(&mut rows, &settings.expected);
     let _ = writeln!(text, "TXT {fulldomain}. asked of every nameserver:");
     text.push_str(&table(&rows));
+    if let Some(note) = lagging(&rows) {
+        let _ = writeln!(text, "{note}");
+    }
     let failed = rows.iter().filter(|r| r.problem.is_some()).count();
     if failed > 0 {
         ok = false;
@@ -449,6 +488,26 @@ mod tests {
         compare(&mut rows, &[]);
         assert!(rows.iter().all(|r| r.problem.is_none()));
         assert!(table(&rows).contains("(none)"));
+    }
+
+    #[test]
+    fn serials_are_read_and_a_lagging_server_is_named() {
+        let mut rdata = b"\xc0\x0c\xc0\x0c".to_vec();
+        for n in [42u32, 7200, 3600, 86400, 30] {
+            rdata.extend_from_slice(&n.to_be_bytes());
+        }
+        let soa = reply(0x8400, vec![record("auth.example.org.", 6, Rdata::Other(rdata))]);
+        assert_eq!(soa_serial(&soa, "auth.example.org"), Some(42));
+        assert_eq!(soa_serial(&reply(0x8400, vec![]), "auth.example.org"), None);
+        let empty = reply(0x8400, vec![]);
+        let mut rows: Vec<Row> =
+            ["a", "b", "c"].iter().map(|n| judge_server(n, n, Ok(&empty), FULL)).collect();
+        assert_eq!(lagging(&rows), None);
+        (rows[0].serial, rows[1].serial, rows[2].serial) = (Some(u32::MAX), Some(1), Some(u32::MAX));
+        // 1 is after u32::MAX in serial arithmetic: the two others lag.
+        let note = lagging(&rows).unwrap();
+        assert!(note.contains("serial 1 is the newest") && note.contains("a (4294967295)"), "{note}");
+        assert!(table(&rows).lines().nth(2).unwrap().contains(" 1 "), "{}", table(&rows));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub mod rtype {
     pub const NS: u16 = 2;
     /// Canonical name.
     pub const CNAME: u16 = 5;
+    /// Start of authority.
+    pub const SOA: u16 = 6;
     /// Text.
     pub const TXT: u16 = 16;
     /// IPv6 address.

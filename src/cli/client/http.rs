@@ -139,14 +139,27 @@ pub async fn post_json(
     body: &str,
     options: &Options,
 ) -> Result<Response, String> {
-    match tokio::time::timeout(TIMEOUT, post_following(base, route, headers, body, options)).await {
+    send_json("POST", base, route, headers, body, options).await
+}
+
+/// Like [`post_json`] with another method (`DELETE /persist` carries a JSON body too).
+pub async fn send_json(
+    method: &str,
+    base: &Url,
+    route: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    options: &Options,
+) -> Result<Response, String> {
+    match tokio::time::timeout(TIMEOUT, post_following(method, base, route, headers, body, options)).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer from {base} within {} s", TIMEOUT.as_secs())),
     }
 }
 
-/// [`post_json`] without the overall timeout.
+/// [`send_json`] without the overall timeout.
 async fn post_following(
+    method: &str,
     base: &Url,
     route: &str,
     headers: &[(&str, &str)],
@@ -156,7 +169,7 @@ async fn post_following(
     let mut path = base.route(route);
     let tls = if base.https { Some(tls_connector(options)?) } else { None };
     for _ in 0..=MAX_REDIRECTS {
-        let response = post_once(base, &path, headers, body, tls.as_ref()).await?;
+        let response = post_once(method, base, &path, headers, body, tls.as_ref()).await?;
         if !matches!(response.0.status, 307 | 308) {
             return Ok(response.0);
         }
@@ -185,6 +198,7 @@ fn same_origin_path(base: &Url, location: &str) -> Option<String> {
 
 /// One request on a new connection; returns the response and its `Location` header.
 async fn post_once(
+    method: &str,
     base: &Url,
     path: &str,
     headers: &[(&str, &str)],
@@ -195,7 +209,9 @@ async fn post_once(
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", base.authority()))?;
     let _ = tcp.set_nodelay(true);
-    let mut request = hyper::Request::post(if path.is_empty() { "/" } else { path })
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(if path.is_empty() { "/" } else { path })
         .header("Host", base.authority())
         .header("User-Agent", concat!("acme-delegate/", env!("CARGO_PKG_VERSION")))
         .header("Content-Type", "application/json")

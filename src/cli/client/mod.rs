@@ -17,6 +17,7 @@
 pub mod check;
 pub mod dns;
 pub mod http;
+pub mod persist;
 pub mod storage;
 
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub enum ClientCommand {
     Hook(HookArgs),
     /// Check the CNAME and ask every authoritative nameserver what it serves.
     Check(CheckArgs),
+    /// Publish (or delete) a dns-persist-01 record and print the `_validation-persist` CNAME.
+    Persist(persist::PersistArgs),
 }
 
 /// Options shared by every subcommand.
@@ -77,6 +80,10 @@ pub struct RegisterArgs {
     /// Replace an account already stored for this domain.
     #[arg(long)]
     force: bool,
+    /// Your ACME account URL: also print the dns-account-01 CNAME
+    /// (`_<label>._acme-challenge.<domain>`) for that account.
+    #[arg(long, value_name = "URL")]
+    account_url: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -146,6 +153,7 @@ pub fn run(command: &ClientCommand) -> Result<(), String> {
         }
         ClientCommand::Hook(args) => hook(args),
         ClientCommand::Check(args) => check_command(args),
+        ClientCommand::Persist(args) => persist::run(args),
     }
 }
 
@@ -232,6 +240,10 @@ fn register(args: &RegisterArgs) -> Result<(), String> {
     println!();
     println!("_acme-challenge.{domain}. CNAME {fulldomain}.");
     println!();
+    if let Some(account_url) = &args.account_url {
+        println!("{}", account_cname(&domain, account_url, &fulldomain));
+        println!();
+    }
     println!("Recommended: CAA records naming your CA and allowing DNS-01 only (RFC 8659, RFC 8657),");
     println!("with your ACME account's URL in accounturi:");
     println!();
@@ -244,6 +256,17 @@ fn register(args: &RegisterArgs) -> Result<(), String> {
     println!();
     println!("Then verify: acme-delegate client check --domain {domain}");
     Ok(())
+}
+
+/// The dns-account-01 line (draft-ietf-acme-dns-account-label): the challenge name of the ACME
+/// account `account_url`, with its CNAME to `fulldomain`. Several ACME accounts (a CDN and the
+/// owner) can then validate the same domain at once, each at its own name.
+fn account_cname(domain: &str, account_url: &str, fulldomain: &str) -> String {
+    let label = crate::persist::account_label(account_url);
+    format!(
+        "For dns-account-01 with the ACME account {account_url}, instead or as well:\n\n\
+         _{label}._acme-challenge.{domain}. CNAME {fulldomain}."
+    )
 }
 
 /// Whether `txt` looks like a DNS-01 value: 43 characters of base64url.
@@ -339,7 +362,9 @@ fn check_command(args: &CheckArgs) -> Result<(), String> {
     };
     let outcome = check::run(&domain, &account.fulldomain, &settings);
     print!("{}", outcome.text);
-    if outcome.ok { Ok(()) } else { Err(format!("check of {domain} failed (see above)")) }
+    let (text, persist_ok) = persist::check(&domain, &account, settings.resolver, settings.timeout);
+    print!("{text}");
+    if outcome.ok && persist_ok { Ok(()) } else { Err(format!("check of {domain} failed (see above)")) }
 }
 
 #[cfg(test)]
@@ -400,5 +425,21 @@ mod tests {
         assert_eq!(args.txt, ["a", "b"]);
         assert_eq!(args.ns_port, 53);
         assert!(Cli::try_parse_from(["x", "update", "--domain", "example.com"]).is_err(), "--txt required");
+        let persist =
+            ["x", "persist", "--domain", "example.com", "--issuer", "ca.example", "--account-url", "u:1"];
+        assert!(Cli::try_parse_from(persist).is_ok());
+        let hashed_without_thumbprint = [&persist[..], &["--account-hash-prefix", "acct:"]].concat();
+        assert!(Cli::try_parse_from(hashed_without_thumbprint).is_err());
+    }
+
+    #[test]
+    fn dns_account_01_label_vector() {
+        // draft-ietf-acme-dns-account-label: base32(SHA-256(URL)[..10]), lower-cased; the value
+        // was computed independently (Python's hashlib and base64.b32encode).
+        let line = super::account_cname("example.com", "https://ca.example/acct/123", "x.auth.example.org");
+        assert!(
+            line.ends_with("_h5zlfqoi7m5jaytl._acme-challenge.example.com. CNAME x.auth.example.org."),
+            "{line}"
+        );
     }
 }

@@ -152,6 +152,7 @@ impl Zone {
             soa_ttl: settings.soa_ttl,
             negative_ttl: settings.negative_ttl,
             txt_ttl: settings.txt_ttl,
+            persist_ttl: settings.persist_ttl,
             udp_size: settings.udp_size,
             nsid_option: settings.nsid.as_deref().map(nsid_option).unwrap_or_default(),
             cuts,
@@ -166,11 +167,15 @@ impl Zone {
                 nodes,
                 soa_negative: RrSet::default(),
                 dynamic: HashMap::new(),
+                persist_names: 0,
                 nsec3: BTreeMap::new(),
                 changes: 0,
                 own_challenge: Vec::new(),
+                hold: false,
             }),
             transfer: std::sync::OnceLock::new(),
+            // On the hour, as the store keeps it; replaced by the store's at load.
+            epoch: std::sync::atomic::AtomicU32::new(unix_now() - unix_now() % 3600),
         };
         {
             let mut state = zone.write();

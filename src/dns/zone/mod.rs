@@ -8,9 +8,9 @@
 //! replace an entry and, when signing, to make its few signatures. An update costs the same
 //! with ten accounts as with a million.
 //!
-//! With DNSSEC on, each RRset carries its RRSIGs, made when the set changes and refreshed
-//! before they expire ([`Zone::refresh_signatures`], in bounded chunks so readers never wait
-//! long). Denial of existence uses an NSEC3 chain with RFC 9276 parameters (SHA-1, no salt, no
+//! With DNSSEC on, each RRset carries its RRSIGs, made when the set changes, with a validity
+//! window from the signing epoch (not the clock), and made anew for every set when the owner of
+//! the data moves the epoch ([`Zone::resign`]). Denial of existence uses an NSEC3 chain with RFC 9276 parameters (SHA-1, no salt, no
 //! extra iterations) over every name of the zone, kept signed incrementally: a new name costs
 //! two NSEC3 signatures (its own and its predecessor's), so answering NXDOMAIN or NODATA costs
 //! a lookup and never a signature, whatever a client asks.
@@ -24,18 +24,23 @@
 //! Files, by job: this one holds the data types and the small public queries; `build` makes a
 //! zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
 //! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries,
-//! `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
+//! `persist` names where dns-persist-01 records are served, `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
 //! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
-//! moves).
+//! moves), `version` applies a store version's changes at the serial and signing epoch the
+//! owner of the data gives (so instances sharing one store serve the same bytes).
 
 mod answer;
 mod build;
 mod nsec3;
+mod persist;
 mod sign;
 mod transfer;
 mod update;
+mod version;
 
+pub use persist::persist_label;
 pub use transfer::{IxfrPlan, Snapshot};
+pub use version::Edit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -63,6 +68,8 @@ pub struct ZoneSettings {
     pub negative_ttl: u32,
     /// TTL of the dynamic TXT records.
     pub txt_ttl: u32,
+    /// TTL of the dns-persist-01 records (see `persist`).
+    pub persist_ttl: u32,
     /// TTL for static records written without one.
     pub default_ttl: u32,
     /// The UDP payload size we advertise and accept at most.
@@ -106,8 +113,6 @@ struct Set {
     records: RrSet,
     /// RRSIG records over them (empty when unsigned).
     sigs: RrSet,
-    /// When the signatures expire (0 when unsigned).
-    expires: u32,
 }
 
 /// A name in the static part and its RRsets.
@@ -171,14 +176,19 @@ struct State {
     nodes: HashMap<Vec<u8>, Node>,
     /// The SOA record with the negative TTL, for negative answers (signatures: the SOA set's).
     soa_negative: RrSet,
-    /// Registered subdomains by lower-case label.
+    /// Registered subdomains (and persist names, see `persist`) by lower-case label.
     dynamic: HashMap<Vec<u8>, TxtEntry>,
+    /// How many of `dynamic` are persist names (kept by `persist::{insert,remove}_dynamic`).
+    persist_names: usize,
     /// The NSEC3 chain by hash (empty when unsigned).
     nsec3: BTreeMap<Key, Nsec3Entry>,
     /// Counts changes to registered subdomains; see [`Zone::mark`].
     changes: u64,
     /// The values served for the API's own ACME challenge (see [`Zone::set_own_challenge`]).
     own_challenge: Vec<String>,
+    /// While set, changes leave the serial alone: a versioned change made of several steps
+    /// sets it once at its end ([`Zone::load_version`], [`Zone::resign`]).
+    hold: bool,
 }
 
 /// The authoritative zone, shared by all DNS workers and the API.
@@ -194,6 +204,8 @@ pub struct Zone {
     negative_ttl: u32,
     /// TTL of dynamic TXT records.
     txt_ttl: u32,
+    /// TTL of the dns-persist-01 records.
+    persist_ttl: u32,
     /// Largest UDP payload we send.
     udp_size: u16,
     /// The NSID option (code, length, identifier) ready to append, or empty when not set.
@@ -209,6 +221,10 @@ pub struct Zone {
     state: RwLock<State>,
     /// Zone transfers (snapshots, the IXFR journal), once enabled; see [`transfer`].
     transfer: std::sync::OnceLock<transfer::Transfers>,
+    /// The signing epoch: every signature is valid from an hour before it to `validity` after
+    /// it. Whoever owns the data sets it ([`Zone::resign`]), so that instances sharing that data
+    /// make the same signatures; an atomic because sets are signed outside the lock.
+    epoch: std::sync::atomic::AtomicU32,
 }
 
 /// Seconds since the epoch.
@@ -245,7 +261,8 @@ impl Zone {
 
     /// Number of registered subdomains.
     pub fn subdomain_count(&self) -> usize {
-        self.read().dynamic.len()
+        let state = self.read();
+        state.dynamic.len() - state.persist_names
     }
 
     /// The delegation at or above `name` (below the apex), if any.
@@ -287,6 +304,7 @@ pub(super) mod tests {
             soa_ttl: 3600,
             negative_ttl: 60,
             txt_ttl: 1,
+            persist_ttl: 300,
             default_ttl: 3600,
             udp_size: 1232,
             nsid: None,
@@ -426,7 +444,6 @@ pub(super) mod tests {
             .chain([("sub-new", 0, vec![])])
             .collect();
         zone.replace_all(zone.mark(), snapshot.clone());
-        // ECDSA signatures differ each time: the same bytes mean no new signature.
         assert_eq!(sigs(&zone, "sub-1"), kept);
         assert_ne!(sigs(&zone, "sub-2"), changed);
         let rebuilt = Zone::new(&settings(), Some(signer())).unwrap();
@@ -492,12 +509,38 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn refresh_renews_due_signatures() {
-        let mut s = signer();
-        s.validity = 100;
-        s.refresh = 200; // everything is always due
-        let zone = Zone::new(&settings(), Some(s)).unwrap();
-        zone.set_txt("abc", 1, &["v"]);
-        assert!(zone.refresh_signatures() >= 8);
+    fn a_new_epoch_re_signs_everything_and_the_same_epoch_signs_alike() {
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        let signer = || Signer {
+            key: SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, &pkcs8).unwrap(),
+            validity: 3600,
+            refresh: 600,
+        };
+        let edits = [Edit::Txt { subdomain: "abc".into(), values: vec!["v".into()] }];
+        // Two instances of one store: the same version at the same serial and epoch.
+        let zones = [
+            Zone::new(&settings(), Some(signer())).unwrap(),
+            Zone::new(&settings(), Some(signer())).unwrap(),
+        ];
+        for zone in &zones {
+            zone.load_version(zone.mark(), 1000, 7200, std::iter::empty(), &[]);
+            zone.apply_version(1001, 1, &edits);
+        }
+        let answer = |zone: &Zone, name: &str, qtype: u16| ask_with(zone, name, qtype, true);
+        for (name, qtype) in [
+            ("abc.auth.example.org", rtype::TXT),
+            ("nope.auth.example.org", rtype::A),
+            ("auth.example.org", rtype::SOA),
+        ] {
+            assert_eq!(answer(&zones[0], name, qtype), answer(&zones[1], name, qtype), "{name}");
+        }
+        assert_eq!(zones[0].serial(), 1001);
+        let before = answer(&zones[0], "abc.auth.example.org", rtype::TXT);
+        assert!(zones[0].resign(1002, 10_800) >= 8);
+        assert_ne!(answer(&zones[0], "abc.auth.example.org", rtype::TXT), before);
+        assert_eq!((zones[0].serial(), zones[0].epoch()), (1002, 10_800));
+        // Due once the expiry is within the refresh window: 7200 + 3600 - 600.
+        assert_eq!(zones[1].next_epoch(10_000), None);
+        assert!(zones[1].next_epoch(10_200).is_some());
     }
 }

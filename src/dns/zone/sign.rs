@@ -1,117 +1,156 @@
-//! Signatures: signing an RRset when it changes, and renewing them before they expire.
+//! Signatures: signing an RRset when it changes, and signing every set anew for a new epoch.
 //!
-//! Design note: a signature is made when its set is rendered, never while answering. Renewal
-//! works in chunks under the write lock, so readers never wait for a whole zone's worth.
+//! Design note: a signature is made when its set is rendered, never while answering. Its
+//! validity window comes from the zone's signing epoch, which the owner of the data sets (from
+//! the store, so that every instance sharing it signs alike), never from this instance's clock:
+//! with deterministic signatures (`dnssec`), the same set, key and epoch give the same bytes
+//! everywhere. Renewal before expiry is a new epoch for the whole zone ([`Zone::resign_sets`]):
+//! the new signatures are made with no lock held and swapped in under the write lock.
+
+use std::sync::atomic::Ordering;
 
 use super::nsec3::Key;
-use super::{Set, Zone, unix_now};
+use super::{Set, Zone};
 use crate::dns::dnssec::{RrsetToSign, Validity};
 use crate::dns::wire::{RrSet, rtype};
 
+/// Where a set lives, to swap its new signatures in.
+enum Place {
+    /// A static name's set, by index.
+    Static(Vec<u8>, usize),
+    /// A registered subdomain's TXT set.
+    Dynamic(Vec<u8>),
+    /// An NSEC3 link.
+    Nsec3(Key),
+}
+
 impl Zone {
+    /// The signing epoch.
+    pub fn epoch(&self) -> u32 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// The validity window of signatures made now: from an hour before the epoch (clocks of
+    /// validators run behind) to `validity` after it.
+    fn validity(&self, validity: u32) -> Validity {
+        let epoch = self.epoch();
+        Validity { inception: epoch.saturating_sub(3600), expiration: epoch.saturating_add(validity) }
+    }
+
+    /// The signing epoch to record when signatures of the current one expire within the
+    /// refresh window at `now` (`None`: not due, or unsigned).
+    ///
+    /// Rounded down, on the hour where the lifetimes allow, to a step well inside the margin
+    /// between validity and refresh otherwise, so the new epoch is never due again at once.
+    /// (Instances need not agree on it: the first recorded wins, the others apply it.)
+    pub fn next_epoch(&self, now: u32) -> Option<u32> {
+        let signer = self.signer.as_ref()?;
+        let expiry = self.epoch().saturating_add(signer.validity);
+        if expiry.wrapping_sub(now) as i32 > signer.refresh as i32 {
+            return None;
+        }
+        let step = (signer.validity.saturating_sub(signer.refresh) / 4).clamp(1, 3600);
+        Some(now - now % step)
+    }
+
     /// Signs `records` owned by `owner` (no-op when unsigned).
     pub(super) fn signed(&self, owner: &[u8], records: RrSet) -> Set {
         let Some(signer) = &self.signer else { return Set { records, ..Set::default() } };
         let Some((rtype, ttl)) = records.type_and_ttl() else { return Set { records, ..Set::default() } };
-        let now = unix_now();
-        let validity =
-            Validity { inception: now.saturating_sub(3600), expiration: now.saturating_add(signer.validity) };
+        let validity = self.validity(signer.validity);
         let rdatas: Vec<&[u8]> = records.rdatas().collect();
         let rrsig =
             signer.key.sign_rrset(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
         let mut sigs = RrSet::default();
         sigs.add(rtype::RRSIG, ttl, &rrsig);
-        Set { records, sigs, expires: validity.expiration }
+        Set { records, sigs }
     }
 
-    /// Renews signatures that expire within the refresh window; returns how many sets were
-    /// re-signed. Works in chunks so that readers never wait for more than a few milliseconds.
-    pub fn refresh_signatures(&self) -> usize {
-        let Some(signer) = &self.signer else { return 0 };
-        const CHUNK: usize = 128;
-        let due = |set: &Set| {
-            !set.records.is_empty() && set.expires.wrapping_sub(unix_now()) as i32 <= signer.refresh as i32
-        };
-        let mut renewed = 0;
-        // Static sets and the SOA: few, done at once.
-        {
-            let mut state = self.write();
-            let owners: Vec<Vec<u8>> = state.nodes.keys().cloned().collect();
-            for owner in owners {
-                if self.cut_at_or_above(&owner).is_some() {
+    /// Sets the signing epoch and signs every set anew with it; returns how many sets were
+    /// signed. With `serial`, the serial moves there under the same write lock that swaps the
+    /// signatures in (no reader sees new signatures at the old serial); without, it is the
+    /// caller's to move (the sets are journaled as touched).
+    ///
+    /// The signatures are made under no lock from a copy taken under the read lock; the write
+    /// lock is held only to swap them in, skipping a set that changed meanwhile (it was signed
+    /// with the new epoch by whoever changed it).
+    pub(super) fn resign_sets(&self, epoch: u32, serial: Option<u32>) -> usize {
+        self.epoch.store(epoch, Ordering::Relaxed);
+        if self.signer.is_none() {
+            if let Some(serial) = serial {
+                self.move_serial(&mut self.write(), serial);
+            }
+            return 0;
+        }
+        let work: Vec<(Place, Vec<u8>, RrSet)> = {
+            let state = self.read();
+            let mut work = Vec::new();
+            for (owner, node) in &state.nodes {
+                if self.cut_at_or_above(owner).is_some() {
                     continue;
                 }
-                let stale: Vec<usize> = state.nodes[&owner]
-                    .sets
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| due(s))
-                    .map(|(i, _)| i)
-                    .collect();
-                for i in stale {
-                    self.touch_name(&state, &owner);
-                    let records = state.nodes[&owner].sets[i].records.clone();
-                    let set = self.signed(&owner, records);
-                    if let Some(node) = state.nodes.get_mut(&owner) {
-                        node.sets[i] = set;
+                for (i, set) in node.sets.iter().enumerate() {
+                    // The SOA is rendered (and signed) where the serial moves.
+                    if !set.records.is_empty()
+                        && set.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::SOA)
+                    {
+                        work.push((Place::Static(owner.clone(), i), owner.clone(), set.records.clone()));
                     }
-                    renewed += 1;
                 }
             }
-            // With transfers on, new signatures are a new version of the zone for secondaries.
-            if self.has_pending_changes() {
-                self.bump_serial(&mut state);
+            for (label, entry) in &state.dynamic {
+                if !entry.set.records.is_empty() {
+                    work.push((
+                        Place::Dynamic(label.clone()),
+                        self.subdomain_name(label),
+                        entry.set.records.clone(),
+                    ));
+                }
+            }
+            for (key, entry) in &state.nsec3 {
+                let mut owner = entry.label.clone();
+                owner.extend_from_slice(&self.apex);
+                work.push((Place::Nsec3(*key), owner, entry.set.records.clone()));
+            }
+            work
+        };
+        let signed: Vec<(Place, Set)> =
+            work.into_iter().map(|(place, owner, records)| (place, self.signed(&owner, records))).collect();
+        let mut state = self.write();
+        let mut count = 0;
+        for (place, set) in signed {
+            let target = match &place {
+                Place::Static(owner, i) => {
+                    self.touch_name(&state, owner);
+                    state.nodes.get_mut(owner).and_then(|n| n.sets.get_mut(*i))
+                }
+                Place::Dynamic(label) => {
+                    self.touch_name(&state, &self.subdomain_name(label));
+                    state.dynamic.get_mut(label).map(|e| &mut e.set)
+                }
+                Place::Nsec3(key) => {
+                    self.touch_nsec3(&state, *key);
+                    state.nsec3.get_mut(key).map(|e| &mut e.set)
+                }
+            };
+            if let Some(target) = target
+                && target.records == set.records
+            {
+                *target = set;
+                count += 1;
             }
         }
-        // Subdomains, in chunks.
-        let labels: Vec<Vec<u8>> =
-            self.read().dynamic.iter().filter(|(_, e)| due(&e.set)).map(|(k, _)| k.clone()).collect();
-        for chunk in labels.chunks(CHUNK) {
-            let mut state = self.write();
-            for label in chunk {
-                let name = self.subdomain_name(label);
-                if state.dynamic.get(label).is_some_and(|e| due(&e.set)) {
-                    self.touch_name(&state, &name);
-                }
-                if let Some(entry) = state.dynamic.get_mut(label)
-                    && due(&entry.set)
-                {
-                    entry.set = self.signed(&name, entry.set.records.clone());
-                    renewed += 1;
-                }
-            }
-            if self.has_pending_changes() {
-                self.bump_serial(&mut state);
-            }
+        if let Some(serial) = serial {
+            self.move_serial(&mut state, serial);
         }
-        // The NSEC3 chain, in chunks.
-        let hashes: Vec<Key> =
-            self.read().nsec3.iter().filter(|(_, e)| due(&e.set)).map(|(h, _)| *h).collect();
-        for chunk in hashes.chunks(CHUNK) {
-            let mut state = self.write();
-            for hash in chunk {
-                if state.nsec3.get(hash).is_some_and(|e| due(&e.set)) {
-                    self.render_nsec3(&mut state, *hash);
-                    renewed += 1;
-                }
-            }
-            if self.has_pending_changes() {
-                self.bump_serial(&mut state);
-            }
-        }
-        renewed
+        count
     }
 
     /// When the zone's earliest signature expires (seconds since the epoch); `None` when
-    /// unsigned. Scans every RRset under the read lock: for the metrics exporter's scrape,
-    /// seconds apart, never for the query path.
+    /// unsigned. Every signature carries the current epoch's window (a new epoch re-signs every
+    /// set), so this is the epoch plus the validity, without a scan.
     pub fn earliest_signature_expiry(&self) -> Option<u32> {
-        self.signer.as_ref()?;
-        let state = self.read();
-        let statics = state.nodes.values().flat_map(|node| node.sets.iter());
-        let subdomains = state.dynamic.values().map(|entry| &entry.set);
-        let chain = state.nsec3.values().map(|entry| &entry.set);
-        // Sets without signatures (delegation NS and glue) have no expiry.
-        statics.chain(subdomains).chain(chain).filter(|set| !set.sigs.is_empty()).map(|set| set.expires).min()
+        let signer = self.signer.as_ref()?;
+        Some(self.epoch().saturating_add(signer.validity))
     }
 }

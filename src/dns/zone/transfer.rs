@@ -355,6 +355,7 @@ mod tests {
             soa_ttl: 3600,
             negative_ttl: 60,
             txt_ttl: 1,
+            persist_ttl: 300,
             default_ttl: 3600,
             udp_size: 1232,
             nsid: None,
@@ -374,6 +375,7 @@ mod tests {
             notify: vec![],
             key: None,
             client_ip: Default::default(),
+            wait: None,
         };
         assert!(zone.enable_transfers(settings, limits));
     }
@@ -417,7 +419,7 @@ mod tests {
             zone.set_own_challenge(&["token".into()]);
             zone.replace_all(zone.mark(), [("one", 3, vec!["e"]), ("five", 1, vec!["f"])]);
             if signed {
-                assert!(zone.refresh_signatures() > 0);
+                assert!(zone.resign(zone.serial().wrapping_add(1), zone.epoch() + 3600) > 0);
             }
             let after = zone.transfer_snapshot();
             let IxfrPlan::Incremental { soa, changes } = zone.ixfr_plan(before.serial) else {

@@ -6,7 +6,8 @@
 //! zone's change counter ([`Zone::mark`]), so a late write of older data never undoes a newer
 //! one. Rendering and signing happen before the write lock where possible.
 
-use super::{Set, State, TxtEntry, Zone, unix_now};
+use super::persist::is_persist_label;
+use super::{Set, State, TxtEntry, Zone};
 use crate::dns::wire::{RrSet, rtype, txt_rdata};
 
 impl Zone {
@@ -31,21 +32,33 @@ impl Zone {
         }
     }
 
-    /// Moves the serial forward (to the current time, or by one) and re-renders the SOA.
+    /// Moves the serial forward by one and re-renders the SOA, unless a versioned change holds
+    /// it (see [`Zone::load_version`]), which sets the serial itself at its end.
+    ///
+    /// Never from the clock: instances sharing a store take their serials from it
+    /// (`apply_version`, `load_version`), and a serial must not move without a change.
     pub(super) fn bump_serial(&self, state: &mut State) {
-        let now = unix_now();
+        if state.hold {
+            return;
+        }
+        let next = state.serial.wrapping_add(1);
+        self.move_serial(state, next);
+    }
+
+    /// Sets the serial to `serial`, re-renders the SOA and journals the step.
+    pub(super) fn move_serial(&self, state: &mut State, serial: u32) {
         let old = state.serial;
-        state.serial = if now.wrapping_sub(old) as i32 > 0 { now } else { old.wrapping_add(1) };
+        state.serial = serial;
         self.touch_name(state, &self.apex);
         self.render_soa(state);
         self.commit_changes(state, old);
     }
 
     /// Renders TXT values (oldest first) into a signed set.
-    fn render_txt(&self, label: &[u8], values: &[&str]) -> Set {
+    pub(super) fn render_txt(&self, label: &[u8], values: &[&str]) -> Set {
         let mut records = RrSet::default();
         for value in values.iter().filter(|v| !v.is_empty()) {
-            records.add(rtype::TXT, self.txt_ttl, &txt_rdata(value.as_bytes()));
+            records.add(rtype::TXT, self.dynamic_ttl(label), &txt_rdata(value.as_bytes()));
         }
         if records.is_empty() {
             return Set::default();
@@ -96,20 +109,29 @@ impl Zone {
         if state.dynamic.get(&key).is_some_and(|held| !accept(held) || held.is(seq, values)) {
             return false;
         }
-        state.changes += 1;
-        let entry = TxtEntry {
-            seq,
-            values: values.iter().map(|v| (*v).to_owned()).collect(),
-            set,
-            changed: state.changes,
-        };
-        let types = Self::subdomain_types(&entry);
-        let name = self.subdomain_name(&key);
-        self.touch_name(&state, &name);
-        state.dynamic.insert(key, entry);
-        self.chain_upsert(&mut state, &name, types);
+        let values = values.iter().map(|v| (*v).to_owned()).collect();
+        self.install_entry(&mut state, key, seq, values, set);
         self.bump_serial(&mut state);
         true
+    }
+
+    /// Puts a rendered entry in place under the write lock, with its NSEC3 link; the serial is
+    /// the caller's to move.
+    pub(super) fn install_entry(
+        &self,
+        state: &mut State,
+        key: Vec<u8>,
+        seq: u64,
+        values: Vec<String>,
+        set: Set,
+    ) {
+        state.changes += 1;
+        let entry = TxtEntry { seq, values, set, changed: state.changes };
+        let types = Self::subdomain_types(&entry);
+        let name = self.subdomain_name(&key);
+        self.touch_name(state, &name);
+        state.insert_dynamic(key, entry);
+        self.chain_upsert(state, &name, types);
     }
 
     /// Serves `values` as the TXT of `_acme-challenge.<apex>`, or with none stops serving it:
@@ -120,41 +142,67 @@ impl Zone {
         if self.read().own_challenge == values {
             return; // nothing new (e.g. this instance's own write coming back from the feed)
         }
-        let mut owner = b"\x0f_acme-challenge".to_vec();
-        owner.extend_from_slice(&self.apex);
-        let set = (!values.is_empty()).then(|| {
+        let set = self.render_own_challenge(values);
+        let mut state = self.write();
+        self.install_own_challenge(&mut state, values, set);
+        self.bump_serial(&mut state);
+    }
+
+    /// The signed TXT set of the own challenge values (`None` for none).
+    pub(super) fn render_own_challenge(&self, values: &[String]) -> Option<Set> {
+        let owner = self.own_challenge_name();
+        (!values.is_empty()).then(|| {
             let mut records = RrSet::default();
             for value in values {
                 records.add(rtype::TXT, self.txt_ttl, &txt_rdata(value.as_bytes()));
             }
             self.signed(&owner, records)
-        });
-        let mut state = self.write();
+        })
+    }
+
+    /// `_acme-challenge.<apex>` in wire form.
+    fn own_challenge_name(&self) -> Vec<u8> {
+        let mut owner = b"\x0f_acme-challenge".to_vec();
+        owner.extend_from_slice(&self.apex);
+        owner
+    }
+
+    /// Puts the rendered own challenge set in place under the write lock; the serial is the
+    /// caller's to move.
+    pub(super) fn install_own_challenge(&self, state: &mut State, values: &[String], set: Option<Set>) {
+        let owner = self.own_challenge_name();
         state.own_challenge = values.to_vec();
-        self.touch_name(&state, &owner);
+        self.touch_name(state, &owner);
         let node = state.nodes.entry(owner.clone()).or_default();
         node.sets.retain(|s| s.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::TXT));
         node.sets.extend(set);
         let mut types = node.types();
         if types.is_empty() {
             state.nodes.remove(&owner);
-            self.chain_remove(&mut state, &owner);
+            self.chain_remove(state, &owner);
         } else {
             types.push(rtype::RRSIG);
-            self.chain_upsert(&mut state, &owner, types);
+            self.chain_upsert(state, &owner, types);
         }
-        self.bump_serial(&mut state);
     }
 
     /// Removes a subdomain; its name stops existing at once.
     pub fn remove(&self, subdomain: &str) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
         let mut state = self.write();
-        self.touch_name(&state, &self.subdomain_name(&key));
-        let removed = state.dynamic.remove(&key).is_some();
+        let removed = self.remove_entry(&mut state, &key);
         if removed {
-            self.chain_remove(&mut state, &self.subdomain_name(&key));
             self.bump_serial(&mut state);
+        }
+        removed
+    }
+
+    /// Removes a subdomain under the write lock; the serial is the caller's to move.
+    pub(super) fn remove_entry(&self, state: &mut State, key: &[u8]) -> bool {
+        self.touch_name(state, &self.subdomain_name(key));
+        let removed = state.remove_dynamic(key).is_some();
+        if removed {
+            self.chain_remove(state, &self.subdomain_name(key));
         }
         removed
     }
@@ -217,6 +265,7 @@ impl Zone {
             // Not journaled: a secondary behind this gets the whole zone.
             self.forget_changes();
             state.dynamic = rendered.into_iter().collect();
+            state.persist_names = state.dynamic.keys().filter(|k| is_persist_label(k)).count();
             self.rebuild_chain(&mut state);
             self.bump_serial(&mut state);
             return count;
@@ -228,7 +277,7 @@ impl Zone {
                 continue; // registered while the snapshot was read
             }
             self.touch_name(&state, &self.subdomain_name(&key));
-            if let Some(entry) = state.dynamic.remove(&key) {
+            if let Some(entry) = state.remove_dynamic(&key) {
                 self.chain_remove(&mut state, &self.subdomain_name(&key));
                 removed.push(entry);
                 count += 1;
@@ -247,7 +296,7 @@ impl Zone {
                 }
                 None => {
                     count += 1;
-                    state.dynamic.insert(key.clone(), entry);
+                    state.insert_dynamic(key.clone(), entry);
                     true
                 }
             };

@@ -1,0 +1,289 @@
+//! `client persist` and the dns-persist-01 part of `client check`.
+//!
+//! Design note: `persist` computes the record the way a CA will read it (the rules are in
+//! [`crate::persist`], shared with the server, and checked here before anything is sent),
+//! publishes it with the stored credentials, and prints the one CNAME the domain owner creates:
+//! `_validation-persist.<domain>. CNAME <persistdomain>.`. The account URI is either the plain
+//! ACME account URL (what CAs accept today) or the hashed form of draft-ietf-acme-dns-persist
+//! -02 §4.1, which names no account in public DNS (the privacy-friendly choice).
+//!
+//! The check reads the record through a recursive resolver, as a CA does: it follows the CNAME,
+//! joins each record's strings, parses them as RFC 8659 issue-values, and says what a CA would
+//! find: issuer, account URI, policy, persistUntil (warning when it is past or within 30 days).
+//! A domain without the CNAME is fine (dns-persist-01 is optional); a wrong one fails.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::Common;
+use super::dns::{self, Rdata, rtype};
+use super::http::{self, Url};
+use super::storage::{Account, Storage, normalize_domain, same_name};
+use crate::persist::{OWNER_LABEL, Parsed, Record, hashed_account_uri};
+
+/// Warn when a record stops counting within this many seconds.
+const SOON: i64 = 30 * 86_400;
+
+/// `client persist`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example: acme-delegate client persist --domain example.com --issuer letsencrypt.org \\
+           --account-url https://acme-v02.api.letsencrypt.org/acme/acct/123456 --wildcard
+Then create the printed _validation-persist CNAME once; renewals need no DNS change.")]
+pub struct PersistArgs {
+    /// The domain the record is for (its stored account is used).
+    #[arg(long, value_name = "NAME")]
+    domain: String,
+    /// The CA's issuer domain name, e.g. letsencrypt.org.
+    #[arg(long, value_name = "NAME")]
+    issuer: String,
+    /// The ACME account URL at that CA.
+    #[arg(long, value_name = "URL")]
+    account_url: String,
+    /// Publish the hashed account URI (draft -02 §4.1) with this prefix, the CA's
+    /// `accountHashPrefix` (needs --thumbprint).
+    #[arg(long, value_name = "PREFIX", requires = "thumbprint")]
+    account_hash_prefix: Option<String>,
+    /// The JWK thumbprint (RFC 7638, base64url) of the ACME account key, for the hashed URI.
+    #[arg(long, value_name = "THUMBPRINT", requires = "account_hash_prefix")]
+    thumbprint: Option<String>,
+    /// Hash with the domain `*`: the record may then be reused for any domain (draft's opt-out).
+    #[arg(long, requires = "account_hash_prefix")]
+    any_domain: bool,
+    /// Allow wildcard certificates too (policy=wildcard).
+    #[arg(long)]
+    wildcard: bool,
+    /// Unix time after which the record no longer counts (persistUntil).
+    #[arg(long, value_name = "UNIX_TIME")]
+    persist_until: Option<i64>,
+    /// Delete this issuer's record instead of setting it.
+    #[arg(long, conflicts_with_all = ["wildcard", "persist_until"])]
+    delete: bool,
+    /// Use this API URL instead of the stored one.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Seconds since the epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The account URI to publish for `domain`: the account URL, or its hashed form.
+fn account_uri(args: &PersistArgs, domain: &str) -> Result<String, String> {
+    match (&args.account_hash_prefix, &args.thumbprint) {
+        (Some(prefix), Some(thumbprint)) => {
+            let hashed_for = if args.any_domain { "*" } else { domain };
+            hashed_account_uri(prefix, hashed_for, thumbprint, &args.account_url)
+                .ok_or_else(|| format!("{domain} is too long to hash (more than 255 octets)"))
+        }
+        _ => Ok(args.account_url.clone()),
+    }
+}
+
+/// The stored account of `domain` and the API URL to use.
+fn account_and_url(storage: &Storage, domain: &str, server: Option<&str>) -> Result<(Account, Url), String> {
+    let account = storage.get(domain)?.ok_or_else(|| {
+        format!(
+            "no account for {domain} in {}: run `acme-delegate client register --server URL --domain {domain}` first",
+            storage.path().display()
+        )
+    })?;
+    let url = match server {
+        Some(server) => Url::parse(server)?,
+        None if account.server_url.is_empty() => {
+            return Err(format!("the account for {domain} names no server_url: give --server URL"));
+        }
+        None => Url::parse(&account.server_url)?,
+    };
+    Ok((account, url))
+}
+
+/// Runs `client persist`.
+pub fn run(args: &PersistArgs) -> Result<(), String> {
+    let domain = normalize_domain(&args.domain)?;
+    let storage = Storage::load(&args.common.storage)?;
+    let (account, url) = account_and_url(&storage, &domain, args.server.as_deref())?;
+    let headers = [("X-Api-User", account.username.as_str()), ("X-Api-Key", account.password.as_str())];
+    let (method, body) = if args.delete {
+        crate::persist::check_issuer(&args.issuer).map_err(|e| e.to_string())?;
+        ("DELETE", serde_json::json!({ "issuer": args.issuer }))
+    } else {
+        // Checked here with the server's own rules: a mistake is named before it is sent.
+        let uri = account_uri(args, &domain)?;
+        let policy = args.wildcard.then_some(crate::persist::WILDCARD);
+        let record = Record::new(Some(&args.issuer), Some(&uri), policy, args.persist_until, now())
+            .map_err(|e| e.to_string())?;
+        let mut body = serde_json::json!({ "issuer": record.issuer, "accounturi": record.accounturi });
+        if record.wildcard {
+            body["policy"] = crate::persist::WILDCARD.into();
+        }
+        if let Some(until) = record.persist_until {
+            body["persistuntil"] = until.into();
+        }
+        ("POST", body)
+    };
+    let options = args.common.http();
+    let response = crate::cli::block_on(http::send_json(
+        method,
+        &url,
+        "/persist",
+        &headers,
+        &body.to_string(),
+        &options,
+    ))?;
+    if !(200..300).contains(&response.status) {
+        let detail = serde_json::from_slice::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|j| j["detail"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| response.error_text());
+        return Err(format!(
+            "{url} refused the persistent record for {domain}: HTTP {}: {detail}",
+            response.status
+        ));
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    let target = answer["persistdomain"].as_str().unwrap_or_default().trim_end_matches('.').to_owned();
+    if target.is_empty() || normalize_domain(&target).is_err() {
+        return Err(format!("{url} answered without a usable persistdomain: {}", response.error_text()));
+    }
+    if args.delete {
+        println!("{} record of {domain} deleted at {url}.", args.issuer);
+        return Ok(());
+    }
+    println!(
+        "{OWNER_LABEL}.{domain} -> {target}: TXT \"{}\" set at {url}",
+        answer["value"].as_str().unwrap_or("")
+    );
+    println!();
+    println!("Create this record in the DNS zone of {domain}, once (it never changes):");
+    println!();
+    println!("{OWNER_LABEL}.{domain}. CNAME {target}.");
+    println!();
+    println!("Then verify: acme-delegate client check --domain {domain}");
+    Ok(())
+}
+
+/// The persist name of an account on our server: `persist-<subdomain>` beside its fulldomain.
+pub fn expected_target(account: &Account) -> Option<String> {
+    let zone = account.fulldomain.trim_end_matches('.').split_once('.')?.1;
+    Some(format!("{}.{zone}", crate::dns::zone::persist_label(&account.subdomain)))
+}
+
+/// Judges the records a resolver returned for `_validation-persist.<domain>` (joined strings)
+/// as a CA would read them at `now`; returns report lines and whether any record is unusable.
+pub fn judge_records(values: &[String], now: i64) -> (String, bool) {
+    let mut text = String::new();
+    let mut bad = false;
+    for value in values {
+        let Some(parsed) = Parsed::parse(value) else {
+            bad = true;
+            let _ = writeln!(text, "  TXT \"{value}\"  FAIL: not an RFC 8659 issue-value");
+            continue;
+        };
+        let Some(uri) = parsed.params.get("accounturi") else {
+            bad = true;
+            let _ = writeln!(text, "  {}: FAIL: no accounturi (a CA ignores this record)", parsed.issuer);
+            continue;
+        };
+        let policy = if parsed.allows_wildcard() { "wildcard allowed" } else { "no wildcard" };
+        let until = match (parsed.params.get("persistuntil"), parsed.persist_until()) {
+            (None, _) => "no persistUntil".to_owned(),
+            (Some(raw), None) => {
+                bad = true;
+                format!("FAIL: persistUntil {raw:?} is not a number")
+            }
+            (_, Some(t)) if t <= now => format!("WARNING: persistUntil {t} has passed: no CA accepts it"),
+            (_, Some(t)) if t - now < SOON => {
+                format!("WARNING: persistUntil {t} is within {} days", (t - now) / 86_400 + 1)
+            }
+            (_, Some(t)) => format!("persistUntil {t}"),
+        };
+        let _ = writeln!(text, "  {}: accounturi={uri}; {policy}; {until}", parsed.issuer);
+    }
+    (text, bad)
+}
+
+/// The dns-persist-01 part of `client check`: report text and whether it passed.
+pub fn check(domain: &str, account: &Account, resolver: SocketAddr, timeout: Duration) -> (String, bool) {
+    let owner = format!("{OWNER_LABEL}.{domain}");
+    let mut text = String::new();
+    let Some(expected) = expected_target(account) else { return (text, true) };
+    let cname = match dns::ask(resolver, &owner, rtype::CNAME, true, timeout) {
+        Ok(reply) => reply.answers_for(&owner, rtype::CNAME).find_map(|r| match &r.data {
+            Rdata::Name(target) => Some(target.trim_end_matches('.').to_owned()),
+            _ => None,
+        }),
+        Err(e) => {
+            let _ = writeln!(text, "{owner}.  FAIL: cannot ask the resolver: {e}");
+            return (text, false);
+        }
+    };
+    let Some(target) = cname else {
+        let _ = writeln!(text, "{owner}.  not set up (dns-persist-01 is optional; see `client persist`)");
+        return (text, true);
+    };
+    if !same_name(&target, &expected) {
+        let _ = writeln!(
+            text,
+            "{owner}. CNAME {target}  FAIL: should be {expected}.\n  fix: {owner}. CNAME {expected}."
+        );
+        return (text, false);
+    }
+    let _ = writeln!(text, "{owner}. CNAME {target}  ok: this account's persist name");
+    let values: Vec<String> = match dns::ask(resolver, &owner, rtype::TXT, true, timeout) {
+        Ok(reply) => reply.answers.iter().filter(|r| r.rtype == rtype::TXT).filter_map(|r| r.txt()).collect(),
+        Err(e) => {
+            let _ = writeln!(text, "  FAIL: the records cannot be read: {e}");
+            return (text, false);
+        }
+    };
+    if values.is_empty() {
+        let _ = writeln!(text, "  no records published yet (`client persist` sets one)");
+        return (text, true);
+    }
+    let (lines, bad) = judge_records(&values, now());
+    text.push_str(&lines);
+    (text, !bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_judged_as_a_ca_reads_them() {
+        let now = 1_800_000_000;
+        let values = [
+            "ca.example; accounturi=acct:1; policy=wildcard".to_owned(),
+            format!("le.example; accounturi=acct:2; persistUntil={}", now + 86_400),
+            format!("old.example; accounturi=acct:3; persistUntil={}", now - 1),
+            "x.example; policy=wildcard".to_owned(),
+        ];
+        let (text, bad) = judge_records(&values, now);
+        assert!(bad, "the record without accounturi is unusable");
+        assert!(text.contains("ca.example: accounturi=acct:1; wildcard allowed; no persistUntil"), "{text}");
+        assert!(text.contains("WARNING: persistUntil 1800086400 is within 2 days"), "{text}");
+        assert!(text.contains("has passed"), "{text}");
+        assert!(text.contains("x.example: FAIL: no accounturi"), "{text}");
+        assert!(!judge_records(&values[..1], now).1);
+    }
+
+    #[test]
+    fn the_persist_name_sits_beside_the_fulldomain() {
+        let account = Account {
+            username: "u".into(),
+            password: "p".into(),
+            fulldomain: "abc.auth.example.org".into(),
+            subdomain: "ABC".into(),
+            allowfrom: Vec::new(),
+            server_url: String::new(),
+        };
+        assert_eq!(expected_target(&account).as_deref(), Some("persist-abc.auth.example.org"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Asking secondaries which serial they serve: for acknowledging an update only once every
+//! notified secondary has it (`[transfer] wait_for_secondaries = "all"`), and for the client's
+//! `check` report.
+//!
+//! Design note: the one question that tells whether a secondary caught up is its SOA serial,
+//! asked the way any resolver would (a plain SOA query over UDP, no TSIG: secondaries answer
+//! it to everyone). Serials compare in RFC 1982 arithmetic, so a secondary ahead of the serial
+//! waited for (another update landed meanwhile) counts as caught up. Each secondary is polled
+//! on its own task until it serves the serial or the deadline passes; the caller gets the ones
+//! that did not, to name in its warning.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+use super::wire::{CLASS_IN, rtype};
+
+/// How long one SOA query waits for its answer before it is sent again.
+const ATTEMPT: Duration = Duration::from_millis(500);
+/// The pause between two polls of a secondary that is still behind.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Why a secondary's serial could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SerialError {
+    /// Sending or receiving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No answer in time.
+    #[error("no answer")]
+    Timeout,
+    /// The answer has an error rcode, or no SOA for the zone.
+    #[error("no SOA in the answer (rcode {0})")]
+    NoSoa(u8),
+}
+
+/// Whether serial `have` is at or past `want` (RFC 1982).
+pub fn serial_reached(have: u32, want: u32) -> bool {
+    want.wrapping_sub(have) as i32 <= 0
+}
+
+/// An SOA query for `apex` (wire form) with message ID `id`.
+fn soa_query(apex: &[u8], id: u16) -> Vec<u8> {
+    let id = id.to_be_bytes();
+    let mut msg = vec![id[0], id[1], 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    msg.extend_from_slice(apex);
+    msg.extend_from_slice(&rtype::SOA.to_be_bytes());
+    msg.extend_from_slice(&CLASS_IN.to_be_bytes());
+    msg
+}
+
+/// The end of the (possibly compressed) name starting at `pos`.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(pos)?;
+        match len {
+            0 => return Some(pos + 1),
+            l if l & 0xC0 == 0xC0 => return Some(pos + 2),
+            l => pos += 1 + usize::from(l),
+        }
+    }
+}
+
+/// The serial of the first SOA record in the answer section of `msg`, if any.
+pub fn answer_serial(msg: &[u8]) -> Option<u32> {
+    let count = |at: usize| msg.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let (questions, answers) = (count(4)?, count(6)?);
+    let mut pos = 12;
+    for _ in 0..questions {
+        pos = skip_name(msg, pos)? + 4;
+    }
+    for _ in 0..answers {
+        pos = skip_name(msg, pos)?;
+        let rr_type = count(pos)?;
+        let rdlength = usize::from(count(pos + 8)?);
+        let rdata = pos + 10;
+        if rr_type == rtype::SOA {
+            // MNAME, RNAME, then the serial.
+            let at = skip_name(msg, skip_name(msg, rdata)?)?;
+            let serial = msg.get(at..at + 4)?;
+            return Some(u32::from_be_bytes([serial[0], serial[1], serial[2], serial[3]]));
+        }
+        pos = rdata + rdlength;
+    }
+    None
+}
+
+/// Asks `target` once for the SOA of `apex` (wire form); waits at most `limit`.
+pub async fn soa_serial(apex: &[u8], target: SocketAddr, limit: Duration) -> Result<u32, SerialError> {
+    let local: SocketAddr =
+        if target.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(target).await?;
+    let mut id = [0u8; 2];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+        .map_err(|_| std::io::Error::other("no randomness for the message ID"))?;
+    socket.send(&soa_query(apex, u16::from_be_bytes(id))).await?;
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let len = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(SerialError::Timeout),
+        };
+        let answer = &buf[..len];
+        // Only the answer to this query counts.
+        if len < 12 || answer[..2] != id || answer[2] & 0x80 == 0 {
+            continue;
+        }
+        let rcode = answer[3] & 0x0F;
+        return match answer_serial(answer) {
+            Some(serial) if rcode == 0 => Ok(serial),
+            _ => Err(SerialError::NoSoa(rcode)),
+        };
+    }
+}
+
+/// Waits until every one of `secondaries` serves `serial` (or later) for `apex`, or until
+/// `timeout`; returns those that did not in time.
+pub async fn wait_for_serial(
+    apex: &[u8],
+    secondaries: &[SocketAddr],
+    serial: u32,
+    timeout: Duration,
+) -> Vec<SocketAddr> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut waits = tokio::task::JoinSet::new();
+    for &target in secondaries {
+        let apex = apex.to_vec();
+        waits.spawn(async move {
+            let caught_up = async {
+                loop {
+                    if let Ok(have) = soa_serial(&apex, target, ATTEMPT).await
+                        && serial_reached(have, serial)
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            };
+            (target, tokio::time::timeout_at(deadline, caught_up).await.is_ok())
+        });
+    }
+    let mut behind = Vec::new();
+    while let Some(done) = waits.join_next().await {
+        if let Ok((target, false)) = done {
+            behind.push(target);
+        }
+    }
+    behind.sort();
+    behind
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_compare_in_rfc_1982_arithmetic() {
+        assert!(serial_reached(5, 5) && serial_reached(6, 5) && !serial_reached(4, 5));
+        assert!(serial_reached(2, u32::MAX), "past the wrap");
+        assert!(!serial_reached(u32::MAX, 2));
+    }
+
+    #[test]
+    fn the_serial_is_read_through_compressed_names() {
+        let apex = b"\x04auth\x07example\x00";
+        let mut msg = soa_query(apex, 7);
+        msg[2] = 0x84;
+        msg[7] = 1; // one answer
+        msg.extend_from_slice(&[0xC0, 12, 0, 6, 0, 1, 0, 0, 0, 60, 0, 28]);
+        msg.extend_from_slice(&[3, b'n', b's', b'1', 0xC0, 12, 0xC0, 12]);
+        msg.extend_from_slice(&[0, 0, 0, 42]);
+        msg.extend_from_slice(&[0; 16]);
+        assert_eq!(answer_serial(&msg), Some(42));
+        assert_eq!(answer_serial(&msg[..msg.len() - 18]), None, "cut short");
+        assert_eq!(answer_serial(&soa_query(apex, 1)), None);
+    }
+}

@@ -1,0 +1,297 @@
+//! The zone version: one store-wide counter of changes to what DNS serves, and the log of
+//! what each version changed.
+//!
+//! Design note: instances sharing a database must serve the same zone byte for byte, so the
+//! SOA serial and the signatures' validity window come from the store, not from each
+//! instance's clock. One row (`zone_version`) holds the version, the serial base fixed when
+//! the table was made (serial = base + version, RFC 1982 arithmetic) and the signing epoch.
+//! Every write that changes what DNS serves increments the version in its own transaction
+//! (`UPDATE … RETURNING`: the row lock is held until commit, so versions commit in order and a
+//! rolled-back write leaves no gap, as a sequence would) and writes one `zone_log` row per name
+//! it changed, holding that name's resulting TXT values (NULL: the name is gone). The log is
+//! what makes every instance apply exactly the same changes at exactly the same serial: an
+//! instance at version A reads the rows after A and applies them version by version, so the
+//! zone at serial base + V, and the IXFR journal entry leading to it, is the same everywhere.
+//! No timers wait for missing versions: the log has them all. A version missing from the log
+//! (pruned, or an erased account's rows) makes the reader resynchronise from a snapshot that
+//! reads the version and the contents together.
+//!
+//! Two names in the log are not subdomains (those are UUID labels): [`OWN_CHALLENGE`] carries
+//! the API's own ACME challenge values, [`SIGN`] a new signing epoch (every instance re-signs
+//! everything with it, the same way). An erased account leaves no trace of its subdomain: its
+//! earlier rows go, and its removal is logged under a digest of the label ([`erased_name`]),
+//! which an instance serving the label can match and nobody else can reverse (the label has
+//! 122 random bits).
+
+use super::common::{Conn, Row, Value};
+use super::{Change, StoreError, TxtValues};
+
+/// The log name of the API's own ACME challenge values.
+pub const OWN_CHALLENGE: &str = "*own-challenge";
+/// The log name of a new signing epoch (its one value is the epoch in decimal).
+pub const SIGN: &str = "*sign";
+/// The first character of the log name of an erased subdomain: `-` and the SHA-256 of the
+/// label in hex (labels are UUIDs and never start with `-`).
+pub const ERASED: char = '-';
+/// The first character of the log name of an account's dns-persist-01 name: `+` and the
+/// subdomain (the zone serves it at `dns::zone::persist_label` of the subdomain).
+pub const PERSIST: char = '+';
+/// Versions kept in the log behind the newest; an instance further behind resynchronises.
+const KEEP_VERSIONS: i64 = 10_000;
+
+/// The zone version as the store holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoneVersion {
+    /// Changes made so far.
+    pub version: u64,
+    /// The serial of version 0, fixed when the schema was made.
+    pub serial_base: u32,
+    /// The signing epoch (seconds since the epoch, on the hour): signatures are valid from an
+    /// hour before it for the configured validity after it.
+    pub epoch: u32,
+}
+
+impl ZoneVersion {
+    /// The SOA serial of `version` (RFC 1982: wraps around).
+    pub fn serial_of(&self, version: u64) -> u32 {
+        self.serial_base.wrapping_add(version as u32)
+    }
+
+    /// The SOA serial of this version.
+    pub fn serial(&self) -> u32 {
+        self.serial_of(self.version)
+    }
+}
+
+/// One row of the log: what one name became at one version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The version that changed it.
+    pub version: u64,
+    /// A subdomain label, [`OWN_CHALLENGE`] or [`SIGN`].
+    pub name: String,
+    /// Its TXT values after the change, oldest first; `None`: the name is gone.
+    pub values: Option<Vec<String>>,
+}
+
+/// Everything the zone is built from, read in one consistent snapshot.
+#[derive(Clone, Debug)]
+pub struct ZoneSnapshot {
+    /// The version the contents are at.
+    pub version: ZoneVersion,
+    /// Every subdomain with its values.
+    pub contents: Vec<TxtValues>,
+    /// The API's own ACME challenge values.
+    pub own_challenge: Vec<String>,
+    /// What each account's persist name serves, by subdomain.
+    pub persist: Vec<TxtValues>,
+}
+
+/// A u32 column (serial base, epoch) that the schema keeps in range.
+fn u32_of(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// Reads the version row.
+pub async fn zone_version(c: &impl Conn) -> Result<ZoneVersion, StoreError> {
+    let rows = c.query("SELECT version, serial_base, epoch FROM zone_version WHERE id = 1", &[]).await?;
+    let row = rows.first().ok_or_else(|| StoreError::Backend("the zone_version row is missing".into()))?;
+    let int = |i: usize| match row.0.get(i) {
+        Some(Value::Int(v)) => Ok(*v),
+        _ => Err(StoreError::Backend(format!("zone_version column {i} is not an integer"))),
+    };
+    Ok(ZoneVersion {
+        version: u64::try_from(int(0)?).unwrap_or(0),
+        serial_base: u32_of(int(1)?),
+        epoch: u32_of(int(2)?),
+    })
+}
+
+/// See [`super::Store::zone_snapshot`].
+pub async fn snapshot(c: &impl Conn, keep: usize) -> Result<ZoneSnapshot, StoreError> {
+    c.snapshot().await?;
+    Ok(ZoneSnapshot {
+        version: zone_version(c).await?,
+        contents: super::common::zone_contents(c, keep).await?,
+        own_challenge: super::common::own_challenges(c).await?,
+        persist: super::persist::contents(c).await?,
+    })
+}
+
+/// Fixes the serial base and the first signing epoch of a new schema (once: a base never
+/// changes after, or serials would jump).
+pub async fn init(c: &impl Conn) -> Result<(), StoreError> {
+    let now = super::common::now();
+    // Starting at the clock keeps serials increasing for secondaries that knew the clock-based
+    // serials of earlier versions.
+    c.execute(
+        "UPDATE zone_version SET serial_base = $1, epoch = $2 WHERE id = 1 AND serial_base = 0",
+        &[(now & 0xFFFF_FFFF).into(), (now - now % 3600).into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The names one write changes, under the one version it takes (lazily: a write that changes
+/// nothing DNS serves takes none).
+#[derive(Debug, Default)]
+pub struct Edits {
+    /// The version taken, once a name was logged.
+    version: Option<u64>,
+}
+
+impl Edits {
+    /// Logs that `name` now has `values` (`None`: gone), taking the next version first if this
+    /// write has none yet.
+    pub async fn log(
+        &mut self,
+        c: &impl Conn,
+        name: &str,
+        values: Option<&[String]>,
+    ) -> Result<u64, StoreError> {
+        let version = match self.version {
+            Some(v) => v,
+            None => {
+                let rows = c
+                    .query(
+                        "UPDATE zone_version SET version = version + 1 WHERE id = 1 RETURNING version",
+                        &[],
+                    )
+                    .await?;
+                let v = first_int(&rows)?;
+                self.version = Some(v);
+                v
+            }
+        };
+        let values = values.map(encode).transpose()?;
+        c.execute(
+            "INSERT INTO zone_log (version, name, txt, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (version, name) DO UPDATE SET txt = excluded.txt",
+            &[version_value(version), name.into(), values.into(), super::common::now().into()],
+        )
+        .await?;
+        Ok(version)
+    }
+
+    /// Tells the other instances of the new version, if one was taken; returns it.
+    pub async fn finish(self, c: &impl Conn, hint: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(version) = self.version {
+            c.notify(&Change::Version { version, hint: hint.to_owned() }).await?;
+        }
+        Ok(self.version)
+    }
+}
+
+/// A version as a parameter.
+fn version_value(version: u64) -> Value {
+    Value::Int(i64::try_from(version).unwrap_or(i64::MAX))
+}
+
+/// The integer in the first column of the first row.
+fn first_int(rows: &[Row]) -> Result<u64, StoreError> {
+    match rows.first().and_then(|r| r.0.first()) {
+        Some(Value::Int(v)) => Ok(u64::try_from(*v).unwrap_or(0)),
+        _ => Err(StoreError::Backend("the zone_version row is missing".into())),
+    }
+}
+
+/// Values as the log keeps them: a JSON list.
+fn encode(values: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(values).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// The log after `after`, in version order.
+pub async fn log_since(c: &impl Conn, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT version, name, txt FROM zone_log WHERE version > $1 ORDER BY version, name",
+            &[version_value(after)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let (Some(Value::Int(version)), Some(Value::Text(name)), Some(txt)) =
+                (r.0.first(), r.0.get(1), r.0.get(2))
+            else {
+                return Err(StoreError::Backend("a zone_log row is malformed".into()));
+            };
+            let values = match txt {
+                Value::Text(json) => Some(
+                    serde_json::from_str(json)
+                        .map_err(|e| StoreError::Backend(format!("zone_log values of {name}: {e}")))?,
+                ),
+                _ => None,
+            };
+            Ok(LogEntry { version: u64::try_from(*version).unwrap_or(0), name: name.clone(), values })
+        })
+        .collect()
+}
+
+/// Records the signing epoch `epoch` as a new version, unless the store's epoch is no longer
+/// `seen` (another instance did it first: the conditional update finds no row once that
+/// instance committed, as the row lock makes this one wait for it). Returns the new version.
+pub async fn new_epoch(c: &impl Conn, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
+    let rows = c
+        .query(
+            "UPDATE zone_version SET epoch = $2 WHERE id = 1 AND epoch = $1 RETURNING version",
+            &[i64::from(seen).into(), i64::from(epoch).into()],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut edits = Edits::default();
+    edits.log(c, SIGN, Some(&[epoch.to_string()])).await?;
+    edits.finish(c, SIGN).await
+}
+
+/// Forgets log rows far behind the newest version, and those written before `before` (the
+/// TXT retention: the log holds TXT values and must not keep them longer than the `txt` table
+/// does). An instance further behind resynchronises.
+pub async fn prune(c: &impl Conn, before: i64) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM zone_log WHERE at < $2 OR \
+         version <= (SELECT version FROM zone_version WHERE id = 1) - $1",
+        &[KEEP_VERSIONS.into(), before.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The log name of the persist name of `subdomain`.
+pub fn persist_name(subdomain: &str) -> String {
+    format!("{PERSIST}{subdomain}")
+}
+
+/// The log name of an erased subdomain's removal.
+pub fn erased_name(subdomain: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, subdomain.to_ascii_lowercase().as_bytes());
+    let mut name = String::from(ERASED);
+    for byte in digest.as_ref() {
+        name.push_str(&format!("{byte:02x}"));
+    }
+    name
+}
+
+/// Logs the erasure of `subdomain` and forgets its earlier rows: erasure leaves neither its
+/// values nor its name in the log.
+pub async fn log_erasure(edits: &mut Edits, c: &impl Conn, subdomain: &str) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM zone_log WHERE name = $1 OR name = $2",
+        &[subdomain.into(), persist_name(subdomain).into()],
+    )
+    .await?;
+    edits.log(c, &erased_name(subdomain), None).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_wrap_around() {
+        let v = ZoneVersion { version: 5, serial_base: u32::MAX - 1, epoch: 0 };
+        assert_eq!(v.serial(), 3);
+        assert_eq!(v.serial_of(1), u32::MAX);
+    }
+}
