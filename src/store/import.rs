@@ -18,7 +18,9 @@
 //! to temporary files, so memory stays bounded); PostgreSQL joins on its side and the reader
 //! fetches the result through a portal, a batch at a time. The result is exactly that of adding
 //! each value with `Store::update_txt` in order: a repeated value moves to the newest place,
-//! only the newest `keep` are kept, an account with values counts as used now.
+//! only the newest `keep` are kept, an account with values counts as used now. Each batch takes
+//! one zone version and logs every new name with its values under it (`log_batch`), so running
+//! instances apply the batch as one change, announced once when it commits.
 //!
 //! In SQLite acme-dns stores the hash as a BLOB (Go `[]byte`), in PostgreSQL as TEXT; both are
 //! accepted.
