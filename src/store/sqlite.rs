@@ -214,6 +214,11 @@ impl SqliteStore {
                 })
             };
             let Ok(mut last) = version().await else { return };
+            // A commit by another process between `subscribe` and the read above would go
+            // unnoticed: look once now (catching up with the log is cheap when nothing is new).
+            if tx.send(Change::Resync).await.is_err() {
+                return;
+            }
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 if tx.is_closed() {
