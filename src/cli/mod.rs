@@ -171,20 +171,7 @@ fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
             }
         };
         match action {
-            AccountAction::List => {
-                let accounts = store.list_accounts().await.map_err(|e| e.to_string())?;
-                println!("{:<36}  {:<36}  {:<20}  last used", "username", "subdomain", "registered");
-                for a in &accounts {
-                    let used = a.last_used.map_or("never".to_owned(), iso_time);
-                    println!(
-                        "{:<36}  {:<36}  {:<20}  {used}",
-                        a.username,
-                        a.subdomain,
-                        iso_time(a.created_at)
-                    );
-                }
-                println!("{} accounts", accounts.len());
-            }
+            AccountAction::List => list_accounts(&store).await?,
             AccountAction::Show { username } => {
                 let r = find(username).await?;
                 println!("username:   {}", r.account.username);
@@ -231,6 +218,41 @@ fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
         store.close().await;
         Ok(())
     })
+}
+
+/// Prints every account, a page at a time (a million accounts never sit in memory at once),
+/// through one buffer; stops quietly when the reader goes away (`| head`).
+async fn list_accounts(store: &crate::store::Store) -> Result<(), String> {
+    use std::io::Write;
+    /// Accounts per page: one query each, a few megabytes.
+    const PAGE: usize = 10_000;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut total = 0usize;
+    let mut after = String::new();
+    if writeln!(out, "{:<36}  {:<36}  {:<20}  last used", "username", "subdomain", "registered").is_err() {
+        return Ok(());
+    }
+    loop {
+        let page = store.accounts_page(&after, PAGE).await.map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after.clone_from(&last.username);
+        total += page.len();
+        for a in &page {
+            let used = a.last_used.map_or("never".to_owned(), iso_time);
+            let line = writeln!(
+                out,
+                "{:<36}  {:<36}  {:<20}  {used}",
+                a.username,
+                a.subdomain,
+                iso_time(a.created_at)
+            );
+            if line.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = writeln!(out, "{total} accounts").and_then(|()| out.flush());
+    Ok(())
 }
 
 /// Runs a `privacy` subcommand.
@@ -294,13 +316,37 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> 
         .block_on(future)
 }
 
+/// The import's progress: on a terminal, a line on stderr every two seconds or so (a million
+/// accounts take most of a minute); elsewhere nothing, so scripts get the summary only.
+fn progress_line() -> impl FnMut(&crate::store::import::Report) + Send {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let start = std::time::Instant::now();
+    let mut last = start;
+    move |r| {
+        if terminal && last.elapsed() >= std::time::Duration::from_secs(2) {
+            last = std::time::Instant::now();
+            eprintln!(
+                "{:>5.0} s: {} accounts read, {} imported, {} skipped, {} TXT values",
+                start.elapsed().as_secs_f64(),
+                r.found,
+                r.imported,
+                r.skipped,
+                r.values
+            );
+        }
+    }
+}
+
 /// Runs `import-acme-dns`.
 fn import(config: &Config, source: &str) -> Result<(), String> {
     block_on(async {
         let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
-        let report = crate::store::import::import_acme_dns(&store, source, config.dns.txt_values)
-            .await
-            .map_err(|e| format!("import failed: {e}"))?;
+        let mut progress = progress_line();
+        let report =
+            crate::store::import::import_acme_dns(&store, source, config.dns.txt_values, &mut progress)
+                .await
+                .map_err(|e| format!("import failed: {e}"))?;
         store.close().await;
         println!(
             "acme-dns database {}: {} accounts found, {} imported, {} already present (skipped), {} TXT values copied",

@@ -223,6 +223,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
     let sync = ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values);
     sync.load().await?;
+    // The rows read for the load are freed; give them back rather than keep them resident.
+    crate::sys::release_free_memory();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stop = Arc::new(AtomicBool::new(false));

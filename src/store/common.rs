@@ -463,11 +463,16 @@ pub async fn account_record(
     Ok(Some(AccountRecord { account, created_at, last_used, txt, audit, persist: Vec::new() }))
 }
 
-/// See [`super::Store::list_accounts`].
-pub async fn list_accounts(c: &impl Conn) -> Result<Vec<AccountSummary>, StoreError> {
+/// See [`super::Store::accounts_page`].
+pub async fn list_accounts(
+    c: &impl Conn,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<AccountSummary>, StoreError> {
     c.query(
-        "SELECT username, subdomain, created_at, last_used FROM accounts ORDER BY created_at, username",
-        &[],
+        "SELECT username, subdomain, created_at, last_used FROM accounts WHERE username > $1 \
+         ORDER BY username LIMIT $2",
+        &[after.into(), count(limit)],
     )
     .await?
     .iter()

@@ -40,6 +40,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Database, Engine};
 use crate::privacy::Secret;
+use import::{Report, Source};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -354,11 +355,9 @@ impl Store {
         atomic!(self, c => common::insert_account(c, &account, false)).map(drop)
     }
 
-    /// Stores an imported account unless its username or subdomain exists; returns whether it
-    /// was inserted.
-    pub async fn import_account(&self, account: &Account) -> Result<bool, StoreError> {
-        let account = account.clone();
-        atomic!(self, c => common::insert_account(c, &account, true))
+    /// Imports a batch of acme-dns accounts with their values under one zone version (see [`import`]).
+    pub async fn import_batch(&self, batch: Vec<Source>, keep: usize) -> Result<Report, StoreError> {
+        atomic!(self, c => import::write_batch(c, &batch, keep))
     }
 
     /// Finds an account by username.
@@ -477,9 +476,10 @@ impl Store {
         })
     }
 
-    /// All accounts, oldest first.
-    pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
-        run!(self, c => common::list_accounts(c))
+    /// Up to `limit` accounts by username after `after` (a page: walks the primary key).
+    pub async fn accounts_page(&self, after: &str, limit: usize) -> Result<Vec<AccountSummary>, StoreError> {
+        let after = after.to_owned();
+        run!(self, c => common::list_accounts(c, &after, limit))
     }
 
     /// Replaces an account's `allowfrom`.

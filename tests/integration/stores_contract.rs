@@ -9,6 +9,7 @@ use std::time::Duration;
 use acme_delegate::config::{Database, Engine};
 use acme_delegate::persist::Record;
 use acme_delegate::privacy::Secret;
+use acme_delegate::store::import::{BATCH, import_acme_dns};
 use acme_delegate::store::{Account, AuditEntry, Change, PurgeRules, PutOutcome, Store, StoreError};
 
 use crate::harness::TempDir;
@@ -94,7 +95,8 @@ async fn accounts_are_stored_and_found(backend: Backend) {
         strings(&["192.0.2.0/24", "2001:db8::/32"])
     );
     store.insert_account(&account(2)).await.unwrap();
-    let listed: Vec<String> = store.list_accounts().await.unwrap().into_iter().map(|a| a.username).collect();
+    let listed: Vec<String> =
+        store.accounts_page("", usize::MAX).await.unwrap().into_iter().map(|a| a.username).collect();
     assert_eq!(listed, strings(&["user-1", "user-2"]));
     store.ping().await.unwrap();
     store.close().await;
@@ -158,7 +160,7 @@ async fn import_skips_what_exists(backend: Backend) {
     assert!(!store.import_account(&Account { username: "other".into(), ..account(1) }).await.unwrap());
     assert!(!store.import_account(&Account { subdomain: "other".into(), ..account(1) }).await.unwrap());
     assert!(store.import_account(&account(2)).await.unwrap());
-    assert_eq!(store.list_accounts().await.unwrap().len(), 2);
+    assert_eq!(store.accounts_page("", usize::MAX).await.unwrap().len(), 2);
 
     // An acme-dns SQLite file, imported twice: the second changes nothing.
     let dir = TempDir::new();
@@ -174,9 +176,9 @@ async fn import_skips_what_exists(backend: Backend) {
     .unwrap();
     drop(conn);
     let source = source.to_str().unwrap();
-    let report = acme_delegate::store::import::import_acme_dns(&store, source, 2).await.unwrap();
+    let report = import_acme_dns(&store, source, 2, &mut |_| ()).await.unwrap();
     assert_eq!((report.found, report.imported, report.skipped, report.values), (1, 1, 0, 2));
-    let again = acme_delegate::store::import::import_acme_dns(&store, source, 2).await.unwrap();
+    let again = import_acme_dns(&store, source, 2, &mut |_| ()).await.unwrap();
     assert_eq!((again.imported, again.skipped, again.values), (0, 1, 0));
     let imported = store.account("aa-1").await.unwrap().unwrap();
     assert_eq!(
@@ -184,6 +186,213 @@ async fn import_skips_what_exists(backend: Backend) {
         (Some("$2a$10$x"), strings(&["10.0.0.0/8"]))
     );
     assert_eq!(store.txt_of("sub-a", 2).await.unwrap().unwrap().values, strings(&["old", "new"]));
+}
+
+/// An acme-dns `records` row: username, hash, subdomain, allowfrom.
+type AcmeDnsRecord = (String, String, String, String);
+/// An acme-dns `txt` row: subdomain, value, last update.
+type AcmeDnsTxt = (String, String, i64);
+
+/// An acme-dns source of a little more than one import batch: (username, hash, subdomain,
+/// allowfrom) and (subdomain, value, last update) rows, with what the importer must cope with:
+/// accounts without values, with one, with a repeated one, with more than are kept, names in
+/// upper case, values of no account, and the account `n = 3` that the target already has.
+fn acme_dns_rows() -> (Vec<AcmeDnsRecord>, Vec<AcmeDnsTxt>) {
+    let (mut records, mut txt) = (Vec::new(), Vec::new());
+    for n in 0..BATCH + 321 {
+        let subdomain = if n % 7 == 0 { format!("SUB-{n:05}") } else { format!("sub-{n:05}") };
+        let allowfrom = if n % 5 == 0 { r#"["10.0.0.0/8", ""]"# } else { "[]" };
+        records.push((
+            format!("user-{n:05}"),
+            format!("$2a$10$hash{n}"),
+            subdomain.clone(),
+            allowfrom.to_owned(),
+        ));
+        // acme-dns's two rows per account; '' until updated. Times tie on purpose (acme-dns's
+        // seconds), where the row order decides.
+        let values: Vec<String> = match n % 4 {
+            0 => vec![String::new(), String::new()],
+            1 => vec![format!("a{n}"), String::new()],
+            2 => vec![format!("a{n}"), format!("b{n}"), format!("a{n}")],
+            _ => vec![format!("a{n}"), format!("b{n}"), format!("c{n}")],
+        };
+        for (i, value) in values.into_iter().enumerate() {
+            txt.push((subdomain.to_lowercase(), value, (n % 3) as i64 + i64::from(i as u8 / 2)));
+        }
+    }
+    txt.push(("nobody".into(), "orphan".into(), 5));
+    (records, txt)
+}
+
+/// Accounts (username, subdomain, used), values per subdomain, a sample of accounts in full.
+type Contents = (Vec<(String, String, bool)>, Vec<(String, Vec<String>)>, Vec<Account>);
+
+/// What a store holds, comparable across imports: every account's name, subdomain and whether
+/// it counts as used, every subdomain's values, and every seventh account in full (in few
+/// queries: this runs on PostgreSQL too).
+async fn contents(store: &Store) -> Contents {
+    let summaries = store.accounts_page("", usize::MAX).await.unwrap();
+    let mut sample = Vec::new();
+    for summary in summaries.iter().step_by(7) {
+        sample.push(store.account(&summary.username).await.unwrap().unwrap());
+    }
+    let names = summaries.into_iter().map(|a| (a.username, a.subdomain, a.last_used.is_some())).collect();
+    let values = store.zone_contents(2).await.unwrap().into_iter().map(|t| (t.subdomain, t.values)).collect();
+    (names, values, sample)
+}
+
+/// The streamed, batched importer gives what importing row by row gives (each account, then
+/// each of its values through `update_txt`, as the importer did before), from an acme-dns
+/// SQLite file and, on PostgreSQL, from an acme-dns PostgreSQL database; running instances
+/// hear of the new names; a second run changes nothing.
+async fn streamed_import_matches_row_by_row(backend: Backend) {
+    let (records, txt) = acme_dns_rows();
+    let dir = TempDir::new();
+    let source = dir.join("acme-dns.db");
+    let mut conn = rusqlite::Connection::open(&source).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE records(Username TEXT UNIQUE NOT NULL PRIMARY KEY, Password TEXT UNIQUE NOT NULL,
+             Subdomain TEXT UNIQUE NOT NULL, AllowFrom TEXT);
+         CREATE TABLE txt(Subdomain TEXT NOT NULL, Value TEXT NOT NULL DEFAULT '', LastUpdate INT);",
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    for (n, (username, hash, subdomain, allowfrom)) in records.iter().enumerate() {
+        // acme-dns writes the hash as a BLOB; TEXT is read too.
+        let hash: rusqlite::types::Value =
+            if n % 2 == 0 { hash.as_bytes().to_vec().into() } else { hash.clone().into() };
+        tx.execute(
+            "INSERT INTO records VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![username, hash, subdomain, allowfrom],
+        )
+        .unwrap();
+    }
+    for (subdomain, value, at) in &txt {
+        tx.execute("INSERT INTO txt VALUES (?1, ?2, ?3)", rusqlite::params![subdomain, value, at]).unwrap();
+    }
+    tx.commit().unwrap();
+    drop(conn);
+
+    // Row by row, as before: on SQLite whatever the engine under test (the battery holds the
+    // engines to the same results; row by row on PostgreSQL would take minutes).
+    let expected_db = Fresh::new(Backend::Sqlite);
+    let expected = expected_db.open().await;
+    let mut ordered = txt.clone();
+    ordered.sort_by_key(|(_, _, at)| *at); // stable: ties keep the row order
+    let is_three = |a: &Account| a.username == "user-00003";
+    for (username, hash, subdomain, allowfrom) in &records {
+        let allowfrom: Vec<String> = serde_json::from_str::<Vec<String>>(allowfrom).unwrap();
+        let account = Account {
+            username: username.clone(),
+            key_hash: Vec::new(),
+            bcrypt_hash: Some(hash.clone()),
+            subdomain: subdomain.to_lowercase(),
+            allowfrom: allowfrom.into_iter().filter(|a| !a.is_empty()).collect(),
+        };
+        if is_three(&account) {
+            expected.insert_account(&account).await.unwrap();
+            continue;
+        }
+        assert!(expected.import_account(&account).await.unwrap());
+        for (_, value, _) in ordered.iter().filter(|(s, v, _)| *s == account.subdomain && !v.is_empty()) {
+            expected.update_txt(&account.subdomain, value, 2).await.unwrap();
+        }
+    }
+    let expected = contents(&expected).await;
+
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    // Account 3 as the reference stored it (not imported: present already).
+    let existing = Account {
+        username: records[3].0.clone(),
+        key_hash: Vec::new(),
+        bcrypt_hash: Some(records[3].1.clone()),
+        subdomain: records[3].2.clone(),
+        allowfrom: Vec::new(),
+    };
+    store.insert_account(&existing).await.unwrap();
+    let mut feed = db.open().await.subscribe();
+    #[cfg(feature = "postgres")]
+    if backend == Backend::Postgres {
+        // Listening once the feed says so (its first resync); then nothing is missed.
+        let first = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await;
+        assert_eq!(first.ok().flatten(), Some(Change::Resync));
+    }
+    let before = store.zone_version().await.unwrap();
+    let mut batches = 0;
+    let report = import_acme_dns(&store, source.to_str().unwrap(), 2, &mut |_| batches += 1).await.unwrap();
+    let values = expected.1.iter().filter(|(s, _)| *s != existing.subdomain).map(|(_, v)| v.len()).sum();
+    assert_eq!(
+        (report.found, report.imported, report.skipped, report.values),
+        (records.len(), records.len() - 1, 1, values)
+    );
+    assert_eq!(batches, 2, "one progress call per committed batch");
+    assert_eq!(contents(&store).await, expected);
+    // One zone version per batch, logging every new name with the values it now has: what
+    // running instances apply.
+    let log = store.zone_log_since(before.version).await.unwrap();
+    assert_eq!(store.zone_version().await.unwrap().version, before.version + 2);
+    assert_eq!(log.len(), report.imported, "one log row per imported name");
+    let logged: std::collections::HashMap<&str, &Option<Vec<String>>> =
+        log.iter().map(|e| (e.name.as_str(), &e.values)).collect();
+    for (subdomain, values) in expected.1.iter().filter(|(s, _)| *s != existing.subdomain) {
+        assert_eq!(logged.get(subdomain.as_str()), Some(&&Some(values.clone())), "{subdomain}");
+    }
+    #[cfg(feature = "postgres")]
+    if backend == Backend::Postgres {
+        // Each batch is announced once, when it commits.
+        let mut heard = Vec::new();
+        while let Ok(Some(change)) = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await {
+            if let Change::Version { version, hint } = change {
+                heard.push((version, hint));
+            }
+            if heard.len() == 2 {
+                break;
+            }
+        }
+        let v = before.version;
+        assert_eq!(heard, [(v + 1, "import".to_owned()), (v + 2, "import".to_owned())]);
+    }
+    let again = import_acme_dns(&store, source.to_str().unwrap(), 2, &mut |_| ()).await.unwrap();
+    assert_eq!(
+        (again.found, again.imported, again.skipped, again.values),
+        (records.len(), 0, records.len(), 0)
+    );
+    assert_eq!(contents(&store).await, expected);
+
+    // The same source as an acme-dns PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    if backend == Backend::Postgres {
+        let url = pg::fresh_database();
+        let mut sql = String::from(
+            "CREATE TABLE records(Username TEXT UNIQUE NOT NULL PRIMARY KEY, Password TEXT UNIQUE NOT NULL,
+                 Subdomain TEXT UNIQUE NOT NULL, AllowFrom TEXT);
+             CREATE TABLE txt(rowid SERIAL, Subdomain TEXT NOT NULL, Value TEXT NOT NULL DEFAULT '', LastUpdate INT);
+             INSERT INTO records VALUES ",
+        );
+        let rows: Vec<String> =
+            records.iter().map(|(u, h, s, a)| format!("('{u}', '{h}', '{s}', '{a}')")).collect();
+        sql.push_str(&rows.join(", "));
+        sql.push_str(";\nINSERT INTO txt (Subdomain, Value, LastUpdate) VALUES ");
+        let rows: Vec<String> = txt.iter().map(|(s, v, at)| format!("('{s}', '{v}', {at})")).collect();
+        sql.push_str(&rows.join(", "));
+        sql.push(';');
+        // Through stdin: the statement is larger than one command-line argument may be.
+        let mut psql = std::process::Command::new("psql")
+            .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-q"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql runs");
+        std::io::Write::write_all(&mut psql.stdin.take().unwrap(), sql.as_bytes()).unwrap();
+        assert!(psql.wait().unwrap().success(), "psql could not create the acme-dns database");
+        let db = Fresh::new(backend);
+        let store = db.open().await;
+        store.insert_account(&existing).await.unwrap();
+        let report = import_acme_dns(&store, &url, 2, &mut |_| ()).await.unwrap();
+        assert_eq!((report.imported, report.skipped, report.values), (records.len() - 1, 1, values));
+        assert_eq!(contents(&store).await, expected);
+    }
+    drop(feed);
 }
 
 async fn own_challenges_are_published_and_withdrawn(backend: Backend) {
@@ -289,7 +498,7 @@ async fn purge_removes_what_is_past_retention(backend: Backend) {
     assert_eq!(purged.txt_cleared, strings(&["sub-1", "sub-3"]));
     assert!(purged.accounts_expired.is_empty());
     assert_eq!(store.txt_of("sub-1", 2).await.unwrap().unwrap().values, Vec::<String>::new());
-    assert_eq!(store.list_accounts().await.unwrap().len(), 3, "values expire, accounts stay");
+    assert_eq!(store.accounts_page("", usize::MAX).await.unwrap().len(), 3, "values expire, accounts stay");
     // Unused accounts: all of them (last used or created before t + 10), with their trails.
     store.update_txt("sub-2", "w", 2).await.unwrap();
     let purged = store
@@ -298,7 +507,7 @@ async fn purge_removes_what_is_past_retention(backend: Backend) {
     let purged = purged.unwrap();
     assert_eq!(purged.accounts_expired, strings(&["sub-1", "sub-2", "sub-3"]));
     assert!(purged.txt_cleared.is_empty() && purged.audit_entries == 0);
-    assert!(store.list_accounts().await.unwrap().is_empty());
+    assert!(store.accounts_page("", usize::MAX).await.unwrap().is_empty());
     store.insert_account(&account(2)).await.unwrap();
     let fresh = store.account_record("user-2", 2).await.unwrap().unwrap();
     assert_eq!((fresh.txt.len(), fresh.audit.len()), (0, 0), "the expired account's data went with it");
@@ -533,7 +742,8 @@ async fn persist_records_expire_and_keep_accounts_in_use(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(purged.accounts_expired, strings(&["sub-1", "sub-4"]));
-    let left: Vec<String> = store.list_accounts().await.unwrap().into_iter().map(|a| a.subdomain).collect();
+    let left: Vec<String> =
+        store.accounts_page("", usize::MAX).await.unwrap().into_iter().map(|a| a.subdomain).collect();
     assert_eq!(left, strings(&["sub-2", "sub-3"]));
 }
 
@@ -569,6 +779,7 @@ battery!(
     keeps_the_newest_values_in_order,
     rotation_and_bcrypt_upgrade,
     import_skips_what_exists,
+    streamed_import_matches_row_by_row,
     own_challenges_are_published_and_withdrawn,
     one_dnssec_key_per_algorithm,
     account_record_holds_everything,
