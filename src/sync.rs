@@ -2,7 +2,7 @@
 //!
 //! Design note: the store is the durable truth and the zone is what DNS serves; every change
 //! to what is served goes through [`ZoneSync`], and nothing else calls the zone's mutating
-//! methods. That gives three guarantees written once instead of at every caller:
+//! methods. That gives these guarantees, written once instead of at every caller:
 //!
 //! - **A committed write reaches the zone even if its requester is gone.** Each write runs as
 //!   its own task; the caller awaits its outcome, but dropping the caller (an HTTP client that
