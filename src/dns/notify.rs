@@ -152,8 +152,9 @@ fn notify_message(zone: &Zone, id: u16) -> (u32, Vec<u8>) {
     (serial, msg)
 }
 
-/// Sends one NOTIFY to `target` and waits for its acknowledgement; returns the serial sent.
-pub async fn notify_once(zone: &Zone, target: SocketAddr, key: Option<&TsigKey>) -> Result<u32, NotifyError> {
+/// A UDP socket connected to `target` and a random message ID: one question to a peer (a
+/// NOTIFY here, an SOA query in `propagation`), answered on that socket alone.
+pub(super) async fn peer_socket(target: SocketAddr) -> std::io::Result<(UdpSocket, u16)> {
     let local: SocketAddr =
         if target.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
     let socket = UdpSocket::bind(local).await?;
@@ -161,33 +162,50 @@ pub async fn notify_once(zone: &Zone, target: SocketAddr, key: Option<&TsigKey>)
     let mut id = [0u8; 2];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
         .map_err(|_| std::io::Error::other("no randomness for the message ID"))?;
-    let id = u16::from_be_bytes(id);
+    Ok((socket, u16::from_be_bytes(id)))
+}
+
+/// Waits until `deadline` for the answer to message `id` on `socket` (QR set, and `also`
+/// holds for it) and returns its length in `buf`; `None` when the deadline passes. Anything
+/// else arriving on the socket is ignored.
+pub(super) async fn answer_to(
+    socket: &UdpSocket,
+    id: u16,
+    deadline: tokio::time::Instant,
+    buf: &mut [u8],
+    also: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Option<usize>> {
+    loop {
+        let len = match tokio::time::timeout_at(deadline, socket.recv(buf)).await {
+            Ok(result) => result?,
+            Err(_) => return Ok(None),
+        };
+        let answer = &buf[..len];
+        if len >= 12 && answer[..2] == id.to_be_bytes() && answer[2] & 0x80 != 0 && also(answer) {
+            return Ok(Some(len));
+        }
+    }
+}
+
+/// Sends one NOTIFY to `target` and waits for its acknowledgement; returns the serial sent.
+pub async fn notify_once(zone: &Zone, target: SocketAddr, key: Option<&TsigKey>) -> Result<u32, NotifyError> {
+    let (socket, id) = peer_socket(target).await?;
     let (serial, mut msg) = notify_message(zone, id);
     let mac = key.map(|key| tsig::sign_request(key, &mut msg, tsig::now()));
     socket.send(&msg).await?;
     let mut buf = vec![0u8; 4096];
     let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;
-    loop {
-        let len = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(NotifyError::Timeout),
-        };
-        let answer = &buf[..len];
-        // Only the answer to this message counts; anything else on the socket is ignored.
-        let is_ours = len >= 12
-            && answer[..2] == id.to_be_bytes()
-            && answer[2] & 0x80 != 0
-            && (answer[2] >> 3) & 0x0F == OPCODE_NOTIFY;
-        if !is_ours {
-            continue;
-        }
-        let rcode = answer[3] & 0x0F;
-        if let (Some(key), Some(mac)) = (key, &mac) {
-            tsig::verify_answer(key, mac, answer)?;
-        }
-        if rcode != 0 {
-            return Err(NotifyError::Rcode(rcode));
-        }
-        return Ok(serial);
+    let is_notify = |answer: &[u8]| (answer[2] >> 3) & 0x0F == OPCODE_NOTIFY;
+    let Some(len) = answer_to(&socket, id, deadline, &mut buf, is_notify).await? else {
+        return Err(NotifyError::Timeout);
+    };
+    let answer = &buf[..len];
+    let rcode = answer[3] & 0x0F;
+    if let (Some(key), Some(mac)) = (key, &mac) {
+        tsig::verify_answer(key, mac, answer)?;
     }
+    if rcode != 0 {
+        return Err(NotifyError::Rcode(rcode));
+    }
+    Ok(serial)
 }

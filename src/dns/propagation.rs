@@ -9,11 +9,10 @@
 //! on its own task until it serves the serial or the deadline passes; the caller gets the ones
 //! that did not, to name in its warning.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
-
+use super::notify;
 use super::wire::{CLASS_IN, rtype};
 
 /// How long one SOA query waits for its answer before it is sent again.
@@ -88,31 +87,18 @@ pub fn answer_serial(msg: &[u8]) -> Option<u32> {
 
 /// Asks `target` once for the SOA of `apex` (wire form); waits at most `limit`.
 pub async fn soa_serial(apex: &[u8], target: SocketAddr, limit: Duration) -> Result<u32, SerialError> {
-    let local: SocketAddr =
-        if target.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(target).await?;
-    let mut id = [0u8; 2];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
-        .map_err(|_| std::io::Error::other("no randomness for the message ID"))?;
-    socket.send(&soa_query(apex, u16::from_be_bytes(id))).await?;
+    let (socket, id) = notify::peer_socket(target).await?;
+    socket.send(&soa_query(apex, id)).await?;
     let mut buf = vec![0u8; 4096];
     let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let len = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(SerialError::Timeout),
-        };
-        let answer = &buf[..len];
-        // Only the answer to this query counts.
-        if len < 12 || answer[..2] != id || answer[2] & 0x80 == 0 {
-            continue;
-        }
-        let rcode = answer[3] & 0x0F;
-        return match answer_serial(answer) {
-            Some(serial) if rcode == 0 => Ok(serial),
-            _ => Err(SerialError::NoSoa(rcode)),
-        };
+    let Some(len) = notify::answer_to(&socket, id, deadline, &mut buf, |_| true).await? else {
+        return Err(SerialError::Timeout);
+    };
+    let answer = &buf[..len];
+    let rcode = answer[3] & 0x0F;
+    match answer_serial(answer) {
+        Some(serial) if rcode == 0 => Ok(serial),
+        _ => Err(SerialError::NoSoa(rcode)),
     }
 }
 
