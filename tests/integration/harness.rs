@@ -85,6 +85,14 @@ logformat = "text"
     )
 }
 
+/// The base configuration with the store on the PostgreSQL database `url` instead of SQLite.
+pub fn postgres_config(dir: &Path, url: &str) -> String {
+    let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
+    base_config(dir)
+        .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
+        .replace(&sqlite, &format!("connection = \"{url}\""))
+}
+
 /// `config` with the API on HTTPS (`tls = "cert"`) from these key and certificate files.
 pub fn with_tls_cert(config: &str, key: &Path, cert: &Path) -> String {
     config.replace(

@@ -256,10 +256,7 @@ fn a_record_written_through_one_instance_is_served_by_another_on_postgres() {
     let url = pg::fresh_database();
     let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
     let config = |dir: &TempDir| {
-        let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
-        let base = base_config(&dir.0)
-            .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
-            .replace(&sqlite, &format!("connection = \"{url}\""));
+        let base = postgres_config(&dir.0, &url);
         with_keys(&base, "dnssec", "enabled = true")
     };
     let a = TestServer::start_with(&dir_a, &config(&dir_a));

@@ -42,10 +42,7 @@ fn pg_config(dir: &TempDir, url: &str, algorithm: &str, notify: &[u16]) -> Strin
 
 /// Like [`pg_config`], with these `[dnssec]` lines besides `enabled`.
 fn pg_config_with(dir: &TempDir, url: &str, dnssec: &str, notify: &[u16]) -> String {
-    let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
-    let base = base_config(&dir.0)
-        .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
-        .replace(&sqlite, &format!("connection = \"{url}\""));
+    let base = postgres_config(&dir.0, url);
     let config = with_keys(&base, "dnssec", &format!("enabled = true\n{dnssec}"));
     let config = with_keys(&config, "api", "register_rate_limit = 0");
     with_keys(&config, "transfer", &transfer_section("\"127.0.0.1/32\"", notify))

@@ -19,15 +19,9 @@ pub enum Backend {
 
 /// The base config pointed at `backend` (for PostgreSQL, at `url` if given, else a fresh DB).
 fn config_for(backend: Backend, dir: &TempDir, url: Option<&str>) -> String {
-    let base = base_config(&dir.0);
     match backend {
-        Backend::Sqlite => base,
-        Backend::Postgres => {
-            let url = url.map_or_else(pg::fresh_database, str::to_owned);
-            let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
-            base.replace("engine = \"sqlite3\"", "engine = \"postgres\"")
-                .replace(&sqlite, &format!("connection = \"{url}\""))
-        }
+        Backend::Sqlite => base_config(&dir.0),
+        Backend::Postgres => postgres_config(&dir.0, &url.map_or_else(pg::fresh_database, str::to_owned)),
     }
 }
 
