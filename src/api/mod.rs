@@ -215,27 +215,6 @@ async fn headers_layer(
 /// Concurrent API connections at most.
 const MAX_CONNECTIONS: usize = 1024;
 
-/// Loads a certificate chain and private key (PEM files) for the API.
-///
-/// Errors name the configuration key whose file is at fault.
-pub fn load_tls(fullchain: &std::path::Path, privkey: &std::path::Path) -> Result<TlsAcceptor, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fullchain)
-        .and_then(|iter| iter.collect())
-        .map_err(|e| format!("api.tls_cert_fullchain: cannot read {}: {e}", fullchain.display()))?;
-    if certs.is_empty() {
-        return Err(format!("api.tls_cert_fullchain: no certificate in {}", fullchain.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(privkey).map_err(|e| {
-        format!("api.tls_cert_privkey: cannot read a private key from {}: {e}", privkey.display())
-    })?;
-    let config = tls_server_config()?
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("api.tls_cert_privkey: the key does not fit the certificate: {e}"))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
 /// The API's TLS settings (ring, rustls's safe protocol versions, no client certificates),
 /// waiting for the certificate: from files, or from ACME.
 pub(crate) fn tls_server_config() -> Result<
