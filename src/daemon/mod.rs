@@ -261,6 +261,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
     if let Some(dnssec) = config.dnssec {
+        // Every signature made is kept in the store, so the next start reads instead of signs.
+        tasks.spawn(sync.clone().keep_signatures(shutdown_rx.clone()));
         // Check often enough that no signature gets within a quarter of the window of expiring.
         let every = std::time::Duration::from_secs(u64::from((dnssec.refresh / 4).clamp(1, 300)));
         let sync = sync.clone();

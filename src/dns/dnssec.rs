@@ -191,8 +191,14 @@ impl SigningKey {
     ///
     /// `owner` and `signer` are lower-case wire names; `rdatas` are in canonical form.
     pub fn sign_rrset(&self, rrset: &RrsetToSign<'_>, validity: Validity, signer: &[u8]) -> Vec<u8> {
+        self.finish(self.prepare(rrset, validity, signer))
+    }
+
+    /// Everything about a signature but the signature: the RRSIG rdata before it and the bytes
+    /// it signs (RFC 4034 section 3.1.8.1), for [`Self::finish`] or a remembered signature.
+    pub fn prepare(&self, rrset: &RrsetToSign<'_>, validity: Validity, signer: &[u8]) -> Prepared {
         let labels = count_labels(rrset.owner);
-        let mut rdata = Vec::with_capacity(18 + signer.len() + 64);
+        let mut rdata = Vec::with_capacity(18 + signer.len() + SIGNATURE_LEN);
         rdata.extend_from_slice(&rrset.rtype.to_be_bytes());
         rdata.push(self.algorithm.number());
         rdata.push(labels);
@@ -213,9 +219,52 @@ impl SigningKey {
             data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
             data.extend_from_slice(rd);
         }
-        let signature = self.sign(&data);
-        rdata.extend_from_slice(&signature);
+        Prepared { rdata, data }
+    }
+
+    /// What names a signature for remembering it: SHA-256 over this key's DNSKEY and the signed
+    /// bytes. Deterministic signatures make a signature a function of exactly these, so a
+    /// signature remembered under this digest is the one [`Self::finish`] would make.
+    pub fn memo_digest(&self, prepared: &Prepared) -> MemoDigest {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&self.dnskey);
+        ctx.update(&prepared.data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// Signs prepared input: the complete RRSIG rdata.
+    pub fn finish(&self, prepared: Prepared) -> Vec<u8> {
+        let Prepared { mut rdata, data } = prepared;
+        rdata.extend_from_slice(&self.sign(&data));
         rdata
+    }
+}
+
+/// Signature length of both our algorithms (P-256: r || s; Ed25519).
+pub const SIGNATURE_LEN: usize = 64;
+
+/// A signature's memo key (see [`SigningKey::memo_digest`]).
+pub type MemoDigest = [u8; 32];
+
+/// A signature as remembered.
+pub type Signature = [u8; SIGNATURE_LEN];
+
+/// Signing input made by [`SigningKey::prepare`].
+#[derive(Debug)]
+pub struct Prepared {
+    /// RRSIG rdata up to the signature.
+    rdata: Vec<u8>,
+    /// The bytes signed.
+    data: Vec<u8>,
+}
+
+impl Prepared {
+    /// The complete RRSIG rdata with a signature made before for the same input.
+    pub fn with_signature(mut self, signature: &Signature) -> Vec<u8> {
+        self.rdata.extend_from_slice(signature);
+        self.rdata
     }
 }
 

@@ -88,7 +88,7 @@ impl<T: Into<Self>> From<Option<T>> for Value {
 }
 
 /// The count or limit `n` as a parameter.
-fn count(n: usize) -> Value {
+pub(super) fn count(n: usize) -> Value {
     Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
@@ -137,7 +137,7 @@ impl Row {
     }
 
     /// A bytes column.
-    fn bytes(&self, index: usize) -> Result<Vec<u8>, StoreError> {
+    pub(super) fn bytes(&self, index: usize) -> Result<Vec<u8>, StoreError> {
         match self.column(index)? {
             Value::Bytes(v) => Ok(v.clone()),
             _ => Err(self.mismatch(index, "bytes")),
@@ -182,6 +182,20 @@ pub trait Conn {
     async fn schema_version(&self) -> Result<i64, StoreError>;
     /// Records the schema version.
     async fn set_schema_version(&self, version: i64) -> Result<(), StoreError>;
+}
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…)…` for `rows` rows of `width` columns.
+pub(super) fn multi_row_insert(table: &str, columns: &str, width: usize, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..width {
+            let sep = if column == 0 { "" } else { ", " };
+            sql.push_str(&format!("{sep}${}", row * width + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Seconds since the epoch.

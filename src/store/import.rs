@@ -29,7 +29,7 @@ use std::collections::HashSet;
 
 use tokio::sync::mpsc;
 
-use super::common::{Conn, Value, now};
+use super::common::{Conn, Value, multi_row_insert, now};
 use super::version::Edits;
 use super::{Account, Store, StoreError};
 
@@ -267,20 +267,6 @@ fn kept(values: &[String], keep: usize) -> Vec<&str> {
     }
     out.drain(..out.len().saturating_sub(keep));
     out
-}
-
-/// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…)…` for `rows` rows of `width` columns.
-fn multi_row_insert(table: &str, columns: &str, width: usize, rows: usize) -> String {
-    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..width {
-            let sep = if column == 0 { "" } else { ", " };
-            sql.push_str(&format!("{sep}${}", row * width + column + 1));
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 impl Store {

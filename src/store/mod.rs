@@ -330,7 +330,9 @@ macro_rules! atomic {
 
 // After the macros, which it uses.
 mod persist;
+mod signatures;
 pub use persist::PutOutcome;
+pub use signatures::KeptSignature;
 
 impl Store {
     /// Opens the configured store and brings its schema up to date.

@@ -105,6 +105,13 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (version, name)
     );
     CREATE INDEX zone_log_by_time ON zone_log (at);",
+    // 9: signatures kept for reuse (see `signatures.rs`), by the digest of what they sign.
+    "CREATE TABLE signatures (
+        digest    {bytes} PRIMARY KEY,
+        epoch     {int} NOT NULL,
+        signature {bytes} NOT NULL
+    );
+    CREATE INDEX signatures_by_epoch ON signatures (epoch);",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

@@ -20,6 +20,7 @@ mod privacy;
 mod reload;
 mod rrl;
 mod same_zone;
+mod signatures;
 mod stores;
 mod stores_contract;
 mod sync;

@@ -13,7 +13,7 @@ use crate::xfr::{SECRET, Secondary, soa_serial, transfer_section, txts_at, withi
 const RRSIG: u16 = 46;
 
 /// A query with EDNS and the DO bit.
-fn query_do(name: &str, qtype: u16) -> Vec<u8> {
+pub(crate) fn query_do(name: &str, qtype: u16) -> Vec<u8> {
     let mut q = query(name, qtype, Some(1232));
     let flags = q.len() - 4;
     q[flags] = 0x80;
@@ -21,7 +21,7 @@ fn query_do(name: &str, qtype: u16) -> Vec<u8> {
 }
 
 /// Every record of a DO answer (answer and authority sections) as (type, rdata), sorted.
-fn signed_answer(server: &TestServer, name: &str, qtype: u16) -> Vec<(u16, Vec<u8>)> {
+pub(crate) fn signed_answer(server: &TestServer, name: &str, qtype: u16) -> Vec<(u16, Vec<u8>)> {
     let reply = Message::decode(&server.udp_exchange(&query_do(name, qtype)).expect("a reply"));
     let mut records: Vec<(u16, Vec<u8>)> =
         reply.answers.iter().chain(&reply.authority).map(|r| (r.rtype, r.rdata.clone())).collect();

@@ -761,6 +761,40 @@ async fn persist_records_are_erased_with_the_account(backend: Backend) {
     assert!(store.account_record("user-1", 2).await.unwrap().unwrap().persist.is_empty());
 }
 
+async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    // Digests in no particular order, more than a page and more than one write batch.
+    let row = |n: u32, fill: u8| {
+        let mut digest = [0u8; 32];
+        digest[..4].copy_from_slice(&n.wrapping_mul(2_654_435_761).to_be_bytes());
+        digest[4..8].copy_from_slice(&n.to_be_bytes());
+        (digest, [fill; 64])
+    };
+    let old: Vec<_> = (0..2500).map(|n| row(n, 1)).collect();
+    store.keep_signatures(100, old[..1500].to_vec()).await.unwrap();
+    store.keep_signatures(100, old[1000..].to_vec()).await.unwrap(); // 500 again
+    // The same digest is never stored twice, and a second write does not replace the first.
+    store.keep_signatures(100, vec![row(7, 9)]).await.unwrap();
+    store.keep_signatures(200, (5000..5003).map(|n| row(n, 2)).collect()).await.unwrap();
+    let mut paged = Vec::new();
+    let mut after = Vec::new();
+    loop {
+        let page = store.kept_signatures(100, after.clone(), 1000).await.unwrap();
+        assert!(page.len() <= 1000);
+        let Some(last) = page.last() else { break };
+        after = last.0.to_vec();
+        paged.extend(page);
+    }
+    let mut expected = old.clone();
+    expected.sort();
+    assert_eq!(paged, expected, "every row of the epoch once, in digest order, as first written");
+    assert_eq!(store.prune_signatures(200).await.unwrap(), 2500);
+    assert!(store.kept_signatures(100, Vec::new(), 10).await.unwrap().is_empty());
+    assert_eq!(store.kept_signatures(200, Vec::new(), 10).await.unwrap().len(), 3);
+    assert_eq!(store.prune_signatures(200).await.unwrap(), 0);
+}
+
 /// The same tests on SQLite and on PostgreSQL.
 macro_rules! battery {
     ($($name:ident),* $(,)?) => {
@@ -793,6 +827,7 @@ battery!(
     persist_limit_holds_under_concurrent_writers,
     persist_records_expire_and_keep_accounts_in_use,
     persist_records_are_erased_with_the_account,
+    kept_signatures_are_paged_by_epoch_and_pruned,
 );
 
 // ---- databases made before the engines shared one migration list ----
@@ -834,6 +869,8 @@ async fn upgraded_store_works(store: &Store) {
     store.record_audit(audit("user-1", now())).await.unwrap();
     store.put_own_challenge("t", Some("v"), now() + 60).await.unwrap();
     store.add_dnssec_key_if_none(13, Secret::new(vec![9])).await.unwrap();
+    store.keep_signatures(1, vec![([1; 32], [2; 64])]).await.unwrap();
+    assert_eq!(store.kept_signatures(1, Vec::new(), 10).await.unwrap(), vec![([1; 32], [2; 64])]);
     assert!(store.import_account(&Account { bcrypt_hash: Some("$2a$".into()), ..account(2) }).await.unwrap());
     assert!(store.account_record("user-1", 2).await.unwrap().unwrap().last_used.is_some());
 }
@@ -884,7 +921,7 @@ async fn sqlite_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Sqlite);
     fresh.open().await.close().await;
     let want = sqlite_schema(&fresh.database.connection);
-    assert_eq!(want[0], "version 8");
+    assert_eq!(want[0], "version 9");
     for version in 1..=SQLITE_BEFORE.len() {
         let old = Fresh::new(Backend::Sqlite);
         // As the code before the shared list left it: WAL, one transaction per step.
@@ -927,7 +964,7 @@ async fn postgres_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Postgres);
     fresh.open().await.close().await;
     let want = postgres_schema(&fresh.database.connection);
-    assert!(want.starts_with("version 8 true\n"), "{want}");
+    assert!(want.starts_with("version 9 true\n"), "{want}");
     for version in 1..=POSTGRES_BEFORE.len() {
         let old = Fresh::new(Backend::Postgres);
         // As the code before the shared list left it: all steps, then its own count.

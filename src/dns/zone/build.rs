@@ -176,6 +176,7 @@ impl Zone {
             transfer: std::sync::OnceLock::new(),
             // On the hour, as the store keeps it; replaced by the store's at load.
             epoch: std::sync::atomic::AtomicU32::new(unix_now() - unix_now() % 3600),
+            memo: super::memo::Memo::default(),
         };
         {
             let mut state = zone.write();

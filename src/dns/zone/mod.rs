@@ -27,10 +27,12 @@
 //! `persist` names where dns-persist-01 records are served, `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
 //! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
 //! moves), `version` applies a store version's changes at the serial and signing epoch the
-//! owner of the data gives (so instances sharing one store serve the same bytes).
+//! owner of the data gives (so instances sharing one store serve the same bytes), `memo` reuses
+//! signatures the owner kept from an earlier run instead of signing again.
 
 mod answer;
 mod build;
+mod memo;
 mod nsec3;
 mod persist;
 mod sign;
@@ -225,6 +227,8 @@ pub struct Zone {
     /// it. Whoever owns the data sets it ([`Zone::resign`]), so that instances sharing that data
     /// make the same signatures; an atomic because sets are signed outside the lock.
     epoch: std::sync::atomic::AtomicU32,
+    /// Signatures remembered for a bulk load and new ones for the owner to keep; see [`memo`].
+    memo: memo::Memo,
 }
 
 /// Seconds since the epoch.
@@ -287,7 +291,7 @@ pub(super) mod tests {
     use crate::dns::records::name_to_wire;
     use crate::dns::wire::{parse_query, rtype};
 
-    fn settings() -> ZoneSettings {
+    pub(super) fn settings() -> ZoneSettings {
         ZoneSettings {
             apex: "auth.example.org".into(),
             nsname: "ns1.auth.example.org".into(),
@@ -325,7 +329,7 @@ pub(super) mod tests {
         }
     }
 
-    fn ask_with(zone: &Zone, name: &str, qtype: u16, dnssec_ok: bool) -> Vec<u8> {
+    pub(super) fn ask_with(zone: &Zone, name: &str, qtype: u16, dnssec_ok: bool) -> Vec<u8> {
         let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(dnssec_ok)];
         m.extend(name_to_wire(name).unwrap());
         m.extend_from_slice(&qtype.to_be_bytes());

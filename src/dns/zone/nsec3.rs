@@ -50,6 +50,16 @@ impl Zone {
 
     /// Renders and signs the NSEC3 record of `hash` from its entry and its successor.
     pub(super) fn render_nsec3(&self, state: &mut State, hash: Key) {
+        let Some((owner, records)) = self.unsigned_nsec3(state, hash) else { return };
+        self.touch_nsec3(state, hash);
+        let set = self.signed(&owner, records);
+        if let Some(entry) = state.nsec3.get_mut(&hash) {
+            entry.set = set;
+        }
+    }
+
+    /// The owner and (unsigned) NSEC3 record of `hash`, pointing at its successor.
+    fn unsigned_nsec3(&self, state: &State, hash: Key) -> Option<(Vec<u8>, RrSet)> {
         let next = state
             .nsec3
             .range((std::ops::Bound::Excluded(hash), std::ops::Bound::Unbounded))
@@ -57,8 +67,7 @@ impl Zone {
             .or_else(|| state.nsec3.iter().next())
             .map(|(h, _)| *h)
             .unwrap_or(hash);
-        let Some(entry) = state.nsec3.get(&hash) else { return };
-        self.touch_nsec3(state, hash);
+        let entry = state.nsec3.get(&hash)?;
         let mut rdata = vec![1, 0, 0, 0, 0, 20];
         rdata.extend_from_slice(&next.bytes());
         rdata.extend(dnssec::type_bitmap(&entry.types));
@@ -66,10 +75,7 @@ impl Zone {
         records.add(rtype::NSEC3, self.soa_ttl.min(self.negative_ttl), &rdata);
         let mut owner = entry.label.clone();
         owner.extend_from_slice(&self.apex);
-        let set = self.signed(&owner, records);
-        if let Some(entry) = state.nsec3.get_mut(&hash) {
-            entry.set = set;
-        }
+        Some((owner, records))
     }
 
     /// The hash preceding `hash` in the chain (circularly).
@@ -145,9 +151,21 @@ impl Zone {
             label.extend_from_slice(dnssec::base32hex(&hash.bytes()).as_bytes());
             state.nsec3.insert(hash, Nsec3Entry { label, types, set: Set::default() });
         }
-        let hashes: Vec<Key> = state.nsec3.keys().copied().collect();
-        for hash in hashes {
-            self.render_nsec3(state, hash);
+        // Rendered in one pass, signed on every core, installed under the lock already held.
+        let work: Vec<(Key, Vec<u8>, RrSet)> = state
+            .nsec3
+            .keys()
+            .filter_map(|&hash| {
+                self.unsigned_nsec3(state, hash).map(|(owner, records)| (hash, owner, records))
+            })
+            .collect();
+        let signed =
+            super::sign::parallel_map(work, |(hash, owner, records)| (hash, self.signed(&owner, records)));
+        for (hash, set) in signed {
+            self.touch_nsec3(state, hash);
+            if let Some(entry) = state.nsec3.get_mut(&hash) {
+                entry.set = set;
+            }
         }
     }
 }

@@ -243,15 +243,12 @@ impl Zone {
                 state.dynamic.keys().filter(|k| !wanted.contains(k.as_slice())).cloned().collect();
             (changed, gone)
         };
-        let rendered: Vec<(Vec<u8>, TxtEntry)> = changed
-            .into_iter()
-            .map(|i| {
-                let (key, seq, values) = &entries[i];
-                let set = self.render_txt(key, values);
-                let values = values.iter().map(|v| (*v).to_owned()).collect();
-                (key.clone(), TxtEntry { seq: *seq, values, set, changed: 0 })
-            })
-            .collect();
+        let rendered: Vec<(Vec<u8>, TxtEntry)> = super::sign::parallel_map(changed, |i| {
+            let (key, seq, values) = &entries[i];
+            let set = self.render_txt(key, values);
+            let values = values.iter().map(|v| (*v).to_owned()).collect();
+            (key.clone(), TxtEntry { seq: *seq, values, set, changed: 0 })
+        });
         if rendered.is_empty() && gone.is_empty() {
             return 0; // the zone already holds the snapshot: no new serial, no signature
         }

@@ -1,0 +1,220 @@
+//! Remembered signatures: what lets a restart load a signed zone instead of signing it again.
+//!
+//! Design note: signatures are deterministic, so a signature is a function of the key and the
+//! bytes it signs; [`SigningKey::memo_digest`] names that input. The zone can hand every
+//! signature it makes to its owner ([`Zone::take_new_signatures`], once collecting is on), who
+//! keeps them (in the store, shared by every instance); before a bulk load the owner gives them
+//! back ([`Zone::remember_signatures`]) and the zone reuses each one whose digest matches
+//! instead of signing. A remembered signature is only ever used for exactly the input it was
+//! made for, so a stale or foreign entry costs a signature, never a wrong answer. The
+//! remembered set is held only for the bulk load ([`Zone::forget_remembered`] frees it): at a
+//! million names it is a few hundred megabytes.
+//!
+//! Not collected: the SOA's signature, which changes with every serial and is one signature
+//! at start.
+//!
+//! [`SigningKey::memo_digest`]: crate::dns::dnssec::SigningKey::memo_digest
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use super::Zone;
+use crate::dns::dnssec::{MemoDigest, Prepared, SIGNATURE_LEN, Signature, SigningKey};
+
+/// At most this many signatures wait for the owner after a failed take (about 400 MB).
+const REQUEUE_LIMIT: usize = 4 << 20;
+
+/// The zone's remembered and new signatures.
+#[derive(Debug, Default)]
+pub(super) struct Memo {
+    /// Signatures to reuse, by digest (filled for a bulk load, emptied after).
+    known: RwLock<HashMap<MemoDigest, Signature>>,
+    /// Whether `known` has anything (a lock-free test on the path of every signature).
+    any_known: AtomicBool,
+    /// Whether new signatures are collected for the owner.
+    collect: AtomicBool,
+    /// Signatures made since the owner last took them.
+    fresh: Mutex<Vec<(MemoDigest, Signature)>>,
+    /// Signatures reused from `known` since it was filled.
+    reused: AtomicU64,
+    /// Signatures made (not reused) since the zone was built.
+    made: AtomicU64,
+}
+
+impl Memo {
+    /// The RRSIG rdata for `prepared`: remembered, or made now (and collected when asked to).
+    pub(super) fn sign(&self, key: &SigningKey, prepared: Prepared, collect: bool) -> Vec<u8> {
+        let known = self.any_known.load(Ordering::Relaxed);
+        let collect = collect && self.collect.load(Ordering::Relaxed);
+        if !known && !collect {
+            self.made.fetch_add(1, Ordering::Relaxed);
+            return key.finish(prepared);
+        }
+        let digest = key.memo_digest(&prepared);
+        if known {
+            let found = self.known.read().unwrap_or_else(PoisonError::into_inner).get(&digest).copied();
+            if let Some(signature) = found {
+                self.reused.fetch_add(1, Ordering::Relaxed);
+                return prepared.with_signature(&signature);
+            }
+        }
+        self.made.fetch_add(1, Ordering::Relaxed);
+        let rrsig = key.finish(prepared);
+        if collect
+            && let Some(tail) = rrsig.len().checked_sub(SIGNATURE_LEN).and_then(|at| rrsig.get(at..))
+            && let Ok(signature) = Signature::try_from(tail)
+        {
+            self.fresh.lock().unwrap_or_else(PoisonError::into_inner).push((digest, signature));
+        }
+        rrsig
+    }
+}
+
+impl Zone {
+    /// Starts (or stops) collecting every signature made from now on, for
+    /// [`Self::take_new_signatures`].
+    pub fn collect_signatures(&self, on: bool) {
+        self.memo.collect.store(on, Ordering::Relaxed);
+        if !on {
+            self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+    }
+
+    /// The signatures made since the last call (while collecting), by memo digest.
+    pub fn take_new_signatures(&self) -> Vec<(MemoDigest, Signature)> {
+        std::mem::take(&mut *self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts signatures taken but not kept back in the queue for the next take, unless the queue
+    /// already holds [`REQUEUE_LIMIT`] (the owner's store has been failing for long: those left
+    /// out are made again at the next start, no harm done).
+    pub fn requeue_new_signatures(&self, signatures: impl IntoIterator<Item = (MemoDigest, Signature)>) {
+        let mut fresh = self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = REQUEUE_LIMIT.saturating_sub(fresh.len());
+        fresh.extend(signatures.into_iter().take(room));
+    }
+
+    /// How many signatures wait to be taken.
+    pub fn new_signatures_waiting(&self) -> usize {
+        self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Adds signatures made before (by this or another instance) for signing to reuse.
+    pub fn remember_signatures(&self, signatures: impl IntoIterator<Item = (MemoDigest, Signature)>) {
+        let mut known = self.memo.known.write().unwrap_or_else(PoisonError::into_inner);
+        known.extend(signatures);
+        self.memo.any_known.store(!known.is_empty(), Ordering::Relaxed);
+    }
+
+    /// How many signatures this zone has made since it was built (reused ones not counted).
+    pub fn signatures_made(&self) -> u64 {
+        self.memo.made.load(Ordering::Relaxed)
+    }
+
+    /// Frees the remembered signatures; returns how many were reused since they were given.
+    pub fn forget_remembered(&self) -> u64 {
+        self.memo.any_known.store(false, Ordering::Relaxed);
+        *self.memo.known.write().unwrap_or_else(PoisonError::into_inner) = HashMap::new();
+        self.memo.reused.swap(0, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{ask_with, settings};
+    use super::super::{Signer, Zone};
+    use crate::dns::dnssec::{Algorithm, SigningKey};
+    use crate::dns::wire::rtype;
+
+    /// Names in the test zone: more than `sign::PARALLEL_FROM`, so bulk signing runs threaded.
+    const NAMES: usize = 600;
+
+    fn zone(pkcs8: &[u8]) -> Zone {
+        let key = SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, pkcs8).unwrap();
+        Zone::new(&settings(), Some(Signer { key, validity: 14 * 86400, refresh: 7 * 86400 })).unwrap()
+    }
+
+    /// Loads `NAMES` subdomains, name `changed` with another value, at one serial and epoch.
+    fn load(zone: &Zone, changed: Option<usize>) {
+        let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
+        let entries = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.as_str(), 1, vec![if Some(i) == changed { "new" } else { "old" }]));
+        zone.load_version(zone.mark(), 4242, 1_800_000_000, entries, &[]);
+    }
+
+    #[test]
+    fn kept_signatures_are_reused_and_answers_stay_byte_for_byte() {
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        let first = zone(&pkcs8);
+        first.collect_signatures(true);
+        load(&first, None);
+        let kept = first.take_new_signatures();
+        // A TXT set and an NSEC3 link per name, and the static sets.
+        assert!(kept.len() > 2 * NAMES, "{} kept", kept.len());
+        assert!(first.take_new_signatures().is_empty(), "taken once");
+
+        let second = zone(&pkcs8);
+        second.remember_signatures(kept.iter().copied());
+        let before = second.signatures_made();
+        load(&second, Some(7));
+        let made = second.signatures_made() - before;
+        let reused = second.forget_remembered();
+        // Name 7's TXT set and the SOA (not kept: it changes with every serial).
+        assert!(made <= 3, "{made} signatures made");
+        assert!(reused as usize >= kept.len() - 1, "{reused} of {} reused", kept.len());
+        for i in (0..NAMES).filter(|&i| i != 7).step_by(37) {
+            for qtype in [rtype::TXT, rtype::A] {
+                let name = format!("sub{i:04}.auth.example.org");
+                assert_eq!(
+                    ask_with(&first, &name, qtype, true),
+                    ask_with(&second, &name, qtype, true),
+                    "{name}"
+                );
+            }
+        }
+        let nx = "nothing-here.auth.example.org";
+        assert_eq!(ask_with(&first, nx, rtype::TXT, true), ask_with(&second, nx, rtype::TXT, true));
+        // Name 7 got a signature of its own, not a remembered one of the other value.
+        let changed = "sub0007.auth.example.org";
+        assert_ne!(ask_with(&first, changed, rtype::TXT, true), ask_with(&second, changed, rtype::TXT, true));
+    }
+
+    #[test]
+    fn a_signature_kept_for_another_key_or_epoch_is_never_used() {
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        let first = zone(&pkcs8);
+        first.collect_signatures(true);
+        load(&first, None);
+        let kept = first.take_new_signatures();
+        // Another key: no digest matches.
+        let other = zone(&SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap());
+        other.remember_signatures(kept.iter().copied());
+        load(&other, None);
+        assert_eq!(other.forget_remembered(), 0);
+        // The same key and data at another epoch (another validity window): none matches either.
+        let later = zone(&pkcs8);
+        later.remember_signatures(kept.iter().copied());
+        let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
+        let entries = names.iter().map(|name| (name.as_str(), 1, vec!["old"]));
+        later.load_version(later.mark(), 4242, 1_800_003_600, entries, &[]);
+        assert_eq!(later.forget_remembered(), 0);
+    }
+
+    #[test]
+    fn nothing_is_collected_unless_asked_and_requeued_signatures_come_back() {
+        let pkcs8 = SigningKey::generate(Algorithm::Ed25519).unwrap();
+        let key = SigningKey::from_pkcs8(Algorithm::Ed25519, &pkcs8).unwrap();
+        let zone = Zone::new(&settings(), Some(Signer { key, validity: 86400, refresh: 3600 })).unwrap();
+        load(&zone, None);
+        assert!(zone.take_new_signatures().is_empty());
+        zone.collect_signatures(true);
+        zone.set_txt("sub0001", 2, &["x"]);
+        let taken = zone.take_new_signatures();
+        assert_eq!(taken.len(), 1, "the TXT set; the SOA is not kept");
+        zone.requeue_new_signatures(taken.clone());
+        assert_eq!(zone.take_new_signatures(), taken);
+    }
+}

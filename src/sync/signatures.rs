@@ -1,0 +1,101 @@
+//! Zone sync for signatures: the store keeps every signature the zone makes, and a starting
+//! instance reuses them instead of signing its whole zone again.
+//!
+//! Design note: signing a million names takes minutes of CPU (two signatures a name: its TXT
+//! set and its NSEC3 link); reading them back takes seconds. Signatures are deterministic, so
+//! any instance's signature for an input is every instance's (`store::signatures` explains the
+//! table, `dns::zone::memo` the zone's side). The zone collects what it signs; a task here
+//! writes it to the store every few seconds and when the daemon stops, and removes the rows of
+//! an epoch the zone has left. Nothing here is on the path of an update: a signature not kept
+//! yet when the process dies is made again at the next start.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::ZoneSync;
+use crate::store::StoreError;
+
+/// Kept signatures read per store call at start.
+const PAGE: usize = 100_000;
+/// Signatures written per store call (one transaction each).
+const WRITE_BATCH: usize = 10_000;
+/// How often new signatures are written to the store.
+const KEEP_EVERY: Duration = Duration::from_secs(2);
+
+impl ZoneSync {
+    /// Gives the zone every signature the store keeps for the store's signing epoch; returns
+    /// how many.
+    pub(super) async fn remember_kept_signatures(&self) -> Result<usize, StoreError> {
+        let epoch = self.store.zone_version().await?.epoch;
+        let mut after = Vec::new();
+        let mut total = 0;
+        loop {
+            let page = self.store.kept_signatures(epoch, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.0.to_vec();
+            total += page.len();
+            let full = page.len() == PAGE;
+            self.zone.remember_signatures(page);
+            if !full {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Writes the signatures the zone made since the last call to the store, tagged with the
+    /// zone's signing epoch, and removes those of any other epoch once the epoch moved;
+    /// returns how many it wrote.
+    pub(super) async fn keep_new_signatures(
+        &self,
+        pruned_for: &mut Option<u32>,
+    ) -> Result<usize, StoreError> {
+        let epoch = self.zone.epoch();
+        if *pruned_for != Some(epoch) {
+            let gone = self.store.prune_signatures(epoch).await?;
+            if gone > 0 {
+                tracing::info!("removed {gone} kept signatures of earlier signing epochs");
+            }
+            *pruned_for = Some(epoch);
+        }
+        let mut fresh = self.zone.take_new_signatures();
+        let count = fresh.len();
+        // In digest order: the table's index is by digest, and ordered inserts are cheaper.
+        fresh.sort_unstable_by_key(|(digest, _)| *digest);
+        let mut rest = fresh.as_slice();
+        while !rest.is_empty() {
+            let (batch, tail) = rest.split_at(rest.len().min(WRITE_BATCH));
+            rest = tail;
+            if let Err(error) = self.store.keep_signatures(epoch, batch.to_vec()).await {
+                // Lost rows cost a signature at the next start; the rest is tried next time.
+                self.zone.requeue_new_signatures(rest.iter().copied());
+                return Err(error);
+            }
+        }
+        Ok(count)
+    }
+
+    /// Keeps the zone's new signatures in the store until `shutdown` changes, then once more.
+    pub async fn keep_signatures(self, mut shutdown: watch::Receiver<bool>) {
+        let mut pruned_for = None;
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(KEEP_EVERY) => false,
+                _ = shutdown.changed() => true,
+            };
+            match self.keep_new_signatures(&mut pruned_for).await {
+                Ok(0) => {}
+                // A bulk of them (a load, a new epoch) is worth a line; single updates are not.
+                Ok(count) if count >= WRITE_BATCH => {
+                    tracing::info!("kept {count} new signatures in the database")
+                }
+                Ok(count) => tracing::debug!("kept {count} new signatures in the database"),
+                Err(error) => tracing::warn!("could not keep new signatures in the database: {error}"),
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+}
