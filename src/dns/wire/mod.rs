@@ -24,7 +24,7 @@ mod read;
 mod write;
 
 pub use self::read::{Edns, ParseError, Query, lowercase_name, parse_query};
-pub use self::write::{Flags, Owner, Response, RrSet, Section, error_reply, txt_rdata};
+pub use self::write::{Flags, Owner, Response, RrSet, Section, error_reply, txt_rdata, txt_rdata_is};
 
 /// EDNS option code of NSID (RFC 5001).
 pub const OPTION_NSID: u16 = 3;

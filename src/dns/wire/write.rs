@@ -274,3 +274,20 @@ pub fn txt_rdata(value: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Whether `rdata` is exactly [`txt_rdata`] of `value`, without making it.
+pub fn txt_rdata_is(rdata: &[u8], value: &[u8]) -> bool {
+    if value.is_empty() {
+        return rdata == [0];
+    }
+    let mut rest = rdata;
+    for chunk in value.chunks(255) {
+        match rest.split_first() {
+            Some((&len, tail)) if usize::from(len) == chunk.len() && tail.starts_with(chunk) => {
+                rest = &tail[chunk.len()..];
+            }
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}

@@ -81,19 +81,14 @@ impl Zone {
     /// Appends the NSEC3 record of `hash` (and its signature) to the authority section.
     fn push_nsec3(&self, state: &State, ctx: &Context<'_>, response: &mut Response<'_>, hash: &Key) {
         if let Some(entry) = state.nsec3.get(hash) {
-            Self::push_nsec3_entry(ctx, response, entry);
+            Self::push_nsec3_entry(ctx, response, *hash, entry);
         }
     }
 
-    /// Appends one NSEC3 record and its signature to the authority section.
-    fn push_nsec3_entry(ctx: &Context<'_>, response: &mut Response<'_>, entry: &Nsec3Entry) {
-        Self::push_set(
-            response,
-            Section::Authority,
-            Owner::Prefixed(&entry.label, ctx.apex_ptr),
-            &entry.set,
-            true,
-        );
+    /// Appends one NSEC3 record (of link `hash`) and its signature to the authority section.
+    fn push_nsec3_entry(ctx: &Context<'_>, response: &mut Response<'_>, hash: Key, entry: &Nsec3Entry) {
+        let label = hash.label();
+        Self::push_set(response, Section::Authority, Owner::Prefixed(&label, ctx.apex_ptr), &entry.set, true);
     }
 
     /// The NSEC3 entry covering `hash` (the greatest one below it, circularly), found with one
@@ -149,7 +144,7 @@ impl Zone {
             if let Some((key, entry)) = proofs[i]
                 && !proofs[..i].iter().flatten().any(|(k, _)| *k == key)
             {
-                Self::push_nsec3_entry(ctx, response, entry);
+                Self::push_nsec3_entry(ctx, response, *key, entry);
             }
         }
     }

@@ -152,9 +152,8 @@ struct Cut {
 struct TxtEntry {
     /// Sequence of the newest value, so a late, older write never overwrites a newer one.
     seq: u64,
-    /// The values, oldest first, as given (to tell an unchanged entry in a resync).
-    values: Vec<String>,
-    /// TXT records, oldest value first, with signatures.
+    /// TXT records, oldest value first, with signatures. The values are not kept besides: the
+    /// records hold them (a million names would pay ~170 bytes each for a second copy).
     set: Set,
     /// The zone's change counter when this entry last changed (see [`Zone::mark`]).
     changed: u64,
@@ -163,9 +162,19 @@ struct TxtEntry {
 impl TxtEntry {
     /// Whether this entry is exactly the store's state (`seq`, `values`).
     fn is(&self, seq: u64, values: &[impl AsRef<str>]) -> bool {
-        self.seq == seq
-            && self.values.len() == values.len()
-            && self.values.iter().zip(values).all(|(a, b)| a == b.as_ref())
+        self.seq == seq && self.holds(values)
+    }
+
+    /// Whether the records served are those of `values`, in order (an empty value is not
+    /// served, as [`Zone::render_txt`] makes them).
+    fn holds(&self, values: &[impl AsRef<str>]) -> bool {
+        let mut rdatas = self.set.records.rdatas();
+        values
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|v| !v.is_empty())
+            .all(|v| rdatas.next().is_some_and(|rdata| super::wire::txt_rdata_is(rdata, v.as_bytes())))
+            && rdatas.next().is_none()
     }
 }
 

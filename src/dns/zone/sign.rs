@@ -111,9 +111,7 @@ impl Zone {
                 }
             }
             for (key, entry) in &state.nsec3 {
-                let mut owner = entry.label.clone();
-                owner.extend_from_slice(&self.apex);
-                work.push((Place::Nsec3(*key), owner, entry.set.records.clone()));
+                work.push((Place::Nsec3(*key), key.owner(&self.apex), entry.set.records.clone()));
             }
             work
         };

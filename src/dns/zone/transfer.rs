@@ -188,9 +188,7 @@ impl Zone {
     /// Appends the NSEC3 record of `key` and its signature as flat records.
     fn nsec3_records(&self, state: &State, key: &Key, out: &mut Vec<u8>) {
         if let Some(entry) = state.nsec3.get(key) {
-            let mut owner = entry.label.clone();
-            owner.extend_from_slice(&self.apex);
-            push_set(out, &owner, &entry.set, false);
+            push_set(out, &key.owner(&self.apex), &entry.set, false);
         }
     }
 

@@ -109,24 +109,16 @@ impl Zone {
         if state.dynamic.get(&key).is_some_and(|held| !accept(held) || held.is(seq, values)) {
             return false;
         }
-        let values = values.iter().map(|v| (*v).to_owned()).collect();
-        self.install_entry(&mut state, key, seq, values, set);
+        self.install_entry(&mut state, key, seq, set);
         self.bump_serial(&mut state);
         true
     }
 
     /// Puts a rendered entry in place under the write lock, with its NSEC3 link; the serial is
     /// the caller's to move.
-    pub(super) fn install_entry(
-        &self,
-        state: &mut State,
-        key: Vec<u8>,
-        seq: u64,
-        values: Vec<String>,
-        set: Set,
-    ) {
+    pub(super) fn install_entry(&self, state: &mut State, key: Vec<u8>, seq: u64, set: Set) {
         state.changes += 1;
-        let entry = TxtEntry { seq, values, set, changed: state.changes };
+        let entry = TxtEntry { seq, set, changed: state.changes };
         let types = Self::subdomain_types(&entry);
         let name = self.subdomain_name(&key);
         self.touch_name(state, &name);
@@ -246,8 +238,7 @@ impl Zone {
         let rendered: Vec<(Vec<u8>, TxtEntry)> = super::sign::parallel_map(changed, |i| {
             let (key, seq, values) = &entries[i];
             let set = self.render_txt(key, values);
-            let values = values.iter().map(|v| (*v).to_owned()).collect();
-            (key.clone(), TxtEntry { seq: *seq, values, set, changed: 0 })
+            (key.clone(), TxtEntry { seq: *seq, set, changed: 0 })
         });
         if rendered.is_empty() && gone.is_empty() {
             return 0; // the zone already holds the snapshot: no new serial, no signature

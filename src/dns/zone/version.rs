@@ -34,7 +34,7 @@ pub enum Edit {
 /// An edit made ready outside the lock.
 enum Ready {
     /// A rendered (and signed) TXT entry by key.
-    Txt(Vec<u8>, Vec<String>, Set),
+    Txt(Vec<u8>, Set),
     /// A removal by key.
     Remove(Vec<u8>),
     /// The own challenge values and their set.
@@ -52,9 +52,9 @@ impl Zone {
                     let strs: Vec<&str> = values.iter().map(String::as_str).collect();
                     // The same values keep their signatures (they would come out the same).
                     let held =
-                        self.read().dynamic.get(&key).filter(|h| h.values == *values).map(|h| h.set.clone());
+                        self.read().dynamic.get(&key).filter(|h| h.holds(values)).map(|h| h.set.clone());
                     let set = held.unwrap_or_else(|| self.render_txt(&key, &strs));
-                    Ready::Txt(key, values.clone(), set)
+                    Ready::Txt(key, set)
                 }
                 Edit::Remove(subdomain) => Ready::Remove(subdomain.to_ascii_lowercase().into_bytes()),
                 Edit::OwnChallenge(values) => Ready::Own(values.clone(), self.render_own_challenge(values)),
@@ -63,7 +63,7 @@ impl Zone {
         let mut state = self.write();
         for edit in ready {
             match edit {
-                Ready::Txt(key, values, set) => self.install_entry(&mut state, key, seq, values, set),
+                Ready::Txt(key, set) => self.install_entry(&mut state, key, seq, set),
                 Ready::Remove(key) => {
                     self.remove_entry(&mut state, &key);
                 }
