@@ -332,7 +332,7 @@ macro_rules! atomic {
 mod persist;
 mod signatures;
 pub use persist::PutOutcome;
-pub use signatures::KeptSignature;
+pub use signatures::{KeptSignature, SignaturePage};
 
 impl Store {
     /// Opens the configured store and brings its schema up to date.

@@ -105,9 +105,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (version, name)
     );
     CREATE INDEX zone_log_by_time ON zone_log (at);",
-    // 9: signatures kept for reuse (see `signatures.rs`), by the digest of what they sign.
+    // 9: signatures kept for reuse (see `signatures.rs`), by the digest of what they sign;
+    // read back in `id` order, which is the table's own order on both engines.
     "CREATE TABLE signatures (
-        digest    {bytes} PRIMARY KEY,
+        id        {id},
+        digest    {bytes} NOT NULL UNIQUE,
         epoch     {int} NOT NULL,
         signature {bytes} NOT NULL
     );

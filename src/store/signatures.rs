@@ -39,28 +39,45 @@ async fn keep(c: &impl Conn, epoch: u32, rows: &[KeptSignature]) -> Result<(), S
     Ok(())
 }
 
+/// A page of kept signatures and where the next one starts (see [`Store::kept_signatures`]).
+#[derive(Debug, Default)]
+pub struct SignaturePage {
+    /// The signatures.
+    pub rows: Vec<KeptSignature>,
+    /// The cursor for the next page: the last row's id (the one given when the page is empty).
+    pub next: i64,
+    /// Whether the page was full (more may follow).
+    pub full: bool,
+}
+
 /// See [`Store::kept_signatures`].
-async fn page(
-    c: &impl Conn,
-    epoch: u32,
-    after: &[u8],
-    limit: usize,
-) -> Result<Vec<KeptSignature>, StoreError> {
+async fn page(c: &impl Conn, epoch: u32, after: i64, limit: usize) -> Result<SignaturePage, StoreError> {
+    // In id order: the table's own order (SQLite's rowid, PostgreSQL's key), so a page is a
+    // range read, not a lookup per row.
     let rows = c
         .query(
-            "SELECT digest, signature FROM signatures WHERE epoch = $1 AND digest > $2 ORDER BY digest LIMIT $3",
+            "SELECT id, digest, signature FROM signatures WHERE epoch = $1 AND id > $2 ORDER BY id LIMIT $3",
             &[i64::from(epoch).into(), after.into(), count(limit)],
         )
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let full = rows.len() == limit;
+    let mut page = SignaturePage { rows: Vec::with_capacity(rows.len()), next: after, full };
     for row in rows {
-        let (digest, signature) = (row.bytes(0)?, row.bytes(1)?);
+        page.next = row.int(0)?;
         // A row of another shape (a future algorithm) is skipped, not an error: it is a memo.
-        if let (Ok(digest), Ok(signature)) = (digest.try_into(), signature.try_into()) {
-            out.push((digest, signature));
+        if let (Ok(digest), Ok(signature)) = (row.bytes(1)?.try_into(), row.bytes(2)?.try_into()) {
+            page.rows.push((digest, signature));
         }
     }
-    Ok(out)
+    Ok(page)
+}
+
+/// See [`Store::kept_signature_count`].
+async fn count_of(c: &impl Conn, epoch: u32) -> Result<u64, StoreError> {
+    let rows =
+        c.query("SELECT count(*) FROM signatures WHERE epoch = $1", &[i64::from(epoch).into()]).await?;
+    let n = rows.first().map(|row| row.int(0)).transpose()?.unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// See [`Store::prune_signatures`].
@@ -75,15 +92,20 @@ impl Store {
         atomic!(self, c => keep(c, epoch, &rows))
     }
 
-    /// Up to `limit` kept signatures of epoch `epoch` with digests after `after`, in digest
-    /// order (page through with the last digest returned; start with an empty one).
+    /// Up to `limit` kept signatures of epoch `epoch` after cursor `after` (start with 0, go
+    /// on with the page's `next` while it is `full`).
     pub async fn kept_signatures(
         &self,
         epoch: u32,
-        after: Vec<u8>,
+        after: i64,
         limit: usize,
-    ) -> Result<Vec<KeptSignature>, StoreError> {
-        run!(self, c => page(c, epoch, &after, limit))
+    ) -> Result<SignaturePage, StoreError> {
+        run!(self, c => page(c, epoch, after, limit))
+    }
+
+    /// How many signatures of epoch `epoch` are kept (to make room for them at once).
+    pub async fn kept_signature_count(&self, epoch: u32) -> Result<u64, StoreError> {
+        run!(self, c => count_of(c, epoch))
     }
 
     /// Removes the kept signatures of every epoch but `epoch`; returns how many went.

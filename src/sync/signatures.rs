@@ -28,16 +28,16 @@ impl ZoneSync {
     /// how many.
     pub(super) async fn remember_kept_signatures(&self) -> Result<usize, StoreError> {
         let epoch = self.store.zone_version().await?.epoch;
-        let mut after = Vec::new();
-        let mut total = 0;
+        // Room for all at once: growing a map of millions doubles it (and its memory) repeatedly.
+        let expected = self.store.kept_signature_count(epoch).await?;
+        self.zone.expect_signatures(usize::try_from(expected).unwrap_or(0));
+        let (mut after, mut total) = (0, 0);
         loop {
             let page = self.store.kept_signatures(epoch, after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.0.to_vec();
-            total += page.len();
-            let full = page.len() == PAGE;
-            self.zone.remember_signatures(page);
-            if !full {
+            total += page.rows.len();
+            after = page.next;
+            self.zone.remember_signatures(page.rows);
+            if !page.full {
                 break;
             }
         }
@@ -61,7 +61,7 @@ impl ZoneSync {
         }
         let mut fresh = self.zone.take_new_signatures();
         let count = fresh.len();
-        // In digest order: the table's index is by digest, and ordered inserts are cheaper.
+        // In digest order: the unique index on the digest takes them faster so.
         fresh.sort_unstable_by_key(|(digest, _)| *digest);
         let mut rest = fresh.as_slice();
         while !rest.is_empty() {

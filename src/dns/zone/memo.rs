@@ -100,6 +100,11 @@ impl Zone {
         self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
+    /// Makes room for `count` more remembered signatures.
+    pub fn expect_signatures(&self, count: usize) {
+        self.memo.known.write().unwrap_or_else(PoisonError::into_inner).reserve(count);
+    }
+
     /// Adds signatures made before (by this or another instance) for signing to reuse.
     pub fn remember_signatures(&self, signatures: impl IntoIterator<Item = (MemoDigest, Signature)>) {
         let mut known = self.memo.known.write().unwrap_or_else(PoisonError::into_inner);
