@@ -192,24 +192,31 @@ impl Zone {
             let records = self.nsec3_rrset(hash, &dnssec::type_bitmap(&types));
             state.nsec3.insert(hash, Nsec3Entry { set: Set { records, ..Set::default() } });
         }
-        // Rendered in one pass, signed on every core, installed under the lock already held.
-        let work: Vec<(Key, Vec<u8>, RrSet)> = state
-            .nsec3
-            .keys()
-            .filter_map(|&hash| {
-                self.unsigned_nsec3(state, hash, None).map(|(owner, records)| (hash, owner, records))
-            })
-            .collect();
-        let signed =
-            super::sign::parallel_map(work, |(hash, owner, records)| (hash, self.signed(&owner, records)));
-        for (hash, set) in signed {
-            self.touch_nsec3(state, hash);
-            if let Some(entry) = state.nsec3.get_mut(&hash) {
-                entry.set = set;
+        // Rendered, signed on every core and installed a slice of the chain at a time (under the
+        // lock already held): the copies in flight stay a few megabytes at a million links.
+        let hashes: Vec<Key> = state.nsec3.keys().copied().collect();
+        for slice in hashes.chunks(REBUILD_SLICE) {
+            let work: Vec<(Key, Vec<u8>, RrSet)> = slice
+                .iter()
+                .filter_map(|&hash| {
+                    self.unsigned_nsec3(state, hash, None).map(|(owner, records)| (hash, owner, records))
+                })
+                .collect();
+            let signed = super::sign::parallel_map(work, |(hash, owner, records)| {
+                (hash, self.signed(&owner, records))
+            });
+            for (hash, set) in signed {
+                self.touch_nsec3(state, hash);
+                if let Some(entry) = state.nsec3.get_mut(&hash) {
+                    entry.set = set;
+                }
             }
         }
     }
 }
+
+/// Links rendered and signed together when the chain is rebuilt.
+const REBUILD_SLICE: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {
