@@ -81,8 +81,12 @@ async fn count_of(c: &impl Conn, epoch: u32) -> Result<u64, StoreError> {
 }
 
 /// See [`Store::prune_signatures`].
-async fn prune(c: &impl Conn, epoch: u32) -> Result<u64, StoreError> {
-    c.execute("DELETE FROM signatures WHERE epoch <> $1", &[i64::from(epoch).into()]).await
+async fn prune(c: &impl Conn, epoch: u32, limit: usize) -> Result<u64, StoreError> {
+    c.execute(
+        "DELETE FROM signatures WHERE id IN (SELECT id FROM signatures WHERE epoch <> $1 LIMIT $2)",
+        &[i64::from(epoch).into(), count(limit)],
+    )
+    .await
 }
 
 impl Store {
@@ -108,8 +112,10 @@ impl Store {
         run!(self, c => count_of(c, epoch))
     }
 
-    /// Removes the kept signatures of every epoch but `epoch`; returns how many went.
-    pub async fn prune_signatures(&self, epoch: u32) -> Result<u64, StoreError> {
-        run!(self, c => prune(c, epoch))
+    /// Removes up to `limit` kept signatures of epochs other than `epoch`; returns how many
+    /// went (call again while it returns `limit`: a million rows in one statement would hold
+    /// SQLite's writer, or outlast PostgreSQL's statement deadline).
+    pub async fn prune_signatures(&self, epoch: u32, limit: usize) -> Result<u64, StoreError> {
+        run!(self, c => prune(c, epoch, limit))
     }
 }

@@ -53,7 +53,14 @@ impl ZoneSync {
     ) -> Result<usize, StoreError> {
         let epoch = self.zone.epoch();
         if *pruned_for != Some(epoch) {
-            let gone = self.store.prune_signatures(epoch).await?;
+            let mut gone = 0;
+            loop {
+                let batch = self.store.prune_signatures(epoch, WRITE_BATCH).await?;
+                gone += batch;
+                if batch < WRITE_BATCH as u64 {
+                    break;
+                }
+            }
             if gone > 0 {
                 tracing::info!("removed {gone} kept signatures of earlier signing epochs");
             }

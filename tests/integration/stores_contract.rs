@@ -791,10 +791,11 @@ async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
     assert_eq!(pages, 3);
     assert_eq!(store.kept_signature_count(100).await.unwrap(), 2500);
     assert_eq!(paged, old, "every row of the epoch once, in the order written, as first written");
-    assert_eq!(store.prune_signatures(200).await.unwrap(), 2500);
+    assert_eq!(store.prune_signatures(200, 2000).await.unwrap(), 2000);
+    assert_eq!(store.prune_signatures(200, 2000).await.unwrap(), 500);
     assert!(store.kept_signatures(100, 0, 10).await.unwrap().rows.is_empty());
     assert_eq!(store.kept_signatures(200, 0, 10).await.unwrap().rows.len(), 3);
-    assert_eq!(store.prune_signatures(200).await.unwrap(), 0);
+    assert_eq!(store.prune_signatures(200, 2000).await.unwrap(), 0);
 }
 
 /// The same tests on SQLite and on PostgreSQL.
