@@ -113,6 +113,16 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
             f64::from(expires) - now as f64,
         ));
     }
+    if zone.is_signed() {
+        let signatures = counter_vec(
+            "acme_delegate_dnssec_signatures_total",
+            "RRSIGs this instance put in its zone since it started, by how: made (signed here) or kept (read back from the signatures the database keeps).",
+            &["how"],
+        );
+        signatures.with_label_values(&["made"]).inc_by(zone.signatures_made());
+        signatures.with_label_values(&["kept"]).inc_by(zone.signatures_reused());
+        out.extend(families(&signatures));
+    }
     if let Some(created) = sources.key_created {
         out.extend(gauge(
             "acme_delegate_dnssec_key_age_seconds",

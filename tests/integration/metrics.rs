@@ -14,7 +14,7 @@ use crate::harness::*;
 type Samples = BTreeMap<String, f64>;
 
 /// The metrics address the server logged.
-fn metrics_addr(server: &TestServer) -> SocketAddr {
+pub(crate) fn metrics_addr(server: &TestServer) -> SocketAddr {
     let log = server.log_text();
     let line = log.lines().find(|l| l.contains("metrics listening on http://")).expect("metrics line logged");
     let rest = &line[line.find("http://").unwrap() + 7..];
@@ -22,7 +22,7 @@ fn metrics_addr(server: &TestServer) -> SocketAddr {
 }
 
 /// Scrapes `/metrics`; returns the text.
-fn scrape(addr: SocketAddr) -> String {
+pub(crate) fn scrape(addr: SocketAddr) -> String {
     let response = http(addr, "GET", "/metrics", &[], b"");
     assert_eq!(response.status, 200);
     assert!(response.header("content-type").is_some_and(|t| t.starts_with("text/plain; version=0.0.4")));
@@ -30,7 +30,7 @@ fn scrape(addr: SocketAddr) -> String {
 }
 
 /// The samples of an exposition text.
-fn samples(text: &str) -> Samples {
+pub(crate) fn samples(text: &str) -> Samples {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {

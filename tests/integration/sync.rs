@@ -80,16 +80,25 @@ fn an_instance_signs_each_update_once_on_postgres() {
     let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
     let config = |dir: &TempDir| {
         let base = postgres_config(&dir.0, &url);
-        // Signatures are deterministic now (the same bytes at every instance), so a second
-        // signing no longer shows in them; the serial checks below catch a change applied twice.
-        with_keys(&base, "dnssec", "enabled = true\nalgorithm = \"ecdsap256sha256\"")
+        // Signatures are deterministic (the same bytes at every instance), so a second signing
+        // does not show in them: each instance's count of signatures made does.
+        let config = with_keys(&base, "dnssec", "enabled = true\nalgorithm = \"ecdsap256sha256\"");
+        with_keys(&config, "metrics", "listen = \"127.0.0.1:0\"")
+    };
+    let made = |server: &TestServer| {
+        let text = crate::metrics::scrape(crate::metrics::metrics_addr(server));
+        crate::metrics::samples(&text)["acme_delegate_dnssec_signatures_total{how=\"made\"}"]
     };
     let a = TestServer::start_with(&dir_a, &config(&dir_a));
     let b = TestServer::start_with(&dir_b, &config(&dir_b));
     let account = a.register();
     let name = account["fulldomain"].as_str().unwrap().to_owned();
+    // The registration's version applied everywhere before counting.
+    assert!(pg::eventually(Duration::from_secs(3), || serial(&b) == serial(&a)));
+    std::thread::sleep(Duration::from_millis(700));
     for round in 0..3 {
         let value = txt_value(100 + round);
+        let (made_a, made_b) = (made(&a), made(&b));
         assert_eq!(a.update(&account, &value).status, 200);
         // What the writer serves as soon as it answered.
         let (signed_a, serial_a) = (signatures(&a, &name, t::TXT), serial(&a));
@@ -110,6 +119,11 @@ fn an_instance_signs_each_update_once_on_postgres() {
             "round {round}: the reader signed the update twice"
         );
         assert_eq!(serial(&b), serial_b, "round {round}: the reader's serial moved without a change");
+        // The TXT set and the SOA; in the first round also the name's NSEC3 link (its types
+        // changed from none to TXT). Applying the update twice would sign them twice.
+        let expected = if round == 0 { 3.0 } else { 2.0 };
+        assert_eq!(made(&a) - made_a, expected, "round {round}: signatures made by the writer");
+        assert_eq!(made(&b) - made_b, expected, "round {round}: signatures made by the reader");
     }
 }
 

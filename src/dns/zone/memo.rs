@@ -38,6 +38,8 @@ pub(super) struct Memo {
     fresh: Mutex<Vec<(MemoDigest, Signature)>>,
     /// Signatures reused from `known` since it was filled.
     reused: AtomicU64,
+    /// Signatures reused since the zone was built.
+    reused_total: AtomicU64,
     /// Signatures made (not reused) since the zone was built.
     made: AtomicU64,
 }
@@ -117,11 +119,18 @@ impl Zone {
         self.memo.made.load(Ordering::Relaxed)
     }
 
+    /// How many remembered signatures this zone has reused since it was built.
+    pub fn signatures_reused(&self) -> u64 {
+        self.memo.reused_total.load(Ordering::Relaxed)
+    }
+
     /// Frees the remembered signatures; returns how many were reused since they were given.
     pub fn forget_remembered(&self) -> u64 {
         self.memo.any_known.store(false, Ordering::Relaxed);
         *self.memo.known.write().unwrap_or_else(PoisonError::into_inner) = HashMap::new();
-        self.memo.reused.swap(0, Ordering::Relaxed)
+        let reused = self.memo.reused.swap(0, Ordering::Relaxed);
+        self.memo.reused_total.fetch_add(reused, Ordering::Relaxed);
+        reused
     }
 }
 
