@@ -332,7 +332,6 @@ macro_rules! atomic {
 mod persist;
 mod signatures;
 pub use persist::PutOutcome;
-pub use signatures::{KeptSignature, SignaturePage};
 
 impl Store {
     /// Opens the configured store and brings its schema up to date.
@@ -490,8 +489,7 @@ impl Store {
         run!(self, c => common::set_allowfrom(c, &username, &allowfrom))
     }
 
-    /// Erases an account, its TXT values and its audit entries; returns its subdomain if it
-    /// existed.
+    /// Erases an account, its TXT values and audit entries; returns its subdomain if it existed.
     pub async fn delete_account(&self, username: &str) -> Result<Option<String>, StoreError> {
         let username = username.to_owned();
         let subdomain = atomic!(self, c => common::delete_account(c, &username))?;
