@@ -25,7 +25,8 @@
 //!   instance then signs every set anew with it, the same way.
 //!
 //! The daemon makes one [`ZoneSync`] and hands clones to the API, the change-feed follower,
-//! the retention purge, the signature refresh and the ACME client.
+//! the retention purge, the signature refresh, the keeper of signatures (`signatures.rs`) and
+//! the ACME client.
 
 mod persist;
 mod signatures;
@@ -174,7 +175,7 @@ impl ZoneSync {
         if self.zone.is_signed() {
             // Every signature this instance makes from now on is kept for the next start.
             self.zone.collect_signatures(true);
-            let kept = self.remember_kept_signatures().await?;
+            let kept = self.remember_kept_signatures().await;
             tracing::info!(
                 "loading the signed zone: {kept} signatures kept in the database; any other set is \
                  signed now, before DNS is served (minutes at a million names on a new key or epoch)"
@@ -348,20 +349,26 @@ impl ZoneSync {
         let mark = self.zone.mark();
         let snapshot = self.store.zone_snapshot(self.keep).await?;
         let count = snapshot.contents.len();
-        // Both names of each account: its subdomain and, once it had a record, its persist name.
-        let persist: Vec<TxtValues> = snapshot
-            .persist
-            .iter()
-            .map(|t| TxtValues { subdomain: persist_label(&t.subdomain), ..t.clone() })
-            .collect();
-        let entries = snapshot
-            .contents
-            .iter()
-            .chain(&persist)
-            .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect()));
         let version = snapshot.version;
-        let changed =
-            self.zone.load_version(mark, version.serial(), version.epoch, entries, &snapshot.own_challenge);
+        // Rendering (and at a start, signing on every core) a large zone is blocking work: off
+        // the async workers, which go on serving the API meanwhile.
+        let zone = Arc::clone(&self.zone);
+        let changed = tokio::task::spawn_blocking(move || {
+            // Both names of each account: its subdomain and, once it had a record, its persist name.
+            let persist: Vec<TxtValues> = snapshot
+                .persist
+                .iter()
+                .map(|t| TxtValues { subdomain: persist_label(&t.subdomain), ..t.clone() })
+                .collect();
+            let entries = snapshot
+                .contents
+                .iter()
+                .chain(&persist)
+                .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect()));
+            zone.load_version(mark, version.serial(), version.epoch, entries, &snapshot.own_challenge)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("loading the zone failed: {e}")))?;
         *applied = Applied { version: version.version, serial_base: version.serial_base, read: applied.read };
         Ok((count, changed))
     }

@@ -106,7 +106,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX zone_log_by_time ON zone_log (at);",
     // 9: signatures kept for reuse (see `signatures.rs`), by the digest of what they sign;
-    // read back in `id` order, which is the table's own order on both engines.
+    // read back in `id` order (on SQLite, the table's own order).
     "CREATE TABLE signatures (
         id        {id},
         digest    {bytes} NOT NULL UNIQUE,

@@ -9,6 +9,7 @@
 //! an epoch the zone has left. Nothing here is on the path of an update: a signature not kept
 //! yet when the process dies is made again at the next start.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -25,8 +26,19 @@ const KEEP_EVERY: Duration = Duration::from_secs(2);
 
 impl ZoneSync {
     /// Gives the zone every signature the store keeps for the store's signing epoch; returns
-    /// how many.
-    pub(super) async fn remember_kept_signatures(&self) -> Result<usize, StoreError> {
+    /// how many. They only save work: on a failure the zone signs what it was not given.
+    pub(super) async fn remember_kept_signatures(&self) -> usize {
+        match self.read_kept_signatures().await {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!("could not read the kept signatures (signing instead): {error}");
+                0
+            }
+        }
+    }
+
+    /// See [`Self::remember_kept_signatures`].
+    async fn read_kept_signatures(&self) -> Result<usize, StoreError> {
         let epoch = self.store.zone_version().await?.epoch;
         // Room for all at once: growing a map of millions doubles it (and its memory) repeatedly.
         let expected = self.store.kept_signature_count(epoch).await?;
@@ -44,43 +56,58 @@ impl ZoneSync {
         Ok(total)
     }
 
-    /// Writes the signatures the zone made since the last call to the store, tagged with the
-    /// zone's signing epoch, and removes those of any other epoch once the epoch moved;
-    /// returns how many it wrote.
+    /// Writes the signatures the zone made since the last call to the store, each under the
+    /// signing epoch it was made at, then (once the zone's epoch moved) removes the rows of
+    /// earlier epochs; returns how many it wrote. A failed write puts the unwritten ones back
+    /// for the next call; a failed removal only warns (it costs disk, not signatures).
     pub(super) async fn keep_new_signatures(
         &self,
         pruned_for: &mut Option<u32>,
     ) -> Result<usize, StoreError> {
-        let epoch = self.zone.epoch();
-        if *pruned_for != Some(epoch) {
-            let mut gone = 0;
-            loop {
-                let batch = self.store.prune_signatures(epoch, WRITE_BATCH).await?;
-                gone += batch;
-                if batch < WRITE_BATCH as u64 {
-                    break;
-                }
-            }
-            if gone > 0 {
-                tracing::info!("removed {gone} kept signatures of earlier signing epochs");
-            }
-            *pruned_for = Some(epoch);
-        }
-        let mut fresh = self.zone.take_new_signatures();
+        let zone = Arc::clone(&self.zone);
+        // Sorting millions of them (after a new epoch) is CPU work: off the async workers. In
+        // epoch and digest order: the unique index on the digest takes them faster so.
+        let fresh = tokio::task::spawn_blocking(move || {
+            let mut fresh = zone.take_new_signatures();
+            fresh.sort_unstable_by_key(|&(epoch, digest, _)| (epoch, digest));
+            fresh
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("sorting new signatures failed: {e}")))?;
         let count = fresh.len();
-        // In digest order: the unique index on the digest takes them faster so.
-        fresh.sort_unstable_by_key(|(digest, _)| *digest);
         let mut rest = fresh.as_slice();
-        while !rest.is_empty() {
-            let (batch, tail) = rest.split_at(rest.len().min(WRITE_BATCH));
-            rest = tail;
-            if let Err(error) = self.store.keep_signatures(epoch, batch.to_vec()).await {
-                // Lost rows cost a signature at the next start; the rest is tried next time.
+        while let Some(&(epoch, _, _)) = rest.first() {
+            let same = rest.iter().take(WRITE_BATCH).take_while(|s| s.0 == epoch).count();
+            let rows = rest[..same].iter().map(|&(_, digest, signature)| (digest, signature)).collect();
+            if let Err(error) = self.store.keep_signatures(epoch, rows).await {
+                // Lost rows cost a signature at the next start; these are tried next time.
                 self.zone.requeue_new_signatures(rest.iter().copied());
                 return Err(error);
             }
+            rest = &rest[same..];
+        }
+        let epoch = self.zone.epoch();
+        if *pruned_for != Some(epoch) {
+            match self.prune_before(epoch).await {
+                Ok(0) => {}
+                Ok(gone) => tracing::info!("removed {gone} kept signatures of earlier signing epochs"),
+                Err(error) => tracing::warn!("could not remove kept signatures of earlier epochs: {error}"),
+            }
+            *pruned_for = Some(epoch);
         }
         Ok(count)
+    }
+
+    /// Removes every kept signature of an epoch before `epoch`, a batch at a time.
+    async fn prune_before(&self, epoch: u32) -> Result<u64, StoreError> {
+        let mut gone = 0;
+        loop {
+            let batch = self.store.prune_signatures(epoch, WRITE_BATCH).await?;
+            gone += batch;
+            if batch < WRITE_BATCH as u64 {
+                return Ok(gone);
+            }
+        }
     }
 
     /// Keeps the zone's new signatures in the store until `shutdown` changes, then once more.

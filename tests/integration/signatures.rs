@@ -147,3 +147,24 @@ fn a_second_instance_on_postgres_reuses_what_the_first_signed() {
     assert!(made <= 2, "{made} signatures made by the second instance: {}", b.log_text());
     assert_eq!(answers(&b, &names), answers(&a, &names), "the instances serve other bytes");
 }
+
+#[test]
+fn a_store_that_cannot_give_its_kept_signatures_back_still_starts_signed() {
+    let dir = TempDir::new();
+    let config = signed_config(&dir, "");
+    let mut server = TestServer::start_with(&dir, &config);
+    let names = populate(&server);
+    let before = answers(&server, &names);
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(10)).is_some());
+    // The table is gone (a damaged store, a hand-made mistake): the memo is only a saving.
+    let conn = rusqlite::Connection::open(dir.join("acme-delegate.db")).unwrap();
+    conn.execute_batch("DROP TABLE signatures").unwrap();
+    drop(conn);
+    let again = TestServer::start_with(&dir, &config);
+    assert!(again.log_text().contains("could not read the kept signatures"), "{}", again.log_text());
+    let (reused, made) = load_counts(&again);
+    assert_eq!(reused, 0);
+    assert!(made >= u64::from(2 * ACCOUNTS), "{}", again.log_text());
+    assert_eq!(answers(&again, &names), before, "signed anew, the same bytes");
+}

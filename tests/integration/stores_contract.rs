@@ -777,6 +777,8 @@ async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
     // The same digest is never stored twice, and a second write does not replace the first.
     store.keep_signatures(100, vec![row(7, 9)]).await.unwrap();
     store.keep_signatures(200, (5000..5003).map(|n| row(n, 2)).collect()).await.unwrap();
+    // A later epoch's rows (another instance ahead of this one) are never pruned.
+    store.keep_signatures(300, vec![row(6000, 3)]).await.unwrap();
     let (mut paged, mut after, mut pages) = (Vec::new(), 0, 0);
     loop {
         let page = store.kept_signatures(100, after, 1000).await.unwrap();
@@ -796,6 +798,7 @@ async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
     assert!(store.kept_signatures(100, 0, 10).await.unwrap().rows.is_empty());
     assert_eq!(store.kept_signatures(200, 0, 10).await.unwrap().rows.len(), 3);
     assert_eq!(store.prune_signatures(200, 2000).await.unwrap(), 0);
+    assert_eq!(store.kept_signatures(300, 0, 10).await.unwrap().rows.len(), 1);
 }
 
 /// The same tests on SQLite and on PostgreSQL.

@@ -6,7 +6,8 @@
 //! keeps them (in the store, shared by every instance); before a bulk load the owner gives them
 //! back ([`Zone::remember_signatures`]) and the zone reuses each one whose digest matches
 //! instead of signing. A remembered signature is only ever used for exactly the input it was
-//! made for, so a stale or foreign entry costs a signature, never a wrong answer. The
+//! made for, so a stale or foreign entry costs a signature, never a wrong answer (the store's
+//! rows are trusted to be what was written: a row damaged in storage would be served as is). The
 //! remembered set is held only for the bulk load ([`Zone::forget_remembered`] frees it): at a
 //! million names it is a few hundred megabytes.
 //!
@@ -22,6 +23,10 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use super::Zone;
 use crate::dns::dnssec::{MemoDigest, Prepared, SIGNATURE_LEN, Signature, SigningKey};
 
+/// A signature made for the owner to keep: the signing epoch it was made at, its memo digest,
+/// the signature.
+pub type NewSignature = (u32, MemoDigest, Signature);
+
 /// At most this many signatures wait for the owner after a failed take (about 400 MB).
 const REQUEUE_LIMIT: usize = 4 << 20;
 
@@ -35,7 +40,7 @@ pub(super) struct Memo {
     /// Whether new signatures are collected for the owner.
     collect: AtomicBool,
     /// Signatures made since the owner last took them.
-    fresh: Mutex<Vec<(MemoDigest, Signature)>>,
+    fresh: Mutex<Vec<NewSignature>>,
     /// Signatures reused from `known` since it was filled.
     reused: AtomicU64,
     /// Signatures reused since the zone was built.
@@ -45,11 +50,12 @@ pub(super) struct Memo {
 }
 
 impl Memo {
-    /// The RRSIG rdata for `prepared`: remembered, or made now (and collected when asked to).
-    pub(super) fn sign(&self, key: &SigningKey, prepared: Prepared, collect: bool) -> Vec<u8> {
+    /// The RRSIG rdata for `prepared`: remembered, or made now (and collected, as made at
+    /// signing epoch `collect`, when that is given and collecting is on).
+    pub(super) fn sign(&self, key: &SigningKey, prepared: Prepared, collect: Option<u32>) -> Vec<u8> {
         let known = self.any_known.load(Ordering::Relaxed);
-        let collect = collect && self.collect.load(Ordering::Relaxed);
-        if !known && !collect {
+        let collect = collect.filter(|_| self.collect.load(Ordering::Relaxed));
+        if !known && collect.is_none() {
             self.made.fetch_add(1, Ordering::Relaxed);
             return key.finish(prepared);
         }
@@ -63,11 +69,11 @@ impl Memo {
         }
         self.made.fetch_add(1, Ordering::Relaxed);
         let rrsig = key.finish(prepared);
-        if collect
+        if let Some(epoch) = collect
             && let Some(tail) = rrsig.len().checked_sub(SIGNATURE_LEN).and_then(|at| rrsig.get(at..))
             && let Ok(signature) = Signature::try_from(tail)
         {
-            self.fresh.lock().unwrap_or_else(PoisonError::into_inner).push((digest, signature));
+            self.fresh.lock().unwrap_or_else(PoisonError::into_inner).push((epoch, digest, signature));
         }
         rrsig
     }
@@ -83,15 +89,15 @@ impl Zone {
         }
     }
 
-    /// The signatures made since the last call (while collecting), by memo digest.
-    pub fn take_new_signatures(&self) -> Vec<(MemoDigest, Signature)> {
+    /// The signatures made since the last call (while collecting).
+    pub fn take_new_signatures(&self) -> Vec<NewSignature> {
         std::mem::take(&mut *self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Puts signatures taken but not kept back in the queue for the next take, unless the queue
     /// already holds [`REQUEUE_LIMIT`] (the owner's store has been failing for long: those left
     /// out are made again at the next start, no harm done).
-    pub fn requeue_new_signatures(&self, signatures: impl IntoIterator<Item = (MemoDigest, Signature)>) {
+    pub fn requeue_new_signatures(&self, signatures: impl IntoIterator<Item = NewSignature>) {
         let mut fresh = self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner);
         let room = REQUEUE_LIMIT.saturating_sub(fresh.len());
         fresh.extend(signatures.into_iter().take(room));
@@ -171,7 +177,7 @@ mod tests {
         assert!(first.take_new_signatures().is_empty(), "taken once");
 
         let second = zone(&pkcs8);
-        second.remember_signatures(kept.iter().copied());
+        second.remember_signatures(kept.iter().map(|&(_, d, s)| (d, s)));
         let before = second.signatures_made();
         load(&second, Some(7));
         let made = second.signatures_made() - before;
@@ -205,12 +211,12 @@ mod tests {
         let kept = first.take_new_signatures();
         // Another key: no digest matches.
         let other = zone(&SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap());
-        other.remember_signatures(kept.iter().copied());
+        other.remember_signatures(kept.iter().map(|&(_, d, s)| (d, s)));
         load(&other, None);
         assert_eq!(other.forget_remembered(), 0);
         // The same key and data at another epoch (another validity window): none matches either.
         let later = zone(&pkcs8);
-        later.remember_signatures(kept.iter().copied());
+        later.remember_signatures(kept.iter().map(|&(_, d, s)| (d, s)));
         let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
         let entries = names.iter().map(|name| (name.as_str(), 1, vec!["old"]));
         later.load_version(later.mark(), 4242, 1_800_003_600, entries, &[]);

@@ -40,6 +40,7 @@ mod transfer;
 mod update;
 mod version;
 
+pub use memo::NewSignature;
 pub use persist::persist_label;
 pub use transfer::{IxfrPlan, Snapshot};
 pub use version::Edit;
@@ -160,7 +161,7 @@ struct TxtEntry {
 }
 
 impl TxtEntry {
-    /// Whether this entry is exactly the store's state (`seq`, `values`).
+    /// Whether this entry serves exactly the store's state (`seq`, `values`).
     fn is(&self, seq: u64, values: &[impl AsRef<str>]) -> bool {
         self.seq == seq && self.holds(values)
     }

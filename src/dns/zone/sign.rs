@@ -30,10 +30,9 @@ impl Zone {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    /// The validity window of signatures made now: from an hour before the epoch (clocks of
+    /// The validity window of signatures made at `epoch`: from an hour before it (clocks of
     /// validators run behind) to `validity` after it.
-    fn validity(&self, validity: u32) -> Validity {
-        let epoch = self.epoch();
+    fn validity(epoch: u32, validity: u32) -> Validity {
         Validity { inception: epoch.saturating_sub(3600), expiration: epoch.saturating_add(validity) }
     }
 
@@ -58,12 +57,13 @@ impl Zone {
     pub(super) fn signed(&self, owner: &[u8], records: RrSet) -> Set {
         let Some(signer) = &self.signer else { return Set { records, ..Set::default() } };
         let Some((rtype, ttl)) = records.type_and_ttl() else { return Set { records, ..Set::default() } };
-        let validity = self.validity(signer.validity);
+        let epoch = self.epoch();
+        let validity = Self::validity(epoch, signer.validity);
         let rdatas: Vec<&[u8]> = records.rdatas().collect();
         let prepared =
             signer.key.prepare(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
         // The SOA's signature changes with every serial: not worth keeping.
-        let rrsig = self.memo.sign(&signer.key, prepared, rtype != rtype::SOA);
+        let rrsig = self.memo.sign(&signer.key, prepared, (rtype != rtype::SOA).then_some(epoch));
         let mut sigs = RrSet::default();
         sigs.add(rtype::RRSIG, ttl, &rrsig);
         Set { records, sigs }
