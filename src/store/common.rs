@@ -246,7 +246,7 @@ fn audit_from(row: &Row) -> Result<AuditEntry, StoreError> {
 
 /// Keeps the newest `keep` of `(seq, value)` pairs given oldest first: the one rule for how
 /// many TXT values a name serves.
-fn newest(subdomain: String, mut pairs: Vec<(i64, String)>, keep: usize) -> TxtValues {
+pub(super) fn newest(subdomain: String, mut pairs: Vec<(i64, String)>, keep: usize) -> TxtValues {
     pairs.drain(..pairs.len().saturating_sub(keep));
     TxtValues {
         subdomain,
@@ -353,33 +353,6 @@ pub async fn txt_of(c: &impl Conn, subdomain: &str, keep: usize) -> Result<Optio
         return Ok(None);
     }
     values_of(c, subdomain, keep).await.map(Some)
-}
-
-/// See [`super::Store::zone_contents`]: one query for all, grouped and cut to `keep` here.
-pub async fn zone_contents(c: &impl Conn, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT a.subdomain, t.seq, t.value FROM accounts a LEFT JOIN txt t ON t.subdomain = a.subdomain \
-             ORDER BY a.subdomain, t.seq",
-            &[],
-        )
-        .await?;
-    let mut out = Vec::new();
-    let mut current: Option<(String, Vec<(i64, String)>)> = None;
-    for row in &rows {
-        let subdomain = row.text(0)?;
-        if current.as_ref().is_none_or(|(s, _)| *s != subdomain) {
-            out.extend(current.take().map(|(s, pairs)| newest(s, pairs, keep)));
-            current = Some((subdomain, Vec::new()));
-        }
-        if let (Some(seq), Some(value), Some((_, pairs))) =
-            (row.opt_int(1)?, row.opt_text(2)?, current.as_mut())
-        {
-            pairs.push((seq, value));
-        }
-    }
-    out.extend(current.map(|(s, pairs)| newest(s, pairs, keep)));
-    Ok(out)
 }
 
 /// See [`super::Store::put_own_challenge`].

@@ -398,9 +398,10 @@ impl Store {
         run!(self, c => common::txt_of(c, &subdomain, keep))
     }
 
-    /// Every subdomain with its newest `keep` values, for loading the zone.
+    /// Every subdomain with its newest `keep` values, read in pages (one consistent state of the
+    /// store: [`Self::zone_snapshot`]).
     pub async fn zone_contents(&self, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
-        run!(self, c => common::zone_contents(c, keep))
+        run!(self, c => version::zone_contents(c, keep))
     }
 
     /// Publishes (`Some`) or withdraws (`None`) one ACME challenge value for the API's own

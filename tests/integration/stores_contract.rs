@@ -9,7 +9,7 @@ use std::time::Duration;
 use acme_delegate::config::{Database, Engine};
 use acme_delegate::persist::Record;
 use acme_delegate::privacy::Secret;
-use acme_delegate::store::import::{BATCH, import_acme_dns};
+use acme_delegate::store::import::{BATCH, Source, import_acme_dns};
 use acme_delegate::store::{Account, AuditEntry, Change, PurgeRules, PutOutcome, Store, StoreError};
 
 use crate::harness::TempDir;
@@ -761,6 +761,38 @@ async fn persist_records_are_erased_with_the_account(backend: Backend) {
     assert!(store.account_record("user-1", 2).await.unwrap().unwrap().persist.is_empty());
 }
 
+async fn zone_contents_reads_every_account_across_pages(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    // More than two pages of the store's read (20,000 accounts a statement), some without
+    // values, some with more than are kept.
+    let total = 45_001;
+    let source = |n: usize| Source {
+        account: Account {
+            username: format!("user-{n:06}"),
+            key_hash: vec![1; 32],
+            bcrypt_hash: None,
+            subdomain: format!("sub-{n:06}"),
+            allowfrom: Vec::new(),
+        },
+        values: (0..n % 4).map(|v| format!("v{n}-{v}")).collect(),
+    };
+    for start in (0..total).step_by(10_000) {
+        store.import_batch((start..total.min(start + 10_000)).map(source).collect(), 2).await.unwrap();
+    }
+    let contents = store.zone_contents(2).await.unwrap();
+    assert_eq!(contents.len(), total);
+    let snapshot = store.zone_snapshot(2).await.unwrap().contents;
+    assert_eq!(snapshot.len(), total);
+    for (n, (read, snap)) in contents.iter().zip(&snapshot).enumerate() {
+        assert_eq!(read.subdomain, format!("sub-{n:06}"));
+        let values = source(n).values;
+        let newest = values[values.len().saturating_sub(2)..].to_vec();
+        assert_eq!(read.values, newest, "{}", read.subdomain);
+        assert_eq!((&snap.subdomain, &snap.values), (&read.subdomain, &read.values));
+    }
+}
+
 async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
     let db = Fresh::new(backend);
     let store = db.open().await;
@@ -834,6 +866,7 @@ battery!(
     persist_records_expire_and_keep_accounts_in_use,
     persist_records_are_erased_with_the_account,
     kept_signatures_are_paged_by_epoch_and_pruned,
+    zone_contents_reads_every_account_across_pages,
 );
 
 // ---- databases made before the engines shared one migration list ----
