@@ -193,7 +193,11 @@ fn read_sqlite(path: &str, mut batcher: Batcher) -> Result<(), StoreError> {
 #[cfg(feature = "postgres")]
 async fn read_postgres(url: &str, mut batcher: Batcher) -> Result<(), StoreError> {
     let target = super::redact(url);
-    let open = |e: tokio_postgres::Error| StoreError::Open { target: target.clone(), reason: e.to_string() };
+    // The server's own message ("column t.rowid does not exist"), not the driver's "db error".
+    let open = |e: tokio_postgres::Error| StoreError::Open {
+        target: target.clone(),
+        reason: e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+    };
     let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(open)?;
     let driver = tokio::spawn(connection);
     // A portal lives in a transaction; this one only reads.

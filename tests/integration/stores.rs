@@ -337,3 +337,25 @@ fn acme_dns_postgres_database_is_imported_and_refused_in_place() {
     assert_eq!(server.update(&account, &txt_value(7)).status, 200);
     assert_eq!(served(&server, &account), vec![txt_value(6), txt_value(7)]);
 }
+
+#[cfg(feature = "postgres")]
+#[test]
+fn an_unreadable_acme_dns_postgres_database_is_named_with_the_servers_reason() {
+    // Not acme-dns's schema: its `txt` table has no `rowid` (acme-dns makes one on PostgreSQL).
+    let source = pg::fresh_database();
+    pg::psql(
+        &source,
+        "CREATE TABLE records(Username TEXT, Password TEXT, Subdomain TEXT, AllowFrom TEXT);
+         CREATE TABLE txt(Subdomain TEXT NOT NULL, Value TEXT NOT NULL DEFAULT '', LastUpdate INT);",
+    );
+    let dir = TempDir::new();
+    std::fs::write(dir.join("config.cfg"), config_for(Backend::Postgres, &dir, None)).unwrap();
+    let out = Command::new(binary())
+        .args(["import-acme-dns", &source, "-c"])
+        .arg(dir.join("config.cfg"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("rowid") && stderr.contains("does not exist"), "{stderr}");
+}
