@@ -43,7 +43,7 @@ use crate::dns::zone::persist_label;
 use crate::dns::zone::{Edit, Zone, unix_now};
 use crate::privacy::Secret;
 use crate::store::version::{ERASED, OWN_CHALLENGE, PERSIST, SIGN, erased_name};
-use crate::store::{Account, Change, LogEntry, PurgeRules, Purged, Store, StoreError, TxtValues};
+use crate::store::{Account, AuditEntry, Change, LogEntry, PurgeRules, Purged, Store, StoreError, TxtValues};
 
 /// Why the zone's signing key could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -197,11 +197,11 @@ impl ZoneSync {
         Ok(count)
     }
 
-    /// Stores a new account and serves its (empty) subdomain.
-    pub async fn register(&self, account: Account) -> Result<(), StoreError> {
+    /// Stores a new account with its audit entry and serves its (empty) subdomain.
+    pub async fn register(&self, account: Account, entry: AuditEntry) -> Result<(), StoreError> {
         let this = self.clone();
         detached(async move {
-            this.store.insert_account(&account).await?;
+            this.store.register_account(&account, entry).await?;
             this.catch_up(None).await
         })
         .await

@@ -182,14 +182,16 @@ pub(super) async fn register(
             subdomain: credentials::random_uuid(),
             allowfrom: allowfrom.clone(),
         };
-        match state.sync.register(account.clone()).await {
+        // The audit entry commits with the account: one commit per registration.
+        let source = state.privacy.client_ip.render(client);
+        let entry = AuditEntry::new(now(), Some(account.username.clone()), "register", "ok", source);
+        match state.sync.register(account.clone(), entry).await {
             Ok(()) => break account,
             // Two random UUIDs colliding is astronomically unlikely; retry rather than fail.
             Err(StoreError::Duplicate(_)) if attempts < 3 => attempts += 1,
             Err(error) => return Err(error.into()),
         }
     };
-    audit(&state, Some(&account.username), "register", "ok", client).await;
     tracing::info!(
         subdomain = %state.subdomain_log.render(&account.subdomain),
         client = %state.privacy.client_ip.render(client),

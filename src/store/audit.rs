@@ -14,8 +14,12 @@
 //! Two instances folding the same use at once may both find no row and both insert one: that
 //! costs a row, never a use, and the bound still holds up to the number of instances.
 
-use super::common::Conn;
-use super::{AuditEntry, StoreError};
+use super::common::{self, Conn};
+#[cfg(feature = "postgres")]
+use super::postgres;
+#[cfg(feature = "sqlite")]
+use super::sqlite;
+use super::{Account, AuditEntry, Store, StoreError};
 
 /// How long after an entry's first use identical uses are folded into it, in seconds.
 pub const FOLD_WINDOW: i64 = 3600;
@@ -60,4 +64,20 @@ pub async fn record(c: &impl Conn, entry: &AuditEntry) -> Result<(), StoreError>
     )
     .await?;
     Ok(())
+}
+
+impl Store {
+    /// Appends to the audit trail.
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        run!(self, c => record(c, &entry))
+    }
+
+    /// Stores a new account and its audit entry in one transaction (one commit, not two).
+    pub async fn register_account(&self, account: &Account, entry: AuditEntry) -> Result<(), StoreError> {
+        let account = account.clone();
+        atomic!(self, c => async {
+            common::insert_account(c, &account, false).await?;
+            record(c, &entry).await
+        })
+    }
 }

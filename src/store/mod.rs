@@ -21,7 +21,6 @@
 //! order of updates is exact even for many updates within one second (acme-dns orders by a
 //! seconds timestamp and loses values), and so the zone can ignore a late, older write.
 
-mod audit;
 mod common;
 mod export;
 pub mod import;
@@ -328,7 +327,8 @@ macro_rules! atomic {
     };
 }
 
-// After the macros, which it uses.
+// After the macros, which they use.
+mod audit;
 mod persist;
 mod signatures;
 pub use persist::PutOutcome;
@@ -455,11 +455,6 @@ impl Store {
         pkcs8: Secret<Vec<u8>>,
     ) -> Result<(), StoreError> {
         atomic!(self, c => common::add_dnssec_key_if_none(c, algorithm, &pkcs8))
-    }
-
-    /// Appends to the audit trail.
-    pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        run!(self, c => audit::record(c, &entry))
     }
 
     /// Everything held about an account, or `None`.
