@@ -176,10 +176,18 @@ impl ZoneSync {
             // Every signature this instance makes from now on is kept for the next start.
             self.zone.collect_signatures(true);
             let kept = self.remember_kept_signatures().await;
-            tracing::info!(
-                "loading the signed zone: {kept} signatures kept in the database; any other set is \
-                 signed now, before DNS is served (minutes at a million names on a new key or epoch)"
-            );
+            if kept == 0 {
+                tracing::info!(
+                    "loading the signed zone: no signatures kept for this key and epoch, so every set \
+                     is signed now, before DNS is served (about 2 minutes a million names with P-256 \
+                     on two cores, 20 s with Ed25519)"
+                );
+            } else {
+                tracing::info!(
+                    "loading the signed zone: {kept} signatures kept in the database; sets they do \
+                     not cover are signed now, before DNS is served"
+                );
+            }
         }
         let (count, _) = self.resync(&mut *self.applied.lock().await).await?;
         if self.zone.is_signed() {
