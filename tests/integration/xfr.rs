@@ -624,3 +624,87 @@ fn xfr_persistent_records_reach_the_nsd_secondary_signed() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("negative response, fully validated"), "{text}");
 }
+
+/// A scripted secondary on a UDP socket: acknowledges every NOTIFY (recording the serial it
+/// carried) and answers SOA queries with `serves(last notified serial)`.
+struct ScriptedSecondary {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// The serial of every NOTIFY received, in order.
+    notified: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+    /// Tells the thread to stop.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ScriptedSecondary {
+    fn start(serves: fn(u32) -> u32) -> Self {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let notified = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, done) = (notified.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((len, from)) = socket.recv_from(&mut buf) else { continue };
+                let msg = &buf[..len];
+                // Header and question: the name's labels, its end, type and class.
+                let mut end = 12;
+                while end < len && msg[end] != 0 {
+                    end += 1 + usize::from(msg[end]);
+                }
+                end += 5;
+                let mut reply = msg[..end.min(len)].to_vec();
+                reply[2] |= 0x84; // QR, AA; the opcode stays
+                reply[3] = 0;
+                reply[6..12].fill(0);
+                if (msg[2] >> 3) & 0x0F == 4 {
+                    let serial = soa_serial(&Message::decode(msg)).unwrap_or(0);
+                    seen.lock().unwrap().push(serial);
+                } else {
+                    let last = seen.lock().unwrap().last().copied().unwrap_or(0);
+                    reply[7] = 1;
+                    reply.extend_from_slice(&[0xC0, 12, 0, 6, 0, 1, 0, 0, 0, 60, 0, 22, 0, 0]);
+                    reply.extend_from_slice(&serves(last).to_be_bytes());
+                    reply.extend_from_slice(&[0; 16]);
+                }
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        Self { addr, notified, stop }
+    }
+
+    /// How many NOTIFYs carried `serial`.
+    fn notifies_of(&self, serial: u32) -> usize {
+        self.notified.lock().unwrap().iter().filter(|&&s| s == serial).count()
+    }
+}
+
+impl Drop for ScriptedSecondary {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_secondary_that_acknowledges_but_stays_behind_is_notified_again() {
+    // As Knot does when a NOTIFY lands during a transfer: acknowledged, not fetched.
+    let behind = ScriptedSecondary::start(|_| 1);
+    let caught_up = ScriptedSecondary::start(|last| last);
+    let dir = TempDir::new();
+    let targets = format!("notify = [\"{}\", \"{}\"]", behind.addr, caught_up.addr);
+    let server = TestServer::start_with(&dir, &with_keys(&base_config(&dir.0), "transfer", &targets));
+    let account = server.register();
+    assert_eq!(server.update(&account, &txt_value(1)).status, 200);
+    let serial = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+    // Checked 0.3, 1 and 3 s after the acknowledgement: notified again each time it is behind.
+    assert!(
+        within(Duration::from_secs(3), || behind.notifies_of(serial) >= 3).is_some(),
+        "{:?}",
+        behind.notified
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(caught_up.notifies_of(serial), 1, "a secondary serving the serial is left alone");
+    assert!(behind.notifies_of(serial) <= 4, "{:?}", behind.notified);
+}
