@@ -11,12 +11,6 @@
 //!
 //! Messages are signed with the `[transfer]` key when one is configured (NSD and Knot reject
 //! unsigned NOTIFY when their ACL names a key) and the answer's TSIG is checked.
-//!
-//! An acknowledgement is not a transfer: a secondary still busy with the previous transfer may
-//! acknowledge and then not ask for the new serial until its own refresh timer (Knot does; it
-//! held about one update in five hundred back by a second). So after an acknowledgement the
-//! task asks the secondary's SOA serial a little later and, while it is behind, notifies again
-//! ([`NUDGES`]); a new change ends the wait, its own NOTIFY following at once.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -26,7 +20,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::journal;
-use super::propagation;
 use super::stats::{DnsStats, Secondary};
 use super::tsig::{self, TsigKey};
 use super::zone::Zone;
@@ -37,11 +30,6 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Opcode NOTIFY.
 const OPCODE_NOTIFY: u8 = 4;
-/// After an acknowledgement, the waits before each check that the secondary serves the serial
-/// (and another NOTIFY when it does not).
-const NUDGES: [Duration; 3] = [Duration::from_millis(300), Duration::from_secs(1), Duration::from_secs(3)];
-/// How long one of those SOA checks waits for its answer.
-const CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Why a NOTIFY was not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -120,9 +108,6 @@ async fn notify_secondary(
                     } else {
                         tracing::debug!("NOTIFY for serial {serial} acknowledged by {target}");
                     }
-                    if nudge(&zone, target, key.as_deref(), serial, &serials, &mut shutdown).await {
-                        return;
-                    }
                     break;
                 }
                 Err(error) => {
@@ -147,40 +132,6 @@ async fn notify_secondary(
             secondary.zone_changed(u64::from(super::zone::unix_now()));
         }
     }
-}
-
-/// Checks, [`NUDGES`] apart, that `target` serves `serial` after acknowledging it, and notifies
-/// it again while it does not; stops early when the zone changes (its own NOTIFY follows).
-/// Returns whether the daemon is shutting down.
-async fn nudge(
-    zone: &Zone,
-    target: SocketAddr,
-    key: Option<&TsigKey>,
-    serial: u32,
-    serials: &watch::Receiver<u32>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    for wait in NUDGES {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return true,
-        }
-        if serials.has_changed().unwrap_or(true) {
-            return false;
-        }
-        match propagation::soa_serial(zone.apex_wire(), target, CHECK_TIMEOUT).await {
-            Ok(have) if propagation::serial_reached(have, serial) => return false,
-            Ok(have) => {
-                tracing::debug!("{target} acknowledged serial {serial} but serves {have}: notifying again");
-            }
-            // A secondary that does not answer queries here: nothing to learn, nothing to nudge.
-            Err(_) => return false,
-        }
-        if let Err(error) = notify_once(zone, target, key).await {
-            tracing::debug!("NOTIFY again to {target} not acknowledged ({error})");
-        }
-    }
-    false
 }
 
 /// Builds the NOTIFY message for the zone at its current SOA: the zone's SOA question and the
