@@ -45,6 +45,11 @@ use crate::privacy::Secret;
 use crate::store::version::{ERASED, OWN_CHALLENGE, PERSIST, SIGN, erased_name};
 use crate::store::{Account, AuditEntry, Change, LogEntry, PurgeRules, Purged, Store, StoreError, TxtValues};
 
+/// A start serves its signatures without renewing them first only while they stay valid this
+/// long (seconds): longer than a validator caches an answer from us (TTLs here are hours at
+/// most) plus clock skew.
+const SERVE_AT_LEAST: u32 = 6 * 3600;
+
 /// Why the zone's signing key could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -199,9 +204,14 @@ impl ZoneSync {
                 started.elapsed().as_secs_f64()
             );
         }
-        // Signatures already due (a new store whose first epoch is the hour's start, or every
-        // instance stopped past the refresh): renewed before anything is served.
-        self.refresh_signatures().await?;
+        // Signatures about to expire (every instance stopped for most of their validity) are
+        // renewed before anything is served: served, they could turn bogus in a validator's
+        // cache. Signatures that are only due for renewal are served while the refresh task
+        // renews them (it checks at once): a restart after a long stop answers in seconds.
+        let soon = unix_now().saturating_add(SERVE_AT_LEAST);
+        if self.zone.earliest_signature_expiry().is_some_and(|expiry| expiry <= soon) {
+            self.refresh_signatures().await?;
+        }
         Ok(count)
     }
 

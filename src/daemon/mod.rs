@@ -269,15 +269,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let mut shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
             loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = shutdown.changed() => return,
-                }
+                // At once first: a start may serve signatures that are due (see `ZoneSync::load`).
                 // A new signing epoch is a store event: one instance records it, all apply it.
                 match sync.refresh_signatures().await {
                     Ok(true) => tracing::info!("recorded a new signing epoch for every instance"),
                     Ok(false) => {}
                     Err(error) => tracing::warn!("could not renew the signatures (retried later): {error}"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.changed() => return,
                 }
             }
         });

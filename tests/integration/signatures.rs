@@ -168,3 +168,18 @@ fn a_store_that_cannot_give_its_kept_signatures_back_still_starts_signed() {
     assert!(made >= u64::from(2 * ACCOUNTS), "{}", again.log_text());
     assert_eq!(answers(&again, &names), before, "signed anew, the same bytes");
 }
+
+#[test]
+fn a_start_with_signatures_due_serves_at_once_and_renews_them_after() {
+    let dir = TempDir::new();
+    // Valid 8 h, renewed with all but a second of that left: due at every start (the store's
+    // first epoch is the hour's start), yet valid for 7 h or more: served while renewed.
+    let config = signed_config(&dir, "signature_validity = 28800\nrefresh = 28799");
+    let server = TestServer::start_with(&dir, &config);
+    let renewed = || server.log_text().contains("signatures renewed");
+    assert!(pg::eventually(Duration::from_secs(10), renewed), "{}", server.log_text());
+    let log = server.log_text();
+    let (ready, renewal) =
+        (log.find("ready: serving zone").unwrap(), log.find("signatures renewed").unwrap());
+    assert!(ready < renewal, "renewed before serving: {log}");
+}
