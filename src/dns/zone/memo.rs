@@ -103,11 +103,6 @@ impl Zone {
         fresh.extend(signatures.into_iter().take(room));
     }
 
-    /// How many signatures wait to be taken.
-    pub fn new_signatures_waiting(&self) -> usize {
-        self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
     /// Makes room for `count` more remembered signatures.
     pub fn expect_signatures(&self, count: usize) {
         self.memo.known.write().unwrap_or_else(PoisonError::into_inner).reserve(count);
