@@ -66,19 +66,8 @@ mod tests {
 
     /// A signed zone with `txt_ttl` 1 and `persist_ttl` 300.
     fn zone() -> Zone {
-        let settings = ZoneSettings {
-            apex: "auth.example.org".into(),
-            nsname: "ns1.auth.example.org".into(),
-            nsadmin: "admin.example.org".into(),
-            records: Vec::new(),
-            soa_ttl: 3600,
-            negative_ttl: 60,
-            txt_ttl: 1,
-            persist_ttl: 300,
-            default_ttl: 3600,
-            udp_size: 1232,
-            nsid: None,
-        };
+        // The shared test settings without static records.
+        let settings = ZoneSettings { records: Vec::new(), ..crate::dns::zone::tests::settings() };
         let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
         let key = SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, &pkcs8).unwrap();
         Zone::new(&settings, Some(Signer { key, validity: 3600, refresh: 600 })).unwrap()

@@ -340,23 +340,15 @@ mod tests {
     use crate::dns::zone::{Signer, ZoneSettings};
 
     fn zone(signed: bool, refresh_everything: bool) -> Zone {
+        // The shared test settings without the static TXT record.
         let settings = ZoneSettings {
-            apex: "auth.example.org".into(),
-            nsname: "ns1.auth.example.org".into(),
-            nsadmin: "admin.example.org".into(),
             records: vec![
                 crate::dns::zone::tests::record("auth.example.org. A 192.0.2.1"),
                 crate::dns::zone::tests::record("ns1.auth.example.org. A 192.0.2.2"),
                 crate::dns::zone::tests::record("sub.auth.example.org. NS ns.sub.auth.example.org."),
                 crate::dns::zone::tests::record("ns.sub.auth.example.org. A 192.0.2.3"),
             ],
-            soa_ttl: 3600,
-            negative_ttl: 60,
-            txt_ttl: 1,
-            persist_ttl: 300,
-            default_ttl: 3600,
-            udp_size: 1232,
-            nsid: None,
+            ..crate::dns::zone::tests::settings()
         };
         let signer = signed.then(|| {
             let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
