@@ -25,9 +25,6 @@ use crate::config::Registration as RegistrationMode;
 use crate::privacy::ClientIp;
 use crate::store::{Account, AuditEntry, StoreError};
 
-/// Length of an ACME DNS-01 TXT value: base64url of a SHA-256 digest.
-const TXT_LEN: usize = 43;
-
 /// `GET /health`: 200 with an empty body, as acme-dns answers.
 pub(super) async fn health() -> StatusCode {
     StatusCode::OK
@@ -286,7 +283,8 @@ pub(super) async fn update(
         return Err(ApiError::Forbidden);
     }
     let txt = field(&object, "txt").and_then(Value::as_str).unwrap_or("");
-    if !credentials::is_base64url(txt, TXT_LEN) {
+    // The zone's own rule (`dns::zone::admit`), so the API never stores what DNS would not serve.
+    if crate::dns::zone::check_txt_value(txt).is_err() {
         audit(&state, Some(&account.username), "update", "bad_txt", client).await;
         return Err(ApiError::BadTxt);
     }

@@ -106,6 +106,13 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
         "The SOA serial the zone serves.",
         f64::from(zone.serial()),
     ));
+    let refused = IntCounter::new(
+        "acme_delegate_zone_rows_refused_total",
+        "Stored rows (names and TXT values) left out of the zone because it cannot serve them; each is logged with its name.",
+    )
+    .expect("valid metric name");
+    refused.inc_by(zone.refused_rows());
+    out.extend(families(&refused));
     if let Some(expires) = zone.earliest_signature_expiry() {
         out.extend(gauge(
             "acme_delegate_dnssec_signature_expiry_seconds",

@@ -215,15 +215,19 @@ pub struct RrSet {
 }
 
 impl RrSet {
-    /// Adds one record of this set.
-    pub fn add(&mut self, rtype: u16, ttl: u32, rdata: &[u8]) {
+    /// Adds one record of this set; rdata longer than a record can hold (65,535 octets) is not
+    /// added, and the result says so.
+    pub fn add(&mut self, rtype: u16, ttl: u32, rdata: &[u8]) -> bool {
+        // Callers build rdata from bounded inputs (names <= 255, TXT values checked by the
+        // zone's rule, `dns::zone::admit`); this is the last guard, for data that got past
+        // them: no record rather than a panic or a malformed one.
+        let Ok(len) = u16::try_from(rdata.len()) else { return false };
         self.bytes.extend_from_slice(&rtype.to_be_bytes());
         self.bytes.extend_from_slice(&CLASS_IN.to_be_bytes());
         self.bytes.extend_from_slice(&ttl.to_be_bytes());
-        // Callers build rdata from bounded inputs (names <= 255, TXT strings split at 255).
-        let len = u16::try_from(rdata.len()).expect("rdata is bounded by its builders");
         self.bytes.extend_from_slice(&len.to_be_bytes());
         self.bytes.extend_from_slice(rdata);
+        true
     }
 
     /// Whether the set has no records.

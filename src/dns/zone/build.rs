@@ -146,6 +146,8 @@ impl Zone {
     /// Builds the zone from its settings (signed when `signer` is given); no subdomains yet.
     pub fn new(settings: &ZoneSettings, signer: Option<Signer>) -> Result<Self, ZoneError> {
         let StaticPart { apex, soa_names, nodes, cuts } = static_part(settings)?;
+        let owners = nodes.keys().chain(cuts.iter().map(|cut| &cut.name)).map(Vec::as_slice);
+        let reserved = super::admit::reserved_labels(&apex, owners);
         let zone = Self {
             apex: apex.clone(),
             soa_names,
@@ -177,6 +179,8 @@ impl Zone {
             // On the hour, as the store keeps it; replaced by the store's at load.
             epoch: std::sync::atomic::AtomicU32::new(unix_now() - unix_now() % 3600),
             memo: super::memo::Memo::default(),
+            reserved,
+            refused: std::sync::atomic::AtomicU64::new(0),
         };
         {
             let mut state = zone.write();

@@ -137,7 +137,7 @@ impl Zone {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{ask_with, settings};
+    use super::super::tests::{ask_with, settings, val};
     use super::super::{Signer, Zone};
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::wire::rtype;
@@ -153,10 +153,9 @@ mod tests {
     /// Loads `NAMES` subdomains, name `changed` with another value, at one serial and epoch.
     fn load(zone: &Zone, changed: Option<usize>) {
         let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
-        let entries = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| (name.as_str(), 1, vec![if Some(i) == changed { "new" } else { "old" }]));
+        let entries = names.iter().enumerate().map(|(i, name)| {
+            (name.as_str(), 1, vec![if Some(i) == changed { val("new") } else { val("old") }])
+        });
         zone.load_version(zone.mark(), 4242, 1_800_000_000, entries, &[]);
     }
 
@@ -213,7 +212,7 @@ mod tests {
         let later = zone(&pkcs8);
         later.remember_signatures(kept.iter().map(|&(_, d, s)| (d, s)));
         let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
-        let entries = names.iter().map(|name| (name.as_str(), 1, vec!["old"]));
+        let entries = names.iter().map(|name| (name.as_str(), 1, vec![val("old")]));
         later.load_version(later.mark(), 4242, 1_800_003_600, entries, &[]);
         assert_eq!(later.forget_remembered(), 0);
     }
@@ -226,7 +225,7 @@ mod tests {
         load(&zone, None);
         assert!(zone.take_new_signatures().is_empty());
         zone.collect_signatures(true);
-        zone.set_txt("sub0001", 2, &["x"]);
+        zone.set_txt("sub0001", 2, &[val("x")]);
         let taken = zone.take_new_signatures();
         assert_eq!(taken.len(), 1, "the TXT set; the SOA is not kept");
         zone.requeue_new_signatures(taken.clone());

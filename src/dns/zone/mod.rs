@@ -21,8 +21,9 @@
 //! This module knows nothing of the store or the API: whoever owns the data calls
 //! [`Zone::set_txt`] and friends.
 //!
-//! Files, by job: this one holds the data types and the small public queries; `build` makes a
-//! zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
+//! Files, by job: this one holds the data types and the small public queries; `admit` is the
+//! one rule for what a registered name and its values may be (bad stored rows are left out,
+//! logged and counted, never served or panicked on); `build` makes a zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
 //! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries,
 //! `persist` names where dns-persist-01 records are served, `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
 //! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
@@ -30,6 +31,7 @@
 //! owner of the data gives (so instances sharing one store serve the same bytes), `memo` reuses
 //! signatures the owner kept from an earlier run instead of signing again.
 
+mod admit;
 mod answer;
 mod build;
 mod memo;
@@ -40,6 +42,9 @@ mod transfer;
 mod update;
 mod version;
 
+pub use admit::{
+    MAX_SUBDOMAIN, MAX_VALUES, Refusal, TXT_LEN, check_persist_value, check_subdomain, check_txt_value,
+};
 pub use memo::NewSignature;
 pub use persist::persist_label;
 pub use transfer::{IxfrPlan, Snapshot};
@@ -239,6 +244,11 @@ pub struct Zone {
     epoch: std::sync::atomic::AtomicU32,
     /// Signatures remembered for a bulk load and new ones for the owner to keep; see [`memo`].
     memo: memo::Memo,
+    /// First labels below the apex that the configuration serves; no subdomain may take one
+    /// (see [`admit`]).
+    reserved: std::collections::HashSet<Vec<u8>>,
+    /// Stored rows left out of the zone because it cannot serve them (see [`admit`]).
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// Seconds since the epoch.
@@ -300,6 +310,18 @@ pub(super) mod tests {
     use crate::dns::dnssec::Algorithm;
     use crate::dns::records::name_to_wire;
     use crate::dns::wire::{parse_query, rtype};
+
+    /// A dns-01 value the zone accepts (43 characters of base64url) made from `tag`, so tests
+    /// can tell values apart by name.
+    pub(super) fn val(tag: &str) -> &'static str {
+        let mut value: String =
+            tag.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        value.truncate(admit::TXT_LEN);
+        while value.len() < admit::TXT_LEN {
+            value.push('A');
+        }
+        Box::leak(value.into_boxed_str())
+    }
 
     pub(super) fn settings() -> ZoneSettings {
         ZoneSettings {
@@ -395,9 +417,9 @@ pub(super) mod tests {
         assert!(zone.serial() != serial);
         assert_eq!(summary(&ask(&zone, &name, rtype::TXT)), (0, true, 0, 1, 0));
         assert_eq!(summary(&ask(&zone, &name, rtype::A)), (0, true, 0, 1, 0));
-        zone.set_txt(sub, 2, &["one", "two"]);
+        zone.set_txt(sub, 2, &[val("one"), val("two")]);
         assert_eq!(summary(&ask(&zone, &name.to_uppercase(), rtype::TXT)), (0, true, 2, 0, 0));
-        assert!(!zone.set_txt(sub, 1, &["stale"]));
+        assert!(!zone.set_txt(sub, 1, &[val("stale")]));
         let r = ask(&zone, &name, rtype::TXT);
         let one = r.windows(3).position(|w| w == b"one").unwrap();
         let two = r.windows(3).position(|w| w == b"two").unwrap();
@@ -416,21 +438,21 @@ pub(super) mod tests {
         zone.set_txt(sub, 0, &[]);
         // The change feed takes its mark and reads the store; meanwhile the API updates.
         let mark = zone.mark();
-        zone.set_txt(sub, 1, &["a"]);
+        zone.set_txt(sub, 1, &[val("a")]);
         zone.replace_txt(mark, sub, 0, &[]);
         assert_eq!(answers(&zone), 1, "an empty snapshot from before the update is ignored");
         zone.replace_all(mark, [(sub, 0, vec![])]);
         assert_eq!(answers(&zone), 1, "so is a resync's");
         // A value sent again moves to the newest place: an older read of the store holding
         // only that value must not drop the other.
-        zone.set_txt(sub, 2, &["a", "b"]);
+        zone.set_txt(sub, 2, &[val("a"), val("b")]);
         let mark = zone.mark();
-        zone.set_txt(sub, 3, &["b", "a"]);
-        zone.replace_txt(mark, sub, 1, &["a"]);
+        zone.set_txt(sub, 3, &[val("b"), val("a")]);
+        zone.replace_txt(mark, sub, 1, &[val("a")]);
         assert_eq!(answers(&zone), 2);
         // A read made after the last change is what the store holds: applied, even when it
         // holds less (the retention purge cleared values) or nothing.
-        zone.replace_txt(zone.mark(), sub, 3, &["a"]);
+        zone.replace_txt(zone.mark(), sub, 3, &[val("a")]);
         assert_eq!(answers(&zone), 1);
         zone.replace_txt(zone.mark(), sub, 0, &[]);
         assert_eq!(answers(&zone), 0);
@@ -448,15 +470,22 @@ pub(super) mod tests {
     fn a_resync_signs_only_what_changed_and_leaves_the_chain_a_rebuild_would_make() {
         let zone = Zone::new(&settings(), Some(signer())).unwrap();
         let names: Vec<String> = (0..50).map(|i| format!("sub-{i}")).collect();
-        zone.replace_all(0, names.iter().map(|n| (n.as_str(), 1, vec!["v"])));
+        zone.replace_all(0, names.iter().map(|n| (n.as_str(), 1, vec![val("v")])));
         let sigs = |zone: &Zone, label: &str| zone.read().dynamic[label.as_bytes()].set.sigs.clone();
         let (kept, changed) = (sigs(&zone, "sub-1"), sigs(&zone, "sub-2"));
         // sub-0 deleted, sub-2 updated, sub-new registered.
-        let snapshot: Vec<(&str, u64, Vec<&str>)> = names[1..]
-            .iter()
-            .map(|n| if n == "sub-2" { (n.as_str(), 2, vec!["w"]) } else { (n.as_str(), 1, vec!["v"]) })
-            .chain([("sub-new", 0, vec![])])
-            .collect();
+        let snapshot: Vec<(&str, u64, Vec<&str>)> =
+            names[1..]
+                .iter()
+                .map(|n| {
+                    if n == "sub-2" {
+                        (n.as_str(), 2, vec![val("w")])
+                    } else {
+                        (n.as_str(), 1, vec![val("v")])
+                    }
+                })
+                .chain([("sub-new", 0, vec![])])
+                .collect();
         zone.replace_all(zone.mark(), snapshot.clone());
         assert_eq!(sigs(&zone, "sub-1"), kept);
         assert_ne!(sigs(&zone, "sub-2"), changed);
@@ -473,15 +502,15 @@ pub(super) mod tests {
         let zone = Zone::new(&settings(), Some(signer())).unwrap();
         let name = "_acme-challenge.auth.example.org";
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
-        zone.set_own_challenge(&["token-value".into()]);
+        zone.set_own_challenge(&[val("token-value").into()]);
         let r = ask_with(&zone, name, rtype::TXT, true);
         assert_eq!(summary(&r).2, 2, "the TXT and its RRSIG");
         assert!(r.windows(11).any(|w| w == b"token-value"));
         // Two instances with orders open: both values.
-        zone.set_own_challenge(&["token-value".into(), "other-value".into()]);
+        zone.set_own_challenge(&[val("token-value").into(), val("other-value").into()]);
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
         // A resync of the registered subdomains leaves them alone.
-        zone.replace_all(zone.mark(), [("sub-1", 1, vec!["v"])]);
+        zone.replace_all(zone.mark(), [("sub-1", 1, vec![val("v")])]);
         zone.replace_all(zone.mark(), std::iter::empty());
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
         zone.set_own_challenge(&[]);
@@ -502,7 +531,7 @@ pub(super) mod tests {
         let zone = Zone::new(&settings(), Some(signer())).unwrap();
         let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
         let name = format!("{sub}.auth.example.org");
-        zone.set_txt(sub, 1, &["value"]);
+        zone.set_txt(sub, 1, &[val("value")]);
         // TXT + RRSIG; OPT in additional.
         assert_eq!(summary(&ask_with(&zone, &name, rtype::TXT, true)), (0, true, 2, 0, 1));
         // Without DO: no signatures.
@@ -530,7 +559,7 @@ pub(super) mod tests {
             validity: 3600,
             refresh: 600,
         };
-        let edits = [Edit::Txt { subdomain: "abc".into(), values: vec!["v".into()] }];
+        let edits = [Edit::Txt { subdomain: "abc".into(), values: vec![val("v").into()] }];
         // Two instances of one store: the same version at the same serial and epoch.
         let zones = [
             Zone::new(&settings(), Some(signer())).unwrap(),

@@ -15,7 +15,7 @@
 use super::{State, TxtEntry, Zone};
 
 /// What a persist label starts with.
-const PREFIX: &str = "persist-";
+pub(super) const PREFIX: &str = "persist-";
 
 /// The label of the persist name of `subdomain`'s account.
 pub fn persist_label(subdomain: &str) -> String {
@@ -58,6 +58,7 @@ impl Zone {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::val;
     use super::*;
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::wire::rtype;
@@ -78,7 +79,7 @@ mod tests {
         let zone = zone();
         let sub = "3f1c0000-0000-4000-8000-0000000000e2";
         let label = persist_label(sub);
-        assert!(zone.set_txt(sub, 1, &["dns-01 value"]));
+        assert!(zone.set_txt(sub, 1, &[val("dns-01 value")]));
         assert!(zone.set_txt(&label, 1, &["ca.example; accounturi=acct:1"]));
         // A late, older write (counter 0) changes nothing.
         assert!(!zone.set_txt(&label, 0, &[]));

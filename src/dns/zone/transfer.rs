@@ -335,6 +335,7 @@ impl Zone {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::val;
     use super::*;
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::zone::{Signer, ZoneSettings};
@@ -400,14 +401,17 @@ mod tests {
     fn the_journal_replays_to_the_current_zone() {
         for signed in [false, true] {
             let zone = zone(signed, signed);
-            zone.replace_all(0, [("one", 1, vec!["a"]), ("two", 1, vec!["b"]), ("three", 1, vec![])]);
+            zone.replace_all(
+                0,
+                [("one", 1, vec![val("a")]), ("two", 1, vec![val("b")]), ("three", 1, vec![])],
+            );
             enable(&zone, Limits::default());
             let before = zone.transfer_snapshot();
-            zone.set_txt("one", 2, &["a", "c"]);
-            zone.set_txt("four", 1, &["d"]);
+            zone.set_txt("one", 2, &[val("a"), val("c")]);
+            zone.set_txt("four", 1, &[val("d")]);
             zone.remove("two");
-            zone.set_own_challenge(&["token".into()]);
-            zone.replace_all(zone.mark(), [("one", 3, vec!["e"]), ("five", 1, vec!["f"])]);
+            zone.set_own_challenge(&[val("token").into()]);
+            zone.replace_all(zone.mark(), [("one", 3, vec![val("e")]), ("five", 1, vec![val("f")])]);
             if signed {
                 assert!(zone.resign(zone.serial().wrapping_add(1), zone.epoch() + 3600) > 0);
             }
@@ -432,14 +436,14 @@ mod tests {
         enable(&zone, Limits { entries: 2, bytes: 1 << 20 });
         let first = zone.serial();
         for i in 0..3 {
-            zone.set_txt("one", i, &[&format!("v{i}")]);
+            zone.set_txt("one", i, &[val(&format!("v{i}"))]);
         }
         assert!(matches!(zone.ixfr_plan(first), IxfrPlan::Full(_)));
         assert_eq!(zone.journal_size().0, 2);
         // A bulk load of an empty zone is not journaled: the journal starts again.
         zone.replace_all(zone.mark(), std::iter::empty::<(&str, u64, Vec<&str>)>());
         let serial = zone.serial();
-        zone.replace_all(zone.mark(), [("x", 1, vec!["y"])]);
+        zone.replace_all(zone.mark(), [("x", 1, vec![val("y")])]);
         assert!(matches!(zone.ixfr_plan(serial), IxfrPlan::Full(_)));
         assert_eq!(zone.journal_size().0, 0);
     }
@@ -447,7 +451,7 @@ mod tests {
     #[test]
     fn snapshots_hold_every_record_once() {
         let zone = zone(true, false);
-        zone.replace_all(0, [("one", 1, vec!["a"])]);
+        zone.replace_all(0, [("one", 1, vec![val("a")])]);
         let snapshot = zone.transfer_snapshot();
         let records = split(&snapshot.records);
         let count = |rtype: u16| {

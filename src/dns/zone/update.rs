@@ -99,6 +99,16 @@ impl Zone {
         accept: impl FnOnce(&TxtEntry) -> bool,
     ) -> bool {
         let key = subdomain.to_ascii_lowercase().into_bytes();
+        // A name the zone cannot serve is not served (see `admit`).
+        let Some(values) = self.admit(subdomain, values.iter().copied()) else {
+            let mut state = self.write();
+            let removed = self.remove_entry(&mut state, &key);
+            if removed {
+                self.bump_serial(&mut state);
+            }
+            return removed;
+        };
+        let values = values.as_slice();
         // The same values again (an instance hearing its own write from the change feed, a
         // retried request) change nothing: no rendering, no signature, no serial.
         if self.read().dynamic.get(&key).is_some_and(|held| held.is(seq, values)) {
@@ -131,7 +141,8 @@ impl Zone {
     /// open). It lives among the static names, so a resync of the registered subdomains never
     /// touches it.
     pub fn set_own_challenge(&self, values: &[String]) {
-        if self.read().own_challenge == values {
+        let values = &self.admit_own_challenge(values);
+        if self.read().own_challenge == *values {
             return; // nothing new (e.g. this instance's own write coming back from the feed)
         }
         let set = self.render_own_challenge(values);
@@ -217,9 +228,13 @@ impl Zone {
         mark: u64,
         entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>,
     ) -> usize {
+        // Names the zone cannot serve are left out, as if the snapshot did not hold them.
         let entries: Vec<(Vec<u8>, u64, Vec<&str>)> = entries
             .into_iter()
-            .map(|(sub, seq, values)| (sub.to_ascii_lowercase().into_bytes(), seq, values))
+            .filter_map(|(sub, seq, values)| {
+                let values = self.admit(sub, values)?;
+                Some((sub.to_ascii_lowercase().into_bytes(), seq, values))
+            })
             .collect();
         let (changed, gone) = {
             let state = self.read();

@@ -49,15 +49,22 @@ impl Zone {
             .map(|edit| match edit {
                 Edit::Txt { subdomain, values } => {
                     let key = subdomain.to_ascii_lowercase().into_bytes();
-                    let strs: Vec<&str> = values.iter().map(String::as_str).collect();
+                    // A name the zone cannot serve is not served (as if removed); see `admit`.
+                    let Some(strs) = self.admit(subdomain, values.iter().map(String::as_str)) else {
+                        return Ready::Remove(key);
+                    };
                     // The same values keep their signatures (they would come out the same).
                     let held =
-                        self.read().dynamic.get(&key).filter(|h| h.holds(values)).map(|h| h.set.clone());
+                        self.read().dynamic.get(&key).filter(|h| h.holds(&strs)).map(|h| h.set.clone());
                     let set = held.unwrap_or_else(|| self.render_txt(&key, &strs));
                     Ready::Txt(key, set)
                 }
                 Edit::Remove(subdomain) => Ready::Remove(subdomain.to_ascii_lowercase().into_bytes()),
-                Edit::OwnChallenge(values) => Ready::Own(values.clone(), self.render_own_challenge(values)),
+                Edit::OwnChallenge(values) => {
+                    let values = self.admit_own_challenge(values);
+                    let set = self.render_own_challenge(&values);
+                    Ready::Own(values, set)
+                }
             })
             .collect();
         let mut state = self.write();
