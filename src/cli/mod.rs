@@ -50,10 +50,16 @@ enum Command {
         command: client::ClientCommand,
     },
     /// Copy the accounts and TXT values of an acme-dns database (SQLite file or postgres:// URL)
-    /// into the configured store. Old keys keep working. Safe to run again.
+    /// into the configured store. Old keys keep working. Safe to run again: what is in already
+    /// is skipped, so a run that stopped resumes. Each row is checked first (the zone's rules
+    /// for subdomains and values, a UUID username, a bcrypt hash, allowfrom networks); a row
+    /// that fails is reported by its position and username and left out.
     ImportAcmeDns {
         /// The acme-dns database: a file path or a postgres:// URL.
         source: String,
+        /// Import nothing if any row fails its checks (reads the source twice).
+        #[arg(long)]
+        strict: bool,
     },
     /// The operator's view of accounts: list, show, export (JSON), delete (erasure).
     Account {
@@ -339,23 +345,50 @@ fn progress_line() -> impl FnMut(&crate::store::import::Report) + Send {
 }
 
 /// Runs `import-acme-dns`.
-fn import(config: &Config, source: &str) -> Result<(), String> {
+fn import(config: &Config, source: &str, strict: bool) -> Result<(), String> {
+    // The zone's rule for subdomains, with the names this configuration serves.
+    let zone = crate::dns::zone::Zone::new(&config.dns.zone, None).map_err(|e| e.to_string())?;
+    let zone = std::sync::Arc::new(zone);
+    let options = crate::store::import::Options {
+        keep: config.dns.txt_values,
+        strict,
+        subdomain: std::sync::Arc::new(move |label: &str| zone.check_subdomain(label)),
+    };
+    let source_name = crate::store::redact(source);
+    let list = |report: &crate::store::import::Report| {
+        for rejection in &report.rejections {
+            eprintln!("{rejection}");
+        }
+        let listed = report.rejections.len();
+        if report.refused + report.refused_values > listed {
+            eprintln!("… and {} more not listed", report.refused + report.refused_values - listed);
+        }
+    };
     block_on(async {
         let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
         let mut progress = progress_line();
-        let report =
-            crate::store::import::import_acme_dns(&store, source, config.dns.txt_values, &mut progress)
-                .await
-                .map_err(|e| format!("import failed: {e}"))?;
+        let result = crate::store::import::import_acme_dns(&store, source, &options, &mut progress).await;
         store.close().await;
+        let report = match result {
+            Ok(report) => report,
+            Err(error) => {
+                if let Some(report) = error.report() {
+                    list(report);
+                }
+                return Err(format!("import of {source_name} failed: {error}"));
+            }
+        };
+        list(&report);
         println!(
-            "acme-dns database {}: {} accounts found, {} imported, {} already present (skipped), {} TXT values copied",
-            crate::store::redact(source),
-            report.found,
-            report.imported,
-            report.skipped,
-            report.values
+            "acme-dns database {source_name}: {} accounts found, {} imported, {} already present (skipped), {} TXT values copied",
+            report.found, report.imported, report.skipped, report.values
         );
+        if report.refused + report.refused_values > 0 {
+            println!(
+                "{} accounts and {} TXT values failed their checks and were left out (listed on stderr)",
+                report.refused, report.refused_values
+            );
+        }
         println!("Imported keys are checked with bcrypt once, then stored as SHA-256.");
         Ok(())
     })
@@ -453,7 +486,7 @@ pub fn run() -> ExitCode {
         None | Some(Command::Serve) => serve(config),
         Some(Command::CheckConfig) => check_config(&config),
         Some(Command::Dnssec { action }) => dnssec(&config, &action),
-        Some(Command::ImportAcmeDns { source }) => import(&config, &source),
+        Some(Command::ImportAcmeDns { source, strict }) => import(&config, &source, strict),
         Some(Command::Account { action }) => account(&config, &action),
         Some(Command::Privacy { action }) => privacy(&config, &action),
         Some(Command::Client { .. } | Command::Generate { .. }) => Ok(()),

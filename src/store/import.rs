@@ -26,10 +26,12 @@
 //! accepted.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 
 use super::common::{Conn, Value, multi_row_insert, now};
+use super::import_check::{Checker, Rejection, Rejections, Row, SubdomainCheck};
 use super::version::Edits;
 use super::{Account, Store, StoreError};
 
@@ -64,6 +66,12 @@ pub struct Report {
     pub skipped: usize,
     /// TXT values copied.
     pub values: usize,
+    /// Accounts left out because a check failed (see `import_check`).
+    pub refused: usize,
+    /// Values left out of imported accounts because a check failed.
+    pub refused_values: usize,
+    /// The first [`LISTED`](super::import_check::LISTED) of those, each with its row and reason.
+    pub rejections: Vec<Rejection>,
 }
 
 impl std::ops::AddAssign for Report {
@@ -72,10 +80,67 @@ impl std::ops::AddAssign for Report {
         self.imported += other.imported;
         self.skipped += other.skipped;
         self.values += other.values;
+        self.refused += other.refused;
+        self.refused_values += other.refused_values;
+        self.rejections.extend(other.rejections);
     }
 }
 
-/// Turns a stored hash (BLOB or TEXT) into text.
+/// Why an import did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Nothing was committed: the source or the store could not be opened or read.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// Some batches were committed before the failure; they stay.
+    #[error(
+        "the import stopped after {} accounts were committed ({} read): {source}. What was committed \
+         stays; running the same command again skips it and resumes",
+        report.imported,
+        report.found
+    )]
+    Stopped {
+        /// What was committed.
+        report: Report,
+        /// Why it stopped.
+        source: StoreError,
+    },
+    /// `--strict` and some rows failed their checks: nothing was imported.
+    #[error(
+        "{} accounts and {} values of the source fail the checks (listed above); with --strict nothing \
+         was imported",
+        report.refused,
+        report.refused_values
+    )]
+    Refused {
+        /// What the checking pass found.
+        report: Report,
+    },
+}
+
+impl ImportError {
+    /// The report of what was done or found, when there is one.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Self::Store(_) => None,
+            Self::Stopped { report, .. } | Self::Refused { report } => Some(report),
+        }
+    }
+}
+
+/// How to import.
+#[derive(Clone)]
+pub struct Options {
+    /// TXT values kept per subdomain (`[dns] txt_values`).
+    pub keep: usize,
+    /// Import nothing when any row fails its checks (a first pass reads the whole source).
+    pub strict: bool,
+    /// The zone's subdomain rule (it knows the names the configuration serves).
+    pub subdomain: SubdomainCheck,
+}
+
+/// Turns a stored column into text: TEXT, or a BLOB of UTF-8 (acme-dns stores the hash as a
+/// BLOB); anything else is `None`.
 #[cfg(feature = "sqlite")]
 fn hash_text(value: rusqlite::types::Value) -> Option<String> {
     match value {
@@ -85,20 +150,11 @@ fn hash_text(value: rusqlite::types::Value) -> Option<String> {
     }
 }
 
-/// Builds an account from acme-dns's columns.
-fn account(username: String, hash: String, subdomain: String, allowfrom: Option<String>) -> Account {
-    let allowfrom: Vec<String> = allowfrom.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default();
-    Account {
-        username: username.to_ascii_lowercase(),
-        key_hash: Vec::new(),
-        bcrypt_hash: Some(hash),
-        subdomain: subdomain.to_ascii_lowercase(),
-        allowfrom: allowfrom.into_iter().filter(|a| !a.is_empty()).collect(),
-    }
-}
-
-/// Collects sources into batches and hands each full one to the writer.
+/// Checks rows, collects the accounts that pass into batches and hands each full one to the
+/// writer.
 struct Batcher {
+    /// The rules each row must pass.
+    checker: Checker,
     /// The batch being filled.
     batch: Vec<Source>,
     /// Where full batches go.
@@ -110,14 +166,16 @@ struct Batcher {
 struct WriterGone;
 
 impl Batcher {
-    /// A batcher sending to `tx`.
-    fn new(tx: mpsc::Sender<Vec<Source>>) -> Self {
-        Self { batch: Vec::with_capacity(BATCH), tx }
+    /// A batcher checking with `checker` and sending to `tx`.
+    fn new(checker: Checker, tx: mpsc::Sender<Vec<Source>>) -> Self {
+        Self { checker, batch: Vec::with_capacity(BATCH), tx }
     }
 
-    /// Adds one source from a blocking thread, sending the batch when full.
+    /// Checks one row and adds its account, if it passes, from a blocking thread, sending the
+    /// batch when full.
     #[cfg(feature = "sqlite")]
-    fn push_blocking(&mut self, source: Source) -> Result<(), WriterGone> {
+    fn push_blocking(&mut self, row: Row) -> Result<(), WriterGone> {
+        let Some(source) = self.checker.check(row) else { return Ok(()) };
         self.batch.push(source);
         if self.batch.len() >= BATCH {
             let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
@@ -138,11 +196,21 @@ impl Batcher {
 #[cfg(feature = "sqlite")]
 fn read_sqlite(path: &str, mut batcher: Batcher) -> Result<(), StoreError> {
     let open = |e: rusqlite::Error| StoreError::Open { target: path.to_owned(), reason: e.to_string() };
+    // Past the opening statements, a failure is one of reading, not of opening.
+    let read = |e: rusqlite::Error| StoreError::Backend(format!("reading the acme-dns database {path}: {e}"));
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(open)?;
+    // Names that occur more than once in other case (a sort on SQLite's side, bounded memory).
+    let repeated = |column: &str| -> Result<Vec<String>, StoreError> {
+        let sql = format!("SELECT lower({column}) FROM records GROUP BY lower({column}) HAVING count(*) > 1");
+        let mut statement = conn.prepare(&sql).map_err(open)?;
+        let names = statement.query_map([], |row| row.get::<_, String>(0)).map_err(open)?;
+        names.collect::<Result<_, _>>().map_err(read)
+    };
+    batcher.checker.set_duplicates(repeated("Username")?, repeated("Subdomain")?);
     let mut accounts = conn
         .prepare(
-            "SELECT Username, Password, Subdomain, AllowFrom FROM records \
+            "SELECT Username, Password, Subdomain, AllowFrom, rowid FROM records \
              ORDER BY Subdomain COLLATE NOCASE, rowid",
         )
         .map_err(open)?;
@@ -154,33 +222,36 @@ fn read_sqlite(path: &str, mut batcher: Batcher) -> Result<(), StoreError> {
         )
         .map_err(open)?;
     let mut values = values.query([]).map_err(open)?;
+    // Any column as text: a row of another type is the checks' to refuse, not a read error.
+    let text = |row: &rusqlite::Row<'_>, i: usize| -> Result<Option<String>, StoreError> {
+        Ok(hash_text(row.get::<_, rusqlite::types::Value>(i).map_err(read)?))
+    };
     // The next value not yet given to an account: (lower-case subdomain, value).
     let mut next_value = || -> Result<Option<(String, String)>, StoreError> {
-        let Some(row) = values.next().map_err(open)? else { return Ok(None) };
-        Ok(Some((row.get::<_, String>(0).map_err(open)?.to_ascii_lowercase(), row.get(1).map_err(open)?)))
+        let Some(row) = values.next().map_err(read)? else { return Ok(None) };
+        let (subdomain, value) = (text(row, 0)?.unwrap_or_default(), text(row, 1)?.unwrap_or_default());
+        Ok(Some((subdomain.to_ascii_lowercase(), value)))
     };
     let mut pending = next_value()?;
-    while let Some(row) = accounts.next().map_err(open)? {
-        let hash = row.get::<_, rusqlite::types::Value>(1).map_err(open)?;
-        let account = account(
-            row.get(0).map_err(open)?,
-            String::new(),
-            row.get(2).map_err(open)?,
-            row.get(3).map_err(open)?,
-        );
+    while let Some(row) = accounts.next().map_err(read)? {
+        let mut row = Row {
+            row: u64::try_from(row.get::<_, i64>(4).map_err(read)?).unwrap_or(0),
+            username: text(row, 0)?.unwrap_or_default(),
+            hash: text(row, 1)?,
+            subdomain: text(row, 2)?.unwrap_or_default(),
+            allowfrom: text(row, 3)?,
+            values: Vec::new(),
+        };
+        let subdomain = row.subdomain.to_ascii_lowercase();
         // Values of subdomains without an account come first in the order: skipped.
-        while pending.as_ref().is_some_and(|(s, _)| *s < account.subdomain) {
+        while pending.as_ref().is_some_and(|(s, _)| *s < subdomain) {
             pending = next_value()?;
         }
-        let mut source = Source { account, values: Vec::new() };
-        while let Some((_, value)) = pending.take_if(|(s, _)| *s == source.account.subdomain) {
-            source.values.push(value);
+        while let Some((_, value)) = pending.take_if(|(s, _)| *s == subdomain) {
+            row.values.push(value);
             pending = next_value()?;
         }
-        // An unreadable hash: the account cannot be used; the old importer skipped it too.
-        let Some(hash) = hash_text(hash) else { continue };
-        source.account.bcrypt_hash = Some(hash);
-        if batcher.push_blocking(source).is_err() {
+        if batcher.push_blocking(row).is_err() {
             return Ok(());
         }
     }
@@ -194,12 +265,24 @@ fn read_sqlite(path: &str, mut batcher: Batcher) -> Result<(), StoreError> {
 async fn read_postgres(url: &str, mut batcher: Batcher) -> Result<(), StoreError> {
     let target = super::redact(url);
     // The server's own message ("column t.rowid does not exist"), not the driver's "db error".
-    let open = |e: tokio_postgres::Error| StoreError::Open {
-        target: target.clone(),
-        reason: e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+    let reason = |e: &tokio_postgres::Error| {
+        e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned())
+    };
+    let open = |e: tokio_postgres::Error| StoreError::Open { target: target.clone(), reason: reason(&e) };
+    let read = |e: tokio_postgres::Error| {
+        StoreError::Backend(format!("reading the acme-dns database {target}: {}", reason(&e)))
     };
     let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(open)?;
     let driver = tokio::spawn(connection);
+    // Names that occur more than once in other case.
+    let mut repeated = Vec::new();
+    for column in ["username", "subdomain"] {
+        let sql = format!("SELECT lower({column}) FROM records GROUP BY lower({column}) HAVING count(*) > 1");
+        let rows = client.query(&sql, &[]).await.map_err(open)?;
+        repeated.push(rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>());
+    }
+    let subdomains = repeated.pop().unwrap_or_default();
+    batcher.checker.set_duplicates(repeated.pop().unwrap_or_default(), subdomains);
     // A portal lives in a transaction; this one only reads.
     let tx = client.transaction().await.map_err(open)?;
     let portal = tx
@@ -211,26 +294,35 @@ async fn read_postgres(url: &str, mut batcher: Batcher) -> Result<(), StoreError
         )
         .await
         .map_err(open)?;
-    let mut current: Option<(String, Source)> = None;
+    let mut current: Option<Row> = None;
+    let mut position = 0;
     loop {
-        let rows = tx.query_portal(&portal, BATCH as i32).await.map_err(open)?;
+        let rows = tx.query_portal(&portal, BATCH as i32).await.map_err(read)?;
         if rows.is_empty() {
             break;
         }
         for row in rows {
-            let username: String = row.get(0);
-            if current.as_ref().is_none_or(|(u, _)| *u != username) {
-                if let Some((_, done)) = current.take() {
-                    batcher.batch.push(done);
+            let username: String = row.try_get(0).map_err(read)?;
+            if current.as_ref().is_none_or(|c| c.username != username) {
+                if let Some(done) = current.take()
+                    && let Some(source) = batcher.checker.check(done)
+                {
+                    batcher.batch.push(source);
                 }
-                let source = Source {
-                    account: account(username.clone(), row.get(1), row.get(2), row.get(3)),
+                position += 1;
+                current = Some(Row {
+                    row: position,
+                    username,
+                    hash: row.try_get(1).map_err(read)?,
+                    subdomain: row.try_get::<_, Option<String>>(2).map_err(read)?.unwrap_or_default(),
+                    allowfrom: row.try_get(3).map_err(read)?,
                     values: Vec::new(),
-                };
-                current = Some((username, source));
+                });
             }
-            if let (Some(value), Some((_, source))) = (row.get::<_, Option<String>>(4), current.as_mut()) {
-                source.values.push(value);
+            if let (Some(value), Some(current)) =
+                (row.try_get::<_, Option<String>>(4).map_err(read)?, current.as_mut())
+            {
+                current.values.push(value);
             }
         }
         if batcher.batch.len() >= BATCH {
@@ -240,7 +332,11 @@ async fn read_postgres(url: &str, mut batcher: Batcher) -> Result<(), StoreError
             }
         }
     }
-    batcher.batch.extend(current.map(|(_, source)| source));
+    if let Some(done) = current.take()
+        && let Some(source) = batcher.checker.check(done)
+    {
+        batcher.batch.push(source);
+    }
     if !batcher.batch.is_empty() {
         let _ = batcher.tx.send(batcher.batch).await;
     }
@@ -376,22 +472,41 @@ pub(super) async fn write_batch(c: &impl Conn, batch: &[Source], keep: usize) ->
 }
 
 /// Imports the acme-dns database at `source` (a file path or a `postgres://` URL) into `store`,
-/// calling `progress` with the running totals after each committed batch.
+/// calling `progress` with the running totals after each committed batch. With
+/// [`Options::strict`], a first pass checks every row and nothing is written if one fails.
 pub async fn import_acme_dns(
     store: &Store,
     source: &str,
-    keep: usize,
+    options: &Options,
     progress: &mut (dyn FnMut(&Report) + Send),
-) -> Result<Report, StoreError> {
+) -> Result<Report, ImportError> {
+    if options.strict {
+        let checked = pass(None, source, options, &mut |_| {}).await?;
+        if checked.refused + checked.refused_values > 0 {
+            return Err(ImportError::Refused { report: checked });
+        }
+    }
+    pass(Some(store), source, options, progress).await
+}
+
+/// One pass over the source: every row checked, and the accounts that pass written to `store`
+/// (none written without one).
+async fn pass(
+    store: Option<&Store>,
+    source: &str,
+    options: &Options,
+    progress: &mut (dyn FnMut(&Report) + Send),
+) -> Result<Report, ImportError> {
     let (tx, mut rx) = mpsc::channel(AHEAD);
-    let batcher = Batcher::new(tx);
+    let rejections = Arc::new(Mutex::new(Rejections::default()));
+    let batcher = Batcher::new(Checker::new(options.subdomain.clone(), rejections.clone()), tx);
     let reader = if source.starts_with("postgres://") || source.starts_with("postgresql://") {
         let url = source.to_owned();
         tokio::spawn(async move { read_postgres(&url, batcher).await })
     } else {
         let path = source.to_owned();
         if !std::path::Path::new(&path).exists() {
-            return Err(StoreError::Open { target: path, reason: "no such file".into() });
+            return Err(StoreError::Open { target: path, reason: "no such file".into() }.into());
         }
         // The reader blocks on SQLite; it runs beside the writer, on its own thread.
         tokio::task::spawn_blocking(move || read_sqlite(&path, batcher))
@@ -399,7 +514,10 @@ pub async fn import_acme_dns(
     let mut report = Report::default();
     let written = async {
         while let Some(batch) = rx.recv().await {
-            report += store.import_batch(batch, keep).await?;
+            match store {
+                Some(store) => report += store.import_batch(batch, options.keep).await?,
+                None => report.found += batch.len(),
+            }
             progress(&report);
         }
         Ok::<_, StoreError>(())
@@ -407,9 +525,19 @@ pub async fn import_acme_dns(
     .await;
     // A failed writer drops the channel, which ends the reader; its own error comes first.
     drop(rx);
-    reader.await.map_err(|e| StoreError::Backend(e.to_string()))??;
-    written?;
-    Ok(report)
+    let read = reader.await.map_err(|e| StoreError::Backend(format!("the import's reader failed: {e}")));
+    {
+        let rejections = rejections.lock().unwrap_or_else(PoisonError::into_inner);
+        report.refused = rejections.accounts;
+        report.refused_values = rejections.values;
+        report.found += rejections.accounts;
+        report.rejections = rejections.listed.clone();
+    }
+    match read.and_then(|read| read).and(written) {
+        Ok(()) => Ok(report),
+        Err(error) if report.imported + report.skipped == 0 => Err(error.into()),
+        Err(source) => Err(ImportError::Stopped { report, source }),
+    }
 }
 
 #[cfg(test)]

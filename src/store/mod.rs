@@ -24,6 +24,7 @@
 mod common;
 mod export;
 pub mod import;
+pub mod import_check;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod schema;

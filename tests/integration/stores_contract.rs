@@ -9,7 +9,7 @@ use std::time::Duration;
 use acme_delegate::config::{Database, Engine};
 use acme_delegate::persist::Record;
 use acme_delegate::privacy::Secret;
-use acme_delegate::store::import::{BATCH, Source, import_acme_dns};
+use acme_delegate::store::import::{BATCH, Options, Report, Source};
 use acme_delegate::store::{Account, AuditEntry, Change, PurgeRules, PutOutcome, Store, StoreError};
 
 use crate::harness::TempDir;
@@ -76,6 +76,35 @@ fn audit(username: &str, at: i64) -> AuditEntry {
 }
 
 /// Strings from literals.
+/// Import options as `import-acme-dns` makes them for the test zone (keep 2, not strict).
+fn options() -> Options {
+    Options {
+        keep: 2,
+        strict: false,
+        subdomain: std::sync::Arc::new(acme_delegate::dns::zone::check_subdomain),
+    }
+}
+
+/// Imports `source` into `store` with [`options`], calling `progress` after each batch.
+async fn import_acme_dns(store: &Store, source: &str, progress: &mut (dyn FnMut(&Report) + Send)) -> Report {
+    acme_delegate::store::import::import_acme_dns(store, source, &options(), progress).await.unwrap()
+}
+
+/// The UUID username of acme-dns account `n` of a test source.
+fn uuid(n: usize) -> String {
+    format!("{n:08x}-0000-4000-8000-000000000000")
+}
+
+/// A bcrypt-shaped hash for account `n` (the import checks the form; only a use checks more).
+fn bcrypt_hash(n: usize) -> String {
+    format!("$2a$10${n:053}")
+}
+
+/// A dns-01 value (43 characters of base64url) made from `tag`.
+fn value(tag: &str) -> String {
+    format!("{tag:_<43}")
+}
+
 fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|&v| v.to_owned()).collect()
 }
@@ -169,23 +198,30 @@ async fn import_skips_what_exists(backend: Backend) {
     conn.execute_batch(
         "CREATE TABLE records(Username TEXT UNIQUE NOT NULL PRIMARY KEY, Password TEXT UNIQUE NOT NULL,
              Subdomain TEXT UNIQUE NOT NULL, AllowFrom TEXT);
-         CREATE TABLE txt(Subdomain TEXT NOT NULL, Value TEXT NOT NULL DEFAULT '', LastUpdate INT);
-         INSERT INTO records VALUES ('AA-1', X'2432612431302478', 'SUB-A', '[\"\", \"10.0.0.0/8\"]');
-         INSERT INTO txt VALUES ('SUB-A', 'old', 1), ('SUB-A', 'older', 0), ('SUB-A', '', 2), ('SUB-A', 'new', 3);",
+         CREATE TABLE txt(Subdomain TEXT NOT NULL, Value TEXT NOT NULL DEFAULT '', LastUpdate INT);",
+    )
+    .unwrap();
+    let (user, hash) = (uuid(0xAA1).to_uppercase(), bcrypt_hash(1));
+    conn.execute(
+        "INSERT INTO records VALUES (?1, CAST(?2 AS BLOB), 'SUB-A', '[\"\", \"10.0.0.0/8\"]')",
+        [&user, &hash],
+    )
+    .unwrap();
+    let (old, older, new) = (value("old"), value("older"), value("new"));
+    conn.execute(
+        "INSERT INTO txt VALUES ('SUB-A', ?1, 1), ('SUB-A', ?2, 0), ('SUB-A', '', 2), ('SUB-A', ?3, 3)",
+        [&old, &older, &new],
     )
     .unwrap();
     drop(conn);
     let source = source.to_str().unwrap();
-    let report = import_acme_dns(&store, source, 2, &mut |_| ()).await.unwrap();
+    let report = import_acme_dns(&store, source, &mut |_| ()).await;
     assert_eq!((report.found, report.imported, report.skipped, report.values), (1, 1, 0, 2));
-    let again = import_acme_dns(&store, source, 2, &mut |_| ()).await.unwrap();
+    let again = import_acme_dns(&store, source, &mut |_| ()).await;
     assert_eq!((again.imported, again.skipped, again.values), (0, 1, 0));
-    let imported = store.account("aa-1").await.unwrap().unwrap();
-    assert_eq!(
-        (imported.bcrypt_hash.as_deref(), imported.allowfrom),
-        (Some("$2a$10$x"), strings(&["10.0.0.0/8"]))
-    );
-    assert_eq!(store.txt_of("sub-a", 2).await.unwrap().unwrap().values, strings(&["old", "new"]));
+    let imported = store.account(&uuid(0xAA1)).await.unwrap().unwrap();
+    assert_eq!((imported.bcrypt_hash, imported.allowfrom), (Some(hash), strings(&["10.0.0.0/8"])));
+    assert_eq!(store.txt_of("sub-a", 2).await.unwrap().unwrap().values, [old, new]);
 }
 
 /// An acme-dns `records` row: username, hash, subdomain, allowfrom.
@@ -202,25 +238,20 @@ fn acme_dns_rows() -> (Vec<AcmeDnsRecord>, Vec<AcmeDnsTxt>) {
     for n in 0..BATCH + 321 {
         let subdomain = if n % 7 == 0 { format!("SUB-{n:05}") } else { format!("sub-{n:05}") };
         let allowfrom = if n % 5 == 0 { r#"["10.0.0.0/8", ""]"# } else { "[]" };
-        records.push((
-            format!("user-{n:05}"),
-            format!("$2a$10$hash{n}"),
-            subdomain.clone(),
-            allowfrom.to_owned(),
-        ));
+        records.push((uuid(n), bcrypt_hash(n), subdomain.clone(), allowfrom.to_owned()));
         // acme-dns's two rows per account; '' until updated. Times tie on purpose (acme-dns's
         // seconds), where the row order decides.
         let values: Vec<String> = match n % 4 {
             0 => vec![String::new(), String::new()],
-            1 => vec![format!("a{n}"), String::new()],
-            2 => vec![format!("a{n}"), format!("b{n}"), format!("a{n}")],
-            _ => vec![format!("a{n}"), format!("b{n}"), format!("c{n}")],
+            1 => vec![value(&format!("a{n}")), String::new()],
+            2 => vec![value(&format!("a{n}")), value(&format!("b{n}")), value(&format!("a{n}"))],
+            _ => vec![value(&format!("a{n}")), value(&format!("b{n}")), value(&format!("c{n}"))],
         };
         for (i, value) in values.into_iter().enumerate() {
             txt.push((subdomain.to_lowercase(), value, (n % 3) as i64 + i64::from(i as u8 / 2)));
         }
     }
-    txt.push(("nobody".into(), "orphan".into(), 5));
+    txt.push(("nobody".into(), value("orphan"), 5));
     (records, txt)
 }
 
@@ -279,7 +310,7 @@ async fn streamed_import_matches_row_by_row(backend: Backend) {
     let expected = expected_db.open().await;
     let mut ordered = txt.clone();
     ordered.sort_by_key(|(_, _, at)| *at); // stable: ties keep the row order
-    let is_three = |a: &Account| a.username == "user-00003";
+    let is_three = |a: &Account| a.username == uuid(3);
     for (username, hash, subdomain, allowfrom) in &records {
         let allowfrom: Vec<String> = serde_json::from_str::<Vec<String>>(allowfrom).unwrap();
         let account = Account {
@@ -320,7 +351,7 @@ async fn streamed_import_matches_row_by_row(backend: Backend) {
     }
     let before = store.zone_version().await.unwrap();
     let mut batches = 0;
-    let report = import_acme_dns(&store, source.to_str().unwrap(), 2, &mut |_| batches += 1).await.unwrap();
+    let report = import_acme_dns(&store, source.to_str().unwrap(), &mut |_| batches += 1).await;
     let values = expected.1.iter().filter(|(s, _)| *s != existing.subdomain).map(|(_, v)| v.len()).sum();
     assert_eq!(
         (report.found, report.imported, report.skipped, report.values),
@@ -353,7 +384,7 @@ async fn streamed_import_matches_row_by_row(backend: Backend) {
         let v = before.version;
         assert_eq!(heard, [(v + 1, "import".to_owned()), (v + 2, "import".to_owned())]);
     }
-    let again = import_acme_dns(&store, source.to_str().unwrap(), 2, &mut |_| ()).await.unwrap();
+    let again = import_acme_dns(&store, source.to_str().unwrap(), &mut |_| ()).await;
     assert_eq!(
         (again.found, again.imported, again.skipped, again.values),
         (records.len(), 0, records.len(), 0)
@@ -388,7 +419,7 @@ async fn streamed_import_matches_row_by_row(backend: Backend) {
         let db = Fresh::new(backend);
         let store = db.open().await;
         store.insert_account(&existing).await.unwrap();
-        let report = import_acme_dns(&store, &url, 2, &mut |_| ()).await.unwrap();
+        let report = import_acme_dns(&store, &url, &mut |_| ()).await;
         assert_eq!((report.imported, report.skipped, report.values), (records.len() - 1, 1, values));
         assert_eq!(contents(&store).await, expected);
     }
