@@ -565,6 +565,18 @@ pub async fn ping(c: &impl Conn) -> Result<(), StoreError> {
     c.query("SELECT 1", &[]).await.map(drop)
 }
 
+/// A database URL without its password, for messages (a file path is returned as it is).
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod version;
+pub use common::redact;
 pub use version::{LogEntry, ZoneSnapshot, ZoneVersion};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
@@ -579,18 +580,6 @@ fn not_built(target: &str, engine: &str) -> StoreError {
     StoreError::Open {
         target: target.to_owned(),
         reason: format!("this build has no {engine} support (it was built without the `{engine}` feature)"),
-    }
-}
-
-/// A database URL without its password, for messages (a file path is returned as it is).
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }
 
