@@ -237,6 +237,9 @@ pub struct Config {
     pub privacy: Privacy,
     /// Zone transfers, NOTIFY and TSIG (`[transfer]`), when configured.
     pub transfer: Option<crate::dns::xfr::TransferSettings>,
+    /// Seconds this instance's clock may differ from the database's before it refuses the
+    /// shared decisions (`[general] max_clock_skew`, ours; see `sync::clock`).
+    pub max_clock_skew: u64,
     /// The Prometheus exporter (`[metrics]`), when configured.
     pub metrics: Option<Metrics>,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
@@ -271,7 +274,20 @@ impl Config {
         let privacy = build::privacy(&file.privacy, &database, &mut warnings)?;
         let transfer = transfer::parse(&file.transfer, privacy.client_ip, &mut warnings)?;
         let metrics = metrics::parse(&file.metrics, &api)?;
-        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, transfer, metrics, warnings })
+        let max_clock_skew = file.general.max_clock_skew().duration(defaults::MAX_CLOCK_SKEW)?.max(1);
+        Ok(Self {
+            source: None,
+            dns,
+            database,
+            api,
+            log,
+            dnssec,
+            privacy,
+            transfer,
+            metrics,
+            max_clock_skew,
+            warnings,
+        })
     }
 }
 

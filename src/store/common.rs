@@ -182,6 +182,9 @@ pub trait Conn {
     async fn schema_version(&self) -> Result<i64, StoreError>;
     /// Records the schema version.
     async fn set_schema_version(&self, version: i64) -> Result<(), StoreError>;
+    /// The database's own clock, seconds since the epoch: PostgreSQL's server clock, which every
+    /// instance shares; on SQLite, this process's clock (the file has no clock of its own).
+    async fn clock(&self) -> Result<i64, StoreError>;
 }
 
 /// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…)…` for `rows` rows of `width` columns.
@@ -537,7 +540,7 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
     // One version for all that the purge changes.
     let mut edits = Edits::default();
     // Past persistUntil first: an account whose only records just expired is unused again.
-    let persist_expired = super::persist::purge_expired(c, now(), &mut edits).await?;
+    let persist_expired = super::persist::purge_expired(c, rules.now, &mut edits).await?;
     let unused = "COALESCE(last_used, created_at) < $1 \
                   AND NOT EXISTS (SELECT 1 FROM persist p WHERE p.subdomain = accounts.subdomain)";
     let accounts_expired = match rules.unused_before {

@@ -31,7 +31,7 @@ mod schema;
 pub mod sqlite;
 pub mod version;
 pub use common::redact;
-pub use version::{LogEntry, ZoneSnapshot, ZoneVersion};
+pub use version::{LogEntry, StoreTime, ZoneSnapshot, ZoneVersion};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("acme-delegate needs a store: enable the `sqlite` or the `postgres` feature (or both)");
@@ -193,6 +193,8 @@ pub struct AccountSummary {
 /// What the retention task removes: everything older than these times (seconds since epoch).
 #[derive(Clone, Copy, Debug)]
 pub struct PurgeRules {
+    /// The store's time the cuts were taken from (dns-persist-01 records past it expire).
+    pub now: i64,
     /// Audit entries before this.
     pub audit_before: i64,
     /// TXT values set before this.
@@ -546,9 +548,18 @@ impl Store {
         }
     }
 
-    /// Checks that the database answers (for the readiness endpoint).
+    /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         run!(self, c => common::ping(c))
+    }
+
+    /// The store's time and signing epoch; with `record`, the time is recorded (see [`version::time`]).
+    pub async fn time(&self, record: bool) -> Result<StoreTime, StoreError> {
+        if record {
+            atomic!(self, c => version::time(c, true))
+        } else {
+            run!(self, c => version::time(c, false))
+        }
     }
 
     /// Follows changes made by other processes: other instances (PostgreSQL's LISTEN/NOTIFY)

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real sockets. One test binary (see Cargo.toml).
 
 mod api;
+mod clock;
 mod differential;
 mod dns;
 mod dnssec;
