@@ -10,7 +10,7 @@
 //! Two layers: `raw` mirrors the file (one serde struct per section, one field per key: the
 //! only list of known keys), `build` turns each raw section into the validated types defined
 //! here, with the defaults named in `defaults`. Our additions live in `[dns]`,
-//! `[dnssec]`, `[privacy]` and a few extra `[api]` keys, all optional, with defaults documented
+//! `[dnssec]`, `[privacy]`, a few extra `[api]` keys and `[general] max_clock_skew`, all optional, with defaults documented
 //! in `config.sample.cfg` (a test keeps its keys and the reader's the same). Without any file
 //! the server runs on [`EMBEDDED_DEFAULT`], a demo set-up on loopback ports for trying it out.
 
@@ -333,6 +333,21 @@ loglevel = "debug"
 logtype = "stdout"
 logformat = "text"
 "#;
+
+    #[test]
+    fn max_clock_skew_is_a_duration_of_at_least_a_second() {
+        assert_eq!(Config::from_text(ACME_DNS_SAMPLE, "test").unwrap().max_clock_skew, 60);
+        let with = |value: &str| {
+            let text =
+                ACME_DNS_SAMPLE.replace("debug = false", &format!("debug = false\nmax_clock_skew = {value}"));
+            Config::from_text(&text, "test")
+        };
+        assert_eq!(with("\"2m\"").unwrap().max_clock_skew, 120);
+        assert_eq!(with("0").unwrap().max_clock_skew, 1);
+        assert!(
+            matches!(with("\"soon\""), Err(ConfigError::Key { key, .. }) if key == "general.max_clock_skew")
+        );
+    }
 
     #[test]
     fn reads_an_acme_dns_config() {
