@@ -162,6 +162,9 @@ pub enum Lock {
 pub trait Conn {
     /// The engine's column types for the migrations.
     const TYPES: ColumnTypes;
+    /// Whether [`Conn::clock`] is the host's own, with nothing to check it against: the store
+    /// then keeps its time from going back itself (see `version::time`).
+    const HOST_CLOCK: bool;
     /// Runs one statement; returns how many rows it changed.
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
     /// Runs one statement; returns its rows.

@@ -218,6 +218,7 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
         seq: "BIGSERIAL PRIMARY KEY",
         id: "BIGSERIAL PRIMARY KEY",
     };
+    const HOST_CLOCK: bool = false;
 
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let (statement, params) = self.prepare(sql, params).await?;

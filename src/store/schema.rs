@@ -115,7 +115,8 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX signatures_by_epoch ON signatures (epoch);",
     // 10: the newest time the store handed out for a shared decision (signing epoch, purge),
-    // below which the store's time never goes again (see `version::time`).
+    // below which an SQLite store's time never goes again (see `version::time`; unused on
+    // PostgreSQL).
     "ALTER TABLE zone_version ADD COLUMN clock {int} NOT NULL DEFAULT 0;",
 ];
 

@@ -100,6 +100,7 @@ impl Conn for Connection {
         seq: "INTEGER PRIMARY KEY AUTOINCREMENT",
         id: "INTEGER PRIMARY KEY",
     };
+    const HOST_CLOCK: bool = true;
 
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let mut statement = self.prepare_cached(&dialect(sql)).map_err(error)?;

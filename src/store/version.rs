@@ -16,12 +16,12 @@
 //! (pruned, or an erased account's rows) makes the reader resynchronise from a snapshot that
 //! reads the version and the contents together.
 //!
-//! Time for what the instances share comes from the store too ([`time`]): the database's clock
-//! (PostgreSQL's server; on SQLite the host's), never behind the newest time the store handed
-//! out before (`zone_version.clock`, recorded by each signing epoch and each check of the
-//! signatures and the purge). So a clock that goes back, on the database server or on the one
-//! host of an SQLite file, does not take the signing epoch or the purge's cut back with it; an
-//! epoch ahead of that time is refused here, and refused by every reader (`sync::clock`).
+//! Time for what the instances share comes from the store too ([`time`]): PostgreSQL's server
+//! clock, or on SQLite the host's, there never behind the newest time the store handed out
+//! before (`zone_version.clock`, recorded by each signing epoch and each check of the
+//! signatures and the purge): a clock that goes back on the one host of an SQLite file does not
+//! take the signing epoch or the purge's cut back with it. An epoch ahead of that time is
+//! refused here, and refused by every reader (`sync::clock`).
 //!
 //! Two names in the log are not subdomains (those are UUID labels): [`OWN_CHALLENGE`] carries
 //! the API's own ACME challenge values, [`SIGN`] a new signing epoch (every instance re-signs
@@ -104,15 +104,22 @@ pub struct StoreTime {
     pub epoch: u32,
 }
 
-/// The store's time: the database's clock, never earlier than the newest time recorded before;
-/// with `record`, records it (so that it never goes back, even across restarts). Instances
-/// take from it what they share (the signing epoch, the purge's cut); each compares it with
-/// its own clock (`sync::clock`).
-pub async fn time(c: &impl Conn, record: bool) -> Result<StoreTime, StoreError> {
+/// The store's time: the database's clock. Instances take from it what they share (the signing
+/// epoch, the purge's cut); each compares it with its own clock (`sync::clock`).
+///
+/// On SQLite that clock is the host's, which nothing checks: there the store's time is never
+/// earlier than the newest time recorded before, and `record` records it, so a clock that goes
+/// back does not take the store's time back, even across restarts. PostgreSQL's clock needs no
+/// such floor: every instance compares its own clock with it, and refuses while they disagree
+/// (a floor would only keep them refusing after the server's clock was set right).
+pub async fn time<C: Conn>(c: &C, record: bool) -> Result<StoreTime, StoreError> {
     let clock = c.clock().await?;
     let rows = c.query("SELECT clock, epoch FROM zone_version WHERE id = 1", &[]).await?;
     let row = rows.first().ok_or_else(|| StoreError::Backend("the zone_version row is missing".into()))?;
     let (recorded, epoch) = (row.int(0)?, u32_of(row.int(1)?));
+    if !C::HOST_CLOCK {
+        return Ok(StoreTime { now: clock, epoch });
+    }
     if record && clock > recorded {
         c.execute("UPDATE zone_version SET clock = $1 WHERE id = 1 AND clock < $1", &[clock.into()]).await?;
     }

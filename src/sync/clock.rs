@@ -2,8 +2,8 @@
 //!
 //! Design note: what every instance on one database shares (the signing epoch, which sets the
 //! validity of every signature; the purge, which deletes TXT values and accounts for all of
-//! them) takes its time from the store (`store::version::time`: PostgreSQL's clock, never
-//! going back), not from the clock of whichever instance happens to act. Each time it reads
+//! them) takes its time from the store (`store::version::time`: PostgreSQL's clock; on SQLite
+//! the host's, never going back), not from the clock of whichever instance happens to act. Each time it reads
 //! that time, an instance compares its own clock with it. Beyond `[general] max_clock_skew`,
 //! its clock is wrong (or the database's is) and it refuses the shared decisions until they
 //! agree again: it records no signing epoch and runs no purge, and says so in its log (when
@@ -17,10 +17,12 @@
 //! once (`ZoneSync::refresh_signatures`), which every instance then applies: the zone recovers
 //! in seconds instead of waiting out the difference.
 //!
-//! A clock that goes back is no repair on its own: the store's time does not follow it, so an
-//! instance whose clock went back finds itself behind the store's and refuses too. Where the
-//! newest time recorded is itself wrong (the database's clock or, on SQLite, the one host's ran
-//! ahead and was corrected), the operator clears it (README, "Clocks").
+//! On PostgreSQL every instance checks the server's clock with its own: a wrong server clock
+//! makes them all refuse until it is set right, and then they agree again by themselves. On
+//! SQLite the host's clock is the only one, so the store's time never goes back: a host whose
+//! clock went back finds itself behind the store's and refuses. Where the newest time recorded
+//! is itself wrong (the clock ran ahead and was set right), the operator clears it (README,
+//! "Clocks").
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
