@@ -23,11 +23,15 @@
 //!   instance records a new signing epoch as a version (a conditional update: a second
 //!   instance trying at the same time finds the epoch moved and records nothing); every
 //!   instance then signs every set anew with it, the same way.
+//! - **Shared decisions take the store's time.** The signing epoch and the purge's cut come
+//!   from the store's clock, and an instance whose own clock disagrees with it refuses them;
+//!   an epoch in the future is refused by every reader and replaced (`clock.rs`).
 //!
 //! The daemon makes one [`ZoneSync`] and hands clones to the API, the change-feed follower,
 //! the retention purge, the signature refresh, the keeper of signatures (`signatures.rs`) and
 //! the ACME client.
 
+pub mod clock;
 mod persist;
 mod signatures;
 
@@ -43,7 +47,10 @@ use crate::dns::zone::persist_label;
 use crate::dns::zone::{Edit, Zone, unix_now};
 use crate::privacy::Secret;
 use crate::store::version::{ERASED, OWN_CHALLENGE, PERSIST, SIGN, erased_name};
-use crate::store::{Account, AuditEntry, Change, LogEntry, PurgeRules, Purged, Store, StoreError, TxtValues};
+use crate::store::{
+    Account, AuditEntry, Change, LogEntry, PurgeRules, Purged, Store, StoreError, StoreTime, TxtValues,
+};
+use clock::{Clock, Skew};
 
 /// A start serves its signatures without renewing them first only while they stay valid this
 /// long (seconds): longer than a validator caches an answer from us (TTLs here are hours at
@@ -95,6 +102,8 @@ pub struct ZoneSync {
     /// Tickets of log reads, taken as each read begins: a write committed before a read began
     /// is seen by it, so writes that commit together share one read (see [`Self::catch_up`]).
     reads: Arc<AtomicU64>,
+    /// This instance's clock compared with the store's, and the epochs refused.
+    clock: Arc<Clock>,
 }
 
 /// The store version the zone serves.
@@ -156,15 +165,31 @@ fn edits_of(zone: &Zone, entry: &LogEntry) -> Vec<Edit> {
 }
 
 impl ZoneSync {
-    /// Joins `store` and `zone`; `keep` is how many TXT values each subdomain serves.
-    pub fn new(store: Store, zone: Arc<Zone>, keep: usize) -> Self {
+    /// Joins `store` and `zone`; `keep` is how many TXT values each subdomain serves,
+    /// `max_clock_skew` how far (seconds) this instance's clock may be from the store's.
+    pub fn new(store: Store, zone: Arc<Zone>, keep: usize, max_clock_skew: u64) -> Self {
         Self {
             store,
             zone,
             keep,
             applied: Arc::new(Mutex::new(Applied::default())),
             reads: Arc::new(AtomicU64::new(0)),
+            clock: Arc::new(Clock::new(max_clock_skew)),
         }
+    }
+
+    /// The store's time, compared with this instance's clock: `Some` skew when they differ by
+    /// more than `[general] max_clock_skew`. With `record`, the store records the time (so it
+    /// never goes back).
+    pub async fn shared_time(&self, record: bool) -> Result<(StoreTime, Option<Skew>), StoreError> {
+        let time = self.store.time(record).await?;
+        let skew = self.clock.compare(i64::from(unix_now()), &time);
+        Ok((time, skew))
+    }
+
+    /// This instance's clock beyond the bound at the last comparison, if it was.
+    pub fn clock_skew(&self) -> Option<Skew> {
+        self.clock.skew()
     }
 
     /// The zone, for reading.
@@ -207,10 +232,15 @@ impl ZoneSync {
         // Signatures about to expire (every instance stopped for most of their validity) are
         // renewed before anything is served: served, they could turn bogus in a validator's
         // cache. Signatures that are only due for renewal are served while the refresh task
-        // renews them (it checks at once): a restart after a long stop answers in seconds.
-        let soon = unix_now().saturating_add(SERVE_AT_LEAST);
-        if self.zone.earliest_signature_expiry().is_some_and(|expiry| expiry <= soon) {
-            self.refresh_signatures().await?;
+        // renews them (it checks at once): a restart after a long stop answers in seconds. So
+        // is an epoch in the future that the load refused (replaced by a correct one).
+        if self.zone.is_signed() {
+            let (time, _) = self.shared_time(false).await?;
+            let soon = time.now.saturating_add(SERVE_AT_LEAST.into());
+            let expiry = self.zone.earliest_signature_expiry().map_or(i64::MAX, i64::from);
+            if expiry <= soon || self.clock.refused().is_some() {
+                self.refresh_signatures().await?;
+            }
         }
         Ok(count)
     }
@@ -289,7 +319,9 @@ impl ZoneSync {
         .await
     }
 
-    /// Removes what is past retention, and stops serving what was removed.
+    /// Removes what is past retention, and stops serving what was removed. The caller takes
+    /// `rules` from the store's time, and runs no purge when this instance's clock is off
+    /// (see [`Self::shared_time`]).
     pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
         let this = self.clone();
         detached(async move {
@@ -321,6 +353,7 @@ impl ZoneSync {
         }
         let ticket = self.reads.fetch_add(1, Ordering::SeqCst);
         let log = self.store.zone_log_since(applied.version).await?;
+        let refused_before = self.clock.refused();
         let mut rest = log.as_slice();
         while let Some(first) = rest.first() {
             let version = first.version;
@@ -342,7 +375,12 @@ impl ZoneSync {
                 .iter()
                 .find(|e| e.name == SIGN)
                 .and_then(|e| e.values.as_ref()?.first()?.parse().ok());
-            if let Some(epoch) = epoch {
+            if let Some(epoch) = epoch
+                && self.refuse_future(epoch).await?
+            {
+                // Signing on with the epoch held; the serial moves as everywhere.
+                self.zone.apply_version(serial, version, &[]);
+            } else if let Some(epoch) = epoch {
                 // Every set signed anew: blocking work, off the async workers.
                 let zone = Arc::clone(&self.zone);
                 let signed = tokio::task::spawn_blocking(move || zone.resign(serial, epoch))
@@ -358,7 +396,40 @@ impl ZoneSync {
             applied.version = version;
         }
         applied.read = Some(ticket);
+        drop(applied);
+        if let Some(epoch) = self.clock.refused()
+            && refused_before != Some(epoch)
+        {
+            self.repair_epoch();
+        }
         Ok(())
+    }
+
+    /// Whether `epoch`, read from the store, lies in the future and is refused (see `clock.rs`);
+    /// records an epoch applied otherwise.
+    async fn refuse_future(&self, epoch: u32) -> Result<bool, StoreError> {
+        // By the store's time, not this instance's: its clock may be the wrong one (a new
+        // epoch is rare, one more read is nothing).
+        let (time, _) = self.shared_time(false).await?;
+        let future = self.clock.in_future(epoch, time.now).then_some(time.now);
+        match future {
+            Some(now) => self.clock.refuse(epoch, now),
+            None => self.clock.accepted(),
+        }
+        Ok(future.is_some())
+    }
+
+    /// Records a correct signing epoch in place of one refused for lying in the future, in a
+    /// task of its own (the caller may hold the zone's version).
+    fn repair_epoch(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.refresh_signatures().await {
+                Ok(true) => tracing::info!("recorded a correct signing epoch for every instance"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!("could not record a correct signing epoch: {error}"),
+            }
+        });
     }
 
     /// Reads a consistent snapshot of the store and makes the zone exactly that, at its
@@ -367,7 +438,16 @@ impl ZoneSync {
         let mark = self.zone.mark();
         let snapshot = self.store.zone_snapshot(self.keep).await?;
         let count = snapshot.contents.len();
-        let version = snapshot.version;
+        let mut version = snapshot.version;
+        if version.epoch != self.zone.epoch() && self.refuse_future(version.epoch).await? {
+            // Signing on with the epoch held; at a start, the zone's own is from this instance's
+            // clock, which is no good either if that is ahead: the store's hour then.
+            let (time, _) = self.shared_time(false).await?;
+            version.epoch = match self.zone.epoch() {
+                held if !self.clock.in_future(held, time.now) => held,
+                _ => u32::try_from(time.now - time.now % 3600).unwrap_or(0),
+            };
+        }
         // Rendering (and at a start, signing on every core) a large zone is blocking work: off
         // the async workers, which go on serving the API meanwhile.
         let zone = Arc::clone(&self.zone);
@@ -408,10 +488,28 @@ impl ZoneSync {
     }
 
     /// When the signatures near expiry, records a new signing epoch in the store (unless
-    /// another instance just did) and applies it; returns whether this instance recorded one.
+    /// another instance just did) and applies it; so too when the store's epoch lies in the
+    /// future (a repair). The time is the store's; nothing is recorded when this instance's
+    /// clock is off. Returns whether this instance recorded an epoch.
     pub async fn refresh_signatures(&self) -> Result<bool, StoreError> {
-        let seen = self.zone.epoch();
-        let Some(epoch) = self.zone.next_epoch(unix_now()).filter(|&e| e != seen) else { return Ok(false) };
+        if !self.zone.is_signed() {
+            return Ok(false);
+        }
+        let (time, skew) = self.shared_time(true).await?;
+        let now = u32::try_from(time.now).unwrap_or(u32::MAX);
+        let (seen, epoch) = if self.clock.in_future(time.epoch, time.now) {
+            // Conditional on the bad epoch, which the zone refused to take.
+            (time.epoch, self.zone.epoch_at(now))
+        } else {
+            let seen = self.zone.epoch();
+            (seen, self.zone.next_epoch(now).filter(|&e| e != seen))
+        };
+        let Some(epoch) = epoch else { return Ok(false) };
+        if let Some(skew) = skew {
+            crate::metrics::counters::clock_refusal("write_epoch");
+            tracing::warn!("not recording the signing epoch due: {skew}");
+            return Ok(false);
+        }
         let recorded = self.store.new_signing_epoch(seen, epoch).await?;
         // Another instance's epoch, if it won, is in the log too.
         self.catch_up(None).await?;

@@ -59,6 +59,9 @@ pub enum ApiError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// This instance's clock is too far from the database's (`/ready`).
+    #[error("{0}")]
+    ClockSkew(crate::sync::clock::Skew),
 }
 
 impl ApiError {
@@ -81,6 +84,7 @@ impl ApiError {
             Self::PersistNotFound => (StatusCode::NOT_FOUND, "persist_record_not_found"),
             Self::Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "db_error"),
+            Self::ClockSkew(_) => (StatusCode::SERVICE_UNAVAILABLE, "clock_skew"),
         }
     }
 }
@@ -114,6 +118,14 @@ impl IntoResponse for ApiError {
             Self::BadPersist(e) => {
                 serde_json::json!({ "error": code, "field": e.field(), "detail": e.to_string() }).to_string()
             }
+            // Only the clocks: nothing here is secret, and it tells the operator what to fix.
+            Self::ClockSkew(skew) => serde_json::json!({
+                "error": code,
+                "skew_seconds": skew.seconds,
+                "max_clock_skew": skew.bound,
+                "detail": skew.to_string(),
+            })
+            .to_string(),
             _ => format!("{{\"error\": \"{code}\"}}"),
         };
         let mut response = json_response(status, body);

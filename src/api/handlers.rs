@@ -30,10 +30,14 @@ pub(super) async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-/// `GET /ready`: 200 when the store answers, 503 otherwise (for load balancers and probes;
+/// `GET /ready`: 200 when the store answers and this instance's clock agrees with its time, 503
+/// otherwise (for load balancers and probes;
 /// `/health` stays as acme-dns has it and checks nothing).
 pub(super) async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
-    state.store.ping().await?;
+    // The store's time answers for the store, and this instance's clock is compared with it.
+    if let (_, Some(skew)) = state.sync.shared_time(false).await? {
+        return Err(ApiError::ClockSkew(skew));
+    }
     Ok(json_response(
         StatusCode::OK,
         format!("{{\"status\": \"ready\", \"subdomains\": {}}}", state.zone.subdomain_count()),

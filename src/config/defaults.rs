@@ -9,6 +9,9 @@
 pub const LISTEN: &str = ":53";
 /// `general.protocol`: UDP and TCP, both families.
 pub const PROTOCOL: &str = "both";
+/// `general.max_clock_skew`, in seconds: NTP keeps clocks within milliseconds, so a minute
+/// apart is a clock that is wrong, not one that drifts.
+pub const MAX_CLOCK_SKEW: u64 = 60;
 /// `dns.soa_ttl`: TTL of the SOA record.
 pub const SOA_TTL: u32 = 3600;
 /// `dns.negative_ttl`: short, so that a fresh registration is seen at once.

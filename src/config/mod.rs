@@ -10,7 +10,7 @@
 //! Two layers: `raw` mirrors the file (one serde struct per section, one field per key: the
 //! only list of known keys), `build` turns each raw section into the validated types defined
 //! here, with the defaults named in `defaults`. Our additions live in `[dns]`,
-//! `[dnssec]`, `[privacy]` and a few extra `[api]` keys, all optional, with defaults documented
+//! `[dnssec]`, `[privacy]`, a few extra `[api]` keys and `[general] max_clock_skew`, all optional, with defaults documented
 //! in `config.sample.cfg` (a test keeps its keys and the reader's the same). Without any file
 //! the server runs on [`EMBEDDED_DEFAULT`], a demo set-up on loopback ports for trying it out.
 
@@ -237,6 +237,9 @@ pub struct Config {
     pub privacy: Privacy,
     /// Zone transfers, NOTIFY and TSIG (`[transfer]`), when configured.
     pub transfer: Option<crate::dns::xfr::TransferSettings>,
+    /// Seconds this instance's clock may differ from the database's before it refuses the
+    /// shared decisions (`[general] max_clock_skew`, ours; see `sync::clock`).
+    pub max_clock_skew: u64,
     /// The Prometheus exporter (`[metrics]`), when configured.
     pub metrics: Option<Metrics>,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
@@ -271,7 +274,20 @@ impl Config {
         let privacy = build::privacy(&file.privacy, &database, &mut warnings)?;
         let transfer = transfer::parse(&file.transfer, privacy.client_ip, &mut warnings)?;
         let metrics = metrics::parse(&file.metrics, &api)?;
-        Ok(Self { source: None, dns, database, api, log, dnssec, privacy, transfer, metrics, warnings })
+        let max_clock_skew = file.general.max_clock_skew().duration(defaults::MAX_CLOCK_SKEW)?.max(1);
+        Ok(Self {
+            source: None,
+            dns,
+            database,
+            api,
+            log,
+            dnssec,
+            privacy,
+            transfer,
+            metrics,
+            max_clock_skew,
+            warnings,
+        })
     }
 }
 
@@ -317,6 +333,21 @@ loglevel = "debug"
 logtype = "stdout"
 logformat = "text"
 "#;
+
+    #[test]
+    fn max_clock_skew_is_a_duration_of_at_least_a_second() {
+        assert_eq!(Config::from_text(ACME_DNS_SAMPLE, "test").unwrap().max_clock_skew, 60);
+        let with = |value: &str| {
+            let text =
+                ACME_DNS_SAMPLE.replace("debug = false", &format!("debug = false\nmax_clock_skew = {value}"));
+            Config::from_text(&text, "test")
+        };
+        assert_eq!(with("\"2m\"").unwrap().max_clock_skew, 120);
+        assert_eq!(with("0").unwrap().max_clock_skew, 1);
+        assert!(
+            matches!(with("\"soon\""), Err(ConfigError::Key { key, .. }) if key == "general.max_clock_skew")
+        );
+    }
 
     #[test]
     fn reads_an_acme_dns_config() {

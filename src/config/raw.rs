@@ -200,6 +200,8 @@ section! {
         /// acme-dns's CORS debug switch.
         #[allow(dead_code, reason = "accepted for acme-dns compatibility and unused")]
         debug,
+        /// How far this instance's clock may be from the database's (ours).
+        max_clock_skew,
     }
 }
 

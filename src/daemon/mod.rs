@@ -82,11 +82,20 @@ pub enum DaemonError {
 /// Removes what is past retention, and stops serving what was removed.
 ///
 /// Safe with several instances on one database: each deletion is idempotent, and the other
-/// instances hear of the changes through the change feed.
+/// instances hear of the changes through the change feed. The cuts are taken from the store's
+/// time, and an instance whose clock is off runs none (`sync::clock`): it would delete what
+/// is fresh for every instance, or keep what is due.
 async fn purge(sync: &ZoneSync, privacy: &Privacy) -> Result<(), StoreError> {
-    let now = crate::dns::zone::unix_now() as i64;
+    let (time, skew) = sync.shared_time(true).await?;
+    if let Some(skew) = skew {
+        crate::metrics::counters::clock_refusal("purge");
+        tracing::warn!("retention purge skipped: {skew}");
+        return Ok(());
+    }
+    let now = time.now;
     let age = |seconds: u64| now.saturating_sub(i64::try_from(seconds).unwrap_or(i64::MAX));
     let rules = PurgeRules {
+        now,
         audit_before: age(privacy.audit_retention),
         txt_before: age(privacy.txt_retention),
         unused_before: privacy.account_expiry.map(age),
@@ -221,7 +230,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     };
     let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
-    let sync = ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values);
+    let sync = ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values, config.max_clock_skew);
     sync.load().await?;
     // The rows read for the load are freed; give them back rather than keep them resident.
     crate::sys::release_free_memory();

@@ -111,6 +111,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
         privacy: _,
         transfer: _,
         metrics: _,
+        max_clock_skew: _,
         warnings: _,
     } = new;
     let crate::config::Api {
@@ -157,6 +158,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
     }
     check(o.listen != n.listen, "api.ip/api.port", false);
     check(o.header_timeout != n.header_timeout, "api.header_timeout", false);
+    check(old.max_clock_skew != new.max_clock_skew, "general.max_clock_skew", false);
     check(old.log.level != new.log.level, "logconfig.loglevel", LOG_LEVEL.get().is_some());
     check(
         old.log.target != new.log.target || old.log.json != new.log.json,

@@ -39,6 +39,10 @@ pub struct Counters {
     feed_backlog: IntGauge,
     /// From a change's arrival from the feed to the zone serving it.
     feed_apply: Histogram,
+    /// This instance's clock minus the store's, at the last comparison (`sync::clock`).
+    clock_skew: IntGauge,
+    /// Shared decisions refused because of a clock, by what was refused.
+    clock_refusals: IntCounterVec,
 }
 
 /// Builds one metric and registers it.
@@ -96,6 +100,19 @@ impl Counters {
                 "acme_delegate_change_feed_apply_seconds",
                 "From a change's arrival on the change feed to the zone serving it (reading the store included).",
             ),
+            clock_skew: registered(
+                &registry,
+                IntGauge::new(
+                    "acme_delegate_clock_skew_seconds",
+                    "This instance's clock minus the database's time, at the last comparison (beyond [general] max_clock_skew either way, the instance records no signing epoch and runs no purge).",
+                )
+                .expect("valid gauge"),
+            ),
+            clock_refusals: counter_vec(
+                "acme_delegate_clock_refusals_total",
+                "Shared decisions refused because of a clock: \"write_epoch\" and \"purge\" (this instance's clock is off), \"apply_epoch\" (a signing epoch in the database lies in the future).",
+                &["what"],
+            ),
             registry,
         }
     }
@@ -140,6 +157,17 @@ pub fn feed_applied(elapsed: Duration, backlog: usize, resync: bool) {
     if resync {
         COUNTERS.feed_resyncs.inc();
     }
+}
+
+/// Records this instance's clock minus the store's time, in seconds.
+pub fn clock_skew(seconds: i64) {
+    COUNTERS.clock_skew.set(seconds);
+}
+
+/// Counts a shared decision refused because of a clock: `what` is `"write_epoch"`, `"purge"` or
+/// `"apply_epoch"`.
+pub fn clock_refusal(what: &'static str) {
+    COUNTERS.clock_refusals.with_label_values(&[what]).inc();
 }
 
 #[cfg(test)]

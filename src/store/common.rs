@@ -162,6 +162,9 @@ pub enum Lock {
 pub trait Conn {
     /// The engine's column types for the migrations.
     const TYPES: ColumnTypes;
+    /// Whether [`Conn::clock`] is the host's own, with nothing to check it against: the store
+    /// then keeps its time from going back itself (see `version::time`).
+    const HOST_CLOCK: bool;
     /// Runs one statement; returns how many rows it changed.
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
     /// Runs one statement; returns its rows.
@@ -182,6 +185,9 @@ pub trait Conn {
     async fn schema_version(&self) -> Result<i64, StoreError>;
     /// Records the schema version.
     async fn set_schema_version(&self, version: i64) -> Result<(), StoreError>;
+    /// The database's own clock, seconds since the epoch: PostgreSQL's server clock, which every
+    /// instance shares; on SQLite, this process's clock (the file has no clock of its own).
+    async fn clock(&self) -> Result<i64, StoreError>;
 }
 
 /// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…)…` for `rows` rows of `width` columns.
@@ -537,7 +543,7 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
     // One version for all that the purge changes.
     let mut edits = Edits::default();
     // Past persistUntil first: an account whose only records just expired is unused again.
-    let persist_expired = super::persist::purge_expired(c, now(), &mut edits).await?;
+    let persist_expired = super::persist::purge_expired(c, rules.now, &mut edits).await?;
     let unused = "COALESCE(last_used, created_at) < $1 \
                   AND NOT EXISTS (SELECT 1 FROM persist p WHERE p.subdomain = accounts.subdomain)";
     let accounts_expired = match rules.unused_before {
@@ -563,6 +569,18 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
 /// See [`super::Store::ping`].
 pub async fn ping(c: &impl Conn) -> Result<(), StoreError> {
     c.query("SELECT 1", &[]).await.map(drop)
+}
+
+/// A database URL without its password, for messages (a file path is returned as it is).
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,8 @@ mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod version;
-pub use version::{LogEntry, ZoneSnapshot, ZoneVersion};
+pub use common::redact;
+pub use version::{LogEntry, StoreTime, ZoneSnapshot, ZoneVersion};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("acme-delegate needs a store: enable the `sqlite` or the `postgres` feature (or both)");
@@ -193,6 +194,8 @@ pub struct AccountSummary {
 /// What the retention task removes: everything older than these times (seconds since epoch).
 #[derive(Clone, Copy, Debug)]
 pub struct PurgeRules {
+    /// The store's time the cuts were taken from (dns-persist-01 records past it expire).
+    pub now: i64,
     /// Audit entries before this.
     pub audit_before: i64,
     /// TXT values set before this.
@@ -546,9 +549,18 @@ impl Store {
         }
     }
 
-    /// Checks that the database answers (for the readiness endpoint).
+    /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         run!(self, c => common::ping(c))
+    }
+
+    /// The store's time and signing epoch; with `record`, the time is recorded (see [`version::time`]).
+    pub async fn time(&self, record: bool) -> Result<StoreTime, StoreError> {
+        if record {
+            atomic!(self, c => version::time(c, true))
+        } else {
+            run!(self, c => version::time(c, false))
+        }
     }
 
     /// Follows changes made by other processes: other instances (PostgreSQL's LISTEN/NOTIFY)
@@ -580,18 +592,6 @@ fn not_built(target: &str, engine: &str) -> StoreError {
     StoreError::Open {
         target: target.to_owned(),
         reason: format!("this build has no {engine} support (it was built without the `{engine}` feature)"),
-    }
-}
-
-/// A database URL without its password, for messages (a file path is returned as it is).
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -218,6 +218,7 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
         seq: "BIGSERIAL PRIMARY KEY",
         id: "BIGSERIAL PRIMARY KEY",
     };
+    const HOST_CLOCK: bool = false;
 
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let (statement, params) = self.prepare(sql, params).await?;
@@ -292,6 +293,14 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
         let sql = "INSERT INTO acme_delegate_schema (version, shared) VALUES ($1, true)";
         self.0.execute(sql, &[&version]).await.map_err(error)?;
         Ok(())
+    }
+
+    async fn clock(&self) -> Result<i64, StoreError> {
+        // The server's clock now, not the transaction's start (`now()`): a transaction may
+        // have waited for a lock.
+        let sql = "SELECT CAST(floor(extract(epoch FROM clock_timestamp())) AS BIGINT)";
+        let row = self.0.query_one(sql, &[]).await.map_err(error)?;
+        row.try_get::<_, i64>(0).map_err(error)
     }
 }
 

@@ -114,6 +114,10 @@ pub const MIGRATIONS: &[&str] = &[
         signature {bytes} NOT NULL
     );
     CREATE INDEX signatures_by_epoch ON signatures (epoch);",
+    // 10: the newest time the store handed out for a shared decision (signing epoch, purge),
+    // below which an SQLite store's time never goes again (see `version::time`; unused on
+    // PostgreSQL).
+    "ALTER TABLE zone_version ADD COLUMN clock {int} NOT NULL DEFAULT 0;",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

@@ -100,6 +100,7 @@ impl Conn for Connection {
         seq: "INTEGER PRIMARY KEY AUTOINCREMENT",
         id: "INTEGER PRIMARY KEY",
     };
+    const HOST_CLOCK: bool = true;
 
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let mut statement = self.prepare_cached(&dialect(sql)).map_err(error)?;
@@ -150,6 +151,12 @@ impl Conn for Connection {
 
     async fn set_schema_version(&self, version: i64) -> Result<(), StoreError> {
         self.pragma_update(None, "user_version", version).map_err(error)
+    }
+
+    async fn clock(&self) -> Result<i64, StoreError> {
+        // The file has no clock: the host's is the only one (`version::time` keeps it from
+        // going back).
+        Ok(super::common::now())
     }
 }
 

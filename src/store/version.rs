@@ -16,6 +16,13 @@
 //! (pruned, or an erased account's rows) makes the reader resynchronise from a snapshot that
 //! reads the version and the contents together.
 //!
+//! Time for what the instances share comes from the store too ([`time`]): PostgreSQL's server
+//! clock, or on SQLite the host's, there never behind the newest time the store handed out
+//! before (`zone_version.clock`, recorded by each signing epoch and each check of the
+//! signatures and the purge): a clock that goes back on the one host of an SQLite file does not
+//! take the signing epoch or the purge's cut back with it. An epoch ahead of that time is
+//! refused here, and refused by every reader (`sync::clock`).
+//!
 //! Two names in the log are not subdomains (those are UUID labels): [`OWN_CHALLENGE`] carries
 //! the API's own ACME challenge values, [`SIGN`] a new signing epoch (every instance re-signs
 //! everything with it, the same way). An erased account leaves no trace of its subdomain: its
@@ -85,6 +92,38 @@ pub struct ZoneSnapshot {
     pub own_challenge: Vec<String>,
     /// What each account's persist name serves, by subdomain.
     pub persist: Vec<TxtValues>,
+}
+
+/// The store's time, and the signing epoch it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreTime {
+    /// Seconds since the epoch: the database's clock, or the newest time recorded if that is
+    /// later (see [`time`]).
+    pub now: i64,
+    /// The signing epoch recorded (see [`ZoneVersion::epoch`]).
+    pub epoch: u32,
+}
+
+/// The store's time: the database's clock. Instances take from it what they share (the signing
+/// epoch, the purge's cut); each compares it with its own clock (`sync::clock`).
+///
+/// On SQLite that clock is the host's, which nothing checks: there the store's time is never
+/// earlier than the newest time recorded before, and `record` records it, so a clock that goes
+/// back does not take the store's time back, even across restarts. PostgreSQL's clock needs no
+/// such floor: every instance compares its own clock with it, and refuses while they disagree
+/// (a floor would only keep them refusing after the server's clock was set right).
+pub async fn time<C: Conn>(c: &C, record: bool) -> Result<StoreTime, StoreError> {
+    let clock = c.clock().await?;
+    let rows = c.query("SELECT clock, epoch FROM zone_version WHERE id = 1", &[]).await?;
+    let row = rows.first().ok_or_else(|| StoreError::Backend("the zone_version row is missing".into()))?;
+    let (recorded, epoch) = (row.int(0)?, u32_of(row.int(1)?));
+    if !C::HOST_CLOCK {
+        return Ok(StoreTime { now: clock, epoch });
+    }
+    if record && clock > recorded {
+        c.execute("UPDATE zone_version SET clock = $1 WHERE id = 1 AND clock < $1", &[clock.into()]).await?;
+    }
+    Ok(StoreTime { now: clock.max(recorded), epoch })
 }
 
 /// A u32 column (serial base, epoch) that the schema keeps in range.
@@ -162,7 +201,9 @@ const CONTENTS_PAGE: usize = 20_000;
 /// Fixes the serial base and the first signing epoch of a new schema (once: a base never
 /// changes after, or serials would jump).
 pub async fn init(c: &impl Conn) -> Result<(), StoreError> {
-    let now = super::common::now();
+    // The database's clock: an instance with a wrong clock that makes the schema must not
+    // start the zone with an epoch in the future.
+    let now = c.clock().await?;
     // Starting at the clock keeps serials increasing for secondaries that knew the clock-based
     // serials of earlier versions.
     c.execute(
@@ -271,7 +312,16 @@ pub async fn log_since(c: &impl Conn, after: u64) -> Result<Vec<LogEntry>, Store
 /// Records the signing epoch `epoch` as a new version, unless the store's epoch is no longer
 /// `seen` (another instance did it first: the conditional update finds no row once that
 /// instance committed, as the row lock makes this one wait for it). Returns the new version.
+///
+/// An epoch ahead of the store's time is refused: its signatures would begin in the future,
+/// and validators would reject them until then.
 pub async fn new_epoch(c: &impl Conn, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
+    let now = time(c, true).await?.now;
+    if i64::from(epoch) > now {
+        return Err(StoreError::Backend(format!(
+            "refused to record signing epoch {epoch}: it is ahead of the database's time ({now})"
+        )));
+    }
     let rows = c
         .query(
             "UPDATE zone_version SET epoch = $2 WHERE id = 1 AND epoch = $1 RETURNING version",

@@ -263,12 +263,18 @@ impl TestServer {
     }
 
     /// Starts the server; on failure returns everything it printed.
-    #[allow(clippy::zombie_processes, reason = "the child is kept in the returned server and reaped on drop")]
     pub fn try_start(dir: &TempDir, config: &str) -> Result<Self, Vec<String>> {
+        Self::try_start_env(dir, config, &[])
+    }
+
+    /// [`Self::try_start`] with `env` added to the server's environment (say, libfaketime's).
+    #[allow(clippy::zombie_processes, reason = "the child is kept in the returned server and reaped on drop")]
+    pub fn try_start_env(dir: &TempDir, config: &str, env: &[(&str, &str)]) -> Result<Self, Vec<String>> {
         let path = dir.join("config.cfg");
         std::fs::write(&path, config).expect("write config");
-        let (mut child, log, _) =
-            spawn_logged(Command::new(binary()).arg("-c").arg(&path).current_dir(&dir.0));
+        let mut command = Command::new(binary());
+        command.arg("-c").arg(&path).current_dir(&dir.0).envs(env.iter().copied());
+        let (mut child, log, _) = spawn_logged(&mut command);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let lines = log.lock().unwrap().clone();

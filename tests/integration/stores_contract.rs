@@ -518,13 +518,16 @@ async fn purge_removes_what_is_past_retention(backend: Backend) {
     store.record_audit(audit("user-1", t + 100)).await.unwrap();
     store.record_audit(audit("user-2", t + 100)).await.unwrap();
     // Nothing is old enough: nothing goes.
-    let kept =
-        store.purge(PurgeRules { audit_before: t - 10_000, txt_before: t - 1000, unused_before: None }).await;
+    let kept = store
+        .purge(PurgeRules { now: now(), audit_before: t - 10_000, txt_before: t - 1000, unused_before: None })
+        .await;
     let kept = kept.unwrap();
     assert_eq!((kept.audit_entries, kept.txt_cleared.len(), kept.accounts_expired.len()), (0, 0, 0));
     // Old audit entries and every TXT value (all set before t + 10); each subdomain once, sorted.
-    let purged =
-        store.purge(PurgeRules { audit_before: t, txt_before: t + 10, unused_before: None }).await.unwrap();
+    let purged = store
+        .purge(PurgeRules { now: now(), audit_before: t, txt_before: t + 10, unused_before: None })
+        .await
+        .unwrap();
     assert_eq!(purged.audit_entries, 1);
     assert_eq!(purged.txt_cleared, strings(&["sub-1", "sub-3"]));
     assert!(purged.accounts_expired.is_empty());
@@ -533,7 +536,12 @@ async fn purge_removes_what_is_past_retention(backend: Backend) {
     // Unused accounts: all of them (last used or created before t + 10), with their trails.
     store.update_txt("sub-2", "w", 2).await.unwrap();
     let purged = store
-        .purge(PurgeRules { audit_before: t - 1000, txt_before: t - 1000, unused_before: Some(t + 10) })
+        .purge(PurgeRules {
+            now: now(),
+            audit_before: t - 1000,
+            txt_before: t - 1000,
+            unused_before: Some(t + 10),
+        })
         .await;
     let purged = purged.unwrap();
     assert_eq!(purged.accounts_expired, strings(&["sub-1", "sub-2", "sub-3"]));
@@ -543,8 +551,9 @@ async fn purge_removes_what_is_past_retention(backend: Backend) {
     let fresh = store.account_record("user-2", 2).await.unwrap().unwrap();
     assert_eq!((fresh.txt.len(), fresh.audit.len()), (0, 0), "the expired account's data went with it");
     // An account used recently is kept.
-    let kept =
-        store.purge(PurgeRules { audit_before: 0, txt_before: 0, unused_before: Some(t - 1000) }).await;
+    let kept = store
+        .purge(PurgeRules { now: now(), audit_before: 0, txt_before: 0, unused_before: Some(t - 1000) })
+        .await;
     assert!(kept.unwrap().accounts_expired.is_empty());
 }
 
@@ -598,7 +607,7 @@ async fn change_feed_reports_other_writers(backend: Backend) {
         }
     }
     // The log keeps TXT values no longer than the txt table: the purge prunes it by age.
-    let rules = PurgeRules { audit_before: 0, txt_before: now() + 10, unused_before: None };
+    let rules = PurgeRules { now: now(), audit_before: 0, txt_before: now() + 10, unused_before: None };
     writer.purge(rules).await.unwrap();
     assert_eq!(writer.zone_log_since(0).await.unwrap(), []);
 }
@@ -758,8 +767,10 @@ async fn persist_records_expire_and_keep_accounts_in_use(backend: Backend) {
     stored(store.put_persist("sub-3", &persist("ca.example", None), 10).await.unwrap());
     stored(store.put_persist("sub-3", &persist("old.example", Some(t - 5)), 10).await.unwrap());
     // TXT retention alone never touches them.
-    let purged =
-        store.purge(PurgeRules { audit_before: 0, txt_before: t + 10, unused_before: None }).await.unwrap();
+    let purged = store
+        .purge(PurgeRules { now: now(), audit_before: 0, txt_before: t + 10, unused_before: None })
+        .await
+        .unwrap();
     assert_eq!(purged.persist_expired, strings(&["sub-1", "sub-3"]));
     assert_eq!(
         store.persist_of("sub-3").await.unwrap().unwrap().values,
@@ -769,7 +780,7 @@ async fn persist_records_expire_and_keep_accounts_in_use(backend: Backend) {
     assert_eq!(store.persist_of("sub-2").await.unwrap().unwrap().values.len(), 1);
     // Every account is unused by its dns-01 activity; those with a live record are in use.
     let purged = store
-        .purge(PurgeRules { audit_before: 0, txt_before: 0, unused_before: Some(t + 10) })
+        .purge(PurgeRules { now: now(), audit_before: 0, txt_before: 0, unused_before: Some(t + 10) })
         .await
         .unwrap();
     assert_eq!(purged.accounts_expired, strings(&["sub-1", "sub-4"]));
@@ -991,7 +1002,7 @@ async fn sqlite_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Sqlite);
     fresh.open().await.close().await;
     let want = sqlite_schema(&fresh.database.connection);
-    assert_eq!(want[0], "version 9");
+    assert_eq!(want[0], "version 10");
     for version in 1..=SQLITE_BEFORE.len() {
         let old = Fresh::new(Backend::Sqlite);
         // As the code before the shared list left it: WAL, one transaction per step.
@@ -1034,7 +1045,7 @@ async fn postgres_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Postgres);
     fresh.open().await.close().await;
     let want = postgres_schema(&fresh.database.connection);
-    assert!(want.starts_with("version 9 true\n"), "{want}");
+    assert!(want.starts_with("version 10 true\n"), "{want}");
     for version in 1..=POSTGRES_BEFORE.len() {
         let old = Fresh::new(Backend::Postgres);
         // As the code before the shared list left it: all steps, then its own count.

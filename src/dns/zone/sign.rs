@@ -48,6 +48,13 @@ impl Zone {
         if expiry.wrapping_sub(now) as i32 > signer.refresh as i32 {
             return None;
         }
+        self.epoch_at(now)
+    }
+
+    /// The signing epoch to record at `now`, due or not (`None`: unsigned): see
+    /// [`Self::next_epoch`] for the rounding.
+    pub fn epoch_at(&self, now: u32) -> Option<u32> {
+        let signer = self.signer.as_ref()?;
         let step = (signer.validity.saturating_sub(signer.refresh) / 4).clamp(1, 3600);
         Some(now - now % step)
     }
