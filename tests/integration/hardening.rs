@@ -118,6 +118,45 @@ fn r12_failures_of_others_do_not_refuse_correct_credentials() {
     assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)));
 }
 
+/// Issue 19, item 5: 30 bad `/update` requests naming the victim's own username from one
+/// address, then the victim's correct request from another address of the same /24 (as behind
+/// a proxy): the correct key is served, while wrong keys for that username stay refused.
+#[test]
+fn r19_failures_with_the_victims_username_do_not_refuse_its_correct_key() {
+    let (server, _dir) = TestServer::start_with_keys("api", "auth_failure_limit = 3");
+    let victim = server.register();
+    let field = |k: &str| victim[k].as_str().unwrap().to_owned();
+    let (user, key, subdomain) = (field("username"), field("password"), field("subdomain"));
+    let wrong_key = "y".repeat(40);
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(update_from("127.7.8.2", server.api, &user, &wrong_key, &subdomain).status);
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), [429; 27].as_slice()].concat(), "{statuses:?}");
+    let r = update_from("127.7.8.3", server.api, &user, &key, &subdomain);
+    assert_eq!(r.status, 200, "correct credentials refused: {}", r.body_text());
+    // Wrong keys for that username and a malformed key stay refused from that network, and are
+    // not audited one by one.
+    for (source, key) in
+        [("127.7.8.2", wrong_key.as_str()), ("127.7.8.3", wrong_key.as_str()), ("127.7.8.2", "short")]
+    {
+        let r = update_from(source, server.api, &user, key, &subdomain);
+        assert_eq!((r.status, r.json()["error"].as_str()), (429, Some("rate_limited")), "{source} {key}");
+        assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)));
+    }
+    // The right key still passes afterwards: nothing the attacker does shuts it out.
+    assert_eq!(update_from("127.7.8.2", server.api, &user, &key, &subdomain).status, 200);
+    let export = server.http("GET", "/account", &auth(&victim), b"").json();
+    let failures: i64 = export["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "bad_key")
+        .map(|e| e["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(failures, 3, "only the failures before the limit are audited: {export}");
+}
+
 /// Item 5: one account sends updates as fast as it can; past `update_rate_limit` per minute
 /// they are refused with 429 JSON and Retry-After, and other accounts are not affected.
 #[test]
