@@ -1,5 +1,5 @@
-//! Issue 12 (hardening): each test replays one attack of the adversarial run against the real
-//! server over real sockets, with small limits in the config so that the attack stays cheap.
+//! Issues 12 and 19 (hardening): each test replays one attack of an adversarial run against the
+//! real server over real sockets, with small limits in the config so that the attack stays cheap.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -324,4 +324,38 @@ fn r12_tcp_per_network_cap_and_first_message_deadline() {
     assert!(closed_within(&mut late, Duration::from_secs(3)), "still open after 3 s");
     assert!(started.elapsed() >= Duration::from_millis(500), "closed before its deadline");
     drop(hogs);
+}
+
+/// Issue 19, item 6: `-c` naming a symbolic link to a password file. The error gives the
+/// position and at most the token there, never the line (the hash is not printed), and a
+/// value quoted in a key's error is cut short. Both for `check-config` and for `serve`.
+#[test]
+fn r19_config_errors_quote_no_line_of_the_file() {
+    let dir = TempDir::new();
+    let hash = "$6$rounds=5000$Qx7vN2pLsaltsalt$SecretHashAbcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+    let shadow = dir.join("shadow");
+    std::fs::write(&shadow, format!("root:{hash}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"))
+        .unwrap();
+    let link = dir.join("config.cfg");
+    std::os::unix::fs::symlink(&shadow, &link).unwrap();
+    let long_value = format!("sqlite3-{}", "v".repeat(80));
+    let wrong_engine = dir.join("engine.cfg");
+    let config = base_config(&dir.0).replace("engine = \"sqlite3\"", &format!("engine = \"{long_value}\""));
+    assert!(config.contains(&long_value), "the test config names the engine");
+    std::fs::write(&wrong_engine, config).unwrap();
+    for command in ["check-config", "serve"] {
+        let run = |path: &std::path::Path| {
+            let out = std::process::Command::new(binary()).args([command, "-c"]).arg(path).output().unwrap();
+            assert!(!out.status.success(), "{command} accepted {}", path.display());
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        };
+        let error = run(&link);
+        assert!(error.contains("line 1, column 5"), "{command}: {error}");
+        for secret in [&hash[..12], "SecretHash", "19000"] {
+            assert!(!error.contains(secret), "{command} printed {secret:?} of the file: {error}");
+        }
+        let error = run(&wrong_engine);
+        assert!(error.contains("database.engine") && error.contains("sqlite3-vvv"), "{command}: {error}");
+        assert!(!error.contains(&long_value[..41]), "{command} quoted the whole value: {error}");
+    }
 }
