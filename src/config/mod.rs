@@ -99,7 +99,7 @@ pub enum Engine {
 }
 
 /// `[database]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Database {
     /// Which engine.
     pub engine: Engine,
@@ -157,7 +157,7 @@ pub enum Tls {
 }
 
 /// `[api]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Api {
     /// Where the API listens.
     pub listen: SocketAddr,
@@ -202,7 +202,7 @@ pub enum LogTarget {
 }
 
 /// `[logconfig]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Log {
     /// Most verbose level logged.
     pub level: tracing::Level,
@@ -213,7 +213,7 @@ pub struct Log {
 }
 
 /// `[general]` and `[dns]`: everything the DNS side needs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dns {
     /// Listen addresses.
     pub listen: Vec<SocketAddr>,
@@ -228,7 +228,7 @@ pub struct Dns {
 }
 
 /// `[dnssec]`, when `enabled = true`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dnssec {
     /// Signing algorithm.
     pub algorithm: Algorithm,
@@ -239,7 +239,7 @@ pub struct Dnssec {
 }
 
 /// The whole, validated configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The file it came from; `None` for the embedded default.
     pub source: Option<PathBuf>,

@@ -15,7 +15,7 @@ use super::raw::Transfer;
 use super::{ConfigError, key_error, quoted};
 use crate::cidr::Cidr;
 use crate::dns::tsig::{TsigAlgorithm, TsigKey};
-use crate::dns::xfr::TransferSettings;
+use crate::dns::xfr::{LogPolicy, TransferSettings};
 use crate::privacy::IpPolicy;
 
 /// An optional, non-empty string (surrounding spaces dropped).
@@ -150,7 +150,7 @@ pub(super) fn parse(
             "transfer.wait_for_secondaries = \"all\" without transfer.notify: nobody to wait for".into(),
         );
     }
-    Ok(Some(TransferSettings { allow, notify, key, client_ip, wait }))
+    Ok(Some(TransferSettings { allow, notify, key, client_ip: LogPolicy::new(client_ip), wait }))
 }
 
 #[cfg(test)]
