@@ -157,6 +157,31 @@ fn r19_failures_with_the_victims_username_do_not_refuse_its_correct_key() {
     assert_eq!(failures, 3, "only the failures before the limit are audited: {export}");
 }
 
+/// Issue 19, item 5, the exception: an acme-dns account still holding its bcrypt hash is not
+/// checked while its username is throttled from a network (each check costs tens of
+/// milliseconds of CPU), so its correct key is refused there until its first use from
+/// elsewhere has replaced the hash; from then on the correct key passes there too.
+#[test]
+fn r19_a_throttled_bcrypt_key_is_not_checked_until_rehashed() {
+    let dir = TempDir::new();
+    let source = dir.join("acme-dns.db");
+    let (user, key, subdomain) = crate::stores::acme_dns_sqlite(&source);
+    let config = with_keys(&base_config(&dir.0), "api", "auth_failure_limit = 3");
+    std::fs::write(dir.join("config.cfg"), &config).unwrap();
+    assert!(crate::stores::import(&dir, source.to_str().unwrap()).contains("1 imported"));
+    let server = TestServer::start_with(&dir, &config);
+    let wrong_key = "y".repeat(40);
+    for _ in 0..3 {
+        assert_eq!(update_from("127.7.9.2", server.api, &user, &wrong_key, &subdomain).status, 401);
+    }
+    assert_eq!(update_from("127.7.9.3", server.api, &user, &key, &subdomain).status, 429);
+    assert!(!server.log_text().contains("rehashed"), "checked while throttled: {}", server.log_text());
+    assert_eq!(update_from("127.7.10.2", server.api, &user, &key, &subdomain).status, 200);
+    assert!(server.log_text().contains("rehashed with SHA-256"), "{}", server.log_text());
+    assert_eq!(update_from("127.7.9.3", server.api, &user, &key, &subdomain).status, 200);
+    assert_eq!(update_from("127.7.9.3", server.api, &user, &wrong_key, &subdomain).status, 429);
+}
+
 /// Item 5: one account sends updates as fast as it can; past `update_rate_limit` per minute
 /// they are refused with 429 JSON and Retry-After, and other accounts are not affected.
 #[test]
