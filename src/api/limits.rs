@@ -14,14 +14,14 @@
 //! - **Failed authentication** is counted per client network *and* the username the request
 //!   presented (requests without a well-formed username share the network's "no username"
 //!   counter). Once that pair has failed `max` times in ten minutes, its failures are answered
-//!   429 instead of 401, without an audit row or a log line each, so a client that keeps
-//!   failing at full speed grows neither the database nor the log. A request whose key
-//!   verifies is served all the same, whatever others did: behind a proxy every client shares
-//!   one network, and anyone who knows your username could otherwise stop your renewals
-//!   from there. Letting correct keys through gives a right/wrong answer
-//!   per try at full speed, which does not matter: keys are 40 random characters (240 bits),
-//!   beyond reach of any guessing rate. The one exception is an acme-dns account still holding
-//!   its bcrypt hash: that is not checked while throttled, since each check costs tens of
+//!   429 instead of 401. A request whose key verifies is served all the same, whatever others
+//!   did: behind a proxy every client shares one network, and anyone who knows your username
+//!   could otherwise stop your renewals from there. That gives a right/wrong answer per try at
+//!   full speed, which does not matter: keys are 40 random characters (240 bits), beyond reach
+//!   of any guessing rate. What the limit still does: a client that keeps failing is told so
+//!   (429 with `Retry-After`), and its failures write no audit row or log line each and cost
+//!   no bcrypt check. An acme-dns account still holding its bcrypt hash is therefore the one
+//!   exception: its key is not checked while throttled, each check costing tens of
 //!   milliseconds of CPU (see `handlers::authenticate`). Rotating usernames gains an attacker
 //!   nothing, and filling the map to push one pair's counter out takes [`MAX_KEYS`] fresh keys
 //!   per reset. Delaying answers instead of refusing them slows nobody who sends in parallel,
