@@ -205,7 +205,9 @@ pub(super) async fn register(
 ///
 /// Every failure is the same 401 to the client; the audit trail and the log say which check
 /// failed, and the client's network and the username presented are counted towards the
-/// failed-authentication limit.
+/// failed-authentication limit. Past that limit a failure is a 429 instead, without an audit
+/// row or a log line, but a request whose credentials are right is still served (see
+/// `limits`).
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -215,14 +217,16 @@ async fn authenticate(
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let key = header("x-api-key");
     let username = credentials::parse_uuid(&header("x-api-user"));
-    // Failures count per network and the username presented (see `limits`): a request is
-    // refused only for failures made with its own username, never for its neighbours'.
+    // Failures count per network and the username presented (see `limits`).
     let failures = limits::failure_key(&client.truncated(), username.as_deref().unwrap_or(""));
-    if let Some(retry) = state.limits.auth_failures.blocked(&failures) {
-        return Err(ApiError::RateLimited(retry));
-    }
+    let blocked = state.limits.auth_failures.blocked(&failures);
     let fail = |username: Option<String>, outcome: &'static str| async move {
         state.limits.auth_failures.hit(&failures);
+        if let Some(retry) = blocked {
+            // Throttled: neither an audit row nor a log line per request, so a client that
+            // keeps failing at full speed grows neither the database nor the log.
+            return ApiError::RateLimited(retry);
+        }
         audit(state, username.as_deref(), action, outcome, client).await;
         tracing::info!(client = %state.privacy.client_ip.render(client), "{action} refused: {outcome}");
         ApiError::Forbidden
@@ -233,8 +237,17 @@ async fn authenticate(
     if !credentials::is_base64url(&key, KEY_LEN) {
         return Err(fail(None, "bad_key_format").await);
     }
+    // A throttled request still costs one account lookup and one SHA-256, no more than an
+    // unthrottled request with a fresh username costs.
     let account = state.store.account(&username).await?;
     let key_ok = match &account {
+        // A bcrypt hash (an acme-dns account not used since its import) is not checked while
+        // throttled: at tens of milliseconds of CPU each, unlimited checks would let whoever
+        // is throttled keep the cores busy, while the limit caps them at `auth_failure_limit`
+        // per network and username per ten minutes. Such an account can thus still be locked
+        // out from a network, as before; only until its first successful use from elsewhere
+        // (or the window's end), which replaces the bcrypt hash by a SHA-256 one for good.
+        Some(a) if a.key_hash.is_empty() && blocked.is_some() => false,
         Some(a) if a.key_hash.is_empty() => verify_imported(state, a, &key).await?,
         // Hash and compare even for unknown users, so timing does not reveal which exist.
         other => {

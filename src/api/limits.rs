@@ -13,20 +13,19 @@
 //!   their timing, and the rest are refused at once.
 //! - **Failed authentication** is counted per client network *and* the username the request
 //!   presented (requests without a well-formed username share the network's "no username"
-//!   counter). Only that pair is refused once it has failed `max` times in ten minutes. So
-//!   guessing the key of one account stays as slow as before (`max` tries per ten minutes per
-//!   network), while other people's failures, even from the same network or from behind the
-//!   same proxy, never refuse correct credentials: to be refused, your own username must be
-//!   the one failing, and usernames are never published (the DNS shows the subdomain, a
-//!   different random UUID). Rotating usernames gains an attacker nothing: each guess then
-//!   needs a 122-bit username and a 240-bit key right at once, and filling the map to push
-//!   one pair's counter out takes [`MAX_KEYS`] fresh keys per reset. What remains: someone
-//!   who knows your username and shares your network (or proxy) can get that username
-//!   refused from there for ten minutes; knowing the username is half of the credentials.
-//!   We considered letting any request that authenticates pass a blocked network instead;
-//!   that gives a right/wrong answer per try at full speed, so guessing would not stay slow.
-//!   Delaying answers instead of refusing them slows nobody who sends in parallel, and holds
-//!   connections.
+//!   counter). Once that pair has failed `max` times in ten minutes, its failures are answered
+//!   429 instead of 401. A request whose key verifies is served all the same, whatever others
+//!   did: behind a proxy every client shares one network, and anyone who knows your username
+//!   could otherwise stop your renewals from there. That gives a right/wrong answer per try at
+//!   full speed, which does not matter: keys are 40 random characters (240 bits), beyond reach
+//!   of any guessing rate. What the limit still does: a client that keeps failing is told so
+//!   (429 with `Retry-After`), and its failures write no audit row or log line each and cost
+//!   no bcrypt check. An acme-dns account still holding its bcrypt hash is therefore the one
+//!   exception: its key is not checked while throttled, each check costing tens of
+//!   milliseconds of CPU (see `handlers::authenticate`). Rotating usernames gains an attacker
+//!   nothing, and filling the map to push one pair's counter out takes [`MAX_KEYS`] fresh keys
+//!   per reset. Delaying answers instead of refusing them slows nobody who sends in parallel,
+//!   and holds connections.
 //! - **Updates** are counted per account (`update_rate_limit` per minute), so one account
 //!   cannot grow the audit trail and the database without bound. Every authenticated update
 //!   counts, accepted or not, since each one writes an audit row.
@@ -189,7 +188,7 @@ impl RateLimit {
 pub struct Limits {
     /// Registrations per network per hour.
     pub register: RateLimit,
-    /// Failed authentications per network and username per 10 minutes.
+    /// Failed authentications per network and username per 10 minutes (then failures are 429).
     pub auth_failures: RateLimit,
     /// Updates per account per minute.
     pub updates: RateLimit,

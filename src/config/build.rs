@@ -14,7 +14,9 @@ use toml::Value;
 
 use super::defaults;
 use super::raw::{self, Entry};
-use super::{Api, ConfigError, Database, Dns, Dnssec, Engine, Log, LogTarget, Registration, Tls, key_error};
+use super::{
+    Api, ConfigError, Database, Dns, Dnssec, Engine, Log, LogTarget, Registration, Tls, key_error, quoted,
+};
 use crate::dns::dnssec::Algorithm;
 use crate::dns::records::{name_to_wire, parse_record};
 use crate::dns::server::{ServerOptions, Transports};
@@ -30,7 +32,7 @@ pub(super) fn listen_addrs(
 ) -> Result<Vec<SocketAddr>, ConfigError> {
     let entry = entry.trim();
     if let Some(port) = entry.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| key_error(key, format!("bad port in {entry:?}")))?;
+        let port: u16 = port.parse().map_err(|_| key_error(key, format!("bad port in {}", quoted(entry))))?;
         let mut out = Vec::new();
         if family != Some(false) {
             out.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
@@ -43,15 +45,18 @@ pub(super) fn listen_addrs(
     let addr: SocketAddr = entry.parse().map_err(|_| {
         key_error(
             key,
-            format!("{entry:?} is not host:port (IPv6 in brackets: \"[::1]:53\"; all interfaces: \":53\")"),
+            format!(
+                "{} is not host:port (IPv6 in brackets: \"[::1]:53\"; all interfaces: \":53\")",
+                quoted(entry)
+            ),
         )
     })?;
     match family {
         Some(true) if !addr.is_ipv4() => {
-            Err(key_error(key, format!("{entry:?} is IPv6 but the protocol is IPv4-only")))
+            Err(key_error(key, format!("{} is IPv6 but the protocol is IPv4-only", quoted(entry))))
         }
         Some(false) if !addr.is_ipv6() => {
-            Err(key_error(key, format!("{entry:?} is IPv4 but the protocol is IPv6-only")))
+            Err(key_error(key, format!("{} is IPv4 but the protocol is IPv6-only", quoted(entry))))
         }
         _ => Ok(vec![addr]),
     }
@@ -78,7 +83,10 @@ pub(super) fn dns(
         other => {
             return Err(key_error(
                 "general.protocol",
-                format!("{other:?} is not one of both, both4, both6, udp, udp4, udp6, tcp, tcp4, tcp6"),
+                format!(
+                    "{} is not one of both, both4, both6, udp, udp4, udp6, tcp, tcp4, tcp6",
+                    quoted(other)
+                ),
             ));
         }
     };
@@ -108,8 +116,9 @@ pub(super) fn dns(
     let apex = name_to_wire(&domain).map_err(|e| key_error("general.domain", e.to_string()))?;
     let mut records = Vec::new();
     for (index, line) in general.records().strings()?.iter().enumerate() {
-        let record = parse_record(line, &apex.to_ascii_lowercase(), default_ttl)
-            .map_err(|source| key_error("general.records", format!("record {index} ({line:?}): {source}")))?;
+        let record = parse_record(line, &apex.to_ascii_lowercase(), default_ttl).map_err(|source| {
+            key_error("general.records", format!("record {index} ({}): {source}", quoted(line)))
+        })?;
         records.push(record);
     }
     let zone = ZoneSettings {
@@ -174,7 +183,7 @@ pub(super) fn database(
         other => {
             return Err(key_error(
                 "database.engine",
-                format!("{other:?} is not one of sqlite3, sqlite, postgres"),
+                format!("{} is not one of sqlite3, sqlite, postgres", quoted(other)),
             ));
         }
     };
@@ -209,7 +218,10 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
             let directory = api.acme_directory().string()?.filter(|d| !d.is_empty());
             let directory = directory.unwrap_or_else(|| default.to_owned());
             if !directory.starts_with("https://") {
-                return Err(key_error("api.acme_directory", format!("{directory:?} is not an https:// URL")));
+                return Err(key_error(
+                    "api.acme_directory",
+                    format!("{} is not an https:// URL", quoted(&directory)),
+                ));
             }
             let cache_dir = api.acme_cache_dir().string()?.filter(|d| !d.is_empty());
             Tls::Acme {
@@ -222,7 +234,7 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
         other => {
             return Err(key_error(
                 "api.tls",
-                format!("{other:?} is not one of none, cert, letsencrypt, letsencryptstaging"),
+                format!("{} is not one of none, cert, letsencrypt, letsencryptstaging", quoted(other)),
             ));
         }
     };
@@ -233,7 +245,9 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
     let ip: IpAddr = if ip_trimmed.is_empty() {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     } else {
-        ip_trimmed.parse().map_err(|_| key_error("api.ip", format!("{ip_text:?} is not an IP address")))?
+        ip_trimmed
+            .parse()
+            .map_err(|_| key_error("api.ip", format!("{} is not an IP address", quoted(&ip_text))))?
     };
     let use_header = api.use_header().boolean()?;
     let header_name = api.header_name().string()?.unwrap_or_default();
@@ -292,7 +306,7 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
             other => {
                 return Err(key_error(
                     "api.registration",
-                    format!("{other:?} is not one of open, token, closed"),
+                    format!("{} is not one of open, token, closed", quoted(other)),
                 ));
             }
         }
@@ -341,7 +355,7 @@ pub(super) fn privacy(
         other => {
             return Err(key_error(
                 "privacy.client_ip",
-                format!("{other:?} is not one of truncated, full, none"),
+                format!("{} is not one of truncated, full, none", quoted(other)),
             ));
         }
     };
@@ -366,7 +380,7 @@ pub(super) fn privacy(
             other => {
                 return Err(key_error(
                     "privacy.log_subdomain",
-                    format!("{other:?} is not one of pseudonym, full"),
+                    format!("{} is not one of pseudonym, full", quoted(other)),
                 ));
             }
         };
@@ -430,7 +444,7 @@ pub(super) fn log(logconfig: &raw::Logconfig) -> Result<Log, ConfigError> {
         other => {
             return Err(key_error(
                 "logconfig.loglevel",
-                format!("{other:?} is not one of debug, info, warning, error"),
+                format!("{} is not one of debug, info, warning, error", quoted(other)),
             ));
         }
     };
@@ -448,7 +462,7 @@ pub(super) fn log(logconfig: &raw::Logconfig) -> Result<Log, ConfigError> {
         other => {
             return Err(key_error(
                 "logconfig.logtype",
-                format!("{other:?} is not one of stdout, stderr, file"),
+                format!("{} is not one of stdout, stderr, file", quoted(other)),
             ));
         }
     };
@@ -456,7 +470,10 @@ pub(super) fn log(logconfig: &raw::Logconfig) -> Result<Log, ConfigError> {
         "json" => true,
         "" | "text" => false,
         other => {
-            return Err(key_error("logconfig.logformat", format!("{other:?} is not one of text, json")));
+            return Err(key_error(
+                "logconfig.logformat",
+                format!("{} is not one of text, json", quoted(other)),
+            ));
         }
     };
     Ok(Log { level, target, json })

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use super::raw::Metrics as RawMetrics;
-use super::{Api, ConfigError, key_error};
+use super::{Api, ConfigError, key_error, quoted};
 
 /// The exporter's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub(super) fn parse(section: &RawMetrics, api: &Api) -> Result<Option<Metrics>, 
     let listen: SocketAddr = text.parse().map_err(|_| {
         key_error(
             "metrics.listen",
-            format!("{text:?} is not an address:port (e.g. \"127.0.0.1:9153\" or \"[::1]:9153\")"),
+            format!("{} is not an address:port (e.g. \"127.0.0.1:9153\" or \"[::1]:9153\")", quoted(text)),
         )
     })?;
     let overlaps =

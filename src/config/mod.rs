@@ -46,12 +46,20 @@ pub enum ConfigError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// The file is not valid TOML.
-    #[error("{path}: not valid TOML: {message}")]
+    /// The file is not valid TOML. Only the parser's message, the position and the character
+    /// there are given, never the line: `-c` may name the wrong file (a password file, a key),
+    /// and the message goes to the log.
+    #[error("{path}: not valid TOML at line {line}, column {column} ({near}): {message}")]
     Syntax {
         /// The file.
         path: String,
-        /// The parser's message, with line and column.
+        /// The line of the error, from 1.
+        line: usize,
+        /// The column (in characters) of the error, from 1.
+        column: usize,
+        /// What the parser stopped at, quoted and cut short (see [`quoted`]).
+        near: String,
+        /// The parser's message, without the excerpt of the file.
         message: String,
     },
     /// A key is missing or has a bad value.
@@ -62,6 +70,18 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// Characters of a value quoted in an error message at most.
+const QUOTE_MAX: usize = 40;
+
+/// A value as quoted in an error message: in quotes, escaped, and cut after [`QUOTE_MAX`]
+/// characters, so that an error never carries more than a token of what the file holds.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_MAX) {
+        Some((end, _)) => format!("{:?}…", &text[..end]),
+        None => format!("{text:?}"),
+    }
 }
 
 /// Shorthand for a key error.
@@ -79,7 +99,7 @@ pub enum Engine {
 }
 
 /// `[database]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Database {
     /// Which engine.
     pub engine: Engine,
@@ -137,7 +157,7 @@ pub enum Tls {
 }
 
 /// `[api]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Api {
     /// Where the API listens.
     pub listen: SocketAddr,
@@ -182,7 +202,7 @@ pub enum LogTarget {
 }
 
 /// `[logconfig]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Log {
     /// Most verbose level logged.
     pub level: tracing::Level,
@@ -193,7 +213,7 @@ pub struct Log {
 }
 
 /// `[general]` and `[dns]`: everything the DNS side needs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dns {
     /// Listen addresses.
     pub listen: Vec<SocketAddr>,
@@ -208,7 +228,7 @@ pub struct Dns {
 }
 
 /// `[dnssec]`, when `enabled = true`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dnssec {
     /// Signing algorithm.
     pub algorithm: Algorithm,
@@ -219,7 +239,7 @@ pub struct Dnssec {
 }
 
 /// The whole, validated configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The file it came from; `None` for the embedded default.
     pub source: Option<PathBuf>,
@@ -515,5 +535,23 @@ logformat = "text"
         assert!(
             matches!(Config::from_text(&bad, "test"), Err(ConfigError::Key { key, .. }) if key == "privacy.log_subdomain")
         );
+    }
+
+    #[test]
+    fn errors_quote_a_token_at_most() {
+        assert_eq!(quoted("short"), "\"short\"");
+        let long = "é".repeat(50);
+        assert_eq!(quoted(&long), format!("{:?}…", "é".repeat(QUOTE_MAX)));
+        // The column counts characters, and the line itself is not in the message.
+        let text = "[general]\nkey = 1\n  x = \"é\" é:$6$secrethash:1:2:::\n";
+        match Config::from_text(text, "f") {
+            Err(error @ ConfigError::Syntax { .. }) => {
+                let shown = error.to_string();
+                let ConfigError::Syntax { line, column, near, message, .. } = error else { unreachable!() };
+                assert_eq!((line, column, near.as_str()), (3, 11, "at \"é\""), "{message}");
+                assert!(!shown.contains("secrethash") && !shown.contains('\n'), "{shown}");
+            }
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
     }
 }

@@ -16,7 +16,7 @@
 
 use toml::{Table, Value};
 
-use super::{ConfigError, key_error};
+use super::{ConfigError, key_error, quoted};
 
 /// Lower-cases every key of a table, recursively; two keys that differ only in case collide.
 ///
@@ -88,7 +88,7 @@ impl Entry<'_> {
             Some(Value::String(s)) => s
                 .trim()
                 .parse()
-                .map_err(|_| key_error(self.key, format!("expected a number, found {s:?}")))?,
+                .map_err(|_| key_error(self.key, format!("expected a number, found {}", quoted(s))))?,
             Some(other) => {
                 return Err(key_error(self.key, format!("expected a number, found {}", other.type_str())));
             }
@@ -105,7 +105,7 @@ impl Entry<'_> {
     /// A duration in seconds: a number, or a string like `"30d"`, `"12h"`, `"15m"`, `"90s"`.
     pub(super) fn duration(&self, default: u64) -> Result<u64, ConfigError> {
         let bad = |text: &str| {
-            key_error(self.key, format!("{text:?} is not a duration such as 30d, 12h, 15m or 90s"))
+            key_error(self.key, format!("{} is not a duration such as 30d, 12h, 15m or 90s", quoted(text)))
         };
         match self.value {
             None => Ok(default),
@@ -461,14 +461,33 @@ file! {
     metrics: Metrics,
 }
 
+/// A syntax error as reported: the position and the character there, not the parser's own
+/// display, which quotes the whole line (and `-c` may point at a password file by mistake).
+fn syntax_error(text: &str, origin: &str, error: &toml::de::Error) -> ConfigError {
+    let start = error.span().map_or(text.len(), |span| span.start).min(text.len());
+    // A span from the parser falls on character boundaries; `get` keeps a bad one harmless.
+    let before = text.get(..start).unwrap_or("");
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let end = error.span().map_or(start, |span| span.end.max(start));
+    let near = text.get(start..end).unwrap_or("").split('\n').next().unwrap_or("");
+    ConfigError::Syntax {
+        path: origin.to_owned(),
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        near: if near.is_empty() {
+            "at the end of the line".to_owned()
+        } else {
+            format!("at {}", quoted(near))
+        },
+        message: error.message().lines().collect::<Vec<_>>().join("; "),
+    }
+}
+
 impl File {
     /// Parses configuration text (`origin` names it in messages), warning about every section
     /// and key we do not know.
     pub(super) fn parse(text: &str, origin: &str, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
-        let table: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+        let table: Table = text.parse().map_err(|e: toml::de::Error| syntax_error(text, origin, &e))?;
         let mut file = Self::default();
         for (name, value) in lowercase_keys(table, "")? {
             let known = match value {

@@ -12,10 +12,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::raw::Transfer;
-use super::{ConfigError, key_error};
+use super::{ConfigError, key_error, quoted};
 use crate::cidr::Cidr;
 use crate::dns::tsig::{TsigAlgorithm, TsigKey};
-use crate::dns::xfr::TransferSettings;
+use crate::dns::xfr::{LogPolicy, TransferSettings};
 use crate::privacy::IpPolicy;
 
 /// An optional, non-empty string (surrounding spaces dropped).
@@ -86,7 +86,8 @@ pub(super) fn parse(
                 key_error(
                     "transfer.notify",
                     format!(
-                        "{text:?} is not an address with a port (\"192.0.2.1:53\", \"[2001:db8::1]:53\")"
+                        "{} is not an address with a port (\"192.0.2.1:53\", \"[2001:db8::1]:53\")",
+                        quoted(text)
                     ),
                 )
             })
@@ -113,7 +114,7 @@ pub(super) fn parse(
                 Some(text) => TsigAlgorithm::from_name(text).ok_or_else(|| {
                     key_error(
                         "transfer.tsig_algorithm",
-                        format!("{text:?} is not \"hmac-sha256\" or \"hmac-sha512\""),
+                        format!("{} is not \"hmac-sha256\" or \"hmac-sha512\"", quoted(text)),
                     )
                 })?,
             };
@@ -127,7 +128,7 @@ pub(super) fn parse(
                 ));
             }
             let key = TsigKey::new(&name, algorithm, &bytes).ok_or_else(|| {
-                key_error("transfer.tsig_name", format!("{name:?} is not a valid domain name"))
+                key_error("transfer.tsig_name", format!("{} is not a valid domain name", quoted(&name)))
             })?;
             Some(Arc::new(key))
         }
@@ -138,7 +139,7 @@ pub(super) fn parse(
         Some(other) => {
             return Err(key_error(
                 "transfer.wait_for_secondaries",
-                format!("{other:?} is not \"none\" or \"all\""),
+                format!("{} is not \"none\" or \"all\"", quoted(other)),
             ));
         }
     };
@@ -149,7 +150,7 @@ pub(super) fn parse(
             "transfer.wait_for_secondaries = \"all\" without transfer.notify: nobody to wait for".into(),
         );
     }
-    Ok(Some(TransferSettings { allow, notify, key, client_ip, wait }))
+    Ok(Some(TransferSettings { allow, notify, key, client_ip: LogPolicy::new(client_ip), wait }))
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! after the zone holds every subdomain, so no resolver ever sees a half-loaded zone.
 //!
 //! SIGHUP reloads what can change while serving (`reload`): certificates, log level,
-//! registration, rate limits, retention, transfer networks and NOTIFY targets; the rest is
-//! named in the log as needing a restart.
+//! registration, rate limits, retention and `client_ip`, transfer networks and NOTIFY targets;
+//! the rest is named in the log as needing a restart.
 //!
 //! Shutdown on SIGTERM or SIGINT: stop accepting, let open API requests finish (bounded), stop
 //! the DNS workers, checkpoint the store, exit 0.

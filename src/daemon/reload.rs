@@ -7,10 +7,13 @@
 //! sees either the old settings or the new ones, never a mix), the certificate behind the TLS
 //! acceptor (a resolver read at each handshake), the log level (a reloadable filter) and the
 //! privacy settings of the retention purge (a watch channel), the networks allowed to transfer
-//! (a list shared with the zone) and the NOTIFY targets (the daemon replaces their tasks).
-//! Everything else (listen
-//! addresses, database, zone, DNSSEC, transfers, log destination) is compared with what runs,
-//! and each difference is named in the log as needing a restart; the running value stays.
+//! and the client address policy of transfer logs (both shared with the zone) and the NOTIFY
+//! targets (the daemon replaces their tasks). Everything else (listen addresses, database,
+//! zone, DNSSEC, the TSIG key, log destination) is compared with what runs, by value (the
+//! config types compare; the TSIG key by name, algorithm and secret), and each difference is
+//! named in the log as needing a restart when the file changes it: once, not again at every
+//! later reload of the same file, and as needing none when it is put back. The running value
+//! stays.
 //! A new file that does not validate, or names certificate files that do not load, changes
 //! nothing: the error names the key and the old configuration stays in force.
 
@@ -91,12 +94,6 @@ struct Plan {
     restart: Vec<&'static str>,
 }
 
-/// Whether two values differ, by their debug form (the config types do not all compare; the
-/// debug form holds every field, secrets redacted).
-fn differs(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
-    format!("{a:?}") != format!("{b:?}")
-}
-
 /// Compares the running configuration with a new one: what can be applied, what cannot.
 fn plan(old: &Config, new: &Config) -> Plan {
     // Exhaustive on purpose: a new setting does not compile until it is sorted below (and in
@@ -145,10 +142,9 @@ fn plan(old: &Config, new: &Config) -> Plan {
         true,
     );
     check(
-        differs(
-            &(&o.use_header, &o.header_name, &o.trusted_proxies, o.body_limit, o.request_timeout),
-            &(&n.use_header, &n.header_name, &n.trusted_proxies, n.body_limit, n.request_timeout),
-        ) || differs(&(&o.cors_origins, &o.hsts), &(&n.cors_origins, &n.hsts)),
+        (&o.use_header, &o.header_name, &o.trusted_proxies, o.body_limit, o.request_timeout)
+            != (&n.use_header, &n.header_name, &n.trusted_proxies, n.body_limit, n.request_timeout)
+            || (&o.cors_origins, &o.hsts) != (&n.cors_origins, &n.hsts),
         "api request settings",
         true,
     );
@@ -166,34 +162,37 @@ fn plan(old: &Config, new: &Config) -> Plan {
         false,
     );
     let (o, n) = (&old.privacy, &new.privacy);
+    // `client_ip` is applied everywhere it is used: the API, the purge and, when transfers are
+    // on, their log lines (`transfer.client_ip`, a copy shared with the zone and set in place).
     check(
-        differs(
-            &(o.client_ip, o.audit_retention, o.txt_retention, o.account_expiry, o.purge_interval),
-            &(n.client_ip, n.audit_retention, n.txt_retention, n.account_expiry, n.purge_interval),
-        ),
+        (o.client_ip, o.audit_retention, o.txt_retention, o.account_expiry, o.purge_interval)
+            != (n.client_ip, n.audit_retention, n.txt_retention, n.account_expiry, n.purge_interval),
         "privacy retention and client_ip",
         true,
     );
-    check(differs(&o.log_subdomain, &n.log_subdomain), "privacy.log_subdomain", false);
-    check(differs(&old.dns.listen, &new.dns.listen), "general.listen", false);
-    check(differs(&old.dns.transports, &new.dns.transports), "general.protocol", false);
-    check(differs(&old.dns.zone, &new.dns.zone), "the zone (general.domain, records, [dns] TTLs)", false);
-    check(differs(&old.dns.server, &new.dns.server), "[dns] listener settings", false);
+    check(o.log_subdomain != n.log_subdomain, "privacy.log_subdomain", false);
+    check(old.dns.listen != new.dns.listen, "general.listen", false);
+    check(old.dns.transports != new.dns.transports, "general.protocol", false);
+    check(old.dns.zone != new.dns.zone, "the zone (general.domain, records, [dns] TTLs)", false);
+    check(old.dns.server != new.dns.server, "[dns] listener settings", false);
     check(old.dns.txt_values != new.dns.txt_values, "dns.txt_values", false);
     check(
         old.database.engine != new.database.engine || old.database.connection != new.database.connection,
         "[database]",
         false,
     );
-    check(differs(&old.dnssec, &new.dnssec), "[dnssec]", false);
-    check(differs(&old.metrics, &new.metrics), "[metrics]", false);
+    check(old.dnssec != new.dnssec, "[dnssec]", false);
+    check(old.metrics != new.metrics, "[metrics]", false);
     match (&old.transfer, &new.transfer) {
         (Some(o), Some(n)) => {
-            check(differs(&o.allow, &n.allow), "transfer.allow_transfer", true);
+            let crate::dns::xfr::TransferSettings { allow: _, notify: _, key: _, client_ip: _, wait: _ } = n;
+            check(o.allow != n.allow, "transfer.allow_transfer", true);
             check(o.notify != n.notify, "transfer.notify", true);
-            // The key's debug form names it and its algorithm, never the secret: a new secret
-            // under the same name is not seen here, and needs a restart like the rest.
-            check(differs(&o.key, &n.key) || o.client_ip != n.client_ip, "transfer.tsig_*", false);
+            // Compared by name, algorithm and secret. The key is held by the zone and by every
+            // NOTIFY task, and a transfer in progress signs with it to the end: a restart
+            // changes it for all of them at once.
+            check(o.key != n.key, "transfer.tsig_name/tsig_algorithm/tsig_secret", false);
+            check(o.wait != n.wait, "transfer.wait_for_secondaries/wait_timeout", false);
         }
         (o, n) => check(o.is_some() != n.is_some(), "[transfer] (on or off)", false),
     }
@@ -234,6 +233,8 @@ pub(super) struct Reloader {
     path: Option<PathBuf>,
     /// The configuration in force.
     running: Config,
+    /// The file as read last (what needs a restart is named once, when it changes).
+    read: Config,
     /// The API state in force.
     state: AppState,
     /// The router requests go to; replaced whole on reload.
@@ -267,8 +268,8 @@ impl Reloader {
             }
         });
         let (privacy, privacy_rx) = watch::channel(config.privacy.clone());
-        let reloader =
-            Self { path: config.source.clone(), running: config.clone(), state, router, certs, privacy };
+        let (path, running, read) = (config.source.clone(), config.clone(), config.clone());
+        let reloader = Self { path, running, read, state, router, certs, privacy };
         (reloader, Router::new().fallback_service(forward), privacy_rx)
     }
 
@@ -303,6 +304,10 @@ impl Reloader {
             tracing::warn!("{warning}");
         }
         let plan = plan(&self.running, &new);
+        // What needs a restart is named when it changes, not again at every later reload; and
+        // a setting put back to the running value is named as needing none any more.
+        let pending = self::plan(&self.running, &self.read).restart;
+        let changed = self::plan(&self.read, &new).restart;
         let running = merge(&self.running, &new);
         if let (Some(certs), Some(key)) = (&self.certs, key) {
             certs.replace(key);
@@ -335,14 +340,19 @@ impl Reloader {
         let mut notify = None;
         if let (Some(old), Some(new)) = (&self.running.transfer, &new.transfer) {
             old.allow.replace(new.allow.networks());
+            old.client_ip.replace(new.client_ip.get());
             if old.notify != new.notify {
                 notify = Some(new.notify.clone());
             }
         }
         self.state = state;
         self.running = running;
-        for name in &plan.restart {
+        self.read = new;
+        for name in plan.restart.iter().filter(|name| changed.contains(name)) {
             tracing::warn!("reload: {name} changed and needs a restart; the running value stays");
+        }
+        for name in pending.iter().filter(|name| !plan.restart.contains(name)) {
+            tracing::info!("reload: {name} is back to the running value; no restart needed for it");
         }
         let applied =
             if plan.applied.is_empty() { "nothing changed".to_owned() } else { plan.applied.join(", ") };
@@ -404,7 +414,26 @@ mod tests {
             assert!(p.restart.contains(&name), "{name} missing from {p:?}");
         }
         let merged = merge(&old, &new);
-        assert_eq!(format!("{:?}", merged.dns.listen), format!("{:?}", old.dns.listen));
+        assert_eq!(merged.dns.listen, old.dns.listen);
         assert_eq!(merged.database.connection, old.database.connection);
+    }
+
+    #[test]
+    fn a_new_tsig_secret_needs_a_restart_and_client_ip_is_applied() {
+        let transfer = |secret: &str| {
+            format!(
+                "\n[transfer]\nallow_transfer = [\"127.0.0.1/32\"]\ntsig_name = \"k\"\ntsig_secret = \"{secret}\"\n"
+            )
+        };
+        let old = config(|t| t + &transfer("c2VjcmV0LXNlY3JldC1zZWNyZXQtMQ=="));
+        let new = config(|t| t + &transfer("c2VjcmV0LXNlY3JldC1zZWNyZXQtMg=="));
+        let p = plan(&old, &new);
+        assert_eq!(p.restart, ["transfer.tsig_name/tsig_algorithm/tsig_secret"], "{p:?}");
+        assert!(p.applied.is_empty(), "{p:?}");
+        let private = config(|t| {
+            t + &transfer("c2VjcmV0LXNlY3JldC1zZWNyZXQtMQ==") + "[privacy]\nclient_ip = \"none\"\n"
+        });
+        let p = plan(&old, &private);
+        assert_eq!((p.applied, p.restart), (vec!["privacy retention and client_ip"], vec![]));
     }
 }

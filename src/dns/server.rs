@@ -50,7 +50,7 @@ pub struct Transports {
 }
 
 /// Limits and sizes of the listeners.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerOptions {
     /// How long a TCP connection may sit idle between messages.
     pub tcp_idle_timeout: Duration,

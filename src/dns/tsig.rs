@@ -110,6 +110,16 @@ impl std::fmt::Debug for TsigKey {
     }
 }
 
+impl PartialEq for TsigKey {
+    /// Same name, algorithm and secret: the secret is compared through the MAC of a fixed
+    /// message, since the HMAC key does not give its bytes back (and need not be copied).
+    fn eq(&self, other: &Self) -> bool {
+        let mac = |key: &Self| hmac::sign(&key.key, b"acme-delegate key comparison");
+        (&self.name, self.algorithm) == (&other.name, other.algorithm)
+            && mac(self).as_ref() == mac(other).as_ref()
+    }
+}
+
 impl TsigKey {
     /// Makes a key; `name` is a domain name (`transfer-key`), `secret` the decoded bytes.
     /// Returns `None` when the name is not a valid domain name.
@@ -593,6 +603,17 @@ mod tests {
         let mut m = vec![0xAB, 0xCD, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         m.extend_from_slice(b"\x04auth\x07example\x03org\x00\x00\xfc\x00\x01");
         m
+    }
+
+    #[test]
+    fn keys_are_equal_by_name_algorithm_and_secret() {
+        assert_eq!(key(b"secret"), key(b"secret"));
+        assert_ne!(key(b"secret"), key(b"secreT"));
+        assert_ne!(key(b"secret"), TsigKey::new("other-key", TsigAlgorithm::HmacSha256, b"secret").unwrap());
+        assert_ne!(
+            key(b"secret"),
+            TsigKey::new("transfer-key", TsigAlgorithm::HmacSha512, b"secret").unwrap()
+        );
     }
 
     #[test]

@@ -73,8 +73,44 @@ impl AllowList {
     }
 }
 
+impl PartialEq for AllowList {
+    /// The same networks now.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.networks() == other.networks()
+    }
+}
+
+/// How client addresses appear in transfer logs (`privacy.client_ip`). Clones share it, so a
+/// reload changes it in place, as it does the [`AllowList`].
+#[derive(Clone, Debug, Default)]
+pub struct LogPolicy(Arc<RwLock<IpPolicy>>);
+
+impl LogPolicy {
+    /// A shared policy, set to `policy`.
+    pub fn new(policy: IpPolicy) -> Self {
+        Self(Arc::new(RwLock::new(policy)))
+    }
+
+    /// The policy now.
+    pub fn get(&self) -> IpPolicy {
+        *self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Uses `policy` from the next log line on (every clone sees it).
+    pub fn replace(&self, policy: IpPolicy) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = policy;
+    }
+}
+
+impl PartialEq for LogPolicy {
+    /// The same policy now.
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
 /// Who may transfer the zone, with which key, and whom to notify (`[transfer]`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TransferSettings {
     /// Networks allowed to transfer (changed in place by a reload).
     pub allow: AllowList,
@@ -82,8 +118,8 @@ pub struct TransferSettings {
     pub notify: Vec<SocketAddr>,
     /// When set, transfers and NOTIFY need this key.
     pub key: Option<Arc<TsigKey>>,
-    /// How client addresses appear in logs (`privacy.client_ip`).
-    pub client_ip: IpPolicy,
+    /// How client addresses appear in logs (`privacy.client_ip`; changed in place by a reload).
+    pub client_ip: LogPolicy,
     /// With `wait_for_secondaries = "all"`: how long an update waits at most for every
     /// secondary in `notify` to serve its serial (`None`: it does not wait).
     pub wait: Option<std::time::Duration>,
@@ -97,7 +133,7 @@ impl TransferSettings {
 
     /// The client as logs may show it.
     fn client(&self, peer: SocketAddr) -> String {
-        self.client_ip.render(ClientIp::new(peer.ip()))
+        self.client_ip.get().render(ClientIp::new(peer.ip()))
     }
 }
 

@@ -118,7 +118,7 @@ impl IpPolicy {
 }
 
 /// Retention and minimisation settings (`[privacy]`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Privacy {
     /// How client addresses are recorded.
     pub client_ip: IpPolicy,

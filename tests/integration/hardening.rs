@@ -1,5 +1,5 @@
-//! Issue 12 (hardening): each test replays one attack of the adversarial run against the real
-//! server over real sockets, with small limits in the config so that the attack stays cheap.
+//! Issues 12 and 19 (hardening): each test replays one attack of an adversarial run against the
+//! real server over real sockets, with small limits in the config so that the attack stays cheap.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -116,6 +116,70 @@ fn r12_failures_of_others_do_not_refuse_correct_credentials() {
     let r = update_from("127.7.7.66", server.api, &field(&target, "username"), &wrong_key, "x");
     assert_eq!((r.status, r.json()["error"].as_str()), (429, Some("rate_limited")));
     assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)));
+}
+
+/// Issue 19, item 5: 30 bad `/update` requests naming the victim's own username from one
+/// address, then the victim's correct request from another address of the same /24 (as behind
+/// a proxy): the correct key is served, while wrong keys for that username stay refused.
+#[test]
+fn r19_failures_with_the_victims_username_do_not_refuse_its_correct_key() {
+    let (server, _dir) = TestServer::start_with_keys("api", "auth_failure_limit = 3");
+    let victim = server.register();
+    let field = |k: &str| victim[k].as_str().unwrap().to_owned();
+    let (user, key, subdomain) = (field("username"), field("password"), field("subdomain"));
+    let wrong_key = "y".repeat(40);
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(update_from("127.7.8.2", server.api, &user, &wrong_key, &subdomain).status);
+    }
+    assert_eq!(statuses, [[401; 3].as_slice(), [429; 27].as_slice()].concat(), "{statuses:?}");
+    let r = update_from("127.7.8.3", server.api, &user, &key, &subdomain);
+    assert_eq!(r.status, 200, "correct credentials refused: {}", r.body_text());
+    // Wrong keys for that username and a malformed key stay refused from that network, and are
+    // not audited one by one.
+    for (source, key) in
+        [("127.7.8.2", wrong_key.as_str()), ("127.7.8.3", wrong_key.as_str()), ("127.7.8.2", "short")]
+    {
+        let r = update_from(source, server.api, &user, key, &subdomain);
+        assert_eq!((r.status, r.json()["error"].as_str()), (429, Some("rate_limited")), "{source} {key}");
+        assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)));
+    }
+    // The right key still passes afterwards: nothing the attacker does shuts it out.
+    assert_eq!(update_from("127.7.8.2", server.api, &user, &key, &subdomain).status, 200);
+    let export = server.http("GET", "/account", &auth(&victim), b"").json();
+    let failures: i64 = export["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "bad_key")
+        .map(|e| e["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(failures, 3, "only the failures before the limit are audited: {export}");
+}
+
+/// Issue 19, item 5, the exception: an acme-dns account still holding its bcrypt hash is not
+/// checked while its username is throttled from a network (each check costs tens of
+/// milliseconds of CPU), so its correct key is refused there until its first use from
+/// elsewhere has replaced the hash; from then on the correct key passes there too.
+#[test]
+fn r19_a_throttled_bcrypt_key_is_not_checked_until_rehashed() {
+    let dir = TempDir::new();
+    let source = dir.join("acme-dns.db");
+    let (user, key, subdomain) = crate::stores::acme_dns_sqlite(&source);
+    let config = with_keys(&base_config(&dir.0), "api", "auth_failure_limit = 3");
+    std::fs::write(dir.join("config.cfg"), &config).unwrap();
+    assert!(crate::stores::import(&dir, source.to_str().unwrap()).contains("1 imported"));
+    let server = TestServer::start_with(&dir, &config);
+    let wrong_key = "y".repeat(40);
+    for _ in 0..3 {
+        assert_eq!(update_from("127.7.9.2", server.api, &user, &wrong_key, &subdomain).status, 401);
+    }
+    assert_eq!(update_from("127.7.9.3", server.api, &user, &key, &subdomain).status, 429);
+    assert!(!server.log_text().contains("rehashed"), "checked while throttled: {}", server.log_text());
+    assert_eq!(update_from("127.7.10.2", server.api, &user, &key, &subdomain).status, 200);
+    assert!(server.log_text().contains("rehashed with SHA-256"), "{}", server.log_text());
+    assert_eq!(update_from("127.7.9.3", server.api, &user, &key, &subdomain).status, 200);
+    assert_eq!(update_from("127.7.9.3", server.api, &user, &wrong_key, &subdomain).status, 429);
 }
 
 /// Item 5: one account sends updates as fast as it can; past `update_rate_limit` per minute
@@ -285,4 +349,38 @@ fn r12_tcp_per_network_cap_and_first_message_deadline() {
     assert!(closed_within(&mut late, Duration::from_secs(3)), "still open after 3 s");
     assert!(started.elapsed() >= Duration::from_millis(500), "closed before its deadline");
     drop(hogs);
+}
+
+/// Issue 19, item 6: `-c` naming a symbolic link to a password file. The error gives the
+/// position and at most the token there, never the line (the hash is not printed), and a
+/// value quoted in a key's error is cut short. Both for `check-config` and for `serve`.
+#[test]
+fn r19_config_errors_quote_no_line_of_the_file() {
+    let dir = TempDir::new();
+    let hash = "$6$rounds=5000$Qx7vN2pLsaltsalt$SecretHashAbcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+    let shadow = dir.join("shadow");
+    std::fs::write(&shadow, format!("root:{hash}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"))
+        .unwrap();
+    let link = dir.join("config.cfg");
+    std::os::unix::fs::symlink(&shadow, &link).unwrap();
+    let long_value = format!("sqlite3-{}", "v".repeat(80));
+    let wrong_engine = dir.join("engine.cfg");
+    let config = base_config(&dir.0).replace("engine = \"sqlite3\"", &format!("engine = \"{long_value}\""));
+    assert!(config.contains(&long_value), "the test config names the engine");
+    std::fs::write(&wrong_engine, config).unwrap();
+    for command in ["check-config", "serve"] {
+        let run = |path: &std::path::Path| {
+            let out = std::process::Command::new(binary()).args([command, "-c"]).arg(path).output().unwrap();
+            assert!(!out.status.success(), "{command} accepted {}", path.display());
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        };
+        let error = run(&link);
+        assert!(error.contains("line 1, column 5"), "{command}: {error}");
+        for secret in [&hash[..12], "SecretHash", "19000"] {
+            assert!(!error.contains(secret), "{command} printed {secret:?} of the file: {error}");
+        }
+        let error = run(&wrong_engine);
+        assert!(error.contains("database.engine") && error.contains("sqlite3-vvv"), "{command}: {error}");
+        assert!(!error.contains(&long_value[..41]), "{command} quoted the whole value: {error}");
+    }
 }

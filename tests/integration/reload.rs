@@ -201,3 +201,51 @@ fn sighup_changes_transfer_networks_and_notify_targets() {
     assert!(notified(&second), "the new target hears of the update");
     assert!(!notified(&first), "the old target is no longer notified");
 }
+
+/// The `[transfer]` section of the issue 19 tests: transfers from 127.0.0.1 with a TSIG key.
+fn signed_transfers(secret: &str) -> String {
+    format!("allow_transfer = [\"127.0.0.1/32\"]\ntsig_name = \"xfr\"\ntsig_secret = \"{secret}\"")
+}
+
+/// A TSIG secret of 24 bytes.
+const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtMQ==";
+
+/// Issue 19, item 6: reloads compare values, not their redacted text. A new TSIG secret alone
+/// is named as needing a restart, once, not again at a reload that changes nothing; a secret
+/// put back is named as needing none.
+#[test]
+fn sighup_names_a_new_tsig_secret_once() {
+    let dir = TempDir::new();
+    let config = with_keys(&base_config(&dir.0), "transfer", &signed_transfers(SECRET));
+    let server = TestServer::start_with(&dir, &config);
+    let restart = "transfer.tsig_name/tsig_algorithm/tsig_secret changed and needs a restart";
+    let new_key = with_keys(&base_config(&dir.0), "transfer", &signed_transfers(&SECRET.replace("MQ", "Mg")));
+    reload_with(&server, &dir, &new_key, "reloaded:", 1);
+    assert!(server.log_text().contains(restart), "{}", server.log_text());
+    reload_with(&server, &dir, &new_key, "reloaded:", 2);
+    assert_eq!(server.log_text().matches(restart).count(), 1, "{}", server.log_text());
+    reload_with(&server, &dir, &config, "reloaded:", 3);
+    let back = "transfer.tsig_name/tsig_algorithm/tsig_secret is back to the running value";
+    assert!(server.log_text().contains(back), "{}", server.log_text());
+    assert_eq!(server.log_text().matches("needs a restart").count(), 1, "{}", server.log_text());
+}
+
+/// Issue 19, item 6: a new `[privacy] client_ip` alone is applied, to the transfer logs too,
+/// and is not reported as needing a restart, then or at a later reload that changes nothing.
+#[test]
+fn sighup_applies_client_ip_to_transfer_logs_without_a_restart() {
+    let dir = TempDir::new();
+    let config = with_keys(&base_config(&dir.0), "transfer", &signed_transfers(SECRET));
+    let server = TestServer::start_with(&dir, &config);
+    // An unsigned AXFR is refused, and logged with the client's network as configured.
+    assert_eq!(axfr_rcode(&server), 5, "REFUSED without the key");
+    wait_for_log(&server, "AXFR from 127.0.0.0/24 refused", 1);
+    let full = with_keys(&config, "privacy", "client_ip = \"full\"");
+    reload_with(&server, &dir, &full, "reloaded:", 1);
+    assert!(server.log_text().contains("reloaded: privacy retention and client_ip"), "{}", server.log_text());
+    reload_with(&server, &dir, &full, "reloaded:", 2);
+    assert!(server.log_text().contains("reloaded: nothing changed"), "{}", server.log_text());
+    assert!(!server.log_text().contains("needs a restart"), "{}", server.log_text());
+    assert_eq!(axfr_rcode(&server), 5);
+    wait_for_log(&server, "AXFR from 127.0.0.1 refused", 1);
+}

@@ -143,7 +143,7 @@ fn an_import_is_served_at_once_by_a_running_instance(backend: Backend) {
 }
 
 /// Runs `import-acme-dns` with the test's config; returns its output.
-fn import(dir: &TempDir, source: &str) -> String {
+pub(crate) fn import(dir: &TempDir, source: &str) -> String {
     let out = Command::new(binary())
         .args(["import-acme-dns", source, "-c"])
         .arg(dir.join("config.cfg"))
@@ -160,7 +160,7 @@ fn acme_dns_hash(password: &str) -> String {
 
 /// Builds an acme-dns SQLite database from its documented schema, with the hash as a BLOB
 /// (as Go's `[]byte` binds it); returns (username, password, subdomain).
-fn acme_dns_sqlite(path: &std::path::Path) -> (String, String, String) {
+pub(crate) fn acme_dns_sqlite(path: &std::path::Path) -> (String, String, String) {
     let username = "2b5a5c0d-3c2f-4c1e-9b6e-1f2e3d4c5b6a".to_owned();
     let password = "Ab3_-efghijklmnopqrstuvwxyz0123456789ABC".to_owned();
     let subdomain = "8c6e4f3a-1b2d-4e5f-8a9b-0c1d2e3f4a5b".to_owned();

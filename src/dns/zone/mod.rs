@@ -60,7 +60,7 @@ use super::records::{self, RecordError, StaticRecord, is_at_or_below};
 use super::wire::RrSet;
 
 /// What the zone is built from; `config` fills it from `[general]` and `[dns]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneSettings {
     /// Zone apex, e.g. `auth.example.org`.
     pub apex: String,
