@@ -37,10 +37,15 @@ type SourceRow = (String, String, String, Vec<String>);
 /// The rows of the bad source, in rowid order (1-based), and what the import must say of each
 /// (`None`: imported whole).
 fn rows() -> Vec<(SourceRow, Option<&'static str>)> {
-    let row = |user: &str, sub: &str, values: Vec<String>| (user.to_owned(), sub.to_owned(), "[]".to_owned(), values);
+    let row = |user: &str, sub: &str, values: Vec<String>| {
+        (user.to_owned(), sub.to_owned(), "[]".to_owned(), values)
+    };
     vec![
         (row(USER, SUB, vec![txt_value(1)]), None),
-        (row(USER2, SUB2, vec!["x".repeat(70_000), "y".repeat(62_000), txt_value(2)]), Some("imported without")),
+        (
+            row(USER2, SUB2, vec!["x".repeat(70_000), "y".repeat(62_000), txt_value(2)]),
+            Some("imported without"),
+        ),
         (row(&uuid(3), &"a".repeat(64), vec![]), Some("64 octets")),
         (row(&uuid(4), &"b".repeat(300), vec![txt_value(4)]), Some("300 octets")),
         (row(&uuid(5), "a.b.c", vec![]), Some("letters, digits")),
@@ -50,7 +55,10 @@ fn rows() -> Vec<(SourceRow, Option<&'static str>)> {
         (row(&uuid(9), "_acme-challenge", vec![txt_value(9)]), Some("letters, digits")),
         (row(&uuid(10), &format!("persist-{SUB}"), vec![]), Some("serves itself")),
         (row(&uuid(11), "ns1", vec![txt_value(11)]), Some("serves itself")),
-        (row(&USER.to_uppercase(), "c6e4f3a1-1b2d-4e5f-8a9b-0c1d2e3f4a5b", vec![]), Some("differs only in case")),
+        (
+            row(&USER.to_uppercase(), "c6e4f3a1-1b2d-4e5f-8a9b-0c1d2e3f4a5b", vec![]),
+            Some("differs only in case"),
+        ),
         (row("admin", "d6e4f3a1-1b2d-4e5f-8a9b-0c1d2e3f4a5b", vec![]), Some("not a UUID")),
         (
             (uuid(14), "e6e4f3a1-1b2d-4e5f-8a9b-0c1d2e3f4a5b".into(), "[\"10.0.0.0/33\"]".into(), vec![]),
@@ -76,11 +84,17 @@ fn bad_source(path: &std::path::Path) -> String {
         } else {
             fake_hash(n)
         };
-        conn.execute("INSERT INTO records VALUES (?1, ?2, ?3, ?4)", rusqlite::params![user, hash, sub, allowfrom])
-            .unwrap();
+        conn.execute(
+            "INSERT INTO records VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![user, hash, sub, allowfrom],
+        )
+        .unwrap();
         for (i, value) in values.iter().enumerate() {
-            conn.execute("INSERT INTO txt VALUES (?1, ?2, ?3)", rusqlite::params![sub, value, 1_700_000_000 + i])
-                .unwrap();
+            conn.execute(
+                "INSERT INTO txt VALUES (?1, ?2, ?3)",
+                rusqlite::params![sub, value, 1_700_000_000 + i],
+            )
+            .unwrap();
         }
     }
     key
@@ -230,7 +244,8 @@ fn bad_rows_written_by_sql_are_left_out_logged_and_counted() {
     let log = server.log_text();
     assert!(log.contains("cannot be served and is left out of the zone"), "{log}");
     assert!(log.contains("a.b.c") && log.contains("ns1"), "{log}");
-    let scrape = http(format!("127.0.0.1:{metrics}").parse().unwrap(), "GET", "/metrics", &[], b"").body_text();
+    let scrape =
+        http(format!("127.0.0.1:{metrics}").parse().unwrap(), "GET", "/metrics", &[], b"").body_text();
     let refused = scrape
         .lines()
         .find_map(|l| l.strip_prefix("acme_delegate_zone_rows_refused_total "))
