@@ -416,55 +416,68 @@ impl Registrar {
         Self { ours }
     }
 
-    /// Our CDS set as texts, sorted; `Err` when the server does not answer.
+    /// Our CDS set as texts, sorted, straight from our server; `Err` when it does not answer.
     pub fn cds(&self) -> Result<Vec<String>, String> {
-        let mut cds: Vec<String> = rdatas_at(self.ours, DOMAIN, rt::CDS)
-            .ok_or("no answer to CDS")?
-            .iter()
-            .map(|r| ds_text(r))
-            .collect();
+        self.cds_via(None)
+    }
+
+    /// The rdatas of `qtype` at our apex: through `validator` when given (the answer must be
+    /// NOERROR with AD: the parent acts only on what validates through the current chain, RFC
+    /// 7344 section 4.1), else straight from our server.
+    fn apex_set(&self, qtype: u16, validator: Option<&Validator>) -> Result<Vec<Vec<u8>>, String> {
+        let Some(validator) = validator else {
+            return rdatas_at(self.ours, DOMAIN, qtype).ok_or_else(|| format!("no answer to type {qtype}"));
+        };
+        let reply = validator
+            .resolve(DOMAIN, qtype)
+            .ok_or_else(|| format!("the validator is silent about type {qtype}"))?;
+        if reply.rcode != rcode::NOERROR || !reply.ad() {
+            return Err(format!(
+                "type {qtype} through the validator: rcode {}, AD {}",
+                reply.rcode,
+                reply.ad()
+            ));
+        }
+        Ok(reply.answers.iter().filter(|r| r.rtype == qtype).map(|r| r.rdata.clone()).collect())
+    }
+
+    /// Our CDS set as texts, sorted, read as [`Self::apex_set`] does.
+    fn cds_via(&self, validator: Option<&Validator>) -> Result<Vec<String>, String> {
+        let mut cds: Vec<String> = self.apex_set(rt::CDS, validator)?.iter().map(|r| ds_text(r)).collect();
         cds.sort();
         Ok(cds)
     }
 
-    /// Reads our CDS and CDNSKEY and updates the parent; returns the DS set the parent then
-    /// serves. No CDS leaves the parent alone; the delete record `0 0 0 00` (alone) removes the
-    /// DS. Every other CDS must be the SHA-256 digest of a CDNSKEY, and every CDNSKEY must have
-    /// its CDS (RFC 7344 section 4: the two sets name the same keys). With `validator`, the CDS
-    /// set must also validate through the current chain (AD) and equal what our server says,
-    /// as a parent must check before acting on it (RFC 7344 section 4.1).
+    /// Reads our CDS and CDNSKEY (through `validator` when given, see [`Self::apex_set`]) and
+    /// updates the parent; returns the DS set the parent then serves. No CDS, or the set the
+    /// parent already has, leaves the parent alone; the delete record `0 0 0 00` (alone)
+    /// removes the DS (RFC 8078). Every other CDS of digest type 2 must be the SHA-256 digest of
+    /// a CDNSKEY, and every CDNSKEY must have its CDS (RFC 7344 section 4: both name the same
+    /// keys); `Err` otherwise. Through a validator the two sets are cached apart, so a caller
+    /// polling during a change retries an `Err` at its next poll before calling it a failure.
     pub fn sync(&self, parent: &Parent, validator: Option<&Validator>) -> Result<Vec<String>, String> {
-        let cds = self.cds()?;
+        let cds = self.cds_via(validator)?;
         let served = parent.ds().ok_or("the parent is silent")?;
-        if let Some(validator) = validator {
-            let reply = validator.resolve(DOMAIN, rt::CDS).ok_or("the validator is silent about CDS")?;
-            let mut seen: Vec<String> =
-                reply.answers.iter().filter(|r| r.rtype == rt::CDS).map(|r| ds_text(&r.rdata)).collect();
-            seen.sort();
-            if !reply.ad() || seen != cds {
-                return Err(format!("CDS through the validator: AD {}, {seen:?}; ours: {cds:?}", reply.ad()));
-            }
-        }
         if cds.is_empty() || cds == served {
             return Ok(served);
         }
-        let delete = cds.iter().any(|c| ds_key(c).is_none());
-        if delete {
+        if cds.iter().any(|c| ds_key(c).is_none()) {
             if cds.len() != 1 {
                 return Err(format!("a CDS delete record among others: {cds:?}"));
             }
             parent.set_ds(&[])?;
             return Ok(Vec::new());
         }
-        let cdnskey = rdatas_at(self.ours, DOMAIN, rt::CDNSKEY).ok_or("no answer to CDNSKEY")?;
+        let cdnskey = self.apex_set(rt::CDNSKEY, validator)?;
         let from_keys: BTreeSet<String> = cdnskey.iter().map(|k| ds_of(DOMAIN, k)).collect();
         let named: BTreeSet<KeyId> = cds.iter().filter_map(|c| ds_key(c)).collect();
-        for c in &cds {
-            if c.split_whitespace().nth(2) == Some("2") && !from_keys.contains(c) {
-                return Err(format!("CDS {c} matches no CDNSKEY"));
-            }
+        if let Some(c) =
+            cds.iter().find(|c| c.split_whitespace().nth(2) == Some("2") && !from_keys.contains(*c))
+        {
+            return Err(format!("CDS {c} matches no CDNSKEY"));
         }
-        if let Some(k) = cdnskey.iter().map(|k| dnskey_id(k)).find(|k| !named.contains(k)) {
+        let keys = cdnskey.iter().map(|k| dnskey_id(k)).filter(|k| k.alg != 0);
+        if let Some(k) = keys.into_iter().find(|k| !named.contains(k)) {
             return Err(format!("CDNSKEY {k} has no CDS"));
         }
         parent.set_ds(&cds)?;
@@ -984,6 +997,8 @@ fn the_parents_ds_makes_our_answers_secure() {
 /// Issue 21's CSK rollover, sketched for when `acme-delegate dnssec rollover` exists: throughout
 /// the rollover, with the test as the registrar acting on our CDS every second, unbound keeps
 /// answering every probe validated at 10 a second, and the recording keeps both timing rules.
+/// The server will need to know the parent's DS TTL ([`Parent::DS_TTL`]) and the propagation
+/// delay (1 s here) to wait long enough: pass them in [`Child::start`]'s config when they exist.
 #[test]
 #[ignore = "needs `acme-delegate dnssec rollover` (issue 21)"]
 fn csk_rollover_keeps_validating() {
@@ -1005,11 +1020,24 @@ fn csk_rollover_keeps_validating() {
     let started = Instant::now();
     let mut last = String::new();
     let mut tick = 0;
+    let mut refused: Vec<String> = Vec::new();
     loop {
         std::thread::sleep(Duration::from_secs(1));
         tick += 1;
         // The registrar polls the CDS, as a parent following RFC 7344 does.
-        let now = registrar.sync(&parent, Some(&validator)).unwrap_or_else(|e| panic!("registrar: {e}"));
+        // Through the validator the CDS and CDNSKEY sets are cached apart: a mismatch may last
+        // a TTL (3 s), not more.
+        let now = match registrar.sync(&parent, Some(&validator)) {
+            Ok(now) => {
+                refused.clear();
+                now
+            }
+            Err(e) => {
+                refused.push(e);
+                assert!(refused.len() <= 5, "the registrar could not act for 5 s: {refused:?}");
+                continue;
+            }
+        };
         if tick % 3 == 0 {
             last = txt_value(300 + tick);
             assert_eq!(server.update(&changing, &last).status, 200);
