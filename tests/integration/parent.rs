@@ -34,7 +34,7 @@ use crate::harness::*;
 pub const PARENT: &str = "example.org";
 
 /// RR types used here that the harness does not name.
-mod rt {
+pub mod rt {
     /// DS.
     pub const DS: u16 = 43;
     /// DNSKEY.
@@ -862,9 +862,14 @@ impl Child {
     /// Starts our server with DNSSEC on and short TTLs (DNSKEY and static records
     /// [`Child::DNSKEY_TTL`], negative answers 1 s, TXT 1 s).
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Like [`Child::start`], with `dnssec` lines added to `[dnssec]` (say, a rollover's timings).
+    pub fn start_with(dnssec: &str) -> Self {
         let dir = TempDir::new();
         let ttl = Self::DNSKEY_TTL;
-        let config = with_keys(&base_config(&dir.0), "dnssec", "enabled = true");
+        let config = with_keys(&base_config(&dir.0), "dnssec", &format!("enabled = true\n{dnssec}"));
         let config = with_keys(
             &config,
             "dns",
@@ -998,7 +1003,7 @@ fn the_parents_ds_makes_our_answers_secure() {
 /// the rollover, with the test as the registrar acting on our CDS every second, unbound keeps
 /// answering every probe validated at 10 a second, and the recording keeps both timing rules.
 /// The server will need to know the parent's DS TTL ([`Parent::DS_TTL`]) and the propagation
-/// delay (1 s here) to wait long enough: pass them in [`Child::start`]'s config when they exist.
+/// delay (1 s here) to wait long enough: pass them with [`Child::start_with`] when they exist.
 #[test]
 #[ignore = "needs `acme-delegate dnssec rollover` (issue 21)"]
 fn csk_rollover_keeps_validating() {
