@@ -15,6 +15,7 @@ mod harness;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod parent;
 mod persist;
 mod persist_e2e;
 mod pg;
