@@ -33,10 +33,11 @@ pub(super) async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-/// `GET /ready`: 200 when the store answers, 503 otherwise (for load balancers and probes;
-/// `/health` stays as acme-dns has it and checks nothing).
+/// `GET /ready`: 200 when the store answers and takes writes, 503 otherwise (for load
+/// balancers and probes; `/health` stays as acme-dns has it and checks nothing). DNS answers
+/// either way, from memory.
 pub(super) async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
-    state.store.ping().await?;
+    state.store.ready().await?;
     Ok(json_response(
         StatusCode::OK,
         format!("{{\"status\": \"ready\", \"subdomains\": {}}}", state.zone.subdomain_count()),

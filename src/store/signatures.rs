@@ -106,12 +106,12 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<SignaturePage, StoreError> {
-        run!(self, c => page(c, epoch, after, limit))
+        read!(self, c => page(c, epoch, after, limit))
     }
 
     /// How many signatures of epoch `epoch` are kept (to make room for them at once).
     pub async fn kept_signature_count(&self, epoch: u32) -> Result<u64, StoreError> {
-        run!(self, c => count_of(c, epoch))
+        read!(self, c => count_of(c, epoch))
     }
 
     /// Removes up to `limit` kept signatures of epochs before `epoch` (epochs only move
