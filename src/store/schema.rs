@@ -114,6 +114,10 @@ pub const MIGRATIONS: &[&str] = &[
         signature {bytes} NOT NULL
     );
     CREATE INDEX signatures_by_epoch ON signatures (epoch);",
+    // 10: the set each kept signature signs (its owner and type, hashed by the zone), so that
+    // a newer signature of the set replaces it (`signatures.rs`); rows kept before have none.
+    "ALTER TABLE signatures ADD COLUMN slot {int};
+    CREATE INDEX signatures_by_slot ON signatures (slot);",
 ];
 
 /// A migration with the engine's column types in place of the tokens.
