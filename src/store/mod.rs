@@ -496,10 +496,12 @@ impl Store {
     pub async fn ready(&self) -> Result<(), StoreError> {
         self.ping().await?;
         if self.out_of_space().load(Ordering::Relaxed) {
-            // PostgreSQL's disk is not ours to look at: its probe write is the test there.
-            #[cfg(feature = "sqlite")]
-            if let Self::Sqlite(store) = self {
-                self.observe(store.check_room().await)?;
+            match self {
+                #[cfg(feature = "sqlite")]
+                Self::Sqlite(store) => self.observe(store.check_room().await)?,
+                // Its disk is not ours to look at: the probe write is the test there.
+                #[cfg(feature = "postgres")]
+                Self::Postgres(_) => {}
             }
             atomic!(self, c => version::probe_write(c))?;
             self.out_of_space().store(false, Ordering::Relaxed);
