@@ -19,7 +19,8 @@
 //! committed and only its reply been lost, and running it again could apply it twice (an
 //! update's value stored twice would push out the value before it; the zone version would move
 //! twice). That call answers 503 and the client, which knows what it asked for, retries. A call
-//! that ran out of time is not retried either: its deadline is the bound the API promises.
+//! that ran out of time is not retried either, and a retry runs in what is left of the first
+//! attempt's deadline: the deadline bounds the call, not each attempt.
 //! Every outcome passes through `Store::observe`, which notes a write refused for lack of space
 //! (for `/ready`).
 
@@ -45,13 +46,16 @@ macro_rules! run {
             #[cfg(feature = "postgres")]
             Self::Postgres(store) => {
                 let read_only: bool = $retry;
-                let mut again = true;
+                // The deadline runs from the first attempt's first statement.
+                let (mut again, mut began) = (true, None);
                 loop {
                     // Whether statements went out on the connection (and may have committed).
                     let (out, sent) = match store.client().await {
                         Err(error) => (Err(error), false),
                         Ok(client) => {
-                            let out = postgres::deadline(postgres::CALL_DEADLINE, async {
+                            let start = *began.get_or_insert_with(tokio::time::Instant::now);
+                            let limit = postgres::remaining(postgres::CALL_DEADLINE, start);
+                            let out = postgres::deadline(limit, async {
                                 let $c = &postgres::Pg(&client);
                                 $op.await
                             })
@@ -107,14 +111,17 @@ macro_rules! atomic {
             }
             #[cfg(feature = "postgres")]
             Self::Postgres(store) => {
-                let mut again = true;
+                // The deadline runs from the first attempt's first statement.
+                let (mut again, mut began) = (true, None);
                 loop {
                     // Whether the COMMIT was sent: from then on the outcome may be unknown.
                     let mut committing = false;
                     let out = match store.client().await {
                         Err(error) => Err(error),
                         Ok(mut client) => {
-                            let out = postgres::deadline(postgres::$limit, async {
+                            let start = *began.get_or_insert_with(tokio::time::Instant::now);
+                            let limit = postgres::remaining(postgres::$limit, start);
+                            let out = postgres::deadline(limit, async {
                                 let tx = client.transaction().await.map_err(postgres::error)?;
                                 if let Some(sql) = postgres::longer_statements(postgres::$limit) {
                                     tx.batch_execute(&sql).await.map_err(postgres::error)?;

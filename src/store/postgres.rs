@@ -156,6 +156,12 @@ pub(super) fn retryable<T>(outcome: &Result<T, StoreError>) -> bool {
     matches!(outcome, Err(StoreError::Disconnected(_)))
 }
 
+/// What is left of a call's deadline `limit` that began at `start` (zero when it is spent: the
+/// attempt then fails at once as out of time).
+pub(super) fn remaining(limit: Duration, start: tokio::time::Instant) -> Duration {
+    limit.saturating_sub(start.elapsed())
+}
+
 /// Waits [`RETRY_PAUSE`] before a retry.
 pub(super) async fn pause() {
     tokio::time::sleep(RETRY_PAUSE).await;
