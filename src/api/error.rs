@@ -82,7 +82,12 @@ impl ApiError {
             Self::BadPersist(e) => (StatusCode::BAD_REQUEST, bad_persist_code(e)),
             Self::TooManyPersistRecords => (StatusCode::CONFLICT, "too_many_persist_records"),
             Self::PersistNotFound => (StatusCode::NOT_FOUND, "persist_record_not_found"),
-            Self::Store(StoreError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            // The database is away (or restarting) or out of space: a client may retry later,
+            // and DNS keeps answering meanwhile; neither is this request's fault nor ours.
+            Self::Store(StoreError::Unavailable(_) | StoreError::Disconnected(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+            Self::Store(StoreError::Full(_)) => (StatusCode::SERVICE_UNAVAILABLE, "store_full"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "db_error"),
             Self::ClockSkew(_) => (StatusCode::SERVICE_UNAVAILABLE, "clock_skew"),
         }

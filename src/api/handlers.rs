@@ -30,10 +30,11 @@ pub(super) async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-/// `GET /ready`: 200 when the store answers and this instance's clock agrees with its time, 503
-/// otherwise (for load balancers and probes;
-/// `/health` stays as acme-dns has it and checks nothing).
+/// `GET /ready`: 200 when the store answers and takes writes and this instance's clock agrees
+/// with the store's time, 503 otherwise (for load balancers and probes; `/health` stays as
+/// acme-dns has it and checks nothing). DNS answers either way, from memory.
 pub(super) async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.store.ready().await?;
     // The store's time answers for the store, and this instance's clock is compared with it.
     if let (_, Some(skew)) = state.sync.shared_time(false).await? {
         return Err(ApiError::ClockSkew(skew));

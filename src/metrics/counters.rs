@@ -77,7 +77,7 @@ impl Counters {
             ),
             store_errors: counter_vec(
                 "acme_delegate_store_errors_total",
-                "Store operations that failed: \"unavailable\" (the database could not be reached) or \"backend\" (it refused or failed the statement).",
+                "Failed store calls (a call retried after a lost connection counts its failed attempt): \"unavailable\" (the database could not be reached, or ended the connection), \"full\" (it had no space to write) or \"backend\" (it refused or failed the statement).",
                 &["kind"],
             ),
             feed_reconnects: counter(
@@ -139,7 +139,7 @@ pub fn update_served(elapsed: Duration) {
     COUNTERS.update_latency.observe(elapsed.as_secs_f64());
 }
 
-/// Counts a store failure: `kind` is `"unavailable"` or `"backend"`.
+/// Counts a store failure: `kind` is `"unavailable"`, `"full"` or `"backend"`.
 pub fn store_error(kind: &'static str) {
     COUNTERS.store_errors.with_label_values(&[kind]).inc();
 }

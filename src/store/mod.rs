@@ -37,6 +37,8 @@ pub use version::{LogEntry, StoreTime, ZoneSnapshot, ZoneVersion};
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("acme-delegate needs a store: enable the `sqlite` or the `postgres` feature (or both)");
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::mpsc;
 
 use crate::config::{Database, Engine};
@@ -54,9 +56,18 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
-    /// The database is unreachable now (it may come back).
+    /// The database is unreachable now (it may come back): no answer in time, no free
+    /// connection, a resource of the server exhausted, a lock held too long.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The connection broke, or the server ended it or refused a new one (a restart, a
+    /// shutdown, a reset): what the call sent was not committed, unless it broke at the commit.
+    #[error("the database connection was lost: {0}")]
+    Disconnected(String),
+    /// The database has no room left to write (a full disk): reads still work, writes fail
+    /// until space is freed.
+    #[error("the database is out of space: {0}")]
+    Full(String),
     /// The database holds another program's schema that we do not take over in place.
     #[error("{0}")]
     ForeignSchema(String),
@@ -255,83 +266,9 @@ mod erased {
     pub const PERSIST: u8 = 8;
 }
 
-/// Runs a shared operation `$op`, with `$c` bound to a connection of whichever engine is open,
-/// outside any transaction (each statement commits by itself). `$op` may use owned values of
-/// the caller: the SQLite arm moves them to the blocking thread.
-macro_rules! run {
-    ($self:ident, $c:ident => $op:expr) => {
-        match $self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => {
-                store
-                    .with(move |conn| {
-                        let $c = &*conn;
-                        sqlite::ready($op)
-                    })
-                    .await
-            }
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => {
-                let client = store.client().await?;
-                let out = postgres::deadline(postgres::CALL_DEADLINE, async {
-                    let $c = &postgres::Pg(&client);
-                    $op.await
-                })
-                .await;
-                postgres::settle(client, &out);
-                out
-            }
-        }
-    };
-}
-
-/// Like `run!`, in one transaction: all of `$op`'s statements apply, or none; its
-/// notifications are delivered only if it commits.
-macro_rules! atomic {
-    ($self:ident, $c:ident => $op:expr) => {
-        atomic!($self, limit = CALL_DEADLINE, $c => $op)
-    };
-    // With PostgreSQL, `$limit` (a constant of `postgres`) bounds the transaction.
-    ($self:ident, limit = $limit:ident, $c:ident => $op:expr) => {
-        match $self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => {
-                store
-                    .with(move |conn| {
-                        let tx = sqlite::begin(conn)?;
-                        let out = {
-                            let $c = &*tx;
-                            sqlite::ready($op)?
-                        };
-                        tx.commit().map_err(sqlite::error)?;
-                        Ok(out)
-                    })
-                    .await
-            }
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => {
-                let mut client = store.client().await?;
-                let out = postgres::deadline(postgres::$limit, async {
-                    let tx = client.transaction().await.map_err(postgres::error)?;
-                    if let Some(sql) = postgres::longer_statements(postgres::$limit) {
-                        tx.batch_execute(&sql).await.map_err(postgres::error)?;
-                    }
-                    let out = {
-                        let $c = &postgres::Pg(&tx);
-                        $op.await?
-                    };
-                    tx.commit().await.map_err(postgres::error)?;
-                    Ok(out)
-                })
-                .await;
-                postgres::settle(client, &out);
-                out
-            }
-        }
-    };
-}
-
-// After the macros, which they use.
+// The macros first (`run!`, `atomic!`), then the modules that use them.
+#[macro_use]
+mod calls;
 mod audit;
 mod persist;
 mod signatures;
@@ -368,7 +305,7 @@ impl Store {
     /// Finds an account by username.
     pub async fn account(&self, username: &str) -> Result<Option<Account>, StoreError> {
         let username = username.to_owned();
-        run!(self, c => common::account(c, &username))
+        read!(self, c => common::account(c, &username))
     }
 
     /// Replaces an imported account's bcrypt hash by the SHA-256 of its key, only while the
@@ -399,13 +336,13 @@ impl Store {
     /// The newest `keep` values of one subdomain, or `None` if it is not registered.
     pub async fn txt_of(&self, subdomain: &str, keep: usize) -> Result<Option<TxtValues>, StoreError> {
         let subdomain = subdomain.to_owned();
-        run!(self, c => common::txt_of(c, &subdomain, keep))
+        read!(self, c => common::txt_of(c, &subdomain, keep))
     }
 
     /// Every subdomain with its newest `keep` values, read in pages (one consistent state of the
     /// store: [`Self::zone_snapshot`]).
     pub async fn zone_contents(&self, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
-        run!(self, c => version::zone_contents(c, keep))
+        read!(self, c => version::zone_contents(c, keep))
     }
 
     /// Publishes (`Some`) or withdraws (`None`) one ACME challenge value for the API's own
@@ -423,12 +360,12 @@ impl Store {
 
     /// The zone version, serial base and signing epoch.
     pub async fn zone_version(&self) -> Result<ZoneVersion, StoreError> {
-        run!(self, c => version::zone_version(c))
+        read!(self, c => version::zone_version(c))
     }
 
     /// What each version after `after` changed, in version order.
     pub async fn zone_log_since(&self, after: u64) -> Result<Vec<LogEntry>, StoreError> {
-        run!(self, c => version::log_since(c, after))
+        read!(self, c => version::log_since(c, after))
     }
 
     /// The version and everything DNS serves, read in one consistent snapshot (a resync).
@@ -443,12 +380,12 @@ impl Store {
 
     /// The API's own ACME challenge values currently published.
     pub async fn own_challenges(&self) -> Result<Vec<String>, StoreError> {
-        run!(self, c => common::own_challenges(c))
+        read!(self, c => common::own_challenges(c))
     }
 
     /// The signing key for `algorithm`, if one was made.
     pub async fn dnssec_key(&self, algorithm: u8) -> Result<Option<StoredKey>, StoreError> {
-        run!(self, c => common::dnssec_key(c, algorithm))
+        read!(self, c => common::dnssec_key(c, algorithm))
     }
 
     /// Stores `pkcs8` as the key for `algorithm` unless one exists (so that instances starting
@@ -468,7 +405,7 @@ impl Store {
         keep: usize,
     ) -> Result<Option<AccountRecord>, StoreError> {
         let username = username.to_owned();
-        run!(self, c => async {
+        read!(self, c => async {
             let mut record = common::account_record(c, &username, keep).await?;
             if let Some(record) = &mut record {
                 record.persist = persist::records(c, &record.account.subdomain).await?;
@@ -480,7 +417,7 @@ impl Store {
     /// Up to `limit` accounts by username after `after` (a page: walks the primary key).
     pub async fn accounts_page(&self, after: &str, limit: usize) -> Result<Vec<AccountSummary>, StoreError> {
         let after = after.to_owned();
-        run!(self, c => common::list_accounts(c, &after, limit))
+        read!(self, c => common::list_accounts(c, &after, limit))
     }
 
     /// Replaces an account's `allowfrom`.
@@ -551,7 +488,47 @@ impl Store {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        run!(self, c => common::ping(c))
+        read!(self, c => common::ping(c))
+    }
+
+    /// Checks that the store can serve requests (for the readiness endpoint): the database
+    /// answers, and, once a write failed for lack of space, a small write commits again. Until
+    /// then the store is not ready, though it reads: every update would fail. On SQLite the
+    /// file system must also have room beside the database (`SqliteStore::check_room`); on
+    /// PostgreSQL the write only shows that one row could be written, and if space is still
+    /// short, the next failing write marks the store again.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await?;
+        if self.out_of_space().load(Ordering::Relaxed) {
+            match self {
+                #[cfg(feature = "sqlite")]
+                Self::Sqlite(store) => self.observe(store.check_room().await)?,
+                // Its disk is not ours to look at: the probe write is the test there.
+                #[cfg(feature = "postgres")]
+                Self::Postgres(_) => {}
+            }
+            atomic!(self, c => version::probe_write(c))?;
+            self.out_of_space().store(false, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Passes a call's outcome on, noting a write refused for lack of space for [`Self::ready`].
+    fn observe<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        if matches!(outcome, Err(StoreError::Full(_))) {
+            self.out_of_space().store(true, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// Whether a write failed for lack of space since the last successful probe.
+    fn out_of_space(&self) -> &AtomicBool {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => &store.out_of_space,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => &store.out_of_space,
+        }
     }
 
     /// The store's time and signing epoch; with `record`, the time is recorded (see [`version::time`]).

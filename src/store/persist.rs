@@ -261,11 +261,11 @@ impl super::Store {
     /// account is gone or never had a record).
     pub async fn persist_of(&self, subdomain: &str) -> Result<Option<TxtValues>, StoreError> {
         let subdomain = subdomain.to_owned();
-        run!(self, c => served_of(c, &subdomain))
+        read!(self, c => served_of(c, &subdomain))
     }
 
     /// Every persist name with what it serves, for loading the zone (by account subdomain).
     pub async fn persist_contents(&self) -> Result<Vec<TxtValues>, StoreError> {
-        run!(self, c => contents(c))
+        read!(self, c => contents(c))
     }
 }

@@ -43,7 +43,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -79,6 +79,8 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     /// Tables that held erased data since their last rewrite (`super::erased` bits).
     erased: Arc<AtomicU8>,
+    /// Whether a write failed for lack of space (see `super::Store::ready`).
+    pub(super) out_of_space: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -88,25 +90,53 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// Maps a driver error: connection-level failures are "unavailable", the rest "backend".
+/// Maps a driver error. Connection-level failures (class 08, the server ending or refusing
+/// the session: 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, a
+/// closed or reset connection) are `Disconnected`, which a call may retry (see `calls.rs`); a
+/// full disk (53100) is `Full`; the server's other shortages (class 53: memory, connection
+/// slots) and our statement_timeout are `Unavailable`; the rest is `Backend`.
 pub(super) fn error(error: tokio_postgres::Error) -> StoreError {
-    if let Some(db) = error.as_db_error() {
-        if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
-            return StoreError::Duplicate(db.message().to_owned());
-        }
-        // Our statement_timeout fired: the database is too slow to serve now.
-        if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED {
-            crate::metrics::counters::store_error("unavailable");
-            return StoreError::Unavailable(db.message().to_owned());
-        }
-        crate::metrics::counters::store_error("backend");
-        return StoreError::Backend(db.message().to_owned());
+    use tokio_postgres::error::SqlState;
+    let Some(db) = error.as_db_error() else {
+        // No answer from the server: the connection broke (I/O), was closed, or never opened.
+        let lost =
+            error.is_closed() || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>());
+        crate::metrics::counters::store_error("unavailable");
+        return if lost {
+            StoreError::Disconnected(error.to_string())
+        } else {
+            StoreError::Unavailable(error.to_string())
+        };
+    };
+    let code = db.code();
+    let message = db.message().to_owned();
+    if code == &SqlState::UNIQUE_VIOLATION {
+        return StoreError::Duplicate(message);
     }
-    crate::metrics::counters::store_error("unavailable");
-    StoreError::Unavailable(error.to_string())
+    if code == &SqlState::DISK_FULL {
+        crate::metrics::counters::store_error("full");
+        return StoreError::Full(message);
+    }
+    let class = code.code().get(..2).unwrap_or_default();
+    if class == "08"
+        || [&SqlState::ADMIN_SHUTDOWN, &SqlState::CRASH_SHUTDOWN, &SqlState::CANNOT_CONNECT_NOW]
+            .contains(&code)
+    {
+        crate::metrics::counters::store_error("unavailable");
+        return StoreError::Disconnected(message);
+    }
+    // Our statement_timeout fired (the database is too slow to serve now), or the server is
+    // short of something other than disk.
+    if class == "53" || code == &SqlState::QUERY_CANCELED {
+        crate::metrics::counters::store_error("unavailable");
+        return StoreError::Unavailable(message);
+    }
+    crate::metrics::counters::store_error("backend");
+    StoreError::Backend(message)
 }
 
-/// Maps a pool error.
+/// Maps a pool error: a connection that could not be made is the driver's error; waiting too
+/// long for a free one is `Unavailable`.
 fn pool_error(error: PoolError) -> StoreError {
     match error {
         PoolError::Backend(e) => self::error(e),
@@ -115,6 +145,26 @@ fn pool_error(error: PoolError) -> StoreError {
             StoreError::Unavailable(other.to_string())
         }
     }
+}
+
+/// How long a call waits before its one retry after a lost connection: a restarting server
+/// refuses connections for a moment, and an instant retry would mostly meet the same refusal.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// Whether a call's outcome is a lost connection, which `calls.rs` may retry.
+pub(super) fn retryable<T>(outcome: &Result<T, StoreError>) -> bool {
+    matches!(outcome, Err(StoreError::Disconnected(_)))
+}
+
+/// What is left of a call's deadline `limit` that began at `start` (zero when it is spent: the
+/// attempt then fails at once as out of time).
+pub(super) fn remaining(limit: Duration, start: tokio::time::Instant) -> Duration {
+    limit.saturating_sub(start.elapsed())
+}
+
+/// Waits [`RETRY_PAUSE`] before a retry.
+pub(super) async fn pause() {
+    tokio::time::sleep(RETRY_PAUSE).await;
 }
 
 /// The shared schema version of a database whose `acme_delegate_schema` row says `version`,
@@ -152,7 +202,7 @@ pub(super) fn longer_statements(limit: Duration) -> Option<String> {
 /// when the connection failed or hung (its replies may still be on their way; a frozen server
 /// would hang the next request on it too).
 pub(super) fn settle<T>(client: deadpool_postgres::Client, outcome: &Result<T, StoreError>) {
-    if matches!(outcome, Err(StoreError::Unavailable(_))) {
+    if matches!(outcome, Err(StoreError::Unavailable(_) | StoreError::Disconnected(_))) {
         drop(deadpool_postgres::Object::take(client));
     }
 }
@@ -343,7 +393,7 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| open_error(e.to_string()))?;
-        let store = Self { pool, config, erased: Arc::default() };
+        let store = Self { pool, config, erased: Arc::default(), out_of_space: Arc::default() };
         let mut client = store.pool.get().await.map_err(|e| open_error(e.to_string()))?;
         let tx = client.transaction().await.map_err(error)?;
         // A migration on a large table may rightly take longer than a request's statement.

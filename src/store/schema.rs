@@ -118,6 +118,10 @@ pub const MIGRATIONS: &[&str] = &[
     // below which an SQLite store's time never goes again (see `version::time`; unused on
     // PostgreSQL).
     "ALTER TABLE zone_version ADD COLUMN clock {int} NOT NULL DEFAULT 0;",
+    // 11: the set each kept signature signs (its owner and type, hashed by the zone), so that
+    // a newer signature of the set replaces it (`signatures.rs`); rows kept before have none.
+    "ALTER TABLE signatures ADD COLUMN slot {int};
+    CREATE INDEX signatures_by_slot ON signatures (slot);",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

@@ -9,6 +9,16 @@
 //! (`ON CONFLICT DO NOTHING`) and a lost row costs one signature at the next start. Rows of other
 //! epochs match nothing (the validity window is part of what is signed); the epoch column lets
 //! them go when the epoch moves, ten thousand rows a statement.
+//!
+//! Superseded rows: every row names the set it signs (`slot`: its owner and type, hashed by
+//! the zone), and a new signature of a set removes the rows of that set with another digest,
+//! in the statement before its insert. A name updated 50 times a second would otherwise add 30
+//! million rows a week until the epoch moved; so the table holds about one row per signed set,
+//! plus a bounded tail: the sets of names removed since the epoch began, rows of older versions
+//! (kept before slots existed: no slot) and, with several instances, a row an instance behind
+//! the others wrote after they had superseded it (it goes when that instance supersedes it
+//! too). A lagging instance may also remove the newest row of a set: one signature made again
+//! at a start, as with any lost row.
 
 use super::common::{Conn, Value, count, multi_row_insert};
 #[cfg(feature = "postgres")]
@@ -20,23 +30,56 @@ use super::{Store, StoreError};
 /// A kept signature: the memo digest and the signature bytes.
 pub type KeptSignature = ([u8; 32], [u8; 64]);
 
-/// Rows per multi-row statement: 3 parameters each, well under either engine's limit.
+/// A signature to keep: the set it signs (the zone's slot), the memo digest, the signature.
+pub type SignatureToKeep = (u64, [u8; 32], [u8; 64]);
+
+/// Rows per multi-row statement: 4 parameters each, well under either engine's limit.
 const ROWS: usize = 1000;
 
 /// See [`Store::keep_signatures`].
-async fn keep(c: &impl Conn, epoch: u32, rows: &[KeptSignature]) -> Result<(), StoreError> {
+async fn keep(c: &impl Conn, epoch: u32, rows: &[SignatureToKeep]) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS) {
-        let mut sql = multi_row_insert("signatures", "digest, epoch, signature", 3, chunk.len());
+        supersede(c, chunk).await?;
+        let mut sql = multi_row_insert("signatures", "slot, digest, epoch, signature", 4, chunk.len());
         sql.push_str(" ON CONFLICT DO NOTHING");
         let params: Vec<Value> = chunk
             .iter()
-            .flat_map(|(digest, signature)| {
-                [digest.as_slice().into(), i64::from(epoch).into(), signature.as_slice().into()]
+            .flat_map(|(slot, digest, signature)| {
+                [
+                    slot_value(*slot),
+                    digest.as_slice().into(),
+                    i64::from(epoch).into(),
+                    signature.as_slice().into(),
+                ]
             })
             .collect();
         c.execute(&sql, &params).await?;
     }
     Ok(())
+}
+
+/// Removes the rows that `rows` supersede: those of the same sets with another digest. The
+/// rows hold one digest per slot (`keep_signatures` says so), and a digest belongs to one
+/// slot (it covers the owner and type), so one statement for all of them is exact.
+async fn supersede(c: &impl Conn, rows: &[SignatureToKeep]) -> Result<(), StoreError> {
+    let list =
+        |from: usize| (from..from + rows.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "DELETE FROM signatures WHERE slot IN ({}) AND digest NOT IN ({})",
+        list(1),
+        list(rows.len() + 1)
+    );
+    let params: Vec<Value> = rows
+        .iter()
+        .map(|&(slot, _, _)| slot_value(slot))
+        .chain(rows.iter().map(|(_, digest, _)| digest.as_slice().into()))
+        .collect();
+    c.execute(&sql, &params).await.map(drop)
+}
+
+/// A slot as the column holds it: the same 64 bits, signed (both engines' integers are).
+fn slot_value(slot: u64) -> Value {
+    i64::from_ne_bytes(slot.to_ne_bytes()).into()
 }
 
 /// A page of kept signatures and where the next one starts (see [`Store::kept_signatures`]).
@@ -93,8 +136,10 @@ async fn prune(c: &impl Conn, epoch: u32, limit: usize) -> Result<u64, StoreErro
 
 impl Store {
     /// Keeps signatures made for signing epoch `epoch` (rows present already are left as they
-    /// are: the same digest always has the same signature).
-    pub async fn keep_signatures(&self, epoch: u32, rows: Vec<KeptSignature>) -> Result<(), StoreError> {
+    /// are: the same digest always has the same signature), each replacing the kept rows of
+    /// its set (slot) with another digest. `rows` holds at most one signature per slot: the
+    /// newest.
+    pub async fn keep_signatures(&self, epoch: u32, rows: Vec<SignatureToKeep>) -> Result<(), StoreError> {
         atomic!(self, c => keep(c, epoch, &rows))
     }
 
@@ -106,12 +151,12 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<SignaturePage, StoreError> {
-        run!(self, c => page(c, epoch, after, limit))
+        read!(self, c => page(c, epoch, after, limit))
     }
 
     /// How many signatures of epoch `epoch` are kept (to make room for them at once).
     pub async fn kept_signature_count(&self, epoch: u32) -> Result<u64, StoreError> {
-        run!(self, c => count_of(c, epoch))
+        read!(self, c => count_of(c, epoch))
     }
 
     /// Removes up to `limit` kept signatures of epochs before `epoch` (epochs only move

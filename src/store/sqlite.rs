@@ -15,6 +15,7 @@
 //! a change feed that polls `PRAGMA data_version` (there is no LISTEN).
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -30,14 +31,39 @@ use super::{Change, StoreError};
 pub struct SqliteStore {
     /// The one connection; SQLite serialises writers anyway.
     conn: Arc<Mutex<Connection>>,
+    /// Whether a write failed for lack of space (see `super::Store::ready`).
+    pub(super) out_of_space: Arc<AtomicBool>,
 }
 
-/// Maps a rusqlite error to ours.
+/// The free space `/ready` asks for beside the database after a write failed for lack of it:
+/// several times what an update writes, so that an update after a ready answer finds room.
+const ROOM: usize = 1 << 20;
+
+/// Writes [`ROOM`] bytes to `path` and syncs them (tmpfs and most file systems allocate only
+/// what is written, so a sparse `set_len` would prove nothing).
+fn write_scratch(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(&vec![0u8; ROOM])?;
+    file.sync_all()
+}
+
+/// Maps a rusqlite error to ours: a full disk (SQLITE_FULL) is `Full`, a lock another process
+/// held beyond the busy timeout `Unavailable`, the rest `Backend`.
 pub(super) fn error(error: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(e, ref msg) = error
-        && e.code == ErrorCode::ConstraintViolation
-    {
-        return StoreError::Duplicate(msg.clone().unwrap_or_default());
+    if let rusqlite::Error::SqliteFailure(e, ref msg) = error {
+        match e.code {
+            ErrorCode::ConstraintViolation => return StoreError::Duplicate(msg.clone().unwrap_or_default()),
+            ErrorCode::DiskFull => {
+                crate::metrics::counters::store_error("full");
+                return StoreError::Full(error.to_string());
+            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                crate::metrics::counters::store_error("unavailable");
+                return StoreError::Unavailable(error.to_string());
+            }
+            _ => {}
+        }
     }
     crate::metrics::counters::store_error("backend");
     StoreError::Backend(error.to_string())
@@ -185,7 +211,7 @@ impl SqliteStore {
             // Written into the file, so only once we know the file is ours (an acme-dns
             // database is refused above, untouched).
             conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| open_error(e.to_string()))?;
-            Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+            Ok(Self { conn: Arc::new(Mutex::new(conn)), out_of_space: Arc::default() })
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))?
@@ -200,6 +226,39 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || f(&mut conn.lock().unwrap_or_else(PoisonError::into_inner)))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    /// Whether the file system holding the database has [`ROOM`] free, for `Store::ready`
+    /// after a write failed for lack of space. A write that commits is not proof enough: a
+    /// page may land in the space the WAL already holds while the next update needs more. So
+    /// this writes that much beside the database, syncs it and removes it again (only while
+    /// writes are failing, so it costs nothing otherwise). Space is `Full`; any other failure
+    /// to write the scratch file (permissions) is left to the probe write that follows.
+    pub(super) async fn check_room(&self) -> Result<(), StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let path = conn.lock().unwrap_or_else(PoisonError::into_inner).path().map(str::to_owned);
+            let Some(path) = path.filter(|p| !p.is_empty()) else { return Ok(()) };
+            let scratch = format!("{path}.room");
+            let written = write_scratch(Path::new(&scratch));
+            let _ = std::fs::remove_file(&scratch);
+            match written {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::StorageFull
+                        || e.raw_os_error() == Some(libc::EDQUOT) =>
+                {
+                    crate::metrics::counters::store_error("full");
+                    Err(StoreError::Full(format!("less than {} KiB free beside the database", ROOM >> 10)))
+                }
+                Err(e) => {
+                    tracing::debug!("could not write {scratch} to check for free space: {e}");
+                    Ok(())
+                }
+                Ok(()) => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 
     /// After an erasure: the WAL still holds the old pages until a checkpoint; fold it in and

@@ -146,6 +146,13 @@ pub async fn zone_version(c: &impl Conn) -> Result<ZoneVersion, StoreError> {
     })
 }
 
+/// A write that changes nothing, for `Store::ready` after a write failed for lack of space:
+/// the version row rewritten as it is (a page to SQLite's WAL, a row version on PostgreSQL),
+/// the one row every change of the zone writes.
+pub async fn probe_write(c: &impl Conn) -> Result<(), StoreError> {
+    c.execute("UPDATE zone_version SET epoch = epoch WHERE id = 1", &[]).await.map(drop)
+}
+
 /// See [`super::Store::zone_snapshot`].
 pub async fn snapshot(c: &impl Conn, keep: usize) -> Result<ZoneSnapshot, StoreError> {
     c.snapshot().await?;

@@ -6,7 +6,9 @@
 //! any instance's signature for an input is every instance's (`store::signatures` explains the
 //! table, `dns::zone::memo` the zone's side). The zone collects what it signs; a task here
 //! writes it to the store every few seconds and when the daemon stops, and removes the rows of
-//! an epoch the zone has left. Nothing here is on the path of an update: a signature not kept
+//! an epoch the zone has left. Of several signatures of one set (a name updated many times
+//! since the last write) only the newest is written, and it replaces the set's row in the
+//! store: the table keeps about one row per set, not one per update. Nothing here is on the path of an update: a signature not kept
 //! yet when the process dies is made again at the next start.
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::ZoneSync;
+use crate::dns::zone::NewSignature;
 use crate::store::StoreError;
 
 /// Kept signatures read per store call at start.
@@ -65,20 +68,15 @@ impl ZoneSync {
         pruned_for: &mut Option<u32>,
     ) -> Result<usize, StoreError> {
         let zone = Arc::clone(&self.zone);
-        // Sorting millions of them (after a new epoch) is CPU work: off the async workers. In
-        // epoch and digest order: the unique index on the digest takes them faster so.
-        let fresh = tokio::task::spawn_blocking(move || {
-            let mut fresh = zone.take_new_signatures();
-            fresh.sort_unstable_by_key(|&(epoch, digest, _)| (epoch, digest));
-            fresh
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("sorting new signatures failed: {e}")))?;
+        // Sorting millions of them (after a new epoch) is CPU work: off the async workers.
+        let fresh = tokio::task::spawn_blocking(move || newest_per_set(zone.take_new_signatures()))
+            .await
+            .map_err(|e| StoreError::Backend(format!("sorting new signatures failed: {e}")))?;
         let count = fresh.len();
         let mut rest = fresh.as_slice();
-        while let Some(&(epoch, _, _)) = rest.first() {
-            let same = rest.iter().take(WRITE_BATCH).take_while(|s| s.0 == epoch).count();
-            let rows = rest[..same].iter().map(|&(_, digest, signature)| (digest, signature)).collect();
+        while let Some(&NewSignature { epoch, .. }) = rest.first() {
+            let same = rest.iter().take(WRITE_BATCH).take_while(|s| s.epoch == epoch).count();
+            let rows = rest[..same].iter().map(|s| (s.slot, s.digest, s.signature)).collect();
             if let Err(error) = self.store.keep_signatures(epoch, rows).await {
                 // Lost rows cost a signature at the next start; these are tried next time.
                 self.zone.requeue_new_signatures(rest.iter().copied());
@@ -131,5 +129,31 @@ impl ZoneSync {
                 return;
             }
         }
+    }
+}
+
+/// The signatures to write of those taken from the zone (in the order they were made): the
+/// newest of each set only (the older ones sign data no longer served), in epoch and digest
+/// order, which the unique index on the digest takes fastest.
+fn newest_per_set(mut taken: Vec<NewSignature>) -> Vec<NewSignature> {
+    let mut seen = std::collections::HashSet::with_capacity(taken.len());
+    // From the newest back, the first of each slot is its newest.
+    taken.reverse();
+    taken.retain(|s| seen.insert(s.slot));
+    taken.sort_unstable_by_key(|s| (s.epoch, s.digest));
+    taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_signature_of_a_set_is_written() {
+        let new =
+            |epoch: u32, slot: u64, n: u8| NewSignature { epoch, slot, digest: [n; 32], signature: [n; 64] };
+        let taken = vec![new(1, 7, 9), new(1, 8, 3), new(1, 7, 5), new(2, 7, 1), new(1, 9, 4)];
+        let kept = newest_per_set(taken);
+        assert_eq!(kept, [new(1, 8, 3), new(1, 9, 4), new(2, 7, 1)]);
     }
 }

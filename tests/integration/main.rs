@@ -24,6 +24,7 @@ mod reload;
 mod rrl;
 mod same_zone;
 mod signatures;
+mod store_failures;
 mod stores;
 mod stores_contract;
 mod sync;

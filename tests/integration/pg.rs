@@ -98,6 +98,20 @@ impl Cluster {
             .output();
     }
 
+    /// `pg_ctl restart -m fast`: connected clients are ended (57P01), new ones refused while it
+    /// stops and starts (57P03, connection refused); returns once it accepts connections again.
+    pub fn restart_fast(&self) {
+        let out = pg_command(&self.bin, "pg_ctl")
+            .args(["-w", "-t", "30", "-m", "fast", "-D"])
+            .arg(self.dir.join("data"))
+            .args(["-l"])
+            .arg(self.dir.join("log"))
+            .arg("restart")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl restart: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Starts it again after [`Self::stop`].
     pub fn restart(&self) {
         self.pg_ctl_start();

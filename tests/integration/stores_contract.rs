@@ -835,6 +835,33 @@ async fn zone_contents_reads_every_account_across_pages(backend: Backend) {
     }
 }
 
+/// Signatures to keep, each of a set of its own (here its slot is the digest's first 8 bytes).
+fn slotted(rows: &[([u8; 32], [u8; 64])]) -> Vec<(u64, [u8; 32], [u8; 64])> {
+    rows.iter().map(|&(d, s)| (u64::from_be_bytes(d[..8].try_into().unwrap()), d, s)).collect()
+}
+
+/// A new signature of a set replaces the set's kept rows, of any epoch; other sets' rows stay.
+async fn a_new_signature_of_a_set_replaces_its_row(backend: Backend) {
+    let db = Fresh::new(backend);
+    let store = db.open().await;
+    let rows: Vec<_> = (0..3u8).map(|n| (u64::from(n) + 1, [n; 32], [n; 64])).collect();
+    store.keep_signatures(100, rows).await.unwrap();
+    // Set 2 signed again (a name updated), set 3 at a new epoch.
+    store.keep_signatures(100, vec![(2, [20; 32], [20; 64])]).await.unwrap();
+    store.keep_signatures(101, vec![(3, [30; 32], [30; 64])]).await.unwrap();
+    let page = store.kept_signatures(100, 0, 10).await.unwrap().rows;
+    assert_eq!(page, vec![([0; 32], [0; 64]), ([20; 32], [20; 64])]);
+    assert_eq!(store.kept_signatures(101, 0, 10).await.unwrap().rows, vec![([30; 32], [30; 64])]);
+    // The same signature again changes nothing; two hundred updates of one set leave one row.
+    store.keep_signatures(100, vec![(2, [20; 32], [20; 64])]).await.unwrap();
+    for n in 0..200u32 {
+        let mut digest = [7; 32];
+        digest[..4].copy_from_slice(&n.to_be_bytes());
+        store.keep_signatures(100, vec![(9, digest, [7; 64])]).await.unwrap();
+    }
+    assert_eq!(store.kept_signature_count(100).await.unwrap(), 3);
+}
+
 async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
     let db = Fresh::new(backend);
     let store = db.open().await;
@@ -846,13 +873,13 @@ async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
         (digest, [fill; 64])
     };
     let old: Vec<_> = (0..2500).map(|n| row(n, 1)).collect();
-    store.keep_signatures(100, old[..1500].to_vec()).await.unwrap();
-    store.keep_signatures(100, old[1000..].to_vec()).await.unwrap(); // 500 again
+    store.keep_signatures(100, slotted(&old[..1500])).await.unwrap();
+    store.keep_signatures(100, slotted(&old[1000..])).await.unwrap(); // 500 again
     // The same digest is never stored twice, and a second write does not replace the first.
-    store.keep_signatures(100, vec![row(7, 9)]).await.unwrap();
-    store.keep_signatures(200, (5000..5003).map(|n| row(n, 2)).collect()).await.unwrap();
+    store.keep_signatures(100, slotted(&[row(7, 9)])).await.unwrap();
+    store.keep_signatures(200, slotted(&(5000..5003).map(|n| row(n, 2)).collect::<Vec<_>>())).await.unwrap();
     // A later epoch's rows (another instance ahead of this one) are never pruned.
-    store.keep_signatures(300, vec![row(6000, 3)]).await.unwrap();
+    store.keep_signatures(300, slotted(&[row(6000, 3)])).await.unwrap();
     let (mut paged, mut after, mut pages) = (Vec::new(), 0, 0);
     loop {
         let page = store.kept_signatures(100, after, 1000).await.unwrap();
@@ -908,6 +935,7 @@ battery!(
     persist_records_expire_and_keep_accounts_in_use,
     persist_records_are_erased_with_the_account,
     kept_signatures_are_paged_by_epoch_and_pruned,
+    a_new_signature_of_a_set_replaces_its_row,
     zone_contents_reads_every_account_across_pages,
 );
 
@@ -950,7 +978,7 @@ async fn upgraded_store_works(store: &Store) {
     store.record_audit(audit("user-1", now())).await.unwrap();
     store.put_own_challenge("t", Some("v"), now() + 60).await.unwrap();
     store.add_dnssec_key_if_none(13, Secret::new(vec![9])).await.unwrap();
-    store.keep_signatures(1, vec![([1; 32], [2; 64])]).await.unwrap();
+    store.keep_signatures(1, vec![(1, [1; 32], [2; 64])]).await.unwrap();
     assert_eq!(store.kept_signatures(1, 0, 10).await.unwrap().rows, vec![([1; 32], [2; 64])]);
     assert!(store.import_account(&Account { bcrypt_hash: Some("$2a$".into()), ..account(2) }).await.unwrap());
     assert!(store.account_record("user-1", 2).await.unwrap().unwrap().last_used.is_some());
@@ -1002,7 +1030,7 @@ async fn sqlite_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Sqlite);
     fresh.open().await.close().await;
     let want = sqlite_schema(&fresh.database.connection);
-    assert_eq!(want[0], "version 10");
+    assert_eq!(want[0], "version 11");
     for version in 1..=SQLITE_BEFORE.len() {
         let old = Fresh::new(Backend::Sqlite);
         // As the code before the shared list left it: WAL, one transaction per step.
@@ -1045,7 +1073,7 @@ async fn postgres_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Postgres);
     fresh.open().await.close().await;
     let want = postgres_schema(&fresh.database.connection);
-    assert!(want.starts_with("version 10 true\n"), "{want}");
+    assert!(want.starts_with("version 11 true\n"), "{want}");
     for version in 1..=POSTGRES_BEFORE.len() {
         let old = Fresh::new(Backend::Postgres);
         // As the code before the shared list left it: all steps, then its own count.

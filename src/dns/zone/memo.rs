@@ -14,6 +14,12 @@
 //! Not collected: the SOA's signature, which changes with every serial and is one signature
 //! at start.
 //!
+//! Each new signature names the set it signs, its owner and type, as a [`slot`]: a set signed
+//! again (a name's TXT values changed, an NSEC3 link moved) supersedes its previous signature,
+//! which signs data no longer served and would match nothing at the next load. The owner keeps
+//! one row per slot, so the kept signatures stay about one per signed set however often a name
+//! changes.
+//!
 //! [`SigningKey::memo_digest`]: crate::dns::dnssec::SigningKey::memo_digest
 
 use std::collections::HashMap;
@@ -23,9 +29,31 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use super::Zone;
 use crate::dns::dnssec::{MemoDigest, Prepared, SIGNATURE_LEN, Signature, SigningKey};
 
-/// A signature made for the owner to keep: the signing epoch it was made at, its memo digest,
-/// the signature.
-pub type NewSignature = (u32, MemoDigest, Signature);
+/// A signature made for the owner to keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewSignature {
+    /// The signing epoch it was made at.
+    pub epoch: u32,
+    /// The set it signs (see [`slot`]): a later signature of the same slot supersedes it.
+    pub slot: u64,
+    /// Its memo digest.
+    pub digest: MemoDigest,
+    /// The signature.
+    pub signature: Signature,
+}
+
+/// Names the set of type `rtype` at `owner` (lower-case wire form): the first 8 bytes of
+/// SHA-256 over both. Stable across instances and versions, since the owner's store compares
+/// them; two sets sharing a slot (about a chance in ten million at a million names) only cost
+/// one of them a signature made again at a start.
+pub fn slot(owner: &[u8], rtype: u16) -> u64 {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(owner);
+    ctx.update(&rtype.to_be_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&ctx.finish().as_ref()[..8]);
+    u64::from_be_bytes(head)
+}
 
 /// At most this many signatures wait for the owner after a failed take (about 400 MB).
 const REQUEUE_LIMIT: usize = 4 << 20;
@@ -50,9 +78,16 @@ pub(super) struct Memo {
 }
 
 impl Memo {
-    /// The RRSIG rdata for `prepared`: remembered, or made now (and collected, as made at
-    /// signing epoch `collect`, when that is given and collecting is on).
-    pub(super) fn sign(&self, key: &SigningKey, prepared: Prepared, collect: Option<u32>) -> Vec<u8> {
+    /// The RRSIG rdata for `prepared`, the set of type `rtype` at `owner`: remembered, or made
+    /// now (and collected, as made at signing epoch `collect`, when that is given and
+    /// collecting is on).
+    pub(super) fn sign(
+        &self,
+        key: &SigningKey,
+        prepared: Prepared,
+        (owner, rtype): (&[u8], u16),
+        collect: Option<u32>,
+    ) -> Vec<u8> {
         let known = self.any_known.load(Ordering::Relaxed);
         let collect = collect.filter(|_| self.collect.load(Ordering::Relaxed));
         if !known && collect.is_none() {
@@ -73,7 +108,8 @@ impl Memo {
             && let Some(tail) = rrsig.len().checked_sub(SIGNATURE_LEN).and_then(|at| rrsig.get(at..))
             && let Ok(signature) = Signature::try_from(tail)
         {
-            self.fresh.lock().unwrap_or_else(PoisonError::into_inner).push((epoch, digest, signature));
+            let new = NewSignature { epoch, slot: slot(owner, rtype), digest, signature };
+            self.fresh.lock().unwrap_or_else(PoisonError::into_inner).push(new);
         }
         rrsig
     }
@@ -171,7 +207,7 @@ mod tests {
         assert!(first.take_new_signatures().is_empty(), "taken once");
 
         let second = zone(&pkcs8);
-        second.remember_signatures(kept.iter().map(|&(_, d, s)| (d, s)));
+        second.remember_signatures(kept.iter().map(|s| (s.digest, s.signature)));
         let before = second.signatures_made();
         load(&second, Some(7));
         let made = second.signatures_made() - before;
@@ -205,12 +241,12 @@ mod tests {
         let kept = first.take_new_signatures();
         // Another key: no digest matches.
         let other = zone(&SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap());
-        other.remember_signatures(kept.iter().map(|&(_, d, s)| (d, s)));
+        other.remember_signatures(kept.iter().map(|s| (s.digest, s.signature)));
         load(&other, None);
         assert_eq!(other.forget_remembered(), 0);
         // The same key and data at another epoch (another validity window): none matches either.
         let later = zone(&pkcs8);
-        later.remember_signatures(kept.iter().map(|&(_, d, s)| (d, s)));
+        later.remember_signatures(kept.iter().map(|s| (s.digest, s.signature)));
         let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
         let entries = names.iter().map(|name| (name.as_str(), 1, vec![val("old")]));
         later.load_version(later.mark(), 4242, 1_800_003_600, entries, &[]);
@@ -230,5 +266,13 @@ mod tests {
         assert_eq!(taken.len(), 1, "the TXT set; the SOA is not kept");
         zone.requeue_new_signatures(taken.clone());
         assert_eq!(zone.take_new_signatures(), taken);
+        // Signed again, the set keeps its slot; another name's set has its own.
+        zone.set_txt("sub0001", 3, &["y"]);
+        zone.set_txt("sub0002", 2, &["x"]);
+        let again = zone.take_new_signatures();
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[0].slot, taken[0].slot);
+        assert_ne!(again[0].digest, taken[0].digest);
+        assert_ne!(again[1].slot, taken[0].slot);
     }
 }

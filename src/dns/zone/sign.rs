@@ -70,7 +70,8 @@ impl Zone {
         let prepared =
             signer.key.prepare(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
         // The SOA's signature changes with every serial: not worth keeping.
-        let rrsig = self.memo.sign(&signer.key, prepared, (rtype != rtype::SOA).then_some(epoch));
+        let rrsig =
+            self.memo.sign(&signer.key, prepared, (owner, rtype), (rtype != rtype::SOA).then_some(epoch));
         let mut sigs = RrSet::default();
         sigs.add(rtype::RRSIG, ttl, &rrsig);
         Set { records, sigs }
