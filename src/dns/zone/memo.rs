@@ -267,8 +267,8 @@ mod tests {
         zone.requeue_new_signatures(taken.clone());
         assert_eq!(zone.take_new_signatures(), taken);
         // Signed again, the set keeps its slot; another name's set has its own.
-        zone.set_txt("sub0001", 3, &["y"]);
-        zone.set_txt("sub0002", 2, &["x"]);
+        zone.set_txt("sub0001", 3, &[val("y")]);
+        zone.set_txt("sub0002", 2, &[val("x")]);
         let again = zone.take_new_signatures();
         assert_eq!(again.len(), 2);
         assert_eq!(again[0].slot, taken[0].slot);
