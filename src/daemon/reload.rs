@@ -192,6 +192,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
             // The key's debug form names it and its algorithm, never the secret: a new secret
             // under the same name is not seen here, and needs a restart like the rest.
             check(differs(&o.key, &n.key) || o.client_ip != n.client_ip, "transfer.tsig_*", false);
+            check(o.limits != n.limits, "transfer.max_transfers*", false);
         }
         (o, n) => check(o.is_some() != n.is_some(), "[transfer] (on or off)", false),
     }

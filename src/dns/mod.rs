@@ -15,4 +15,5 @@ pub mod stats;
 pub mod tsig;
 pub mod wire;
 pub mod xfr;
+pub mod xfr_gate;
 pub mod zone;
