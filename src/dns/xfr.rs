@@ -374,7 +374,19 @@ async fn send_zone<S: AsyncWrite + Unpin>(
     drop(head);
     let mut chunk = Vec::new();
     loop {
-        match zone.walk_next(&mut walk, &mut chunk) {
+        // On a blocking thread: a bulk change (a purge, a new signing epoch) may hold the write
+        // lock for a while, and the async workers must not wait for it.
+        let zone = Arc::clone(zone);
+        let next = tokio::task::spawn_blocking(move || {
+            let more = zone.walk_next(&mut walk, &mut chunk);
+            (walk, chunk, more)
+        });
+        let more;
+        (walk, chunk, more) = match next.await {
+            Ok(next) => next,
+            Err(_) => return (Outcome::Close, Err(super::zone::Stale)),
+        };
+        match more {
             Ok(true) => {}
             Ok(false) => break,
             Err(stale) => return (Outcome::Close, Err(stale)),
