@@ -798,4 +798,60 @@ mod tests {
         assert!(zone.resign(before.wrapping_add(1), zone.epoch() + 3600) > 0);
         assert!(matches!(zone.ixfr_plan(before), IxfrPlan::Full));
     }
+
+    #[test]
+    fn walks_under_random_changes_send_the_zone_of_their_start() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let zone = zone(true, false);
+        load(&zone, &names(2 * WALK_CHUNK as u32));
+        enable(&zone, Limits::default());
+        let mut seq = 10;
+        for round in 0..6 {
+            let (serial, _, records) = snapshot(&zone);
+            let mut walk = zone.walk().unwrap();
+            let mut sent = std::mem::take(&mut walk.head);
+            let mut chunk = Vec::new();
+            let held = round % 2 == 1;
+            loop {
+                for _ in 0..next(6) {
+                    seq += 1;
+                    let name = format!("name{}", next(3 * WALK_CHUNK as u64));
+                    match next(4) {
+                        0 => drop(zone.remove(&name)),
+                        1 => drop(zone.set_txt(&name, seq, &[])),
+                        _ => drop(zone.set_txt(&name, seq, &[&format!("v{seq}"), "w"])),
+                    }
+                }
+                if held && next(3) == 0 {
+                    zone.write().hold = true;
+                }
+                if !zone.walk_next(&mut walk, &mut chunk).unwrap() {
+                    break;
+                }
+                sent.extend_from_slice(&chunk);
+            }
+            if held {
+                let mut state = zone.write();
+                state.hold = false;
+                let next_serial = state.serial.wrapping_add(1);
+                zone.move_serial(&mut state, next_serial);
+            }
+            let (mut sent, mut expected) = (split(&sent), split(&records));
+            sent.sort();
+            expected.sort();
+            assert_eq!(walk.serial, serial);
+            assert!(
+                sent == expected,
+                "round {round}: {} records sent, {} expected",
+                sent.len(),
+                expected.len()
+            );
+        }
+    }
 }
