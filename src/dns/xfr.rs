@@ -320,7 +320,7 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
         IxfrPlan::Full => {
             let (outcome, serial) = send_zone(zone, &mut sender).await;
             let how = match client_serial {
-                Some(serial) => format!("full zone (for serial {serial})"),
+                Some(serial) => format!("full zone instead of a difference from serial {serial}"),
                 None => "full zone".to_owned(),
             };
             let what = match serial {

@@ -96,13 +96,6 @@ pub struct NameList {
     nsec3: Vec<Key>,
 }
 
-impl NameList {
-    /// Bytes held, for the log.
-    pub fn bytes(&self) -> usize {
-        self.labels.len() + self.nsec3.len() * std::mem::size_of::<Key>()
-    }
-}
-
 /// An AXFR under way: the zone at one serial, sent a chunk at a time ([`Zone::walk_next`]).
 #[derive(Debug)]
 pub struct Walk {
