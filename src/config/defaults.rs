@@ -74,5 +74,11 @@ pub const SIGNATURE_REFRESH: u32 = 7 * 86_400;
 /// `transfer.wait_timeout`, in seconds: NOTIFY and an IXFR take milliseconds on a healthy
 /// network; past this an ACME client is better answered (with a warning in our log).
 pub const WAIT_TIMEOUT: u64 = 10;
+/// `transfer.max_transfers`: zone transfers at once, in all. A secondary takes one at a time;
+/// sixteen serve several secondaries catching up together, each with its messages in flight.
+pub const MAX_TRANSFERS: usize = 16;
+/// `transfer.max_transfers_per_network`: zone transfers at once from one client network (IPv4
+/// /24, IPv6 /56), so one network cannot take them all.
+pub const MAX_TRANSFERS_PER_NETWORK: usize = 4;
 /// `logconfig.loglevel`.
 pub const LOG_LEVEL: &str = "info";

@@ -380,6 +380,10 @@ section! {
         wait_for_secondaries,
         /// How long it waits at most, in seconds.
         wait_timeout,
+        /// Transfers at once, in all.
+        max_transfers,
+        /// Transfers at once per client network.
+        max_transfers_per_network,
     }
 }
 
@@ -394,6 +398,8 @@ impl Transfer {
             &self.tsig_secret,
             &self.wait_for_secondaries,
             &self.wait_timeout,
+            &self.max_transfers,
+            &self.max_transfers_per_network,
         ]
         .iter()
         .all(|v| v.is_none())

@@ -16,6 +16,7 @@ use super::{ConfigError, key_error, quoted};
 use crate::cidr::Cidr;
 use crate::dns::tsig::{TsigAlgorithm, TsigKey};
 use crate::dns::xfr::{LogPolicy, TransferSettings};
+use crate::dns::xfr_gate::TransferLimits;
 use crate::privacy::IpPolicy;
 
 /// An optional, non-empty string (surrounding spaces dropped).
@@ -150,7 +151,27 @@ pub(super) fn parse(
             "transfer.wait_for_secondaries = \"all\" without transfer.notify: nobody to wait for".into(),
         );
     }
-    Ok(Some(TransferSettings { allow, notify, key, client_ip: LogPolicy::new(client_ip), wait }))
+    let total = section.max_transfers().integer(super::defaults::MAX_TRANSFERS as i64, 1..=10_000)? as usize;
+    let per_network = section
+        .max_transfers_per_network()
+        .integer(super::defaults::MAX_TRANSFERS_PER_NETWORK as i64, 1..=10_000)?
+        as usize;
+    if per_network > total {
+        warnings.push(format!(
+            "transfer.max_transfers_per_network ({per_network}) is above transfer.max_transfers ({total}): \
+             the total is the cap"
+        ));
+    }
+    let limits = TransferLimits { total, per_network };
+    Ok(Some(TransferSettings {
+        allow,
+        notify,
+        key,
+        client_ip: LogPolicy::new(client_ip),
+        wait,
+        limits,
+        gate: Default::default(),
+    }))
 }
 
 #[cfg(test)]
@@ -219,6 +240,18 @@ mod tests {
         );
         assert_eq!(error_key("wait_for_secondaries = \"some\""), "transfer.wait_for_secondaries");
         assert_eq!(error_key("wait_for_secondaries = \"all\"\nwait_timeout = 0"), "transfer.wait_timeout");
+    }
+
+    #[test]
+    fn transfer_caps_have_defaults_and_bounds() {
+        let limits = |body: &str| parse_text(body).unwrap().unwrap().limits;
+        assert_eq!(limits("notify = []"), TransferLimits { total: 16, per_network: 4 });
+        assert_eq!(
+            limits("max_transfers = 2\nmax_transfers_per_network = 1"),
+            TransferLimits { total: 2, per_network: 1 }
+        );
+        assert_eq!(error_key("max_transfers = 0"), "transfer.max_transfers");
+        assert_eq!(error_key("max_transfers_per_network = -1"), "transfer.max_transfers_per_network");
     }
 
     #[test]

@@ -185,7 +185,15 @@ fn plan(old: &Config, new: &Config) -> Plan {
     check(old.metrics != new.metrics, "[metrics]", false);
     match (&old.transfer, &new.transfer) {
         (Some(o), Some(n)) => {
-            let crate::dns::xfr::TransferSettings { allow: _, notify: _, key: _, client_ip: _, wait: _ } = n;
+            let crate::dns::xfr::TransferSettings {
+                allow: _,
+                notify: _,
+                key: _,
+                client_ip: _,
+                wait: _,
+                limits: _,
+                gate: _,
+            } = n;
             check(o.allow != n.allow, "transfer.allow_transfer", true);
             check(o.notify != n.notify, "transfer.notify", true);
             // Compared by name, algorithm and secret. The key is held by the zone and by every
@@ -193,6 +201,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
             // changes it for all of them at once.
             check(o.key != n.key, "transfer.tsig_name/tsig_algorithm/tsig_secret", false);
             check(o.wait != n.wait, "transfer.wait_for_secondaries/wait_timeout", false);
+            check(o.limits != n.limits, "transfer.max_transfers*", false);
         }
         (o, n) => check(o.is_some() != n.is_some(), "[transfer] (on or off)", false),
     }

@@ -48,7 +48,7 @@ pub struct Change {
 
 impl Change {
     /// Bytes held.
-    fn size(&self) -> usize {
+    pub fn size(&self) -> usize {
         self.old_soa.len() + self.deleted.len() + self.new_soa.len() + self.added.len()
     }
 }

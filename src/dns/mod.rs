@@ -15,4 +15,6 @@ pub mod stats;
 pub mod tsig;
 pub mod wire;
 pub mod xfr;
+pub mod xfr_gate;
+pub mod xfr_settings;
 pub mod zone;

@@ -502,6 +502,19 @@ pub async fn serve_tcp(
 ) -> io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let slots = Arc::new(TcpSlots::new(options.tcp_max_connections, options.tcp_max_connections_per_network));
+    if let Some(gate) = zone.transfers().map(|t| Arc::clone(&t.gate)) {
+        // Refused transfers are summed per network: write the summaries of ended windows even
+        // when no further refusal comes to do it.
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => gate.flush(),
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

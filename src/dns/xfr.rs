@@ -6,136 +6,39 @@
 //! verify gets NOTAUTH with the TSIG error (and no data); a malformed transfer question
 //! (class not IN, IXFR without the client's SOA in the authority section) FORMERR; another
 //! zone NOTAUTH; a client outside `allow_transfer`, or one without the key when a key is
-//! configured, REFUSED. Every refusal is logged with the client's network as the privacy
-//! setting allows, never the key's secret.
+//! configured, REFUSED; and when as many transfers run as `max_transfers` (in all or for the
+//! client's network) allow, REFUSED too ([`crate::dns::xfr_gate`]). Refusals are logged with the
+//! client's network as the privacy setting allows, never the key's secret: the first of a
+//! network at once, the rest summed into one line a minute.
 //!
-//! An accepted transfer takes its data from the zone in one short read-locked copy
-//! ([`Zone::transfer_snapshot`], [`Zone::ixfr_plan`]), done on a blocking thread because a large
-//! zone takes milliseconds to copy, and then writes messages of at most [`MESSAGE_LIMIT`] bytes
-//! with name compression, each signed when the request was. The writing awaits the socket, so a
-//! slow secondary costs a connection slot (transfers run inside the TCP listener's connection
-//! limit) and never a thread, and UDP queries are not affected at all.
+//! An accepted AXFR never copies the zone: it walks it ([`Zone::walk`]), a chunk of names at a
+//! time under the read lock, and every AXFR at one serial shares the list of names to walk. So
+//! a transfer holds a chunk and one message at a time, and thirty of them cost thirty messages,
+//! not thirty zones. An IXFR takes its journal entries (shared) in one short read lock
+//! ([`Zone::ixfr_plan`]). Messages are at most [`MESSAGE_LIMIT`] bytes with name compression,
+//! each signed when the request was, and each must be taken by the client within the TCP idle
+//! timeout, or the transfer ends and frees its place: a stalled secondary holds it no longer
+//! than an idle connection. The writing awaits the socket, so a slow secondary never costs a
+//! thread, and UDP queries are not affected at all.
 //!
 //! Without `[transfer]` none of this runs: the zone answers AXFR and IXFR with REFUSED.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::journal;
-use super::tsig::{self, Check, ResponseSigner, TsigKey};
+use super::rrl::Network;
+use super::tsig::{self, Check, ResponseSigner, TsigKey, Verified};
 use super::wire::{self, CLASS_IN, Query, Rcode, Response, Section, parse_query, rtype};
+pub use super::xfr_settings::{AllowList, LogPolicy, TransferSettings};
 use super::zone::{IxfrPlan, Zone};
-use crate::cidr::Cidr;
-use crate::privacy::{ClientIp, IpPolicy};
 
 /// Largest message of a transfer (before its TSIG record): below the 64 KiB TCP framing limit.
 pub const MESSAGE_LIMIT: usize = 64_000;
-
-/// Networks allowed to transfer. Clones share the list, so the daemon's reload (SIGHUP) changes
-/// in place what the zone checks; it is read only when a transfer is requested, never on the
-/// query path.
-#[derive(Clone, Debug, Default)]
-pub struct AllowList(Arc<RwLock<Vec<Cidr>>>);
-
-impl AllowList {
-    /// A list of these networks.
-    pub fn new(networks: Vec<Cidr>) -> Self {
-        Self(Arc::new(RwLock::new(networks)))
-    }
-
-    /// The networks now.
-    pub fn networks(&self) -> Vec<Cidr> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// Allows these networks from the next request on (every clone sees them).
-    pub fn replace(&self, networks: Vec<Cidr>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = networks;
-    }
-
-    /// How many networks.
-    pub fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether no network may transfer.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether `ip` is in one of the networks.
-    fn contains(&self, ip: IpAddr) -> bool {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).iter().any(|net| net.contains(ip))
-    }
-}
-
-impl PartialEq for AllowList {
-    /// The same networks now.
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.networks() == other.networks()
-    }
-}
-
-/// How client addresses appear in transfer logs (`privacy.client_ip`). Clones share it, so a
-/// reload changes it in place, as it does the [`AllowList`].
-#[derive(Clone, Debug, Default)]
-pub struct LogPolicy(Arc<RwLock<IpPolicy>>);
-
-impl LogPolicy {
-    /// A shared policy, set to `policy`.
-    pub fn new(policy: IpPolicy) -> Self {
-        Self(Arc::new(RwLock::new(policy)))
-    }
-
-    /// The policy now.
-    pub fn get(&self) -> IpPolicy {
-        *self.0.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Uses `policy` from the next log line on (every clone sees it).
-    pub fn replace(&self, policy: IpPolicy) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = policy;
-    }
-}
-
-impl PartialEq for LogPolicy {
-    /// The same policy now.
-    fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
-    }
-}
-
-/// Who may transfer the zone, with which key, and whom to notify (`[transfer]`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct TransferSettings {
-    /// Networks allowed to transfer (changed in place by a reload).
-    pub allow: AllowList,
-    /// Secondaries told of every change.
-    pub notify: Vec<SocketAddr>,
-    /// When set, transfers and NOTIFY need this key.
-    pub key: Option<Arc<TsigKey>>,
-    /// How client addresses appear in logs (`privacy.client_ip`; changed in place by a reload).
-    pub client_ip: LogPolicy,
-    /// With `wait_for_secondaries = "all"`: how long an update waits at most for every
-    /// secondary in `notify` to serve its serial (`None`: it does not wait).
-    pub wait: Option<std::time::Duration>,
-}
-
-impl TransferSettings {
-    /// Whether `peer` may transfer.
-    fn allows(&self, peer: SocketAddr) -> bool {
-        self.allow.contains(peer.ip())
-    }
-
-    /// The client as logs may show it.
-    fn client(&self, peer: SocketAddr) -> String {
-        self.client_ip.get().render(ClientIp::new(peer.ip()))
-    }
-}
 
 /// What [`serve_tcp`] did with a message.
 #[derive(Debug, PartialEq, Eq)]
@@ -263,12 +166,13 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     let now = tsig::now();
     let key = settings.key.as_deref();
     let client = settings.client(peer);
+    let network = Network::of(peer.ip());
     let mut out = Vec::new();
     let verified = match tsig::verify_request(msg, key, now) {
         Ok(verified) => verified,
         Err(check) => {
             let what = refuse_tsig(&query, zone.edns_udp_size(), check, key, now, &mut out);
-            tracing::info!("{kind} from {client} refused: {what}");
+            settings.gate.refused(network, &client, kind, &what);
             return send(stream, &mut out, idle).await;
         }
     };
@@ -289,8 +193,18 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
         Rcode::FormErr => Some("malformed request"),
         _ => Some("not our zone"),
     };
+    // Admitted last: only a request that would be served takes a place.
+    let permit = match refusal {
+        None => settings.gate.admit(network, settings.limits),
+        Some(_) => None,
+    };
+    let refusal = refusal.or_else(|| {
+        permit
+            .is_none()
+            .then_some("too many transfers at once (transfer.max_transfers, max_transfers_per_network)")
+    });
     if let Some(reason) = refusal {
-        tracing::info!("{kind} from {client} refused: {reason}");
+        settings.gate.refused(network, &client, kind, reason);
         let mut response = Response::new(&mut out, &query, 1232);
         response.set_rcode(if rcode == Rcode::NoError { Rcode::Refused } else { rcode });
         response.finish(MESSAGE_LIMIT);
@@ -300,80 +214,178 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
         return send(stream, &mut out, idle).await;
     }
     let started = Instant::now();
-    let taken = {
-        let zone = Arc::clone(zone);
-        tokio::task::spawn_blocking(move || match client_serial {
-            Some(serial) => zone.ixfr_plan(serial),
-            None => IxfrPlan::Full(zone.transfer_snapshot()),
-        })
-        .await
+    let plan = match client_serial {
+        Some(serial) => {
+            let zone = Arc::clone(zone);
+            match tokio::task::spawn_blocking(move || zone.ixfr_plan(serial)).await {
+                Ok(plan) => plan,
+                Err(_) => return Outcome::Close,
+            }
+        }
+        None => IxfrPlan::Full,
     };
-    let Ok(plan) = taken else { return Outcome::Close };
-    let (pieces, what): (Vec<&[u8]>, String) = match &plan {
+    let mut sender = Sender::new(&query, key, verified.as_ref(), stream, idle);
+    let (outcome, what) = match &plan {
         IxfrPlan::UpToDate { soa } => {
-            (vec![soa], format!("serial {} is current", client_serial.unwrap_or(0)))
+            (sender.put(soa).await, format!("serial {} is current", client_serial.unwrap_or(0)))
         }
         IxfrPlan::Incremental { soa, changes } => {
-            let mut pieces: Vec<&[u8]> = vec![soa];
+            let mut outcome = sender.put(soa).await;
             for change in changes {
-                pieces.extend([&change.old_soa[..], &change.deleted, &change.new_soa, &change.added]);
+                for piece in [&change.old_soa, &change.deleted, &change.new_soa, &change.added] {
+                    if outcome == Outcome::Sent {
+                        outcome = sender.put(piece).await;
+                    }
+                }
             }
-            pieces.push(soa);
+            if outcome == Outcome::Sent {
+                outcome = sender.put(soa).await;
+            }
             let to = changes.last().map_or(0, |c| c.to);
-            (
-                pieces,
-                format!(
-                    "incremental from serial {} to {to} in {} steps",
-                    client_serial.unwrap_or(0),
-                    changes.len()
-                ),
-            )
+            let from = client_serial.unwrap_or(0);
+            (outcome, format!("incremental from serial {from} to {to} in {} steps", changes.len()))
         }
-        IxfrPlan::Full(snapshot) => {
+        IxfrPlan::Full => {
+            let (outcome, serial) = send_zone(zone, &mut sender).await;
             let how = match client_serial {
-                Some(serial) => format!("full zone (serial {serial} is older than the journal)"),
+                Some(serial) => format!("full zone instead of a difference from serial {serial}"),
                 None => "full zone".to_owned(),
             };
-            (
-                vec![&snapshot.soa, &snapshot.records, &snapshot.soa],
-                format!("{how} at serial {}", snapshot.serial),
-            )
+            let what = match serial {
+                Ok(serial) => format!("{how} at serial {serial}"),
+                Err(stale) => format!("{how} ended: {stale}"),
+            };
+            (outcome, what)
         }
     };
-    let mut signer = verified.as_ref().zip(key).map(|(v, k)| ResponseSigner::new(k, v));
-    let mut writer = Writer::new(&query, MESSAGE_LIMIT - key.map_or(0, tsig::record_len));
-    let (mut messages, mut records) = (0usize, 0usize);
-    for piece in pieces {
-        for (owner, tail) in journal::records(piece) {
-            if !writer.fits(owner, tail) {
-                let mut msg = writer.finish();
-                if let Some(signer) = &mut signer {
-                    signer.sign(&mut msg, tsig::now());
-                }
-                if send(stream, &mut msg, idle).await == Outcome::Close {
+    let outcome = if outcome == Outcome::Sent { sender.flush().await } else { outcome };
+    drop(permit);
+    let signed =
+        key.filter(|_| verified.is_some()).map_or(String::new(), |k| format!(" (TSIG {})", k.name()));
+    let (records, messages) = (sender.records, sender.messages);
+    let ms = started.elapsed().as_millis();
+    if outcome == Outcome::Sent {
+        tracing::info!(
+            "{kind} to {client}{signed}: {what}, {records} records in {messages} messages, {ms} ms"
+        );
+    } else {
+        tracing::info!(
+            "{kind} to {client}{signed} cut short: {what}; {records} records in {messages} messages sent in \
+             {ms} ms (the client stopped reading, or left)"
+        );
+    }
+    outcome
+}
+
+/// Sends the whole zone by a walk (the SOA, every record, the SOA); returns how the sending
+/// went and the serial sent, or why the walk ended early (then the connection is closed).
+async fn send_zone<S: AsyncWrite + Unpin>(
+    zone: &Arc<Zone>,
+    sender: &mut Sender<'_, '_, S>,
+) -> (Outcome, Result<u32, super::zone::Stale>) {
+    let started = {
+        let zone = Arc::clone(zone);
+        // The first walk at a serial lists its names: milliseconds for a large zone.
+        tokio::task::spawn_blocking(move || zone.walk()).await
+    };
+    let mut walk = match started {
+        Ok(Ok(walk)) => walk,
+        Ok(Err(stale)) => return (Outcome::Close, Err(stale)),
+        Err(_) => return (Outcome::Close, Err(super::zone::Stale)),
+    };
+    let head = std::mem::take(&mut walk.head);
+    for piece in [&walk.soa, &head] {
+        if sender.put(piece).await == Outcome::Close {
+            return (Outcome::Close, Ok(walk.serial));
+        }
+    }
+    drop(head);
+    let mut chunk = Vec::new();
+    loop {
+        // On a blocking thread: a bulk change (a purge, a new signing epoch) may hold the write
+        // lock for a while, and the async workers must not wait for it.
+        let zone = Arc::clone(zone);
+        let next = tokio::task::spawn_blocking(move || {
+            let more = zone.walk_next(&mut walk, &mut chunk);
+            (walk, chunk, more)
+        });
+        let more;
+        (walk, chunk, more) = match next.await {
+            Ok(next) => next,
+            Err(_) => return (Outcome::Close, Err(super::zone::Stale)),
+        };
+        match more {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(stale) => return (Outcome::Close, Err(stale)),
+        }
+        if sender.put(&chunk).await == Outcome::Close {
+            return (Outcome::Close, Ok(walk.serial));
+        }
+    }
+    (sender.put(&walk.soa).await, Ok(walk.serial))
+}
+
+/// Writes the records of a transfer into messages, signs and sends each when full.
+struct Sender<'a, 'q, S> {
+    /// The message being built.
+    writer: Writer<'q>,
+    /// Signs each message, when the request was signed.
+    signer: Option<ResponseSigner<'a>>,
+    /// The client's connection.
+    stream: &'a mut S,
+    /// How long a message may take to be taken by the client.
+    idle: Duration,
+    /// Messages sent.
+    messages: usize,
+    /// Records written.
+    records: usize,
+}
+
+impl<'a, 'q, S: AsyncWrite + Unpin> Sender<'a, 'q, S> {
+    /// A sender of the answer to `query`, signed with `key` when the request was `verified`.
+    fn new(
+        query: &Query<'q>,
+        key: Option<&'a TsigKey>,
+        verified: Option<&Verified>,
+        stream: &'a mut S,
+        idle: Duration,
+    ) -> Self {
+        Self {
+            writer: Writer::new(query, MESSAGE_LIMIT - key.map_or(0, tsig::record_len)),
+            signer: verified.zip(key).map(|(v, k)| ResponseSigner::new(k, v)),
+            stream,
+            idle,
+            messages: 0,
+            records: 0,
+        }
+    }
+
+    /// Writes the flat records of `flat`, sending each message that fills up.
+    async fn put(&mut self, flat: &[u8]) -> Outcome {
+        for (owner, tail) in journal::records(flat) {
+            if !self.writer.fits(owner, tail) {
+                if self.flush().await == Outcome::Close {
                     return Outcome::Close;
                 }
-                messages += 1;
                 // Let other connections and the API run between messages of a long transfer.
                 tokio::task::yield_now().await;
             }
-            writer.push(owner, tail);
-            records += 1;
+            self.writer.push(owner, tail);
+            self.records += 1;
         }
+        Outcome::Sent
     }
-    let mut msg = writer.finish();
-    if let Some(signer) = &mut signer {
-        signer.sign(&mut msg, tsig::now());
+
+    /// Sends the message built so far.
+    async fn flush(&mut self) -> Outcome {
+        let mut msg = self.writer.finish();
+        if let Some(signer) = &mut self.signer {
+            signer.sign(&mut msg, tsig::now());
+        }
+        self.messages += 1;
+        send(&mut *self.stream, &mut msg, self.idle).await
     }
-    let outcome = send(stream, &mut msg, idle).await;
-    messages += 1;
-    let signed =
-        key.filter(|_| verified.is_some()).map_or(String::new(), |k| format!(" (TSIG {})", k.name()));
-    tracing::info!(
-        "{kind} to {client}{signed}: {what}, {records} records in {messages} messages, {} ms",
-        started.elapsed().as_millis()
-    );
-    outcome
 }
 
 /// Writes one framed message with the idle timeout.

@@ -137,6 +137,20 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
             now as f64 - created as f64,
         ));
     }
+    if let Some(transfers) = zone.transfers() {
+        out.extend(gauge(
+            "acme_delegate_transfers_running",
+            "Zone transfers (AXFR, IXFR over TCP) being sent now.",
+            transfers.gate.running() as f64,
+        ));
+        let refused = IntCounter::new(
+            "acme_delegate_transfers_refused_busy_total",
+            "Transfer requests refused because [transfer] max_transfers or max_transfers_per_network was reached.",
+        )
+        .expect("valid metric name");
+        refused.inc_by(transfers.gate.refused_busy());
+        out.extend(families(&refused));
+    }
     let secondaries = sources.dns.secondaries();
     if !secondaries.is_empty() {
         let serial = GaugeVec::new(

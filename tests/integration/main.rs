@@ -31,3 +31,4 @@ mod sync;
 mod tls;
 mod version;
 mod xfr;
+mod xfr_limits;

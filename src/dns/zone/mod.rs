@@ -47,7 +47,7 @@ pub use admit::{
 };
 pub use memo::NewSignature;
 pub use persist::persist_label;
-pub use transfer::{IxfrPlan, Snapshot};
+pub use transfer::{IxfrPlan, NameList, Stale, WALK_CHUNK, Walk};
 pub use version::Edit;
 
 use std::collections::{BTreeMap, HashMap};

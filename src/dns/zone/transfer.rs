@@ -15,14 +15,21 @@
 //! they touch. A change made without journaling (the bulk load of an empty zone) clears the
 //! journal instead, so no secondary is ever sent an incomplete difference.
 //!
-//! Snapshots are copied as flat records under the read lock (a memory copy, no allocation per
-//! record) and written out to the network after it is released, so queries never wait for a
-//! transfer. Every hook takes the journal's mutex only while the zone's lock is held, always in
-//! that order.
+//! An AXFR never copies the zone. It is a [`Walk`]: at its start, under the read lock, it takes
+//! the serial, the SOA, the few static names' records and a [`NameList`] of the registered names
+//! and NSEC3 links, which every transfer at that serial shares (one `Arc`, a few bytes a name,
+//! built once). Then it copies a chunk of [`WALK_CHUNK`] names at a time under the read lock and
+//! writes it out after the lock is released, so queries never wait for a transfer and one
+//! transfer holds a chunk and its messages, never a zone. When the zone moved on between two
+//! chunks, the chunk is taken back to the walk's serial with the journal: the touches not yet
+//! committed are undone, then the journal's steps since that serial, newest first (their
+//! additions removed, their deletions put back), for the chunk's names only. If the journal no
+//! longer reaches back that far (a rebuild, or more changes than it keeps), the walk is
+//! [`Stale`] and the transfer ends; the secondary asks again. Every hook takes the journal's
+//! mutex only while the zone's lock is held, always in that order.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::watch;
 
@@ -60,8 +67,10 @@ pub struct Transfers {
     log: Mutex<Log>,
     /// The current serial, for the NOTIFY senders.
     serial: watch::Sender<u32>,
-    /// Size of the last snapshot, to allocate the next one at once.
-    snapshot_hint: AtomicUsize,
+    /// The name list of the newest walk, shared by the walks at its serial while any runs.
+    names: Mutex<Weak<NameList>>,
+    /// The zone's size in flat records at a serial, computed when a large IXFR asks for it.
+    size: Mutex<Option<(u32, usize)>>,
 }
 
 impl Transfers {
@@ -71,16 +80,43 @@ impl Transfers {
     }
 }
 
-/// The whole zone at one serial, as flat records.
+/// Names a walk copies under one hold of the read lock: about 60 KB of signed records, a
+/// message or two, and some tens of microseconds of lock.
+pub const WALK_CHUNK: usize = 128;
+
+/// The registered names and NSEC3 links of the zone at one serial, in the order a walk sends
+/// them; shared by every walk at that serial.
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct NameList {
+    /// The serial it was taken at.
+    serial: u32,
+    /// Registered subdomain labels (and persist names), each behind its length byte.
+    labels: Vec<u8>,
+    /// Links of the NSEC3 chain (empty when unsigned).
+    nsec3: Vec<Key>,
+}
+
+/// An AXFR under way: the zone at one serial, sent a chunk at a time ([`Zone::walk_next`]).
+#[derive(Debug)]
+pub struct Walk {
     /// The serial.
     pub serial: u32,
-    /// The SOA record (owner and tail).
+    /// The SOA record (owner and tail), first and last of the transfer.
     pub soa: Vec<u8>,
-    /// Every other record, flat.
-    pub records: Vec<u8>,
+    /// The static names' records (the apex's without its SOA), taken at the start.
+    pub head: Vec<u8>,
+    /// The names to send, shared.
+    names: Arc<NameList>,
+    /// Where the next chunk starts in `names.labels`.
+    label_at: usize,
+    /// Where the next chunk starts in `names.nsec3`.
+    nsec3_at: usize,
 }
+
+/// The zone moved past what the journal can take back to a walk's serial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the zone changed beyond what the journal holds since the transfer began")]
+pub struct Stale;
 
 /// What an IXFR request gets.
 #[derive(Debug)]
@@ -97,8 +133,10 @@ pub enum IxfrPlan {
         /// The steps from the client's serial to the current one.
         changes: Vec<Arc<Change>>,
     },
-    /// The journal does not reach back that far: the whole zone.
-    Full(Snapshot),
+    /// The journal does not reach back that far, the difference would be larger than the
+    /// zone, or the client's serial is exactly 2^31 away (RFC 1982 leaves the comparison
+    /// undefined; Knot sends the zone too): the whole zone, by a [`Walk`].
+    Full,
 }
 
 /// Appends `set`'s records (and signatures) at `owner` as flat records.
@@ -123,7 +161,8 @@ impl Zone {
             settings,
             log: Mutex::new(Log { pending: BTreeMap::new(), journal: Journal::new(limits), reset: false }),
             serial,
-            snapshot_hint: AtomicUsize::new(0),
+            names: Mutex::new(Weak::new()),
+            size: Mutex::new(None),
         };
         self.transfer.set(transfers).is_ok()
     }
@@ -279,56 +318,233 @@ impl Zone {
         }
     }
 
-    /// Copies the whole zone as flat records, under the read lock.
-    fn snapshot_of(&self, state: &State) -> Snapshot {
-        let hint = self.transfer.get().map_or(0, |t| t.snapshot_hint.load(Ordering::Relaxed));
-        let mut records = Vec::with_capacity(hint + hint / 8);
-        // The apex first: secondaries see its NS and DNSKEY early; not required, just tidy.
-        self.owner_records(state, &self.apex, false, &mut records);
-        for (owner, node) in &state.nodes {
-            if *owner != self.apex {
-                for set in &node.sets {
-                    push_set(&mut records, owner, set, true);
+    /// The name list at the current serial: the one a running walk shares, or a new one
+    /// (also naming what pending touches removed, so a walk can put them back).
+    fn name_list(&self, state: &State) -> Arc<NameList> {
+        let Some(transfers) = self.transfer.get() else { return Arc::new(self.list_names(state)) };
+        let mut cached = transfers.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = cached.upgrade().filter(|l| l.serial == state.serial) {
+            return list;
+        }
+        let list = Arc::new(self.list_names(state));
+        *cached = Arc::downgrade(&list);
+        list
+    }
+
+    /// Lists the names of `state`, plus those removed by touches not yet committed.
+    fn list_names(&self, state: &State) -> NameList {
+        let mut labels = Vec::with_capacity(state.dynamic.keys().map(|k| k.len() + 1).sum());
+        for label in state.dynamic.keys() {
+            labels.push(label.len() as u8);
+            labels.extend_from_slice(label);
+        }
+        let mut nsec3: Vec<Key> = state.nsec3.keys().copied().collect();
+        if let Some(transfers) = self.transfer.get() {
+            for touch in transfers.log().pending.keys() {
+                match touch {
+                    Touch::Nsec3(key) if !state.nsec3.contains_key(key) => nsec3.push(*key),
+                    Touch::Name(owner) => {
+                        let len = usize::from(owner[0]);
+                        let label = &owner[1..=len];
+                        if 1 + len + self.apex.len() == owner.len() && !state.dynamic.contains_key(label) {
+                            labels.push(len as u8);
+                            labels.extend_from_slice(label);
+                        }
+                    }
+                    Touch::Nsec3(_) => {}
                 }
             }
         }
-        let mut owner = Vec::with_capacity(64);
-        for (label, entry) in &state.dynamic {
-            owner.clear();
-            owner.push(label.len() as u8);
-            owner.extend_from_slice(label);
-            owner.extend_from_slice(&self.apex);
-            push_set(&mut records, &owner, &entry.set, false);
-        }
-        for key in state.nsec3.keys() {
-            self.nsec3_records(state, key, &mut records);
-        }
-        if let Some(transfers) = self.transfer.get() {
-            transfers.snapshot_hint.store(records.len(), Ordering::Relaxed);
-        }
-        Snapshot { serial: state.serial, soa: self.current_soa(state), records }
+        NameList { serial: state.serial, labels, nsec3 }
     }
 
-    /// The whole zone at the current serial (for AXFR).
-    pub fn transfer_snapshot(&self) -> Snapshot {
+    /// Starts an AXFR of the zone as it is now. Takes the read lock for a copy of the static
+    /// names and, unless a walk at this serial runs, of the name list (milliseconds at 100,000
+    /// names: call it off the async threads).
+    pub fn walk(&self) -> Result<Walk, Stale> {
         let state = self.read();
-        self.snapshot_of(&state)
+        let names = self.name_list(&state);
+        let mut head = Vec::new();
+        // The apex first: secondaries see its NS and DNSKEY early; not required, just tidy.
+        self.owner_records(&state, &self.apex, false, &mut head);
+        let mut owners: Vec<&[u8]> = vec![&self.apex];
+        for (owner, node) in &state.nodes {
+            if *owner != self.apex {
+                owners.push(owner);
+                for set in &node.sets {
+                    push_set(&mut head, owner, set, true);
+                }
+            }
+        }
+        let owners: HashSet<Vec<u8>> = owners.into_iter().map(<[u8]>::to_vec).collect();
+        self.rewind(&state, state.serial, &owners, &mut head)?;
+        Ok(Walk {
+            serial: state.serial,
+            soa: self.current_soa(&state),
+            head,
+            names,
+            label_at: 0,
+            nsec3_at: 0,
+        })
+    }
+
+    /// Replaces `out` with the records of the walk's next [`WALK_CHUNK`] names as they were at
+    /// its serial; returns `false` once every name was sent (and `out` is empty).
+    pub fn walk_next(&self, walk: &mut Walk, out: &mut Vec<u8>) -> Result<bool, Stale> {
+        out.clear();
+        let names = Arc::clone(&walk.names);
+        if walk.label_at >= names.labels.len() && walk.nsec3_at >= names.nsec3.len() {
+            return Ok(false);
+        }
+        let state = self.read();
+        let moved = self.moved_since(&state, walk.serial);
+        let mut owners = HashSet::new();
+        let mut owner = Vec::with_capacity(64);
+        for _ in 0..WALK_CHUNK {
+            if let Some(&len) = names.labels.get(walk.label_at) {
+                let label = &names.labels[walk.label_at + 1..walk.label_at + 1 + usize::from(len)];
+                walk.label_at += 1 + usize::from(len);
+                owner.clear();
+                owner.push(len);
+                owner.extend_from_slice(label);
+                owner.extend_from_slice(&self.apex);
+                if let Some(entry) = state.dynamic.get(label) {
+                    push_set(out, &owner, &entry.set, false);
+                }
+                if moved {
+                    owners.insert(owner.clone());
+                }
+            } else if let Some(key) = names.nsec3.get(walk.nsec3_at) {
+                walk.nsec3_at += 1;
+                self.nsec3_records(&state, key, out);
+                if moved {
+                    owners.insert(key.owner(&self.apex));
+                }
+            } else {
+                break;
+            }
+        }
+        if moved {
+            self.rewind(&state, walk.serial, &owners, out)?;
+        }
+        Ok(true)
+    }
+
+    /// Whether `state` differs from the zone at `serial`: the serial moved, or touches wait
+    /// for their commit.
+    fn moved_since(&self, state: &State, serial: u32) -> bool {
+        state.serial != serial || self.has_pending_changes()
+    }
+
+    /// Takes `out`, the records of `owners` in `state`, back to the zone at `serial`: undoes the
+    /// touches not yet committed, then the journal's steps since `serial`, newest first.
+    fn rewind(
+        &self,
+        state: &State,
+        serial: u32,
+        owners: &HashSet<Vec<u8>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Stale> {
+        let Some(transfers) = self.transfer.get() else { return Ok(()) };
+        let log = transfers.log();
+        if state.serial == serial && log.pending.is_empty() {
+            return Ok(());
+        }
+        if log.reset {
+            return Err(Stale);
+        }
+        let steps = if state.serial == serial {
+            Vec::new()
+        } else {
+            match log.journal.since(serial) {
+                Some(steps) if steps.last().is_some_and(|c| c.to == state.serial) => steps,
+                _ => return Err(Stale),
+            }
+        };
+        let ours = |owner: &[u8]| owners.contains(owner);
+        let mut records: Vec<Vec<u8>> = journal::records(out).map(|(o, t)| [o, t].concat()).collect();
+        for (touch, old) in &log.pending {
+            let owner = match touch {
+                Touch::Name(owner) => owner.clone(),
+                Touch::Nsec3(key) => key.owner(&self.apex),
+            };
+            if ours(&owner) {
+                records.retain(|r| journal::records(r).all(|(o, _)| o != owner));
+                // The SOA travels apart from the walk's records.
+                records.extend(
+                    journal::records(old)
+                        .filter(|(_, t)| journal::tail_type(t) != rtype::SOA)
+                        .map(|(o, t)| [o, t].concat()),
+                );
+            }
+        }
+        for step in steps.iter().rev() {
+            for (o, t) in journal::records(&step.added).filter(|(o, _)| ours(o)) {
+                let record = [o, t].concat();
+                if let Some(at) = records.iter().position(|r| *r == record) {
+                    records.swap_remove(at);
+                }
+            }
+            records.extend(
+                journal::records(&step.deleted).filter(|(o, _)| ours(o)).map(|(o, t)| [o, t].concat()),
+            );
+        }
+        out.clear();
+        records.iter().for_each(|r| out.extend_from_slice(r));
+        Ok(())
+    }
+
+    /// The zone's size in flat records (what an AXFR sends, near enough), computed once per
+    /// serial.
+    fn zone_bytes(&self, state: &State) -> usize {
+        let cache = self.transfer.get().map(|t| &t.size);
+        let known = cache.and_then(|c| *c.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some((serial, size)) = known
+            && serial == state.serial
+        {
+            return size;
+        }
+        let set_bytes = |owner_len: usize, set: &Set| {
+            set.records.tails().chain(set.sigs.tails()).map(|t| owner_len + t.len()).sum::<usize>()
+        };
+        let mut size = 0;
+        for (owner, node) in &state.nodes {
+            size += node.sets.iter().map(|s| set_bytes(owner.len(), s)).sum::<usize>();
+        }
+        for (label, entry) in &state.dynamic {
+            size += set_bytes(1 + label.len() + self.apex.len(), &entry.set);
+        }
+        for entry in state.nsec3.values() {
+            size += set_bytes(33 + self.apex.len(), &entry.set);
+        }
+        if let Some(cache) = cache {
+            *cache.lock().unwrap_or_else(PoisonError::into_inner) = Some((state.serial, size));
+        }
+        size
     }
 
     /// What to send a client at `client_serial` asking for IXFR, decided under one read lock
-    /// so that the journal and the snapshot agree with the serial.
+    /// so that the journal agrees with the serial.
     pub fn ixfr_plan(&self, client_serial: u32) -> IxfrPlan {
         let state = self.read();
-        // Serial arithmetic (RFC 1982): equal or newer means nothing to send.
-        if state.serial.wrapping_sub(client_serial) as i32 <= 0 {
+        // Serial arithmetic (RFC 1982): equal or newer means nothing to send; exactly 2^31
+        // apart is undefined, and only the whole zone brings such a client back.
+        let distance = state.serial.wrapping_sub(client_serial);
+        if distance == 0 || (distance as i32) < 0 && distance != 1 << 31 {
             return IxfrPlan::UpToDate { soa: self.current_soa(&state) };
         }
         let changes = self.transfer.get().and_then(|t| t.log().journal.since(client_serial));
         match changes {
             Some(changes) if changes.last().is_some_and(|c| c.to == state.serial) => {
+                // Larger than the zone (and than one message): the zone is the cheaper answer,
+                // as BIND's max-ixfr-ratio decides.
+                let bytes: usize = changes.iter().map(|c| c.size()).sum();
+                if bytes > crate::dns::xfr::MESSAGE_LIMIT && bytes > self.zone_bytes(&state) {
+                    return IxfrPlan::Full;
+                }
                 IxfrPlan::Incremental { soa: self.current_soa(&state), changes }
             }
-            _ => IxfrPlan::Full(self.snapshot_of(&state)),
+            _ => IxfrPlan::Full,
         }
     }
 }
@@ -367,8 +583,20 @@ mod tests {
             key: None,
             client_ip: Default::default(),
             wait: None,
+            limits: crate::dns::xfr_gate::TransferLimits { total: 16, per_network: 4 },
+            gate: Default::default(),
         };
         assert!(zone.enable_transfers(settings, limits));
+    }
+
+    /// The whole zone by a walk, without changes in between: (serial, SOA, records).
+    fn snapshot(zone: &Zone) -> (u32, Vec<u8>, Vec<u8>) {
+        let mut walk = zone.walk().unwrap();
+        let (mut records, mut chunk) = (std::mem::take(&mut walk.head), Vec::new());
+        while zone.walk_next(&mut walk, &mut chunk).unwrap() {
+            records.extend_from_slice(&chunk);
+        }
+        (walk.serial, walk.soa, records)
     }
 
     /// The records of a flat buffer, one by one.
@@ -406,7 +634,7 @@ mod tests {
                 [("one", 1, vec![val("a")]), ("two", 1, vec![val("b")]), ("three", 1, vec![])],
             );
             enable(&zone, Limits::default());
-            let before = zone.transfer_snapshot();
+            let before = snapshot(&zone);
             zone.set_txt("one", 2, &[val("a"), val("c")]);
             zone.set_txt("four", 1, &[val("d")]);
             zone.remove("two");
@@ -415,18 +643,18 @@ mod tests {
             if signed {
                 assert!(zone.resign(zone.serial().wrapping_add(1), zone.epoch() + 3600) > 0);
             }
-            let after = zone.transfer_snapshot();
-            let IxfrPlan::Incremental { soa, changes } = zone.ixfr_plan(before.serial) else {
+            let after = snapshot(&zone);
+            let IxfrPlan::Incremental { soa, changes } = zone.ixfr_plan(before.0) else {
                 panic!("the journal reaches back to the snapshot")
             };
-            assert_eq!(soa, after.soa);
-            let (mut replayed, replayed_soa) = replay(split(&before.records), before.soa.clone(), &changes);
-            let mut expected = split(&after.records);
+            assert_eq!(soa, after.1);
+            let (mut replayed, replayed_soa) = replay(split(&before.2), before.1.clone(), &changes);
+            let mut expected = split(&after.2);
             replayed.sort();
             expected.sort();
-            assert_eq!(replayed_soa, after.soa);
+            assert_eq!(replayed_soa, after.1);
             assert!(replayed == expected, "signed: {signed}");
-            assert!(matches!(zone.ixfr_plan(after.serial), IxfrPlan::UpToDate { .. }));
+            assert!(matches!(zone.ixfr_plan(after.0), IxfrPlan::UpToDate { .. }));
         }
     }
 
@@ -438,13 +666,13 @@ mod tests {
         for i in 0..3 {
             zone.set_txt("one", i, &[val(&format!("v{i}"))]);
         }
-        assert!(matches!(zone.ixfr_plan(first), IxfrPlan::Full(_)));
+        assert!(matches!(zone.ixfr_plan(first), IxfrPlan::Full));
         assert_eq!(zone.journal_size().0, 2);
         // A bulk load of an empty zone is not journaled: the journal starts again.
         zone.replace_all(zone.mark(), std::iter::empty::<(&str, u64, Vec<&str>)>());
         let serial = zone.serial();
-        zone.replace_all(zone.mark(), [("x", 1, vec![val("y")])]);
-        assert!(matches!(zone.ixfr_plan(serial), IxfrPlan::Full(_)));
+        zone.replace_all(zone.mark(), [(val("x"), 1, vec![val("y")])]);
+        assert!(matches!(zone.ixfr_plan(serial), IxfrPlan::Full));
         assert_eq!(zone.journal_size().0, 0);
     }
 
@@ -452,8 +680,7 @@ mod tests {
     fn snapshots_hold_every_record_once() {
         let zone = zone(true, false);
         zone.replace_all(0, [("one", 1, vec![val("a")])]);
-        let snapshot = zone.transfer_snapshot();
-        let records = split(&snapshot.records);
+        let records = split(&snapshot(&zone).2);
         let count = |rtype: u16| {
             records
                 .iter()
@@ -471,5 +698,157 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), records.len());
+    }
+
+    /// `n` registered names with a value each.
+    fn names(n: u32) -> Vec<(String, u64, Vec<String>)> {
+        (0..n).map(|i| (format!("name{i}"), 1, vec![format!("value{i}")])).collect()
+    }
+
+    /// Loads `entries` into the zone (a bulk load, not journaled).
+    fn load(zone: &Zone, entries: &[(String, u64, Vec<String>)]) {
+        zone.replace_all(
+            zone.mark(),
+            entries.iter().map(|(n, s, v)| (n.as_str(), *s, v.iter().map(String::as_str).collect())),
+        );
+    }
+
+    #[test]
+    fn a_walk_sends_the_zone_of_its_start_whatever_changes_meanwhile() {
+        for signed in [false, true] {
+            let zone = zone(signed, false);
+            load(&zone, &names(3 * WALK_CHUNK as u32));
+            enable(&zone, Limits::default());
+            let (serial, soa, records) = snapshot(&zone);
+            let mut walk = zone.walk().unwrap();
+            let mut sent = std::mem::take(&mut walk.head);
+            let mut chunk = Vec::new();
+            assert!(zone.walk_next(&mut walk, &mut chunk).unwrap());
+            sent.extend_from_slice(&chunk);
+            // Names sent and names still to send change, come and go; one change waits for
+            // its serial (touched, not committed) while the walk goes on.
+            for i in (0..3 * WALK_CHUNK as u32).step_by(7) {
+                zone.set_txt(&format!("name{i}"), 2, &["changed"]);
+            }
+            for i in (3..3 * WALK_CHUNK as u32).step_by(11) {
+                zone.remove(&format!("name{i}"));
+            }
+            zone.set_txt("newcomer", 1, &["new"]);
+            zone.write().hold = true;
+            zone.set_txt("name5", 3, &["held"]);
+            zone.remove("name6");
+            while zone.walk_next(&mut walk, &mut chunk).unwrap() {
+                sent.extend_from_slice(&chunk);
+            }
+            let (mut sent, mut expected) = (split(&sent), split(&records));
+            sent.sort();
+            expected.sort();
+            assert_eq!((walk.serial, &walk.soa), (serial, &soa));
+            assert!(
+                sent == expected,
+                "signed: {signed}: {} records sent, {} expected",
+                sent.len(),
+                expected.len()
+            );
+            assert_ne!(zone.serial(), serial);
+        }
+    }
+
+    #[test]
+    fn walks_at_one_serial_share_their_name_list() {
+        let zone = zone(true, false);
+        load(&zone, &names(10));
+        enable(&zone, Limits::default());
+        let (a, b) = (zone.walk().unwrap(), zone.walk().unwrap());
+        assert!(Arc::ptr_eq(&a.names, &b.names));
+        zone.set_txt("name1", 2, &["x"]);
+        let c = zone.walk().unwrap();
+        assert!(!Arc::ptr_eq(&a.names, &c.names), "a new serial, a new list");
+    }
+
+    #[test]
+    fn a_walk_past_the_journal_is_stale() {
+        let zone = zone(false, false);
+        load(&zone, &names(2 * WALK_CHUNK as u32));
+        enable(&zone, Limits { entries: 1, bytes: 1 << 20 });
+        let mut walk = zone.walk().unwrap();
+        let mut chunk = Vec::new();
+        zone.set_txt("name1", 2, &["a"]);
+        assert!(zone.walk_next(&mut walk, &mut chunk).is_ok(), "one step back is in the journal");
+        zone.set_txt("name1", 3, &["b"]);
+        assert_eq!(zone.walk_next(&mut walk, &mut chunk), Err(Stale));
+    }
+
+    #[test]
+    fn a_serial_half_the_space_away_or_a_larger_difference_gets_the_zone() {
+        let zone = zone(true, false);
+        load(&zone, &names(400));
+        enable(&zone, Limits::default());
+        let serial = zone.serial();
+        assert!(matches!(zone.ixfr_plan(serial.wrapping_add(1 << 31)), IxfrPlan::Full));
+        assert!(matches!(zone.ixfr_plan(serial.wrapping_add(1)), IxfrPlan::UpToDate { .. }));
+        assert!(matches!(zone.ixfr_plan(serial.wrapping_add((1 << 31) + 1)), IxfrPlan::Full));
+        // A new signing epoch replaces every signature: the difference outweighs the zone.
+        zone.set_txt("name1", 2, &["small"]);
+        assert!(matches!(zone.ixfr_plan(serial), IxfrPlan::Incremental { .. }));
+        let before = zone.serial();
+        assert!(zone.resign(before.wrapping_add(1), zone.epoch() + 3600) > 0);
+        assert!(matches!(zone.ixfr_plan(before), IxfrPlan::Full));
+    }
+
+    #[test]
+    fn walks_under_random_changes_send_the_zone_of_their_start() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let zone = zone(true, false);
+        load(&zone, &names(2 * WALK_CHUNK as u32));
+        enable(&zone, Limits::default());
+        let mut seq = 10;
+        for round in 0..6 {
+            let (serial, _, records) = snapshot(&zone);
+            let mut walk = zone.walk().unwrap();
+            let mut sent = std::mem::take(&mut walk.head);
+            let mut chunk = Vec::new();
+            let held = round % 2 == 1;
+            loop {
+                for _ in 0..next(6) {
+                    seq += 1;
+                    let name = format!("name{}", next(3 * WALK_CHUNK as u64));
+                    match next(4) {
+                        0 => drop(zone.remove(&name)),
+                        1 => drop(zone.set_txt(&name, seq, &[])),
+                        _ => drop(zone.set_txt(&name, seq, &[&format!("v{seq}"), "w"])),
+                    }
+                }
+                if held && next(3) == 0 {
+                    zone.write().hold = true;
+                }
+                if !zone.walk_next(&mut walk, &mut chunk).unwrap() {
+                    break;
+                }
+                sent.extend_from_slice(&chunk);
+            }
+            if held {
+                let mut state = zone.write();
+                state.hold = false;
+                let next_serial = state.serial.wrapping_add(1);
+                zone.move_serial(&mut state, next_serial);
+            }
+            let (mut sent, mut expected) = (split(&sent), split(&records));
+            sent.sort();
+            expected.sort();
+            assert_eq!(walk.serial, serial);
+            assert!(
+                sent == expected,
+                "round {round}: {} records sent, {} expected",
+                sent.len(),
+                expected.len()
+            );
+        }
     }
 }
