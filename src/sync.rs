@@ -66,6 +66,22 @@ pub enum KeyError {
     /// The key could not be made, or the stored one not read.
     #[error("{0}")]
     Make(String),
+    /// The configuration names another algorithm than the key the zone is signed with. Making
+    /// a key of the new algorithm and serving it alone would make the zone bogus at every
+    /// validator until the parent's DS names it and its old DS has expired from caches.
+    #[error(
+        "dnssec.algorithm is {configured}, but the zone is signed with a {active} key: switching keys \
+         here would make the zone bogus at every validating resolver (and so fail every CA's \
+         challenge check) until the parent's DS names the new key. Set dnssec.algorithm back to \
+         {active}; changing the algorithm needs an algorithm rollover, which this version does \
+         not do yet"
+    )]
+    AlgorithmChanged {
+        /// The configured algorithm, as the configuration spells it.
+        configured: String,
+        /// The active key's algorithm (its name, or its number when unknown).
+        active: String,
+    },
 }
 
 /// Loads the zone's signing key from the store, making and storing one on first use.
@@ -73,6 +89,14 @@ pub enum KeyError {
 /// Returns the key and when it was made (seconds since the epoch).
 pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(SigningKey, i64), KeyError> {
     let number = algorithm.number();
+    // Never a silent switch: the key made last is the one the zone is signed with.
+    if let Some(active) = store.newest_dnssec_key_algorithm().await?
+        && active != number
+    {
+        let name = |a: Algorithm| a.name().to_ascii_lowercase();
+        let active = Algorithm::from_number(active).map_or_else(|| format!("algorithm {active}"), name);
+        return Err(KeyError::AlgorithmChanged { configured: name(algorithm), active });
+    }
     if store.dnssec_key(number).await?.is_none() {
         let pkcs8 = SigningKey::generate(algorithm).map_err(|e| KeyError::Make(e.to_string()))?;
         store.add_dnssec_key_if_none(number, Secret::new(pkcs8)).await?;

@@ -407,6 +407,12 @@ pub async fn dnssec_key(c: &impl Conn, algorithm: u8) -> Result<Option<StoredKey
         .transpose()
 }
 
+/// See [`super::Store::newest_dnssec_key_algorithm`].
+pub async fn newest_dnssec_key_algorithm(c: &impl Conn) -> Result<Option<u8>, StoreError> {
+    let rows = c.query("SELECT algorithm FROM dnssec_keys ORDER BY id DESC LIMIT 1", &[]).await?;
+    rows.first().map(|r| r.int(0).map(|n| u8::try_from(n).unwrap_or(0))).transpose()
+}
+
 /// See [`super::Store::add_dnssec_key_if_none`].
 pub async fn add_dnssec_key_if_none(
     c: &impl Conn,

@@ -388,6 +388,11 @@ impl Store {
         read!(self, c => common::dnssec_key(c, algorithm))
     }
 
+    /// The algorithm of the key made last: the one the zone is signed with.
+    pub async fn newest_dnssec_key_algorithm(&self) -> Result<Option<u8>, StoreError> {
+        read!(self, c => common::newest_dnssec_key_algorithm(c))
+    }
+
     /// Stores `pkcs8` as the key for `algorithm` unless one exists (so that instances starting
     /// together agree on one key: each then reads back whichever was stored first).
     pub async fn add_dnssec_key_if_none(

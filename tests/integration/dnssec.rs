@@ -264,3 +264,34 @@ fn rrsig_queries_get_the_signatures_that_validate() {
     let reply = s.server.ask(bare["fulldomain"].as_str().unwrap(), t::RRSIG);
     assert!(reply.rcode == rcode::NOERROR && reply.answers.is_empty() && !reply.authority.is_empty());
 }
+
+/// Issue 21: changing `[dnssec] algorithm` and restarting used to make a key of the new
+/// algorithm and serve it alone, so every validator holding the DS of the old key called the
+/// zone bogus. Now the start is refused, naming what to do, and the old key keeps validating.
+#[test]
+fn a_changed_algorithm_is_refused_and_the_zone_stays_valid() {
+    let Signed { mut server, dnskey_line, dir } = signed_server("", "");
+    let anchor = delv_anchor(&dir, &dnskey_line, "anchor");
+    let (account, value) = account_with_value(&server, 7);
+    let name = account["fulldomain"].as_str().unwrap().to_owned();
+    server.signal("TERM");
+    server.wait(Duration::from_secs(10)).expect("the server stops");
+    let p256 = std::fs::read_to_string(dir.join("config.cfg")).unwrap();
+    let ed25519 = with_keys(&p256, "dnssec", "algorithm = \"ed25519\"");
+    let refused =
+        TestServer::try_start(&dir, &ed25519).err().expect("a start with another algorithm is refused");
+    let log = refused.join("\n");
+    assert!(
+        log.contains("dnssec.algorithm is ed25519, but the zone is signed with a ecdsap256sha256 key"),
+        "{log}"
+    );
+    assert!(log.contains("Set dnssec.algorithm back to ecdsap256sha256"), "{log}");
+    // The operator commands refuse too, rather than print the DS of a key nobody serves.
+    let out =
+        Command::new(binary()).args(["dnssec", "ds", "-c"]).arg(dir.join("config.cfg")).output().unwrap();
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // Back to the configured key: the same trust anchor validates the same data.
+    let server = TestServer::start_with(&dir, &p256);
+    let answer = delv(&server, &anchor, &name, "TXT");
+    assert!(answer.contains("; fully validated") && answer.contains(&value), "{answer}");
+}
