@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 pub mod client;
 mod generate;
+mod health;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -79,6 +80,10 @@ enum Command {
         #[command(subcommand)]
         action: DnssecAction,
     },
+    /// Exit 0 when the server of this configuration answers: the zone's SOA over DNS and
+    /// `GET /health` on the API (the container image's HEALTHCHECK).
+    #[command(hide = true)]
+    Healthcheck,
     /// Packaging: write the man pages or the shell completions into a directory.
     #[command(hide = true)]
     Generate {
@@ -489,6 +494,7 @@ pub fn run() -> ExitCode {
         Some(Command::ImportAcmeDns { source, strict }) => import(&config, &source, strict),
         Some(Command::Account { action }) => account(&config, &action),
         Some(Command::Privacy { action }) => privacy(&config, &action),
+        Some(Command::Healthcheck) => health::run(&config).map(|summary| println!("{summary}")),
         Some(Command::Client { .. } | Command::Generate { .. }) => Ok(()),
     });
     finish(result)

@@ -3,6 +3,7 @@
 mod api;
 mod bad_rows;
 mod clock;
+mod container;
 mod differential;
 mod dns;
 mod dnssec;
