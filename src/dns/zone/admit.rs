@@ -16,7 +16,7 @@
 //!   delegation, …). Underscore labels (`_acme-challenge`) and `*` fail the character rule.
 //! - A dns-01 value is what the API accepts: 43 characters of base64url (a SHA-256 digest).
 //! - A persist value is an RFC 8659 issue-value no longer than [`MAX_PERSIST_VALUE`].
-//! - A name holds at most [`MAX_VALUES`] values (the most `[dns] txt_values` allows); the
+//! - A name serves each value once (at its newest place) and at most [`MAX_VALUES`] values (the most `[dns] txt_values` allows); the
 //!   newest are kept. Together the bounds keep every RRset far below one DNS message.
 
 use std::collections::HashSet;
@@ -170,6 +170,14 @@ impl Zone {
                 Err(refusal) => self.refuse(label, &refusal, 1),
             }
         }
+        // A value given twice is served once, at its newest place (as the store keeps values
+        // when one is sent again): two identical records are one record to DNS, and an IXFR
+        // could not carry the second.
+        let mut seen = HashSet::with_capacity(kept.len());
+        let mut newest_first: Vec<T> =
+            kept.into_iter().rev().filter(|v| seen.insert(v.as_ref().to_owned())).collect();
+        newest_first.reverse();
+        let mut kept = newest_first;
         if kept.len() > MAX_VALUES {
             self.refuse(label, &Refusal::TooManyValues(kept.len()), kept.len() - MAX_VALUES);
             kept.drain(..kept.len() - MAX_VALUES);
@@ -279,9 +287,16 @@ mod tests {
         assert_eq!(zone.refused_rows(), 2 + 2 + 1 + 1 + 1 + 2 + 2 + 2 + 2 + 1);
         let answer = super::super::tests::ask_with(&zone, &format!("{good}.auth.example.org"), 16, false);
         assert!(answer.windows(43).any(|w| w == val("one").as_bytes()));
+        // A value given twice is served once, at its newest place.
+        zone.apply_version(8, 2, &[txt(good, vec![val("a").into(), val("b").into(), val("a").into()])]);
+        let state = zone.read();
+        let rdatas: Vec<&[u8]> =
+            state.dynamic[good.as_bytes()].set.records.rdatas().map(|r| &r[1..]).collect();
+        assert_eq!(rdatas, [val("b").as_bytes(), val("a").as_bytes()]);
+        drop(state);
         // Too many values: the newest are served.
         let many: Vec<String> = (0..MAX_VALUES + 5).map(|i| val(&format!("v{i}")).to_owned()).collect();
-        zone.apply_version(8, 2, &[txt(good, many)]);
+        zone.apply_version(9, 3, &[txt(good, many)]);
         let state = zone.read();
         let records = &state.dynamic[good.as_bytes()].set.records;
         assert_eq!(records.len(), MAX_VALUES);
