@@ -14,7 +14,8 @@
 //! that they do not stop every run at once and the fuzzer can look past them until they are
 //! fixed: a comma-separated list of `huge` (values of 65,279 bytes at most: no TXT rdata over
 //! 65,535 bytes), `values` (below 50,000 bytes: no record too large for a transfer message),
-//! `labels` (subdomains made DNS labels: 1 to 63 letters, digits, `-`, `_`); `skip` is all.
+//! `labels` (subdomains made DNS labels: 1 to 63 letters, digits, `-`, `_`), `dups` (the
+//! values of one list made distinct, as the store keeps them); `skip` is all.
 
 use std::collections::BTreeMap;
 
@@ -99,9 +100,10 @@ impl Text {
     }
 }
 
-/// Which known findings to keep clear of (see the module note): (labels, largest value).
-fn known() -> (bool, usize) {
-    static KNOWN: std::sync::OnceLock<(bool, usize)> = std::sync::OnceLock::new();
+/// Which known findings to keep clear of (see the module note): (labels, largest value,
+/// distinct values).
+fn known() -> (bool, usize, bool) {
+    static KNOWN: std::sync::OnceLock<(bool, usize, bool)> = std::sync::OnceLock::new();
     *KNOWN.get_or_init(|| {
         let list = std::env::var("ACME_DELEGATE_FUZZ_KNOWN").unwrap_or_default();
         let has = |w: &str| list.split(',').any(|x| x.trim() == w || x.trim() == "skip");
@@ -112,14 +114,14 @@ fn known() -> (bool, usize) {
         } else {
             usize::MAX
         };
-        (has("labels"), largest)
+        (has("labels"), largest, has("dups"))
     })
 }
 
 /// A subdomain made a DNS label (1 to 63 letters, digits, `-`, `_`), a value cut to the
 /// largest size asked for.
 fn tame(text: String, label: bool) -> String {
-    let (labels, largest) = known();
+    let (labels, largest, _) = known();
     if label && labels {
         let mut l: String =
             text.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(63).collect();
@@ -184,7 +186,12 @@ pub struct Rows {
 
 /// Values as text, at most `MAX_VALUES`.
 fn values(texts: &[Text], budget: &mut usize) -> Vec<String> {
-    texts.iter().take(MAX_VALUES).map(|t| t.make(false, budget)).collect()
+    let mut values: Vec<String> = texts.iter().take(MAX_VALUES).map(|t| t.make(false, budget)).collect();
+    if known().2 {
+        let mut seen = std::collections::HashSet::new();
+        values.retain(|v| seen.insert(v.clone()));
+    }
+    values
 }
 
 /// Runs one input; panics when a transfer or the zone's contents are wrong.
