@@ -1,0 +1,9 @@
+//! The stable fuzzer's `config` target (tests/integration/fuzz/targets.rs) under libFuzzer.
+#![no_main]
+
+use acme_delegate_fuzz::{context, targets};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    targets::config(context(), data);
+});

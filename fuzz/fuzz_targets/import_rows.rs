@@ -1,0 +1,9 @@
+//! An acme-dns SQLite file of arbitrary rows → import → store → zone → AXFR (`src/import.rs`).
+#![no_main]
+
+use acme_delegate_fuzz::import::{Source, run};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: Source| {
+    run(&input);
+});
