@@ -290,3 +290,42 @@ pub(super) fn run(config: &Config) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The directories the packaged unit may write in: its `StateDirectory=` and
+    /// `LogsDirectory=` (the rest of the file system is read-only there, `ProtectSystem=strict`).
+    fn unit_writable() -> Vec<String> {
+        let unit = include_str!("../../packaging/acme-delegate.service");
+        let dir = |key: &str, base: &str| {
+            unit.lines().find_map(|l| l.strip_prefix(key)).map(|name| format!("{base}/{}/", name.trim()))
+        };
+        [dir("StateDirectory=", "/var/lib"), dir("LogsDirectory=", "/var/log")]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn the_sample_writes_only_where_the_packaged_unit_may() {
+        let writable = unit_writable();
+        assert_eq!(writable, ["/var/lib/acme-delegate/", "/var/log/acme-delegate/"]);
+        let sample = include_str!("../../config.sample.cfg");
+        // Keys whose path the server writes, set or shown commented out in the sample.
+        for key in ["logfile", "connection", "log_subdomain_key"] {
+            let paths: Vec<&str> = sample
+                .lines()
+                .map(|l| l.trim_start_matches('#').trim())
+                .filter_map(|l| l.strip_prefix(key)?.trim().strip_prefix('=')?.trim().strip_prefix("\"/"))
+                .collect();
+            assert!(!paths.is_empty(), "{key} with an absolute path is not in the sample");
+            for path in paths {
+                let path = format!("/{}", path.trim_end_matches('"'));
+                assert!(
+                    writable.iter().any(|dir| path.starts_with(dir)),
+                    "{key} = {path} is not writable under the unit"
+                );
+            }
+        }
+    }
+}
