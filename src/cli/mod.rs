@@ -2,12 +2,17 @@
 //!
 //! Design note: acme-dns is started as `acme-dns -c /etc/acme-dns/config.cfg`; the same line
 //! with our binary's name starts this server, so an existing systemd unit changes only the
-//! binary. Every subcommand that reads the configuration takes the same `-c`. Logging is set up
-//! here, from `[logconfig]`, before anything else logs.
+//! binary. Every subcommand that reads the configuration takes the same `-c` (and `--lenient`).
+//! Logging is set up here, from `[logconfig]`, before anything else logs; its first line names
+//! the version, the commit and the configuration in force. A command that writes to a store
+//! while running on the demo configuration (no `-c`, no `ACME_DELEGATE_CONFIG`) says so on
+//! stderr, with the database's path, so that an operator who forgot `-c` is not left with the
+//! data in `./acme-delegate.db` unawares.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod check;
 pub mod client;
 mod generate;
 mod health;
@@ -32,6 +37,12 @@ pub struct Cli {
     #[arg(short = 'c', long = "config", global = true, env = "ACME_DELEGATE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// Unknown sections and keys in the configuration are warnings, not errors (as
+    /// `unknown_keys = "warn"` in [general]): for a file that carries keys meant for another
+    /// program.
+    #[arg(long, global = true)]
+    lenient: bool,
+
     /// What to do.
     #[command(subcommand)]
     command: Option<Command>,
@@ -42,7 +53,8 @@ pub struct Cli {
 enum Command {
     /// Run the DNS server and the API (the default).
     Serve,
-    /// Validate the configuration file (and the zone's records) and exit.
+    /// Validate the configuration file (keys, values, the zone's records, the files it names,
+    /// as the service's user when run as root), print what is in force, and exit.
     CheckConfig,
     /// The domain owner's side: register, update, certbot hook, check the delegation.
     Client {
@@ -164,10 +176,46 @@ fn iso_time(seconds: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
+/// Opens the configured store; an acme-dns database is refused with the command that imports
+/// it, complete.
+async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
+    crate::store::Store::open(&config.database).await.map_err(|error| store_error(config, &error))
+}
+
+/// A store error as the operator reads it: the refusal of an acme-dns database gets the
+/// commands that take it over, with this configuration's path.
+fn store_error(config: &Config, error: &crate::store::StoreError) -> String {
+    let crate::store::StoreError::ForeignSchema(target) = error else { return error.to_string() };
+    let config_path = config.source.as_ref().map_or_else(
+        || "/etc/acme-delegate/config.cfg".to_owned(),
+        |path| std::path::absolute(path).unwrap_or_else(|_| path.clone()).display().to_string(),
+    );
+    let write = if config.source.is_some() { "in" } else { "in a configuration file such as" };
+    format!(
+        "{error}. To take it over, set database.connection {write} {config_path} to a new database \
+         (say /var/lib/acme-delegate/acme-delegate.db), then run: \
+         acme-delegate import-acme-dns {target} -c {config_path}"
+    )
+}
+
+/// With the demo configuration (no `-c`, no `ACME_DELEGATE_CONFIG`), says so on stderr before
+/// a command writes to its store, naming the database.
+fn demo_notice(config: &Config) {
+    if config.source.is_some() {
+        return;
+    }
+    let database = std::path::absolute(&config.database.connection)
+        .map_or_else(|_| config.database.connection.clone(), |path| path.display().to_string());
+    eprintln!(
+        "acme-delegate: no -c FILE and no ACME_DELEGATE_CONFIG: using the demo configuration, \
+         with its database {database}"
+    );
+}
+
 /// Runs an `account` subcommand against the configured store.
 fn account(config: &Config, action: &AccountAction) -> Result<(), String> {
     block_on(async {
-        let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
+        let store = open_store(config).await?;
         let domain = config.dns.zone.apex.trim_end_matches('.').to_ascii_lowercase();
         let find = |username: &str| {
             let username =
@@ -370,7 +418,7 @@ fn import(config: &Config, source: &str, strict: bool) -> Result<(), String> {
         }
     };
     block_on(async {
-        let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
+        let store = open_store(config).await?;
         let mut progress = progress_line();
         let result = crate::store::import::import_acme_dns(&store, source, &options, &mut progress).await;
         store.close().await;
@@ -405,7 +453,7 @@ fn dnssec(config: &Config, action: &DnssecAction) -> Result<(), String> {
         return Err("dnssec.enabled is not true in this configuration: the zone is not signed".into());
     };
     block_on(async {
-        let store = crate::store::Store::open(&config.database).await.map_err(|e| e.to_string())?;
+        let store = open_store(config).await?;
         let (key, created) =
             crate::sync::signing_key(&store, settings.algorithm).await.map_err(|e| e.to_string())?;
         let apex = config.dns.zone.apex.trim_end_matches('.').to_ascii_lowercase();
@@ -434,9 +482,9 @@ fn dnssec(config: &Config, action: &DnssecAction) -> Result<(), String> {
 }
 
 /// Loads the configuration named by `-c`, or the embedded default.
-fn load(path: Option<&PathBuf>) -> Result<Config, String> {
+fn load(path: Option<&PathBuf>, lenient: bool) -> Result<Config, String> {
     match path {
-        Some(path) => Config::from_file(path).map_err(|e| format!("configuration error: {e}")),
+        Some(path) => Config::from_file_with(path, lenient).map_err(|e| format!("configuration error: {e}")),
         None => Ok(Config::embedded()),
     }
 }
@@ -444,31 +492,33 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
 /// Runs `serve`.
 fn serve(config: Config) -> Result<(), String> {
     logging::init(&config)?;
+    // The first line of the log: what runs, from which commit, on which configuration.
+    let source = config.source.as_ref().map_or_else(
+        || {
+            let database = std::path::absolute(&config.database.connection)
+                .map_or_else(|_| config.database.connection.clone(), |p| p.display().to_string());
+            format!("the demo configuration (no -c FILE), database {database}")
+        },
+        |path| {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            format!("configuration {}", path.display())
+        },
+    );
+    tracing::info!("acme-delegate {} starting with {source}", version());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("acme-delegate")
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(crate::daemon::run(config)).map_err(|e| {
-        tracing::error!("{e}");
-        e.to_string()
+    let result = runtime.block_on(crate::daemon::run(config.clone()));
+    result.map_err(|error| {
+        let message = match &error {
+            crate::daemon::DaemonError::Store(store) => store_error(&config, store),
+            other => other.to_string(),
+        };
+        tracing::error!("{message}");
+        message
     })
-}
-
-/// Runs `check-config`.
-fn check_config(config: &Config) -> Result<(), String> {
-    for warning in &config.warnings {
-        println!("warning: {warning}");
-    }
-    let origin = config.source.as_ref().map_or("embedded default".into(), |p| p.display().to_string());
-    println!("{origin}: OK");
-    println!("  zone {} (SOA serial follows changes)", config.dns.zone.apex);
-    for addr in &config.dns.listen {
-        println!("  DNS on {addr} (udp: {}, tcp: {})", config.dns.transports.udp, config.dns.transports.tcp);
-    }
-    println!("  API on {}", config.api.listen);
-    println!("  store: {:?} {}", config.database.engine, config.database.connection);
-    Ok(())
 }
 
 /// Parses the command line and runs it.
@@ -487,12 +537,24 @@ pub fn run() -> ExitCode {
         }
         _ => {}
     }
-    let result = load(cli.config.as_ref()).and_then(|config| match cli.command {
-        None | Some(Command::Serve) => serve(config),
-        Some(Command::CheckConfig) => check_config(&config),
-        Some(Command::Dnssec { action }) => dnssec(&config, &action),
-        Some(Command::ImportAcmeDns { source, strict }) => import(&config, &source, strict),
-        Some(Command::Account { action }) => account(&config, &action),
+    let result = load(cli.config.as_ref(), cli.lenient).and_then(|config| match cli.command {
+        None | Some(Command::Serve) => {
+            demo_notice(&config);
+            serve(config)
+        }
+        Some(Command::CheckConfig) => check::run(&config),
+        Some(Command::Dnssec { action }) => {
+            demo_notice(&config);
+            dnssec(&config, &action)
+        }
+        Some(Command::ImportAcmeDns { source, strict }) => {
+            demo_notice(&config);
+            import(&config, &source, strict)
+        }
+        Some(Command::Account { action }) => {
+            demo_notice(&config);
+            account(&config, &action)
+        }
         Some(Command::Privacy { action }) => privacy(&config, &action),
         Some(Command::Healthcheck) => health::run(&config).map(|summary| println!("{summary}")),
         Some(Command::Client { .. } | Command::Generate { .. }) => Ok(()),

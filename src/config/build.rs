@@ -311,6 +311,15 @@ pub(super) fn api(api: &raw::Api, warnings: &mut Vec<String>) -> Result<Api, Con
             }
         }
     };
+    if !api.allow_registration_from().strings()?.is_empty() {
+        // A development version of acme-dns had it; refusing the file would break such a
+        // set-up, and ignoring it silently would open registration wider than it says.
+        warnings.push(format!(
+            "api.allow_registration_from is not supported and is ignored: registration is {} from every \
+             network; limit it with api.registration = \"token\" or \"closed\" instead",
+            registration.name()
+        ));
+    }
     Ok(Api {
         listen: SocketAddr::new(ip, port),
         registration,

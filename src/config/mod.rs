@@ -2,10 +2,14 @@
 //!
 //! Design note: the file is parsed once, at start, into an immutable [`Config`] of ready-made
 //! values (socket addresses, networks, durations); nothing downstream re-parses text. Keys are
-//! matched case-insensitively, as acme-dns's TOML library does. Unknown keys do not stop the
-//! server (an acme-dns config may carry keys we do not use) but each one is named in a warning.
-//! A missing mandatory key or an invalid value stops it, with a [`ConfigError`] that names the
-//! key and says what is wrong.
+//! matched case-insensitively, as acme-dns's TOML library does. Every key acme-dns reads is
+//! known, so an unknown section or key is most likely a typo (`[dnsec]` would leave DNSSEC off
+//! without a word): it is refused by default, naming the likely meant name and both ways to
+//! accept it (`[general] unknown_keys = "warn"`, or `--lenient` on the command line), which turn
+//! it into a warning for files that carry keys meant for another program. Unknown names are
+//! listed even beside another error of the file, since a typo is often its cause. A missing
+//! mandatory key or an invalid value stops the start, with a [`ConfigError`] that names the key
+//! and says what is wrong.
 //!
 //! Two layers: `raw` mirrors the file (one serde struct per section, one field per key: the
 //! only list of known keys), `build` turns each raw section into the validated types defined
@@ -70,6 +74,87 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// Sections or keys the reader does not know: refused (`unknown_keys = "error"`, the
+    /// default), or named beside another error of the file.
+    #[error("{}", unknown_report(.origin, .names, *.refused, .error.as_deref()))]
+    Unknown {
+        /// The file.
+        origin: String,
+        /// Each as `section [name]` or `key section.name`, and the name likely meant, if any.
+        names: Vec<(String, Option<String>)>,
+        /// Whether they are refused (else they are only warned about, beside `error`).
+        refused: bool,
+        /// Another error of the file, shown first.
+        error: Option<Box<ConfigError>>,
+    },
+}
+
+/// The ways out of a refused unknown name, as every such error names them.
+pub const UNKNOWN_KEYS_HINT: &str = "unknown sections and keys are refused, so that a typo cannot leave a \
+     setting silently off: correct the name; or, to keep keys meant for another program, set \
+     unknown_keys = \"warn\" in [general], or run with --lenient (they are then warned about and ignored)";
+
+/// The text of [`ConfigError::Unknown`]: the other error first, one line per unknown name,
+/// then, when they are refused, the ways out.
+fn unknown_report(
+    origin: &str,
+    names: &[(String, Option<String>)],
+    refused: bool,
+    error: Option<&ConfigError>,
+) -> String {
+    let mut lines: Vec<String> = error.map(ToString::to_string).into_iter().collect();
+    for (name, meant) in names {
+        let meant = meant.as_ref().map_or(String::new(), |m| format!(" (did you mean {m}?)"));
+        lines.push(if refused {
+            format!("unknown {name} in {origin}{meant}")
+        } else {
+            format!("warning: unknown {name} in {origin} is ignored{meant}")
+        });
+    }
+    if refused {
+        lines.push(UNKNOWN_KEYS_HINT.to_owned());
+    }
+    lines.join("\n")
+}
+
+/// Edits (insertions, deletions, substitutions) between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The known name closest to `name` among `known`, when it is a likely typo of it.
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = if name.chars().count() > 5 { 2 } else { 1 };
+    known.map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= limit).min().map(|(_, k)| k)
+}
+
+/// The name likely meant by an unknown one as [`raw::File::parse`] gives it (`section [x]`,
+/// `key s.k`): a known section or key one or two edits away, or the section a known key
+/// belongs to.
+fn meant(name: &str) -> Option<String> {
+    let sections = raw::File::SECTIONS;
+    if let Some(section) = name.strip_prefix("section [").and_then(|n| n.strip_suffix(']')) {
+        closest(section, sections.iter().map(|(s, _)| *s)).map(|s| format!("[{s}]"))
+    } else if let Some((section, key)) = name.strip_prefix("key ").and_then(|n| n.split_once('.')) {
+        let keys = sections.iter().find(|(s, _)| *s == section).map_or(&[][..], |(_, keys)| *keys);
+        closest(key, keys.iter().copied()).map(|k| format!("{section}.{k}")).or_else(|| {
+            let home = sections.iter().find(|(_, keys)| keys.contains(&key));
+            home.map(|(s, _)| format!("{key} in [{s}]"))
+        })
+    } else {
+        None
+    }
 }
 
 /// Characters of a value quoted in an error message at most.
@@ -264,14 +349,23 @@ pub struct Config {
     pub metrics: Option<Metrics>,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
     pub warnings: Vec<String>,
+    /// Whether the command line said `--lenient` (unknown keys are warnings whatever the file
+    /// says); kept so that a reload reads the file again the same way.
+    pub lenient: bool,
 }
 
 impl Config {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file; unknown keys as the file says (refused by
+    /// default).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_file_with(path, false)
+    }
+
+    /// [`Self::from_file`]; with `lenient` (`--lenient`), unknown keys are only warned about.
+    pub fn from_file_with(path: &Path, lenient: bool) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config = Self::from_text(&text, &path.display().to_string())?;
+        let mut config = Self::from_text_with(&text, &path.display().to_string(), lenient)?;
         config.source = Some(path.to_owned());
         Ok(config)
     }
@@ -284,8 +378,51 @@ impl Config {
 
     /// Parses configuration text; `origin` names it in messages.
     pub fn from_text(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::from_text_with(text, origin, false)
+    }
+
+    /// [`Self::from_text`]; with `lenient` (`--lenient`), unknown keys are only warned about.
+    pub fn from_text_with(text: &str, origin: &str, lenient: bool) -> Result<Self, ConfigError> {
+        let mut unknown = Vec::new();
+        let file = raw::File::parse(text, origin, &mut unknown);
+        // Without the file's own word (it did not parse), the command line's decides.
+        let mut refused = !lenient;
+        let built = file.and_then(|file| {
+            refused = !lenient && unknown_keys(&file.general)? == UnknownKeys::Error;
+            Self::build(&file)
+        });
+        let names: Vec<(String, Option<String>)> = unknown
+            .into_iter()
+            .map(|name| {
+                let likely = meant(&name);
+                (name, likely)
+            })
+            .collect();
+        let unknown = |error: Option<ConfigError>| ConfigError::Unknown {
+            origin: origin.to_owned(),
+            names: names.clone(),
+            refused,
+            error: error.map(Box::new),
+        };
+        match built {
+            Err(error) if names.is_empty() => Err(error),
+            Err(error) => Err(unknown(Some(error))),
+            Ok(_) if refused && !names.is_empty() => Err(unknown(None)),
+            Ok(mut config) => {
+                let ignored = names.iter().map(|(name, meant)| {
+                    let meant = meant.as_ref().map_or(String::new(), |m| format!(" (did you mean {m}?)"));
+                    format!("unknown {name} in {origin} is ignored{meant}")
+                });
+                config.warnings.splice(0..0, ignored);
+                config.lenient = lenient;
+                Ok(config)
+            }
+        }
+    }
+
+    /// Builds the validated configuration from the file's sections.
+    fn build(file: &raw::File) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
-        let file = raw::File::parse(text, origin, &mut warnings)?;
         let dns = build::dns(&file.general, &file.dns, &mut warnings)?;
         let database = build::database(&file.database, &mut warnings)?;
         let api = build::api(&file.api, &mut warnings)?;
@@ -307,7 +444,28 @@ impl Config {
             metrics,
             max_clock_skew,
             warnings,
+            lenient: false,
         })
+    }
+}
+
+/// What an unknown section or key is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UnknownKeys {
+    /// Refused (the default).
+    Error,
+    /// Warned about and ignored.
+    Warn,
+}
+
+/// `general.unknown_keys`: `error` (default) or `warn`.
+fn unknown_keys(general: &raw::General) -> Result<UnknownKeys, ConfigError> {
+    match general.unknown_keys().string()?.unwrap_or_default().trim().to_ascii_lowercase().as_str() {
+        "" | "error" => Ok(UnknownKeys::Error),
+        "warn" | "warning" => Ok(UnknownKeys::Warn),
+        other => {
+            Err(key_error("general.unknown_keys", format!("{} is not one of error, warn", quoted(other))))
+        }
     }
 }
 
@@ -381,20 +539,76 @@ logformat = "text"
     }
 
     #[test]
-    fn keys_are_case_insensitive_and_unknown_keys_warn() {
+    fn keys_are_case_insensitive_and_unknown_keys_are_refused_unless_lenient() {
         let text = ACME_DNS_SAMPLE
             .replace("domain =", "Domain =")
             .replace("debug = false", "debug = false\nfancy = 1");
-        let config = Config::from_text(&text, "test").unwrap();
+        let error = Config::from_text(&text, "test").unwrap_err().to_string();
+        assert!(error.starts_with("unknown key general.fancy in test\n"), "{error}");
+        assert!(error.contains("unknown_keys = \"warn\"") && error.contains("--lenient"), "{error}");
+        let config = Config::from_text_with(&text, "test", true).unwrap();
         assert_eq!(config.warnings, vec!["unknown key general.fancy in test is ignored".to_owned()]);
-        let text = format!("{text}\n[Extra]\nkey = 1\n");
-        let config = Config::from_text(&text, "test").unwrap();
-        assert!(config.warnings.contains(&"unknown section [extra] in test is ignored".to_owned()));
+        assert!(config.lenient);
+        let warn = text.replace("debug = false", "debug = false\nunknown_keys = \"Warn\"");
+        let config = Config::from_text(&warn, "test").unwrap();
+        assert_eq!(config.warnings, vec!["unknown key general.fancy in test is ignored".to_owned()]);
+        assert!(!config.lenient);
+        let typo = format!("{warn}\n[Dnsec]\nenabled = true\n");
+        let config = Config::from_text(&typo, "test").unwrap();
+        assert!(
+            config
+                .warnings
+                .contains(&"unknown section [dnsec] in test is ignored (did you mean [dnssec]?)".to_owned()),
+            "{:?}",
+            config.warnings
+        );
+        let bad = text.replace("debug = false", "debug = false\nunknown_keys = \"maybe\"");
+        assert!(Config::from_text(&bad, "test").unwrap_err().to_string().contains("general.unknown_keys"));
         let text = format!("dnssec = 1\n{ACME_DNS_SAMPLE}");
         assert!(
             matches!(Config::from_text(&text, "test"), Err(ConfigError::Key { key, .. }) if key == "dnssec"),
             "a known section that is not a table"
         );
+    }
+
+    #[test]
+    fn unknown_names_are_shown_beside_another_error_with_the_name_meant() {
+        let text = ACME_DNS_SAMPLE
+            .replace("engine = \"sqlite3\"", "engine = \"mysql\"")
+            .replace("[api]", "[api]\ntxt_values = 3\nhsts_enable = true");
+        let text = format!("{text}\n[dnsec]\nenabled = true\n");
+        for lenient in [false, true] {
+            let error = Config::from_text_with(&text, "f", lenient).unwrap_err().to_string();
+            let lines: Vec<&str> = error.lines().collect();
+            assert!(lines[0].starts_with("database.engine: "), "{error}");
+            let warning = if lenient { "warning: " } else { "" };
+            let ignored = if lenient { " is ignored" } else { "" };
+            for name in [
+                "section [dnsec] in f{ignored} (did you mean [dnssec]?)",
+                "key api.txt_values in f{ignored} (did you mean txt_values in [dns]?)",
+                "key api.hsts_enable in f{ignored} (did you mean api.hsts_enabled?)",
+            ] {
+                let line = format!("{warning}unknown {}", name.replace("{ignored}", ignored));
+                assert!(lines.contains(&line.as_str()), "{line} in {error}");
+            }
+            assert_eq!(error.contains("--lenient"), !lenient, "{error}");
+        }
+    }
+
+    #[test]
+    fn every_key_acme_dns_reads_is_known() {
+        // acme-dns v1.1 and v2 (pkg/acmedns/types.go), and a development version's
+        // allow_registration_from: a config.cfg of theirs passes as written.
+        let acme_dns = ACME_DNS_SAMPLE
+            .replace(
+                "[api]",
+                "[api]\napi_domain = \"\"\nautocert_port = \"80\"\nhsts_enabled = false\nhsts_max_age = 31536000\n\
+                 hsts_include_subdomains = false\nhsts_preload = false\nallow_registration_from = [\"192.0.2.0/24\"]",
+            )
+            .replace("[logconfig]", "[logconfig]\nlogfile = \"./acme-dns.log\"");
+        let config = Config::from_text(&acme_dns, "acme-dns").unwrap();
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(config.warnings[0].starts_with("api.allow_registration_from is not supported"));
     }
 
     #[test]

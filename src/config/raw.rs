@@ -2,13 +2,14 @@
 //!
 //! Design note: the list of keys the server knows is these structs, and nothing else. Each
 //! section is declared once with [`section!`], which makes the serde struct (one
-//! `Option<Value>` per key; keys not declared land in `unknown`, to be warned about by name),
+//! `Option<Value>` per key; keys not declared land in `unknown`, to be named to the caller),
 //! the section's list of keys (for the sample-file test) and one accessor per key that carries
 //! the key's full name into error messages. The validated layer (`build.rs`) can only read a
 //! key through its accessor, so a key cannot be read without being known, nor known without
 //! being declared here (and a declared key that nothing reads is dead code, which the compiler
-//! reports, unless it is marked as accepted for compatibility). Unknown keys are warned about, not refused: an acme-dns configuration
-//! may carry keys we do not use.
+//! reports, unless it is marked as accepted for compatibility). Every key acme-dns itself reads
+//! is declared, so its `config.cfg` is known as written; what is still unknown (a typo such as
+//! `[dnsec]`) is listed by name, and the caller refuses it or warns (`general.unknown_keys`).
 //!
 //! Values stay TOML values here because acme-dns's files are loose about types (`port = "443"`
 //! as a string, `listen` as a string or a list); [`Entry`] turns them into typed values with
@@ -161,7 +162,7 @@ macro_rules! section {
         #[derive(Debug, Default, serde::Deserialize)]
         pub(super) struct $name {
             $($(#[$key_meta])* $key: Option<Value>,)*
-            /// Keys not declared above, each named in a warning.
+            /// Keys not declared above, each named to the caller.
             #[serde(flatten)]
             unknown: Table,
         }
@@ -202,6 +203,8 @@ section! {
         debug,
         /// How far this instance's clock may be from the database's (ours).
         max_clock_skew,
+        /// `error` (default) or `warn`: what an unknown section or key is (ours).
+        unknown_keys,
     }
 }
 
@@ -250,6 +253,9 @@ section! {
         /// acme-dns's HTTP-01 port for its autocert; we use DNS-01.
         #[allow(dead_code, reason = "accepted for acme-dns compatibility and unused")]
         autocert_port,
+        /// A development version of acme-dns's networks allowed to register; not supported here
+        /// (warned about when set: `registration` is the way).
+        allow_registration_from,
         /// acme-dns v2's HSTS switch.
         hsts_enabled,
         /// HSTS max-age.
@@ -431,8 +437,9 @@ macro_rules! file {
             pub(super) const SECTIONS: &'static [(&'static str, &'static [&'static str])] =
                 &[$(($section::NAME, $section::KEYS)),*];
 
-            /// Reads one section's table into its field; false for a section we do not know.
-            fn read_section(&mut self, name: &str, table: Table, warnings: &mut Vec<String>, origin: &str)
+            /// Reads one section's table into its field, adding its unknown keys (`section.key`)
+            /// to `unknown`; false for a section we do not know.
+            fn read_section(&mut self, name: &str, table: Table, unknown: &mut Vec<String>)
                 -> Result<bool, ConfigError>
             {
                 match name {
@@ -441,9 +448,7 @@ macro_rules! file {
                             let section: $section = Value::Table(table)
                                 .try_into()
                                 .map_err(|e: toml::de::Error| key_error(name, e.message().to_owned()))?;
-                            for key in section.unknown.keys() {
-                                warnings.push(format!("unknown key {name}.{key} in {origin} is ignored"));
-                            }
+                            unknown.extend(section.unknown.keys().map(|key| format!("key {name}.{key}")));
                             self.$field = section;
                             Ok(true)
                         }
@@ -490,23 +495,32 @@ fn syntax_error(text: &str, origin: &str, error: &toml::de::Error) -> ConfigErro
 }
 
 impl File {
-    /// Parses configuration text (`origin` names it in messages), warning about every section
-    /// and key we do not know.
-    pub(super) fn parse(text: &str, origin: &str, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
+    /// Parses configuration text (`origin` names it in messages), adding every section and key
+    /// we do not know to `unknown` (`section [name]`, `key section.name`), all of them even when
+    /// the file has another error: a typo is often the cause of that error.
+    pub(super) fn parse(text: &str, origin: &str, unknown: &mut Vec<String>) -> Result<Self, ConfigError> {
         let table: Table = text.parse().map_err(|e: toml::de::Error| syntax_error(text, origin, &e))?;
         let mut file = Self::default();
+        let mut first_error = None;
         for (name, value) in lowercase_keys(table, "")? {
             let known = match value {
-                Value::Table(table) => file.read_section(&name, table, warnings, origin)?,
+                Value::Table(table) => match file.read_section(&name, table, unknown) {
+                    Ok(known) => known,
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                        true
+                    }
+                },
                 _ if Self::SECTIONS.iter().any(|(known, _)| *known == name) => {
-                    return Err(key_error(&name, "expected a [section]"));
+                    first_error.get_or_insert(key_error(&name, "expected a [section]"));
+                    true
                 }
                 _ => false,
             };
             if !known {
-                warnings.push(format!("unknown section [{name}] in {origin} is ignored"));
+                unknown.push(format!("section [{name}]"));
             }
         }
-        Ok(file)
+        first_error.map_or(Ok(file), Err)
     }
 }

@@ -67,6 +67,12 @@ impl CertFiles {
     }
 }
 
+/// Reads the API's certificate files as the start does (`check-config` uses it): an error
+/// names the key whose file is at fault.
+pub fn check_cert_files(fullchain: &Path, privkey: &Path) -> Result<(), String> {
+    certified_key(fullchain, privkey).map(drop)
+}
+
 /// Reads a certificate chain and its private key, and checks that they belong together.
 fn certified_key(fullchain: &Path, privkey: &Path) -> Result<CertifiedKey, String> {
     use rustls_pki_types::pem::PemObject;
@@ -110,6 +116,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
         metrics: _,
         max_clock_skew: _,
         warnings: _,
+        lenient: _,
     } = new;
     let crate::config::Api {
         listen: _,
@@ -291,7 +298,8 @@ impl Reloader {
             return None;
         };
         tracing::info!("SIGHUP: reading {} again", path.display());
-        let new = match Config::from_file(&path) {
+        // The command line's --lenient holds for the file read again, as it did at the start.
+        let new = match Config::from_file_with(&path, self.running.lenient) {
             Ok(new) => new,
             Err(error) => {
                 tracing::error!("reload refused, the running configuration stays in force: {error}");

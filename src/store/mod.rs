@@ -68,8 +68,8 @@ pub enum StoreError {
     /// until space is freed.
     #[error("the database is out of space: {0}")]
     Full(String),
-    /// The database holds another program's schema that we do not take over in place.
-    #[error("{0}")]
+    /// The database (named) holds acme-dns's schema, which we do not take over in place.
+    #[error("{0} is an acme-dns database; acme-delegate keeps its own schema and leaves this one as it is")]
     ForeignSchema(String),
     /// The schema is newer than this program knows.
     #[error(

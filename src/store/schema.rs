@@ -139,10 +139,8 @@ pub async fn migrate<C: Conn>(c: &C, target: &str) -> Result<(), StoreError> {
     c.lock(Lock::Schema).await?;
     // Before anything is written: another program's database is left exactly as it was.
     if c.has_table("records").await? && !c.has_table("accounts").await? {
-        return Err(StoreError::ForeignSchema(format!(
-            "{target} is an acme-dns database; acme-delegate keeps its own schema. Import it into a new \
-             database with `acme-delegate import-acme-dns {target}` and point database.connection there"
-        )));
+        // The command line adds how to take it over, with the configuration's path.
+        return Err(StoreError::ForeignSchema(target.to_owned()));
     }
     let found = c.schema_version().await?;
     let known = MIGRATIONS.len() as i64;

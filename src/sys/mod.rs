@@ -10,11 +10,14 @@
 //! kernel points into that struct's own vectors, which are not resized while the call runs.
 //!
 //! Also here, because it needs `setsockopt` with Linux-only values: [`omit_path_mtu`]; and
-//! [`release_free_memory`], glibc's `malloc_trim`, after the zone's bulk load.
+//! [`release_free_memory`], glibc's `malloc_trim`, after the zone's bulk load; and [`access`],
+//! whether the service's user may read the files the configuration names (for `check-config`).
 #![allow(
     unsafe_code,
     reason = "recvmmsg/sendmmsg, IP_MTU_DISCOVER and malloc_trim have no safe wrapper in std"
 )]
+
+pub mod access;
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};

@@ -199,12 +199,12 @@ fn bad_configurations_are_refused_naming_the_key() {
         assert!(!out.status.success(), "check-config accepted {to}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(named), "{to}");
     }
-    // Unknown keys are warned about, by name, and do not stop it.
+    // Unknown keys are refused by name (checkconfig.rs has the rest: --lenient, unknown_keys).
     std::fs::write(dir.join("config.cfg"), with_keys(&base, "general", "colour = \"blue\"")).unwrap();
     let out =
         Command::new(binary()).args(["check-config", "-c"]).arg(dir.join("config.cfg")).output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown key general.colour"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key general.colour"));
 }
 
 #[test]

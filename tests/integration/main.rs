@@ -2,6 +2,7 @@
 
 mod api;
 mod bad_rows;
+mod checkconfig;
 mod clock;
 mod container;
 mod differential;
