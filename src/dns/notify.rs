@@ -6,7 +6,8 @@
 //! secondary gets one more NOTIFY afterwards, with the newest serial, never one per update. A
 //! NOTIFY that is not acknowledged (no answer, an error rcode, an answer whose TSIG does not
 //! verify) is sent again after 1 s, then 2, 4… up to [`MAX_BACKOFF`], until the secondary
-//! answers; each retry carries the serial current at that moment. Every task also notifies once
+//! answers; each retry carries the serial current at that moment, and a new serial ends the
+//! wait at once and starts the back-off again from 1 s. Every task also notifies once
 //! at start, so secondaries learn at once of a primary that restarted with a new serial.
 //!
 //! Messages are signed with the `[transfer]` key when one is configured (NSD and Knot reject
@@ -119,10 +120,18 @@ async fn notify_secondary(
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
+                // A new serial is news for the secondary: it is told at once, whatever back-off
+                // an earlier serial was in (as BIND and Knot do), so a secondary that comes back
+                // hears of the next change without waiting up to a minute.
+                changed = serials.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    backoff = Duration::from_secs(1);
+                }
                 _ = shutdown.changed() => return,
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         tokio::select! {
             changed = serials.changed() => if changed.is_err() { return },

@@ -16,6 +16,7 @@ mod hardening_store;
 mod harness;
 mod lifecycle;
 mod metrics;
+mod notify;
 mod openapi;
 mod parent;
 mod persist;
