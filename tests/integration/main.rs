@@ -2,6 +2,7 @@
 
 mod api;
 mod bad_rows;
+mod client;
 mod clock;
 mod differential;
 mod dns;

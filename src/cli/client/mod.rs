@@ -11,14 +11,15 @@
 //!   [`check`]).
 //!
 //! Failures are one clear sentence on stderr and a non-zero exit (certbot shows the hook's
-//! stderr and stops). HTTP is [`http`] (hyper, rustls), DNS is [`dns`] (our own small stub, so
-//! the check does not trust the server code it checks).
+//! stderr and stops). HTTP is [`http`] (hyper, rustls; which certificates count is [`trust`]),
+//! DNS is [`dns`] (our own small stub, so the check does not trust the server code it checks).
 
 pub mod check;
 pub mod dns;
 pub mod http;
 pub mod persist;
 pub mod storage;
+pub mod trust;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,8 +53,9 @@ pub struct Common {
     /// The credentials file (JSON: domain -> account), written with mode 0600.
     #[arg(long, env = "ACME_DELEGATE_CLIENT_STORAGE", default_value = DEFAULT_STORAGE, value_name = "FILE")]
     storage: PathBuf,
-    /// Also trust the CA certificate(s) in this PEM file for the API's HTTPS (besides the
-    /// system's store).
+    /// Also trust the certificate(s) in this PEM file for the API's HTTPS, besides the system's
+    /// store: the CA that issued the server's certificate, or the server's own certificate
+    /// (self-signed, e.g. by `openssl req -x509`), which is then the one accepted (pinned).
     #[arg(long = "ca-file", env = "ACME_DELEGATE_CLIENT_CA_FILE", value_name = "PEM")]
     ca_file: Option<PathBuf>,
 }

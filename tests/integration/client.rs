@@ -1,0 +1,105 @@
+//! `acme-delegate client` as a domain owner meets it: an API over HTTPS with a self-signed
+//! certificate (made by openssl, as curl users make theirs), the credentials of a user who is
+//! not root (the client really runs as `nobody`, through util-linux's `setpriv`), and `client
+//! check` through a real resolver (unbound) that holds a record where the CNAME must go, or
+//! drops the optional `_validation-persist` query.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::e2e::{client_register, client_update, server_config, text};
+use crate::harness::*;
+
+/// libfaketime's multi-threaded library, as Debian installs it.
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// A self-signed certificate as `openssl req -x509` makes it (CA:TRUE), for `subject_alt_name`,
+/// valid two days from now; returns (certificate, key).
+fn self_signed(dir: &Path, name: &str, subject_alt_name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-days", "2", "-subj", "/CN=localhost", "-addext"])
+        .arg(format!("subjectAltName={subject_alt_name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (Debian package openssl)");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    let x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "basicConstraints", "-in"])
+        .arg(&cert)
+        .output();
+    assert!(
+        String::from_utf8_lossy(&x509.unwrap().stdout).contains("CA:TRUE"),
+        "openssl makes a CA certificate"
+    );
+    (cert, key)
+}
+
+#[test]
+fn client_trusts_a_self_signed_certificate_given_with_ca_file() {
+    let dir = TempDir::new();
+    let (cert, key) = self_signed(&dir.0, "api", "IP:127.0.0.1");
+    let port = free_port(&["127.0.0.1"]);
+    let config = with_tls_cert(&server_config(&dir.0, &["127.0.0.1"], port, false), &key, &cert);
+    let server = TestServer::start_with(&dir, &config);
+    let storage = dir.join("client.json");
+    let storage_arg = storage.to_str().unwrap();
+    let url = format!("https://127.0.0.1:{}", server.api.port());
+    let advice = "is not trusted: pass --ca-file FILE with its CA or the certificate itself";
+
+    // Not trusted without --ca-file: the message says what to do.
+    let out = client_register(&url, "self.example.test", storage_arg, &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "TLS with 127.0.0.1:{}: the server's certificate {advice}",
+            server.api.port()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!storage.exists());
+
+    // The certificate itself in --ca-file: pinned, accepted (register, then update through the
+    // environment variable).
+    let cert_arg = cert.to_str().unwrap();
+    let out = client_register(&url, "self.example.test", storage_arg, &["--ca-file", cert_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    let value = txt_value(11);
+    let env = [("ACME_DELEGATE_CLIENT_CA_FILE", cert_arg)];
+    let out = client_update(storage_arg, "self.example.test", &value, &[], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&storage).unwrap()).unwrap();
+    let fulldomain = json["self.example.test"]["fulldomain"].as_str().unwrap();
+    assert_eq!(server.ask(fulldomain, t::TXT).txts(), vec![value.clone()]);
+
+    // Another self-signed certificate in the file is no key to this server.
+    let (other, _) = self_signed(&dir.0, "other", "IP:127.0.0.1");
+    let out =
+        client_update(storage_arg, "self.example.test", &value, &["--ca-file", other.to_str().unwrap()], &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(advice) && text(&out).contains(other.to_str().unwrap()), "{}", text(&out));
+
+    // Pinned, but the URL names a host the certificate does not (it names only 127.0.0.1).
+    let by_name = format!("https://localhost:{}", server.api.port());
+    let out = client_update(
+        storage_arg,
+        "self.example.test",
+        &value,
+        &["--server", &by_name, "--ca-file", cert_arg],
+        &[],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("is not valid for the host in the URL"), "{}", text(&out));
+
+    // Pinned, but expired: the client three days ahead (libfaketime) refuses it.
+    assert!(Path::new(FAKETIME_LIB).exists(), "{FAKETIME_LIB} is missing: apt-get install faketime");
+    let later = [("LD_PRELOAD", FAKETIME_LIB), ("FAKETIME", "+3d"), ("FAKETIME_DONT_FAKE_MONOTONIC", "1")];
+    let out = client_update(storage_arg, "self.example.test", &value, &["--ca-file", cert_arg], &later);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("has expired"), "{}", text(&out));
+}
