@@ -4,12 +4,16 @@
 //! check` through a real resolver (unbound) that holds a record where the CNAME must go, or
 //! drops the optional `_validation-persist` query.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use crate::e2e::{client_register, client_update, server_config, text};
+use crate::e2e::{client, client_register, client_update, server_config, text};
 use crate::harness::*;
 
+/// The user ID the unprivileged client runs as (`nobody` on Debian).
+const NOBODY: u32 = 65534;
 /// libfaketime's multi-threaded library, as Debian installs it.
 const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
@@ -102,4 +106,93 @@ fn client_trusts_a_self_signed_certificate_given_with_ca_file() {
     let out = client_update(storage_arg, "self.example.test", &value, &["--ca-file", cert_arg], &later);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("has expired"), "{}", text(&out));
+}
+
+/// Runs `command` with stdout and stderr captured; killed after 60 s.
+fn output_within(command: &mut Command) -> Output {
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs");
+    let pipe = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = pipe(Box::new(child.stdout.take().unwrap()));
+    let stderr = pipe(Box::new(child.stderr.take().unwrap()));
+    let status = wait_or_kill(&mut child, Duration::from_secs(60)).expect("done within 60 s");
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+/// `acme-delegate client ARGS` run as `nobody` with this `HOME` and `XDG_CONFIG_HOME`.
+fn client_as_nobody(args: &[&str], home: &Path, xdg_config_home: Option<&Path>) -> Output {
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(binary())
+        .arg("client")
+        .args(args)
+        .env_remove("ACME_DELEGATE_CLIENT_STORAGE")
+        .env("HOME", home);
+    match xdg_config_home {
+        Some(dir) => command.env("XDG_CONFIG_HOME", dir),
+        None => command.env_remove("XDG_CONFIG_HOME"),
+    };
+    output_within(&mut command)
+}
+
+/// Asserts that `file` exists, belongs to `nobody` and is private (0600 in a 0700 directory).
+fn assert_private_to_nobody(file: &Path) {
+    let meta = std::fs::metadata(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (NOBODY, 0o600), "{}", file.display());
+    let dir = std::fs::metadata(file.parent().unwrap()).unwrap();
+    assert_eq!((dir.uid(), dir.permissions().mode() & 0o777), (NOBODY, 0o700));
+}
+
+#[test]
+fn a_user_who_is_not_root_keeps_the_credentials_in_their_config_directory() {
+    let dir = TempDir::new();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port(&["127.0.0.1"]);
+    let server = TestServer::start_with(&dir, &server_config(&dir.0, &["127.0.0.1"], port, false));
+    let url = format!("http://{}", server.api);
+    let home = dir.join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY)).unwrap();
+
+    // With XDG_CONFIG_HOME set: the file goes below it.
+    let xdg = home.join("cfg");
+    let out =
+        client_as_nobody(&["register", "--server", &url, "--domain", "xdg.example.test"], &home, Some(&xdg));
+    assert!(out.status.success(), "{}", text(&out));
+    let file = xdg.join("acme-delegate/client.json");
+    assert!(text(&out).contains(&format!("credentials saved in {}", file.display())), "{}", text(&out));
+    assert_private_to_nobody(&file);
+
+    // Without it: ~/.config, and the next command finds the account there by itself.
+    let out = client_as_nobody(&["register", "--server", &url, "--domain", "home.example.test"], &home, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = home.join(".config/acme-delegate/client.json");
+    assert_private_to_nobody(&file);
+    let value = txt_value(12);
+    let out = client_as_nobody(&["update", "--domain", "home.example.test", "--txt", &value], &home, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let fulldomain = json["home.example.test"]["fulldomain"].as_str().unwrap();
+    assert_eq!(server.ask(fulldomain, t::TXT).txts(), vec![value]);
+
+    // --help says where the default is, for root and for anyone else.
+    let help = client(&["register", "--help"], &[]);
+    let help = text(&help);
+    assert!(
+        help.contains("/etc/acme-delegate/client.json")
+            && help.contains("$XDG_CONFIG_HOME/acme-delegate/client.json"),
+        "{help}"
+    );
 }

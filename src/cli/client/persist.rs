@@ -107,7 +107,7 @@ fn account_and_url(storage: &Storage, domain: &str, server: Option<&str>) -> Res
 /// Runs `client persist`.
 pub fn run(args: &PersistArgs) -> Result<(), String> {
     let domain = normalize_domain(&args.domain)?;
-    let storage = Storage::load(&args.common.storage)?;
+    let storage = Storage::load(&args.common.storage()?)?;
     let (account, url) = account_and_url(&storage, &domain, args.server.as_deref())?;
     let headers = [("X-Api-User", account.username.as_str()), ("X-Api-Key", account.password.as_str())];
     let (method, body) = if args.delete {
