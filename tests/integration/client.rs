@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::e2e::{client, client_register, client_update, server_config, text};
+use crate::e2e::{client, client_check, client_register, client_update, register, server_config, text};
 use crate::harness::*;
 
 /// The user ID the unprivileged client runs as (`nobody` on Debian).
@@ -195,4 +195,63 @@ fn a_user_who_is_not_root_keeps_the_credentials_in_their_config_directory() {
             && help.contains("$XDG_CONFIG_HOME/acme-delegate/client.json"),
         "{help}"
     );
+}
+
+/// unbound as the domain owner's resolver: an `example.test` zone with `records` (zone-file
+/// lines), our zone by a stub, and the extra server options `more`.
+fn resolver(dir: &Path, dns_port: u16, records: &[String], more: &str) -> Unbound {
+    let mut zone = String::from(
+        "$ORIGIN example.test.\n\
+         @ 3600 IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 5\n\
+         @ 3600 IN NS ns.example.test.\n\
+         ns 3600 IN A 127.0.0.1\n",
+    );
+    for record in records {
+        zone.push_str(record);
+        zone.push('\n');
+    }
+    std::fs::write(dir.join("example.test.zone"), zone).unwrap();
+    let options = format!(
+        r#"    qname-minimisation: no
+    module-config: "iterator"
+    # unbound answers .test itself (RFC 6761) unless told not to.
+    local-zone: "test." nodefault
+{more}auth-zone:
+    name: "example.test"
+    zonefile: "{dir}/example.test.zone"
+    for-downstream: no
+    for-upstream: yes
+    fallback-enabled: no
+"#,
+        dir = dir.display(),
+    );
+    Unbound::start(dir, dns_port, &options, ("ns.example.test", t::A))
+}
+
+#[test]
+fn check_names_the_record_where_the_cname_must_go() {
+    let dir = TempDir::new();
+    let port = free_port(&["127.0.0.1"]);
+    let server = TestServer::start_with(&dir, &server_config(&dir.0, &["127.0.0.1"], port, false));
+    let storage = dir.join("client.json");
+    register(&server, &storage, "blocked.example.test");
+    // A TXT left from a manual DNS-01, where the CNAME must go.
+    let leftover = "_acme-challenge.blocked.example.test. 60 IN TXT \"left-from-a-manual-run\"".to_owned();
+    let resolver = resolver(&dir.0, port, &[leftover], "");
+    let ns1 = format!("127.0.0.1:{port}");
+    let out = client_check(
+        storage.to_str().unwrap(),
+        "blocked.example.test",
+        &resolver.addr(),
+        &["--nameserver", &ns1],
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "a TXT record exists at _acme-challenge.blocked.example.test, where the CNAME must go: delete it"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("_acme-challenge.blocked.example.test. TXT \"left-from-a-manual-run\""), "{said}");
 }
