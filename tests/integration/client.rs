@@ -7,7 +7,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::e2e::{client, client_check, client_register, client_update, register, server_config, text};
 use crate::harness::*;
@@ -254,4 +254,31 @@ fn check_names_the_record_where_the_cname_must_go() {
         "{said}"
     );
     assert!(said.contains("_acme-challenge.blocked.example.test. TXT \"left-from-a-manual-run\""), "{said}");
+}
+
+#[test]
+fn an_unanswered_persist_lookup_is_a_warning_not_a_failure() {
+    let dir = TempDir::new();
+    let port = free_port(&["127.0.0.1"]);
+    let server = TestServer::start_with(&dir, &server_config(&dir.0, &["127.0.0.1"], port, false));
+    let storage = dir.join("client.json");
+    let target = register(&server, &storage, "quiet.example.test");
+    // The delegation is right; the resolver drops every query for _validation-persist.
+    let cname = format!("_acme-challenge.quiet.example.test. 60 IN CNAME {target}");
+    let drop = "    local-zone: \"_validation-persist.quiet.example.test.\" deny\n";
+    let resolver = resolver(&dir.0, port, &[cname], drop);
+    let ns1 = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = client_check(
+        storage.to_str().unwrap(),
+        "quiet.example.test",
+        &resolver.addr(),
+        &["--nameserver", &ns1, "--timeout", "1"],
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("ok: the stored fulldomain") && said.contains("agree"), "{said}");
+    assert!(said.contains("_validation-persist.quiet.example.test.  WARNING: not checked"), "{said}");
+    assert!(said.contains("no answer"), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
