@@ -16,7 +16,8 @@
 //!   private readers.
 //! - [`daemon`]: composition root; binds, loads, runs, shuts down. → everything.
 //! - [`cli`]: the command line. → `config`, `daemon`.
-//! - [`sys`]: the only unsafe code (batched UDP system calls), used by the DNS listeners.
+//! - [`sys`]: the only unsafe code (batched UDP system calls), used by the DNS listeners (and
+//!   `geteuid` for the client).
 #![deny(unsafe_code)]
 
 pub mod api;

@@ -351,8 +351,9 @@ fn der(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, contents, &data[header + len..]))
 }
 
-/// notBefore and notAfter of an X.509 certificate, in seconds since the epoch.
-fn validity(cert: &[u8]) -> Option<(u64, u64)> {
+/// notBefore and notAfter of an X.509 certificate, in seconds since the epoch (also read by
+/// the client for a certificate it pins).
+pub fn validity(cert: &[u8]) -> Option<(u64, u64)> {
     let (_, certificate, _) = der(cert)?;
     let (_, tbs, _) = der(certificate)?;
     let (tag, _, rest) = der(tbs)?;

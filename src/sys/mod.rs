@@ -10,11 +10,12 @@
 //! kernel points into that struct's own vectors, which are not resized while the call runs.
 //!
 //! Also here, because it needs `setsockopt` with Linux-only values: [`omit_path_mtu`]; and
-//! [`release_free_memory`], glibc's `malloc_trim`, after the zone's bulk load; and [`access`],
-//! whether the service's user may read the files the configuration names (for `check-config`).
+//! [`release_free_memory`], glibc's `malloc_trim`, after the zone's bulk load; [`access`],
+//! whether the service's user may read the files the configuration names (for `check-config`);
+//! and [`effective_uid`], for the client's per-user defaults.
 #![allow(
     unsafe_code,
-    reason = "recvmmsg/sendmmsg, IP_MTU_DISCOVER and malloc_trim have no safe wrapper in std"
+    reason = "recvmmsg/sendmmsg, IP_MTU_DISCOVER, malloc_trim and geteuid have no safe wrapper in std"
 )]
 
 pub mod access;
@@ -245,6 +246,13 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The process's effective user ID (`geteuid`): whose defaults apply, such as where the
+/// client keeps its credentials (root's under /etc, anyone else's in their home).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes no arguments, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ fn run_bounded(
 }
 
 /// Runs `acme-delegate client …` with a deadline (killed after 60 s).
-fn client(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn client(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(binary());
     command.arg("client").args(args).env_remove("ACME_DELEGATE_CLIENT_STORAGE").stdin(Stdio::null());
     for (k, v) in env {
@@ -67,12 +67,12 @@ fn client(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// stdout and stderr of an output, joined.
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// `client register` of `domain` with the API at `url` into `storage`, then `extra` arguments.
-fn client_register(url: &str, domain: &str, storage: &str, extra: &[&str]) -> Output {
+pub(crate) fn client_register(url: &str, domain: &str, storage: &str, extra: &[&str]) -> Output {
     client(
         &[&["register", "--server", url, "--domain", domain, "--storage", storage][..], extra].concat(),
         &[],
@@ -80,12 +80,18 @@ fn client_register(url: &str, domain: &str, storage: &str, extra: &[&str]) -> Ou
 }
 
 /// `client update` of `domain`'s value to `txt` from `storage`, then `extra` arguments, with `env`.
-fn client_update(storage: &str, domain: &str, txt: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn client_update(
+    storage: &str,
+    domain: &str,
+    txt: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     client(&[&["update", "--storage", storage, "--domain", domain, "--txt", txt][..], extra].concat(), env)
 }
 
 /// `client check` of `domain` from `storage` through the resolver at `resolver`, then `extra`.
-fn client_check(storage: &str, domain: &str, resolver: &str, extra: &[&str]) -> Output {
+pub(crate) fn client_check(storage: &str, domain: &str, resolver: &str, extra: &[&str]) -> Output {
     client(
         &[&["check", "--storage", storage, "--domain", domain, "--resolver", resolver][..], extra].concat(),
         &[],
@@ -94,7 +100,7 @@ fn client_check(storage: &str, domain: &str, resolver: &str, extra: &[&str]) -> 
 
 /// Our server's configuration: DNS on the same `port` at every address of `listen`, two NS
 /// (ns1 → 127.0.0.1, ns2 → 127.0.0.2), SQLite in `dir`, API on a free port, DNSSEC if asked.
-fn server_config(dir: &Path, listen: &[&str], port: u16, dnssec: bool) -> String {
+pub(crate) fn server_config(dir: &Path, listen: &[&str], port: u16, dnssec: bool) -> String {
     let listen: Vec<String> = listen.iter().map(|a| format!("\"{a}:{port}\"")).collect();
     let records = [
         format!("{DOMAIN}. NS ns1.{DOMAIN}."),
@@ -118,7 +124,7 @@ fn start_server(dir: &TempDir, dnssec: bool) -> (TestServer, u16) {
 }
 
 /// `client register` for `domain` into `storage`; returns the CNAME target it printed.
-fn register(server: &TestServer, storage: &Path, domain: &str) -> String {
+pub(crate) fn register(server: &TestServer, storage: &Path, domain: &str) -> String {
     let url = format!("http://{}", server.api);
     let out = client_register(&url, domain, storage.to_str().unwrap(), &[]);
     assert!(out.status.success(), "register {domain}: {}", text(&out));

@@ -3,6 +3,7 @@
 mod api;
 mod bad_rows;
 mod checkconfig;
+mod client;
 mod clock;
 mod container;
 mod differential;

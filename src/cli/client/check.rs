@@ -51,9 +51,10 @@ pub enum Cname {
     Matches(String),
     /// A CNAME elsewhere.
     Elsewhere(String),
-    /// TXT records of its own instead of a CNAME.
-    TxtInstead,
-    /// Nothing there (NXDOMAIN, or NOERROR with an empty answer).
+    /// The name exists without a CNAME (NOERROR, no CNAME in the answer): other records may sit
+    /// where the CNAME must go ([`blockers`] asks which).
+    NoCname,
+    /// No such name (NXDOMAIN), or a CNAME record that could not be read.
     Missing(String),
     /// The resolver could not say (SERVFAIL, REFUSED, …).
     Unresolved(String),
@@ -69,14 +70,69 @@ pub fn judge_cname(reply: &Reply, challenge: &str, fulldomain: &str) -> Cname {
             Cname::Elsewhere(target.clone())
         };
     }
-    if reply.answers_for(challenge, rtype::TXT).next().is_some() {
-        return Cname::TxtInstead;
-    }
     match reply.rcode() {
-        0 => Cname::Missing("no CNAME (NOERROR, empty answer)".into()),
+        0 => Cname::NoCname,
         3 => Cname::Missing("no such name (NXDOMAIN)".into()),
         rcode => Cname::Unresolved(dns::rcode_name(rcode)),
     }
+}
+
+/// The record types asked for at the challenge name when it exists without a CNAME: a CNAME
+/// shares its name with no other data (RFC 1034 §3.6.2, RFC 2181 §10.1), so any of them there
+/// keeps the CNAME from being created (a TXT left from a manual DNS-01 is the usual one).
+const BLOCKING_TYPES: [(u16, &str); 6] = [
+    (rtype::TXT, "TXT"),
+    (rtype::A, "A"),
+    (rtype::AAAA, "AAAA"),
+    (rtype::MX, "MX"),
+    (rtype::CAA, "CAA"),
+    (rtype::NS, "NS"),
+];
+
+/// The records the resolver (`ask`) shows at `challenge` for [`BLOCKING_TYPES`], as (type
+/// name, record in zone-file form).
+pub fn blockers(
+    ask: impl Fn(&str, u16) -> Result<Reply, String>,
+    challenge: &str,
+) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    for (qtype, type_name) in BLOCKING_TYPES {
+        let Ok(reply) = ask(challenge, qtype) else { continue };
+        for record in reply.answers_for(challenge, qtype) {
+            let value = match &record.data {
+                Rdata::Txt(_) => format!(" \"{}\"", record.txt().unwrap_or_default()),
+                Rdata::A(ip) => format!(" {ip}"),
+                Rdata::Aaaa(ip) => format!(" {ip}"),
+                Rdata::Name(name) => format!(" {name}"),
+                Rdata::Other(_) => String::new(),
+            };
+            found.push((type_name, format!("{challenge}. {type_name}{value}")));
+        }
+    }
+    found
+}
+
+/// The report of records blocking the CNAME at `challenge`: what is there, and what to do.
+pub fn blocked_text(challenge: &str, found: &[(&str, String)], fulldomain: &str) -> String {
+    let mut types: Vec<&str> = found.iter().map(|(t, _)| *t).collect();
+    types.dedup();
+    let what = match types.as_slice() {
+        [one] if found.len() == 1 => {
+            let article = if matches!(*one, "A" | "AAAA" | "MX" | "NS") { "an" } else { "a" };
+            format!("{article} {one} record exists")
+        }
+        [one] => format!("{one} records exist"),
+        [init @ .., last] => format!("{} and {last} records exist", init.join(", ")),
+        [] => "records exist".to_owned(),
+    };
+    let pronoun = if found.len() == 1 { "it" } else { "them" };
+    let mut text =
+        format!("{challenge}.  FAIL: {what} at {challenge}, where the CNAME must go: delete {pronoun}\n");
+    for (_, record) in found {
+        let _ = writeln!(text, "  {record}");
+    }
+    let _ = writeln!(text, "  fix: delete {pronoun}, then create {challenge}. CNAME {fulldomain}.");
+    text
 }
 
 /// One row of the table: one address of one nameserver.
@@ -273,12 +329,18 @@ pub fn run(domain: &str, fulldomain: &str, settings: &Settings) -> Outcome {
                     "{challenge}. CNAME {target}  FAIL: should be {fulldomain}.\n  fix: _acme-challenge.{domain}. CNAME {fulldomain}."
                 );
             }
-            Cname::TxtInstead => {
+            Cname::NoCname => {
                 ok = false;
-                let _ = writeln!(
-                    text,
-                    "{challenge}.  FAIL: has TXT records of its own, not a CNAME\n  fix: remove them and create _acme-challenge.{domain}. CNAME {fulldomain}."
-                );
+                let found = blockers(ask_resolver, &challenge);
+                if found.is_empty() {
+                    let _ = writeln!(
+                        text,
+                        "{challenge}.  FAIL: the name exists but holds no CNAME (and none of {}: only names below it?)\n  fix: create _acme-challenge.{domain}. CNAME {fulldomain}.",
+                        BLOCKING_TYPES.map(|(_, name)| name).join(", ")
+                    );
+                } else {
+                    text.push_str(&blocked_text(&challenge, &found, fulldomain));
+                }
             }
             Cname::Unresolved(rcode) => {
                 ok = false;
@@ -429,17 +491,50 @@ mod tests {
         assert_eq!(judge_cname(&r, ch, FULL), Cname::Elsewhere("3f1d.auth.example.org.".into()));
         let r =
             reply(0x8180, vec![record("_acme-challenge.example.com.", 16, Rdata::Txt(vec![b"x".to_vec()]))]);
-        assert_eq!(judge_cname(&r, ch, FULL), Cname::TxtInstead);
+        assert_eq!(judge_cname(&r, ch, FULL), Cname::NoCname);
         assert!(
             matches!(judge_cname(&reply(0x8183, vec![]), ch, FULL), Cname::Missing(m) if m.contains("NXDOMAIN"))
         );
         assert_eq!(judge_cname(&reply(0x8185, vec![]), ch, FULL), Cname::Unresolved("REFUSED".into()));
-        assert!(
-            matches!(judge_cname(&reply(0x8180, vec![]), ch, FULL), Cname::Missing(m) if m.contains("no CNAME"))
-        );
+        assert_eq!(judge_cname(&reply(0x8180, vec![]), ch, FULL), Cname::NoCname);
         // A CNAME owned by another name does not count.
         let r = reply(0x8180, vec![record("other.example.com.", 5, Rdata::Name(format!("{FULL}.")))]);
-        assert!(matches!(judge_cname(&r, ch, FULL), Cname::Missing(_)));
+        assert_eq!(judge_cname(&r, ch, FULL), Cname::NoCname);
+    }
+
+    #[test]
+    fn records_in_the_cnames_place_are_named() {
+        let ch = "_acme-challenge.example.com";
+        // A resolver with a TXT and an A at the name, and nothing else.
+        let ask = |name: &str, qtype: u16| -> Result<Reply, String> {
+            let data = match qtype {
+                rtype::TXT => Rdata::Txt(vec![b"left".to_vec(), b"over".to_vec()]),
+                rtype::A => Rdata::A("192.0.2.1".parse().unwrap()),
+                rtype::MX => return Err("timed out".into()),
+                _ => return Ok(reply(0x8180, vec![])),
+            };
+            Ok(reply(0x8180, vec![record(&format!("{name}."), qtype, data)]))
+        };
+        let found = blockers(ask, ch);
+        assert_eq!(
+            found,
+            vec![("TXT", format!("{ch}. TXT \"leftover\"")), ("A", format!("{ch}. A 192.0.2.1"))]
+        );
+        let text = blocked_text(ch, &found, FULL);
+        assert!(
+            text.contains(&format!(
+                "FAIL: TXT and A records exist at {ch}, where the CNAME must go: delete them"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("fix: delete them, then create {ch}. CNAME {FULL}.")), "{text}");
+        let text = blocked_text(ch, &found[..1], FULL);
+        assert!(
+            text.contains(&format!("a TXT record exists at {ch}, where the CNAME must go: delete it")),
+            "{text}"
+        );
+        let text = blocked_text(ch, &found[1..], FULL);
+        assert!(text.contains("an A record exists"), "{text}");
     }
 
     #[test]

@@ -22,12 +22,16 @@ pub mod rtype {
     pub const CNAME: u16 = 5;
     /// Start of authority.
     pub const SOA: u16 = 6;
+    /// Mail exchange.
+    pub const MX: u16 = 15;
     /// Text.
     pub const TXT: u16 = 16;
     /// IPv6 address.
     pub const AAAA: u16 = 28;
     /// EDNS pseudo-record.
     pub const OPT: u16 = 41;
+    /// Certification authority authorization.
+    pub const CAA: u16 = 257;
 }
 
 /// Decoded record data.

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client for the acme-dns API: one request per connection, over plain TCP
-//! or TLS (rustls with the ring provider, trusting the system's CA store plus any `--ca-file`).
+//! or TLS (rustls with the ring provider, trusting the system's CA store plus any `--ca-file`,
+//! whose certificates also count as pinned server certificates: see [`super::trust`]).
 //!
 //! Design note: the client sends two kinds of request, a few times a day; a connection pool, a
 //! cookie jar or HTTP/2 would be weight without use. hyper's low-level connection API does the
@@ -127,7 +128,8 @@ impl Response {
 /// Client options that apply to every request.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Extra PEM file(s) of CA certificates to trust, besides the system's store.
+    /// Extra PEM file(s) of certificates to trust, besides the system's store: CA certificates,
+    /// or the server's own certificate (pinned).
     pub ca_files: Vec<PathBuf>,
 }
 
@@ -169,7 +171,7 @@ async fn post_following(
     let mut path = base.route(route);
     let tls = if base.https { Some(tls_connector(options)?) } else { None };
     for _ in 0..=MAX_REDIRECTS {
-        let response = post_once(method, base, &path, headers, body, tls.as_ref()).await?;
+        let response = post_once(method, base, &path, headers, body, tls.as_ref(), options).await?;
         if !matches!(response.0.status, 307 | 308) {
             return Ok(response.0);
         }
@@ -204,6 +206,7 @@ async fn post_once(
     headers: &[(&str, &str)],
     body: &str,
     tls: Option<&tokio_rustls::TlsConnector>,
+    options: &Options,
 ) -> Result<(Response, Option<String>), String> {
     let tcp = TcpStream::connect((base.host.as_str(), base.port))
         .await
@@ -229,7 +232,7 @@ async fn post_once(
             let stream = connector
                 .connect(name, tcp)
                 .await
-                .map_err(|e| format!("TLS with {} failed: {e}", base.authority()))?;
+                .map_err(|e| super::trust::explain(&e, &base.authority(), &options.ca_files))?;
             exchange(stream, request).await
         }
         None => exchange(tcp, request).await,
@@ -262,11 +265,13 @@ where
     Ok((Response { status, body }, location))
 }
 
-/// A TLS connector trusting the system's CA store and the given extra files.
+/// A TLS connector trusting the system's CA store and the given extra files (as roots, and
+/// each certificate in them also as the server's own, pinned).
 fn tls_connector(options: &Options) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
+    let mut pinned = Vec::new();
     for file in &options.ca_files {
         use rustls::pki_types::pem::PemObject;
         let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(file)
@@ -276,17 +281,20 @@ fn tls_connector(options: &Options) -> Result<tokio_rustls::TlsConnector, String
             return Err(format!("--ca-file {}: no certificate in it", file.display()));
         }
         for cert in certs {
-            roots.add(cert).map_err(|e| format!("--ca-file {}: {e}", file.display()))?;
+            roots.add(cert.clone()).map_err(|e| format!("--ca-file {}: {e}", file.display()))?;
+            pinned.push(cert);
         }
     }
     if roots.is_empty() {
         return Err("no trusted CA certificates: install ca-certificates, or name one with --ca-file".into());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = super::trust::PinningVerifier::new(roots, pinned, provider.clone())?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))

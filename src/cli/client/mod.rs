@@ -11,14 +11,15 @@
 //!   [`check`]).
 //!
 //! Failures are one clear sentence on stderr and a non-zero exit (certbot shows the hook's
-//! stderr and stops). HTTP is [`http`] (hyper, rustls), DNS is [`dns`] (our own small stub, so
-//! the check does not trust the server code it checks).
+//! stderr and stops). HTTP is [`http`] (hyper, rustls; which certificates count is [`trust`]),
+//! DNS is [`dns`] (our own small stub, so the check does not trust the server code it checks).
 
 pub mod check;
 pub mod dns;
 pub mod http;
 pub mod persist;
 pub mod storage;
+pub mod trust;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,9 +28,6 @@ use clap::{Args, Subcommand};
 
 use self::http::Url;
 use self::storage::{Account, Storage, normalize_domain};
-
-/// Where the credentials live unless `--storage` or the environment says otherwise.
-pub const DEFAULT_STORAGE: &str = "/etc/acme-delegate/client.json";
 
 /// Client subcommands.
 #[derive(Debug, Subcommand)]
@@ -49,11 +47,15 @@ pub enum ClientCommand {
 /// Options shared by every subcommand.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// The credentials file (JSON: domain -> account), written with mode 0600.
-    #[arg(long, env = "ACME_DELEGATE_CLIENT_STORAGE", default_value = DEFAULT_STORAGE, value_name = "FILE")]
-    storage: PathBuf,
-    /// Also trust the CA certificate(s) in this PEM file for the API's HTTPS (besides the
-    /// system's store).
+    /// The credentials file (JSON: domain -> account), written with mode 0600. Default for
+    /// root: /etc/acme-delegate/client.json; for any other user:
+    /// $XDG_CONFIG_HOME/acme-delegate/client.json (~/.config/acme-delegate/client.json when
+    /// XDG_CONFIG_HOME is unset).
+    #[arg(long, env = "ACME_DELEGATE_CLIENT_STORAGE", value_name = "FILE")]
+    storage: Option<PathBuf>,
+    /// Also trust the certificate(s) in this PEM file for the API's HTTPS, besides the system's
+    /// store: the CA that issued the server's certificate, or the server's own certificate
+    /// (self-signed, e.g. by `openssl req -x509`), which is then the one accepted (pinned).
     #[arg(long = "ca-file", env = "ACME_DELEGATE_CLIENT_CA_FILE", value_name = "PEM")]
     ca_file: Option<PathBuf>,
 }
@@ -62,6 +64,18 @@ impl Common {
     /// HTTP options.
     fn http(&self) -> http::Options {
         http::Options { ca_files: self.ca_file.iter().cloned().collect() }
+    }
+
+    /// The credentials file: `--storage`, or the default of the user running the client.
+    fn storage(&self) -> Result<PathBuf, String> {
+        match &self.storage {
+            Some(path) => Ok(path.clone()),
+            None => storage::default_path(
+                crate::sys::effective_uid(),
+                std::env::var_os("XDG_CONFIG_HOME"),
+                std::env::var_os("HOME"),
+            ),
+        }
     }
 }
 
@@ -182,7 +196,7 @@ fn register(args: &RegisterArgs) -> Result<(), String> {
     for network in &allowfrom {
         network.parse::<crate::cidr::Cidr>().map_err(|e| format!("--allowfrom: {e}"))?;
     }
-    let mut storage = Storage::load(&args.common.storage)?;
+    let mut storage = Storage::load(&args.common.storage()?)?;
     if let Some(existing) = storage.get(&domain)?
         && !args.force
     {
@@ -279,7 +293,7 @@ fn update(domain: &str, txt: &str, server: Option<&str>, common: &Common) -> Res
     if !valid_txt(txt) {
         return Err(format!("{txt:?} is not a DNS-01 value (43 characters of A-Z a-z 0-9 - _)"));
     }
-    let storage = Storage::load(&common.storage)?;
+    let storage = Storage::load(&common.storage()?)?;
     let account = storage.get(domain)?.ok_or_else(|| {
         format!(
             "no account for {domain} in {}: run `acme-delegate client register --server URL --domain {domain}` first",
@@ -343,7 +357,7 @@ fn hook(args: &HookArgs) -> Result<(), String> {
 /// Runs `check`.
 fn check_command(args: &CheckArgs) -> Result<(), String> {
     let domain = normalize_domain(&args.domain)?;
-    let storage = Storage::load(&args.common.storage)?;
+    let storage = Storage::load(&args.common.storage()?)?;
     let account = storage.get(&domain)?.ok_or_else(|| {
         format!("no account for {domain} in {}: nothing to check against", storage.path().display())
     })?;
@@ -404,7 +418,7 @@ mod tests {
         .unwrap();
         let super::ClientCommand::Register(args) = cli.command else { panic!() };
         assert_eq!(args.allowfrom, ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"]);
-        assert_eq!(args.common.storage, std::path::PathBuf::from("/tmp/s.json"));
+        assert_eq!(args.common.storage(), Ok(std::path::PathBuf::from("/tmp/s.json")));
         let cli = Cli::try_parse_from([
             "x",
             "check",

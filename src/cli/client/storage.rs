@@ -8,13 +8,47 @@
 //! `_acme-challenge.example.com`, a trailing dot, capitals) are found too. The file holds
 //! passwords: it is written to a temporary file with mode 0600 in the same directory and renamed
 //! over the old one, so a reader never sees half a file and the secret is never world-readable.
+//!
+//! Where it lives by default depends on who runs the client ([`default_path`]): root (certbot's
+//! hooks, a system timer) keeps [`SYSTEM_PATH`], which only root can write; any other user (a
+//! domain owner at their shell) keeps it in their own configuration directory, as the XDG Base
+//! Directory specification says: `$XDG_CONFIG_HOME/acme-delegate/client.json`, or
+//! `~/.config/acme-delegate/client.json` when that variable is unset.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// The credentials file of root (user ID 0).
+pub const SYSTEM_PATH: &str = "/etc/acme-delegate/client.json";
+
+/// The default credentials file of the user `uid`, given the values of `XDG_CONFIG_HOME` and
+/// `HOME`: [`SYSTEM_PATH`] for root, else under the user's configuration directory. A relative
+/// or empty `XDG_CONFIG_HOME` is ignored, as the XDG specification says.
+pub fn default_path(
+    uid: u32,
+    xdg_config_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Result<PathBuf, String> {
+    if uid == 0 {
+        return Ok(PathBuf::from(SYSTEM_PATH));
+    }
+    let absolute = |value: Option<OsString>| value.map(PathBuf::from).filter(|p| p.is_absolute());
+    let config = match (absolute(xdg_config_home), absolute(home)) {
+        (Some(xdg), _) => xdg,
+        (None, Some(home)) => home.join(".config"),
+        (None, None) => {
+            return Err(
+                "neither XDG_CONFIG_HOME nor HOME is set to an absolute path: give --storage FILE".into()
+            );
+        }
+    };
+    Ok(config.join("acme-delegate").join("client.json"))
+}
 
 /// One registered account, as `/register` returned it plus the server it lives on.
 #[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -192,6 +226,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("acme-delegate-storage-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("sub").join("client.json")
+    }
+
+    #[test]
+    fn the_default_path_follows_the_user() {
+        let os = |s: &str| Some(OsString::from(s));
+        assert_eq!(default_path(0, os("/x"), os("/root")).unwrap(), PathBuf::from(SYSTEM_PATH));
+        assert_eq!(
+            default_path(1000, os("/home/a/cfg"), os("/home/a")).unwrap(),
+            PathBuf::from("/home/a/cfg/acme-delegate/client.json")
+        );
+        assert_eq!(
+            default_path(1000, None, os("/home/a")).unwrap(),
+            PathBuf::from("/home/a/.config/acme-delegate/client.json")
+        );
+        // Relative or empty XDG_CONFIG_HOME does not count.
+        for xdg in ["", "cfg"] {
+            assert_eq!(
+                default_path(1000, os(xdg), os("/home/a")).unwrap(),
+                PathBuf::from("/home/a/.config/acme-delegate/client.json")
+            );
+        }
+        assert!(default_path(1000, None, None).unwrap_err().contains("--storage"));
     }
 
     #[test]
