@@ -225,7 +225,7 @@ section! {
         /// UDP and/or TCP, IPv4 and/or IPv6.
         protocol: "both, both4, both6, udp, udp4, udp6, tcp, tcp4 or tcp6" = quote(defaults::PROTOCOL),
         /// The zone's apex: the domain this server is authoritative for (mandatory).
-        domain: "domain name" = "none: mandatory",
+        domain: "domain name" = "none (mandatory)",
         /// SOA MNAME: the primary name server's name.
         nsname: "domain name" = "the domain",
         /// SOA RNAME: the zone administrator's mailbox, written as a name.
@@ -247,9 +247,9 @@ section! {
     Database = "database" {
         /// `sqlite3` and `sqlite` are the same; `postgres` lets several instances share one
         /// database.
-        engine: "sqlite3, sqlite or postgres" = "none: mandatory",
+        engine: "sqlite3, sqlite or postgres" = "none (mandatory)",
         /// SQLite file path (its directory must exist), or a `postgres://` URL.
-        connection: "file path or postgres:// URL" = "none: mandatory",
+        connection: "file path or postgres:// URL" = "none (mandatory)",
     }
 }
 
@@ -270,9 +270,9 @@ section! {
         /// API gets and renews a certificate for `general.domain` by DNS-01 from its own zone.
         tls: "none, cert, letsencrypt or letsencryptstaging" = quote("none"),
         /// PEM private key for `tls = "cert"`.
-        tls_cert_privkey: "file path" = "none: mandatory with tls = \"cert\"",
+        tls_cert_privkey: "file path" = "none (mandatory with tls = \"cert\")",
         /// PEM certificate chain for `tls = "cert"`.
-        tls_cert_fullchain: "file path" = "none: mandatory with tls = \"cert\"",
+        tls_cert_fullchain: "file path" = "none (mandatory with tls = \"cert\")",
         /// Where the ACME account, certificate and key are kept with `tls = "letsencrypt*"`
         /// (relative to the working directory).
         acme_cache_dir: "directory path" = quote(defaults::ACME_CACHE_DIR),
@@ -281,13 +281,13 @@ section! {
         /// Another ACME CA's directory URL (ours).
         acme_directory: "https:// URL" = "Let's Encrypt's, production or staging as tls says",
         /// PEM root certificate to trust for the CA's HTTPS instead of the system's (ours).
-        acme_ca_file: "file path" = "none: the system's roots",
+        acme_ca_file: "file path" = "none (the system's roots)",
         /// CORS origins allowed.
         corsorigins: "list of strings" = "every origin",
         /// Take the client address from a proxy header (for allowfrom and the logs).
         use_header: "true or false" = "false",
         /// That header's name, e.g. `X-Forwarded-For`.
-        header_name: "HTTP header name" = "none: mandatory with use_header = true",
+        header_name: "HTTP header name" = "none (mandatory with use_header = true)",
         /// acme-dns's separate API host name (its autocert): accepted, and ignored; the API's
         /// certificate is for `general.domain`.
         #[allow(dead_code, reason = "accepted for acme-dns compatibility and unused")]
@@ -311,7 +311,7 @@ section! {
         registration: "open, token or closed" = quote("open"),
         /// Bearer token for `registration = "token"` (ours).
         registration_token: "string of at least 16 characters"
-            = "none: mandatory with registration = \"token\"",
+            = "none (mandatory with registration = \"token\")",
         /// Registrations per client network (/24, /48) per hour (ours); 0 turns it off.
         register_rate_limit: "integer, 0 to 1000000" = defaults::REGISTER_RATE_LIMIT,
         /// Failed authentications per client network and username per 10 minutes (ours); 0
@@ -336,7 +336,7 @@ section! {
         /// Where the log goes.
         logtype: "stdout, stderr or file" = quote("stdout"),
         /// The file for `logtype = "file"`.
-        logfile: "file path" = "none: mandatory with logtype = \"file\"",
+        logfile: "file path" = "none (mandatory with logtype = \"file\")",
         /// One line of text, or one JSON object, per event.
         logformat: "text or json" = quote("text"),
     }
@@ -398,7 +398,7 @@ section! {
         /// EDNS UDP payload size advertised, and the limit for UDP answers.
         edns_udp_size: "integer, 512 to 4096" = defaults::EDNS_UDP_SIZE,
         /// Name server identifier (RFC 5001) for queries that ask for it.
-        nsid: "string of at most 255 bytes" = "none: off",
+        nsid: "string of at most 255 bytes" = "none (off)",
         /// Seconds a TCP connection may idle between messages.
         tcp_idle_timeout: "integer, 1 to 3600" = defaults::TCP_IDLE_TIMEOUT,
         /// TCP connections at most.
@@ -427,11 +427,11 @@ section! {
         /// Secondaries told of every change (an address alone means port 53).
         notify: "list of addresses (address or address:port)" = "none",
         /// The TSIG key's name; when set, transfers and NOTIFY need the key.
-        tsig_name: "domain name" = "none: no TSIG",
+        tsig_name: "domain name" = "none (no TSIG)",
         /// The TSIG key's algorithm.
         tsig_algorithm: "hmac-sha256 or hmac-sha512" = quote("hmac-sha256"),
         /// The key's secret, base64 (at least 16 bytes).
-        tsig_secret: "base64" = "none: mandatory with tsig_name",
+        tsig_secret: "base64" = "none (mandatory with tsig_name)",
         /// Whether `POST /update` answers only once every secondary serves the change.
         wait_for_secondaries: "none or all" = quote("none"),
         /// How long it waits at most, in seconds.
@@ -461,7 +461,7 @@ section! {
     /// nothing listens.
     Metrics = "metrics" {
         /// `address:port` of the exporter, never the API's.
-        listen: "address:port" = "none: no exporter",
+        listen: "address:port" = "none (no exporter)",
     }
 }
 
