@@ -38,7 +38,8 @@ pub(super) enum Generate {
 const FILES: &[(&str, &str)] = &[
     (
         "/etc/acme-delegate/config.cfg",
-        "The configuration the packaged unit runs with (ExecStart= passes it as -c); see acme-delegate.conf(5).",
+        "The configuration the packaged unit runs with (ExecStart= passes it as -c); see \
+         acme-delegate.conf(5).",
     ),
     (
         "/usr/share/doc/acme-delegate/config.sample.cfg",
@@ -46,7 +47,8 @@ const FILES: &[(&str, &str)] = &[
     ),
     (
         "/lib/systemd/system/acme-delegate.service",
-        "The systemd unit. The package does not enable it: set the zone first, then systemctl enable --now acme-delegate.",
+        "The systemd unit. The package does not enable it: set the zone first, then \
+         systemctl enable --now acme-delegate.",
     ),
     (
         "/var/lib/acme-delegate/",
@@ -250,7 +252,9 @@ fn files(root: &clap::Command) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
         FILES.iter().map(|(p, t)| ((*p).to_owned(), (*t).to_owned())).collect();
     let demo = crate::config::Config::embedded().database.connection;
-    out.push((demo, "The SQLite database of the demo configuration, in the working directory: what every server command uses without -c and without ACME_DELEGATE_CONFIG.".into()));
+    let text = "The SQLite database of the demo configuration, in the working directory: what every \
+                server command uses without -c and without ACME_DELEGATE_CONFIG.";
+    out.push((demo, text.into()));
     /// The default of the first `--storage` in `cmd`'s tree.
     fn storage(cmd: &clap::Command) -> Option<String> {
         cmd.get_arguments()
@@ -259,7 +263,9 @@ fn files(root: &clap::Command) -> Vec<(String, String)> {
             .or_else(|| cmd.get_subcommands().find_map(storage))
     }
     if let Some(path) = storage(root) {
-        out.push((path, "The client's credentials file (--storage), mode 0600: one account per domain, as acme-dns clients store them.".into()));
+        let text = "The client's credentials file (--storage), mode 0600: one account per domain, as \
+                    acme-dns clients store them.";
+        out.push((path, text.into()));
     }
     out
 }
