@@ -63,10 +63,25 @@ enum Command {
         command: client::ClientCommand,
     },
     /// Copy the accounts and TXT values of an acme-dns database (SQLite file or postgres:// URL)
-    /// into the configured store. Old keys keep working. Safe to run again: what is in already
-    /// is skipped, so a run that stopped resumes. Each row is checked first (the zone's rules
-    /// for subdomains and values, a UUID username, a bcrypt hash, allowfrom networks); a row
-    /// that fails is reported by its position and username and left out.
+    /// into the configured store.
+    ///
+    /// The accounts keep their usernames, passwords and subdomains, so no client changes
+    /// anything; the acme-dns database is only read. Imported keys are checked with bcrypt once,
+    /// then stored as SHA-256.
+    ///
+    /// Every row is checked before it is written, with the rules the API and the zone apply: the
+    /// subdomain is one DNS label of letters, digits and inner hyphens, at most 55 octets, that is
+    /// not a name the zone serves itself (ns1, persist-…); each TXT value is 43 characters of
+    /// base64url; the username is a UUID, the password a bcrypt hash, allowfrom a JSON list of
+    /// networks. A row that fails is left out and named on stderr by its position (rowid in a
+    /// SQLite file, its place in username order on PostgreSQL), its username and the reason; a
+    /// value that fails is left out of an account imported without it. Usernames or subdomains
+    /// that differ only in case are one account to the API: the first row is imported, the
+    /// others are reported as conflicts. With --strict nothing is imported if any row fails.
+    ///
+    /// Safe to run again: accounts already in the store are skipped. A run that stops halfway
+    /// (the store went away, say) reports how many accounts it committed; running it again
+    /// resumes where it stopped.
     ImportAcmeDns {
         /// The acme-dns database: a file path or a postgres:// URL.
         source: String,
@@ -524,7 +539,8 @@ fn serve(config: Config) -> Result<(), String> {
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().version(version()).get_matches();
+    // The client's subcommands do not show the server's -c (see `generate::for_users`).
+    let matches = generate::for_users(Cli::command().version(version())).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),

@@ -20,6 +20,7 @@
 
 mod build;
 pub mod defaults;
+pub mod docs;
 mod metrics;
 mod raw;
 mod transfer;

@@ -3,8 +3,10 @@
 //! Design note: the list of keys the server knows is these structs, and nothing else. Each
 //! section is declared once with [`section!`], which makes the serde struct (one
 //! `Option<Value>` per key; keys not declared land in `unknown`, to be named to the caller),
-//! the section's list of keys (for the sample-file test) and one accessor per key that carries
-//! the key's full name into error messages. The validated layer (`build.rs`) can only read a
+//! the section's list of keys (for the sample-file test), one accessor per key that carries
+//! the key's full name into error messages, and the section's reference: its doc comments and
+//! each key's doc, type and default (`key: "type" = default,`), from which `generate` writes
+//! the acme-delegate.conf(5) page (see `docs`). The validated layer (`build.rs`) can only read a
 //! key through its accessor, so a key cannot be read without being known, nor known without
 //! being declared here (and a declared key that nothing reads is dead code, which the compiler
 //! reports, unless it is marked as accepted for compatibility). Every key acme-dns itself reads
@@ -17,7 +19,8 @@
 
 use toml::{Table, Value};
 
-use super::{ConfigError, key_error, quoted};
+use super::docs::{self, duration, quote};
+use super::{ConfigError, defaults, key_error, quoted};
 
 /// Lower-cases every key of a table, recursively; two keys that differ only in case collide.
 ///
@@ -150,18 +153,33 @@ impl Entry<'_> {
     }
 }
 
-/// Declares a section: the serde struct, its name, its keys, and an accessor per key.
+/// `Some(value)`, or `None` when the optional macro fragment is absent.
+macro_rules! some_or_none {
+    () => {
+        None
+    };
+    ($value:expr) => {
+        Some($value)
+    };
+}
+
+/// Declares a section: the serde struct, its name, its keys, an accessor per key, and its
+/// reference (the docs, and each key's type and default, for `acme-delegate.conf(5)`).
 macro_rules! section {
     (
-        $(#[$meta:meta])*
+        $(#[doc = $doc:literal])*
         $name:ident = $section:literal {
-            $($(#[$key_meta:meta])* $key:ident,)*
+            $(
+                $(#[doc = $key_doc:literal])*
+                $(#[allow($($allow:tt)*)])*
+                $key:ident $(: $kind:literal = $default:expr)?,
+            )*
         }
     ) => {
-        $(#[$meta])*
+        $(#[doc = $doc])*
         #[derive(Debug, Default, serde::Deserialize)]
         pub(super) struct $name {
-            $($(#[$key_meta])* $key: Option<Value>,)*
+            $($(#[doc = $key_doc])* $(#[allow($($allow)*)])* $key: Option<Value>,)*
             /// Keys not declared above, each named to the caller.
             #[serde(flatten)]
             unknown: Table,
@@ -174,11 +192,26 @@ macro_rules! section {
             pub(super) const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
 
             $(
-                $(#[$key_meta])*
+                $(#[doc = $key_doc])*
+                $(#[allow($($allow)*)])*
                 pub(super) fn $key(&self) -> Entry<'_> {
                     Entry { key: concat!($section, ".", stringify!($key)), value: self.$key.as_ref() }
                 }
             )*
+
+            /// The section's doc, and each key's doc, type and default, as declared here.
+            fn reference() -> docs::Section {
+                docs::Section {
+                    name: $section,
+                    doc: concat!($($doc, "\n"),*),
+                    keys: vec![$(docs::Key {
+                        name: stringify!($key),
+                        doc: concat!($($key_doc, "\n"),*),
+                        kind: some_or_none!($($kind)?),
+                        default: some_or_none!($($default.to_string())?),
+                    }),*],
+                }
+            }
         }
     };
 }
@@ -186,35 +219,41 @@ macro_rules! section {
 section! {
     /// `[general]` (acme-dns): DNS listeners and the zone.
     General = "general" {
-        /// DNS listen address or addresses.
-        listen,
+        /// DNS listen address or addresses: `host:port`, `[v6]:port`, or `:port` for every
+        /// interface.
+        listen: "address or list of addresses"
+            = format!("{} (port 53 of every interface, as acme-dns)", quote(defaults::LISTEN)),
         /// UDP and/or TCP, IPv4 and/or IPv6.
-        protocol,
-        /// The zone's apex (mandatory).
-        domain,
-        /// SOA MNAME.
-        nsname,
-        /// SOA RNAME.
-        nsadmin,
-        /// Static records, one zone-file line each.
-        records,
-        /// acme-dns's CORS debug switch.
+        protocol: "both, both4, both6, udp, udp4, udp6, tcp, tcp4 or tcp6" = quote(defaults::PROTOCOL),
+        /// The zone's apex: the domain this server is authoritative for (mandatory).
+        domain: "domain name" = "none (mandatory)",
+        /// SOA MNAME: the primary name server's name.
+        nsname: "domain name" = "the domain",
+        /// SOA RNAME: the zone administrator's mailbox, written as a name.
+        nsadmin: "domain name" = "hostmaster.<domain>",
+        /// Static records, one zone-file line each: `owner [ttl] [IN] TYPE data` (A, AAAA,
+        /// CNAME, NS, MX, TXT, CAA, SRV, PTR; no wildcards). A bad line stops the server.
+        records: "list of strings" = "no records",
+        /// acme-dns's CORS debug switch: accepted, and ignored.
         #[allow(dead_code, reason = "accepted for acme-dns compatibility and unused")]
-        debug,
-        /// How far this instance's clock may be from the database's (ours).
-        max_clock_skew,
-        /// `error` (default) or `warn`: what an unknown section or key is (ours).
-        unknown_keys,
+        debug: "true or false" = "false",
+        /// How far this instance's clock may be from the database's (ours). Beyond it, the
+        /// instance records no DNSSEC signing epoch and runs no purge, and says so.
+        max_clock_skew: "duration, at least 1 s" = duration(defaults::MAX_CLOCK_SKEW),
+        /// What an unknown section or key is (ours): `error` stops the start and `check-config`,
+        /// `warn` only names it (as `--lenient` does), for acme-dns files with foreign keys.
+        unknown_keys: "error or warn" = quote("error"),
     }
 }
 
 section! {
     /// `[database]` (acme-dns): the store.
     Database = "database" {
-        /// `sqlite3`, `sqlite` or `postgres`.
-        engine,
-        /// File path or `postgres://` URL.
-        connection,
+        /// `sqlite3` and `sqlite` are the same; `postgres` lets several instances share one
+        /// database.
+        engine: "sqlite3, sqlite or postgres" = "none (mandatory)",
+        /// SQLite file path (its directory must exist), or a `postgres://` URL.
+        connection: "file path or postgres:// URL" = "none (mandatory)",
     }
 }
 
@@ -222,174 +261,192 @@ section! {
     /// `[api]` (acme-dns, plus our keys): the HTTP API.
     Api = "api" {
         /// Listen address.
-        ip,
+        ip: "IP address" = "\"\" (every interface, IPv4 and IPv6)",
         /// Listen port.
-        port,
-        /// `true` closes registration.
-        disable_registration,
-        /// `none`, `cert`, `letsencrypt`, `letsencryptstaging`.
-        tls,
-        /// PEM key for `tls = "cert"`.
-        tls_cert_privkey,
-        /// PEM chain for `tls = "cert"`.
-        tls_cert_fullchain,
-        /// Where ACME state is kept.
-        acme_cache_dir,
-        /// Contact for the CA.
-        notification_email,
-        /// Another CA's directory URL (ours).
-        acme_directory,
-        /// PEM root to trust for the directory (ours).
-        acme_ca_file,
-        /// CORS origins.
-        corsorigins,
-        /// Take the client address from a proxy header.
-        use_header,
-        /// That header's name.
-        header_name,
-        /// acme-dns's separate API host name (its autocert); the API uses `general.domain`.
+        port: "integer, 0 to 65535 (a string of digits too)" = format!(
+            "{} with tls = \"none\", {} with TLS",
+            defaults::API_PORT_HTTP,
+            defaults::API_PORT_HTTPS
+        ),
+        /// `true` closes registration: `POST /register` answers 404.
+        disable_registration: "true or false" = "false",
+        /// `none`: plain HTTP. `cert`: HTTPS with the two PEM files below. `letsencrypt*`: the
+        /// API gets and renews a certificate for `general.domain` by DNS-01 from its own zone.
+        tls: "none, cert, letsencrypt or letsencryptstaging" = quote("none"),
+        /// PEM private key for `tls = "cert"`.
+        tls_cert_privkey: "file path" = "none (mandatory with tls = \"cert\")",
+        /// PEM certificate chain for `tls = "cert"`.
+        tls_cert_fullchain: "file path" = "none (mandatory with tls = \"cert\")",
+        /// Where the ACME account, certificate and key are kept with `tls = "letsencrypt*"`
+        /// (relative to the working directory).
+        acme_cache_dir: "directory path" = quote(defaults::ACME_CACHE_DIR),
+        /// Contact address given to the CA.
+        notification_email: "e-mail address" = "none",
+        /// Another ACME CA's directory URL (ours).
+        acme_directory: "https:// URL" = "Let's Encrypt's, production or staging as tls says",
+        /// PEM root certificate to trust for the CA's HTTPS instead of the system's (ours).
+        acme_ca_file: "file path" = "none (the system's roots)",
+        /// CORS origins allowed.
+        corsorigins: "list of strings" = "every origin",
+        /// Take the client address from a proxy header (for allowfrom and the logs).
+        use_header: "true or false" = "false",
+        /// That header's name, e.g. `X-Forwarded-For`.
+        header_name: "HTTP header name" = "none (mandatory with use_header = true)",
+        /// acme-dns's separate API host name (its autocert): accepted, and ignored; the API's
+        /// certificate is for `general.domain`.
         #[allow(dead_code, reason = "accepted for acme-dns compatibility and unused")]
-        api_domain,
-        /// acme-dns's HTTP-01 port for its autocert; we use DNS-01.
+        api_domain: "string" = "none",
+        /// acme-dns's HTTP-01 port for its autocert: accepted, and ignored (we use DNS-01).
         #[allow(dead_code, reason = "accepted for acme-dns compatibility and unused")]
-        autocert_port,
+        autocert_port: "string" = "none",
         /// A development version of acme-dns's networks allowed to register; not supported here
         /// (warned about when set: `registration` is the way).
-        allow_registration_from,
-        /// acme-dns v2's HSTS switch.
-        hsts_enabled,
-        /// HSTS max-age.
-        hsts_max_age,
+        allow_registration_from: "list of networks" = "none (not supported: warned about)",
+        /// acme-dns v2's HSTS switch: send Strict-Transport-Security.
+        hsts_enabled: "true or false" = "false",
+        /// HSTS max-age, in seconds (0 or less: the default).
+        hsts_max_age: "integer" = defaults::HSTS_MAX_AGE,
         /// HSTS includeSubDomains.
-        hsts_include_subdomains,
+        hsts_include_subdomains: "true or false" = "false",
         /// HSTS preload.
-        hsts_preload,
-        /// Networks whose proxy header is believed (ours).
-        trusted_proxies,
-        /// `open`, `token`, `closed` (ours).
-        registration,
+        hsts_preload: "true or false" = "false",
+        /// Networks whose proxy header is believed (ours); the right-most address in it that
+        /// is not a trusted proxy is the client.
+        trusted_proxies: "list of networks (CIDR)"
+            = format!("loopback only: {}", defaults::TRUSTED_PROXIES.join(", ")),
+        /// Who may register (ours): `token` requires `Authorization: Bearer <registration_token>`.
+        registration: "open, token or closed" = quote("open"),
         /// Bearer token for `registration = "token"` (ours).
-        registration_token,
-        /// Registrations per network per hour (ours).
-        register_rate_limit,
-        /// Failed authentications per network per 10 minutes (ours).
-        auth_failure_limit,
-        /// Updates per account per minute (ours).
-        update_rate_limit,
-        /// Largest request body (ours).
-        body_limit,
-        /// Time limit for a request (ours).
-        request_timeout,
-        /// Time limit for the headers (ours).
-        header_timeout,
+        registration_token: "string of at least 16 characters"
+            = "none (mandatory with registration = \"token\")",
+        /// Registrations per client network (/24, /48) per hour (ours); 0 turns it off.
+        register_rate_limit: "integer, 0 to 1000000" = defaults::REGISTER_RATE_LIMIT,
+        /// Failed authentications per client network and username per 10 minutes (ours); 0
+        /// turns it off.
+        auth_failure_limit: "integer, 0 to 1000000" = defaults::AUTH_FAILURE_LIMIT,
+        /// Updates per account per minute (ours); 0 turns it off.
+        update_rate_limit: "integer, 0 to 1000000" = defaults::UPDATE_RATE_LIMIT,
+        /// Largest request body, in bytes (ours).
+        body_limit: "integer, 256 to 1048576" = defaults::BODY_LIMIT,
+        /// Seconds allowed for a request's body (ours).
+        request_timeout: "integer, 1 to 600" = defaults::REQUEST_TIMEOUT,
+        /// Seconds allowed for a request's headers (ours).
+        header_timeout: "integer, 1 to 600" = defaults::HEADER_TIMEOUT,
     }
 }
 
 section! {
     /// `[logconfig]` (acme-dns): logging.
     Logconfig = "logconfig" {
-        /// Most verbose level.
-        loglevel,
-        /// `stdout`, `stderr` or `file`.
-        logtype,
+        /// Most verbose level logged.
+        loglevel: "trace, debug, info, warning or error" = quote(defaults::LOG_LEVEL),
+        /// Where the log goes.
+        logtype: "stdout, stderr or file" = quote("stdout"),
         /// The file for `logtype = "file"`.
-        logfile,
-        /// `text` or `json`.
-        logformat,
+        logfile: "file path" = "none (mandatory with logtype = \"file\")",
+        /// One line of text, or one JSON object, per event.
+        logformat: "text or json" = quote("text"),
     }
 }
 
 section! {
-    /// `[dnssec]` (ours): online signing.
+    /// `[dnssec]` (ours): online signing, with one key made at first start and kept in the
+    /// database. `acme-delegate dnssec ds` prints the DS record for the parent zone.
     Dnssec = "dnssec" {
         /// Signing on or off.
-        enabled,
+        enabled: "true or false" = "false",
         /// Signing algorithm.
-        algorithm,
+        algorithm: "ecdsap256sha256 (13) or ed25519 (15)" = quote("ecdsap256sha256"),
         /// Seconds a signature is valid.
-        signature_validity,
-        /// Renew signatures with less than this left.
-        refresh,
+        signature_validity: "integer, 10 to 31536000" = defaults::SIGNATURE_VALIDITY,
+        /// Signatures with less than this many seconds left are renewed; less than
+        /// `signature_validity`.
+        refresh: "integer, 5 to 31449600" = defaults::SIGNATURE_REFRESH,
     }
 }
 
 section! {
     /// `[privacy]` (ours): minimisation and retention.
     Privacy = "privacy" {
-        /// `truncated`, `full` or `none`.
-        client_ip,
-        /// `pseudonym` or `full`: how logs name a subdomain.
-        log_subdomain,
-        /// The file holding the pseudonyms' secret.
-        log_subdomain_key,
-        /// How long the audit trail is kept.
-        audit_retention,
-        /// How long TXT values are kept.
-        txt_retention,
-        /// Unused accounts are deleted after this.
-        account_expiry,
+        /// Client addresses in logs and the audit trail: cut to /24 or /48, in full, or not at
+        /// all.
+        client_ip: "truncated, full or none" = quote("truncated"),
+        /// How logs name a subdomain: a keyed pseudonym, or the name itself.
+        log_subdomain: "pseudonym or full" = quote("pseudonym"),
+        /// The file holding the pseudonyms' secret (made at first start, mode 0600).
+        log_subdomain_key: "file path"
+            = "log-subdomain.key beside the SQLite database; with PostgreSQL, a new secret at each start",
+        /// How long the audit trail of credential uses is kept.
+        audit_retention: "duration" = duration(crate::privacy::Privacy::default().audit_retention),
+        /// How long TXT values are kept after they were set.
+        txt_retention: "duration" = duration(crate::privacy::Privacy::default().txt_retention),
+        /// Accounts not updated for this long are deleted; 0 keeps them.
+        account_expiry: "duration" = "0 (accounts are kept)",
         /// How often the purge runs.
-        purge_interval,
+        purge_interval: "duration" = duration(crate::privacy::Privacy::default().purge_interval),
     }
 }
 
 section! {
     /// `[dns]` (ours): DNS details.
     Dns = "dns" {
-        /// TXT values kept per subdomain.
-        txt_values,
-        /// TTL of the TXT answers.
-        txt_ttl,
-        /// TTL of the dns-persist-01 records.
-        persist_ttl,
-        /// Negative-caching TTL.
-        negative_ttl,
-        /// TTL of the SOA.
-        soa_ttl,
-        /// TTL of static records written without one.
-        default_ttl,
-        /// EDNS UDP payload size.
-        edns_udp_size,
-        /// Name server identifier (RFC 5001).
-        nsid,
-        /// TCP idle timeout.
-        tcp_idle_timeout,
+        /// TXT values kept and served per subdomain, newest last.
+        txt_values: "integer, 1 to 100" = defaults::TXT_VALUES,
+        /// TTL of the TXT answers, in seconds.
+        txt_ttl: "integer, 0 to 2147483647" = defaults::TXT_TTL,
+        /// TTL of the dns-persist-01 records, in seconds.
+        persist_ttl: "integer, 0 to 2147483647" = defaults::PERSIST_TTL,
+        /// Negative-caching TTL (the SOA minimum), in seconds.
+        negative_ttl: "integer, 0 to 2147483647" = defaults::NEGATIVE_TTL,
+        /// TTL of the SOA, in seconds.
+        soa_ttl: "integer, 0 to 2147483647" = defaults::SOA_TTL,
+        /// TTL of static records written without one, in seconds.
+        default_ttl: "integer, 0 to 2147483647" = defaults::DEFAULT_TTL,
+        /// EDNS UDP payload size advertised, and the limit for UDP answers.
+        edns_udp_size: "integer, 512 to 4096" = defaults::EDNS_UDP_SIZE,
+        /// Name server identifier (RFC 5001) for queries that ask for it.
+        nsid: "string of at most 255 bytes" = "none (off)",
+        /// Seconds a TCP connection may idle between messages.
+        tcp_idle_timeout: "integer, 1 to 3600" = defaults::TCP_IDLE_TIMEOUT,
         /// TCP connections at most.
-        tcp_max_connections,
-        /// TCP connections at most per client network.
-        tcp_max_connections_per_network,
-        /// Deadline for a TCP connection's first message.
-        tcp_first_message_timeout,
-        /// UDP worker threads per address.
-        udp_workers,
-        /// Response rate limit.
-        rate_limit,
-        /// Every how many limited answers one is sent truncated.
-        rate_limit_slip,
+        tcp_max_connections: "integer, 1 to 65536" = defaults::TCP_MAX_CONNECTIONS,
+        /// TCP connections at most per client network (/24, /56).
+        tcp_max_connections_per_network: "integer, 1 to 65536" = defaults::TCP_MAX_CONNECTIONS_PER_NETWORK,
+        /// Seconds a new TCP connection has to deliver its first query.
+        tcp_first_message_timeout: "integer, 1 to 3600" = defaults::TCP_FIRST_MESSAGE_TIMEOUT,
+        /// UDP worker threads per listen address.
+        udp_workers: "integer, 1 to 256" = "the number of CPUs",
+        /// Response rate limit: UDP answers per second per client network (/24, /56); 0 turns
+        /// it off.
+        rate_limit: "integer, 0 to 1000000" = defaults::RATE_LIMIT,
+        /// Every how many limited answers one is sent truncated (the others are dropped); 0
+        /// drops them all.
+        rate_limit_slip: "integer, 0 to 100" = defaults::RATE_LIMIT_SLIP,
     }
 }
 
 section! {
-    /// `[transfer]` (ours): zone transfers to secondaries, NOTIFY and their TSIG key.
+    /// `[transfer]` (ours): zone transfers to secondaries, NOTIFY and their TSIG key. Without
+    /// this section AXFR and IXFR are refused and no NOTIFY is sent.
     Transfer = "transfer" {
         /// Networks that may AXFR/IXFR.
-        allow_transfer,
-        /// Secondaries told of every change.
-        notify,
+        allow_transfer: "list of networks (CIDR)" = "nobody",
+        /// Secondaries told of every change (an address alone means port 53).
+        notify: "list of addresses (address or address:port)" = "none",
         /// The TSIG key's name; when set, transfers and NOTIFY need the key.
-        tsig_name,
-        /// `hmac-sha256` or `hmac-sha512`.
-        tsig_algorithm,
-        /// The key's secret, base64.
-        tsig_secret,
-        /// `none` or `all`: whether `POST /update` waits for the secondaries.
-        wait_for_secondaries,
+        tsig_name: "domain name" = "none (no TSIG)",
+        /// The TSIG key's algorithm.
+        tsig_algorithm: "hmac-sha256 or hmac-sha512" = quote("hmac-sha256"),
+        /// The key's secret, base64 (at least 16 bytes).
+        tsig_secret: "base64" = "none (mandatory with tsig_name)",
+        /// Whether `POST /update` answers only once every secondary serves the change.
+        wait_for_secondaries: "none or all" = quote("none"),
         /// How long it waits at most, in seconds.
-        wait_timeout,
-        /// Transfers at once, in all.
-        max_transfers,
-        /// Transfers at once per client network.
-        max_transfers_per_network,
+        wait_timeout: "integer, 1 to 300" = defaults::WAIT_TIMEOUT,
+        /// Transfers at once, in all; more are refused (REFUSED) until one ends.
+        max_transfers: "integer, 1 to 10000" = defaults::MAX_TRANSFERS,
+        /// Transfers at once per client network (/24 for IPv4, /56 for IPv6).
+        max_transfers_per_network: "integer, 1 to 10000" = defaults::MAX_TRANSFERS_PER_NETWORK,
     }
 }
 
@@ -413,10 +470,11 @@ impl Transfer {
 }
 
 section! {
-    /// `[metrics]` (ours): the Prometheus exporter.
+    /// `[metrics]` (ours): the Prometheus exporter (`GET /metrics`). Without this section
+    /// nothing listens.
     Metrics = "metrics" {
-        /// `address:port` of `GET /metrics`; absent: no exporter.
-        listen,
+        /// `address:port` of the exporter, never the API's.
+        listen: "address:port" = "none (no exporter)",
     }
 }
 
@@ -436,6 +494,11 @@ macro_rules! file {
             /// Every section and its keys: the keys the server knows.
             pub(super) const SECTIONS: &'static [(&'static str, &'static [&'static str])] =
                 &[$(($section::NAME, $section::KEYS)),*];
+
+            /// Every section's reference, in the order above (see `docs`).
+            pub(super) fn reference() -> Vec<docs::Section> {
+                vec![$($section::reference()),*]
+            }
 
             /// Reads one section's table into its field, adding its unknown keys (`section.key`)
             /// to `unknown`; false for a section we do not know.
