@@ -440,7 +440,7 @@ section! {
         /// The key's secret, base64 (at least 16 bytes).
         tsig_secret: "base64" = "none (mandatory with tsig_name)",
         /// Whether `POST /update` answers only once every secondary serves the change.
-        wait_for_secondaries: "none or all" = quote("none"),
+        wait_for_secondaries: "none or all" = "\"all\" when notify lists secondaries, else \"none\"",
         /// How long it waits at most, in seconds.
         wait_timeout: "integer, 1 to 300" = defaults::WAIT_TIMEOUT,
         /// Transfers at once, in all; more are refused (REFUSED) until one ends.

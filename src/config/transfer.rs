@@ -135,7 +135,11 @@ pub(super) fn parse(
         }
     };
     let wait_all = match string(section.wait_for_secondaries())?.as_deref() {
-        None | Some("none") => false,
+        // With secondaries, an update is acknowledged once they serve it (bounded by
+        // `wait_timeout`): a CA validates from several perspectives, each of which may ask any
+        // of the zone's servers, so a 200 before they all serve the value fails some checks.
+        None => !notify.is_empty(),
+        Some("none") => false,
         Some("all") => true,
         Some(other) => {
             return Err(key_error(
@@ -228,10 +232,12 @@ mod tests {
     }
 
     #[test]
-    fn waiting_for_secondaries_is_off_unless_all() {
+    fn waiting_for_secondaries_is_the_default_with_secondaries() {
         let wait =
             |body: &str| parse_text(&format!("notify = [\"127.0.0.1:5301\"]\n{body}")).unwrap().unwrap().wait;
-        assert_eq!(wait(""), None);
+        // With secondaries, waiting for them is the default; without, nothing to wait for.
+        assert_eq!(wait(""), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(parse_text("allow_transfer = [\"127.0.0.1/32\"]").unwrap().unwrap().wait, None);
         assert_eq!(wait("wait_for_secondaries = \"none\"\nwait_timeout = 3"), None);
         assert_eq!(wait("wait_for_secondaries = \"all\""), Some(std::time::Duration::from_secs(10)));
         assert_eq!(

@@ -182,7 +182,8 @@ fn dnssec_and_secondaries_are_reported_without_addresses() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = silent.local_addr().unwrap();
     let config = with_keys(&base_config(&dir.0), "dnssec", "enabled = true");
-    let config = with_keys(&config, "transfer", &format!("notify = [\"{target}\"]"));
+    let config =
+        with_keys(&config, "transfer", &format!("notify = [\"{target}\"]\nwait_for_secondaries = \"none\""));
     let config = with_keys(&config, "metrics", "listen = \"127.0.0.1:0\"");
     let server = TestServer::start_with(&dir, &config);
     server.ask(DOMAIN, t::SOA);

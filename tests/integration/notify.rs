@@ -35,7 +35,11 @@ fn a_secondary_back_after_failed_notifies_hears_of_the_next_change_at_once() {
     let dir = TempDir::new();
     // The secondary's port, closed for now: every NOTIFY fails at once (port unreachable).
     let port = free_port(&["127.0.0.1"]);
-    let config = with_keys(&base_config(&dir.0), "transfer", &format!("notify = [\"127.0.0.1:{port}\"]"));
+    let config = with_keys(
+        &base_config(&dir.0),
+        "transfer",
+        &format!("notify = [\"127.0.0.1:{port}\"]\nwait_for_secondaries = \"none\""),
+    );
     let config = with_keys(&config, "api", "register_rate_limit = 0");
     let server = TestServer::start_with(&dir, &config);
     let account = server.register();

@@ -180,7 +180,10 @@ fn sighup_changes_transfer_networks_and_notify_targets() {
     let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let second = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let section = |allow: &str, target: &std::net::UdpSocket| {
-        format!("allow_transfer = [\"{allow}\"]\nnotify = [\"{}\"]", target.local_addr().unwrap())
+        format!(
+            "allow_transfer = [\"{allow}\"]\nnotify = [\"{}\"]\nwait_for_secondaries = \"none\"",
+            target.local_addr().unwrap()
+        )
     };
     let config = with_keys(&base_config(&dir.0), "transfer", &section("192.0.2.0/24", &first));
     let server = TestServer::start_with(&dir, &config);

@@ -26,7 +26,7 @@ const TSIG: u16 = 250;
 pub(crate) fn transfer_section(allow: &str, notify: &[u16]) -> String {
     let notify: Vec<String> = notify.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
     format!(
-        "allow_transfer = [{allow}]\nnotify = [{}]\ntsig_name = \"transfer-key\"\n\
+        "allow_transfer = [{allow}]\nnotify = [{}]\nwait_for_secondaries = \"none\"\ntsig_name = \"transfer-key\"\n\
          tsig_algorithm = \"hmac-sha256\"\ntsig_secret = \"{SECRET}\"",
         notify.join(", ")
     )
@@ -511,11 +511,11 @@ fn xfr_check_config_names_bad_transfer_keys() {
 }
 
 /// A primary that acknowledges updates only once the secondaries on `notify` serve them, or
-/// after `timeout` seconds.
+/// after `timeout` seconds: the default with secondaries (`wait_for_secondaries` unset).
 fn waiting_primary(dir: &TempDir, notify: &[u16], timeout: u32) -> TestServer {
     let section = format!(
-        "{}\nwait_for_secondaries = \"all\"\nwait_timeout = {timeout}",
-        transfer_section("\"127.0.0.1/32\"", notify)
+        "{}\nwait_timeout = {timeout}",
+        transfer_section("\"127.0.0.1/32\"", notify).replace("wait_for_secondaries = \"none\"\n", "")
     );
     let config = with_keys(&base_config(&dir.0), "transfer", &section);
     TestServer::start_with(dir, &with_keys(&config, "api", "register_rate_limit = 0"))
