@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::journal;
-use super::stats::{DnsStats, Secondary};
+use super::stats::{DnsStats, NotifyOutcome, Secondary};
 use super::tsig::{self, TsigKey};
 use super::zone::Zone;
 
@@ -47,6 +47,18 @@ pub enum NotifyError {
     /// The answer's TSIG is missing or wrong.
     #[error("{0}")]
     Tsig(#[from] tsig::AnswerError),
+}
+
+impl NotifyError {
+    /// The outcome this failure is counted as.
+    fn outcome(&self) -> NotifyOutcome {
+        match self {
+            Self::Io(_) => NotifyOutcome::Unreachable,
+            Self::Timeout => NotifyOutcome::Timeout,
+            Self::Rcode(_) => NotifyOutcome::ErrorRcode,
+            Self::Tsig(_) => NotifyOutcome::BadTsig,
+        }
+    }
 }
 
 /// Starts one NOTIFY task per configured secondary; they end when `shutdown` changes. With
@@ -97,7 +109,13 @@ async fn notify_secondary(
         loop {
             // Mark the serial seen before sending: a change after this point wakes us again.
             serials.borrow_and_update();
-            match notify_once(&zone, target, key.as_deref()).await {
+            let result = notify_once(&zone, target, key.as_deref()).await;
+            if let Some(secondary) = &secondary {
+                secondary.notified(
+                    result.as_ref().map_or_else(NotifyError::outcome, |_| NotifyOutcome::Acknowledged),
+                );
+            }
+            match result {
                 Ok(serial) => {
                     if let Some(secondary) = &secondary {
                         secondary.acknowledged(serial, zone.serial());

@@ -15,6 +15,10 @@
 //! counting. Types are grouped into a fixed set of classes and RCODEs are the header's four
 //! bits, so the label sets are bounded; nothing here knows a client address or a name.
 //!
+//! Zone transfers and NOTIFYs are counted here too, by outcome ([`TransferCounts`], held by the
+//! transfer gate, and [`Secondary`]): one relaxed `fetch_add` per transfer or NOTIFY sent, which
+//! is nothing next to the transfer or the datagram itself.
+//!
 //! Nothing outside `dns/` is used: the daemon hands a [`DnsStats`] to the listeners when metrics
 //! are on (`None` leaves the counting out of the loop altogether) and the exporter reads it.
 
@@ -184,6 +188,59 @@ impl Counters {
     }
 }
 
+/// Transfer kinds counted, by index ([`TransferCounts`]).
+pub const TRANSFER_KINDS: [&str; 2] = ["AXFR", "IXFR"];
+/// Names of the [`TransferOutcome`]s, by index.
+pub const TRANSFER_OUTCOMES: [&str; 3] = ["complete", "cut_short", "refused"];
+
+/// How a transfer request over TCP ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// Sent to the end (an AXFR, an IXFR's difference, or the one SOA of an up-to-date IXFR).
+    Complete = 0,
+    /// Started and not finished: the client stopped reading or left.
+    CutShort = 1,
+    /// Answered with an error (TSIG, not allowed, a cap reached, malformed, not our zone).
+    Refused = 2,
+}
+
+/// Transfer requests over TCP since the start, by kind and outcome.
+#[derive(Debug, Default)]
+pub struct TransferCounts {
+    /// Indexed by kind ([`TRANSFER_KINDS`]), then outcome ([`TRANSFER_OUTCOMES`]).
+    counts: [[AtomicU64; TRANSFER_OUTCOMES.len()]; TRANSFER_KINDS.len()],
+}
+
+impl TransferCounts {
+    /// Counts one request: `axfr` tells AXFR from IXFR.
+    pub fn count(&self, axfr: bool, outcome: TransferOutcome) {
+        self.counts[usize::from(!axfr)][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts, by kind then outcome.
+    pub fn snapshot(&self) -> [[u64; TRANSFER_OUTCOMES.len()]; TRANSFER_KINDS.len()] {
+        self.counts.each_ref().map(|row| row.each_ref().map(|c| c.load(Ordering::Relaxed)))
+    }
+}
+
+/// Names of the [`NotifyOutcome`]s, by index.
+pub const NOTIFY_OUTCOMES: [&str; 5] = ["acknowledged", "timeout", "error_rcode", "bad_tsig", "unreachable"];
+
+/// How one NOTIFY attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// The secondary answered without error.
+    Acknowledged = 0,
+    /// No answer in time.
+    Timeout = 1,
+    /// The secondary answered with an error RCODE.
+    ErrorRcode = 2,
+    /// The answer's TSIG was missing or did not verify.
+    BadTsig = 3,
+    /// Sending or receiving failed (e.g. the port is closed).
+    Unreachable = 4,
+}
+
 /// What a NOTIFY task knows of its secondary.
 #[derive(Debug)]
 pub struct Secondary {
@@ -194,9 +251,21 @@ pub struct Secondary {
     /// Since when (seconds since the epoch) the zone has held a serial the secondary has not
     /// acknowledged; 0 while it is up to date.
     behind_since: AtomicU64,
+    /// NOTIFY attempts, by outcome ([`NOTIFY_OUTCOMES`]).
+    notifies: [AtomicU64; NOTIFY_OUTCOMES.len()],
 }
 
 impl Secondary {
+    /// Counts one NOTIFY attempt that ended with `outcome`.
+    pub fn notified(&self, outcome: NotifyOutcome) {
+        self.notifies[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// NOTIFY attempts so far, by outcome ([`NOTIFY_OUTCOMES`]).
+    pub fn notifies(&self) -> [u64; NOTIFY_OUTCOMES.len()] {
+        self.notifies.each_ref().map(|c| c.load(Ordering::Relaxed))
+    }
+
     /// Records that the zone moved to a serial the secondary has not acknowledged yet, at
     /// `now`; an earlier start of the lag is kept.
     pub fn zone_changed(&self, now: u64) {
@@ -262,6 +331,7 @@ impl DnsStats {
             target,
             acknowledged: AtomicU64::new(u64::MAX),
             behind_since: AtomicU64::new(now.max(1)),
+            notifies: Default::default(),
         });
         self.secondaries.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&secondary));
         secondary
@@ -337,5 +407,18 @@ mod tests {
         assert_eq!(secondary.seconds_behind(130), 10);
         secondary.acknowledged(8, 8);
         assert_eq!(secondary.seconds_behind(131), 0);
+    }
+
+    #[test]
+    fn transfers_and_notifies_are_counted_by_outcome() {
+        let transfers = TransferCounts::default();
+        transfers.count(true, TransferOutcome::Complete);
+        transfers.count(false, TransferOutcome::Refused);
+        transfers.count(false, TransferOutcome::Refused);
+        assert_eq!(transfers.snapshot(), [[1, 0, 0], [0, 0, 2]]);
+        let secondary = DnsStats::default().secondary("192.0.2.1:53".parse().unwrap(), 100);
+        secondary.notified(NotifyOutcome::Timeout);
+        secondary.notified(NotifyOutcome::Acknowledged);
+        assert_eq!(secondary.notifies(), [1, 1, 0, 0, 0]);
     }
 }

@@ -32,6 +32,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::journal;
 use super::rrl::Network;
+use super::stats::TransferOutcome;
 use super::tsig::{self, Check, ResponseSigner, TsigKey, Verified};
 use super::wire::{self, CLASS_IN, Query, Rcode, Response, Section, parse_query, rtype};
 pub use super::xfr_settings::{AllowList, LogPolicy, TransferSettings};
@@ -162,7 +163,8 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     if query.qtype != rtype::AXFR && query.qtype != rtype::IXFR {
         return Outcome::NotMine;
     }
-    let kind = if query.qtype == rtype::AXFR { "AXFR" } else { "IXFR" };
+    let axfr = query.qtype == rtype::AXFR;
+    let kind = if axfr { "AXFR" } else { "IXFR" };
     let now = tsig::now();
     let key = settings.key.as_deref();
     let client = settings.client(peer);
@@ -173,6 +175,7 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
         Err(check) => {
             let what = refuse_tsig(&query, zone.edns_udp_size(), check, key, now, &mut out);
             settings.gate.refused(network, &client, kind, &what);
+            settings.gate.outcomes.count(axfr, TransferOutcome::Refused);
             return send(stream, &mut out, idle).await;
         }
     };
@@ -205,6 +208,7 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     });
     if let Some(reason) = refusal {
         settings.gate.refused(network, &client, kind, reason);
+        settings.gate.outcomes.count(axfr, TransferOutcome::Refused);
         let mut response = Response::new(&mut out, &query, 1232);
         response.set_rcode(if rcode == Rcode::NoError { Rcode::Refused } else { rcode });
         response.finish(MESSAGE_LIMIT);
@@ -219,7 +223,10 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
             let zone = Arc::clone(zone);
             match tokio::task::spawn_blocking(move || zone.ixfr_plan(serial)).await {
                 Ok(plan) => plan,
-                Err(_) => return Outcome::Close,
+                Err(_) => {
+                    settings.gate.outcomes.count(axfr, TransferOutcome::CutShort);
+                    return Outcome::Close;
+                }
             }
         }
         None => IxfrPlan::Full,
@@ -264,6 +271,9 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
         key.filter(|_| verified.is_some()).map_or(String::new(), |k| format!(" (TSIG {})", k.name()));
     let (records, messages) = (sender.records, sender.messages);
     let ms = started.elapsed().as_millis();
+    let counted =
+        if outcome == Outcome::Sent { TransferOutcome::Complete } else { TransferOutcome::CutShort };
+    settings.gate.outcomes.count(axfr, counted);
     if outcome == Outcome::Sent {
         tracing::info!(
             "{kind} to {client}{signed}: {what}, {records} records in {messages} messages, {ms} ms"

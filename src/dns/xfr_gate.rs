@@ -82,6 +82,8 @@ pub struct Gate {
     running: Mutex<Running>,
     /// Requests refused because a cap was reached, since the start.
     refused_busy: AtomicU64,
+    /// Transfer requests over TCP since the start, by kind and outcome (for the metrics).
+    pub outcomes: super::stats::TransferCounts,
     /// Refusals not logged yet.
     refusals: Mutex<Refusals>,
 }

@@ -1,10 +1,16 @@
-//! What a scrape reads at scrape time: the DNS counters, the zone, the secondaries, the process.
+//! What a scrape reads at scrape time: the build, the DNS counters, the zone, transfers, the
+//! secondaries, the process.
 //!
 //! Design note: these values already exist elsewhere (the UDP workers' own counters, the zone's
 //! serial and signatures, the NOTIFY tasks' records, `/proc`), so nothing here is kept between
 //! scrapes: each scrape builds fresh, unregistered metrics from them and hands their families
 //! to the encoder. That keeps the query path free of this crate's types and its locks, and a
 //! value is never stale by more than the scrape itself.
+//!
+//! A closed set of label values (transfer kinds and outcomes, NOTIFY outcomes) is written in
+//! full, zeros included, so a series exists from the first scrape. Points in time (signature
+//! expiry, key creation) are exported as `_timestamp_seconds`, as Prometheus practice has it;
+//! the older durations until or since them stay for the dashboards that plot them.
 //!
 //! Secondaries are labelled by their position in `[transfer] notify` (1, 2, …), not by address:
 //! no label carries an address.
@@ -15,7 +21,9 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts};
 
-use crate::dns::stats::{DnsStats, QTYPE_NAMES, RCODE_NAMES, Snapshot};
+use crate::dns::stats::{
+    DnsStats, NOTIFY_OUTCOMES, QTYPE_NAMES, RCODE_NAMES, Snapshot, TRANSFER_KINDS, TRANSFER_OUTCOMES,
+};
 use crate::dns::zone::Zone;
 
 /// What the exporter reads from at scrape time.
@@ -44,6 +52,22 @@ fn gauge(name: &str, help: &str, value: f64) -> Vec<MetricFamily> {
     let metric = Gauge::new(name, help).expect("valid metric name");
     metric.set(value);
     families(&metric)
+}
+
+/// `acme_delegate_build_info`: 1, labelled with the version and the git commit built from
+/// (`unknown` outside a checkout; build.rs sets it).
+fn build_info() -> Vec<MetricFamily> {
+    let info = GaugeVec::new(
+        Opts::new(
+            "acme_delegate_build_info",
+            "Always 1; labelled with the version and the git commit (\"unknown\": not built from a checkout) of the running binary.",
+        ),
+        &["version", "commit"],
+    )
+    .expect("valid metric");
+    let commit = option_env!("ACME_DELEGATE_COMMIT").unwrap_or("unknown");
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), commit]).set(1.0);
+    families(&info)
 }
 
 /// The DNS counters of both transports.
@@ -119,6 +143,11 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
             "Seconds until the zone's earliest RRSIG expires (negative: expired).",
             f64::from(expires) - now as f64,
         ));
+        out.extend(gauge(
+            "acme_delegate_dnssec_signature_expiry_timestamp_seconds",
+            "When the zone's earliest RRSIG expires, in seconds since the epoch.",
+            f64::from(expires),
+        ));
     }
     if zone.is_signed() {
         let signatures = counter_vec(
@@ -136,6 +165,11 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
             "Seconds since the zone's signing key was made.",
             now as f64 - created as f64,
         ));
+        out.extend(gauge(
+            "acme_delegate_dnssec_key_created_timestamp_seconds",
+            "When the zone's signing key was made, in seconds since the epoch.",
+            created as f64,
+        ));
     }
     if let Some(transfers) = zone.transfers() {
         out.extend(gauge(
@@ -150,6 +184,17 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
         .expect("valid metric name");
         refused.inc_by(transfers.gate.refused_busy());
         out.extend(families(&refused));
+        let outcomes = counter_vec(
+            "acme_delegate_transfers_total",
+            "Zone transfer requests over TCP, by kind and outcome: \"complete\" (sent to the end), \"cut_short\" (the client stopped reading or left) or \"refused\" (answered with an error: TSIG, not allowed, too many at once, malformed, not our zone).",
+            &["kind", "outcome"],
+        );
+        for (kind, row) in TRANSFER_KINDS.iter().zip(transfers.gate.outcomes.snapshot()) {
+            for (outcome, count) in TRANSFER_OUTCOMES.iter().zip(row) {
+                outcomes.with_label_values(&[kind, outcome]).inc_by(count);
+            }
+        }
+        out.extend(families(&outcomes));
     }
     let secondaries = sources.dns.secondaries();
     if !secondaries.is_empty() {
@@ -169,8 +214,16 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
             &["secondary"],
         )
         .expect("valid metric");
+        let notifies = counter_vec(
+            "acme_delegate_notifies_total",
+            "NOTIFY messages sent (each retry counts), by position of the secondary in [transfer] notify and outcome: \"acknowledged\", \"timeout\", \"error_rcode\" (answered with an error), \"bad_tsig\" (the answer's TSIG missing or wrong) or \"unreachable\" (sending or receiving failed).",
+            &["secondary", "outcome"],
+        );
         for (index, secondary) in secondaries.iter().enumerate() {
             let label = (index + 1).to_string();
+            for (outcome, count) in NOTIFY_OUTCOMES.iter().zip(secondary.notifies()) {
+                notifies.with_label_values(&[label.as_str(), outcome]).inc_by(count);
+            }
             if let Some(acknowledged) = secondary.serial() {
                 serial.with_label_values(&[&label]).set(f64::from(acknowledged));
             }
@@ -178,13 +231,15 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
         }
         out.extend(families(&serial));
         out.extend(families(&behind));
+        out.extend(families(&notifies));
     }
     out
 }
 
 /// Everything read at scrape time, at `now` (seconds since the epoch).
 pub fn gather(sources: &Sources, now: u64) -> Vec<MetricFamily> {
-    let mut out = dns(&sources.dns);
+    let mut out = build_info();
+    out.extend(dns(&sources.dns));
     out.extend(zone(sources, now));
     out.extend(super::process::gather());
     out

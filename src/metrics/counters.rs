@@ -20,6 +20,11 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 const LATENCY_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Every kind a store error is counted as (`store_error`).
+const STORE_ERROR_KINDS: [&str; 3] = ["unavailable", "full", "backend"];
+/// Every shared decision a clock can refuse (`clock_refusal`).
+const CLOCK_REFUSALS: [&str; 3] = ["write_epoch", "purge", "apply_epoch"];
+
 /// The metrics kept as they happen.
 #[derive(Debug)]
 pub struct Counters {
@@ -65,7 +70,7 @@ impl Counters {
         let counter = |name: &str, help: &str| {
             registered(&registry, IntCounter::new(name, help).expect("valid counter"))
         };
-        Self {
+        let counters = Self {
             api_requests: counter_vec(
                 "acme_delegate_api_requests_total",
                 "API requests answered, by route template (\"other\": no route), method and status.",
@@ -114,7 +119,18 @@ impl Counters {
                 &["what"],
             ),
             registry,
+        };
+        // Each label set of a closed set is present from the start at 0: a series that appears
+        // only with its first event leaves a dashboard panel with "No data" and makes `rate()`
+        // miss that first event. (API requests are keyed by route and status, an open set: they
+        // appear with their first request.)
+        for kind in STORE_ERROR_KINDS {
+            counters.store_errors.with_label_values(&[kind]);
         }
+        for what in CLOCK_REFUSALS {
+            counters.clock_refusals.with_label_values(&[what]);
+        }
+        counters
     }
 }
 
@@ -141,6 +157,7 @@ pub fn update_served(elapsed: Duration) {
 
 /// Counts a store failure: `kind` is `"unavailable"`, `"full"` or `"backend"`.
 pub fn store_error(kind: &'static str) {
+    debug_assert!(STORE_ERROR_KINDS.contains(&kind), "{kind}");
     COUNTERS.store_errors.with_label_values(&[kind]).inc();
 }
 
@@ -167,6 +184,7 @@ pub fn clock_skew(seconds: i64) {
 /// Counts a shared decision refused because of a clock: `what` is `"write_epoch"`, `"purge"` or
 /// `"apply_epoch"`.
 pub fn clock_refusal(what: &'static str) {
+    debug_assert!(CLOCK_REFUSALS.contains(&what), "{what}");
     COUNTERS.clock_refusals.with_label_values(&[what]).inc();
 }
 

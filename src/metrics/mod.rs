@@ -87,6 +87,8 @@ mod tests {
             "acme_delegate_update_to_served_seconds_bucket{le=\"0.005\"}",
             "acme_delegate_accounts 0",
             "acme_delegate_dns_rate_limit_dropped_total 0",
+            "acme_delegate_store_errors_total{kind=\"unavailable\"} 0",
+            "acme_delegate_build_info{commit=",
             "process_resident_memory_bytes",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
