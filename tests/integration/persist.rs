@@ -305,6 +305,9 @@ fn limits_cannot_be_passed() {
         );
     }
     assert!(reply.txts().iter().any(|v| v == &format!("{}; accounturi=acct:short", issuer(3))));
+    let longest: Vec<String> = reply.txts().into_iter().filter(|v| v.ends_with(&"v".repeat(128))).collect();
+    assert_eq!(longest.len(), 9, "the nine others carry their four further parameters");
+    assert!(longest.iter().all(|v| v.len() > 1400), "{}", longest[0].len());
     let view = account_view(&server, &account);
     assert_eq!(view["persist"].as_array().unwrap().len(), 10);
     // UDP: truncated, so that the resolver retries over TCP.
