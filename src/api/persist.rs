@@ -5,7 +5,7 @@
 //! before anything is written, and a refused request writes nothing but its audit entry: the
 //! error names the field (`bad_issuer`, `bad_accounturi`, `bad_policy`, `bad_persistuntil`,
 //! `bad_params`). `params`, an object of strings, adds further `tag=value` parameters to the
-//! served value as given (syntax checked only, see `crate::persist`): what a newer draft
+//! served value, ordered by tag (syntax checked only, see `crate::persist`): what a newer draft
 //! defines can be published without a change here.
 //! The records are served at the account's persist name, never at its `fulldomain` (see
 //! `dns::zone::persist_label`); the domain owner points `_validation-persist.<domain>` there.

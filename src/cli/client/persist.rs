@@ -348,6 +348,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_value_another_client_printed_is_taken_as_written() {
+        let now = 1_800_000_000;
+        let r = record_of_value(
+            " \"Ca.Example;AccountURI=acct:1; POLICY=Wildcard; persistUntil=1900000000; zz=2; accountdigest=d\" ",
+            now,
+        )
+        .unwrap();
+        assert_eq!((r.issuer.as_str(), r.accounturi.as_str(), r.wildcard), ("ca.example", "acct:1", true));
+        assert_eq!(r.persist_until, Some(1_900_000_000));
+        assert_eq!(
+            r.params,
+            [("zz".to_owned(), "2".to_owned()), ("accountdigest".to_owned(), "d".to_owned())]
+        );
+        assert!(
+            record_of_value("ca.example; policy=wildcard", now).unwrap_err().contains("accounturi: missing")
+        );
+        assert!(record_of_value("ca.example; accounturi=a:1; persistUntil=soon", now).is_err());
+        assert!(record_of_value("ca.example; accounturi=a:1; persistUntil=1", now).is_err(), "past");
+        assert!(record_of_value("bücher.example; accounturi=a:1", now).unwrap_err().contains("xn--"));
+        assert!(record_of_value("ca.example; accounturi", now).is_err());
+        let long = format!("ca.example; accounturi=a:1; t={}", "x".repeat(300));
+        assert!(record_of_value(&long, now).unwrap_err().starts_with("--value: params: t:"));
+        // A value longer than one string is split into 255-octet ones.
+        let line = txt_line("example.com", &"a".repeat(300));
+        assert_eq!(
+            line,
+            format!("_validation-persist.example.com. TXT \"{}\" \"{}\"", "a".repeat(255), "a".repeat(45))
+        );
+    }
+
+    #[test]
     fn records_are_judged_as_a_ca_reads_them() {
         let now = 1_800_000_000;
         let values = [
