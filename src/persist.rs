@@ -3,7 +3,8 @@
 //! Design note: a persistent validation record (draft-ietf-acme-dns-persist-02, CA/B Forum BR
 //! 3.2.2.4.22) tells one CA that one ACME account may be issued certificates for a domain
 //! until the record goes away. Its value is an RFC 8659 issue-value:
-//! `<issuer-domain-name>; accounturi=<URI>[; policy=wildcard][; persistUntil=<unix time>]`.
+//! `<issuer-domain-name>; accounturi=<URI>[; policy=wildcard][; persistUntil=<unix time>]`,
+//! then any further `tag=value` parameters the request gives.
 //! This module holds what the API (validation, the served string), the store (which keeps the
 //! fields and the string), and the client (the same string, the hashed account URI of the
 //! draft's §4.1, the CA-side parse for `client check`, the dns-account-01 label) must agree
@@ -13,6 +14,14 @@
 //! account's TXT RRset small (ten records of the longest allowed form fit one TCP answer with
 //! room to spare); an account URI of at most [`MAX_ACCOUNT_URI`] octets holds every real CA's
 //! account URL and the hashed form with a long prefix.
+//!
+//! Further parameters: the drafts still move (a client reports that -04 names the account
+//! parameter `accountdigest`; the CA/B Forum text still says `accounturi`), and RFC 8659 has a
+//! CA ignore the tags it does not know. So a request may add up to [`MAX_PARAMS`] parameters,
+//! checked for the issue-value syntax only (an alphanumeric tag, a printable ASCII value
+//! without `;`), bounded in length so that the served value stays within what the zone admits.
+//! The tags this module writes itself (`accounturi`, `policy`, `persistUntil`) have their own
+//! fields and cannot be given twice.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +35,19 @@ pub const MAX_ACCOUNT_URI: usize = 512;
 pub const WILDCARD: &str = "wildcard";
 /// The owner label the draft puts the record at, below the validated domain.
 pub const OWNER_LABEL: &str = "_validation-persist";
+/// Most further parameters one record may carry.
+pub const MAX_PARAMS: usize = 4;
+/// Longest tag of a further parameter, in octets.
+pub const MAX_PARAM_TAG: usize = 32;
+/// Longest value of a further parameter, in octets (a base64url SHA-256 digest with a long
+/// prefix fits).
+pub const MAX_PARAM_VALUE: usize = 128;
+/// Longest the further parameters make a value, in octets (each is `; tag=value`).
+pub const MAX_PARAMS_LEN: usize = MAX_PARAMS * ("; =".len() + MAX_PARAM_TAG + MAX_PARAM_VALUE);
+/// The tags [`Record::value`] writes from their own fields (compared case-insensitively).
+const OWN_TAGS: [&str; 3] = ["accounturi", "policy", "persistuntil"];
+/// What a U-label gets told.
+const USE_A_LABELS: &str = "non-ASCII (a U-label): give the A-label (punycode, xn--...)";
 
 /// Why a persistent record was refused; each names the request field at fault.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +64,10 @@ pub enum PersistError {
     /// `persistuntil` is not an integer, or is already past.
     #[error("persistuntil: {0}")]
     PersistUntil(&'static str),
+    /// A further parameter is not a tag and value of the issue-value syntax, or too many or
+    /// too long: the tag at fault (escaped, shortened) and why.
+    #[error("params: {0}: {1}")]
+    Param(String, &'static str),
 }
 
 impl PersistError {
@@ -52,6 +78,7 @@ impl PersistError {
             Self::Issuer(_) => "issuer",
             Self::PersistUntil(_) => "persistuntil",
             Self::Policy => "policy",
+            Self::Param(..) => "params",
         }
     }
 }
@@ -67,6 +94,8 @@ pub struct Record {
     pub wildcard: bool,
     /// Seconds since the epoch after which the record no longer counts.
     pub persist_until: Option<i64>,
+    /// Further `tag=value` parameters, served after the others in this order.
+    pub params: Vec<(String, String)>,
 }
 
 impl Record {
@@ -89,7 +118,31 @@ impl Record {
         if persist_until.is_some_and(|t| t <= now) {
             return Err(PersistError::PersistUntil("already past"));
         }
-        Ok(Self { issuer: issuer.to_owned(), accounturi: accounturi.to_owned(), wildcard, persist_until })
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            accounturi: accounturi.to_owned(),
+            wildcard,
+            persist_until,
+            params: Vec::new(),
+        })
+    }
+
+    /// The record with further parameters, each checked (see the module note): the first at
+    /// fault is named.
+    pub fn with_params(mut self, params: Vec<(String, String)>) -> Result<Self, PersistError> {
+        if params.len() > MAX_PARAMS {
+            return Err(PersistError::Param(format!("{} parameters", params.len()), "at most 4"));
+        }
+        for (i, (tag, value)) in params.iter().enumerate() {
+            check_param(tag, value)?;
+            let clash = OWN_TAGS.iter().any(|own| tag.eq_ignore_ascii_case(own))
+                || params[..i].iter().any(|(earlier, _)| earlier.eq_ignore_ascii_case(tag));
+            if clash {
+                return Err(PersistError::Param(tag.clone(), "given twice (tags are case-insensitive)"));
+            }
+        }
+        self.params = params;
+        Ok(self)
     }
 
     /// The TXT value as served, in the draft's form (`persistUntil` spelled as the draft
@@ -101,6 +154,9 @@ impl Record {
         }
         if let Some(until) = self.persist_until {
             value.push_str(&format!("; persistUntil={until}"));
+        }
+        for (tag, param) in &self.params {
+            value.push_str(&format!("; {tag}={param}"));
         }
         value
     }
@@ -114,6 +170,9 @@ pub fn check_issuer(issuer: &str) -> Result<&str, PersistError> {
     }
     if issuer.len() > MAX_ISSUER {
         return Err(PersistError::Issuer("longer than 253 octets"));
+    }
+    if !issuer.is_ascii() {
+        return Err(PersistError::Issuer(USE_A_LABELS));
     }
     if issuer.ends_with('.') {
         return Err(PersistError::Issuer("must not end with a dot"));
@@ -131,6 +190,41 @@ pub fn check_issuer(issuer: &str) -> Result<&str, PersistError> {
         }
     }
     Ok(issuer)
+}
+
+/// Checks a further parameter: RFC 8659 §4.2's tag (here alphanumeric, as [`Parsed`] reads
+/// it) and value (%x21-3A / %x3C-7E), neither empty, within [`MAX_PARAM_TAG`] and
+/// [`MAX_PARAM_VALUE`].
+fn check_param(tag: &str, value: &str) -> Result<(), PersistError> {
+    let named = |why| {
+        let shown: String = tag.chars().take(MAX_PARAM_TAG).flat_map(char::escape_default).collect();
+        Err(PersistError::Param(shown, why))
+    };
+    if tag.is_empty() || tag.len() > MAX_PARAM_TAG || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return named("a tag is 1 to 32 letters and digits");
+    }
+    if value.is_empty() || value.len() > MAX_PARAM_VALUE {
+        return named("a value is 1 to 128 octets");
+    }
+    if !value.is_ascii() {
+        return named("the value is non-ASCII: a name in it must be an A-label (punycode, xn--...)");
+    }
+    if !value.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b';') {
+        return named("a value must not hold ';', whitespace or control characters");
+    }
+    Ok(())
+}
+
+/// The further parameters of a value [`Record::value`] wrote (in order, as written): what
+/// follows the issuer, less the tags it writes from its own fields.
+pub fn params_of(value: &str) -> Vec<(String, String)> {
+    value
+        .split(';')
+        .skip(1)
+        .filter_map(|part| part.trim_matches([' ', '\t']).split_once('='))
+        .filter(|(tag, _)| !OWN_TAGS.iter().any(|own| tag.eq_ignore_ascii_case(own)))
+        .map(|(tag, value)| (tag.to_owned(), value.to_owned()))
+        .collect()
 }
 
 /// Checks an account URI: absolute (`scheme:rest`, RFC 3986 §3.1), and only the octets an
@@ -341,6 +435,74 @@ mod tests {
         assert_eq!(policy, PersistError::Policy);
         let past = Record::new(Some("ca.example"), Some(uri), None, Some(NOW), NOW).unwrap_err();
         assert_eq!(past.field(), "persistuntil");
+    }
+
+    /// Further parameters as a request gives them.
+    fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(t, v)| ((*t).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn further_parameters_are_served_after_the_others() {
+        let digest = "sha-256/5SQm7n6tPh2-PlLbCKGnViTXX5z19SCN4cPGQHSk-kw";
+        let r = Record::new(Some("ca.example"), Some("acct:1"), Some("wildcard"), None, NOW)
+            .unwrap()
+            .with_params(params(&[("accountdigest", digest), ("x2", "a=b")]))
+            .unwrap();
+        let value = r.value();
+        assert_eq!(
+            value,
+            format!("ca.example; accounturi=acct:1; policy=wildcard; accountdigest={digest}; x2=a=b")
+        );
+        assert_eq!(Parsed::parse(&value).unwrap().params["accountdigest"], digest);
+        assert_eq!(params_of(&value), r.params);
+        let longest = Record::new(
+            Some(&format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(61))),
+            Some(&format!("a:{}", "b".repeat(MAX_ACCOUNT_URI - 2))),
+            Some("wildcard"),
+            Some(i64::MAX),
+            NOW,
+        )
+        .unwrap()
+        .with_params((0..MAX_PARAMS).map(|i| (format!("{i}{}", "t".repeat(31)), "v".repeat(128))).collect())
+        .unwrap();
+        // What the zone admits (its bound counts the further parameters too).
+        assert_eq!(crate::dns::zone::check_persist_value(&longest.value()), Ok(()));
+    }
+
+    #[test]
+    fn bad_further_parameters_are_named() {
+        let base = || record("ca.example", "acct:1").unwrap();
+        let refused = |list: &[(&str, &str)]| base().with_params(params(list)).unwrap_err();
+        for (tag, value) in [
+            ("", "v"),
+            ("a-b", "v"),
+            ("a b", "v"),
+            ("t", ""),
+            ("t", "a;b"),
+            ("t", "a b"),
+            ("t", "\u{7f}"),
+            ("AccountURI", "acct:2"),
+            ("persistUntil", "1"),
+            ("policy", "wildcard"),
+        ] {
+            let error = refused(&[(tag, value)]);
+            assert_eq!(error.field(), "params", "{tag:?}={value:?}");
+        }
+        assert!(refused(&[("t", &"v".repeat(MAX_PARAM_VALUE + 1))]).to_string().contains("params: t:"));
+        assert!(refused(&[(&"t".repeat(MAX_PARAM_TAG + 1), "v")]).to_string().starts_with("params: "));
+        assert!(refused(&[("t", "bücher.de")]).to_string().contains("xn--"));
+        let twice = refused(&[("t", "1"), ("T", "2")]);
+        assert_eq!(twice, PersistError::Param("T".into(), "given twice (tags are case-insensitive)"));
+        let many: Vec<(String, String)> = (0..=MAX_PARAMS).map(|i| (format!("t{i}"), "v".into())).collect();
+        assert_eq!(base().with_params(many).unwrap_err().field(), "params");
+    }
+
+    #[test]
+    fn a_u_label_issuer_gets_the_punycode_hint() {
+        let error = record("bücher.de", "acct:1").unwrap_err();
+        assert_eq!(error.field(), "issuer");
+        assert!(error.to_string().contains("punycode, xn--"), "{error}");
     }
 
     #[test]

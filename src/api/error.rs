@@ -102,6 +102,7 @@ fn bad_persist_code(error: &crate::persist::PersistError) -> &'static str {
         PersistError::Issuer(_) => "bad_issuer",
         PersistError::PersistUntil(_) => "bad_persistuntil",
         PersistError::Policy => "bad_policy",
+        PersistError::Param(..) => "bad_params",
     }
 }
 

@@ -3,7 +3,10 @@
 //! Design note: the same authentication, `allowfrom` and per-account update rate as `/update`
 //! (a persistent record is worth more than a dns-01 value, not less). Every field is checked
 //! before anything is written, and a refused request writes nothing but its audit entry: the
-//! error names the field (`bad_issuer`, `bad_accounturi`, `bad_policy`, `bad_persistuntil`).
+//! error names the field (`bad_issuer`, `bad_accounturi`, `bad_policy`, `bad_persistuntil`,
+//! `bad_params`). `params`, an object of strings, adds further `tag=value` parameters to the
+//! served value, ordered by tag (syntax checked only, see `crate::persist`): what a newer draft
+//! defines can be published without a change here.
 //! The records are served at the account's persist name, never at its `fulldomain` (see
 //! `dns::zone::persist_label`); the domain owner points `_validation-persist.<domain>` there.
 
@@ -51,7 +54,18 @@ fn record_of(object: &serde_json::Map<String, Value>) -> Result<Record, PersistE
         }
         Some(_) => return Err(PersistError::PersistUntil("not an integer number of seconds")),
     };
-    Record::new(issuer, accounturi, policy, persist_until, super::handlers::now())
+    let params = match field(object, "params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(params)) => params
+            .iter()
+            .map(|(tag, value)| match value {
+                Value::String(value) => Ok((tag.clone(), value.clone())),
+                _ => Err(PersistError::Param(tag.chars().take(32).collect(), "the value is not a string")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(PersistError::Param("params".into(), "not an object of strings")),
+    };
+    Record::new(issuer, accounturi, policy, persist_until, super::handlers::now())?.with_params(params)
 }
 
 /// `POST /persist`: sets (or replaces) the account's record for one issuer.

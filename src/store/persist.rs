@@ -3,7 +3,9 @@
 //! Design note: a record belongs to an account (by its subdomain) and an issuer; posting the
 //! same issuer again replaces it. What DNS serves for an account is all its records, as one
 //! TXT RRset at the account's persist name (the zone names it, see `dns::zone::persist_label`),
-//! ordered by issuer so every instance renders the same set.
+//! ordered by issuer so every instance renders the same set. The served value is stored as
+//! written (column `value`, since schema 12), so further parameters need no columns of their
+//! own; a row from before has none and serves what its columns make.
 //!
 //! Order of writes: each change to an account's records takes the next value of the account's
 //! own counter (`accounts.persist_seq`) in its transaction. The zone keeps the highest it has
@@ -33,7 +35,7 @@ use super::{PersistEntry, StoreError, TxtValues};
 use crate::persist::Record;
 
 /// The columns [`record_from`] reads, in its order.
-const COLUMNS: &str = "issuer, accounturi, wildcard, persist_until, set_at";
+const COLUMNS: &str = "issuer, accounturi, wildcard, persist_until, set_at, value";
 
 /// What [`put`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,13 +56,16 @@ pub enum PutOutcome {
 
 /// A stored record and when it was set, from a row of [`COLUMNS`].
 fn record_from(row: &Row) -> Result<PersistEntry, StoreError> {
+    let stored = row.opt_text(5)?;
     let record = Record {
         issuer: row.text(0)?,
         accounturi: row.text(1)?,
         wildcard: row.int(2)? != 0,
         persist_until: row.opt_int(3)?,
+        params: stored.as_deref().map(crate::persist::params_of).unwrap_or_default(),
     };
-    Ok(PersistEntry { value: record.value(), record, set_at: row.int(4)? })
+    let value = stored.unwrap_or_else(|| record.value());
+    Ok(PersistEntry { value, record, set_at: row.int(4)? })
 }
 
 /// The records of one account, by issuer.
@@ -113,8 +118,8 @@ pub async fn put(
         .await?
         == 1;
     c.execute(
-        "INSERT INTO persist (subdomain, issuer, accounturi, wildcard, persist_until, set_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO persist (subdomain, issuer, accounturi, wildcard, persist_until, set_at, value) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             subdomain.into(),
             (&record.issuer).into(),
@@ -122,6 +127,7 @@ pub async fn put(
             i64::from(record.wildcard).into(),
             record.persist_until.into(),
             now().into(),
+            record.value().into(),
         ],
     )
     .await?;

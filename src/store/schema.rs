@@ -122,6 +122,10 @@ pub const MIGRATIONS: &[&str] = &[
     // a newer signature of the set replaces it (`signatures.rs`); rows kept before have none.
     "ALTER TABLE signatures ADD COLUMN slot {int};
     CREATE INDEX signatures_by_slot ON signatures (slot);",
+    // 12: the value each dns-persist-01 record serves, as written (it may carry further
+    // parameters the other columns do not hold); rows kept before have none and serve what
+    // their columns make.
+    "ALTER TABLE persist ADD COLUMN value TEXT;",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

@@ -37,3 +37,13 @@ class FreshAccount:
             until = case.body.get("persistuntil")
             if isinstance(until, int) and not isinstance(until, bool) and until <= time.time():
                 case.body["persistuntil"] = int(time.time()) + 3600 + abs(until) % 1000
+            # params: tags are compared case-insensitively (no schema keyword says so); a
+            # generated tag that repeats another or one of the named fields is dropped (it is
+            # refused with 400 bad_params, as documented).
+            params = case.body.get("params")
+            if isinstance(params, dict):
+                seen = {"accounturi", "policy", "persistuntil"}
+                for tag in list(params):
+                    if tag.lower() in seen:
+                        del params[tag]
+                    seen.add(tag.lower())

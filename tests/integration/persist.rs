@@ -195,15 +195,88 @@ fn bad_input_is_named_and_nothing_is_stored() {
 }
 
 #[test]
+fn further_parameters_are_served_as_given_and_kept_over_a_restart() {
+    let (server, dir) = TestServer::start();
+    let account = server.register();
+    let name = persist_domain(&server, &account);
+    let digest = "sha-256/5SQm7n6tPh2-PlLbCKGnViTXX5z19SCN4cPGQHSk-kw";
+    let request = json!({
+        "issuer": "ca.example", "accounturi": "acct:1", "policy": "wildcard",
+        "params": { "accountdigest": digest },
+    });
+    let r = put(&server, &account, &request);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let value = format!("ca.example; accounturi=acct:1; policy=wildcard; accountdigest={digest}");
+    assert_eq!(r.json()["value"], value);
+    assert_eq!(server.ask(&name, t::TXT).txts(), vec![value.clone()]);
+    assert_eq!(account_view(&server, &account)["persist"][0]["value"], value);
+    // Loaded back from the store as written.
+    drop(server);
+    let server = TestServer::start_with(&dir, &base_config(&dir.0));
+    assert_eq!(server.ask(&name, t::TXT).txts(), vec![value.clone()]);
+    // Replacing the record without them drops them.
+    assert_eq!(
+        put(&server, &account, &json!({ "issuer": "ca.example", "accounturi": "acct:1" })).status,
+        200
+    );
+    assert_eq!(server.ask(&name, t::TXT).txts(), vec!["ca.example; accounturi=acct:1".to_owned()]);
+}
+
+#[test]
+fn bad_further_parameters_and_u_labels_are_named() {
+    let (server, _dir) = TestServer::start();
+    let account = server.register();
+    let with = |params: Value| json!({ "issuer": "ca.example", "accounturi": "acct:1", "params": params });
+    let cases = [
+        (with(json!({ "account-digest": "x" })), "params: account-digest:"),
+        (with(json!({ "accountdigest": "a;policy=wildcard" })), "params: accountdigest:"),
+        (with(json!({ "accountdigest": "a b" })), "params: accountdigest:"),
+        (with(json!({ "accountdigest": 5 })), "params: accountdigest:"),
+        (with(json!({ "accountdigest": "" })), "params: accountdigest:"),
+        (with(json!({ "t": "v".repeat(129) })), "params: t:"),
+        (with(json!({ "PersistUntil": "1" })), "params: PersistUntil:"),
+        (with(json!({ "a": "1", "b": "1", "c": "1", "d": "1", "e": "1" })), "params: 5 parameters"),
+        (with(json!(["accountdigest=x"])), "params: params:"),
+        (with(json!({ "issuer": "bücher.example" })), "params: issuer: the value is non-ASCII"),
+    ];
+    for (request, detail) in &cases {
+        let r = put(&server, &account, request);
+        let error = r.json();
+        assert_eq!(
+            (r.status, &error["error"], &error["field"]),
+            (400, &json!("bad_params"), &json!("params")),
+            "{request}"
+        );
+        assert!(error["detail"].as_str().is_some_and(|d| d.starts_with(detail)), "{request}: {error}");
+    }
+    // A U-label issuer: told to give the punycode form, which is then accepted.
+    let r = put(&server, &account, &json!({ "issuer": "bücher.example", "accounturi": "acct:1" }));
+    assert_eq!((r.status, r.json()["field"].clone()), (400, json!("issuer")));
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("U-label") && detail.contains("punycode, xn--"), "{detail}");
+    assert_eq!(
+        put(&server, &account, &json!({ "issuer": "xn--bcher-kva.example", "accounturi": "acct:1" })).status,
+        200
+    );
+    let view = account_view(&server, &account);
+    assert_eq!(view["persist"].as_array().unwrap().len(), 1, "only the A-label record: {view}");
+}
+
+#[test]
 fn limits_cannot_be_passed() {
     let (server, _dir) = TestServer::start();
     let account = server.register();
     let name = persist_domain(&server, &account);
-    // The longest values allowed: a 253-octet issuer and a 512-octet account URI.
+    // The longest values allowed: a 253-octet issuer, a 512-octet account URI and four
+    // further parameters of 32-octet tags and 128-octet values.
+    let params: serde_json::Map<String, Value> =
+        (0..4).map(|i| (format!("{i}{}", "t".repeat(31)), json!("v".repeat(128)))).collect();
     let issuer = |n: usize| format!("{}.ca{n}{}", vec!["a".repeat(63); 3].join("."), "d".repeat(58));
     let uri = format!("https://ca.example/{}", "u".repeat(512 - "https://ca.example/".len()));
     for n in 0..10 {
-        let request = json!({ "issuer": issuer(n), "accounturi": uri, "policy": "wildcard", "persistuntil": now() + 3600 });
+        let request = json!({
+            "issuer": issuer(n), "accounturi": uri, "policy": "wildcard", "persistuntil": now() + 3600, "params": params,
+        });
         let r = put(&server, &account, &request);
         assert_eq!(r.status, 200, "record {n}: {}", r.body_text());
     }
@@ -232,6 +305,9 @@ fn limits_cannot_be_passed() {
         );
     }
     assert!(reply.txts().iter().any(|v| v == &format!("{}; accounturi=acct:short", issuer(3))));
+    let longest: Vec<String> = reply.txts().into_iter().filter(|v| v.ends_with(&"v".repeat(128))).collect();
+    assert_eq!(longest.len(), 9, "the nine others carry their four further parameters");
+    assert!(longest.iter().all(|v| v.len() > 1400), "{}", longest[0].len());
     let view = account_view(&server, &account);
     assert_eq!(view["persist"].as_array().unwrap().len(), 10);
     // UDP: truncated, so that the resolver retries over TCP.
@@ -263,8 +339,11 @@ fn a_record_written_through_one_instance_is_served_by_another_on_postgres() {
     let b = TestServer::start_with(&dir_b, &config(&dir_b));
     let account = a.register();
     let name = persist_domain(&a, &account);
-    assert_eq!(put(&a, &account, &body("ca.example")).status, 200);
-    let want = vec!["ca.example; accounturi=https://ca.example/acct/123".to_owned()];
+    // With a further parameter: the value PostgreSQL keeps is what B serves.
+    let mut request = body("ca.example");
+    request["params"] = json!({ "accountdigest": "sha-256/x" });
+    assert_eq!(put(&a, &account, &request).status, 200);
+    let want = vec!["ca.example; accounturi=https://ca.example/acct/123; accountdigest=sha-256/x".to_owned()];
     assert!(
         pg::eventually(Duration::from_secs(3), || b.ask(&name, t::TXT).txts() == want),
         "instance B does not serve A's record: {:?}",

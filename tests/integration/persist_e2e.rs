@@ -313,3 +313,45 @@ fn labels_and_hashed_uris_match_an_independent_computation() {
     assert_eq!(ours, python);
     assert!(python.starts_with("h5zlfqoi7m5jaytl\n"), "the issue's vector: {python}");
 }
+
+#[test]
+fn the_client_prints_a_record_and_publishes_a_value_another_client_printed() {
+    let (server, dir) = TestServer::start();
+    let storage = dir.join("client.json").display().to_string();
+    // --print: no account, no server; the zone-file line with the further parameter.
+    let printed = client(
+        &storage,
+        &[
+            "persist",
+            "--print",
+            "--domain",
+            "example.com",
+            "--issuer",
+            ISSUER,
+            "--account-url",
+            ACCOUNT,
+            "--wildcard",
+            "--param",
+            "accountdigest=sha-256/x",
+        ],
+    );
+    let want = format!("{ISSUER}; accounturi={ACCOUNT}; policy=wildcard; accountdigest=sha-256/x");
+    assert_eq!(printed, format!("_validation-persist.example.com. TXT \"{want}\"\n"));
+    // --value: what lego or acme.sh printed (quoted, tags in any case), published as written.
+    client(&storage, &["register", "--server", &format!("http://{}", server.api), "--domain", "example.com"]);
+    let given = format!("\"{ISSUER}; accountURI={ACCOUNT}; Policy=wildcard; accountdigest=sha-256/y\"");
+    let out = client(&storage, &["persist", "--domain", "example.com", "--value", &given]);
+    let served = format!("{ISSUER}; accounturi={ACCOUNT}; policy=wildcard; accountdigest=sha-256/y");
+    assert!(out.contains(&format!("TXT \"{served}\"")), "{out}");
+    let target = line_starting(&out, "_validation-persist.example.com. CNAME ").rsplit(' ').next().unwrap();
+    assert_eq!(server.ask(target.trim_end_matches('.'), t::TXT).txts(), [served]);
+    // A U-label in the value is refused before anything is sent, with the punycode hint.
+    let refused = Command::new(binary())
+        .args(["client", "persist", "--domain", "example.com", "--storage", &storage])
+        .args(["--value", &format!("bücher.example; accounturi={ACCOUNT}")])
+        .env_remove("ACME_DELEGATE_CLIENT_STORAGE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("xn--"), "{stderr}");
+}

@@ -669,6 +669,7 @@ fn persist(issuer: &str, until: Option<i64>) -> Record {
         accounturi: "https://ca.example/acct/1".into(),
         wildcard: false,
         persist_until: until,
+        params: Vec::new(),
     }
 }
 
@@ -690,7 +691,9 @@ async fn persist_records_are_kept_per_issuer(backend: Backend) {
     // The same issuer again replaces its record; the counter moves with every change.
     let le2 = Record { wildcard: true, persist_until: Some(now() + 3600), ..le.clone() };
     assert_eq!(stored(store.put_persist("sub-1", &le2, 10).await.unwrap()), (true, 2, vec![le2.value()]));
-    let other = persist("ca.example", None);
+    // Further parameters are kept (in the served value) and read back.
+    let other =
+        Record { params: vec![("accountdigest".into(), "sha-256/x".into())], ..persist("ca.example", None) };
     // Served by issuer, the same order on every instance.
     let (_, seq, values) = stored(store.put_persist("sub-1", &other, 10).await.unwrap());
     assert_eq!((seq, values), (3, vec![other.value(), le2.value()]));

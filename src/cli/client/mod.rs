@@ -40,8 +40,9 @@ pub enum ClientCommand {
     Hook(HookArgs),
     /// Check the CNAME and ask every authoritative nameserver what it serves.
     Check(CheckArgs),
-    /// Publish (or delete) a dns-persist-01 record and print the `_validation-persist` CNAME.
-    Persist(persist::PersistArgs),
+    /// Publish (or delete, or only print) a dns-persist-01 record and print the
+    /// `_validation-persist` CNAME.
+    Persist(Box<persist::PersistArgs>),
 }
 
 /// Options shared by every subcommand.
@@ -444,6 +445,11 @@ mod tests {
         assert!(Cli::try_parse_from(persist).is_ok());
         let hashed_without_thumbprint = [&persist[..], &["--account-hash-prefix", "acct:"]].concat();
         assert!(Cli::try_parse_from(hashed_without_thumbprint).is_err());
+        // --value stands for --issuer and --account-url, never beside them.
+        let value = ["x", "persist", "--domain", "example.com", "--value", "ca.example; accounturi=u:1"];
+        assert!(Cli::try_parse_from(value).is_ok());
+        assert!(Cli::try_parse_from([&value[..], &["--issuer", "ca.example"]].concat()).is_err());
+        assert!(Cli::try_parse_from(["x", "persist", "--domain", "example.com", "--print"]).is_err());
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! ACME account URL (what CAs accept today) or the hashed form of draft-ietf-acme-dns-persist
 //! -02 §4.1, which names no account in public DNS (the privacy-friendly choice).
 //!
+//! The drafts move, and some ACME clients (lego 5, acme.sh with `--dns-persist`) compute the
+//! value themselves and print it for the user to publish: `--value` takes such a value as
+//! printed (read as a CA reads it, every parameter kept in its order), `--param TAG=VALUE` adds
+//! a parameter a newer draft defines, and `--print` prints the TXT record without sending
+//! anything, for an owner who publishes it in their own zone.
+//!
 //! The check reads the record through a recursive resolver, as a CA does: it follows the CNAME,
 //! joins each record's strings, parses them as RFC 8659 issue-values, and says what a CA would
 //! find: issuer, account URI, policy, persistUntil (warning when it is past or within 30 days).
@@ -39,12 +45,28 @@ pub struct PersistArgs {
     /// The domain the record is for (its stored account is used).
     #[arg(long, value_name = "NAME")]
     domain: String,
-    /// The CA's issuer domain name, e.g. letsencrypt.org.
-    #[arg(long, value_name = "NAME")]
-    issuer: String,
+    /// The CA's issuer domain name, e.g. letsencrypt.org (an A-label: punycode for IDNs).
+    #[arg(long, value_name = "NAME", required_unless_present = "value")]
+    issuer: Option<String>,
     /// The ACME account URL at that CA.
-    #[arg(long, value_name = "URL")]
-    account_url: String,
+    #[arg(long, value_name = "URL", required_unless_present_any = ["value", "delete"])]
+    account_url: Option<String>,
+    /// The whole record value as an ACME client printed it (lego `--dns-persist`, acme.sh
+    /// `--dns-persist`), e.g. "letsencrypt.org; accounturi=https://…"; quotes are removed.
+    #[arg(
+        long,
+        value_name = "VALUE",
+        conflicts_with_all = ["issuer", "account_url", "account_hash_prefix", "wildcard", "persist_until", "param"]
+    )]
+    value: Option<String>,
+    /// A further parameter of the record, TAG=VALUE (e.g. a newer draft's accountdigest=…);
+    /// may be repeated. The server checks its syntax only.
+    #[arg(long, value_name = "TAG=VALUE")]
+    param: Vec<String>,
+    /// Print the TXT record instead of publishing it (no account or server needed), for a zone
+    /// you publish it in yourself.
+    #[arg(long, conflicts_with_all = ["delete", "server"])]
+    print: bool,
     /// Publish the hashed account URI (draft -02 §4.1) with this prefix, the CA's
     /// `accountHashPrefix` (needs --thumbprint).
     #[arg(long, value_name = "PREFIX", requires = "thumbprint")]
@@ -81,11 +103,66 @@ fn account_uri(args: &PersistArgs, domain: &str) -> Result<String, String> {
     match (&args.account_hash_prefix, &args.thumbprint) {
         (Some(prefix), Some(thumbprint)) => {
             let hashed_for = if args.any_domain { "*" } else { domain };
-            hashed_account_uri(prefix, hashed_for, thumbprint, &args.account_url)
+            hashed_account_uri(prefix, hashed_for, thumbprint, args.account_url.as_deref().unwrap_or(""))
                 .ok_or_else(|| format!("{domain} is too long to hash (more than 255 octets)"))
         }
-        _ => Ok(args.account_url.clone()),
+        _ => Ok(args.account_url.clone().unwrap_or_default()),
     }
+}
+
+/// The record the arguments describe, checked with the server's own rules (so a mistake is
+/// named before anything is sent): from `--value`, or from the separate options.
+fn record_of(args: &PersistArgs, domain: &str) -> Result<Record, String> {
+    if let Some(value) = &args.value {
+        return record_of_value(value, now());
+    }
+    let uri = account_uri(args, domain)?;
+    let policy = args.wildcard.then_some(crate::persist::WILDCARD);
+    let params = args
+        .param
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(tag, value)| (tag.to_owned(), value.to_owned()))
+                .ok_or_else(|| format!("--param {p}: give TAG=VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Record::new(args.issuer.as_deref(), Some(&uri), policy, args.persist_until, now())
+        .and_then(|r| r.with_params(params))
+        .map_err(|e| e.to_string())
+}
+
+/// The record of a value an ACME client printed: read as a CA reads it (tags
+/// case-insensitive), the parameters this program does not write itself kept as written.
+fn record_of_value(value: &str, now: i64) -> Result<Record, String> {
+    let value = value.trim().trim_matches('"').trim();
+    // The issuer's own error first: it says what to do with a U-label.
+    let issuer = value.split(';').next().unwrap_or("").trim_matches([' ', '\t']).to_ascii_lowercase();
+    crate::persist::check_issuer(&issuer).map_err(|e| format!("--value: {e}"))?;
+    let parsed =
+        Parsed::parse(value).ok_or_else(|| format!("--value {value:?} is not an RFC 8659 issue-value"))?;
+    let persist_until = match parsed.params.get("persistuntil") {
+        None => None,
+        Some(raw) => Some(raw.parse().map_err(|_| format!("--value: persistUntil={raw} is not a number"))?),
+    };
+    let policy = parsed.params.get("policy").map(|p| p.to_ascii_lowercase());
+    Record::new(
+        Some(&parsed.issuer),
+        parsed.params.get("accounturi").map(String::as_str),
+        policy.as_deref(),
+        persist_until,
+        now,
+    )
+    .and_then(|r| r.with_params(crate::persist::params_of(value)))
+    .map_err(|e| format!("--value: {e}"))
+}
+
+/// The TXT record of `value` at `domain`'s owner name, in zone-file form: strings of at most
+/// 255 octets (a value holds no '"' or '\\', so none needs escaping).
+fn txt_line(domain: &str, value: &str) -> String {
+    let strings: Vec<String> =
+        value.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    format!("{OWNER_LABEL}.{domain}. TXT {}", strings.join(" "))
 }
 
 /// The stored account of `domain` and the API URL to use.
@@ -109,24 +186,33 @@ fn account_and_url(storage: &Storage, domain: &str, server: Option<&str>) -> Res
 /// Runs `client persist`.
 pub fn run(args: &PersistArgs) -> Result<(), String> {
     let domain = normalize_domain(&args.domain)?;
+    if args.print {
+        let record = record_of(args, &domain)?;
+        println!("{}", txt_line(&domain, &record.value()));
+        return Ok(());
+    }
     let storage = Storage::load(&args.common.storage()?)?;
     let (account, url) = account_and_url(&storage, &domain, args.server.as_deref())?;
     let headers = [("X-Api-User", account.username.as_str()), ("X-Api-Key", account.password.as_str())];
+    let issuer = match (&args.value, &args.issuer) {
+        (Some(value), _) => record_of_value(value, now())?.issuer,
+        (None, issuer) => issuer.clone().unwrap_or_default(),
+    };
     let (method, body) = if args.delete {
-        crate::persist::check_issuer(&args.issuer).map_err(|e| e.to_string())?;
-        ("DELETE", serde_json::json!({ "issuer": args.issuer }))
+        crate::persist::check_issuer(&issuer).map_err(|e| e.to_string())?;
+        ("DELETE", serde_json::json!({ "issuer": issuer }))
     } else {
-        // Checked here with the server's own rules: a mistake is named before it is sent.
-        let uri = account_uri(args, &domain)?;
-        let policy = args.wildcard.then_some(crate::persist::WILDCARD);
-        let record = Record::new(Some(&args.issuer), Some(&uri), policy, args.persist_until, now())
-            .map_err(|e| e.to_string())?;
+        let record = record_of(args, &domain)?;
         let mut body = serde_json::json!({ "issuer": record.issuer, "accounturi": record.accounturi });
         if record.wildcard {
             body["policy"] = crate::persist::WILDCARD.into();
         }
         if let Some(until) = record.persist_until {
             body["persistuntil"] = until.into();
+        }
+        if !record.params.is_empty() {
+            body["params"] =
+                record.params.iter().map(|(t, v)| (t.clone(), serde_json::Value::from(v.clone()))).collect();
         }
         ("POST", body)
     };
@@ -155,7 +241,7 @@ pub fn run(args: &PersistArgs) -> Result<(), String> {
         return Err(format!("{url} answered without a usable persistdomain: {}", response.error_text()));
     }
     if args.delete {
-        println!("{} record of {domain} deleted at {url}.", args.issuer);
+        println!("{issuer} record of {domain} deleted at {url}.");
         return Ok(());
     }
     println!(
@@ -260,6 +346,37 @@ pub fn check(domain: &str, account: &Account, resolver: SocketAddr, timeout: Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_another_client_printed_is_taken_as_written() {
+        let now = 1_800_000_000;
+        let r = record_of_value(
+            " \"Ca.Example;AccountURI=acct:1; POLICY=Wildcard; persistUntil=1900000000; zz=2; accountdigest=d\" ",
+            now,
+        )
+        .unwrap();
+        assert_eq!((r.issuer.as_str(), r.accounturi.as_str(), r.wildcard), ("ca.example", "acct:1", true));
+        assert_eq!(r.persist_until, Some(1_900_000_000));
+        assert_eq!(
+            r.params,
+            [("zz".to_owned(), "2".to_owned()), ("accountdigest".to_owned(), "d".to_owned())]
+        );
+        assert!(
+            record_of_value("ca.example; policy=wildcard", now).unwrap_err().contains("accounturi: missing")
+        );
+        assert!(record_of_value("ca.example; accounturi=a:1; persistUntil=soon", now).is_err());
+        assert!(record_of_value("ca.example; accounturi=a:1; persistUntil=1", now).is_err(), "past");
+        assert!(record_of_value("bücher.example; accounturi=a:1", now).unwrap_err().contains("xn--"));
+        assert!(record_of_value("ca.example; accounturi", now).is_err());
+        let long = format!("ca.example; accounturi=a:1; t={}", "x".repeat(300));
+        assert!(record_of_value(&long, now).unwrap_err().starts_with("--value: params: t:"));
+        // A value longer than one string is split into 255-octet ones.
+        let line = txt_line("example.com", &"a".repeat(300));
+        assert_eq!(
+            line,
+            format!("_validation-persist.example.com. TXT \"{}\" \"{}\"", "a".repeat(255), "a".repeat(45))
+        );
+    }
 
     #[test]
     fn records_are_judged_as_a_ca_reads_them() {

@@ -35,11 +35,13 @@ pub const TXT_LEN: usize = 43;
 /// Most values one registered name serves (the upper bound of `[dns] txt_values`).
 pub const MAX_VALUES: usize = 100;
 
-/// Longest persist value: the longest issuer and account URI with every parameter.
+/// Longest persist value: the longest issuer and account URI with every parameter, the
+/// further ones included (about 1.5 KB: ten such records still fit one message many times).
 pub const MAX_PERSIST_VALUE: usize = crate::persist::MAX_ISSUER
     + crate::persist::MAX_ACCOUNT_URI
     + "; accounturi=; policy=wildcard; persistUntil=".len()
-    + 20;
+    + 20
+    + crate::persist::MAX_PARAMS_LEN;
 
 /// Why a name or a value cannot be in the zone; the text names what is wrong without quoting
 /// more than a short, escaped part of the data.
