@@ -456,18 +456,8 @@ mod tests {
         );
         assert_eq!(Parsed::parse(&value).unwrap().params["accountdigest"], digest);
         assert_eq!(params_of(&value), r.params);
-        let longest = Record::new(
-            Some(&format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(61))),
-            Some(&format!("a:{}", "b".repeat(MAX_ACCOUNT_URI - 2))),
-            Some("wildcard"),
-            Some(i64::MAX),
-            NOW,
-        )
-        .unwrap()
-        .with_params((0..MAX_PARAMS).map(|i| (format!("{i}{}", "t".repeat(31)), "v".repeat(128))).collect())
-        .unwrap();
-        // What the zone admits (its bound counts the further parameters too).
-        assert_eq!(crate::dns::zone::check_persist_value(&longest.value()), Ok(()));
+        // That the zone admits the longest value is checked on its side (`dns::zone::admit`),
+        // which depends on this module and not the other way round.
     }
 
     #[test]

@@ -253,6 +253,22 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_persist_value_the_api_makes_is_admitted() {
+        use crate::persist::{MAX_ACCOUNT_URI, MAX_PARAMS, Record};
+        let longest = Record::new(
+            Some(&format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(61))),
+            Some(&format!("a:{}", "b".repeat(MAX_ACCOUNT_URI - 2))),
+            Some("wildcard"),
+            Some(i64::MAX),
+            1_800_000_000,
+        )
+        .unwrap()
+        .with_params((0..MAX_PARAMS).map(|i| (format!("{i}{}", "t".repeat(31)), "v".repeat(128))).collect())
+        .unwrap();
+        assert_eq!(check_persist_value(&longest.value()), Ok(()));
+    }
+
+    #[test]
     fn reserved_labels_are_the_first_below_the_apex() {
         let apex = b"\x04auth\x07example\x00";
         let ns = b"\x03ns1\x04auth\x07example\x00";
