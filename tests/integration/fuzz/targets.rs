@@ -181,7 +181,8 @@ pub fn dns_transfer(ctx: &Context, input: &[u8]) -> u64 {
     // Only a query without any record of type TSIG can be signed and must then verify: one in
     // another place than the end (`tsig::find` looks only there) makes the signed query
     // malformed, rightly (the server answers FORMERR).
-    let has_tsig = tsig::record_offsets(input).is_none_or(|records| records.iter().any(|r| r.1 == tsig::TSIG));
+    let has_tsig =
+        tsig::record_offsets(input).is_none_or(|records| records.iter().any(|r| r.1 == tsig::TSIG));
     if parse_query(input).is_err() || has_tsig || input.len() > 16_000 {
         return feature;
     }
