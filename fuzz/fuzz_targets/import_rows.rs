@@ -4,6 +4,6 @@
 use acme_delegate_fuzz::import::{Source, run};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: Source| {
-    run(&input);
+fuzz_target!(|data: &[u8]| {
+    run(&Source::read(data));
 });

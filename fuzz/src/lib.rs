@@ -1,20 +1,23 @@
-//! What the libFuzzer targets share: the stable fuzzer's targets and checks, compiled from
-//! their own files, and the two targets that start from stored rows.
+//! What the libFuzzer targets share: the stable fuzzer's targets and checks (the row target
+//! `zone_rows` among them), compiled from their own files, and the import target.
 //!
 //! Design note: the stable in-repository fuzzer (tests/integration/fuzz/) stays the gate that
 //! CI runs; this crate runs the same targets under libFuzzer's coverage feedback, so the checks
 //! are not copied but included (`#[path]`), with the two helpers of the test harness they call
 //! (`harness` below). The row targets (`rows`, `import`) drive the library's public API from
-//! what a store may hold to what a secondary receives, and check every message it would get.
+//! what a store may hold to what a secondary receives, and check every message it would get;
+//! `import` needs rusqlite for its source file, so it lives here only.
 
 #[path = "../../tests/integration/fuzz/check.rs"]
 pub mod check;
+#[path = "../../tests/integration/fuzz/rows.rs"]
+pub mod rows;
 #[path = "../../tests/integration/fuzz/targets.rs"]
 pub mod targets;
+#[path = "../../tests/integration/fuzz/xfr.rs"]
+pub mod xfr;
 
 pub mod import;
-pub mod rows;
-pub mod xfr;
 
 use std::sync::OnceLock;
 

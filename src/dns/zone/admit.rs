@@ -16,8 +16,10 @@
 //!   delegation, …). Underscore labels (`_acme-challenge`) and `*` fail the character rule.
 //! - A dns-01 value is what the API accepts: 43 characters of base64url (a SHA-256 digest).
 //! - A persist value is an RFC 8659 issue-value no longer than [`MAX_PERSIST_VALUE`].
-//! - A name serves each value once (at its newest place) and at most [`MAX_VALUES`] values (the most `[dns] txt_values` allows); the
-//!   newest are kept. Together the bounds keep every RRset far below one DNS message.
+//! - A name serves each value once (at its newest place) and at most [`MAX_VALUES`] values
+//!   (the most `[dns] txt_values` allows); the newest are kept. Together the bounds keep every
+//!   RRset far below one DNS message. The own challenge (`_acme-challenge`) serves each of its
+//!   dns-01 values once too.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -137,6 +139,17 @@ pub(super) fn reserved_labels<'a>(apex: &[u8], owners: impl Iterator<Item = &'a 
         .collect()
 }
 
+/// `values` with each value once, at its newest (last) place. As the store keeps values when
+/// one is sent again: two identical records are one record to DNS (RFC 2181 section 5), and an
+/// IXFR could not carry the second.
+fn served_once<T: AsRef<str>>(values: Vec<T>) -> Vec<T> {
+    let mut seen = HashSet::with_capacity(values.len());
+    let mut newest_first: Vec<T> =
+        values.into_iter().rev().filter(|v| seen.insert(v.as_ref().to_owned())).collect();
+    newest_first.reverse();
+    newest_first
+}
+
 impl Zone {
     /// Checks a subdomain label as [`check_subdomain`] does, and that the configuration serves
     /// no name at or below it.
@@ -172,14 +185,7 @@ impl Zone {
                 Err(refusal) => self.refuse(label, &refusal, 1),
             }
         }
-        // A value given twice is served once, at its newest place (as the store keeps values
-        // when one is sent again): two identical records are one record to DNS, and an IXFR
-        // could not carry the second.
-        let mut seen = HashSet::with_capacity(kept.len());
-        let mut newest_first: Vec<T> =
-            kept.into_iter().rev().filter(|v| seen.insert(v.as_ref().to_owned())).collect();
-        newest_first.reverse();
-        let mut kept = newest_first;
+        let mut kept = served_once(kept);
         if kept.len() > MAX_VALUES {
             self.refuse(label, &Refusal::TooManyValues(kept.len()), kept.len() - MAX_VALUES);
             kept.drain(..kept.len() - MAX_VALUES);
@@ -187,7 +193,8 @@ impl Zone {
         Some(kept)
     }
 
-    /// The values of the API's own challenge that the zone can serve (dns-01 values).
+    /// The values of the API's own challenge that the zone can serve (dns-01 values, each
+    /// once).
     pub(super) fn admit_own_challenge(&self, values: &[String]) -> Vec<String> {
         let mut kept = Vec::with_capacity(values.len());
         for value in values {
@@ -196,7 +203,7 @@ impl Zone {
                 Err(refusal) => self.refuse("_acme-challenge", &refusal, 1),
             }
         }
-        kept
+        served_once(kept)
     }
 
     /// Logs and counts `rows` stored rows left out of the zone at `label`.
@@ -320,6 +327,20 @@ mod tests {
         assert_eq!(records.len(), MAX_VALUES);
         assert_eq!(records.rdatas().next().map(|r| &r[1..]), Some(val("v5").as_bytes()));
         drop(state);
+    }
+
+    #[test]
+    fn an_own_challenge_value_given_twice_is_served_once() {
+        use super::super::Edit;
+        use super::super::tests::{ask_with, settings, val};
+        let zone = Zone::new(&settings(), None).unwrap();
+        let name = "_acme-challenge.auth.example.org";
+        let answers = |reply: &[u8]| u16::from_be_bytes([reply[6], reply[7]]);
+        zone.set_own_challenge(&[val("a").into(), val("b").into(), val("a").into()]);
+        assert_eq!(zone.read().own_challenge, [val("b"), val("a")], "once, at its newest place");
+        assert_eq!(answers(&ask_with(&zone, name, 16, false)), 2);
+        zone.apply_version(9, 1, &[Edit::OwnChallenge(vec![val("c").into(), val("c").into()])]);
+        assert_eq!(answers(&ask_with(&zone, name, 16, false)), 1);
     }
 
     #[test]

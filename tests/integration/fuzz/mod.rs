@@ -5,7 +5,8 @@
 //! fuzzer in the integration test binary: no coverage instrumentation, a seeded random
 //! generator (`mutate.rs`), seeds from `fuzz/corpus/<target>/` plus queries built here, and a
 //! corpus that grows when an input shows a new outcome ("feature", see `targets.rs`). Each
-//! target checks invariants of its outcome (`check.rs` for DNS replies). What it finds is
+//! target checks invariants of its outcome (`check.rs` for DNS replies; `rows.rs` and `xfr.rs`
+//! for `zone_rows`, store rows through the zone to its transfers). What it finds is
 //! written to `target/fuzz-findings/<target>/`; a finding, once fixed, is copied into the
 //! corpus so that `fuzz_corpus_replays_cleanly` keeps it fixed.
 //!
@@ -16,7 +17,9 @@
 
 mod check;
 mod mutate;
+mod rows;
 mod targets;
+mod xfr;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -38,7 +41,7 @@ struct Target {
 }
 
 /// Every target.
-const TARGETS: [Target; 7] = [
+const TARGETS: [Target; 8] = [
     Target { name: "dns_parse", text: false, max_len: 4096, run: targets::dns_parse },
     Target { name: "dns_answer", text: false, max_len: 4096, run: targets::dns_answer },
     Target { name: "dns_answer_signed", text: false, max_len: 4096, run: targets::dns_answer_signed },
@@ -46,6 +49,12 @@ const TARGETS: [Target; 7] = [
     Target { name: "config", text: true, max_len: 16_384, run: targets::config },
     Target { name: "json_body", text: true, max_len: 4096, run: targets::json_body },
     Target { name: "proxy_header", text: true, max_len: 1024, run: targets::proxy_header },
+    Target {
+        name: "zone_rows",
+        text: false,
+        max_len: 4096,
+        run: |_, input| rows::run(&rows::Rows::read(input)),
+    },
 ];
 
 /// The corpus directory of a target.

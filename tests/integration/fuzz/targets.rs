@@ -178,7 +178,12 @@ pub fn dns_transfer(ctx: &Context, input: &[u8]) -> u64 {
     let _ = tsig::verify_request(input, Some(&ctx.key), now);
     let _ = tsig::record_offsets(input);
     let mut feature = answer_on(&ctx.transfer, input);
-    if parse_query(input).is_err() || !matches!(tsig::find(input), Ok(None)) || input.len() > 16_000 {
+    // Only a query without any record of type TSIG can be signed and must then verify: one in
+    // another place than the end (`tsig::find` looks only there) makes the signed query
+    // malformed, rightly (the server answers FORMERR).
+    let has_tsig =
+        tsig::record_offsets(input).is_none_or(|records| records.iter().any(|r| r.1 == tsig::TSIG));
+    if parse_query(input).is_err() || has_tsig || input.len() > 16_000 {
         return feature;
     }
     let mut signed = input.to_vec();
