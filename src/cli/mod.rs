@@ -487,7 +487,9 @@ fn dnssec(config: &Config, action: &DnssecAction) -> Result<(), String> {
                 println!("key tag:   {}", key.key_tag());
                 println!("algorithm: {algorithm} ({})", key.algorithm().name());
                 println!("role:      CSK (flags 257), signs every RRset");
-                println!("created:   {created} (seconds since 1970-01-01 UTC)");
+                let age =
+                    crate::dns::zone::unix_now().saturating_sub(u32::try_from(created).unwrap_or(0)) / 86_400;
+                println!("created:   {} ({age} days ago)", iso_time(created));
                 println!("validity:  {} s, renewed {} s before expiry", settings.validity, settings.refresh);
             }
         }

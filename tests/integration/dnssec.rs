@@ -274,6 +274,12 @@ fn a_changed_algorithm_is_refused_and_the_zone_stays_valid() {
     let anchor = delv_anchor(&dir, &dnskey_line, "anchor");
     let (account, value) = account_with_value(&server, 7);
     let name = account["fulldomain"].as_str().unwrap().to_owned();
+    // `dnssec status` gives the key's age as a date and in days (issue 23: it printed seconds).
+    let status =
+        Command::new(binary()).args(["dnssec", "status", "-c"]).arg(dir.join("config.cfg")).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let created = status.lines().find(|l| l.starts_with("created:")).unwrap_or_default();
+    assert!(created.ends_with("Z (0 days ago)"), "{status}");
     server.signal("TERM");
     server.wait(Duration::from_secs(10)).expect("the server stops");
     let p256 = std::fs::read_to_string(dir.join("config.cfg")).unwrap();
