@@ -3,9 +3,11 @@
 //! Design note: acme-dns keeps accounts in `records` (username, bcrypt hash of the key,
 //! subdomain, allowfrom as a JSON list) and two rows per subdomain in `txt`. The import copies
 //! accounts with their bcrypt hash (which the API verifies once and then replaces with our
-//! SHA-256 hash) and the non-empty TXT values in update order. It is idempotent: an account
-//! already present (same username or subdomain) is skipped, with its values, so running it
-//! again changes nothing. The source is only read.
+//! SHA-256 hash) and the non-empty TXT values in update order, each row checked first
+//! (`import_check`: a row that fails is reported and left out; with `--strict` a first pass
+//! checks them all and nothing is written if one fails). It is idempotent: an account already
+//! present (same username or subdomain) is skipped, with its values, so running it again
+//! changes nothing, and a run that stopped resumes. The source is only read.
 //!
 //! Scale (a million accounts): the source is streamed, never held whole. A reader yields each
 //! account with its values already attached, in batches of [`BATCH`] accounts over a bounded

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::Account;
 use super::import::Source;
 use crate::cidr::Cidr;
-use crate::dns::zone::{Refusal, check_txt_value};
+use crate::dns::zone::{Refusal, check_txt_value, quote_short};
 
 /// The subdomain check of the zone being imported into ([`crate::dns::zone::Zone::check_subdomain`]
 /// knows the names its configuration serves).
@@ -91,13 +91,9 @@ pub struct Checker {
     rejections: Arc<Mutex<Rejections>>,
 }
 
-/// `text` cut to a few characters with anything unprintable escaped, for a message.
+/// A column's text in a report: quoted, escaped, at most 40 characters.
 fn quote(text: &str) -> String {
-    let mut out: String = text.chars().take(40).flat_map(char::escape_default).collect();
-    if text.chars().nth(40).is_some() {
-        out.push('…');
-    }
-    format!("\"{out}\"")
+    quote_short(text, 40)
 }
 
 /// Whether `text` is a UUID in canonical lower-case form (what the API looks accounts up by).

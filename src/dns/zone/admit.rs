@@ -74,13 +74,19 @@ pub enum Refusal {
     TooManyValues(usize),
 }
 
-/// `text` cut to a few characters with anything unprintable escaped, for a message.
-fn quote(text: &str) -> String {
-    let mut out: String = text.chars().take(24).flat_map(char::escape_default).collect();
-    if text.chars().nth(24).is_some() {
+/// `text` in quotes, cut to `chars` characters, with anything unprintable escaped: stored data
+/// named in a message (the import names rows the same way).
+pub fn quote_short(text: &str, chars: usize) -> String {
+    let mut out: String = text.chars().take(chars).flat_map(char::escape_default).collect();
+    if text.chars().nth(chars).is_some() {
         out.push('…');
     }
     format!("\"{out}\"")
+}
+
+/// A name in a refusal: short, since it may be anything a row held.
+fn quote(text: &str) -> String {
+    quote_short(text, 24)
 }
 
 /// Checks a subdomain label against the rule of this module, apart from the names the zone's

@@ -44,6 +44,7 @@ mod version;
 
 pub use admit::{
     MAX_SUBDOMAIN, MAX_VALUES, Refusal, TXT_LEN, check_persist_value, check_subdomain, check_txt_value,
+    quote_short,
 };
 pub use memo::NewSignature;
 pub use persist::persist_label;
