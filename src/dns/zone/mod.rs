@@ -18,8 +18,9 @@
 //! Behaviour that differs from acme-dns on purpose (DESIGN.md section 3): exact names only,
 //! names outside the zone are REFUSED, a registered name with no value answers NODATA with the
 //! SOA (never NXDOMAIN), static data keeps its case, and the SOA serial moves with the zone.
-//! This module knows nothing of the store or the API: whoever owns the data calls
-//! [`Zone::set_txt`] and friends.
+//! This module knows nothing of the store or the API: the owner of the data (`sync`) calls
+//! [`Zone::apply_version`], [`Zone::load_version`] and [`Zone::resign`], and every stored row
+//! passes the rule of `admit` on its way in.
 //!
 //! Files, by job: this one holds the data types and the small public queries; `admit` is the
 //! one rule for what a registered name and its values may be (bad stored rows are left out,
