@@ -35,4 +35,5 @@ mod sync;
 mod tls;
 mod version;
 mod xfr;
+mod xfr_burst;
 mod xfr_limits;

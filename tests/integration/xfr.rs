@@ -33,7 +33,7 @@ pub(crate) fn transfer_section(allow: &str, notify: &[u16]) -> String {
 }
 
 /// A primary with transfers on (and DNSSEC when `signed`).
-fn primary(dir: &TempDir, allow: &str, notify: &[u16], signed: bool) -> TestServer {
+pub(crate) fn primary(dir: &TempDir, allow: &str, notify: &[u16], signed: bool) -> TestServer {
     let mut config = with_keys(&base_config(&dir.0), "transfer", &transfer_section(allow, notify));
     // Tests register dozens of accounts from one address.
     config = with_keys(&config, "api", "register_rate_limit = 0");
@@ -111,12 +111,17 @@ impl Drop for Secondary {
 }
 
 /// NSD as a TSIG-keyed secondary of `primary` on `port` (configuration from PEERS.md).
-fn nsd(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
+pub(crate) fn nsd(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
+    nsd_with(dir, port, primary, "")
+}
+
+/// [`nsd`] with more `server:` lines (each ending in a newline).
+pub(crate) fn nsd_with(dir: &Path, port: u16, primary: SocketAddr, server_lines: &str) -> Secondary {
     let d = dir.display();
     let config = format!(
         "server:\n  ip-address: 127.0.0.1@{port}\n  server-count: 1\n  username: \"\"\n  zonesdir: \"{d}\"\n  \
          database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  \
-         logfile: \"{d}/nsd.log\"\n  verbosity: 2\nremote-control:\n  control-enable: no\n\
+         logfile: \"{d}/nsd.log\"\n  verbosity: 2\n{server_lines}remote-control:\n  control-enable: no\n\
          key:\n  name: \"transfer-key\"\n  algorithm: hmac-sha256\n  secret: \"{SECRET}\"\n\
          zone:\n  name: \"{DOMAIN}\"\n  zonefile: \"{d}/{DOMAIN}.zone\"\n  \
          request-xfr: {} transfer-key\n  allow-notify: 127.0.0.1 transfer-key\n",
@@ -129,7 +134,7 @@ fn nsd(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
 }
 
 /// Knot as a TSIG-keyed secondary of `primary` on `port` (configuration from PEERS.md).
-fn knot(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
+pub(crate) fn knot(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
     let d = dir.display();
     let config = format!(
         "server:\n    listen: 127.0.0.1@{port}\n    rundir: \"{d}\"\nlog:\n  - target: \"{d}/knot.log\"\n    any: info\n\
