@@ -17,6 +17,7 @@ pub mod client;
 mod generate;
 mod health;
 mod logging;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 
@@ -107,6 +108,12 @@ enum Command {
         #[command(subcommand)]
         action: DnssecAction,
     },
+    /// Zone transfers: where each secondary in `[transfer] notify` stands.
+    Transfer {
+        /// What to show.
+        #[command(subcommand)]
+        action: TransferAction,
+    },
     /// Exit 0 when the server of this configuration answers: the zone's SOA over DNS and
     /// `GET /health` on the API (the container image's HEALTHCHECK).
     #[command(hide = true)]
@@ -152,6 +159,15 @@ enum AccountAction {
         /// Username (X-Api-User).
         username: String,
     },
+}
+
+/// `transfer` subcommands.
+#[derive(Debug, Subcommand)]
+enum TransferAction {
+    /// Ask every secondary in `[transfer] notify` for its SOA serial now, and print the zone's
+    /// serial and, for each secondary, whether it is up to date or how many changes it lacks and
+    /// for how long. Exits 1 when any secondary is behind or does not answer.
+    Status,
 }
 
 /// `privacy` subcommands.
@@ -574,6 +590,7 @@ pub fn run() -> ExitCode {
             account(&config, &action)
         }
         Some(Command::Privacy { action }) => privacy(&config, &action),
+        Some(Command::Transfer { action: TransferAction::Status }) => transfer::status(&config),
         Some(Command::Healthcheck) => health::run(&config).map(|summary| println!("{summary}")),
         Some(Command::Client { .. } | Command::Generate { .. }) => Ok(()),
     });

@@ -368,6 +368,11 @@ impl Store {
         read!(self, c => version::log_since(c, after))
     }
 
+    /// When the first change after version `after` was made, if the log still holds one.
+    pub async fn first_change_after(&self, after: u64) -> Result<Option<i64>, StoreError> {
+        read!(self, c => version::first_change_after(c, after))
+    }
+
     /// The version and everything DNS serves, read in one consistent snapshot (a resync).
     pub async fn zone_snapshot(&self, keep: usize) -> Result<ZoneSnapshot, StoreError> {
         atomic!(self, c => version::snapshot(c, keep))

@@ -316,6 +316,16 @@ pub async fn log_since(c: &impl Conn, after: u64) -> Result<Vec<LogEntry>, Store
         .collect()
 }
 
+/// When the first change after version `after` was made (seconds since the epoch), if the
+/// log still holds one: how long a server at `after` has been missing a change.
+pub async fn first_change_after(c: &impl Conn, after: u64) -> Result<Option<i64>, StoreError> {
+    let rows = c.query("SELECT MIN(at) FROM zone_log WHERE version > $1", &[version_value(after)]).await?;
+    Ok(match rows.first().and_then(|r| r.0.first()) {
+        Some(Value::Int(at)) => Some(*at),
+        _ => None,
+    })
+}
+
 /// Records the signing epoch `epoch` as a new version, unless the store's epoch is no longer
 /// `seen` (another instance did it first: the conditional update finds no row once that
 /// instance committed, as the row lock makes this one wait for it). Returns the new version.

@@ -129,3 +129,73 @@ fn xfr_nsd_by_default_fails_updates_in_a_burst_from_bind_too() {
     eprintln!("NSD after {UPDATES} updates from BIND: {failed} \"update failed\" lines, {whole} AXFRs");
     assert!(failed > 0 && whole > 1, "NSD logged no failed update with BIND as the primary:\n{log}\n{named}");
 }
+
+/// A UDP responder on loopback that answers every SOA query for `DOMAIN` with `serial`, as a
+/// secondary stuck at that serial would; stops after `bound`.
+fn stuck_secondary(serial: u32, bound: Duration) -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 512];
+        while started.elapsed() < bound {
+            let Ok((len, from)) = socket.recv_from(&mut buf) else { continue };
+            let Some(question_end) = buf[12..len].iter().position(|&b| b == 0).map(|p| 12 + p + 5) else {
+                continue;
+            };
+            let mut answer = buf[..question_end].to_vec();
+            answer[2] = 0x84; // QR, AA
+            answer[3] = 0;
+            answer[7] = 1; // one answer
+            answer.extend_from_slice(&[0xC0, 12, 0, 6, 0, 1, 0, 0, 0, 60, 0, 24]);
+            answer.extend_from_slice(&[0xC0, 12, 0xC0, 12]);
+            answer.extend_from_slice(&serial.to_be_bytes());
+            answer.extend_from_slice(&[0; 16]);
+            let _ = socket.send_to(&answer, from);
+        }
+    });
+    addr
+}
+
+#[test]
+fn transfer_status_names_the_secondary_behind_and_the_silent_one() {
+    let dir = TempDir::new();
+    let nsd_port = free_port(&["127.0.0.1"]);
+    let dead = free_port(&["127.0.0.1"]);
+    // One secondary stuck at the serial before the changes below, one that serves them (NSD),
+    // one that never answers.
+    let server = primary(&dir, "\"127.0.0.1/32\"", &[nsd_port], false);
+    let start = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+    let stuck = stuck_secondary(start, Duration::from_secs(60));
+    let nsd = nsd(&dir.join("nsd"), nsd_port, server.tcp);
+    let account = server.register();
+    assert_eq!(server.update(&account, &txt_value(1)).status, 200);
+    let last = soa_serial(&server.ask(DOMAIN, SOA)).unwrap();
+    assert!(within(Duration::from_secs(10), || nsd.serial() == Some(last)).is_some(), "{}", nsd.log_text());
+    drop(server);
+    // The command reads the store and asks the secondaries; no server needs to run.
+    let config = std::fs::read_to_string(dir.join("config.cfg")).unwrap();
+    let notify = format!("notify = [\"127.0.0.1:{nsd_port}\", \"{stuck}\", \"127.0.0.1:{dead}\"]");
+    let config: String = config
+        .lines()
+        .map(|l| if l.starts_with("notify = ") { notify.clone() } else { l.to_owned() } + "\n")
+        .collect();
+    std::fs::write(dir.join("config.cfg"), config).unwrap();
+    let out = Command::new(binary())
+        .args(["transfer", "status", "-c"])
+        .arg(dir.join("config.cfg"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("zone {DOMAIN}: serial {last}")), "{stdout}");
+    assert!(stdout.contains(&format!("127.0.0.1:{nsd_port}: serial {last}, up to date")), "{stdout}");
+    let behind = last.wrapping_sub(start);
+    assert!(
+        stdout.contains(&format!("{stuck}: serial {start}, {behind} changes behind, missing changes for ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("127.0.0.1:{dead}: no serial")), "{stdout}");
+    assert!(stderr.contains("2 of 3 secondaries behind or not answering"), "{stderr}");
+}
