@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::notify;
-use super::wire::{CLASS_IN, rtype};
+use super::wire::{self, CLASS_IN, rtype};
 
 /// How long one SOA query waits for its answer before it is sent again.
 const ATTEMPT: Duration = Duration::from_millis(500);
@@ -49,40 +49,15 @@ fn soa_query(apex: &[u8], id: u16) -> Vec<u8> {
     msg
 }
 
-/// The end of the (possibly compressed) name starting at `pos`.
-fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(pos)?;
-        match len {
-            0 => return Some(pos + 1),
-            l if l & 0xC0 == 0xC0 => return Some(pos + 2),
-            l => pos += 1 + usize::from(l),
-        }
-    }
-}
-
-/// The serial of the first SOA record in the answer section of `msg`, if any.
+/// The serial of the first SOA record in the answer section of `msg`, if any (the message
+/// must walk cleanly to its end).
 pub fn answer_serial(msg: &[u8]) -> Option<u32> {
-    let count = |at: usize| msg.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    let (questions, answers) = (count(4)?, count(6)?);
-    let mut pos = 12;
-    for _ in 0..questions {
-        pos = skip_name(msg, pos)? + 4;
-    }
-    for _ in 0..answers {
-        pos = skip_name(msg, pos)?;
-        let rr_type = count(pos)?;
-        let rdlength = usize::from(count(pos + 8)?);
-        let rdata = pos + 10;
-        if rr_type == rtype::SOA {
-            // MNAME, RNAME, then the serial.
-            let at = skip_name(msg, skip_name(msg, rdata)?)?;
-            let serial = msg.get(at..at + 4)?;
-            return Some(u32::from_be_bytes([serial[0], serial[1], serial[2], serial[3]]));
-        }
-        pos = rdata + rdlength;
-    }
-    None
+    let [_, answers, ..] = wire::counts(msg).ok()?;
+    let records = wire::records(msg).ok()?;
+    let soa = records.iter().take(usize::from(answers)).find(|r| r.rtype == rtype::SOA)?;
+    // MNAME, RNAME, then the serial.
+    let at = wire::skip_name(msg, wire::skip_name(msg, soa.data.start).ok()?).ok()?;
+    (at + 4 <= soa.data.end).then(|| wire::u32_at(msg, at)).flatten()
 }
 
 /// Asks `target` once for the SOA of `apex` (wire form); waits at most `limit`.

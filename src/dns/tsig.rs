@@ -9,14 +9,16 @@
 //! previous message's MAC and the timers only (section 5.3.1), which [`ResponseSigner`] keeps
 //! track of.
 //!
-//! Messages are read with a small walker of our own: the query parser in [`super::wire`] skips
-//! records without keeping their positions, and a TSIG record must be found (it is the last
-//! record of the message) and cut off before the MAC can be computed. Names inside the TSIG
-//! record are read with bounded pointer following, since a peer may compress them.
+//! Messages are walked with the reader every part of the server shares (`wire::reader`): a
+//! TSIG record must be found (it is the last record of the message) and cut off before the MAC
+//! can be computed. Names inside the TSIG record are read following only backward pointers,
+//! since a peer may compress them.
 //!
 //! The secret never leaves [`TsigKey`]: its `Debug` prints the key's name and algorithm only.
 
 use ring::hmac;
+
+use super::wire;
 
 /// The TSIG record type.
 pub const TSIG: u16 = 250;
@@ -149,76 +151,12 @@ pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Reads a big-endian u16.
-fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(msg.get(pos..pos + 2)?.try_into().ok()?))
-}
-
-/// Skips a possibly compressed name without following pointers; returns the offset after it.
-pub fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(pos)?;
-        match len & 0xC0 {
-            0xC0 => return (pos + 2 <= msg.len()).then_some(pos + 2),
-            0x00 if len == 0 => return Some(pos + 1),
-            0x00 => pos += 1 + usize::from(len),
-            _ => return None,
-        }
-    }
-}
-
-/// Reads a possibly compressed name at `pos` into lower-case uncompressed wire form; returns
-/// it and the offset after it in the message. Pointers are followed at most 64 times and the
-/// name may not exceed 255 bytes, so no input can loop.
-pub fn read_name(msg: &[u8], mut pos: usize) -> Option<(Vec<u8>, usize)> {
-    let mut name = Vec::new();
-    let mut end = None;
-    for _ in 0..64 {
-        loop {
-            let len = *msg.get(pos)?;
-            match len & 0xC0 {
-                0xC0 => {
-                    end.get_or_insert(pos + 2);
-                    pos = usize::from(u16_at(msg, pos)? & 0x3FFF);
-                    break;
-                }
-                0x00 if len == 0 => {
-                    name.push(0);
-                    return Some((name, end.unwrap_or(pos + 1)));
-                }
-                0x00 => {
-                    let label = msg.get(pos..pos + 1 + usize::from(len))?;
-                    name.extend(label.iter().map(u8::to_ascii_lowercase));
-                    if name.len() >= 255 {
-                        return None;
-                    }
-                    pos += label.len();
-                }
-                _ => return None,
-            }
-        }
-    }
-    None
-}
-
-/// Offset and type of each record after the question section, in order; `None` if the
-/// message does not walk cleanly to its end.
-pub fn record_offsets(msg: &[u8]) -> Option<Vec<(usize, u16)>> {
-    let count = |at| u16_at(msg, at).map(usize::from);
-    let (qd, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
-    let mut pos = 12;
-    for _ in 0..qd {
-        pos = skip_name(msg, pos)? + 4;
-    }
-    let mut out = Vec::with_capacity(records);
-    for _ in 0..records {
-        let start = pos;
-        pos = skip_name(msg, pos)?;
-        let rtype = u16_at(msg, pos)?;
-        pos += 10 + usize::from(u16_at(msg, pos + 8)?);
-        out.push((start, rtype));
-    }
-    (pos == msg.len()).then_some(out)
+/// Reads a possibly compressed name at `pos` in lower-case uncompressed wire form (TSIG key and
+/// algorithm names compare without case); returns it and the offset after it.
+fn read_name(msg: &[u8], pos: usize) -> Option<(Vec<u8>, usize)> {
+    let (mut name, end) = wire::read_name(msg, pos).ok()?;
+    name.make_ascii_lowercase();
+    Some((name, end))
 }
 
 /// A TSIG record found at the end of a message.
@@ -252,25 +190,23 @@ pub struct Malformed;
 /// Finds the TSIG record of `msg`: `Ok(None)` when it has none, `Err` when one is present but
 /// not the last record, or does not parse.
 pub fn find(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed> {
-    if u16_at(msg, 10).unwrap_or(0) == 0 {
+    if wire::u16_at(msg, 10).unwrap_or(0) == 0 {
         return Ok(None); // no additional records: the common case costs nothing more
     }
     // One walk without allocating: with transfers on, every EDNS query comes through here.
-    let count = |at| u16_at(msg, at).map(usize::from).ok_or(Malformed);
-    let (questions, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
-    let mut pos = 12;
-    for _ in 0..questions {
-        pos = skip_name(msg, pos).ok_or(Malformed)? + 4;
+    let counts = wire::counts(msg).map_err(|_| Malformed)?;
+    let records = usize::from(counts[1]) + usize::from(counts[2]) + usize::from(counts[3]);
+    let mut pos = wire::HEADER_LEN;
+    for _ in 0..counts[0] {
+        pos = wire::skip_question(msg, pos).map_err(|_| Malformed)?;
     }
     let (mut start, mut rtype) = (pos, 0);
     for index in 0..records {
         if rtype == TSIG && index > 0 {
             return Err(Malformed); // a TSIG record that is not the last
         }
-        start = pos;
-        pos = skip_name(msg, pos).ok_or(Malformed)?;
-        rtype = u16_at(msg, pos).ok_or(Malformed)?;
-        pos += 10 + usize::from(u16_at(msg, pos + 8).ok_or(Malformed)?);
+        let record = wire::record_at(msg, pos).map_err(|_| Malformed)?;
+        (start, rtype, pos) = (record.start, record.rtype, record.data.end);
     }
     if pos != msg.len() {
         return Err(Malformed);
@@ -279,7 +215,7 @@ pub fn find(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed> {
         return Ok(None);
     }
     let (name, pos) = read_name(msg, start).ok_or(Malformed)?;
-    if u16_at(msg, pos + 2) != Some(CLASS_ANY) {
+    if wire::u16_at(msg, pos + 2) != Some(CLASS_ANY) {
         return Err(Malformed);
     }
     let rdata = msg.get(pos + 10..).ok_or(Malformed)?;

@@ -136,17 +136,16 @@ fn question_rcode(zone: &Zone, query: &Query<'_>) -> Rcode {
 
 /// The client's serial from the SOA in the authority section of an IXFR request.
 fn ixfr_serial(msg: &[u8]) -> Option<u32> {
-    let count = |at: usize| usize::from(u16::from_be_bytes([msg[at], msg[at + 1]]));
-    let (answers, authority) = (count(6), count(8));
-    let offsets = tsig::record_offsets(msg)?;
-    let &(start, _) = offsets[answers..answers + authority].iter().find(|(_, t)| *t == rtype::SOA)?;
-    let rdata = tsig::skip_name(msg, start)? + 10;
-    let serial_at = tsig::skip_name(msg, tsig::skip_name(msg, rdata)?)?;
-    let rdlen = usize::from(u16::from_be_bytes(msg.get(rdata - 2..rdata)?.try_into().ok()?));
-    if serial_at + 20 != rdata + rdlen {
+    let [_, answers, authority, _] = wire::counts(msg).ok()?;
+    let records = wire::records(msg).ok()?;
+    let authority = records.get(usize::from(answers)..usize::from(answers) + usize::from(authority))?;
+    let soa = authority.iter().find(|r| r.rtype == rtype::SOA)?;
+    // MNAME and RNAME, then the serial and four more 32-bit fields that end the data.
+    let serial_at = wire::skip_name(msg, wire::skip_name(msg, soa.data.start).ok()?).ok()?;
+    if serial_at + 20 != soa.data.end {
         return None;
     }
-    Some(u32::from_be_bytes(msg.get(serial_at..serial_at + 4)?.try_into().ok()?))
+    wire::u32_at(msg, serial_at)
 }
 
 /// Handles `msg` on a TCP connection from `peer` if it is a transfer request (AXFR or IXFR);
@@ -502,7 +501,8 @@ impl<'q> Writer<'q> {
             self.buf.extend_from_slice(&rdata[..rest]);
             let mut pos = rest;
             for _ in 0..names {
-                let end = name_end(rdata, pos);
+                // Names the zone wrote: uncompressed and well formed.
+                let end = wire::skip_name(rdata, pos).unwrap_or(rdata.len());
                 self.put_name(&rdata[pos..end]);
                 pos = end;
             }
@@ -521,17 +521,6 @@ impl<'q> Writer<'q> {
         self.start();
         msg
     }
-}
-
-/// The end of the uncompressed name starting at `pos` of `data` (names the zone wrote).
-fn name_end(data: &[u8], mut pos: usize) -> usize {
-    while let Some(&len) = data.get(pos) {
-        pos += 1 + usize::from(len);
-        if len == 0 {
-            break;
-        }
-    }
-    pos.min(data.len())
 }
 
 #[cfg(test)]

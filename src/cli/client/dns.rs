@@ -12,6 +12,8 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use crate::dns::wire;
+
 /// Record types used here.
 pub mod rtype {
     /// IPv4 address.
@@ -155,114 +157,54 @@ pub fn build_query(id: u16, name: &str, qtype: u16, recursion: bool) -> Result<V
     Ok(m)
 }
 
-/// A bounds-checked reader over a message.
-struct Reader<'a> {
-    /// The whole message (names point into it).
-    msg: &'a [u8],
-    /// Next byte to read.
-    pos: usize,
-}
-
-impl Reader<'_> {
-    /// `n` bytes, advancing.
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.msg.len()).ok_or("reply cut short")?;
-        let bytes = &self.msg[self.pos..end];
-        self.pos = end;
-        Ok(bytes)
-    }
-
-    /// A big-endian u16.
-    fn u16(&mut self) -> Result<u16, String> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    /// A big-endian u32.
-    fn u32(&mut self) -> Result<u32, String> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// A possibly compressed name, dotted with a final dot.
-    fn name(&mut self) -> Result<String, String> {
-        let (name, next) = read_name(self.msg, self.pos)?;
-        self.pos = next;
-        Ok(name)
-    }
-}
-
-/// Reads a name at `start`; returns it and the offset after it. Pointers must go backwards.
+/// Reads a name at `start` (with the server's reader: pointers must go backwards); returns it
+/// in presentation form, with a final dot, and the offset after it.
 fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), String> {
+    let (name, end) = wire::read_name(msg, start).map_err(|e| format!("bad name in the reply: {e}"))?;
     let mut out = String::new();
-    let mut pos = start;
-    let mut after = None;
-    let mut wire_len = 0usize;
-    loop {
-        let len = *msg.get(pos).ok_or("name runs past the end of the reply")?;
-        match len & 0xC0 {
-            0xC0 => {
-                let low = *msg.get(pos + 1).ok_or("name runs past the end of the reply")?;
-                let target = usize::from(u16::from_be_bytes([len & 0x3F, low]));
-                if target >= pos {
-                    return Err("compression pointer does not point backwards".into());
-                }
-                after.get_or_insert(pos + 2);
-                pos = target;
+    let mut pos = 0;
+    while let Some(&len) = name.get(pos).filter(|&&len| len > 0) {
+        for &b in &name[pos + 1..pos + 1 + usize::from(len)] {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*' {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("\\{b:03}"));
             }
-            0x00 if len == 0 => {
-                if out.is_empty() {
-                    out.push('.');
-                }
-                return Ok((out, after.unwrap_or(pos + 1)));
-            }
-            0x00 => {
-                let label = msg.get(pos + 1..pos + 1 + usize::from(len)).ok_or("label runs past the end")?;
-                wire_len += 1 + label.len();
-                if wire_len > 255 {
-                    return Err("name longer than 255 bytes".into());
-                }
-                for &b in label {
-                    if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*' {
-                        out.push(char::from(b));
-                    } else {
-                        out.push_str(&format!("\\{b:03}"));
-                    }
-                }
-                out.push('.');
-                pos += 1 + label.len();
-            }
-            _ => return Err("unknown label type".into()),
         }
+        out.push('.');
+        pos += 1 + usize::from(len);
     }
+    if out.is_empty() {
+        out.push('.');
+    }
+    Ok((out, end))
 }
 
 /// Decodes a reply; errors name what is wrong.
 pub fn decode(msg: &[u8]) -> Result<Reply, String> {
-    let mut r = Reader { msg, pos: 0 };
-    let id = r.u16()?;
-    let flags = r.u16()?;
+    let cut = || "reply cut short".to_owned();
+    let malformed = |e: wire::ParseError| format!("malformed reply: {e}");
+    let (id, flags) = (wire::u16_at(msg, 0).ok_or_else(cut)?, wire::u16_at(msg, 2).ok_or_else(cut)?);
     if flags & 0x8000 == 0 {
         return Err("not a response (QR clear)".into());
     }
-    let counts = [r.u16()?, r.u16()?, r.u16()?, r.u16()?];
+    let counts = wire::counts(msg).map_err(|_| cut())?;
     let mut question = None;
+    let mut pos = wire::HEADER_LEN;
     for _ in 0..counts[0] {
-        let name = r.name()?;
-        let qtype = r.u16()?;
-        r.u16()?;
+        let (name, end) = read_name(msg, pos)?;
+        let qtype = wire::u16_at(msg, end).ok_or_else(cut)?;
+        pos = wire::skip_question(msg, pos).map_err(malformed)?;
         question = Some((name, qtype));
     }
     let mut sections: [Vec<Record>; 2] = [Vec::new(), Vec::new()];
     for (count, section) in counts[1..3].iter().zip(sections.iter_mut()) {
         for _ in 0..*count {
-            let owner = r.name()?;
-            let rtype = r.u16()?;
-            r.u16()?; // class
-            let ttl = r.u32()?;
-            let len = usize::from(r.u16()?);
-            let start = r.pos;
-            let raw = r.take(len)?;
+            let record = wire::record_at(msg, pos).map_err(malformed)?;
+            let (owner, _) = read_name(msg, record.start)?;
+            let (rtype, ttl, start, len) = (record.rtype, record.ttl, record.data.start, record.data.len());
+            let raw = &msg[record.data.clone()];
+            pos = record.data.end;
             let data = match rtype {
                 rtype::CNAME | rtype::NS => {
                     let (name, end) = read_name(msg, start)?;

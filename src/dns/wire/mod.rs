@@ -16,14 +16,20 @@
 //! question copied byte for byte from the query (so 0x20 case randomisation is echoed exactly),
 //! then records whose owner is usually a compression pointer to that question.
 //!
-//! Files: this one holds the constants and codes both directions share; `read` parses queries,
-//! `write` composes responses. Both are re-exported here, so users name `wire::Query` and
+//! Files: this one holds the constants and codes both directions share; `reader` is the one
+//! reader of names and records in received messages (the query parser, TSIG, transfers, the
+//! secondaries' answers and the client use it), `read` parses queries, `write` composes
+//! responses. All are re-exported here, so users name `wire::Query` and
 //! `wire::Response` whatever file they live in.
 
 mod read;
+mod reader;
 mod write;
 
 pub use self::read::{Edns, ParseError, Query, lowercase_name, parse_query};
+pub use self::reader::{
+    RecordAt, counts, read_name, record_at, records, skip_name, skip_question, u16_at, u32_at,
+};
 pub use self::write::{Flags, Owner, Response, RrSet, Section, error_reply, txt_rdata, txt_rdata_is};
 
 /// EDNS option code of NSID (RFC 5001).

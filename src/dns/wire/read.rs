@@ -4,6 +4,7 @@
 //! input can make this panic; a name in the question may not be compressed, so no pointer loop
 //! can be followed.
 
+use super::reader::{record_at, skip_name, u16_at};
 use super::{HEADER_LEN, MAX_NAME_LEN, OPTION_NSID, Rcode, rtype};
 
 /// Why a received message is not a query we answer normally.
@@ -108,18 +109,6 @@ impl Query<'_> {
     }
 }
 
-/// Reads a big-endian u16 at `pos`, or `None` past the end.
-fn u16_at(buf: &[u8], pos: usize) -> Option<u16> {
-    let b = buf.get(pos..pos + 2)?;
-    Some(u16::from_be_bytes([b[0], b[1]]))
-}
-
-/// Reads a big-endian u32 at `pos`, or `None` past the end.
-fn u32_at(buf: &[u8], pos: usize) -> Option<u32> {
-    let b = buf.get(pos..pos + 4)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
 /// Walks an uncompressed name starting at `pos`; returns the offset just past it.
 fn question_name_end(msg: &[u8], mut pos: usize) -> Result<usize, ParseError> {
     let start = pos;
@@ -139,35 +128,6 @@ fn question_name_end(msg: &[u8], mut pos: usize) -> Result<usize, ParseError> {
         }
         if pos > msg.len() {
             return Err(ParseError::NameTruncated);
-        }
-    }
-}
-
-/// Skips a possibly compressed name at `pos` without following pointers.
-///
-/// A pointer must point strictly before the name it ends, which rules out loops for anyone who
-/// later decompresses the name; we never do.
-fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, ParseError> {
-    let start = pos;
-    loop {
-        let len = *msg.get(pos).ok_or(ParseError::NameTruncated)?;
-        match len & 0xC0 {
-            0xC0 => {
-                let ptr = u16_at(msg, pos).ok_or(ParseError::NameTruncated)? & 0x3FFF;
-                if usize::from(ptr) >= start {
-                    return Err(ParseError::BadPointer);
-                }
-                return Ok(pos + 2);
-            }
-            0x40 | 0x80 => return Err(ParseError::BadLabelType),
-            _ => {}
-        }
-        pos += 1 + usize::from(len);
-        if pos - start > MAX_NAME_LEN {
-            return Err(ParseError::NameTooLong);
-        }
-        if len == 0 {
-            return Ok(pos);
         }
     }
 }
@@ -223,31 +183,21 @@ pub fn parse_query(msg: &[u8]) -> Result<Query<'_>, ParseError> {
     let records = usize::from(counts[1]) + usize::from(counts[2]) + usize::from(counts[3]);
     let first_additional = usize::from(counts[1]) + usize::from(counts[2]);
     for index in 0..records {
-        let name_start = pos;
-        pos = skip_name(msg, pos)?;
-        let rr_type = u16_at(msg, pos).ok_or(ParseError::RecordTruncated)?;
-        let class = u16_at(msg, pos + 2).ok_or(ParseError::RecordTruncated)?;
-        let ttl = u32_at(msg, pos + 4).ok_or(ParseError::RecordTruncated)?;
-        let rdlen = u16_at(msg, pos + 8).ok_or(ParseError::RecordTruncated)?;
-        let data_start = pos + 10;
-        let data_end = data_start + usize::from(rdlen);
-        if data_end > msg.len() {
-            return Err(ParseError::RecordTruncated);
-        }
-        if rr_type == rtype::OPT {
-            let root_owner = pos == name_start + 1 && msg[name_start] == 0;
+        let record = record_at(msg, pos)?;
+        if record.rtype == rtype::OPT {
+            let root_owner = record.fixed == record.start + 1 && msg[record.start] == 0;
             if index < first_additional || edns.is_some() || !root_owner {
                 return Err(ParseError::BadOpt);
             }
-            let nsid = check_options(&msg[data_start..data_end])?;
+            let nsid = check_options(&msg[record.data.clone()])?;
             edns = Some(Edns {
-                udp_size: class.max(512),
-                version: (ttl >> 16) as u8,
-                dnssec_ok: ttl & 0x8000 != 0,
+                udp_size: record.class.max(512),
+                version: (record.ttl >> 16) as u8,
+                dnssec_ok: record.ttl & 0x8000 != 0,
                 nsid,
             });
         }
-        pos = data_end;
+        pos = record.data.end;
     }
     if pos != msg.len() {
         return Err(ParseError::TrailingBytes);
@@ -283,32 +233,21 @@ pub(super) fn scan_leniently(msg: &[u8]) -> (Option<&[u8]>, Option<Edns>) {
     let first_additional = count(1) + count(2);
     let mut edns = None;
     for index in 0..first_additional + count(3) {
-        let name_start = pos;
-        let Ok(name_end) = skip_name(msg, pos) else { return (question, None) };
-        let (Some(rr_type), Some(class), Some(ttl), Some(rdlen)) = (
-            u16_at(msg, name_end),
-            u16_at(msg, name_end + 2),
-            u32_at(msg, name_end + 4),
-            u16_at(msg, name_end + 8),
-        ) else {
-            return (question, None);
-        };
-        let data = name_end + 10..name_end + 10 + usize::from(rdlen);
-        let Some(options) = msg.get(data.clone()) else { return (question, None) };
-        if rr_type == rtype::OPT {
-            let root_owner = name_end == name_start + 1 && msg.get(name_start) == Some(&0);
+        let Ok(record) = record_at(msg, pos) else { return (question, None) };
+        if record.rtype == rtype::OPT {
+            let root_owner = record.fixed == record.start + 1 && msg.get(record.start) == Some(&0);
             if index < first_additional || edns.is_some() || !root_owner {
                 return (question, None);
             }
-            let Ok(nsid) = check_options(options) else { return (question, None) };
+            let Ok(nsid) = check_options(&msg[record.data.clone()]) else { return (question, None) };
             edns = Some(Edns {
-                udp_size: class.max(512),
-                version: (ttl >> 16) as u8,
-                dnssec_ok: ttl & 0x8000 != 0,
+                udp_size: record.class.max(512),
+                version: (record.ttl >> 16) as u8,
+                dnssec_ok: record.ttl & 0x8000 != 0,
                 nsid,
             });
         }
-        pos = data.end;
+        pos = record.data.end;
     }
     (question, edns)
 }

@@ -11,7 +11,7 @@ use acme_delegate::cidr::Cidr;
 use acme_delegate::config::Config;
 use acme_delegate::dns::server::{MaxLen, handle_message};
 use acme_delegate::dns::tsig::{self, TsigAlgorithm, TsigKey};
-use acme_delegate::dns::wire::{error_reply, parse_query};
+use acme_delegate::dns::wire::{self, error_reply, parse_query};
 use acme_delegate::dns::zone::{Signer, Zone};
 
 use super::check;
@@ -176,13 +176,12 @@ pub fn dns_answer_signed(ctx: &Context, input: &[u8]) -> u64 {
 pub fn dns_transfer(ctx: &Context, input: &[u8]) -> u64 {
     let now = tsig::now();
     let _ = tsig::verify_request(input, Some(&ctx.key), now);
-    let _ = tsig::record_offsets(input);
+    let _ = wire::records(input);
     let mut feature = answer_on(&ctx.transfer, input);
     // Only a query without any record of type TSIG can be signed and must then verify: one in
     // another place than the end (`tsig::find` looks only there) makes the signed query
     // malformed, rightly (the server answers FORMERR).
-    let has_tsig =
-        tsig::record_offsets(input).is_none_or(|records| records.iter().any(|r| r.1 == tsig::TSIG));
+    let has_tsig = wire::records(input).map_or(true, |records| records.iter().any(|r| r.rtype == tsig::TSIG));
     if parse_query(input).is_err() || has_tsig || input.len() > 16_000 {
         return feature;
     }
@@ -201,8 +200,9 @@ pub fn dns_transfer(ctx: &Context, input: &[u8]) -> u64 {
         );
     }
     // Every byte the MAC covers, but the ID (the original ID in the TSIG record stands in).
-    let tsig_start = tsig::record_offsets(&signed)
-        .and_then(|records| records.iter().rev().find(|r| r.1 == tsig::TSIG).map(|r| r.0))
+    let tsig_start = wire::records(&signed)
+        .ok()
+        .and_then(|records| records.iter().rev().find(|r| r.rtype == tsig::TSIG).map(|r| r.start))
         .expect("the record we appended is found");
     let at = 2 + (feature as usize % (tsig_start - 2));
     let mut tampered = signed.clone();
