@@ -54,14 +54,16 @@ impl Zone {
         self.commit_changes(state, old);
     }
 
-    /// Renders TXT values (oldest first) into a signed set.
+    /// Renders TXT values (oldest first) into a signed set; with no value, the marker in their
+    /// place (see [`rtype::MARKER`] and the module note of `zone`).
     pub(super) fn render_txt(&self, label: &[u8], values: &[&str]) -> Set {
         let mut records = RrSet::default();
+        let ttl = self.dynamic_ttl(label);
         for value in values.iter().filter(|v| !v.is_empty()) {
-            records.add(rtype::TXT, self.dynamic_ttl(label), &txt_rdata(value.as_bytes()));
+            records.add(rtype::TXT, ttl, &txt_rdata(value.as_bytes()));
         }
         if records.is_empty() {
-            return Set::default();
+            records.add(rtype::MARKER, ttl, &[]);
         }
         self.signed(&self.subdomain_name(label), records)
     }
@@ -258,7 +260,8 @@ impl Zone {
         if rendered.is_empty() && gone.is_empty() {
             return 0; // the zone already holds the snapshot: no new serial, no signature
         }
-        let has_records = |e: &TxtEntry| !e.set.records.is_empty();
+        // A name's NSEC3 bitmap changes when its set changes type (values ↔ the marker).
+        let kind = |e: &TxtEntry| e.set.records.type_and_ttl().map(|(t, _)| t);
         let mut state = self.write();
         state.changes += 1;
         let changes = state.changes;
@@ -293,7 +296,7 @@ impl Zone {
                 Some(held) if held.changed > mark => continue,
                 Some(held) => {
                     count += 1;
-                    let changes = has_records(held) != has_records(&entry);
+                    let changes = kind(held) != kind(&entry);
                     removed.push(std::mem::replace(held, entry));
                     changes
                 }
