@@ -20,9 +20,9 @@
 //! SOA (never NXDOMAIN), static data keeps its case, and the SOA serial moves with the zone.
 //!
 //! A registered name with no value (and a persist name whose records were all deleted) holds
-//! one record of the private-use type [`rtype::MARKER`](super::wire::rtype::MARKER) with empty
-//! data (RFC 3597 allows it for a type the reader does not know), in place of its TXT set, with
-//! the TXT TTL and signed like any set. A name without records cannot be written in a zone file
+//! one record of the private-use type [`rtype::MARKER`](super::wire::rtype::MARKER) with one
+//! octet of data (zero; see `update`), in place of its TXT set, with the TXT TTL and signed
+//! like any set. A name without records cannot be written in a zone file
 //! or carried by a transfer: NSD, Knot and BIND, as secondaries, made it NXDOMAIN or SERVFAIL
 //! where we said NODATA, and with DNSSEC their proofs failed. The marker makes the name data
 //! that every copy of the zone holds: its NSEC3 bitmap is the marker and RRSIG, TXT and A there

@@ -10,6 +10,12 @@ use super::persist::is_persist_label;
 use super::{Set, State, TxtEntry, Zone};
 use crate::dns::wire::{RrSet, rtype, txt_rdata};
 
+/// The data of the marker of a name without values: one octet, zero. RFC 3597 allows none, but
+/// hickory-proto (0.26, a library resolvers and clients are built on) refuses a whole message
+/// with a record of no data outside an UPDATE (where that form means "delete"), so an answer to
+/// ANY, or a transfer, read by it would fail.
+const MARKER_DATA: [u8; 1] = [0];
+
 impl Zone {
     /// Re-renders (and re-signs) the apex SOA with the current serial.
     pub(super) fn render_soa(&self, state: &mut State) {
@@ -63,7 +69,7 @@ impl Zone {
             records.add(rtype::TXT, ttl, &txt_rdata(value.as_bytes()));
         }
         if records.is_empty() {
-            records.add(rtype::MARKER, ttl, &[]);
+            records.add(rtype::MARKER, ttl, &MARKER_DATA);
         }
         self.signed(&self.subdomain_name(label), records)
     }
