@@ -10,6 +10,8 @@
 //! made before the secondaries start (they travel by AXFR), the other half after the
 //! secondaries hold the zone (by IXFR).
 //!
+//! With DNSSEC, BIND's `dnssec-verify` also checks the zone as an AXFR carries it.
+//!
 //! Replies are read by hickory-proto (a dev-dependency) and compared as sets of records in the
 //! canonical form of RFC 4034 section 6.2 (owner lower-cased, names in record data expanded),
 //! so the order of records and name compression do not matter; TTLs are compared as sent
@@ -28,7 +30,7 @@ use hickory_proto::op::Message as Parsed;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::harness::*;
-use crate::xfr::{Secondary, bind, knot, nsd, soa_serial, transfer_section, within};
+use crate::xfr::{SECRET, Secondary, bind, knot, nsd, soa_serial, transfer_section, within};
 
 /// DNSKEY type (not in the harness's list).
 const DNSKEY: u16 = 48;
@@ -186,6 +188,30 @@ fn delv(addr: SocketAddr, anchor: &str, name: &str, qtype: &str) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// BIND's `dnssec-verify` checks the zone as transferred (every set signed, an unbroken NSEC3
+/// chain whose bitmaps match the names' types); `-z`: our one key is a CSK, flagged as a KSK.
+fn zone_verifies(server: &TestServer, dir: &TempDir) {
+    let out = Command::new("dig")
+        .args(["+nocmd", "+nostats", "-y", &format!("hmac-sha256:transfer-key:{SECRET}")])
+        .args(["-p", &server.tcp.port().to_string(), "@127.0.0.1", DOMAIN, "AXFR"])
+        .output()
+        .expect("dig runs (Debian package bind9-dnsutils)");
+    // Without the TSIG records dig prints among the zone's.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let records: Vec<&str> =
+        text.lines().filter(|l| l.split_whitespace().nth(3).is_some_and(|t| t != "TSIG")).collect();
+    assert!(records.len() > 50, "the AXFR: {text}");
+    let zone = dir.join("transferred.zone");
+    std::fs::write(&zone, records.join("\n")).unwrap();
+    let out = Command::new("dnssec-verify")
+        .args(["-z", "-o", DOMAIN])
+        .arg(&zone)
+        .output()
+        .expect("dnssec-verify runs (Debian package bind9)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("Zone fully signed"), "dnssec-verify:\n{text}");
+}
+
 /// The whole check for one kind of signing.
 fn every_server_agrees(signing: Signing) {
     let dir = TempDir::new();
@@ -268,6 +294,7 @@ fn every_server_agrees(signing: Signing) {
     }
 
     let Signing::Signed(_, algorithm) = signing else { return };
+    zone_verifies(&server, &dir);
     let anchor = anchor(&dir, algorithm);
     let type_name = |qtype: u16| match qtype {
         t::TXT => "TXT",
