@@ -6,9 +6,9 @@
 //! The kinds of name: a subdomain with a value, one registered without a value, a persist name,
 //! a persist name whose record was deleted, an erased account's subdomain and persist name, a
 //! name below a registered name (with and without a value), the apex and a name that never
-//! existed, asked for TXT and A (and ANY, and at the apex SOA, NS and DNSKEY). Half of them are
-//! made before the secondaries start (they travel by AXFR), the other half after the
-//! secondaries hold the zone (by IXFR).
+//! existed, asked for TXT and A (and ANY, with DNSSEC RRSIG, and at the apex SOA, NS and
+//! DNSKEY). Half of them are made before the secondaries start (they travel by AXFR), the other
+//! half after the secondaries hold the zone (by IXFR).
 //!
 //! With DNSSEC, BIND's `dnssec-verify` also checks the zone as an AXFR carries it.
 //!
@@ -253,8 +253,12 @@ fn every_server_agrees(signing: Signing) {
     }
     // ANY (answered with one set, RFC 8482): a name without values returns its marker, here and
     // at every secondary. Not at the apex, where BIND sends every set and we one.
+    // RRSIG with DNSSEC: the signatures at the name (the marker's at a name without values).
     for (kind, name) in &names {
         cases.push((kind.clone(), name.clone(), t::ANY));
+        if dnssec {
+            cases.push((kind.clone(), name.clone(), t::RRSIG));
+        }
     }
     cases.push(("nonexistent".into(), format!("nope.{DOMAIN}"), t::TXT));
     cases.push(("apex".into(), DOMAIN.into(), t::SOA));
@@ -287,7 +291,7 @@ fn every_server_agrees(signing: Signing) {
         let nxdomain = kind.contains("erased") || kind.contains("below") || kind == "nonexistent";
         let positive = kind == "apex"
             || ((kind.ends_with(" valued") || kind.ends_with(" persist")) && *qtype == t::TXT)
-            || (!nxdomain && *qtype == t::ANY);
+            || (!nxdomain && (*qtype == t::ANY || *qtype == t::RRSIG));
         assert_eq!(answer.rcode, if nxdomain { 3 } else { 0 }, "{kind} type {qtype}");
         assert_eq!(!answer.negative(), positive, "{kind} type {qtype}: {answer:?}");
         assert!(answer.aa, "{kind} type {qtype}");
@@ -311,8 +315,12 @@ fn every_server_agrees(signing: Signing) {
                 let (cases, answers, anchor) = (&cases, &primary_answers, &anchor);
                 scope.spawn(move || {
                     let mut failures = Vec::new();
-                    // delv is not asked ANY: it validates the sets, which the other cases ask for.
-                    let asked = cases.iter().zip(answers).filter(|((_, _, qtype), _)| *qtype != t::ANY);
+                    // delv is not asked ANY or RRSIG (9.18 hangs on the latter, PEERS.md): it
+                    // validates the sets, which the other cases ask for.
+                    let asked = cases
+                        .iter()
+                        .zip(answers)
+                        .filter(|((_, _, qtype), _)| ![t::ANY, t::RRSIG].contains(qtype));
                     for ((kind, name, qtype), answer) in asked {
                         let out = delv(*addr, anchor, name, type_name(*qtype));
                         let expect = if answer.negative() {
