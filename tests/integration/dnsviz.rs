@@ -2,8 +2,9 @@
 //! makes), the analyser DNS operators use: `dnsviz probe` queries the signed zone, with
 //! Debian's BIND started by its `-N` option to stand in for the parent zone and hold our DS,
 //! and `dnsviz grok` with our DNSKEY as the trust anchor judges every answer. Both algorithms;
-//! the apex, a name with a TXT value, a registered name without one, a missing name and a
-//! name below a registered one, each for the types of [`TYPES`].
+//! the apex, a name with a TXT value, a registered name without one, a persist name whose
+//! record was deleted, a missing name and a name below a registered one, each for the types of
+//! [`TYPES`]; and the same zone at an NSD secondary.
 //!
 //! Every error and warning DNSViz reports fails the test, and so does any status BOGUS,
 //! INVALID or INDETERMINATE, with one exception that is DNSViz's and not ours (see
@@ -102,32 +103,46 @@ struct Probed {
     with_value: String,
     /// The registered name without one.
     without_value: String,
+    /// A persist name whose only record was deleted.
+    emptied: String,
 }
 
-/// Starts a server signing with `algorithm`, registers two names and gives one a value.
-fn start_signed(algorithm: &str) -> Probed {
+/// Starts a server signing with `algorithm` (with `transfer` lines, if any), registers three
+/// names, gives one a value and another a persist record, deleted again.
+fn start_signed(algorithm: &str, transfer: Option<&str>) -> Probed {
     let dir = TempDir::new();
     let records = [
         format!("{DOMAIN}. NS ns1.{DOMAIN}."),
         format!("ns1.{DOMAIN}. A 127.0.0.1"),
         format!("{DOMAIN}. TXT \"static\""),
     ];
-    let config = with_keys(
+    let mut config = with_keys(
         &config_with(&dir.0, "\"127.0.0.1:0\"", &records),
         "dnssec",
         &format!("enabled = true\nalgorithm = \"{algorithm}\""),
     );
+    if let Some(transfer) = transfer {
+        config = with_keys(&config, "transfer", transfer);
+    }
     let server = TestServer::start_with(&dir, &config);
     let account = server.register();
     assert_eq!(server.update(&account, &txt_value(15)).status, 200);
     let with_value = account["fulldomain"].as_str().unwrap().to_owned();
     let without_value = server.register()["fulldomain"].as_str().unwrap().to_owned();
-    Probed { server, dir, with_value, without_value }
+    let persisting = server.register();
+    let body = serde_json::json!({ "issuer": "ca.example", "accounturi": "https://ca.example/acct/1" });
+    let r = server.http("POST", "/persist", &auth(&persisting), body.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let emptied = r.json()["persistdomain"].as_str().unwrap().to_owned();
+    let body = serde_json::json!({ "issuer": "ca.example" }).to_string();
+    assert_eq!(server.http("DELETE", "/persist", &auth(&persisting), body.as_bytes()).status, 200);
+    Probed { server, dir, with_value, without_value, emptied }
 }
 
-/// Probes the zone of `probed` with DNSViz and returns grok's findings (empty: all clean) and
-/// how long probe and grok took.
-fn dnsviz(probed: &Probed) -> (Vec<String>, Duration) {
+/// Probes the zone of `probed` with DNSViz at the server on 127.0.0.1 `port` (ours or a
+/// secondary's) and returns grok's findings (empty: all clean) and how long probe and grok
+/// took.
+fn dnsviz(probed: &Probed, port: u16) -> (Vec<String>, Duration) {
     let dnsviz = python_venv().join("bin/dnsviz");
     let out = Command::new(binary())
         .args(["dnssec", "ds", "-c"])
@@ -140,11 +155,12 @@ fn dnsviz(probed: &Probed) -> (Vec<String>, Duration) {
     let dnskey = text.lines().find(|l| l.contains(" DNSKEY 257 ")).expect("DNSKEY line");
     let anchor = probed.dir.join("anchor.txt");
     std::fs::write(&anchor, format!("{dnskey}\n")).unwrap();
-    let server = format!("{DOMAIN}:ns1.{DOMAIN}=127.0.0.1:{}", probed.server.udp.port());
+    let server = format!("{DOMAIN}:ns1.{DOMAIN}=127.0.0.1:{port}");
     let names = [
         DOMAIN.to_owned(),
         probed.with_value.clone(),
         probed.without_value.clone(),
+        probed.emptied.clone(),
         format!("nope.{DOMAIN}"),
         format!("below.{}", probed.with_value),
     ];
@@ -207,8 +223,8 @@ fn dnsviz_finds_nothing_wrong_with_either_algorithm() {
     let mut report = Vec::new();
     let mut servers = Vec::new();
     for algorithm in ["ecdsap256sha256", "ed25519"] {
-        let probed = start_signed(algorithm);
-        let (found, took) = dnsviz(&probed);
+        let probed = start_signed(algorithm, None);
+        let (found, took) = dnsviz(&probed, probed.server.udp.port());
         eprintln!("DNSViz probe and grok ({algorithm}): {took:?}");
         report.extend(found.into_iter().map(|f| format!("{algorithm}: {f}")));
         servers.push(probed);
@@ -217,4 +233,19 @@ fn dnsviz_finds_nothing_wrong_with_either_algorithm() {
     for probed in &servers {
         rrsig_queries_get_the_signatures(probed);
     }
+}
+
+#[test]
+fn dnsviz_finds_nothing_wrong_at_an_nsd_secondary() {
+    // The zone as NSD holds it after the transfer: names without values included (issue 22).
+    let port = free_port(&["127.0.0.1"]);
+    let transfer = crate::xfr::transfer_section("\"127.0.0.1/32\"", &[port]);
+    let probed = start_signed("ecdsap256sha256", Some(&transfer));
+    let nsd = crate::xfr::nsd(&probed.dir.join("nsd"), port, probed.server.tcp);
+    let serial = crate::xfr::soa_serial(&probed.server.ask(DOMAIN, t::SOA));
+    let current = crate::xfr::within(Duration::from_secs(20), || nsd.serial() == serial);
+    assert!(current.is_some(), "NSD reaches serial {serial:?}:\n{}", nsd.log_text());
+    let (found, took) = dnsviz(&probed, port);
+    eprintln!("DNSViz probe and grok at NSD: {took:?}");
+    assert!(found.is_empty(), "DNSViz findings at NSD:\n{}", found.join("\n"));
 }

@@ -27,6 +27,7 @@ mod privacy;
 mod reload;
 mod rrl;
 mod same_zone;
+mod secondaries_agree;
 mod signatures;
 mod store_failures;
 mod stores;

@@ -90,6 +90,10 @@ pub mod rtype {
     pub const ANY: u16 = 255;
     /// Certification authority authorisation.
     pub const CAA: u16 = 257;
+    /// The first private-use type (RFC 6895 section 3.1), which the zone puts at a registered
+    /// name that has no value, so that the name exists in every copy of the zone (see
+    /// `dns::zone`'s module note).
+    pub const MARKER: u16 = 65280;
 }
 
 /// The Internet class.

@@ -203,7 +203,10 @@ impl Zone {
         {
             if qtype == rtype::RRSIG {
                 self.answer_signatures(state, ctx, response, std::slice::from_ref(&entry.set));
-            } else if (qtype == rtype::TXT || qtype == rtype::ANY) && !entry.set.records.is_empty() {
+            } else if qtype == rtype::ANY || entry.set.records.type_and_ttl().is_some_and(|(t, _)| t == qtype)
+            {
+                // The name's one set: its TXT values, or the marker of a name without any
+                // (what a secondary holding the transferred zone answers too).
                 Self::push_set(response, Section::Answer, here, &entry.set, ctx.dnssec);
             } else {
                 self.push_negative(state, ctx, response, false);

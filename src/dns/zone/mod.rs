@@ -18,6 +18,17 @@
 //! Behaviour that differs from acme-dns on purpose (DESIGN.md section 3): exact names only,
 //! names outside the zone are REFUSED, a registered name with no value answers NODATA with the
 //! SOA (never NXDOMAIN), static data keeps its case, and the SOA serial moves with the zone.
+//!
+//! A registered name with no value (and a persist name whose records were all deleted) holds
+//! one record of the private-use type [`rtype::MARKER`](super::wire::rtype::MARKER) with one
+//! octet of data (zero; see `update`), in place of its TXT set, with the TXT TTL and signed
+//! like any set. A name without records cannot be written in a zone file
+//! or carried by a transfer: NSD, Knot and BIND, as secondaries, made it NXDOMAIN or SERVFAIL
+//! where we said NODATA, and with DNSSEC their proofs failed. The marker makes the name data
+//! that every copy of the zone holds: its NSEC3 bitmap is the marker and RRSIG, TXT and A there
+//! are NODATA everywhere, and a first value changes that name's bitmap, never the chain. The
+//! marker goes when the first value comes (one set per name, nothing more to hold or sign for a
+//! name with values; the price is the marker and its signature in the IXFR of that change).
 //! This module knows nothing of the store or the API: the owner of the data (`sync`) calls
 //! [`Zone::apply_version`], [`Zone::load_version`] and [`Zone::resign`], and every stored row
 //! passes the rule of `admit` on its way in.
@@ -174,8 +185,11 @@ impl TxtEntry {
     }
 
     /// Whether the records served are those of `values`, in order (an empty value is not
-    /// served, as [`Zone::render_txt`] makes them).
+    /// served, and no value is the marker, as [`Zone::render_txt`] makes them).
     fn holds(&self, values: &[impl AsRef<str>]) -> bool {
+        if self.set.records.type_and_ttl().is_some_and(|(t, _)| t == super::wire::rtype::MARKER) {
+            return values.iter().all(|v| v.as_ref().is_empty());
+        }
         let mut rdatas = self.set.records.rdatas();
         values
             .iter()

@@ -76,9 +76,10 @@ pub(super) fn nsec3_key(name: &[u8]) -> Key {
 }
 
 impl Zone {
-    /// The types at a registered subdomain for the NSEC3 bitmap.
+    /// The types at a registered subdomain for the NSEC3 bitmap: its set's (TXT, or the marker
+    /// of a name without values) and RRSIG.
     pub(super) fn subdomain_types(entry: &TxtEntry) -> Vec<u16> {
-        if entry.set.records.is_empty() { Vec::new() } else { vec![rtype::TXT, rtype::RRSIG] }
+        entry.set.records.type_and_ttl().map(|(t, _)| vec![t, rtype::RRSIG]).unwrap_or_default()
     }
 
     /// Renders and signs the NSEC3 record of `hash` from its entry and its successor.
@@ -220,8 +221,51 @@ const REBUILD_SLICE: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {
-    use super::nsec3_key;
-    use crate::dns::dnssec;
+    use super::{bitmap_of, nsec3_key};
+    use crate::dns::dnssec::{self, Algorithm, SigningKey};
+    use crate::dns::wire::rtype;
+    use crate::dns::zone::tests::{ask_with, settings, val};
+    use crate::dns::zone::{Signer, Zone};
+
+    #[test]
+    fn a_name_without_values_holds_the_marker_and_its_link_lists_it() {
+        let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        let key = SigningKey::from_pkcs8(Algorithm::EcdsaP256Sha256, &pkcs8).unwrap();
+        let zone = Zone::new(&settings(), Some(Signer { key, validity: 3600, refresh: 600 })).unwrap();
+        let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
+        let name = format!("{sub}.auth.example.org");
+        let owner = zone.subdomain_name(sub.as_bytes());
+        let link = |zone: &Zone| bitmap_of(&zone.read().nsec3[&nsec3_key(&owner)].set).to_vec();
+        // (rcode, answer count, first answer type)
+        let asked = |qtype: u16| {
+            let r = ask_with(&zone, &name, qtype, true);
+            let qend = 12 + owner.len() + 4;
+            let first = (r[7] > 0).then(|| u16::from_be_bytes([r[qend + 2], r[qend + 3]]));
+            (r[3] & 0x0F, u16::from_be_bytes([r[6], r[7]]), first)
+        };
+        zone.set_txt(sub, 0, &[]);
+        assert_eq!(link(&zone), dnssec::type_bitmap(&[rtype::MARKER, rtype::RRSIG]));
+        // TXT and A: NODATA; the marker itself and ANY: the marker with its signature.
+        assert_eq!(asked(rtype::TXT), (0, 0, None));
+        assert_eq!(asked(rtype::A), (0, 0, None));
+        assert_eq!(asked(rtype::MARKER), (0, 2, Some(rtype::MARKER)));
+        assert_eq!(asked(rtype::ANY), (0, 2, Some(rtype::MARKER)));
+        let chain: Vec<_> = zone.read().nsec3.keys().copied().collect();
+        // The first value replaces the marker: the link's bitmap changes, the chain does not.
+        zone.set_txt(sub, 1, &[val("one")]);
+        assert_eq!(link(&zone), dnssec::type_bitmap(&[rtype::TXT, rtype::RRSIG]));
+        assert_eq!(asked(rtype::MARKER), (0, 0, None));
+        assert_eq!(asked(rtype::TXT), (0, 2, Some(rtype::TXT)));
+        assert_eq!(zone.read().nsec3.keys().copied().collect::<Vec<_>>(), chain);
+        // Cleared, by a resync as by an update: the marker again.
+        zone.replace_all(zone.mark(), [(sub, 2, vec![])]);
+        assert_eq!(link(&zone), dnssec::type_bitmap(&[rtype::MARKER, rtype::RRSIG]));
+        assert_eq!(asked(rtype::MARKER), (0, 2, Some(rtype::MARKER)));
+        // The same empty state again changes nothing (the marker is what "no values" holds).
+        let serial = zone.serial();
+        assert!(!zone.set_txt(sub, 2, &[]));
+        assert_eq!(zone.serial(), serial);
+    }
 
     #[test]
     fn the_label_made_from_the_key_is_the_base32hex_of_the_hash() {

@@ -10,6 +10,12 @@ use super::persist::is_persist_label;
 use super::{Set, State, TxtEntry, Zone};
 use crate::dns::wire::{RrSet, rtype, txt_rdata};
 
+/// The data of the marker of a name without values: one octet, zero. RFC 3597 allows none, but
+/// hickory-proto (0.26, a library resolvers and clients are built on) refuses a whole message
+/// with a record of no data outside an UPDATE (where that form means "delete"), so an answer to
+/// ANY, or a transfer, read by it would fail.
+const MARKER_DATA: [u8; 1] = [0];
+
 impl Zone {
     /// Re-renders (and re-signs) the apex SOA with the current serial.
     pub(super) fn render_soa(&self, state: &mut State) {
@@ -54,14 +60,16 @@ impl Zone {
         self.commit_changes(state, old);
     }
 
-    /// Renders TXT values (oldest first) into a signed set.
+    /// Renders TXT values (oldest first) into a signed set; with no value, the marker in their
+    /// place (see [`rtype::MARKER`] and the module note of `zone`).
     pub(super) fn render_txt(&self, label: &[u8], values: &[&str]) -> Set {
         let mut records = RrSet::default();
+        let ttl = self.dynamic_ttl(label);
         for value in values.iter().filter(|v| !v.is_empty()) {
-            records.add(rtype::TXT, self.dynamic_ttl(label), &txt_rdata(value.as_bytes()));
+            records.add(rtype::TXT, ttl, &txt_rdata(value.as_bytes()));
         }
         if records.is_empty() {
-            return Set::default();
+            records.add(rtype::MARKER, ttl, &MARKER_DATA);
         }
         self.signed(&self.subdomain_name(label), records)
     }
@@ -258,7 +266,8 @@ impl Zone {
         if rendered.is_empty() && gone.is_empty() {
             return 0; // the zone already holds the snapshot: no new serial, no signature
         }
-        let has_records = |e: &TxtEntry| !e.set.records.is_empty();
+        // A name's NSEC3 bitmap changes when its set changes type (values ↔ the marker).
+        let kind = |e: &TxtEntry| e.set.records.type_and_ttl().map(|(t, _)| t);
         let mut state = self.write();
         state.changes += 1;
         let changes = state.changes;
@@ -293,7 +302,7 @@ impl Zone {
                 Some(held) if held.changed > mark => continue,
                 Some(held) => {
                     count += 1;
-                    let changes = has_records(held) != has_records(&entry);
+                    let changes = kind(held) != kind(&entry);
                     removed.push(std::mem::replace(held, entry));
                     changes
                 }
