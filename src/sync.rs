@@ -403,19 +403,27 @@ impl ZoneSync {
                 && self.refuse_future(epoch).await?
             {
                 // Signing on with the epoch held; the serial moves as everywhere.
-                self.zone.apply_version(serial, version, &[]);
+                self.zone.begin().commit(serial);
             } else if let Some(epoch) = epoch {
                 // Every set signed anew: blocking work, off the async workers.
                 let zone = Arc::clone(&self.zone);
-                let signed = tokio::task::spawn_blocking(move || zone.resign(serial, epoch))
-                    .await
-                    .map_err(|e| StoreError::Backend(format!("re-signing failed: {e}")))?;
-                if signed > 0 {
-                    tracing::info!("signatures renewed: {signed} RRsets signed for epoch {epoch}");
+                let commit = tokio::task::spawn_blocking(move || {
+                    let mut write = zone.begin();
+                    write.epoch(epoch);
+                    write.commit(serial)
+                })
+                .await
+                .map_err(|e| StoreError::Backend(format!("re-signing failed: {e}")))?;
+                if commit.resigned > 0 {
+                    tracing::info!("signatures renewed: {} RRsets signed for epoch {epoch}", commit.resigned);
                 }
             } else {
                 let edits: Vec<Edit> = entries.iter().flat_map(|e| edits_of(&self.zone, e)).collect();
-                self.zone.apply_version(serial, version, &edits);
+                let mut write = self.zone.begin();
+                for edit in &edits {
+                    write.edit(edit);
+                }
+                write.commit(serial);
             }
             applied.version = version;
         }
@@ -459,7 +467,6 @@ impl ZoneSync {
     /// Reads a consistent snapshot of the store and makes the zone exactly that, at its
     /// serial; returns how many subdomains there are and how many changed.
     async fn resync(&self, applied: &mut Applied) -> Result<(usize, usize), StoreError> {
-        let mark = self.zone.mark();
         let snapshot = self.store.zone_snapshot(self.keep).await?;
         let count = snapshot.contents.len();
         let mut version = snapshot.version;
@@ -482,12 +489,14 @@ impl ZoneSync {
                 .iter()
                 .map(|t| TxtValues { subdomain: persist_label(&t.subdomain), ..t.clone() })
                 .collect();
-            let entries = snapshot
+            let names = snapshot
                 .contents
                 .iter()
                 .chain(&persist)
-                .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect()));
-            zone.load_version(mark, version.serial(), version.epoch, entries, &snapshot.own_challenge)
+                .map(|t| (t.subdomain.as_str(), t.values.iter().map(String::as_str).collect::<Vec<_>>()));
+            let mut write = zone.begin();
+            write.epoch(version.epoch).load(names).own_challenge(&snapshot.own_challenge);
+            write.commit(version.serial()).changed
         })
         .await
         .map_err(|e| StoreError::Backend(format!("loading the zone failed: {e}")))?;

@@ -83,7 +83,8 @@ pub fn spawn_to(
     shutdown: &watch::Receiver<bool>,
     stats: Option<&DnsStats>,
 ) {
-    let (Some(settings), Some(serials)) = (zone.transfers(), zone.serial_watch()) else { return };
+    let Some(settings) = zone.transfers() else { return };
+    let serials = zone.serial_watch();
     for &target in targets {
         let zone = Arc::clone(zone);
         let key = settings.key.clone();

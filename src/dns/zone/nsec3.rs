@@ -1,7 +1,8 @@
 //! The NSEC3 chain: one link per name of the zone, kept sorted by hash and signed.
 //!
 //! Design note: RFC 9276 parameters (SHA-1, no salt, no extra iterations). The chain is built
-//! once at start (or on the first bulk load) and then changed one link at a time: a name that
+//! once at start (and for a whole-zone load into an empty zone, on the state built aside) and
+//! then changed one link at a time: a name that
 //! comes or goes re-renders its own link and its predecessor's, never the whole chain.
 
 use super::{Set, State, TxtEntry, Zone};
@@ -13,7 +14,7 @@ use crate::dns::wire::{RrSet, rtype};
 /// Only the record and its signature: the owner label comes from the hash (its key in the
 /// chain) and the types are the record's bitmap. At a million names each field left out here
 /// is a hundred megabytes less.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Nsec3Entry {
     /// The NSEC3 record (next hash, type bitmap) with its signature.
     pub(super) set: Set,
@@ -89,7 +90,6 @@ impl Zone {
     /// Renders and signs the NSEC3 record of `hash` with `bitmap` (its present one if none).
     fn render_nsec3_with(&self, state: &mut State, hash: Key, bitmap: Option<&[u8]>) {
         let Some((owner, records)) = self.unsigned_nsec3(state, hash, bitmap) else { return };
-        self.touch_nsec3(state, hash);
         let set = self.signed(&owner, records);
         if let Some(entry) = state.nsec3.get_mut(&hash) {
             entry.set = set;
@@ -153,7 +153,6 @@ impl Zone {
             return;
         }
         let hash = nsec3_key(name);
-        self.touch_nsec3(state, hash);
         if state.nsec3.remove(&hash).is_some()
             && let Some(prev) = Self::predecessor(state, &hash)
         {
@@ -206,7 +205,6 @@ impl Zone {
                 (hash, self.signed(&owner, records))
             });
             for (hash, set) in signed {
-                self.touch_nsec3(state, hash);
                 if let Some(entry) = state.nsec3.get_mut(&hash) {
                     entry.set = set;
                 }

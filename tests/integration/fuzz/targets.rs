@@ -48,13 +48,16 @@ fn zone(extra: &str) -> Zone {
         Signer { key, validity: d.validity, refresh: d.refresh }
     });
     let zone = Zone::new(&config.dns.zone, signer).expect("the fuzz zone builds");
-    zone.set_txt("0b7e3c8a-1f2d-4e5a-9b6c-7d8e9f0a1b2c", 1, &[&crate::harness::txt_value(1)]);
-    zone.set_txt(
-        "1c8f4d9b-2a3e-4f6b-8c7d-8e9f0a1b2c3d",
-        2,
-        &[&crate::harness::txt_value(2), &crate::harness::txt_value(3)],
-    );
-    zone.set_txt("2d9a5eac-3b4f-4a7c-9d8e-9f0a1b2c3d4e", 3, &[]);
+    let mut write = zone.begin();
+    write
+        .txt("0b7e3c8a-1f2d-4e5a-9b6c-7d8e9f0a1b2c", &[crate::harness::txt_value(1)])
+        .txt(
+            "1c8f4d9b-2a3e-4f6b-8c7d-8e9f0a1b2c3d",
+            &[crate::harness::txt_value(2), crate::harness::txt_value(3)],
+        )
+        .txt("2d9a5eac-3b4f-4a7c-9d8e-9f0a1b2c3d4e", &[] as &[&str]);
+    let serial = zone.serial().wrapping_add(1);
+    write.commit(serial);
     if let Some(transfer) = config.transfer {
         zone.enable_transfers(transfer, acme_delegate::dns::journal::Limits::default());
     }
