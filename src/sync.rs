@@ -43,6 +43,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::propagation;
+use crate::dns::transfers::Transfers;
 use crate::dns::zone::persist_label;
 use crate::dns::zone::{Edit, Zone, unix_now};
 use crate::privacy::Secret;
@@ -128,6 +129,8 @@ pub struct ZoneSync {
     reads: Arc<AtomicU64>,
     /// This instance's clock compared with the store's, and the epochs refused.
     clock: Arc<Clock>,
+    /// Zone transfers, when `[transfer]` is on: whom an update waits for.
+    transfers: Option<Arc<Transfers>>,
 }
 
 /// The store version the zone serves.
@@ -199,7 +202,14 @@ impl ZoneSync {
             applied: Arc::new(Mutex::new(Applied::default())),
             reads: Arc::new(AtomicU64::new(0)),
             clock: Arc::new(Clock::new(max_clock_skew)),
+            transfers: None,
         }
+    }
+
+    /// With zone transfers on: an update waits for the secondaries as their settings say.
+    pub fn with_transfers(mut self, transfers: Option<Arc<Transfers>>) -> Self {
+        self.transfers = transfers;
+        self
     }
 
     /// The store's time, compared with this instance's clock: `Some` skew when they differ by
@@ -300,7 +310,7 @@ impl ZoneSync {
     /// ones behind. The update is committed and served here either way: the wait only delays
     /// the answer, so that an ACME client that asks the CA at once does not race the transfer.
     async fn wait_for_secondaries(&self) {
-        let Some(settings) = self.zone.transfers() else { return };
+        let Some(settings) = self.transfers.as_ref().map(|t| t.settings()) else { return };
         let Some(timeout) = settings.wait else { return };
         let serial = self.zone.serial();
         let behind =

@@ -12,6 +12,7 @@ pub mod records;
 pub mod rrl;
 pub mod server;
 pub mod stats;
+pub mod transfers;
 pub mod tsig;
 pub mod wire;
 pub mod xfr;

@@ -56,7 +56,7 @@ pub use admit::{
 };
 pub use memo::NewSignature;
 pub use persist::persist_label;
-pub use transfer::{IxfrPlan, NameList, Stale, WALK_CHUNK, Walk};
+pub use transfer::{NameList, Stale, Steps, WALK_CHUNK, Walk};
 pub use update::{Commit, Write};
 pub use version::Edit;
 

@@ -1,8 +1,8 @@
 //! The zone's side of zone transfers: its history of changes for IXFR, and consistent walks
 //! of it for AXFR.
 //!
-//! Design note: the history is off until [`Zone::keep_journal`] is called (the transfer service
-//! does, when `[transfer]` is configured). Then every commit ([`super::Write::commit`]) pushes
+//! Design note: the history is off until [`Zone::keep_journal`] is called (the transfer
+//! service, `dns::transfers`, does when `[transfer]` is configured). Then every commit ([`super::Write::commit`]) pushes
 //! the difference it made, under the zone's write lock, so the journal always ends at the
 //! serial a reader sees; a commit that is not a difference (a whole-zone load into an empty
 //! zone, new contents at the same serial) clears it, so no secondary is ever sent an
@@ -31,7 +31,6 @@ use tokio::sync::watch;
 use super::{Key, Set, State, Zone};
 use crate::dns::journal::{self, Change, Journal, Limits};
 use crate::dns::wire::rtype;
-use crate::dns::xfr::TransferSettings;
 
 /// The journal and what walks share, present once the zone keeps a journal.
 #[derive(Debug)]
@@ -42,8 +41,6 @@ pub(super) struct History {
     names: Mutex<Weak<NameList>>,
     /// The zone's size in flat records at a serial, computed when a large IXFR asks for it.
     size: Mutex<Option<(u32, usize)>>,
-    /// Who may transfer, with which key, and whom to notify.
-    settings: TransferSettings,
 }
 
 impl History {
@@ -91,25 +88,16 @@ pub struct Walk {
 #[error("the zone changed beyond what the journal holds since the transfer began")]
 pub struct Stale;
 
-/// What an IXFR request gets.
+/// The journal's steps from a serial to the current one, read under one lock.
 #[derive(Debug)]
-pub enum IxfrPlan {
-    /// The client is current (or ahead): the SOA alone.
-    UpToDate {
-        /// The current SOA record.
-        soa: Vec<u8>,
-    },
-    /// The journal reaches back to the client's serial: the differences.
-    Incremental {
-        /// The current SOA record.
-        soa: Vec<u8>,
-        /// The steps from the client's serial to the current one.
-        changes: Vec<Arc<Change>>,
-    },
-    /// The journal does not reach back that far, the difference would be larger than the
-    /// zone, or the client's serial is exactly 2^31 away (RFC 1982 leaves the comparison
-    /// undefined; Knot sends the zone too): the whole zone, by a [`Walk`].
-    Full,
+pub struct Steps {
+    /// The current serial.
+    pub serial: u32,
+    /// The current SOA record (owner and tail).
+    pub soa: Vec<u8>,
+    /// The steps from the serial asked for to `serial`; `None` when the journal does not reach
+    /// back that far (or none is kept).
+    pub changes: Option<Vec<Arc<Change>>>,
 }
 
 /// Appends `set`'s records (and signatures) at `owner` as flat records.
@@ -125,15 +113,14 @@ fn push_set(out: &mut Vec<u8>, owner: &[u8], set: &Set, with_soa: bool) {
 }
 
 impl Zone {
-    /// Turns transfers on: from now on every commit's difference is journaled. Returns `false`
-    /// if they were on already.
-    pub fn enable_transfers(&self, settings: TransferSettings, limits: Limits) -> bool {
+    /// Keeps a journal of every commit's difference, within `limits`, from now on. Returns
+    /// `false` if one was kept already.
+    pub fn keep_journal(&self, limits: Limits) -> bool {
         let _state = self.write();
         let history = History {
             journal: Mutex::new(Journal::new(limits)),
             names: Mutex::new(Weak::new()),
             size: Mutex::new(None),
-            settings,
         };
         self.history.set(history).is_ok()
     }
@@ -158,11 +145,6 @@ impl Zone {
     /// The apex in lower-case wire form.
     pub fn apex_wire(&self) -> &[u8] {
         &self.apex
-    }
-
-    /// The transfer settings, when transfers are on.
-    pub fn transfers(&self) -> Option<&TransferSettings> {
-        self.history.get().map(|t| &t.settings)
     }
 
     /// A receiver that sees every new serial.
@@ -347,7 +329,8 @@ impl Zone {
 
     /// The zone's size in flat records (what an AXFR sends, near enough), computed once per
     /// serial.
-    fn zone_bytes(&self, state: &State) -> usize {
+    pub fn zone_bytes(&self) -> usize {
+        let state = self.read();
         let cache = self.history.get().map(|t| &t.size);
         let known = cache.and_then(|c| *c.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some((serial, size)) = known
@@ -374,29 +357,16 @@ impl Zone {
         size
     }
 
-    /// What to send a client at `client_serial` asking for IXFR, decided under one read lock
-    /// so that the journal agrees with the serial.
-    pub fn ixfr_plan(&self, client_serial: u32) -> IxfrPlan {
+    /// The journal's steps from `serial` to the current serial, with the current serial and
+    /// SOA, under one read lock so that they agree.
+    pub fn steps_since(&self, serial: u32) -> Steps {
         let state = self.read();
-        // Serial arithmetic (RFC 1982): equal or newer means nothing to send; exactly 2^31
-        // apart is undefined, and only the whole zone brings such a client back.
-        let distance = state.serial.wrapping_sub(client_serial);
-        if distance == 0 || (distance as i32) < 0 && distance != 1 << 31 {
-            return IxfrPlan::UpToDate { soa: self.current_soa(&state) };
-        }
-        let changes = self.history.get().and_then(|t| t.journal().since(client_serial));
-        match changes {
-            Some(changes) if changes.last().is_some_and(|c| c.to == state.serial) => {
-                // Larger than the zone (and than one message): the zone is the cheaper answer,
-                // as BIND's max-ixfr-ratio decides.
-                let bytes: usize = changes.iter().map(|c| c.size()).sum();
-                if bytes > crate::dns::xfr::MESSAGE_LIMIT && bytes > self.zone_bytes(&state) {
-                    return IxfrPlan::Full;
-                }
-                IxfrPlan::Incremental { soa: self.current_soa(&state), changes }
-            }
-            _ => IxfrPlan::Full,
-        }
+        let changes = self
+            .history
+            .get()
+            .and_then(|t| t.journal().since(serial))
+            .filter(|steps| steps.last().is_some_and(|c| c.to == state.serial));
+        Steps { serial: state.serial, soa: self.current_soa(&state), changes }
     }
 }
 
@@ -407,7 +377,7 @@ mod tests {
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::zone::{Signer, ZoneSettings};
 
-    fn zone(signed: bool, refresh_everything: bool) -> Zone {
+    fn zone(signed: bool, refresh_everything: bool) -> Arc<Zone> {
         // The shared test settings without the static TXT record.
         let settings = ZoneSettings {
             records: vec![
@@ -424,20 +394,12 @@ mod tests {
             // With refresh beyond validity, every signature is always due.
             Signer { key, validity: 3600, refresh: if refresh_everything { 7200 } else { 600 } }
         });
-        Zone::new(&settings, signer).unwrap()
+        Arc::new(Zone::new(&settings, signer).unwrap())
     }
 
+    /// Keeps the zone's journal within `limits`.
     fn enable(zone: &Zone, limits: Limits) {
-        let settings = TransferSettings {
-            allow: Default::default(),
-            notify: vec![],
-            key: None,
-            client_ip: Default::default(),
-            wait: None,
-            limits: crate::dns::xfr_gate::TransferLimits { total: 16, per_network: 4 },
-            gate: Default::default(),
-        };
-        assert!(zone.enable_transfers(settings, limits));
+        assert!(zone.keep_journal(limits));
     }
 
     /// The whole zone by a walk, without changes in between: (serial, SOA, records).
@@ -508,22 +470,20 @@ mod tests {
                 );
             }
             let after = snapshot(&zone);
-            let IxfrPlan::Incremental { soa, changes } = zone.ixfr_plan(before.0) else {
-                panic!("the journal reaches back to the snapshot")
-            };
-            assert_eq!(soa, after.1);
+            let steps = zone.steps_since(before.0);
+            let changes = steps.changes.expect("the journal reaches back to the snapshot");
+            assert_eq!((steps.serial, &steps.soa), (after.0, &after.1));
             let (mut replayed, replayed_soa) = replay(split(&before.2), before.1.clone(), &changes);
             let mut expected = split(&after.2);
             replayed.sort();
             expected.sort();
             assert_eq!(replayed_soa, after.1);
             assert!(replayed == expected, "signed: {signed}");
-            assert!(matches!(zone.ixfr_plan(after.0), IxfrPlan::UpToDate { .. }));
         }
     }
 
     #[test]
-    fn an_older_serial_than_the_journal_gets_the_whole_zone() {
+    fn the_journal_keeps_its_newest_steps_and_starts_again_after_a_step_that_is_no_difference() {
         let zone = zone(true, false);
         enable(&zone, Limits { entries: 2, bytes: 1 << 20 });
         let first = zone.serial();
@@ -532,7 +492,7 @@ mod tests {
                 w.txt("one", &[val(&format!("v{i}"))]);
             });
         }
-        assert!(matches!(zone.ixfr_plan(first), IxfrPlan::Full));
+        assert!(zone.steps_since(first).changes.is_none(), "dropped from the journal");
         assert_eq!(zone.journal_size().0, 2);
         // A load into an empty zone is built aside, no difference: the journal starts again.
         step(&zone, |w| {
@@ -542,7 +502,7 @@ mod tests {
         step(&zone, |w| {
             w.load([(val("x"), vec![val("y")])]);
         });
-        assert!(matches!(zone.ixfr_plan(serial), IxfrPlan::Full));
+        assert!(zone.steps_since(serial).changes.is_none());
         assert_eq!(zone.journal_size().0, 0);
         // New contents at the same serial: no difference either.
         step(&zone, |w| {
@@ -675,30 +635,6 @@ mod tests {
         assert!(zone.walk_next(&mut walk, &mut chunk).is_ok(), "one step back is in the journal");
         set(&zone, "name1", &[val("b")]);
         assert_eq!(zone.walk_next(&mut walk, &mut chunk), Err(Stale));
-    }
-
-    #[test]
-    fn a_serial_half_the_space_away_or_a_larger_difference_gets_the_zone() {
-        let zone = zone(true, false);
-        load(&zone, &names(400));
-        enable(&zone, Limits::default());
-        let serial = zone.serial();
-        assert!(matches!(zone.ixfr_plan(serial.wrapping_add(1 << 31)), IxfrPlan::Full));
-        assert!(matches!(zone.ixfr_plan(serial.wrapping_add(1)), IxfrPlan::UpToDate { .. }));
-        assert!(matches!(zone.ixfr_plan(serial.wrapping_add((1 << 31) + 1)), IxfrPlan::Full));
-        // A new signing epoch replaces every signature: the difference outweighs the zone.
-        set(&zone, "name1", &[val("small")]);
-        assert!(matches!(zone.ixfr_plan(serial), IxfrPlan::Incremental { .. }));
-        let before = zone.serial();
-        let epoch = zone.epoch() + 3600;
-        assert!(
-            step(&zone, |w| {
-                w.epoch(epoch);
-            })
-            .resigned
-                > 0
-        );
-        assert!(matches!(zone.ixfr_plan(before), IxfrPlan::Full));
     }
 
     #[test]
