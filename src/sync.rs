@@ -1,8 +1,9 @@
 //! Zone sync: the one owner of "commit to the store, then apply to the in-memory zone".
 //!
 //! Design note: the store is the durable truth and the zone is what DNS serves; every change
-//! to what is served goes through [`ZoneSync`], and nothing else calls the zone's mutating
-//! methods. That gives these guarantees, written once instead of at every caller:
+//! to what is served goes through [`ZoneSync`], and nothing else writes to the zone (its one
+//! write transaction, `Zone::begin`, one write per store version). That gives these guarantees,
+//! written once instead of at every caller:
 //!
 //! - **A committed write reaches the zone even if its requester is gone.** Each write runs as
 //!   its own task; the caller awaits its outcome, but dropping the caller (an HTTP client that

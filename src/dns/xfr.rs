@@ -296,11 +296,7 @@ async fn send_zone<S: AsyncWrite + Unpin>(
         // The first walk at a serial lists its names: milliseconds for a large zone.
         tokio::task::spawn_blocking(move || zone.walk()).await
     };
-    let mut walk = match started {
-        Ok(Ok(walk)) => walk,
-        Ok(Err(stale)) => return (Outcome::Close, Err(stale)),
-        Err(_) => return (Outcome::Close, Err(super::zone::Stale)),
-    };
+    let Ok(mut walk) = started else { return (Outcome::Close, Err(super::zone::Stale)) };
     let head = std::mem::take(&mut walk.head);
     for piece in [&walk.soa, &head] {
         if sender.put(piece).await == Outcome::Close {

@@ -7,7 +7,7 @@
 //! serial a reader sees; a commit that is not a difference (a whole-zone load into an empty
 //! zone, new contents at the same serial) clears it, so no secondary is ever sent an
 //! incomplete one. Nothing here decides who may transfer or whether an IXFR is worth sending:
-//! that policy belongs to the transfer service (`dns::xfr`), which reads the zone.
+//! that policy belongs to the transfer service (`dns::transfers`), which reads the zone.
 //!
 //! An AXFR never copies the zone. It is a [`Walk`]: at its start, under the read lock, it takes
 //! the serial, the SOA, the few static names' records and a [`NameList`] of the registered names
@@ -227,7 +227,7 @@ impl Zone {
     /// Starts an AXFR of the zone as it is now. Takes the read lock for a copy of the static
     /// names and, unless a walk at this serial runs, of the name list (milliseconds at 100,000
     /// names: call it off the async threads).
-    pub fn walk(&self) -> Result<Walk, Stale> {
+    pub fn walk(&self) -> Walk {
         let state = self.read();
         let names = self.name_list(&state);
         let mut head = Vec::new();
@@ -240,14 +240,7 @@ impl Zone {
                 }
             }
         }
-        Ok(Walk {
-            serial: state.serial,
-            soa: self.current_soa(&state),
-            head,
-            names,
-            label_at: 0,
-            nsec3_at: 0,
-        })
+        Walk { serial: state.serial, soa: self.current_soa(&state), head, names, label_at: 0, nsec3_at: 0 }
     }
 
     /// Replaces `out` with the records of the walk's next [`WALK_CHUNK`] names as they were at
@@ -404,7 +397,7 @@ mod tests {
 
     /// The whole zone by a walk, without changes in between: (serial, SOA, records).
     fn snapshot(zone: &Zone) -> (u32, Vec<u8>, Vec<u8>) {
-        let mut walk = zone.walk().unwrap();
+        let mut walk = zone.walk();
         let (mut records, mut chunk) = (std::mem::take(&mut walk.head), Vec::new());
         while zone.walk_next(&mut walk, &mut chunk).unwrap() {
             records.extend_from_slice(&chunk);
@@ -579,7 +572,7 @@ mod tests {
             load(&zone, &names(3 * WALK_CHUNK as u32));
             enable(&zone, Limits::default());
             let (serial, soa, records) = snapshot(&zone);
-            let mut walk = zone.walk().unwrap();
+            let mut walk = zone.walk();
             let mut sent = std::mem::take(&mut walk.head);
             let mut chunk = Vec::new();
             assert!(zone.walk_next(&mut walk, &mut chunk).unwrap());
@@ -617,10 +610,10 @@ mod tests {
         let zone = zone(true, false);
         load(&zone, &names(10));
         enable(&zone, Limits::default());
-        let (a, b) = (zone.walk().unwrap(), zone.walk().unwrap());
+        let (a, b) = (zone.walk(), zone.walk());
         assert!(Arc::ptr_eq(&a.names, &b.names));
         set(&zone, "name1", &[val("x")]);
-        let c = zone.walk().unwrap();
+        let c = zone.walk();
         assert!(!Arc::ptr_eq(&a.names, &c.names), "a new serial, a new list");
     }
 
@@ -629,7 +622,7 @@ mod tests {
         let zone = zone(false, false);
         load(&zone, &names(2 * WALK_CHUNK as u32));
         enable(&zone, Limits { entries: 1, bytes: 1 << 20 });
-        let mut walk = zone.walk().unwrap();
+        let mut walk = zone.walk();
         let mut chunk = Vec::new();
         set(&zone, "name1", &[val("a")]);
         assert!(zone.walk_next(&mut walk, &mut chunk).is_ok(), "one step back is in the journal");
@@ -652,7 +645,7 @@ mod tests {
         let mut seq = 10;
         for round in 0..6 {
             let (serial, _, records) = snapshot(&zone);
-            let mut walk = zone.walk().unwrap();
+            let mut walk = zone.walk();
             let mut sent = std::mem::take(&mut walk.head);
             let mut chunk = Vec::new();
             loop {
