@@ -1,8 +1,9 @@
 //! Zone sync: the one owner of "commit to the store, then apply to the in-memory zone".
 //!
 //! Design note: the store is the durable truth and the zone is what DNS serves; every change
-//! to what is served goes through [`ZoneSync`], and nothing else calls the zone's mutating
-//! methods. That gives these guarantees, written once instead of at every caller:
+//! to what is served goes through [`ZoneSync`], and nothing else writes to the zone (its one
+//! write transaction, `Zone::begin`, one write per store version). That gives these guarantees,
+//! written once instead of at every caller:
 //!
 //! - **A committed write reaches the zone even if its requester is gone.** Each write runs as
 //!   its own task; the caller awaits its outcome, but dropping the caller (an HTTP client that
@@ -43,6 +44,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::dns::dnssec::{Algorithm, SigningKey};
 use crate::dns::propagation;
+use crate::dns::transfers::Transfers;
 use crate::dns::zone::persist_label;
 use crate::dns::zone::{Edit, Zone, unix_now};
 use crate::privacy::Secret;
@@ -128,6 +130,8 @@ pub struct ZoneSync {
     reads: Arc<AtomicU64>,
     /// This instance's clock compared with the store's, and the epochs refused.
     clock: Arc<Clock>,
+    /// Zone transfers, when `[transfer]` is on: whom an update waits for.
+    transfers: Option<Arc<Transfers>>,
 }
 
 /// The store version the zone serves.
@@ -199,7 +203,14 @@ impl ZoneSync {
             applied: Arc::new(Mutex::new(Applied::default())),
             reads: Arc::new(AtomicU64::new(0)),
             clock: Arc::new(Clock::new(max_clock_skew)),
+            transfers: None,
         }
+    }
+
+    /// With zone transfers on: an update waits for the secondaries as their settings say.
+    pub fn with_transfers(mut self, transfers: Option<Arc<Transfers>>) -> Self {
+        self.transfers = transfers;
+        self
     }
 
     /// The store's time, compared with this instance's clock: `Some` skew when they differ by
@@ -300,7 +311,7 @@ impl ZoneSync {
     /// ones behind. The update is committed and served here either way: the wait only delays
     /// the answer, so that an ACME client that asks the CA at once does not race the transfer.
     async fn wait_for_secondaries(&self) {
-        let Some(settings) = self.zone.transfers() else { return };
+        let Some(settings) = self.transfers.as_ref().map(|t| t.settings()) else { return };
         let Some(timeout) = settings.wait else { return };
         let serial = self.zone.serial();
         let behind =
@@ -403,19 +414,27 @@ impl ZoneSync {
                 && self.refuse_future(epoch).await?
             {
                 // Signing on with the epoch held; the serial moves as everywhere.
-                self.zone.apply_version(serial, version, &[]);
+                self.zone.begin().commit(serial);
             } else if let Some(epoch) = epoch {
                 // Every set signed anew: blocking work, off the async workers.
                 let zone = Arc::clone(&self.zone);
-                let signed = tokio::task::spawn_blocking(move || zone.resign(serial, epoch))
-                    .await
-                    .map_err(|e| StoreError::Backend(format!("re-signing failed: {e}")))?;
-                if signed > 0 {
-                    tracing::info!("signatures renewed: {signed} RRsets signed for epoch {epoch}");
+                let commit = tokio::task::spawn_blocking(move || {
+                    let mut write = zone.begin();
+                    write.epoch(epoch);
+                    write.commit(serial)
+                })
+                .await
+                .map_err(|e| StoreError::Backend(format!("re-signing failed: {e}")))?;
+                if commit.resigned > 0 {
+                    tracing::info!("signatures renewed: {} RRsets signed for epoch {epoch}", commit.resigned);
                 }
             } else {
                 let edits: Vec<Edit> = entries.iter().flat_map(|e| edits_of(&self.zone, e)).collect();
-                self.zone.apply_version(serial, version, &edits);
+                let mut write = self.zone.begin();
+                for edit in &edits {
+                    write.edit(edit);
+                }
+                write.commit(serial);
             }
             applied.version = version;
         }
@@ -459,7 +478,6 @@ impl ZoneSync {
     /// Reads a consistent snapshot of the store and makes the zone exactly that, at its
     /// serial; returns how many subdomains there are and how many changed.
     async fn resync(&self, applied: &mut Applied) -> Result<(usize, usize), StoreError> {
-        let mark = self.zone.mark();
         let snapshot = self.store.zone_snapshot(self.keep).await?;
         let count = snapshot.contents.len();
         let mut version = snapshot.version;
@@ -482,12 +500,14 @@ impl ZoneSync {
                 .iter()
                 .map(|t| TxtValues { subdomain: persist_label(&t.subdomain), ..t.clone() })
                 .collect();
-            let entries = snapshot
+            let names = snapshot
                 .contents
                 .iter()
                 .chain(&persist)
-                .map(|t| (t.subdomain.as_str(), t.seq, t.values.iter().map(String::as_str).collect()));
-            zone.load_version(mark, version.serial(), version.epoch, entries, &snapshot.own_challenge)
+                .map(|t| (t.subdomain.as_str(), t.values.iter().map(String::as_str).collect::<Vec<_>>()));
+            let mut write = zone.begin();
+            write.epoch(version.epoch).load(names).own_challenge(&snapshot.own_challenge);
+            write.commit(version.serial()).changed
         })
         .await
         .map_err(|e| StoreError::Backend(format!("loading the zone failed: {e}")))?;

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::config::{Config, Tls};
 use crate::dns::server::{self, BindError};
+use crate::dns::transfers::Transfers;
 use crate::dns::zone::{Signer, Zone, ZoneError};
 use crate::privacy::Privacy;
 use crate::privacy::pseudonym::{KeyFileError, SubdomainLog};
@@ -230,7 +231,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     };
     let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
-    let sync = ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values, config.max_clock_skew);
+    // Zone transfers: the zone journals its steps from here on (the load below is not one).
+    let transfers = config.transfer.clone().map(|settings| {
+        Arc::new(Transfers::new(Arc::clone(&zone), settings, crate::dns::journal::Limits::default()))
+    });
+    let sync = ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values, config.max_clock_skew)
+        .with_transfers(transfers.clone());
     sync.load().await?;
     // The rows read for the load are freed; give them back rather than keep them resident.
     crate::sys::release_free_memory();
@@ -243,28 +249,35 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     for listener in &bound.tcp {
         tracing::info!("listening for DNS over TCP on {}", listener.local_addr()?);
     }
-    let udp_threads = server::spawn_udp(bound.udp, &zone, config.dns.server, &stop, dns_stats.as_deref())?;
+    let udp_threads = server::spawn_udp(
+        bound.udp,
+        &zone,
+        transfers.as_ref(),
+        config.dns.server,
+        &stop,
+        dns_stats.as_deref(),
+    )?;
     let mut tasks = tokio::task::JoinSet::new();
     // The NOTIFY tasks stop on this (at shutdown, or when a reload replaces the targets).
     let (mut notify_stop, notify_rx) = watch::channel(false);
-    if let Some(transfer) = config.transfer.clone() {
-        // Zone transfers: journal changes from here on, and tell the secondaries of each one.
+    if let Some(transfers) = &transfers {
+        // Tell the secondaries of each change.
+        let transfer = transfers.settings();
         let (networks, secondaries) = (transfer.allow.len(), transfer.notify.len());
         let key =
             transfer.key.as_ref().map_or("no TSIG key".to_owned(), |k| format!("TSIG key {}", k.name()));
-        zone.enable_transfers(transfer, crate::dns::journal::Limits::default());
-        crate::dns::notify::spawn(&zone, &mut tasks, &notify_rx, dns_stats.as_deref());
+        crate::dns::notify::spawn(transfers, &mut tasks, &notify_rx, dns_stats.as_deref());
         tracing::info!(
             "zone transfers on: {networks} networks allowed, {secondaries} secondaries notified, {key}"
         );
     }
     for listener in bound.tcp {
-        let zone = Arc::clone(&zone);
+        let (zone, transfers) = (Arc::clone(&zone), transfers.clone());
         let shutdown = shutdown_rx.clone();
         let options = config.dns.server;
         let stats = dns_stats.as_ref().map(|s| s.tcp());
         tasks.spawn(async move {
-            if let Err(error) = server::serve_tcp(listener, zone, options, shutdown, stats).await {
+            if let Err(error) = server::serve_tcp(listener, zone, transfers, options, shutdown, stats).await {
                 tracing::error!("DNS over TCP stopped: {error}");
             }
         });
@@ -337,7 +350,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tracing::info!("API listening on {scheme}://{api_addr}");
     if let (Some(listener), Some(dns)) = (metrics_listener, dns_stats.clone()) {
         let addr = listener.local_addr()?;
-        let sources = crate::metrics::Sources { dns, zone: Arc::clone(&zone), key_created };
+        let sources = crate::metrics::Sources {
+            dns,
+            zone: Arc::clone(&zone),
+            transfers: transfers.clone(),
+            key_created,
+        };
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let router = crate::metrics::router(sources);
         tasks.spawn(api::serve(listener, router, None, config.api.header_timeout, shutdown_rx.clone()));
@@ -364,11 +382,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         match signals.wait().await {
             Wanted::Stop(name) => break name,
             Wanted::Reload => {
-                if let Some(targets) = reloader.reload() {
+                if let (Some(targets), Some(transfers)) = (reloader.reload(), &transfers) {
                     let _ = notify_stop.send(true);
                     let (stop, stop_rx) = watch::channel(false);
                     notify_stop = stop;
-                    crate::dns::notify::spawn_to(&zone, &targets, &mut tasks, &stop_rx, dns_stats.as_deref());
+                    crate::dns::notify::spawn_to(
+                        transfers,
+                        &targets,
+                        &mut tasks,
+                        &stop_rx,
+                        dns_stats.as_deref(),
+                    );
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! sees either the old settings or the new ones, never a mix), the certificate behind the TLS
 //! acceptor (a resolver read at each handshake), the log level (a reloadable filter) and the
 //! privacy settings of the retention purge (a watch channel), the networks allowed to transfer
-//! and the client address policy of transfer logs (both shared with the zone) and the NOTIFY
+//! and the client address policy of transfer logs (both shared with the transfer service) and the NOTIFY
 //! targets (the daemon replaces their tasks). Everything else (listen addresses, database,
 //! zone, DNSSEC, the TSIG key, log destination) is compared with what runs, by value (the
 //! config types compare; the TSIG key by name, algorithm and secret), and each difference is
@@ -170,7 +170,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
     );
     let (o, n) = (&old.privacy, &new.privacy);
     // `client_ip` is applied everywhere it is used: the API, the purge and, when transfers are
-    // on, their log lines (`transfer.client_ip`, a copy shared with the zone and set in place).
+    // on, their log lines (`transfer.client_ip`, a copy shared with the transfer service and set in place).
     check(
         (o.client_ip, o.audit_retention, o.txt_retention, o.account_expiry, o.purge_interval)
             != (n.client_ip, n.audit_retention, n.txt_retention, n.account_expiry, n.purge_interval),
@@ -203,7 +203,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
             } = n;
             check(o.allow != n.allow, "transfer.allow_transfer", true);
             check(o.notify != n.notify, "transfer.notify", true);
-            // Compared by name, algorithm and secret. The key is held by the zone and by every
+            // Compared by name, algorithm and secret. The key is held by the transfer service and every
             // NOTIFY task, and a transfer in progress signs with it to the end: a restart
             // changes it for all of them at once.
             check(o.key != n.key, "transfer.tsig_name/tsig_algorithm/tsig_secret", false);
@@ -237,7 +237,7 @@ fn merge(old: &Config, new: &Config) -> Config {
     (p.client_ip, p.audit_retention, p.txt_retention) = (n.client_ip, n.audit_retention, n.txt_retention);
     (p.account_expiry, p.purge_interval) = (n.account_expiry, n.purge_interval);
     if let (Some(t), Some(n)) = (&mut running.transfer, &new.transfer) {
-        // The allow list is shared with the zone: `Reloader::reload` changes it in place.
+        // The allow list is shared with the transfer service: `Reloader::reload` changes it in place.
         t.notify = n.notify.clone();
     }
     running

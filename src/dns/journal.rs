@@ -72,12 +72,13 @@ impl Journal {
 
     /// Appends a change, dropping the oldest entries beyond the limits. A change that does not
     /// continue the last one (the zone was rebuilt in between) starts the journal afresh.
-    pub fn push(&mut self, change: Change) {
+    pub fn push(&mut self, change: impl Into<Arc<Change>>) {
+        let change = change.into();
         if self.entries.back().is_some_and(|last| last.to != change.from) {
             self.clear();
         }
         self.bytes += change.size();
-        self.entries.push_back(Arc::new(change));
+        self.entries.push_back(change);
         while self.entries.len() > self.limits.entries || self.bytes > self.limits.bytes {
             match self.entries.pop_front() {
                 Some(old) => self.bytes -= old.size(),

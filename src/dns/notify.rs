@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use super::journal;
 use super::stats::{DnsStats, NotifyOutcome, Secondary};
+use super::transfers::Transfers;
 use super::tsig::{self, TsigKey};
 use super::zone::Zone;
 
@@ -64,29 +65,27 @@ impl NotifyError {
 /// Starts one NOTIFY task per configured secondary; they end when `shutdown` changes. With
 /// `stats`, each task records what its secondary acknowledged there.
 pub fn spawn(
-    zone: &Arc<Zone>,
+    transfers: &Transfers,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
     stats: Option<&DnsStats>,
 ) {
-    if let Some(settings) = zone.transfers() {
-        spawn_to(zone, &settings.notify, tasks, shutdown, stats);
-    }
+    spawn_to(transfers, &transfers.settings().notify, tasks, shutdown, stats);
 }
 
 /// Starts one NOTIFY task for each of `targets` (the daemon's reload starts a new set when
 /// `transfer.notify` changes, after ending the old one through its `shutdown`).
 pub fn spawn_to(
-    zone: &Arc<Zone>,
+    transfers: &Transfers,
     targets: &[SocketAddr],
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
     stats: Option<&DnsStats>,
 ) {
-    let (Some(settings), Some(serials)) = (zone.transfers(), zone.serial_watch()) else { return };
+    let serials = transfers.zone().serial_watch();
     for &target in targets {
-        let zone = Arc::clone(zone);
-        let key = settings.key.clone();
+        let zone = Arc::clone(transfers.zone());
+        let key = transfers.settings().key.clone();
         let serials = serials.clone();
         let shutdown = shutdown.clone();
         let secondary = stats.map(|s| s.secondary(target, u64::from(super::zone::unix_now())));

@@ -36,6 +36,7 @@ use tokio::sync::{Notify, watch};
 
 use super::rrl::{Network, RateLimiter, Verdict};
 use super::stats::{Counters, DnsStats};
+use super::transfers::Transfers;
 use super::wire::{error_reply, parse_query};
 use super::zone::Zone;
 use crate::sys::{UdpBatch, omit_path_mtu};
@@ -175,7 +176,14 @@ pub enum MaxLen {
 /// Answers one message into `out`; leaves `out` empty when the message deserves silence.
 /// `udp` is the size limit for UDP; TCP (`None`) has none but the 64 KB of its framing.
 /// Returns the question's type when the message parsed (for the counters).
-pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Vec<u8>) -> Option<u16> {
+/// With `transfers` (when `[transfer]` is on), signed requests and IXFR over UDP are theirs.
+pub fn handle_message(
+    zone: &Zone,
+    transfers: Option<&Transfers>,
+    msg: &[u8],
+    udp: Option<MaxLen>,
+    out: &mut Vec<u8>,
+) -> Option<u16> {
     match parse_query(msg) {
         Ok(query) => {
             let limit = match udp {
@@ -184,8 +192,8 @@ pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Ve
                 None => usize::from(u16::MAX),
             };
             // Transfers on: signed requests and IXFR over UDP need more than the zone's answer.
-            if let Some(settings) = zone.transfers()
-                && super::xfr::answer(zone, settings, &query, limit, out)
+            if let Some(transfers) = transfers
+                && super::xfr::answer(transfers, &query, limit, out)
             {
                 return Some(query.qtype);
             }
@@ -207,6 +215,7 @@ pub fn handle_message(zone: &Zone, msg: &[u8], udp: Option<MaxLen>, out: &mut Ve
 fn udp_worker(
     socket: UdpSocket,
     zone: Arc<Zone>,
+    transfers: Option<Arc<Transfers>>,
     limiter: Option<Arc<RateLimiter>>,
     stop: Arc<AtomicBool>,
     stats: Option<Arc<Counters>>,
@@ -243,13 +252,14 @@ fn udp_worker(
             let verdict = verdicts.get(i).copied().unwrap_or(Verdict::Answer);
             match (batch.datagram(i), verdict) {
                 (Some(msg), Verdict::Answer) => {
-                    let qtype = handle_message(&zone, msg, Some(MaxLen::Udp), &mut out);
+                    let qtype = handle_message(&zone, transfers.as_deref(), msg, Some(MaxLen::Udp), &mut out);
                     if let Some(stats) = &stats {
                         stats.answered(qtype, &out, false);
                     }
                 }
                 (Some(msg), Verdict::Truncate) => {
-                    let qtype = handle_message(&zone, msg, Some(MaxLen::Empty), &mut out);
+                    let qtype =
+                        handle_message(&zone, transfers.as_deref(), msg, Some(MaxLen::Empty), &mut out);
                     if let Some(stats) = &stats {
                         stats.answered(qtype, &out, true);
                     }
@@ -279,6 +289,7 @@ fn udp_worker(
 pub fn spawn_udp(
     sockets: Vec<UdpSocket>,
     zone: &Arc<Zone>,
+    transfers: Option<&Arc<Transfers>>,
     options: ServerOptions,
     stop: &Arc<AtomicBool>,
     stats: Option<&DnsStats>,
@@ -291,12 +302,13 @@ pub fn spawn_udp(
         for index in 0..options.udp_workers.max(1) {
             let socket = socket.try_clone()?;
             let zone = Arc::clone(zone);
+            let transfers = transfers.cloned();
             let limiter = limiter.clone();
             let stop = Arc::clone(stop);
             let counters = stats.map(DnsStats::udp_worker);
             let handle = std::thread::Builder::new()
                 .name(format!("dns-udp-{index}"))
-                .spawn(move || udp_worker(socket, zone, limiter, stop, counters))?;
+                .spawn(move || udp_worker(socket, zone, transfers, limiter, stop, counters))?;
             handles.push(handle);
         }
     }
@@ -435,6 +447,7 @@ impl Drop for Slot {
 async fn tcp_connection(
     mut stream: tokio::net::TcpStream,
     zone: Arc<Zone>,
+    transfers: Option<Arc<Transfers>>,
     options: ServerOptions,
     slot: Slot,
     mut shutdown: watch::Receiver<bool>,
@@ -462,10 +475,8 @@ async fn tcp_connection(
         // Busy from here until the answer is written: a full listener never closes it.
         slot.set_busy(true);
         // Transfers on: AXFR and IXFR are streamed, inside this connection's slot.
-        if let (Some(settings), Some(peer)) = (zone.transfers(), peer) {
-            match super::xfr::serve_tcp(&zone, settings, &msg, peer, &mut stream, options.tcp_idle_timeout)
-                .await
-            {
+        if let (Some(transfers), Some(peer)) = (&transfers, peer) {
+            match super::xfr::serve_tcp(transfers, &msg, peer, &mut stream, options.tcp_idle_timeout).await {
                 super::xfr::Outcome::Sent => {
                     slot.set_busy(false);
                     continue;
@@ -474,7 +485,7 @@ async fn tcp_connection(
                 super::xfr::Outcome::NotMine => {}
             }
         }
-        let qtype = handle_message(&zone, &msg, None, &mut out);
+        let qtype = handle_message(&zone, transfers.as_deref(), &msg, None, &mut out);
         if let Some(stats) = &stats {
             stats.answered(qtype, &out, false);
         }
@@ -492,17 +503,19 @@ async fn tcp_connection(
     }
 }
 
-/// Accepts TCP connections on `listener` until shutdown; counts into `stats` when given.
+/// Accepts TCP connections on `listener` until shutdown; counts into `stats` when given. With
+/// `transfers`, AXFR and IXFR are served on the connections.
 pub async fn serve_tcp(
     listener: TcpListener,
     zone: Arc<Zone>,
+    transfers: Option<Arc<Transfers>>,
     options: ServerOptions,
     mut shutdown: watch::Receiver<bool>,
     stats: Option<Arc<Counters>>,
 ) -> io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let slots = Arc::new(TcpSlots::new(options.tcp_max_connections, options.tcp_max_connections_per_network));
-    if let Some(gate) = zone.transfers().map(|t| Arc::clone(&t.gate)) {
+    if let Some(gate) = transfers.as_ref().map(|t| Arc::clone(&t.settings().gate)) {
         // Refused transfers are summed per network: write the summaries of ended windows even
         // when no further refusal comes to do it.
         let mut shutdown = shutdown.clone();
@@ -531,9 +544,9 @@ pub async fn serve_tcp(
         };
         // No slot (every connection that could make room is answering): close at once.
         let Some(slot) = slots.admit(Network::of(peer.ip())) else { continue };
-        let zone = Arc::clone(&zone);
+        let (zone, transfers) = (Arc::clone(&zone), transfers.clone());
         let shutdown = shutdown.clone();
-        tokio::spawn(tcp_connection(stream, zone, options, slot, shutdown, stats.clone()));
+        tokio::spawn(tcp_connection(stream, zone, transfers, options, slot, shutdown, stats.clone()));
     }
 }
 

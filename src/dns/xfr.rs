@@ -14,14 +14,16 @@
 //! An accepted AXFR never copies the zone: it walks it ([`Zone::walk`]), a chunk of names at a
 //! time under the read lock, and every AXFR at one serial shares the list of names to walk. So
 //! a transfer holds a chunk and one message at a time, and thirty of them cost thirty messages,
-//! not thirty zones. An IXFR takes its journal entries (shared) in one short read lock
-//! ([`Zone::ixfr_plan`]). Messages are at most [`MESSAGE_LIMIT`] bytes with name compression,
+//! not thirty zones. An IXFR takes its journal entries (shared) in one short read lock, and
+//! the transfer service decides whether they or the whole zone are sent
+//! ([`Transfers::ixfr_plan`]). Messages are at most [`MESSAGE_LIMIT`] bytes with name compression,
 //! each signed when the request was, and each must be taken by the client within the TCP idle
 //! timeout, or the transfer ends and frees its place: a stalled secondary holds it no longer
 //! than an idle connection. The writing awaits the socket, so a slow secondary never costs a
 //! thread, and UDP queries are not affected at all.
 //!
-//! Without `[transfer]` none of this runs: the zone answers AXFR and IXFR with REFUSED.
+//! Without `[transfer]` there is no [`Transfers`] and none of this runs: the zone answers AXFR
+//! and IXFR with REFUSED.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,10 +35,11 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::journal;
 use super::rrl::Network;
 use super::stats::TransferOutcome;
+use super::transfers::{IxfrPlan, Transfers};
 use super::tsig::{self, Check, ResponseSigner, TsigKey, Verified};
 use super::wire::{self, CLASS_IN, Query, Rcode, Response, Section, parse_query, rtype};
 pub use super::xfr_settings::{AllowList, LogPolicy, TransferSettings};
-use super::zone::{IxfrPlan, Zone};
+use super::zone::Zone;
 
 /// Largest message of a transfer (before its TSIG record): below the 64 KiB TCP framing limit.
 pub const MESSAGE_LIMIT: usize = 64_000;
@@ -56,13 +59,8 @@ pub enum Outcome {
 /// request with a TSIG record (verified, and its answer signed) and IXFR over UDP (the current
 /// SOA alone, RFC 1995 section 2, so that the client asks again over TCP). Returns `false` for
 /// everything else, which the zone answers as usual.
-pub fn answer(
-    zone: &Zone,
-    settings: &TransferSettings,
-    query: &Query<'_>,
-    limit: usize,
-    out: &mut Vec<u8>,
-) -> bool {
+pub fn answer(transfers: &Transfers, query: &Query<'_>, limit: usize, out: &mut Vec<u8>) -> bool {
+    let (zone, settings) = (transfers.zone(), transfers.settings());
     let is_ixfr = query.qtype == rtype::IXFR;
     if !is_ixfr && query.msg.get(10..12) == Some(&[0, 0]) {
         return false; // no additional records, so no TSIG: the usual case costs one compare
@@ -151,8 +149,7 @@ fn ixfr_serial(msg: &[u8]) -> Option<u32> {
 /// Handles `msg` on a TCP connection from `peer` if it is a transfer request (AXFR or IXFR);
 /// writes the answer to `stream`.
 pub async fn serve_tcp<S: AsyncWrite + Unpin>(
-    zone: &Arc<Zone>,
-    settings: &TransferSettings,
+    transfers: &Arc<Transfers>,
     msg: &[u8],
     peer: SocketAddr,
     stream: &mut S,
@@ -162,6 +159,7 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     if query.qtype != rtype::AXFR && query.qtype != rtype::IXFR {
         return Outcome::NotMine;
     }
+    let (zone, settings) = (transfers.zone(), transfers.settings());
     let axfr = query.qtype == rtype::AXFR;
     let kind = if axfr { "AXFR" } else { "IXFR" };
     let now = tsig::now();
@@ -219,8 +217,8 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     let started = Instant::now();
     let plan = match client_serial {
         Some(serial) => {
-            let zone = Arc::clone(zone);
-            match tokio::task::spawn_blocking(move || zone.ixfr_plan(serial)).await {
+            let transfers = Arc::clone(transfers);
+            match tokio::task::spawn_blocking(move || transfers.ixfr_plan(serial)).await {
                 Ok(plan) => plan,
                 Err(_) => {
                     settings.gate.outcomes.count(axfr, TransferOutcome::CutShort);
@@ -297,11 +295,7 @@ async fn send_zone<S: AsyncWrite + Unpin>(
         // The first walk at a serial lists its names: milliseconds for a large zone.
         tokio::task::spawn_blocking(move || zone.walk()).await
     };
-    let mut walk = match started {
-        Ok(Ok(walk)) => walk,
-        Ok(Err(stale)) => return (Outcome::Close, Err(stale)),
-        Err(_) => return (Outcome::Close, Err(super::zone::Stale)),
-    };
+    let Ok(mut walk) = started else { return (Outcome::Close, Err(super::zone::Stale)) };
     let head = std::mem::take(&mut walk.head);
     for piece in [&walk.soa, &head] {
         if sender.put(piece).await == Outcome::Close {

@@ -1,10 +1,11 @@
 //! The transfer policy: who may transfer the zone (the allow list), with which key, how their
 //! addresses are logged, whom to notify, how many transfers may run at once (`[transfer]`).
 //!
-//! Design note: these are settings the transfer service ([`super::xfr`]) reads when a request
-//! comes, never the query path; the zone holds a copy to hand to it. The allow list and the
-//! log policy are shared behind a lock so that a reload (SIGHUP) changes them in place for
-//! every holder; the rest changes only with a restart.
+//! Design note: these are settings the transfer service ([`super::transfers::Transfers`], used
+//! by [`super::xfr`]) holds and reads when a request comes, never the query path; the zone
+//! knows nothing of them. The allow list and the log policy are shared behind a lock so that a
+//! reload (SIGHUP) changes them in place for every holder; the rest changes only with a
+//! restart.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -15,7 +16,7 @@ use crate::cidr::Cidr;
 use crate::privacy::{ClientIp, IpPolicy};
 
 /// Networks allowed to transfer. Clones share the list, so the daemon's reload (SIGHUP) changes
-/// in place what the zone checks; it is read only when a transfer is requested, never on the
+/// in place what the transfer service checks; it is read only when a transfer is requested, never on the
 /// query path.
 #[derive(Clone, Debug, Default)]
 pub struct AllowList(Arc<RwLock<Vec<Cidr>>>);

@@ -24,6 +24,7 @@ use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts};
 use crate::dns::stats::{
     DnsStats, NOTIFY_OUTCOMES, QTYPE_NAMES, RCODE_NAMES, Snapshot, TRANSFER_KINDS, TRANSFER_OUTCOMES,
 };
+use crate::dns::transfers::Transfers;
 use crate::dns::zone::Zone;
 
 /// What the exporter reads from at scrape time.
@@ -33,6 +34,8 @@ pub struct Sources {
     pub dns: Arc<DnsStats>,
     /// The zone served.
     pub zone: Arc<Zone>,
+    /// Zone transfers, when `[transfer]` is on.
+    pub transfers: Option<Arc<Transfers>>,
     /// When the DNSSEC signing key was made (seconds since the epoch), when signing.
     pub key_created: Option<i64>,
 }
@@ -171,7 +174,7 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
             created as f64,
         ));
     }
-    if let Some(transfers) = zone.transfers() {
+    if let Some(transfers) = sources.transfers.as_ref().map(|t| t.settings()) {
         out.extend(gauge(
             "acme_delegate_transfers_running",
             "Zone transfers (AXFR, IXFR over TCP) being sent now.",

@@ -80,7 +80,7 @@ mod tests {
         dns.udp_worker().answered(Some(16), &[0, 0, 0x84, 3, 0, 0, 0, 0, 0, 0, 0, 0], false);
         counters::api_request("/health", "GET", 200);
         counters::update_served(std::time::Duration::from_millis(3));
-        let text = render(&Sources { dns, zone, key_created: None });
+        let text = render(&Sources { dns, zone, transfers: None, key_created: None });
         for needle in [
             "acme_delegate_dns_answers_total{qtype=\"TXT\",rcode=\"NXDOMAIN\",transport=\"udp\"} 1",
             "acme_delegate_api_requests_total{method=\"GET\",route=\"/health\",status=\"200\"}",

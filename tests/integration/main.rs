@@ -15,6 +15,7 @@ mod fuzz;
 mod hardening;
 mod hardening_store;
 mod harness;
+mod ixfr_diff;
 mod lifecycle;
 mod metrics;
 mod notify;

@@ -1,4 +1,4 @@
-//! What the zone can hold: the one rule for registered names and their values.
+//! What the zone can serve: the one rule for registered names and their values.
 //!
 //! Design note: every instance and every secondary serves what the store holds, so one bad
 //! row reaches every server. The rule is written once, here, and applied twice: where data
@@ -120,7 +120,7 @@ pub fn check_txt_value(value: &str) -> Result<(), Refusal> {
 }
 
 /// Checks a dns-01 persist value (the API makes them from checked fields; this bounds what a
-/// stored row can hold).
+/// stored row can carry).
 pub fn check_persist_value(value: &str) -> Result<(), Refusal> {
     let ok = value.len() <= MAX_PERSIST_VALUE && crate::persist::Parsed::parse(value).is_some();
     if ok { Ok(()) } else { Err(Refusal::PersistValue(value.len())) }
@@ -311,7 +311,11 @@ mod tests {
             txt("SUB", vec![val("x").into()]),
             txt("persist-x", vec![huge]),
         ];
-        zone.apply_version(7, 1, &edits);
+        super::super::tests::at(&zone, 7, |w| {
+            for edit in &edits {
+                w.edit(edit);
+            }
+        });
         assert_eq!(zone.serial(), 7);
         assert_eq!(zone.subdomain_count(), 1, "only the good name is registered");
         // Two values dropped at the good name, each bad name with its values, the persist value.
@@ -319,7 +323,9 @@ mod tests {
         let answer = super::super::tests::ask_with(&zone, &format!("{good}.auth.example.org"), 16, false);
         assert!(answer.windows(43).any(|w| w == val("one").as_bytes()));
         // A value given twice is served once, at its newest place.
-        zone.apply_version(8, 2, &[txt(good, vec![val("a").into(), val("b").into(), val("a").into()])]);
+        super::super::tests::at(&zone, 8, |w| {
+            w.edit(&txt(good, vec![val("a").into(), val("b").into(), val("a").into()]));
+        });
         let state = zone.read();
         let rdatas: Vec<&[u8]> =
             state.dynamic[good.as_bytes()].set.records.rdatas().map(|r| &r[1..]).collect();
@@ -327,7 +333,9 @@ mod tests {
         drop(state);
         // Too many values: the newest are served.
         let many: Vec<String> = (0..MAX_VALUES + 5).map(|i| val(&format!("v{i}")).to_owned()).collect();
-        zone.apply_version(9, 3, &[txt(good, many)]);
+        super::super::tests::at(&zone, 9, |w| {
+            w.edit(&txt(good, many));
+        });
         let state = zone.read();
         let records = &state.dynamic[good.as_bytes()].set.records;
         assert_eq!(records.len(), MAX_VALUES);
@@ -342,10 +350,14 @@ mod tests {
         let zone = Zone::new(&settings(), None).unwrap();
         let name = "_acme-challenge.auth.example.org";
         let answers = |reply: &[u8]| u16::from_be_bytes([reply[6], reply[7]]);
-        zone.set_own_challenge(&[val("a").into(), val("b").into(), val("a").into()]);
+        super::super::tests::step(&zone, |w| {
+            w.own_challenge(&[val("a").into(), val("b").into(), val("a").into()]);
+        });
         assert_eq!(zone.read().own_challenge, [val("b"), val("a")], "once, at its newest place");
         assert_eq!(answers(&ask_with(&zone, name, 16, false)), 2);
-        zone.apply_version(9, 1, &[Edit::OwnChallenge(vec![val("c").into(), val("c").into()])]);
+        super::super::tests::at(&zone, 9, |w| {
+            w.edit(&Edit::OwnChallenge(vec![val("c").into(), val("c").into()]));
+        });
         assert_eq!(answers(&ask_with(&zone, name, 16, false)), 1);
     }
 

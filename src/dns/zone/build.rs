@@ -171,11 +171,11 @@ impl Zone {
                 dynamic: HashMap::new(),
                 persist_names: 0,
                 nsec3: BTreeMap::new(),
-                changes: 0,
                 own_challenge: Vec::new(),
-                hold: false,
             }),
-            transfer: std::sync::OnceLock::new(),
+            turn: std::sync::Mutex::new(()),
+            history: std::sync::OnceLock::new(),
+            serials: tokio::sync::watch::Sender::new(0),
             // On the hour, as the store keeps it; replaced by the store's at load.
             epoch: std::sync::atomic::AtomicU32::new(unix_now() - unix_now() % 3600),
             memo: super::memo::Memo::default(),
@@ -223,6 +223,7 @@ impl Zone {
                 }
                 zone.rebuild_chain(&mut state);
             }
+            zone.serials.send_replace(state.serial);
         }
         Ok(zone)
     }

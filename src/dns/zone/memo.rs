@@ -173,7 +173,7 @@ impl Zone {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{ask_with, settings, val};
+    use super::super::tests::{ask_with, at, settings, step, val};
     use super::super::{Signer, Zone};
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::wire::rtype;
@@ -189,10 +189,13 @@ mod tests {
     /// Loads `NAMES` subdomains, name `changed` with another value, at one serial and epoch.
     fn load(zone: &Zone, changed: Option<usize>) {
         let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
-        let entries = names.iter().enumerate().map(|(i, name)| {
-            (name.as_str(), 1, vec![if Some(i) == changed { val("new") } else { val("old") }])
+        let entries = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.as_str(), vec![if Some(i) == changed { val("new") } else { val("old") }]));
+        at(zone, 4242, |w| {
+            w.epoch(1_800_000_000).load(entries);
         });
-        zone.load_version(zone.mark(), 4242, 1_800_000_000, entries, &[]);
     }
 
     #[test]
@@ -248,8 +251,10 @@ mod tests {
         let later = zone(&pkcs8);
         later.remember_signatures(kept.iter().map(|s| (s.digest, s.signature)));
         let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
-        let entries = names.iter().map(|name| (name.as_str(), 1, vec![val("old")]));
-        later.load_version(later.mark(), 4242, 1_800_003_600, entries, &[]);
+        let entries = names.iter().map(|name| (name.as_str(), vec![val("old")]));
+        at(&later, 4242, |w| {
+            w.epoch(1_800_003_600).load(entries);
+        });
         assert_eq!(later.forget_remembered(), 0);
     }
 
@@ -261,14 +266,20 @@ mod tests {
         load(&zone, None);
         assert!(zone.take_new_signatures().is_empty());
         zone.collect_signatures(true);
-        zone.set_txt("sub0001", 2, &[val("x")]);
+        step(&zone, |w| {
+            w.txt("sub0001", &[val("x")]);
+        });
         let taken = zone.take_new_signatures();
         assert_eq!(taken.len(), 1, "the TXT set; the SOA is not kept");
         zone.requeue_new_signatures(taken.clone());
         assert_eq!(zone.take_new_signatures(), taken);
         // Signed again, the set keeps its slot; another name's set has its own.
-        zone.set_txt("sub0001", 3, &[val("y")]);
-        zone.set_txt("sub0002", 2, &[val("x")]);
+        step(&zone, |w| {
+            w.txt("sub0001", &[val("y")]);
+        });
+        step(&zone, |w| {
+            w.txt("sub0002", &[val("x")]);
+        });
         let again = zone.take_new_signatures();
         assert_eq!(again.len(), 2);
         assert_eq!(again[0].slot, taken[0].slot);

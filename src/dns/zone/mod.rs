@@ -3,17 +3,23 @@
 //! Design note: the zone is one [`State`] behind an `RwLock`. Queries take the read lock only
 //! while copying pre-rendered records into the response: every record is kept in wire form
 //! (type, class, TTL, rdata) and the owner of an answer is a compression pointer back to the
-//! question, so answering is a hash lookup and a few copies. Writers (an update, a
-//! registration, a signature refresh) take the write lock for the few microseconds it takes to
-//! replace an entry and, when signing, to make its few signatures. An update costs the same
-//! with ten accounts as with a million.
+//! question, so answering is a hash lookup and a few copies.
+//!
+//! The zone has one write path, a transaction: [`Zone::begin`] gives a [`Write`] that collects
+//! changes (a name's TXT values, a removal, the own challenge, a signing epoch, or every name at
+//! once for a load), and [`Write::commit`] makes them one serial step at the serial the caller
+//! gives: rendered and signed with no lock held, put in place with the NSEC3 links and the SOA
+//! under one write lock, and returned as a difference ([`Commit`]), which is also what the IXFR
+//! journal keeps and what the serial watch announces. Writes happen one at a time (a write
+//! holds the writer's turn until it commits), so an update costs the same with ten accounts as
+//! with a million, and no reader sees part of one.
 //!
 //! With DNSSEC on, each RRset carries its RRSIGs, made when the set changes, with a validity
 //! window from the signing epoch (not the clock), and made anew for every set when the owner of
-//! the data moves the epoch ([`Zone::resign`]). Denial of existence uses an NSEC3 chain with RFC 9276 parameters (SHA-1, no salt, no
-//! extra iterations) over every name of the zone, kept signed incrementally: a new name costs
-//! two NSEC3 signatures (its own and its predecessor's), so answering NXDOMAIN or NODATA costs
-//! a lookup and never a signature, whatever a client asks.
+//! the data moves the epoch ([`Write::epoch`]). Denial of existence uses an NSEC3 chain with
+//! RFC 9276 parameters (SHA-1, no salt, no extra iterations) over every name of the zone, kept
+//! signed incrementally: a new name costs two NSEC3 signatures (its own and its predecessor's),
+//! so answering NXDOMAIN or NODATA costs a lookup and never a signature, whatever a client asks.
 //!
 //! Behaviour that differs from acme-dns on purpose (DESIGN.md section 3): exact names only,
 //! names outside the zone are REFUSED, a registered name with no value answers NODATA with the
@@ -27,25 +33,26 @@
 //! where we said NODATA, and with DNSSEC their proofs failed. The marker makes the name data
 //! that every copy of the zone holds: its NSEC3 bitmap is the marker and RRSIG, TXT and A there
 //! are NODATA everywhere, and a first value changes that name's bitmap, never the chain. The
-//! marker goes when the first value comes (one set per name, nothing more to hold or sign for a
+//! marker goes when the first value comes (one set per name, nothing more to keep or sign for a
 //! name with values; the price is the marker and its signature in the IXFR of that change).
-//! This module knows nothing of the store or the API: the owner of the data (`sync`) calls
-//! [`Zone::apply_version`], [`Zone::load_version`] and [`Zone::resign`], and every stored row
-//! passes the rule of `admit` on its way in.
+//! This module knows nothing of the store, the API or who may transfer the zone: the owner of
+//! the data (`sync`) writes through [`Zone::begin`], one write per store version, and every
+//! stored row passes the rule of `admit` on its way in.
 //!
 //! Files, by job: this one holds the data types and the small public queries; `admit` is the
 //! one rule for what a registered name and its values may be (bad stored rows are left out,
-//! logged and counted, never served or panicked on); `build` makes a zone from its settings, `update` applies changes in order and moves the serial, `nsec3`
-//! keeps the denial chain, `sign` makes and renews signatures, `answer` serves queries,
-//! `persist` names where dns-persist-01 records are served, `transfer` copies snapshots for AXFR and journals changes for IXFR (writers call its
-//! `touch_*` hooks before changing a name; `update` commits the journal entry where the serial
-//! moves), `version` applies a store version's changes at the serial and signing epoch the
-//! owner of the data gives (so instances sharing one store serve the same bytes), `memo` reuses
-//! signatures the owner kept from an earlier run instead of signing again.
+//! logged and counted, never served or panicked on); `build` makes a zone from its settings;
+//! `update` is the write transaction; `diff` finds the places a commit can change and the
+//! difference it made; `nsec3` keeps the denial chain; `sign` makes signatures and signs every
+//! set anew for an epoch; `answer` serves queries; `persist` names where dns-persist-01
+//! records are served; `transfer` keeps the journal of the commits' differences and walks the
+//! zone for AXFR; `version` is the vocabulary of a store version's changes ([`Edit`]); `memo`
+//! reuses signatures the owner kept from an earlier run instead of signing again.
 
 mod admit;
 mod answer;
 mod build;
+mod diff;
 mod memo;
 mod nsec3;
 mod persist;
@@ -60,11 +67,12 @@ pub use admit::{
 };
 pub use memo::NewSignature;
 pub use persist::persist_label;
-pub use transfer::{IxfrPlan, NameList, Stale, WALK_CHUNK, Walk};
+pub use transfer::{NameList, Stale, Steps, WALK_CHUNK, Walk};
+pub use update::{Commit, Write};
 pub use version::Edit;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use self::nsec3::{Key, Nsec3Entry};
@@ -137,7 +145,7 @@ struct Set {
 }
 
 /// A name in the static part and its RRsets.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Node {
     /// RRsets in the order first written.
     sets: Vec<Set>,
@@ -166,24 +174,15 @@ struct Cut {
     glue: Vec<(Vec<u8>, RrSet)>,
 }
 
-/// The TXT values of one registered subdomain.
-#[derive(Debug, Default)]
+/// The TXT values of one registered name (a subdomain or a persist name).
+#[derive(Clone, Debug, Default)]
 struct TxtEntry {
-    /// Sequence of the newest value, so a late, older write never overwrites a newer one.
-    seq: u64,
     /// TXT records, oldest value first, with signatures. The values are not kept besides: the
-    /// records hold them (a million names would pay ~170 bytes each for a second copy).
+    /// records carry them (a million names would pay ~170 bytes each for a second copy).
     set: Set,
-    /// The zone's change counter when this entry last changed (see [`Zone::mark`]).
-    changed: u64,
 }
 
 impl TxtEntry {
-    /// Whether this entry serves exactly the store's state (`seq`, `values`).
-    fn is(&self, seq: u64, values: &[impl AsRef<str>]) -> bool {
-        self.seq == seq && self.holds(values)
-    }
-
     /// Whether the records served are those of `values`, in order (an empty value is not
     /// served, and no value is the marker, as [`Zone::render_txt`] makes them).
     fn holds(&self, values: &[impl AsRef<str>]) -> bool {
@@ -201,7 +200,7 @@ impl TxtEntry {
 }
 
 /// Everything that changes while serving.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct State {
     /// Current SOA serial.
     serial: u32,
@@ -215,13 +214,8 @@ struct State {
     persist_names: usize,
     /// The NSEC3 chain by hash (empty when unsigned).
     nsec3: BTreeMap<Key, Nsec3Entry>,
-    /// Counts changes to registered subdomains; see [`Zone::mark`].
-    changes: u64,
-    /// The values served for the API's own ACME challenge (see [`Zone::set_own_challenge`]).
+    /// The values served for the API's own ACME challenge (see [`Write::own_challenge`]).
     own_challenge: Vec<String>,
-    /// While set, changes leave the serial alone: a versioned change made of several steps
-    /// sets it once at its end ([`Zone::load_version`], [`Zone::resign`]).
-    hold: bool,
 }
 
 /// The authoritative zone, shared by all DNS workers and the API.
@@ -252,10 +246,17 @@ pub struct Zone {
     apex_hashes: (Key, Key),
     /// The changing part.
     state: RwLock<State>,
-    /// Zone transfers (snapshots, the IXFR journal), once enabled; see [`transfer`].
-    transfer: std::sync::OnceLock<transfer::Transfers>,
+    /// The writer's turn: a [`Write`] holds it from [`Zone::begin`] to its commit, so writes
+    /// happen one at a time and what a write read under the read lock is still the zone when it
+    /// commits.
+    turn: Mutex<()>,
+    /// The IXFR journal and what walks share, once kept ([`Zone::keep_journal`]); see
+    /// [`transfer`].
+    history: std::sync::OnceLock<transfer::History>,
+    /// Every new serial, as each commit makes it (the NOTIFY senders watch it).
+    serials: tokio::sync::watch::Sender<u32>,
     /// The signing epoch: every signature is valid from an hour before it to `validity` after
-    /// it. Whoever owns the data sets it ([`Zone::resign`]), so that instances sharing that data
+    /// it. Whoever owns the data sets it ([`Write::epoch`]), so that instances sharing that data
     /// make the same signatures; an atomic because sets are signed outside the lock.
     epoch: std::sync::atomic::AtomicU32,
     /// Signatures remembered for a bulk load and new ones for the owner to keep; see [`memo`].
@@ -422,6 +423,21 @@ pub(super) mod tests {
         assert_eq!(summary(&ask(&zone, "x.sub.auth.example.org", rtype::A)), (0, false, 0, 1, 1));
     }
 
+    /// No values.
+    pub(super) const NONE: &[&str] = &[];
+
+    /// Commits what `edit` writes at the next serial.
+    pub(super) fn step(zone: &Zone, edit: impl FnOnce(&mut Write<'_>)) -> Commit {
+        at(zone, zone.serial().wrapping_add(1), edit)
+    }
+
+    /// Commits what `edit` writes at `serial`.
+    pub(super) fn at(zone: &Zone, serial: u32, edit: impl FnOnce(&mut Write<'_>)) -> Commit {
+        let mut write = zone.begin();
+        edit(&mut write);
+        write.commit(serial)
+    }
+
     #[test]
     fn dynamic_txt_lifecycle() {
         let zone = Zone::new(&settings(), None).unwrap();
@@ -429,84 +445,106 @@ pub(super) mod tests {
         let name = format!("{sub}.auth.example.org");
         assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
         let serial = zone.serial();
-        zone.set_txt(sub, 0, &[]);
-        assert!(zone.serial() != serial);
+        step(&zone, |w| {
+            w.txt(sub, NONE);
+        });
+        assert_eq!(zone.serial(), serial.wrapping_add(1));
         assert_eq!(summary(&ask(&zone, &name, rtype::TXT)), (0, true, 0, 1, 0));
         assert_eq!(summary(&ask(&zone, &name, rtype::A)), (0, true, 0, 1, 0));
-        zone.set_txt(sub, 2, &[val("one"), val("two")]);
+        step(&zone, |w| {
+            w.txt(sub, &[val("one"), val("two")]);
+        });
         assert_eq!(summary(&ask(&zone, &name.to_uppercase(), rtype::TXT)), (0, true, 2, 0, 0));
-        assert!(!zone.set_txt(sub, 1, &[val("stale")]));
         let r = ask(&zone, &name, rtype::TXT);
         let one = r.windows(3).position(|w| w == b"one").unwrap();
         let two = r.windows(3).position(|w| w == b"two").unwrap();
         assert!(one < two, "values in update order");
         assert_eq!(summary(&ask(&zone, &format!("x.{name}"), rtype::TXT)).0, 3);
-        zone.remove(sub);
+        step(&zone, |w| {
+            w.remove(sub);
+        });
         assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
     }
 
     #[test]
-    fn a_snapshot_read_before_a_change_never_undoes_it() {
+    fn a_write_changes_nothing_until_its_commit_and_a_commit_of_nothing_is_no_step() {
         let zone = Zone::new(&settings(), None).unwrap();
-        let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
-        let name = format!("{sub}.auth.example.org");
-        let answers = |zone: &Zone| summary(&ask(zone, &name, rtype::TXT)).2;
-        zone.set_txt(sub, 0, &[]);
-        // The change feed takes its mark and reads the store; meanwhile the API updates.
-        let mark = zone.mark();
-        zone.set_txt(sub, 1, &[val("a")]);
-        zone.replace_txt(mark, sub, 0, &[]);
-        assert_eq!(answers(&zone), 1, "an empty snapshot from before the update is ignored");
-        zone.replace_all(mark, [(sub, 0, vec![])]);
-        assert_eq!(answers(&zone), 1, "so is a resync's");
-        // A value sent again moves to the newest place: an older read of the store holding
-        // only that value must not drop the other.
-        zone.set_txt(sub, 2, &[val("a"), val("b")]);
-        let mark = zone.mark();
-        zone.set_txt(sub, 3, &[val("b"), val("a")]);
-        zone.replace_txt(mark, sub, 1, &[val("a")]);
-        assert_eq!(answers(&zone), 2);
-        // A read made after the last change is what the store holds: applied, even when it
-        // holds less (the retention purge cleared values) or nothing.
-        zone.replace_txt(zone.mark(), sub, 3, &[val("a")]);
-        assert_eq!(answers(&zone), 1);
-        zone.replace_txt(zone.mark(), sub, 0, &[]);
-        assert_eq!(answers(&zone), 0);
-        // A name registered while a resync read the store is kept; one not in a later read goes.
-        let mark = zone.mark();
-        zone.set_txt("new", 0, &[]);
-        zone.replace_all(mark, [(sub, 0, vec![])]);
-        assert_eq!(summary(&ask(&zone, "new.auth.example.org", rtype::TXT)).0, 0);
-        zone.replace_all(zone.mark(), std::iter::empty());
-        assert_eq!(summary(&ask(&zone, &name, rtype::TXT)).0, 3);
-        assert_eq!(summary(&ask(&zone, "new.auth.example.org", rtype::TXT)).0, 3);
+        let serial = zone.serial();
+        let mut write = zone.begin();
+        write.txt("abc", &[val("a")]);
+        assert_eq!(summary(&ask(&zone, "abc.auth.example.org", rtype::TXT)).0, 3, "not yet");
+        drop(write);
+        assert_eq!(summary(&ask(&zone, "abc.auth.example.org", rtype::TXT)).0, 3, "dropped");
+        assert_eq!(zone.serial(), serial);
+        // Nothing at the same serial: no step; nothing at a new serial: the SOA's step.
+        let commit = zone.begin().commit(serial);
+        assert_eq!((commit.changed, zone.serial()), (0, serial));
+        let commit = zone.begin().commit(serial.wrapping_add(5));
+        assert_eq!((commit.changed, zone.serial()), (0, serial.wrapping_add(5)));
+        // The same values again change nothing but the serial.
+        step(&zone, |w| {
+            w.txt("abc", &[val("a")]);
+        });
+        assert_eq!(
+            step(&zone, |w| {
+                w.txt("ABC", &[val("a")]);
+            })
+            .changed,
+            0
+        );
+        // A name written twice in one write: the last wins.
+        step(&zone, |w| {
+            w.txt("abc", &[val("b")]).remove("abc").txt("abc", &[val("c")]);
+        });
+        let r = ask(&zone, "abc.auth.example.org", rtype::TXT);
+        assert!(r.windows(43).any(|w| w == val("c").as_bytes()));
+        assert_eq!(summary(&r).2, 1);
     }
 
     #[test]
-    fn a_resync_signs_only_what_changed_and_leaves_the_chain_a_rebuild_would_make() {
+    fn a_load_makes_the_names_exactly_those_given_and_leaves_the_own_challenge() {
+        let zone = Zone::new(&settings(), None).unwrap();
+        step(&zone, |w| {
+            w.txt("one", &[val("a")]).txt("two", NONE).own_challenge(&[val("own").into()]);
+        });
+        let commit = step(&zone, |w| {
+            w.load([("two", vec![val("b")]), ("three", vec![])]);
+        });
+        assert_eq!(commit.changed, 3, "one gone, two changed, three new");
+        let rcode = |name: &str| summary(&ask(&zone, &format!("{name}.auth.example.org"), rtype::TXT)).0;
+        assert_eq!((rcode("one"), rcode("two"), rcode("three")), (3, 0, 0));
+        assert_eq!(summary(&ask(&zone, "_acme-challenge.auth.example.org", rtype::TXT)).2, 1);
+        assert_eq!(zone.subdomain_count(), 2);
+    }
+
+    #[test]
+    fn a_load_signs_only_what_changed_and_leaves_the_chain_a_rebuild_would_make() {
         let zone = Zone::new(&settings(), Some(signer())).unwrap();
         let names: Vec<String> = (0..50).map(|i| format!("sub-{i}")).collect();
-        zone.replace_all(0, names.iter().map(|n| (n.as_str(), 1, vec![val("v")])));
+        step(&zone, |w| {
+            w.load(names.iter().map(|n| (n.as_str(), vec![val("v")])));
+        });
         let sigs = |zone: &Zone, label: &str| zone.read().dynamic[label.as_bytes()].set.sigs.clone();
         let (kept, changed) = (sigs(&zone, "sub-1"), sigs(&zone, "sub-2"));
         // sub-0 deleted, sub-2 updated, sub-new registered.
-        let snapshot: Vec<(&str, u64, Vec<&str>)> =
-            names[1..]
-                .iter()
-                .map(|n| {
-                    if n == "sub-2" {
-                        (n.as_str(), 2, vec![val("w")])
-                    } else {
-                        (n.as_str(), 1, vec![val("v")])
-                    }
-                })
-                .chain([("sub-new", 0, vec![])])
-                .collect();
-        zone.replace_all(zone.mark(), snapshot.clone());
+        let snapshot: Vec<(&str, Vec<&str>)> = names[1..]
+            .iter()
+            .map(|n| (n.as_str(), vec![if n == "sub-2" { val("w") } else { val("v") }]))
+            .chain([("sub-new", vec![])])
+            .collect();
+        assert_eq!(
+            step(&zone, |w| {
+                w.load(snapshot.clone());
+            })
+            .changed,
+            3
+        );
         assert_eq!(sigs(&zone, "sub-1"), kept);
         assert_ne!(sigs(&zone, "sub-2"), changed);
         let rebuilt = Zone::new(&settings(), Some(signer())).unwrap();
-        rebuilt.replace_all(0, snapshot);
+        step(&rebuilt, |w| {
+            w.load(snapshot);
+        });
         let chain = |zone: &Zone| -> Vec<(Key, RrSet)> {
             zone.read().nsec3.iter().map(|(k, e)| (*k, e.set.records.clone())).collect()
         };
@@ -518,18 +556,28 @@ pub(super) mod tests {
         let zone = Zone::new(&settings(), Some(signer())).unwrap();
         let name = "_acme-challenge.auth.example.org";
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
-        zone.set_own_challenge(&[val("token-value").into()]);
+        step(&zone, |w| {
+            w.own_challenge(&[val("token-value").into()]);
+        });
         let r = ask_with(&zone, name, rtype::TXT, true);
         assert_eq!(summary(&r).2, 2, "the TXT and its RRSIG");
         assert!(r.windows(11).any(|w| w == b"token-value"));
         // Two instances with orders open: both values.
-        zone.set_own_challenge(&[val("token-value").into(), val("other-value").into()]);
+        step(&zone, |w| {
+            w.own_challenge(&[val("token-value").into(), val("other-value").into()]);
+        });
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
-        // A resync of the registered subdomains leaves them alone.
-        zone.replace_all(zone.mark(), [("sub-1", 1, vec![val("v")])]);
-        zone.replace_all(zone.mark(), std::iter::empty());
+        // A load of the registered subdomains leaves them alone.
+        step(&zone, |w| {
+            w.load([("sub-1", vec![val("v")])]);
+        });
+        step(&zone, |w| {
+            w.load(NONE.iter().map(|n| (*n, Vec::<&str>::new())));
+        });
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).2, 2);
-        zone.set_own_challenge(&[]);
+        step(&zone, |w| {
+            w.own_challenge(&[]);
+        });
         assert_eq!(summary(&ask(&zone, name, rtype::TXT)).0, 3);
     }
 
@@ -547,7 +595,9 @@ pub(super) mod tests {
         let zone = Zone::new(&settings(), Some(signer())).unwrap();
         let sub = "d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
         let name = format!("{sub}.auth.example.org");
-        zone.set_txt(sub, 1, &[val("value")]);
+        step(&zone, |w| {
+            w.txt(sub, &[val("value")]);
+        });
         // TXT + RRSIG; OPT in additional.
         assert_eq!(summary(&ask_with(&zone, &name, rtype::TXT, true)), (0, true, 2, 0, 1));
         // Without DO: no signatures.
@@ -563,7 +613,9 @@ pub(super) mod tests {
         assert_eq!(summary(&ask_with(&zone, "x.sub.auth.example.org", rtype::A, true)), (0, false, 0, 3, 2));
         // The chain holds apex, ns1, a.b, b (ENT), sub (cut), the subdomain; not the glue name.
         assert_eq!(zone.read().nsec3.len(), 6);
-        zone.remove(sub);
+        step(&zone, |w| {
+            w.remove(sub);
+        });
         assert_eq!(zone.read().nsec3.len(), 5);
     }
 
@@ -575,15 +627,19 @@ pub(super) mod tests {
             validity: 3600,
             refresh: 600,
         };
-        let edits = [Edit::Txt { subdomain: "abc".into(), values: vec![val("v").into()] }];
+        let edit = Edit::Txt { subdomain: "abc".into(), values: vec![val("v").into()] };
         // Two instances of one store: the same version at the same serial and epoch.
         let zones = [
             Zone::new(&settings(), Some(signer())).unwrap(),
             Zone::new(&settings(), Some(signer())).unwrap(),
         ];
         for zone in &zones {
-            zone.load_version(zone.mark(), 1000, 7200, std::iter::empty(), &[]);
-            zone.apply_version(1001, 1, &edits);
+            at(zone, 1000, |w| {
+                w.epoch(7200).load(NONE.iter().map(|n| (*n, Vec::<&str>::new())));
+            });
+            at(zone, 1001, |w| {
+                w.edit(&edit);
+            });
         }
         let answer = |zone: &Zone, name: &str, qtype: u16| ask_with(zone, name, qtype, true);
         for (name, qtype) in [
@@ -595,7 +651,13 @@ pub(super) mod tests {
         }
         assert_eq!(zones[0].serial(), 1001);
         let before = answer(&zones[0], "abc.auth.example.org", rtype::TXT);
-        assert!(zones[0].resign(1002, 10_800) >= 8);
+        assert!(
+            at(&zones[0], 1002, |w| {
+                w.epoch(10_800);
+            })
+            .resigned
+                >= 8
+        );
         assert_ne!(answer(&zones[0], "abc.auth.example.org", rtype::TXT), before);
         assert_eq!((zones[0].serial(), zones[0].epoch()), (1002, 10_800));
         // Due once the expiry is within the refresh window: 7200 + 3600 - 600.

@@ -58,7 +58,7 @@ impl Zone {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::val;
+    use super::super::tests::{step, val};
     use super::*;
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::wire::rtype;
@@ -79,10 +79,9 @@ mod tests {
         let zone = zone();
         let sub = "3f1c0000-0000-4000-8000-0000000000e2";
         let label = persist_label(sub);
-        assert!(zone.set_txt(sub, 1, &[val("dns-01 value")]));
-        assert!(zone.set_txt(&label, 1, &["ca.example; accounturi=acct:1"]));
-        // A late, older write (counter 0) changes nothing.
-        assert!(!zone.set_txt(&label, 0, &[]));
+        step(&zone, |w| {
+            w.txt(sub, &[val("dns-01 value")]).txt(&label, &["ca.example; accounturi=acct:1"]);
+        });
         let state = zone.read();
         let ttl = |l: &str| state.dynamic[l.as_bytes()].set.records.type_and_ttl();
         assert_eq!((ttl(sub), ttl(&label)), (Some((rtype::TXT, 1)), Some((rtype::TXT, 300))));
@@ -93,7 +92,13 @@ mod tests {
         // Not a subdomain: the count of accounts stays one.
         assert_eq!(zone.subdomain_count(), 1);
         // Removed with its account: out of the chain too.
-        assert!(zone.remove(&label));
+        assert_eq!(
+            step(&zone, |w| {
+                w.remove(&label);
+            })
+            .changed,
+            1
+        );
         assert_eq!(zone.subdomain_count(), 1);
         assert!(!zone.read().nsec3.contains_key(&nsec3_key(&name)));
     }

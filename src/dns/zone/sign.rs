@@ -4,18 +4,19 @@
 //! validity window comes from the zone's signing epoch, which the owner of the data sets (from
 //! the store, so that every instance sharing it signs alike), never from this instance's clock:
 //! with deterministic signatures (`dnssec`), the same set, key and epoch give the same bytes
-//! everywhere. Renewal before expiry is a new epoch for the whole zone ([`Zone::resign_sets`]):
-//! the new signatures are made with no lock held and swapped in under the write lock.
+//! everywhere. Renewal before expiry is a new epoch for the whole zone ([`super::Write::epoch`]):
+//! the commit copies every set under the read lock, signs them with no lock held and swaps them
+//! in under its write lock.
 
 use std::sync::atomic::Ordering;
 
 use super::nsec3::Key;
-use super::{Set, Zone};
+use super::{Set, State, Zone};
 use crate::dns::dnssec::{RrsetToSign, Validity};
 use crate::dns::wire::{RrSet, rtype};
 
 /// Where a set lives, to swap its new signatures in.
-enum Place {
+pub(super) enum SetAt {
     /// A static name's set, by index.
     Static(Vec<u8>, usize),
     /// A registered subdomain's TXT set.
@@ -23,6 +24,12 @@ enum Place {
     /// An NSEC3 link.
     Nsec3(Key),
 }
+
+/// Sets to sign anew: where each lives, its owner and its records.
+pub(super) type Unsigned = Vec<(SetAt, Vec<u8>, RrSet)>;
+
+/// Sets signed anew, by where they live.
+pub(super) type Resigned = Vec<(SetAt, Set)>;
 
 impl Zone {
     /// The signing epoch.
@@ -77,70 +84,52 @@ impl Zone {
         Set { records, sigs }
     }
 
-    /// Sets the signing epoch and signs every set anew with it; returns how many sets were
-    /// signed. With `serial`, the serial moves there under the same write lock that swaps the
-    /// signatures in (no reader sees new signatures at the old serial); without, it is the
-    /// caller's to move (the sets are journaled as touched).
-    ///
-    /// The signatures are made under no lock from a copy taken under the read lock; the write
-    /// lock is held only to swap them in, skipping a set that changed meanwhile (it was signed
-    /// with the new epoch by whoever changed it).
-    pub(super) fn resign_sets(&self, epoch: u32, serial: Option<u32>) -> usize {
-        self.epoch.store(epoch, Ordering::Relaxed);
+    /// Every signed set of `state` but the SOA (rendered where the serial moves), copied to be
+    /// signed anew for a new epoch outside the lock (empty when unsigned).
+    pub(super) fn unsigned_sets(&self, state: &State) -> Unsigned {
+        let mut work = Vec::new();
         if self.signer.is_none() {
-            if let Some(serial) = serial {
-                self.move_serial(&mut self.write(), serial);
-            }
-            return 0;
+            return work;
         }
-        let work: Vec<(Place, Vec<u8>, RrSet)> = {
-            let state = self.read();
-            let mut work = Vec::new();
-            for (owner, node) in &state.nodes {
-                if self.cut_at_or_above(owner).is_some() {
-                    continue;
-                }
-                for (i, set) in node.sets.iter().enumerate() {
-                    // The SOA is rendered (and signed) where the serial moves.
-                    if !set.records.is_empty()
-                        && set.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::SOA)
-                    {
-                        work.push((Place::Static(owner.clone(), i), owner.clone(), set.records.clone()));
-                    }
+        for (owner, node) in &state.nodes {
+            if self.cut_at_or_above(owner).is_some() {
+                continue;
+            }
+            for (i, set) in node.sets.iter().enumerate() {
+                if !set.records.is_empty() && set.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::SOA) {
+                    work.push((SetAt::Static(owner.clone(), i), owner.clone(), set.records.clone()));
                 }
             }
-            for (label, entry) in &state.dynamic {
-                if !entry.set.records.is_empty() {
-                    work.push((
-                        Place::Dynamic(label.clone()),
-                        self.subdomain_name(label),
-                        entry.set.records.clone(),
-                    ));
-                }
+        }
+        for (label, entry) in &state.dynamic {
+            if !entry.set.records.is_empty() {
+                work.push((
+                    SetAt::Dynamic(label.clone()),
+                    self.subdomain_name(label),
+                    entry.set.records.clone(),
+                ));
             }
-            for (key, entry) in &state.nsec3 {
-                work.push((Place::Nsec3(*key), key.owner(&self.apex), entry.set.records.clone()));
-            }
-            work
-        };
-        let signed: Vec<(Place, Set)> =
-            parallel_map(work, |(place, owner, records)| (place, self.signed(&owner, records)));
-        let mut state = self.write();
+        }
+        for (key, entry) in &state.nsec3 {
+            work.push((SetAt::Nsec3(*key), key.owner(&self.apex), entry.set.records.clone()));
+        }
+        work
+    }
+
+    /// Signs `work` at the current epoch, on every core (no lock held).
+    pub(super) fn sign_sets(&self, work: Unsigned) -> Resigned {
+        parallel_map(work, |(at, owner, records)| (at, self.signed(&owner, records)))
+    }
+
+    /// Swaps the signed sets into `state`, each where its records are still the same; returns
+    /// how many.
+    pub(super) fn install_resigned(&self, state: &mut State, signed: Resigned) -> usize {
         let mut count = 0;
-        for (place, set) in signed {
-            let target = match &place {
-                Place::Static(owner, i) => {
-                    self.touch_name(&state, owner);
-                    state.nodes.get_mut(owner).and_then(|n| n.sets.get_mut(*i))
-                }
-                Place::Dynamic(label) => {
-                    self.touch_name(&state, &self.subdomain_name(label));
-                    state.dynamic.get_mut(label).map(|e| &mut e.set)
-                }
-                Place::Nsec3(key) => {
-                    self.touch_nsec3(&state, *key);
-                    state.nsec3.get_mut(key).map(|e| &mut e.set)
-                }
+        for (at, set) in signed {
+            let target = match &at {
+                SetAt::Static(owner, i) => state.nodes.get_mut(owner).and_then(|n| n.sets.get_mut(*i)),
+                SetAt::Dynamic(label) => state.dynamic.get_mut(label).map(|e| &mut e.set),
+                SetAt::Nsec3(key) => state.nsec3.get_mut(key).map(|e| &mut e.set),
             };
             if let Some(target) = target
                 && target.records == set.records
@@ -148,9 +137,6 @@ impl Zone {
                 *target = set;
                 count += 1;
             }
-        }
-        if let Some(serial) = serial {
-            self.move_serial(&mut state, serial);
         }
         count
     }

@@ -1,34 +1,29 @@
-//! The zone's side of zone transfers: consistent snapshots for AXFR, and the journal of
-//! changes for IXFR, recorded where the serial moves.
+//! The zone's side of zone transfers: its history of changes for IXFR, and consistent walks
+//! of it for AXFR.
 //!
-//! Design note: transfers are off until [`Zone::enable_transfers`] is called (the daemon does,
-//! when `[transfer]` is configured); until then every hook here returns at once and the zone
-//! behaves exactly as before.
-//!
-//! Journaling works in two steps, both under the zone's write lock. Before a writer changes
-//! the records of a name, it calls [`Zone::touch_name`] (or [`Zone::touch_nsec3`] for a link of
-//! the NSEC3 chain): the first touch of a name since the last serial bump copies the name's
-//! records as they are. When the serial moves, [`Zone::commit_changes`] copies the touched
-//! names' records again and keeps the difference as one journal entry, with the old and new
-//! SOA. So an entry holds exactly what changed (a TXT and its RRSIG, two NSEC3 links, the SOA's
-//! RRSIG), whatever the writer did to get there, and the writers only need to say which names
-//! they touch. A change made without journaling (the bulk load of an empty zone) clears the
-//! journal instead, so no secondary is ever sent an incomplete difference.
+//! Design note: the history is off until [`Zone::keep_journal`] is called (the transfer
+//! service, `dns::transfers`, does when `[transfer]` is configured). Then every commit ([`super::Write::commit`]) pushes
+//! the difference it made, under the zone's write lock, so the journal always ends at the
+//! serial a reader sees; a commit that is not a difference (a whole-zone load into an empty
+//! zone, new contents at the same serial) clears it, so no secondary is ever sent an
+//! incomplete one. Nothing here decides who may transfer or whether an IXFR is worth sending:
+//! that policy belongs to the transfer service (`dns::transfers`), which reads the zone.
 //!
 //! An AXFR never copies the zone. It is a [`Walk`]: at its start, under the read lock, it takes
 //! the serial, the SOA, the few static names' records and a [`NameList`] of the registered names
 //! and NSEC3 links, which every transfer at that serial shares (one `Arc`, a few bytes a name,
 //! built once). Then it copies a chunk of [`WALK_CHUNK`] names at a time under the read lock and
 //! writes it out after the lock is released, so queries never wait for a transfer and one
-//! transfer holds a chunk and its messages, never a zone. When the zone moved on between two
-//! chunks, the chunk is taken back to the walk's serial with the journal: the touches not yet
-//! committed are undone, then the journal's steps since that serial, newest first (their
-//! additions removed, their deletions put back), for the chunk's names only. If the journal no
-//! longer reaches back that far (a rebuild, or more changes than it keeps), the walk is
-//! [`Stale`] and the transfer ends; the secondary asks again. Every hook takes the journal's
-//! mutex only while the zone's lock is held, always in that order.
+//! transfer holds a chunk and its messages, never a zone. When commits moved the zone on between
+//! two chunks, the chunk is taken back to the walk's serial with the journal: its steps since
+//! that serial, newest first (their additions removed, their deletions put back), for the
+//! chunk's names only. A commit changes the zone and the journal under one write lock, so a
+//! walk never sees one without the other. If the journal no longer reaches back that far (a
+//! rebuild, or more changes than it keeps), the walk is [`Stale`] and the transfer ends; the
+//! secondary asks again. The journal's mutex is taken only while the zone's lock is held,
+//! always in that order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::watch;
@@ -36,51 +31,26 @@ use tokio::sync::watch;
 use super::{Key, Set, State, Zone};
 use crate::dns::journal::{self, Change, Journal, Limits};
 use crate::dns::wire::rtype;
-use crate::dns::xfr::TransferSettings;
 
-/// A name whose records a writer is about to change.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Touch {
-    /// An owner name among the static names or the registered subdomains (lower-case wire).
-    Name(Vec<u8>),
-    /// A link of the NSEC3 chain.
-    Nsec3(Key),
-}
-
-/// Touched names and the journal, behind one mutex.
+/// The journal and what walks share, present once the zone keeps a journal.
 #[derive(Debug)]
-struct Log {
-    /// Records of each touched name as they were before the first touch since the last bump.
-    pending: BTreeMap<Touch, Vec<u8>>,
-    /// Changes so far.
-    journal: Journal,
-    /// Set by [`Zone::forget_changes`]: the next bump clears the journal instead of adding.
-    reset: bool,
-}
-
-/// Everything transfers need from the zone, present once they are enabled.
-#[derive(Debug)]
-pub struct Transfers {
-    /// Who may transfer, with which key, and whom to notify.
-    settings: TransferSettings,
-    /// Pending touches and the journal.
-    log: Mutex<Log>,
-    /// The current serial, for the NOTIFY senders.
-    serial: watch::Sender<u32>,
+pub(super) struct History {
+    /// The steps so far.
+    journal: Mutex<Journal>,
     /// The name list of the newest walk, shared by the walks at its serial while any runs.
     names: Mutex<Weak<NameList>>,
     /// The zone's size in flat records at a serial, computed when a large IXFR asks for it.
     size: Mutex<Option<(u32, usize)>>,
 }
 
-impl Transfers {
-    /// The journal and pending touches, surviving a panicked holder.
-    fn log(&self) -> MutexGuard<'_, Log> {
-        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+impl History {
+    /// The journal, surviving a panicked holder.
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Names a walk copies under one hold of the read lock: about 60 KB of signed records, a
+/// Names a walk copies while it has the read lock once: about 60 KB of signed records, a
 /// message or two, and some tens of microseconds of lock.
 pub const WALK_CHUNK: usize = 128;
 
@@ -118,25 +88,16 @@ pub struct Walk {
 #[error("the zone changed beyond what the journal holds since the transfer began")]
 pub struct Stale;
 
-/// What an IXFR request gets.
+/// The journal's steps from a serial to the current one, read under one lock.
 #[derive(Debug)]
-pub enum IxfrPlan {
-    /// The client is current (or ahead): the SOA alone.
-    UpToDate {
-        /// The current SOA record.
-        soa: Vec<u8>,
-    },
-    /// The journal reaches back to the client's serial: the differences.
-    Incremental {
-        /// The current SOA record.
-        soa: Vec<u8>,
-        /// The steps from the client's serial to the current one.
-        changes: Vec<Arc<Change>>,
-    },
-    /// The journal does not reach back that far, the difference would be larger than the
-    /// zone, or the client's serial is exactly 2^31 away (RFC 1982 leaves the comparison
-    /// undefined; Knot sends the zone too): the whole zone, by a [`Walk`].
-    Full,
+pub struct Steps {
+    /// The current serial.
+    pub serial: u32,
+    /// The current SOA record (owner and tail).
+    pub soa: Vec<u8>,
+    /// The steps from the serial asked for to `serial`; `None` when the journal does not reach
+    /// back that far (or none is kept).
+    pub changes: Option<Vec<Arc<Change>>>,
 }
 
 /// Appends `set`'s records (and signatures) at `owner` as flat records.
@@ -152,19 +113,33 @@ fn push_set(out: &mut Vec<u8>, owner: &[u8], set: &Set, with_soa: bool) {
 }
 
 impl Zone {
-    /// Turns transfers on: from now on changes are journaled and NOTIFY senders may watch the
-    /// serial. Returns `false` if they were on already.
-    pub fn enable_transfers(&self, settings: TransferSettings, limits: Limits) -> bool {
-        let state = self.write();
-        let (serial, _) = watch::channel(state.serial);
-        let transfers = Transfers {
-            settings,
-            log: Mutex::new(Log { pending: BTreeMap::new(), journal: Journal::new(limits), reset: false }),
-            serial,
+    /// Keeps a journal of every commit's difference, within `limits`, from now on. Returns
+    /// `false` if one was kept already.
+    pub fn keep_journal(&self, limits: Limits) -> bool {
+        let _state = self.write();
+        let history = History {
+            journal: Mutex::new(Journal::new(limits)),
             names: Mutex::new(Weak::new()),
             size: Mutex::new(None),
         };
-        self.transfer.set(transfers).is_ok()
+        self.history.set(history).is_ok()
+    }
+
+    /// Keeps the step a commit made (under the zone's write lock, so the journal ends at the
+    /// serial readers see), or with `None` forgets every step: the zone changed in a way that is
+    /// no difference, and secondaries behind must take the whole zone.
+    pub(super) fn record(&self, step: Option<&Arc<Change>>) {
+        let Some(history) = self.history.get() else { return };
+        let mut journal = history.journal();
+        match step {
+            Some(step) => journal.push(Arc::clone(step)),
+            None => journal.clear(),
+        }
+    }
+
+    /// Whether the zone keeps a journal of its steps.
+    pub(super) fn keeps_journal(&self) -> bool {
+        self.history.get().is_some()
     }
 
     /// The apex in lower-case wire form.
@@ -172,21 +147,16 @@ impl Zone {
         &self.apex
     }
 
-    /// The transfer settings, when transfers are on.
-    pub fn transfers(&self) -> Option<&TransferSettings> {
-        self.transfer.get().map(|t| &t.settings)
+    /// A receiver that sees every new serial.
+    pub fn serial_watch(&self) -> watch::Receiver<u32> {
+        self.serials.subscribe()
     }
 
-    /// A receiver that sees every new serial, when transfers are on.
-    pub fn serial_watch(&self) -> Option<watch::Receiver<u32>> {
-        self.transfer.get().map(|t| t.serial.subscribe())
-    }
-
-    /// Entries and bytes in the journal (0 when transfers are off).
+    /// Entries and bytes in the journal (0 when none is kept).
     pub fn journal_size(&self) -> (usize, usize) {
-        self.transfer.get().map_or((0, 0), |t| {
-            let log = t.log();
-            (log.journal.len(), log.journal.bytes())
+        self.history.get().map_or((0, 0), |t| {
+            let journal = t.journal();
+            (journal.len(), journal.bytes())
         })
     }
 
@@ -210,7 +180,7 @@ impl Zone {
 
     /// Appends every record at `owner` (signatures included) as flat records; the SOA record
     /// itself only with `with_soa`.
-    fn owner_records(&self, state: &State, owner: &[u8], with_soa: bool, out: &mut Vec<u8>) {
+    pub(super) fn owner_records(&self, state: &State, owner: &[u8], with_soa: bool, out: &mut Vec<u8>) {
         if let Some(node) = state.nodes.get(owner) {
             for set in &node.sets {
                 push_set(out, owner, set, with_soa);
@@ -225,104 +195,16 @@ impl Zone {
     }
 
     /// Appends the NSEC3 record of `key` and its signature as flat records.
-    fn nsec3_records(&self, state: &State, key: &Key, out: &mut Vec<u8>) {
+    pub(super) fn nsec3_records(&self, state: &State, key: &Key, out: &mut Vec<u8>) {
         if let Some(entry) = state.nsec3.get(key) {
             push_set(out, &key.owner(&self.apex), &entry.set, false);
         }
     }
 
-    /// Records of a touched name as they are now.
-    fn touched_records(&self, state: &State, touch: &Touch) -> Vec<u8> {
-        let mut out = Vec::new();
-        match touch {
-            Touch::Name(owner) => self.owner_records(state, owner, true, &mut out),
-            Touch::Nsec3(key) => self.nsec3_records(state, key, &mut out),
-        }
-        out
-    }
-
-    /// Notes that the records of `owner` are about to change (journal hook).
-    pub(super) fn touch_name(&self, state: &State, owner: &[u8]) {
-        self.touch(state, Touch::Name(owner.to_vec()));
-    }
-
-    /// Notes that the NSEC3 link `key` is about to change (journal hook).
-    pub(super) fn touch_nsec3(&self, state: &State, key: Key) {
-        self.touch(state, Touch::Nsec3(key));
-    }
-
-    /// Keeps the records of `touch` as they are, unless they were kept since the last bump.
-    fn touch(&self, state: &State, touch: Touch) {
-        let Some(transfers) = self.transfer.get() else { return };
-        let mut log = transfers.log();
-        if !log.reset && !log.pending.contains_key(&touch) {
-            let old = self.touched_records(state, &touch);
-            log.pending.insert(touch, old);
-        }
-    }
-
-    /// Whether names were touched since the last serial bump.
-    pub(super) fn has_pending_changes(&self) -> bool {
-        self.transfer.get().is_some_and(|t| !t.log().pending.is_empty())
-    }
-
-    /// Records the step from `old_serial` to the current serial in the journal: the difference
-    /// of every touched name, and the two SOA records (journal hook, called where the serial
-    /// moves, after the SOA was rendered anew).
-    pub(super) fn commit_changes(&self, state: &State, old_serial: u32) {
-        let Some(transfers) = self.transfer.get() else { return };
-        let mut log = transfers.log();
-        let pending = std::mem::take(&mut log.pending);
-        if std::mem::take(&mut log.reset) {
-            log.journal.clear();
-            drop(log);
-            transfers.serial.send_replace(state.serial);
-            return;
-        }
-        let (mut deleted, mut added) = (Vec::new(), Vec::new());
-        let (mut old_soa, mut new_soa) = (Vec::new(), Vec::new());
-        for (touch, old) in pending {
-            let new = self.touched_records(state, &touch);
-            journal::diff(&old, &new, &mut deleted, &mut added);
-        }
-        // The SOA travels apart from the other records: take it out of the difference.
-        for (list, soa) in [(&mut deleted, &mut old_soa), (&mut added, &mut new_soa)] {
-            let mut rest = Vec::with_capacity(list.len());
-            for (owner, tail) in journal::records(list) {
-                let target = if journal::tail_type(tail) == rtype::SOA { &mut *soa } else { &mut rest };
-                target.extend_from_slice(owner);
-                target.extend_from_slice(tail);
-            }
-            *list = rest;
-        }
-        if old_soa.is_empty() {
-            // The apex was not touched: nothing is known of the old SOA; start afresh.
-            log.journal.clear();
-        } else {
-            let change = Change { from: old_serial, to: state.serial, old_soa, deleted, new_soa, added };
-            log.journal.push(change);
-        }
-        drop(log);
-        transfers.serial.send_replace(state.serial);
-    }
-
-    /// Drops the journal and pending touches, and ignores touches until the next serial bump:
-    /// the zone is changing in a way not journaled, and secondaries must take a full transfer
-    /// (journal hook).
-    pub(super) fn forget_changes(&self) {
-        if let Some(transfers) = self.transfer.get() {
-            let mut log = transfers.log();
-            log.pending.clear();
-            log.journal.clear();
-            log.reset = true;
-        }
-    }
-
-    /// The name list at the current serial: the one a running walk shares, or a new one
-    /// (also naming what pending touches removed, so a walk can put them back).
+    /// The name list at the current serial: the one a running walk shares, or a new one.
     fn name_list(&self, state: &State) -> Arc<NameList> {
-        let Some(transfers) = self.transfer.get() else { return Arc::new(self.list_names(state)) };
-        let mut cached = transfers.names.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(history) = self.history.get() else { return Arc::new(self.list_names(state)) };
+        let mut cached = history.names.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(list) = cached.upgrade().filter(|l| l.serial == state.serial) {
             return list;
         }
@@ -331,61 +213,34 @@ impl Zone {
         list
     }
 
-    /// Lists the names of `state`, plus those removed by touches not yet committed.
+    /// Lists the names of `state`.
     fn list_names(&self, state: &State) -> NameList {
         let mut labels = Vec::with_capacity(state.dynamic.keys().map(|k| k.len() + 1).sum());
         for label in state.dynamic.keys() {
             labels.push(label.len() as u8);
             labels.extend_from_slice(label);
         }
-        let mut nsec3: Vec<Key> = state.nsec3.keys().copied().collect();
-        if let Some(transfers) = self.transfer.get() {
-            for touch in transfers.log().pending.keys() {
-                match touch {
-                    Touch::Nsec3(key) if !state.nsec3.contains_key(key) => nsec3.push(*key),
-                    Touch::Name(owner) => {
-                        let len = usize::from(owner[0]);
-                        let label = &owner[1..=len];
-                        if 1 + len + self.apex.len() == owner.len() && !state.dynamic.contains_key(label) {
-                            labels.push(len as u8);
-                            labels.extend_from_slice(label);
-                        }
-                    }
-                    Touch::Nsec3(_) => {}
-                }
-            }
-        }
+        let nsec3: Vec<Key> = state.nsec3.keys().copied().collect();
         NameList { serial: state.serial, labels, nsec3 }
     }
 
     /// Starts an AXFR of the zone as it is now. Takes the read lock for a copy of the static
     /// names and, unless a walk at this serial runs, of the name list (milliseconds at 100,000
     /// names: call it off the async threads).
-    pub fn walk(&self) -> Result<Walk, Stale> {
+    pub fn walk(&self) -> Walk {
         let state = self.read();
         let names = self.name_list(&state);
         let mut head = Vec::new();
         // The apex first: secondaries see its NS and DNSKEY early; not required, just tidy.
         self.owner_records(&state, &self.apex, false, &mut head);
-        let mut owners: Vec<&[u8]> = vec![&self.apex];
         for (owner, node) in &state.nodes {
             if *owner != self.apex {
-                owners.push(owner);
                 for set in &node.sets {
                     push_set(&mut head, owner, set, true);
                 }
             }
         }
-        let owners: HashSet<Vec<u8>> = owners.into_iter().map(<[u8]>::to_vec).collect();
-        self.rewind(&state, state.serial, &owners, &mut head)?;
-        Ok(Walk {
-            serial: state.serial,
-            soa: self.current_soa(&state),
-            head,
-            names,
-            label_at: 0,
-            nsec3_at: 0,
-        })
+        Walk { serial: state.serial, soa: self.current_soa(&state), head, names, label_at: 0, nsec3_at: 0 }
     }
 
     /// Replaces `out` with the records of the walk's next [`WALK_CHUNK`] names as they were at
@@ -397,7 +252,7 @@ impl Zone {
             return Ok(false);
         }
         let state = self.read();
-        let moved = self.moved_since(&state, walk.serial);
+        let moved = state.serial != walk.serial;
         let mut owners = HashSet::new();
         let mut owner = Vec::with_capacity(64);
         for _ in 0..WALK_CHUNK {
@@ -430,14 +285,8 @@ impl Zone {
         Ok(true)
     }
 
-    /// Whether `state` differs from the zone at `serial`: the serial moved, or touches wait
-    /// for their commit.
-    fn moved_since(&self, state: &State, serial: u32) -> bool {
-        state.serial != serial || self.has_pending_changes()
-    }
-
     /// Takes `out`, the records of `owners` in `state`, back to the zone at `serial`: undoes the
-    /// touches not yet committed, then the journal's steps since `serial`, newest first.
+    /// journal's steps since `serial`, newest first.
     fn rewind(
         &self,
         state: &State,
@@ -445,39 +294,16 @@ impl Zone {
         owners: &HashSet<Vec<u8>>,
         out: &mut Vec<u8>,
     ) -> Result<(), Stale> {
-        let Some(transfers) = self.transfer.get() else { return Ok(()) };
-        let log = transfers.log();
-        if state.serial == serial && log.pending.is_empty() {
+        if state.serial == serial {
             return Ok(());
         }
-        if log.reset {
-            return Err(Stale);
-        }
-        let steps = if state.serial == serial {
-            Vec::new()
-        } else {
-            match log.journal.since(serial) {
-                Some(steps) if steps.last().is_some_and(|c| c.to == state.serial) => steps,
-                _ => return Err(Stale),
-            }
+        let history = self.history.get().ok_or(Stale)?;
+        let steps = match history.journal().since(serial) {
+            Some(steps) if steps.last().is_some_and(|c| c.to == state.serial) => steps,
+            _ => return Err(Stale),
         };
         let ours = |owner: &[u8]| owners.contains(owner);
         let mut records: Vec<Vec<u8>> = journal::records(out).map(|(o, t)| [o, t].concat()).collect();
-        for (touch, old) in &log.pending {
-            let owner = match touch {
-                Touch::Name(owner) => owner.clone(),
-                Touch::Nsec3(key) => key.owner(&self.apex),
-            };
-            if ours(&owner) {
-                records.retain(|r| journal::records(r).all(|(o, _)| o != owner));
-                // The SOA travels apart from the walk's records.
-                records.extend(
-                    journal::records(old)
-                        .filter(|(_, t)| journal::tail_type(t) != rtype::SOA)
-                        .map(|(o, t)| [o, t].concat()),
-                );
-            }
-        }
         for step in steps.iter().rev() {
             for (o, t) in journal::records(&step.added).filter(|(o, _)| ours(o)) {
                 let record = [o, t].concat();
@@ -496,8 +322,9 @@ impl Zone {
 
     /// The zone's size in flat records (what an AXFR sends, near enough), computed once per
     /// serial.
-    fn zone_bytes(&self, state: &State) -> usize {
-        let cache = self.transfer.get().map(|t| &t.size);
+    pub fn zone_bytes(&self) -> usize {
+        let state = self.read();
+        let cache = self.history.get().map(|t| &t.size);
         let known = cache.and_then(|c| *c.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some((serial, size)) = known
             && serial == state.serial
@@ -523,40 +350,27 @@ impl Zone {
         size
     }
 
-    /// What to send a client at `client_serial` asking for IXFR, decided under one read lock
-    /// so that the journal agrees with the serial.
-    pub fn ixfr_plan(&self, client_serial: u32) -> IxfrPlan {
+    /// The journal's steps from `serial` to the current serial, with the current serial and
+    /// SOA, under one read lock so that they agree.
+    pub fn steps_since(&self, serial: u32) -> Steps {
         let state = self.read();
-        // Serial arithmetic (RFC 1982): equal or newer means nothing to send; exactly 2^31
-        // apart is undefined, and only the whole zone brings such a client back.
-        let distance = state.serial.wrapping_sub(client_serial);
-        if distance == 0 || (distance as i32) < 0 && distance != 1 << 31 {
-            return IxfrPlan::UpToDate { soa: self.current_soa(&state) };
-        }
-        let changes = self.transfer.get().and_then(|t| t.log().journal.since(client_serial));
-        match changes {
-            Some(changes) if changes.last().is_some_and(|c| c.to == state.serial) => {
-                // Larger than the zone (and than one message): the zone is the cheaper answer,
-                // as BIND's max-ixfr-ratio decides.
-                let bytes: usize = changes.iter().map(|c| c.size()).sum();
-                if bytes > crate::dns::xfr::MESSAGE_LIMIT && bytes > self.zone_bytes(&state) {
-                    return IxfrPlan::Full;
-                }
-                IxfrPlan::Incremental { soa: self.current_soa(&state), changes }
-            }
-            _ => IxfrPlan::Full,
-        }
+        let changes = self
+            .history
+            .get()
+            .and_then(|t| t.journal().since(serial))
+            .filter(|steps| steps.last().is_some_and(|c| c.to == state.serial));
+        Steps { serial: state.serial, soa: self.current_soa(&state), changes }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::val;
+    use super::super::tests::{NONE, step, val};
     use super::*;
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::zone::{Signer, ZoneSettings};
 
-    fn zone(signed: bool, refresh_everything: bool) -> Zone {
+    fn zone(signed: bool, refresh_everything: bool) -> Arc<Zone> {
         // The shared test settings without the static TXT record.
         let settings = ZoneSettings {
             records: vec![
@@ -573,25 +387,17 @@ mod tests {
             // With refresh beyond validity, every signature is always due.
             Signer { key, validity: 3600, refresh: if refresh_everything { 7200 } else { 600 } }
         });
-        Zone::new(&settings, signer).unwrap()
+        Arc::new(Zone::new(&settings, signer).unwrap())
     }
 
+    /// Keeps the zone's journal within `limits`.
     fn enable(zone: &Zone, limits: Limits) {
-        let settings = TransferSettings {
-            allow: Default::default(),
-            notify: vec![],
-            key: None,
-            client_ip: Default::default(),
-            wait: None,
-            limits: crate::dns::xfr_gate::TransferLimits { total: 16, per_network: 4 },
-            gate: Default::default(),
-        };
-        assert!(zone.enable_transfers(settings, limits));
+        assert!(zone.keep_journal(limits));
     }
 
     /// The whole zone by a walk, without changes in between: (serial, SOA, records).
     fn snapshot(zone: &Zone) -> (u32, Vec<u8>, Vec<u8>) {
-        let mut walk = zone.walk().unwrap();
+        let mut walk = zone.walk();
         let (mut records, mut chunk) = (std::mem::take(&mut walk.head), Vec::new());
         while zone.walk_next(&mut walk, &mut chunk).unwrap() {
             records.extend_from_slice(&chunk);
@@ -629,57 +435,90 @@ mod tests {
     fn the_journal_replays_to_the_current_zone() {
         for signed in [false, true] {
             let zone = zone(signed, signed);
-            zone.replace_all(
-                0,
-                [("one", 1, vec![val("a")]), ("two", 1, vec![val("b")]), ("three", 1, vec![])],
-            );
+            step(&zone, |w| {
+                w.load([("one", vec![val("a")]), ("two", vec![val("b")]), ("three", vec![])]);
+            });
             enable(&zone, Limits::default());
             let before = snapshot(&zone);
-            zone.set_txt("one", 2, &[val("a"), val("c")]);
-            zone.set_txt("four", 1, &[val("d")]);
-            zone.remove("two");
-            zone.set_own_challenge(&[val("token").into()]);
-            zone.replace_all(zone.mark(), [("one", 3, vec![val("e")]), ("five", 1, vec![val("f")])]);
+            step(&zone, |w| {
+                w.txt("one", &[val("a"), val("c")]);
+            });
+            step(&zone, |w| {
+                w.txt("four", &[val("d")]);
+            });
+            step(&zone, |w| {
+                w.remove("two").own_challenge(&[val("token").into()]);
+            });
+            step(&zone, |w| {
+                w.load([("one", vec![val("e")]), ("five", vec![val("f")])]);
+            });
             if signed {
-                assert!(zone.resign(zone.serial().wrapping_add(1), zone.epoch() + 3600) > 0);
+                let epoch = zone.epoch() + 3600;
+                assert!(
+                    step(&zone, |w| {
+                        w.epoch(epoch);
+                    })
+                    .resigned
+                        > 0
+                );
             }
             let after = snapshot(&zone);
-            let IxfrPlan::Incremental { soa, changes } = zone.ixfr_plan(before.0) else {
-                panic!("the journal reaches back to the snapshot")
-            };
-            assert_eq!(soa, after.1);
+            let steps = zone.steps_since(before.0);
+            let changes = steps.changes.expect("the journal reaches back to the snapshot");
+            assert_eq!((steps.serial, &steps.soa), (after.0, &after.1));
             let (mut replayed, replayed_soa) = replay(split(&before.2), before.1.clone(), &changes);
             let mut expected = split(&after.2);
             replayed.sort();
             expected.sort();
             assert_eq!(replayed_soa, after.1);
             assert!(replayed == expected, "signed: {signed}");
-            assert!(matches!(zone.ixfr_plan(after.0), IxfrPlan::UpToDate { .. }));
         }
     }
 
     #[test]
-    fn an_older_serial_than_the_journal_gets_the_whole_zone() {
+    fn the_journal_keeps_its_newest_steps_and_starts_again_after_a_step_that_is_no_difference() {
         let zone = zone(true, false);
         enable(&zone, Limits { entries: 2, bytes: 1 << 20 });
         let first = zone.serial();
         for i in 0..3 {
-            zone.set_txt("one", i, &[val(&format!("v{i}"))]);
+            step(&zone, |w| {
+                w.txt("one", &[val(&format!("v{i}"))]);
+            });
         }
-        assert!(matches!(zone.ixfr_plan(first), IxfrPlan::Full));
+        assert!(zone.steps_since(first).changes.is_none(), "dropped from the journal");
         assert_eq!(zone.journal_size().0, 2);
-        // A bulk load of an empty zone is not journaled: the journal starts again.
-        zone.replace_all(zone.mark(), std::iter::empty::<(&str, u64, Vec<&str>)>());
+        // A load into an empty zone is built aside, no difference: the journal starts again.
+        step(&zone, |w| {
+            w.load(NONE.iter().map(|n| (*n, Vec::<&str>::new())));
+        });
         let serial = zone.serial();
-        zone.replace_all(zone.mark(), [(val("x"), 1, vec![val("y")])]);
-        assert!(matches!(zone.ixfr_plan(serial), IxfrPlan::Full));
+        step(&zone, |w| {
+            w.load([(val("x"), vec![val("y")])]);
+        });
+        assert!(zone.steps_since(serial).changes.is_none());
+        assert_eq!(zone.journal_size().0, 0);
+        // New contents at the same serial: no difference either.
+        step(&zone, |w| {
+            w.txt("one", &[val("z")]);
+        });
+        assert_eq!(zone.journal_size().0, 1);
+        let serial = zone.serial();
+        assert!(
+            super::super::tests::at(&zone, serial, |w| {
+                w.txt("one", &[val("q")]);
+            })
+            .diff
+            .is_none()
+        );
         assert_eq!(zone.journal_size().0, 0);
     }
 
     #[test]
     fn snapshots_hold_every_record_once() {
         let zone = zone(true, false);
-        zone.replace_all(0, [("one", 1, vec![val("a")])]);
+        step(&zone, |w| {
+            w.load([("one", vec![val("a")])]);
+        });
         let records = split(&snapshot(&zone).2);
         let count = |rtype: u16| {
             records
@@ -701,16 +540,29 @@ mod tests {
     }
 
     /// `n` registered names with a value each.
-    fn names(n: u32) -> Vec<(String, u64, Vec<String>)> {
-        (0..n).map(|i| (format!("name{i}"), 1, vec![format!("value{i}")])).collect()
+    fn names(n: u32) -> Vec<(String, Vec<String>)> {
+        (0..n).map(|i| (format!("name{i}"), vec![val(&format!("value{i}")).to_owned()])).collect()
     }
 
-    /// Loads `entries` into the zone (a bulk load, not journaled).
-    fn load(zone: &Zone, entries: &[(String, u64, Vec<String>)]) {
-        zone.replace_all(
-            zone.mark(),
-            entries.iter().map(|(n, s, v)| (n.as_str(), *s, v.iter().map(String::as_str).collect())),
-        );
+    /// Loads `entries` into the zone.
+    fn load(zone: &Zone, entries: &[(String, Vec<String>)]) {
+        step(zone, |w| {
+            w.load(entries.iter().map(|(n, v)| (n.as_str(), v.clone())));
+        });
+    }
+
+    /// Serves `values` at `name` in a step of its own.
+    fn set(zone: &Zone, name: &str, values: &[&str]) {
+        step(zone, |w| {
+            w.txt(name, values);
+        });
+    }
+
+    /// Removes `name` in a step of its own.
+    fn remove(zone: &Zone, name: &str) {
+        step(zone, |w| {
+            w.remove(name);
+        });
     }
 
     #[test]
@@ -720,23 +572,22 @@ mod tests {
             load(&zone, &names(3 * WALK_CHUNK as u32));
             enable(&zone, Limits::default());
             let (serial, soa, records) = snapshot(&zone);
-            let mut walk = zone.walk().unwrap();
+            let mut walk = zone.walk();
             let mut sent = std::mem::take(&mut walk.head);
             let mut chunk = Vec::new();
             assert!(zone.walk_next(&mut walk, &mut chunk).unwrap());
             sent.extend_from_slice(&chunk);
-            // Names sent and names still to send change, come and go; one change waits for
-            // its serial (touched, not committed) while the walk goes on.
+            // Names sent and names still to send change, come and go.
             for i in (0..3 * WALK_CHUNK as u32).step_by(7) {
-                zone.set_txt(&format!("name{i}"), 2, &["changed"]);
+                set(&zone, &format!("name{i}"), &[val("changed")]);
             }
             for i in (3..3 * WALK_CHUNK as u32).step_by(11) {
-                zone.remove(&format!("name{i}"));
+                remove(&zone, &format!("name{i}"));
             }
-            zone.set_txt("newcomer", 1, &["new"]);
-            zone.write().hold = true;
-            zone.set_txt("name5", 3, &["held"]);
-            zone.remove("name6");
+            set(&zone, "newcomer", &[val("new")]);
+            step(&zone, |w| {
+                w.txt("name5", &[val("together")]).remove("name6").txt("name1", NONE);
+            });
             while zone.walk_next(&mut walk, &mut chunk).unwrap() {
                 sent.extend_from_slice(&chunk);
             }
@@ -759,10 +610,10 @@ mod tests {
         let zone = zone(true, false);
         load(&zone, &names(10));
         enable(&zone, Limits::default());
-        let (a, b) = (zone.walk().unwrap(), zone.walk().unwrap());
+        let (a, b) = (zone.walk(), zone.walk());
         assert!(Arc::ptr_eq(&a.names, &b.names));
-        zone.set_txt("name1", 2, &["x"]);
-        let c = zone.walk().unwrap();
+        set(&zone, "name1", &[val("x")]);
+        let c = zone.walk();
         assert!(!Arc::ptr_eq(&a.names, &c.names), "a new serial, a new list");
     }
 
@@ -771,29 +622,12 @@ mod tests {
         let zone = zone(false, false);
         load(&zone, &names(2 * WALK_CHUNK as u32));
         enable(&zone, Limits { entries: 1, bytes: 1 << 20 });
-        let mut walk = zone.walk().unwrap();
+        let mut walk = zone.walk();
         let mut chunk = Vec::new();
-        zone.set_txt("name1", 2, &["a"]);
+        set(&zone, "name1", &[val("a")]);
         assert!(zone.walk_next(&mut walk, &mut chunk).is_ok(), "one step back is in the journal");
-        zone.set_txt("name1", 3, &["b"]);
+        set(&zone, "name1", &[val("b")]);
         assert_eq!(zone.walk_next(&mut walk, &mut chunk), Err(Stale));
-    }
-
-    #[test]
-    fn a_serial_half_the_space_away_or_a_larger_difference_gets_the_zone() {
-        let zone = zone(true, false);
-        load(&zone, &names(400));
-        enable(&zone, Limits::default());
-        let serial = zone.serial();
-        assert!(matches!(zone.ixfr_plan(serial.wrapping_add(1 << 31)), IxfrPlan::Full));
-        assert!(matches!(zone.ixfr_plan(serial.wrapping_add(1)), IxfrPlan::UpToDate { .. }));
-        assert!(matches!(zone.ixfr_plan(serial.wrapping_add((1 << 31) + 1)), IxfrPlan::Full));
-        // A new signing epoch replaces every signature: the difference outweighs the zone.
-        zone.set_txt("name1", 2, &["small"]);
-        assert!(matches!(zone.ixfr_plan(serial), IxfrPlan::Incremental { .. }));
-        let before = zone.serial();
-        assert!(zone.resign(before.wrapping_add(1), zone.epoch() + 3600) > 0);
-        assert!(matches!(zone.ixfr_plan(before), IxfrPlan::Full));
     }
 
     #[test]
@@ -811,33 +645,29 @@ mod tests {
         let mut seq = 10;
         for round in 0..6 {
             let (serial, _, records) = snapshot(&zone);
-            let mut walk = zone.walk().unwrap();
+            let mut walk = zone.walk();
             let mut sent = std::mem::take(&mut walk.head);
             let mut chunk = Vec::new();
-            let held = round % 2 == 1;
             loop {
-                for _ in 0..next(6) {
-                    seq += 1;
-                    let name = format!("name{}", next(3 * WALK_CHUNK as u64));
-                    match next(4) {
-                        0 => drop(zone.remove(&name)),
-                        1 => drop(zone.set_txt(&name, seq, &[])),
-                        _ => drop(zone.set_txt(&name, seq, &[&format!("v{seq}"), "w"])),
+                // A few writes of a few changes each.
+                for _ in 0..next(4) {
+                    let mut write = zone.begin();
+                    for _ in 0..next(4) {
+                        seq += 1;
+                        let name = format!("name{}", next(3 * WALK_CHUNK as u64));
+                        match next(4) {
+                            0 => write.remove(&name),
+                            1 => write.txt(&name, NONE),
+                            _ => write.txt(&name, &[val(&format!("v{seq}")), val("w")]),
+                        };
                     }
-                }
-                if held && next(3) == 0 {
-                    zone.write().hold = true;
+                    let serial = zone.serial().wrapping_add(1);
+                    write.commit(serial);
                 }
                 if !zone.walk_next(&mut walk, &mut chunk).unwrap() {
                     break;
                 }
                 sent.extend_from_slice(&chunk);
-            }
-            if held {
-                let mut state = zone.write();
-                state.hold = false;
-                let next_serial = state.serial.wrapping_add(1);
-                zone.move_serial(&mut state, next_serial);
             }
             let (mut sent, mut expected) = (split(&sent), split(&records));
             sent.sort();

@@ -1,13 +1,30 @@
-//! Changes while serving, in order: TXT values of registered subdomains, the zone's own
-//! challenge, removals, bulk resyncs, and the SOA serial that moves with each of them.
+//! The zone's one write path: a transaction ([`Zone::begin`] → [`Write`] → [`Write::commit`])
+//! that makes its changes one serial step and returns the difference.
 //!
-//! Design note: the store is the authority and several writers race to the zone (the API, the
-//! change feed, the retention purge, a resync). Each entry carries the store's sequence and the
-//! zone's change counter ([`Zone::mark`]), so a late write of older data never undoes a newer
-//! one. Rendering and signing happen before the write lock where possible.
+//! Design note: a [`Write`] collects what the owner of the data wants (a name's TXT values, a
+//! removal, the own challenge's values, a new signing epoch, or every registered name at once
+//! for a load) and changes nothing until [`Write::commit`]. It holds the zone's writer turn
+//! from [`Zone::begin`] on, so writes happen one at a time and what the commit reads under the
+//! read lock is still the zone when it takes the write lock: nothing is pending anywhere. The
+//! commit decides under the read lock what changes (a name served the same values keeps its
+//! signatures), renders and signs that with no lock held (on every core for a large load or a
+//! new epoch), then under one write lock puts it in place, relinks NSEC3, moves the serial and
+//! the SOA, and journals the difference (`diff`), which it also returns. A whole-zone load
+//! into an empty zone (the start) is built aside, its chain signed there, and swapped in at
+//! once. No reader ever sees part of a commit, or a commit at the serial before it.
+//!
+//! The serial is the caller's: instances sharing a store take it from the store's version, so
+//! a commit never moves it by itself, and a commit that changes nothing at the same serial is
+//! no step at all.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 use super::persist::is_persist_label;
-use super::{Set, State, TxtEntry, Zone};
+use super::sign::{Resigned, parallel_map};
+use super::{Edit, Set, State, TxtEntry, Zone};
+use crate::dns::journal::Change;
 use crate::dns::wire::{RrSet, rtype, txt_rdata};
 
 /// The data of the marker of a name without values: one octet, zero. RFC 3597 allows none, but
@@ -16,7 +33,275 @@ use crate::dns::wire::{RrSet, rtype, txt_rdata};
 /// ANY, or a transfer, read by it would fail.
 const MARKER_DATA: [u8; 1] = [0];
 
+/// A write under way: the changes collected since [`Zone::begin`], made by [`Write::commit`].
+/// Dropped without a commit, it changes nothing.
+#[must_use = "a write changes nothing until it is committed"]
+pub struct Write<'z> {
+    /// The zone written.
+    zone: &'z Zone,
+    /// The writer's turn, held to the end of the commit.
+    _turn: MutexGuard<'z, ()>,
+    /// Registered names to change, by lower-case label: the values to serve (as the zone's rule
+    /// admits them), or `None` to remove the name.
+    names: HashMap<Vec<u8>, Option<Vec<String>>>,
+    /// Whether `names` is every name the zone is to serve ([`Write::load`]): the others go.
+    whole: bool,
+    /// The own challenge's values to serve, when they change.
+    own: Option<Vec<String>>,
+    /// The signing epoch to sign at, when given.
+    epoch: Option<u32>,
+}
+
+/// What a commit did.
+#[derive(Debug)]
+pub struct Commit {
+    /// The serial the zone is at.
+    pub serial: u32,
+    /// How many registered names were added, changed or removed (the own challenge counts as
+    /// one name).
+    pub changed: usize,
+    /// How many sets were signed anew for a new signing epoch.
+    pub resigned: usize,
+    /// The step from the serial before to this one, as IXFR sends it (and the journal keeps).
+    /// `None` when there was no step (nothing changed, the serial stayed) or the step is no
+    /// difference: a whole-zone load into an empty zone, new contents at the same serial, or a
+    /// new signing epoch in a zone that keeps no journal. A secondary behind such a step takes
+    /// the whole zone.
+    pub diff: Option<Arc<Change>>,
+}
+
+/// What a commit changes, decided under the read lock.
+struct Plan {
+    /// The serial before.
+    serial: u32,
+    /// Names to render with their values, by lower-case label.
+    txt: Vec<(Vec<u8>, Vec<String>)>,
+    /// Names to remove, by lower-case label.
+    gone: Vec<Vec<u8>>,
+    /// The own challenge's new values.
+    own: Option<Vec<String>>,
+    /// Whether the zone holds no registered name yet.
+    empty: bool,
+}
+
+/// The changes of a commit, rendered and signed.
+struct Ready {
+    /// Registered names and their new sets.
+    txt: Vec<(Vec<u8>, Set)>,
+    /// Registered names removed.
+    gone: Vec<Vec<u8>>,
+    /// The own challenge's values and set (`None`: no values).
+    own: Option<(Vec<String>, Option<Set>)>,
+    /// Every other set signed anew, for a new epoch.
+    resigned: Option<Resigned>,
+}
+
 impl Zone {
+    /// Begins a write. Waits for the write before it to commit: one write at a time.
+    pub fn begin(&self) -> Write<'_> {
+        Write {
+            zone: self,
+            _turn: self.turn.lock().unwrap_or_else(PoisonError::into_inner),
+            names: HashMap::new(),
+            whole: false,
+            own: None,
+            epoch: None,
+        }
+    }
+}
+
+impl Write<'_> {
+    /// Serves `values` (oldest first) at the registered name `subdomain` (a subdomain or a
+    /// persist name), registering it if new; with none, the name answers NODATA. A name or
+    /// value the zone cannot serve is left out (see `admit`).
+    pub fn txt(&mut self, subdomain: &str, values: &[impl AsRef<str>]) -> &mut Self {
+        let key = subdomain.to_ascii_lowercase().into_bytes();
+        let admitted = self.zone.admit(subdomain, values.iter().map(AsRef::as_ref));
+        self.names.insert(key, admitted.map(|values| values.into_iter().map(str::to_owned).collect()));
+        self
+    }
+
+    /// Removes the registered name `subdomain`: it stops existing.
+    pub fn remove(&mut self, subdomain: &str) -> &mut Self {
+        self.names.insert(subdomain.to_ascii_lowercase().into_bytes(), None);
+        self
+    }
+
+    /// Serves `values` as the TXT of `_acme-challenge.<apex>`, or with none stops serving it:
+    /// the DNS-01 challenges of the API's own certificate (one per instance with an order open).
+    /// It lives among the static names, so a load of the registered names never touches it.
+    pub fn own_challenge(&mut self, values: &[String]) -> &mut Self {
+        self.own = Some(self.zone.admit_own_challenge(values));
+        self
+    }
+
+    /// Signs at signing epoch `epoch`; a new one signs every set anew.
+    pub fn epoch(&mut self, epoch: u32) -> &mut Self {
+        self.epoch = Some(epoch);
+        self
+    }
+
+    /// One change of a store version.
+    pub fn edit(&mut self, edit: &Edit) -> &mut Self {
+        match edit {
+            Edit::Txt { subdomain, values } => self.txt(subdomain, values),
+            Edit::Remove(subdomain) => self.remove(subdomain),
+            Edit::OwnChallenge(values) => self.own_challenge(values),
+        }
+    }
+
+    /// Makes the registered names exactly `names` with their values (a load from a snapshot of
+    /// the store): names not given are removed. Replaces the names changed so far.
+    pub fn load<S: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        names: impl IntoIterator<Item = (S, Vec<V>)>,
+    ) -> &mut Self {
+        self.names.clear();
+        self.whole = true;
+        for (subdomain, values) in names {
+            self.txt(subdomain.as_ref(), &values);
+        }
+        self
+    }
+
+    /// Makes the changes and moves the serial to `serial`, as one step that no reader sees in
+    /// part; returns what it did and the difference.
+    pub fn commit(self, serial: u32) -> Commit {
+        let Write { zone, _turn: turn, names, whole, own, epoch } = self;
+        let new_epoch = epoch.filter(|&e| e != zone.epoch());
+        if let Some(epoch) = new_epoch {
+            // Everything signed from here on is signed at it: the sets below, the chain's links.
+            zone.epoch.store(epoch, Ordering::Relaxed);
+        }
+        // A new epoch signs every set anew (an unsigned zone only notes it).
+        let resign = new_epoch.is_some() && zone.is_signed();
+        let (plan, unsigned) = {
+            let state = zone.read();
+            let plan = zone.plan(&state, names, whole, own, resign);
+            (plan, resign.then(|| zone.unsigned_sets(&state)))
+        };
+        if plan.txt.is_empty()
+            && plan.gone.is_empty()
+            && plan.own.is_none()
+            && !resign
+            && plan.serial == serial
+        {
+            return Commit { serial, changed: 0, resigned: 0, diff: None };
+        }
+        let changed = plan.txt.len() + plan.gone.len() + usize::from(plan.own.is_some());
+        let empty = plan.empty;
+        let ready = Ready {
+            txt: parallel_map(plan.txt, |(key, values)| {
+                let set = zone.render_txt(&key, &values);
+                (key, set)
+            }),
+            gone: plan.gone,
+            own: plan.own.map(|values| {
+                let set = zone.render_own_challenge(&values);
+                (values, set)
+            }),
+            resigned: unsigned.map(|work| zone.sign_sets(work)),
+        };
+        let (resigned, diff) = if whole && empty {
+            (zone.swap_in(serial, ready), None)
+        } else {
+            zone.apply(serial, ready, resign)
+        };
+        zone.serials.send_replace(serial);
+        drop(turn);
+        Commit { serial, changed, resigned, diff }
+    }
+}
+
+impl Zone {
+    /// What a write changes in `state`: names whose served values differ (all of them for a new
+    /// epoch), names to remove that exist, the own challenge if it differs.
+    fn plan(
+        &self,
+        state: &State,
+        names: HashMap<Vec<u8>, Option<Vec<String>>>,
+        whole: bool,
+        own: Option<Vec<String>>,
+        resign: bool,
+    ) -> Plan {
+        let mut gone: Vec<Vec<u8>> = if whole {
+            state.dynamic.keys().filter(|k| !names.contains_key(*k)).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let mut txt = Vec::new();
+        for (key, wanted) in names {
+            match wanted {
+                None if state.dynamic.contains_key(&key) => gone.push(key),
+                None => {}
+                // The same values keep their signatures (they would come out the same).
+                Some(values) if !resign && state.dynamic.get(&key).is_some_and(|h| h.holds(&values)) => {}
+                Some(values) => txt.push((key, values)),
+            }
+        }
+        let own = own.filter(|values| resign || *values != state.own_challenge);
+        Plan { serial: state.serial, txt, gone, own, empty: state.dynamic.is_empty() }
+    }
+
+    /// Puts `ready` in place under one write lock, moves the serial to `serial` and journals the
+    /// step; returns how many sets were signed anew and the step (see [`Commit::diff`]).
+    fn apply(&self, serial: u32, ready: Ready, resign: bool) -> (usize, Option<Arc<Change>>) {
+        let mut changed: Vec<Vec<u8>> = ready
+            .gone
+            .iter()
+            .chain(ready.txt.iter().map(|(k, _)| k))
+            .map(|k| self.subdomain_name(k))
+            .collect();
+        if ready.own.is_some() {
+            changed.push(self.own_challenge_name());
+        }
+        let mut state = self.write();
+        // A difference needs a step; a new epoch's (every record) only where a journal keeps it.
+        let before = (state.serial != serial && (!resign || self.keeps_journal())).then(|| {
+            let places = self.places(&state, &changed, resign);
+            self.before(&state, places)
+        });
+        let resigned = ready.resigned.map_or(0, |signed| self.install_resigned(&mut state, signed));
+        for key in &ready.gone {
+            self.remove_entry(&mut state, key);
+        }
+        for (key, set) in ready.txt {
+            self.install_entry(&mut state, key, set);
+        }
+        if let Some((values, set)) = ready.own {
+            self.install_own_challenge(&mut state, &values, set);
+        }
+        state.serial = serial;
+        self.render_soa(&mut state);
+        let diff = before.map(|before| Arc::new(self.difference(&state, before)));
+        self.record(diff.as_ref());
+        (resigned, diff)
+    }
+
+    /// Builds the zone of a whole-zone load into an empty zone aside (the static names it holds,
+    /// the registered names, the chain signed over all of them, the SOA at `serial`) and swaps
+    /// it in at once; returns how many static sets were signed anew. Not a difference: the
+    /// journal starts again.
+    fn swap_in(&self, serial: u32, ready: Ready) -> usize {
+        // With no registered name yet, the state is the static names: a small copy.
+        let mut aside: State = self.read().clone();
+        let resigned = ready.resigned.map_or(0, |signed| self.install_resigned(&mut aside, signed));
+        aside.dynamic = ready.txt.into_iter().map(|(key, set)| (key, TxtEntry { set })).collect();
+        aside.persist_names = aside.dynamic.keys().filter(|k| is_persist_label(k)).count();
+        if let Some((values, set)) = ready.own {
+            self.install_own_challenge(&mut aside, &values, set);
+        }
+        self.rebuild_chain(&mut aside);
+        aside.serial = serial;
+        self.render_soa(&mut aside);
+        let mut state = self.write();
+        let old = std::mem::replace(&mut *state, aside);
+        self.record(None);
+        drop(state);
+        drop(old);
+        resigned
+    }
+
     /// Re-renders (and re-signs) the apex SOA with the current serial.
     pub(super) fn render_soa(&self, state: &mut State) {
         let mut rdata = self.soa_names.clone();
@@ -38,34 +323,12 @@ impl Zone {
         }
     }
 
-    /// Moves the serial forward by one and re-renders the SOA, unless a versioned change holds
-    /// it (see [`Zone::load_version`]), which sets the serial itself at its end.
-    ///
-    /// Never from the clock: instances sharing a store take their serials from it
-    /// (`apply_version`, `load_version`), and a serial must not move without a change.
-    pub(super) fn bump_serial(&self, state: &mut State) {
-        if state.hold {
-            return;
-        }
-        let next = state.serial.wrapping_add(1);
-        self.move_serial(state, next);
-    }
-
-    /// Sets the serial to `serial`, re-renders the SOA and journals the step.
-    pub(super) fn move_serial(&self, state: &mut State, serial: u32) {
-        let old = state.serial;
-        state.serial = serial;
-        self.touch_name(state, &self.apex);
-        self.render_soa(state);
-        self.commit_changes(state, old);
-    }
-
     /// Renders TXT values (oldest first) into a signed set; with no value, the marker in their
     /// place (see [`rtype::MARKER`] and the module note of `zone`).
-    pub(super) fn render_txt(&self, label: &[u8], values: &[&str]) -> Set {
+    fn render_txt(&self, label: &[u8], values: &[impl AsRef<str>]) -> Set {
         let mut records = RrSet::default();
         let ttl = self.dynamic_ttl(label);
-        for value in values.iter().filter(|v| !v.is_empty()) {
+        for value in values.iter().map(AsRef::as_ref).filter(|v| !v.is_empty()) {
             records.add(rtype::TXT, ttl, &txt_rdata(value.as_bytes()));
         }
         if records.is_empty() {
@@ -74,93 +337,24 @@ impl Zone {
         self.signed(&self.subdomain_name(label), records)
     }
 
-    /// Registers `subdomain` if new and sets its TXT values (oldest first) as of `seq`.
-    ///
-    /// An older `seq` than the one already held is ignored, so concurrent updates that reach
-    /// the zone out of order cannot go back in time. Returns whether anything changed.
-    pub fn set_txt(&self, subdomain: &str, seq: u64, values: &[&str]) -> bool {
-        self.put_entry(subdomain, seq, values, |held| seq >= held.seq)
-    }
-
-    /// The change counter, to take before reading the store for [`Self::replace_txt`] or
-    /// [`Self::replace_all`]: what changed in the zone after the mark is newer than what the
-    /// read can return, and is kept.
-    pub fn mark(&self) -> u64 {
-        self.read().changes
-    }
-
-    /// Sets a subdomain's values as the store held them when read (the change feed and the
-    /// retention purge read the store after the change committed, having taken `mark` first),
-    /// unless the entry changed in the zone since `mark`: that change is newer than the read.
-    pub fn replace_txt(&self, mark: u64, subdomain: &str, seq: u64, values: &[&str]) {
-        self.put_entry(subdomain, seq, values, |held| held.changed <= mark);
-    }
-
-    /// Sets a subdomain's values (registering it if new) and what depends on them: its NSEC3
-    /// link, the change counter, the serial. `accept` sees the entry already held, if any, and
-    /// may refuse the change; returns whether it was made.
-    fn put_entry(
-        &self,
-        subdomain: &str,
-        seq: u64,
-        values: &[&str],
-        accept: impl FnOnce(&TxtEntry) -> bool,
-    ) -> bool {
-        let key = subdomain.to_ascii_lowercase().into_bytes();
-        // A name the zone cannot serve is not served (see `admit`).
-        let Some(values) = self.admit(subdomain, values.iter().copied()) else {
-            let mut state = self.write();
-            let removed = self.remove_entry(&mut state, &key);
-            if removed {
-                self.bump_serial(&mut state);
-            }
-            return removed;
-        };
-        let values = values.as_slice();
-        // The same values again (an instance hearing its own write from the change feed, a
-        // retried request) change nothing: no rendering, no signature, no serial.
-        if self.read().dynamic.get(&key).is_some_and(|held| held.is(seq, values)) {
-            return false;
-        }
-        let set = self.render_txt(&key, values);
-        let mut state = self.write();
-        if state.dynamic.get(&key).is_some_and(|held| !accept(held) || held.is(seq, values)) {
-            return false;
-        }
-        self.install_entry(&mut state, key, seq, set);
-        self.bump_serial(&mut state);
-        true
-    }
-
-    /// Puts a rendered entry in place under the write lock, with its NSEC3 link; the serial is
-    /// the caller's to move.
-    pub(super) fn install_entry(&self, state: &mut State, key: Vec<u8>, seq: u64, set: Set) {
-        state.changes += 1;
-        let entry = TxtEntry { seq, set, changed: state.changes };
+    /// Puts a rendered entry in place under the write lock, with its NSEC3 link.
+    fn install_entry(&self, state: &mut State, key: Vec<u8>, set: Set) {
+        let entry = TxtEntry { set };
         let types = Self::subdomain_types(&entry);
         let name = self.subdomain_name(&key);
-        self.touch_name(state, &name);
         state.insert_dynamic(key, entry);
         self.chain_upsert(state, &name, types);
     }
 
-    /// Serves `values` as the TXT of `_acme-challenge.<apex>`, or with none stops serving it:
-    /// the DNS-01 challenges for the API's own certificate (one per instance with an order
-    /// open). It lives among the static names, so a resync of the registered subdomains never
-    /// touches it.
-    pub fn set_own_challenge(&self, values: &[String]) {
-        let values = &self.admit_own_challenge(values);
-        if self.read().own_challenge == *values {
-            return; // nothing new (e.g. this instance's own write coming back from the feed)
+    /// Removes a registered name under the write lock, with its NSEC3 link.
+    fn remove_entry(&self, state: &mut State, key: &[u8]) {
+        if state.remove_dynamic(key).is_some() {
+            self.chain_remove(state, &self.subdomain_name(key));
         }
-        let set = self.render_own_challenge(values);
-        let mut state = self.write();
-        self.install_own_challenge(&mut state, values, set);
-        self.bump_serial(&mut state);
     }
 
     /// The signed TXT set of the own challenge values (`None` for none).
-    pub(super) fn render_own_challenge(&self, values: &[String]) -> Option<Set> {
+    fn render_own_challenge(&self, values: &[String]) -> Option<Set> {
         let owner = self.own_challenge_name();
         (!values.is_empty()).then(|| {
             let mut records = RrSet::default();
@@ -178,12 +372,10 @@ impl Zone {
         owner
     }
 
-    /// Puts the rendered own challenge set in place under the write lock; the serial is the
-    /// caller's to move.
-    pub(super) fn install_own_challenge(&self, state: &mut State, values: &[String], set: Option<Set>) {
+    /// Puts the rendered own challenge set in place under the write lock, with its NSEC3 link.
+    fn install_own_challenge(&self, state: &mut State, values: &[String], set: Option<Set>) {
         let owner = self.own_challenge_name();
         state.own_challenge = values.to_vec();
-        self.touch_name(state, &owner);
         let node = state.nodes.entry(owner.clone()).or_default();
         node.sets.retain(|s| s.records.type_and_ttl().map(|(t, _)| t) != Some(rtype::TXT));
         node.sets.extend(set);
@@ -195,134 +387,5 @@ impl Zone {
             types.push(rtype::RRSIG);
             self.chain_upsert(state, &owner, types);
         }
-    }
-
-    /// Removes a subdomain; its name stops existing at once.
-    pub fn remove(&self, subdomain: &str) -> bool {
-        let key = subdomain.to_ascii_lowercase().into_bytes();
-        let mut state = self.write();
-        let removed = self.remove_entry(&mut state, &key);
-        if removed {
-            self.bump_serial(&mut state);
-        }
-        removed
-    }
-
-    /// Removes a subdomain under the write lock; the serial is the caller's to move.
-    pub(super) fn remove_entry(&self, state: &mut State, key: &[u8]) -> bool {
-        self.touch_name(state, &self.subdomain_name(key));
-        let removed = state.remove_dynamic(key).is_some();
-        if removed {
-            self.chain_remove(state, &self.subdomain_name(key));
-        }
-        removed
-    }
-
-    /// Replaces every subdomain at once (start-up load, resync after a lost change feed) with a
-    /// snapshot read after `mark` was taken ([`Self::mark`]).
-    ///
-    /// A subdomain that changed in the zone after the mark (an update or registration that
-    /// landed while the snapshot was read) is kept as the zone has it; the others become what
-    /// the snapshot says, and those not in it are gone.
-    ///
-    /// Every query waits while the write lock is held, so a resync of a large zone does its
-    /// work where queries can go on: the comparison with what the zone holds under the read
-    /// lock, the signing of changed sets under no lock. Under the write lock it only applies
-    /// what changed (a few signatures per changed name for the NSEC3 chain).
-    ///
-    /// Returns how many subdomains it added, changed or removed; with none, the serial stays.
-    pub fn replace_all<'a>(
-        &self,
-        mark: u64,
-        entries: impl IntoIterator<Item = (&'a str, u64, Vec<&'a str>)>,
-    ) -> usize {
-        // Names the zone cannot serve are left out, as if the snapshot did not hold them.
-        let entries: Vec<(Vec<u8>, u64, Vec<&str>)> = entries
-            .into_iter()
-            .filter_map(|(sub, seq, values)| {
-                let values = self.admit(sub, values)?;
-                Some((sub.to_ascii_lowercase().into_bytes(), seq, values))
-            })
-            .collect();
-        let (changed, gone) = {
-            let state = self.read();
-            let changed: Vec<usize> = (0..entries.len())
-                .filter(|&i| {
-                    let (key, seq, values) = &entries[i];
-                    !state.dynamic.get(key).is_some_and(|held| held.is(*seq, values))
-                })
-                .collect();
-            let wanted: std::collections::HashSet<&[u8]> =
-                entries.iter().map(|(k, _, _)| k.as_slice()).collect();
-            let gone: Vec<Vec<u8>> =
-                state.dynamic.keys().filter(|k| !wanted.contains(k.as_slice())).cloned().collect();
-            (changed, gone)
-        };
-        let rendered: Vec<(Vec<u8>, TxtEntry)> = super::sign::parallel_map(changed, |i| {
-            let (key, seq, values) = &entries[i];
-            let set = self.render_txt(key, values);
-            (key.clone(), TxtEntry { seq: *seq, set, changed: 0 })
-        });
-        if rendered.is_empty() && gone.is_empty() {
-            return 0; // the zone already holds the snapshot: no new serial, no signature
-        }
-        // A name's NSEC3 bitmap changes when its set changes type (values ↔ the marker).
-        let kind = |e: &TxtEntry| e.set.records.type_and_ttl().map(|(t, _)| t);
-        let mut state = self.write();
-        state.changes += 1;
-        let changes = state.changes;
-        if state.dynamic.is_empty() {
-            // The first load: sign the whole chain in one pass, before anything is served.
-            let count = rendered.len();
-            // Not journaled: a secondary behind this gets the whole zone.
-            self.forget_changes();
-            state.dynamic = rendered.into_iter().collect();
-            state.persist_names = state.dynamic.keys().filter(|k| is_persist_label(k)).count();
-            self.rebuild_chain(&mut state);
-            self.bump_serial(&mut state);
-            return count;
-        }
-        let mut removed = Vec::new();
-        let mut count = 0;
-        for key in gone {
-            if state.dynamic.get(&key).is_some_and(|held| held.changed > mark) {
-                continue; // registered while the snapshot was read
-            }
-            self.touch_name(&state, &self.subdomain_name(&key));
-            if let Some(entry) = state.remove_dynamic(&key) {
-                self.chain_remove(&mut state, &self.subdomain_name(&key));
-                removed.push(entry);
-                count += 1;
-            }
-        }
-        for (key, mut entry) in rendered {
-            entry.changed = changes;
-            self.touch_name(&state, &self.subdomain_name(&key));
-            let bitmap_changes = match state.dynamic.get_mut(&key) {
-                Some(held) if held.changed > mark => continue,
-                Some(held) => {
-                    count += 1;
-                    let changes = kind(held) != kind(&entry);
-                    removed.push(std::mem::replace(held, entry));
-                    changes
-                }
-                None => {
-                    count += 1;
-                    state.insert_dynamic(key.clone(), entry);
-                    true
-                }
-            };
-            if bitmap_changes && let Some(entry) = state.dynamic.get(&key) {
-                let types = Self::subdomain_types(entry);
-                self.chain_upsert(&mut state, &self.subdomain_name(&key), types);
-            }
-        }
-        if count > 0 {
-            self.bump_serial(&mut state);
-        }
-        // What was replaced is freed after the lock is released.
-        drop(state);
-        drop(removed);
-        count
     }
 }

@@ -6,8 +6,8 @@
 //! bytes of libFuzzer's default 4 KB could never hold the rows that break a zone. The same
 //! decoder serves both fuzzers: this file is part of the stable in-repository fuzzer and is
 //! compiled into the cargo-fuzz crate (fuzz/src/lib.rs) as it is. Each step is what `sync`
-//! hands the zone: a store version's edits (`Zone::apply_version`) or a whole snapshot
-//! (`Zone::load_version`). After each step the zone is transferred (AXFR, and IXFR from the
+//! hands the zone: a store version's edits, or a whole snapshot (`Write::load`), each one
+//! write committed at its serial (`Zone::begin`, `Write::commit`). After each step the zone is transferred (AXFR, and IXFR from the
 //! last few serials) and checked (`xfr.rs`), and what it serves is compared with a model of
 //! the rows under the zone's rule (`dns::zone::admit`): a name it cannot serve serves nothing,
 //! a value it cannot serve is left out, a value given twice is served once, at most the newest
@@ -274,10 +274,9 @@ pub fn run(input: &Rows) -> u64 {
     let mut budget = MAX_BYTES;
     let (records, _) = xfr::check_axfr(&zone);
     let mut seen: Vec<(u32, Records)> = vec![(zone.serial(), records)];
-    let (mut version, mut epoch) = (0u64, EPOCH);
+    let mut epoch = EPOCH;
     let mut feature = u64::from(input.signed);
     for step in input.steps.iter().take(MAX_STEPS) {
-        version += 1;
         let before = zone.serial();
         match step {
             Step::Version { skip, edits } => {
@@ -301,7 +300,11 @@ pub fn run(input: &Rows) -> u64 {
                         }
                     });
                 }
-                zone.apply_version(before.wrapping_add(1 + u32::from(*skip)), version, &made);
+                let mut write = zone.begin();
+                for edit in &made {
+                    write.edit(edit);
+                }
+                write.commit(before.wrapping_add(1 + u32::from(*skip)));
             }
             Step::Load { skip, new_epoch, rows, own } => {
                 // A store holds each subdomain once: the last row of a name wins.
@@ -321,11 +324,10 @@ pub fn run(input: &Rows) -> u64 {
                     // at it before is no longer a base for differences.
                     seen.retain(|(s, _)| *s != serial);
                 }
-                let mark = zone.mark();
-                let entries = snapshot
-                    .values()
-                    .map(|(sub, vals)| (sub.as_str(), version, vals.iter().map(String::as_str).collect()));
-                zone.load_version(mark, serial, epoch, entries, &own);
+                let names = snapshot.values().map(|(sub, vals)| (sub.as_str(), vals.clone()));
+                let mut write = zone.begin();
+                write.epoch(epoch).load(names).own_challenge(&own);
+                write.commit(serial);
                 model.names = snapshot.into_iter().map(|(k, (_, v))| (k, v)).collect();
                 model.own = own;
             }

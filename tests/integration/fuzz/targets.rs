@@ -6,10 +6,12 @@
 //! not seen before, the one bit of feedback a coverage-free fuzzer can have cheaply.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use acme_delegate::cidr::Cidr;
 use acme_delegate::config::Config;
 use acme_delegate::dns::server::{MaxLen, handle_message};
+use acme_delegate::dns::transfers::Transfers;
 use acme_delegate::dns::tsig::{self, TsigAlgorithm, TsigKey};
 use acme_delegate::dns::wire::{self, error_reply, parse_query};
 use acme_delegate::dns::zone::{Signer, Zone};
@@ -22,11 +24,11 @@ const SECRET: &[u8] = b"fuzzing-secret-0123456789abcdef!";
 /// What the targets share: zones built once per run.
 pub struct Context {
     /// An unsigned zone with a few TXT values.
-    pub unsigned: Zone,
+    pub unsigned: Arc<Zone>,
     /// The same, signed (ECDSA P-256, NSEC3).
-    pub signed: Zone,
+    pub signed: Arc<Zone>,
     /// Signed, with transfers open to everyone and a TSIG key.
-    pub transfer: Zone,
+    pub transfer: Transfers,
     /// The transfer zone's key.
     pub key: TsigKey,
     /// Networks the proxy-header target trusts.
@@ -39,8 +41,9 @@ fn config_text(extra: &str) -> String {
     format!("{base}\n{extra}\n")
 }
 
-/// A zone from `config_text(extra)`, signed when the config says so, with three names.
-fn zone(extra: &str) -> Zone {
+/// A zone from `config_text(extra)`, signed when the config says so, with three names; and
+/// its transfers when the config has `[transfer]`.
+fn zone_and_transfers(extra: &str) -> (Arc<Zone>, Option<Transfers>) {
     let config = Config::from_text(&config_text(extra), "fuzz").expect("the fuzz config is valid");
     let signer = config.dnssec.as_ref().map(|d| {
         let pkcs8 = acme_delegate::dns::dnssec::SigningKey::generate(d.algorithm).unwrap();
@@ -48,17 +51,26 @@ fn zone(extra: &str) -> Zone {
         Signer { key, validity: d.validity, refresh: d.refresh }
     });
     let zone = Zone::new(&config.dns.zone, signer).expect("the fuzz zone builds");
-    zone.set_txt("0b7e3c8a-1f2d-4e5a-9b6c-7d8e9f0a1b2c", 1, &[&crate::harness::txt_value(1)]);
-    zone.set_txt(
-        "1c8f4d9b-2a3e-4f6b-8c7d-8e9f0a1b2c3d",
-        2,
-        &[&crate::harness::txt_value(2), &crate::harness::txt_value(3)],
-    );
-    zone.set_txt("2d9a5eac-3b4f-4a7c-9d8e-9f0a1b2c3d4e", 3, &[]);
-    if let Some(transfer) = config.transfer {
-        zone.enable_transfers(transfer, acme_delegate::dns::journal::Limits::default());
-    }
-    zone
+    let mut write = zone.begin();
+    write
+        .txt("0b7e3c8a-1f2d-4e5a-9b6c-7d8e9f0a1b2c", &[crate::harness::txt_value(1)])
+        .txt(
+            "1c8f4d9b-2a3e-4f6b-8c7d-8e9f0a1b2c3d",
+            &[crate::harness::txt_value(2), crate::harness::txt_value(3)],
+        )
+        .txt("2d9a5eac-3b4f-4a7c-9d8e-9f0a1b2c3d4e", &[] as &[&str]);
+    let serial = zone.serial().wrapping_add(1);
+    write.commit(serial);
+    let zone = Arc::new(zone);
+    let transfers = config.transfer.map(|transfer| {
+        Transfers::new(Arc::clone(&zone), transfer, acme_delegate::dns::journal::Limits::default())
+    });
+    (zone, transfers)
+}
+
+/// A zone from `config_text(extra)` without transfers.
+fn zone(extra: &str) -> Arc<Zone> {
+    zone_and_transfers(extra).0
 }
 
 impl Context {
@@ -73,7 +85,7 @@ impl Context {
         Self {
             unsigned: zone(""),
             signed: zone("[dnssec]\nenabled = true"),
-            transfer: zone(&transfer),
+            transfer: zone_and_transfers(&transfer).1.expect("the transfer zone has [transfer]"),
             key: TsigKey::new("transfer-key", TsigAlgorithm::HmacSha256, SECRET).unwrap(),
             proxies: ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1/32"]
                 .iter()
@@ -144,16 +156,17 @@ pub fn dns_parse(_: &Context, input: &[u8]) -> u64 {
     }
 }
 
-/// Query → answer over UDP and TCP on `zone`: every reply is well formed and within its limit.
-fn answer_on(zone: &Zone, input: &[u8]) -> u64 {
+/// Query → answer over UDP and TCP on `zone` (with `transfers` when on): every reply is well
+/// formed and within its limit.
+fn answer_on(zone: &Zone, transfers: Option<&Transfers>, input: &[u8]) -> u64 {
     let mut out = Vec::new();
-    handle_message(zone, input, Some(MaxLen::Udp), &mut out);
+    handle_message(zone, transfers, input, Some(MaxLen::Udp), &mut out);
     let udp_feature = reply_feature(&out);
     if !out.is_empty() {
         let limit = parse_query(input).map_or(512, |q| zone.udp_limit(&q));
         check::reply(input, &out, limit);
     }
-    handle_message(zone, input, None, &mut out);
+    handle_message(zone, transfers, input, None, &mut out);
     if !out.is_empty() {
         check::reply(input, &out, usize::from(u16::MAX));
     }
@@ -162,12 +175,12 @@ fn answer_on(zone: &Zone, input: &[u8]) -> u64 {
 
 /// The whole query → answer function, unsigned zone.
 pub fn dns_answer(ctx: &Context, input: &[u8]) -> u64 {
-    answer_on(&ctx.unsigned, input)
+    answer_on(&ctx.unsigned, None, input)
 }
 
 /// The whole query → answer function, signed zone (answers with RRSIG and NSEC3).
 pub fn dns_answer_signed(ctx: &Context, input: &[u8]) -> u64 {
-    answer_on(&ctx.signed, input)
+    answer_on(&ctx.signed, None, input)
 }
 
 /// Transfers and TSIG: the transfer zone's answers; the TSIG reader on every input; and for
@@ -177,7 +190,7 @@ pub fn dns_transfer(ctx: &Context, input: &[u8]) -> u64 {
     let now = tsig::now();
     let _ = tsig::verify_request(input, Some(&ctx.key), now);
     let _ = wire::records(input);
-    let mut feature = answer_on(&ctx.transfer, input);
+    let mut feature = answer_on(ctx.transfer.zone(), Some(&ctx.transfer), input);
     // Only a query without any record of type TSIG can be signed and must then verify: one in
     // another place than the end (`tsig::find` looks only there) makes the signed query
     // malformed, rightly (the server answers FORMERR).
@@ -189,9 +202,9 @@ pub fn dns_transfer(ctx: &Context, input: &[u8]) -> u64 {
     let mac = tsig::sign_request(&ctx.key, &mut signed, now);
     let verified = tsig::verify_request(&signed, Some(&ctx.key), now);
     assert!(matches!(verified, Ok(Some(_))), "a request we signed does not verify: {verified:?}");
-    feature ^= answer_on(&ctx.transfer, &signed).rotate_left(7);
+    feature ^= answer_on(ctx.transfer.zone(), Some(&ctx.transfer), &signed).rotate_left(7);
     let mut out = Vec::new();
-    handle_message(&ctx.transfer, &signed, None, &mut out);
+    handle_message(ctx.transfer.zone(), Some(&ctx.transfer), &signed, None, &mut out);
     if matches!(tsig::find(&out), Ok(Some(_))) {
         let answer = tsig::verify_answer(&ctx.key, &mac, &out);
         assert!(

@@ -18,9 +18,10 @@ use std::time::Duration;
 use acme_delegate::config::Config;
 use acme_delegate::dns::dnssec::SigningKey;
 use acme_delegate::dns::journal::{self, Limits};
+use acme_delegate::dns::transfers::{IxfrPlan, Transfers};
 use acme_delegate::dns::xfr::{AllowList, LogPolicy, Outcome, TransferSettings, serve_tcp};
 use acme_delegate::dns::xfr_gate::TransferLimits;
-use acme_delegate::dns::zone::{IxfrPlan, Signer, Zone};
+use acme_delegate::dns::zone::{Signer, Zone};
 use acme_delegate::privacy::IpPolicy;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RData;
@@ -57,7 +58,7 @@ pub fn transfer_settings() -> TransferSettings {
     }
 }
 
-/// A new test zone, signed (ECDSA P-256, NSEC3) or not, with transfers on.
+/// A new test zone, signed (ECDSA P-256, NSEC3) or not, keeping a journal.
 pub fn zone(signed: bool) -> Arc<Zone> {
     let config = config();
     let signer = signed.then(|| {
@@ -66,8 +67,13 @@ pub fn zone(signed: bool) -> Arc<Zone> {
         Signer { key, validity: d.validity, refresh: d.refresh }
     });
     let zone = Zone::new(&config.dns.zone, signer).expect("the fuzz zone builds");
-    zone.enable_transfers(transfer_settings(), Limits::default());
+    zone.keep_journal(Limits::default());
     Arc::new(zone)
+}
+
+/// Transfers of `zone` open to every address (it keeps its journal).
+fn transfers(zone: &Arc<Zone>) -> Arc<Transfers> {
+    Arc::new(Transfers::new(Arc::clone(zone), transfer_settings(), Limits::default()))
 }
 
 /// The runtime `serve_tcp` runs on (one thread, and its blocking pool for the snapshot).
@@ -96,11 +102,10 @@ fn request(zone: &Zone, ixfr_from: Option<u32>) -> Vec<u8> {
 
 /// Runs one transfer through `serve_tcp`; returns the outcome and the framed stream.
 fn transfer(zone: &Arc<Zone>, msg: &[u8]) -> (Outcome, Vec<u8>) {
-    let settings = transfer_settings();
+    let transfers = transfers(zone);
     let peer: SocketAddr = "127.0.0.1:5300".parse().expect("an address");
     let mut stream = Vec::new();
-    let outcome =
-        runtime().block_on(serve_tcp(zone, &settings, msg, peer, &mut stream, Duration::from_secs(5)));
+    let outcome = runtime().block_on(serve_tcp(&transfers, msg, peer, &mut stream, Duration::from_secs(5)));
     (outcome, stream)
 }
 
@@ -171,7 +176,7 @@ fn multiset(flat: &[u8], into: &mut Records) {
 /// SOA) for later IXFR checks, and what the secondary received.
 pub fn check_axfr(zone: &Arc<Zone>) -> (Records, Received) {
     let received = receive(zone, None);
-    let mut walk = zone.walk().expect("a walk of the zone as it is");
+    let mut walk = zone.walk();
     assert_eq!(walk.serial, zone.serial(), "the walk's serial");
     let mut records = Records::new();
     multiset(&walk.head, &mut records);
@@ -199,7 +204,7 @@ pub fn check_axfr(zone: &Arc<Zone>) -> (Records, Received) {
 /// the messages `serve_tcp` writes for it pass the checks of every transfer.
 pub fn check_ixfr(zone: &Arc<Zone>, old_serial: u32, old: &Records, new: &Records) {
     let serial = zone.serial();
-    match zone.ixfr_plan(old_serial) {
+    match transfers(zone).ixfr_plan(old_serial) {
         IxfrPlan::UpToDate { .. } => {
             assert!(
                 serial.wrapping_sub(old_serial) as i32 <= 0,
