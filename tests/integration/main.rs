@@ -36,3 +36,4 @@ mod tls;
 mod version;
 mod xfr;
 mod xfr_limits;
+mod xot;

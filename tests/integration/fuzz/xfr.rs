@@ -18,7 +18,7 @@ use std::time::Duration;
 use acme_delegate::config::Config;
 use acme_delegate::dns::dnssec::SigningKey;
 use acme_delegate::dns::journal::{self, Limits};
-use acme_delegate::dns::xfr::{AllowList, LogPolicy, Outcome, TransferSettings, serve_tcp};
+use acme_delegate::dns::xfr::{AllowList, LogPolicy, Outcome, TransferSettings, Transport, serve_tcp};
 use acme_delegate::dns::xfr_gate::TransferLimits;
 use acme_delegate::dns::zone::{IxfrPlan, Signer, Zone};
 use acme_delegate::privacy::IpPolicy;
@@ -99,8 +99,15 @@ fn transfer(zone: &Arc<Zone>, msg: &[u8]) -> (Outcome, Vec<u8>) {
     let settings = transfer_settings();
     let peer: SocketAddr = "127.0.0.1:5300".parse().expect("an address");
     let mut stream = Vec::new();
-    let outcome =
-        runtime().block_on(serve_tcp(zone, &settings, msg, peer, &mut stream, Duration::from_secs(5)));
+    let outcome = runtime().block_on(serve_tcp(
+        zone,
+        &settings,
+        msg,
+        peer,
+        Transport::Tcp { transfers: true },
+        &mut stream,
+        Duration::from_secs(5),
+    ));
     (outcome, stream)
 }
 

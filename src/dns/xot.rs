@@ -1,0 +1,82 @@
+//! Zone transfers over TLS (XoT, RFC 9103): the TLS side of a DNS listener.
+//!
+//! Design note: XoT is DNS over TLS (RFC 7858) used by a secondary for its SOA queries, AXFR
+//! and IXFR. The TLS stream wraps the TCP path: once the handshake is done, the connection is
+//! served by the very code that serves clear TCP (`server::tcp_connection`), so requests over
+//! TLS meet the same TSIG check, `allow_transfer`, transfer caps and idle timeouts, and the
+//! same answers; the only difference a request sees is its [`Transport`], which lets
+//! `transfer.clear_transfers = false` refuse transfers over clear TCP and name TLS in the
+//! transfer's log line. The handshake runs inside the connection's slot and within
+//! `dns.tcp_first_message_timeout`, so a client that opens TLS and stalls holds a slot no
+//! longer than one that sends nothing over TCP.
+//!
+//! The TLS settings are the daemon's (it owns the files): TLS 1.3 only and the ALPN token "dot"
+//! (RFC 9103 sections 7.1 and 7.2), the certificate from files a reload may replace, and
+//! optionally a client CA for mutual TLS. Here a client that did not select "dot" is closed
+//! after the handshake: rustls already refuses one that offers other tokens only, and one that
+//! offers none has not selected it either.
+//!
+//! NOTIFY is not part of this: RFC 9103 encrypts the transfer, not the NOTIFY, which carries
+//! only the zone's name and serial, so NOTIFY stays on UDP (`notify`), TSIG-signed when a key
+//! is set.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio_rustls::TlsAcceptor;
+
+use super::server::{BindError, Serving, bind_tcp, tcp_connection};
+use super::xfr::Transport;
+
+/// The ALPN token of DNS over TLS, which XoT uses too (RFC 9103 section 7.1).
+pub const ALPN: &[u8] = b"dot";
+
+/// How long a closing connection may take to send its TLS close_notify: a client that stopped
+/// reading does not hold its slot for longer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Binds the TLS listeners (`transfer.tls_listen`); an error names the address.
+pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, BindError> {
+    addrs
+        .iter()
+        .map(|&addr| bind_tcp(addr).map_err(|e| BindError { proto: "TLS (transfer.tls_listen)", ..e }))
+        .collect()
+}
+
+/// Serves one TLS connection from `peer`: the handshake within the first message's deadline,
+/// then DNS messages as on clear TCP, then a clean TLS close.
+pub(super) async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    mut serving: Serving,
+) {
+    let deadline = serving.options.tcp_first_message_timeout;
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(deadline, acceptor.accept(stream)) => r,
+        _ = serving.shutdown.changed() => return,
+        _ = serving.slot.close.notified() => return,
+    };
+    // Logged at debug: anyone may open a connection, and a scanner's failures are no news. A
+    // secondary that cannot transfer says why in its own log (its view of our certificate).
+    let client = || serving.zone.transfers().map_or_else(|| "-".to_owned(), |t| t.client(peer));
+    let mut tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!("TLS handshake with {} failed: {error}", client());
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake with {} timed out", client());
+            return;
+        }
+    };
+    if tls.get_ref().1.alpn_protocol() != Some(ALPN) {
+        tracing::debug!("TLS client {} did not select ALPN \"dot\" (RFC 9103): closed", client());
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+        return;
+    }
+    tcp_connection(&mut tls, peer, Transport::Tls, &mut serving).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+}
