@@ -489,4 +489,27 @@ mod tests {
         let p = plan(&old, &private);
         assert_eq!((p.applied, p.restart), (vec!["privacy retention and client_ip"], vec![]));
     }
+    #[test]
+    fn transfer_tls_files_are_read_again_and_its_listener_needs_a_restart() {
+        let tls = |port: u16, files: &str, more: &str| {
+            format!(
+                "\n[transfer]\nallow_transfer = [\"127.0.0.1/32\"]\ntls_listen = \"127.0.0.1:{port}\"\n\
+                 tls_cert_fullchain = \"/etc/{files}.pem\"\ntls_cert_privkey = \"/etc/{files}.key\"\n{more}"
+            )
+        };
+        let old = config(|t| t + &tls(853, "a", ""));
+        let renewed = config(|t| t + &tls(853, "b", ""));
+        let p = plan(&old, &renewed);
+        assert_eq!((p.applied, p.restart), (vec!["transfer TLS certificate files"], vec![]));
+        let merged = merge(&old, &renewed);
+        let running = merged.transfer_tls.unwrap();
+        assert_eq!(running.fullchain, std::path::PathBuf::from("/etc/b.pem"));
+        let moved =
+            config(|t| t + &tls(8853, "a", "tls_client_ca = \"/etc/ca.pem\"\nclear_transfers = false\n"));
+        let p = plan(&old, &moved);
+        assert_eq!(p.restart, ["transfer.tls_listen", "transfer.tls_client_ca", "transfer.clear_transfers"]);
+        assert_eq!(merge(&old, &moved).transfer_tls, old.transfer_tls);
+        let off = config(|t| t + "\n[transfer]\nallow_transfer = [\"127.0.0.1/32\"]\n");
+        assert_eq!(plan(&old, &off).restart, ["transfer.tls_listen (TLS on or off)"]);
+    }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
+use tokio_rustls::rustls;
+
 use crate::harness::*;
 use crate::xfr::{SECRET, Secondary, soa_serial, transfer_section, txts_at, within};
 
@@ -147,6 +149,41 @@ fn kdig_tls(port: u16, args: &[String], question: &[&str]) -> String {
         .output()
         .expect("kdig runs (Debian package knot-dnsutils)");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Asks for the zone's SOA over TLS to `port` with a rustls client that trusts `ca`, offers
+/// `alpn` and speaks only `versions`; the answer, or what went wrong.
+fn soa_over_tls(
+    port: u16,
+    ca: &Path,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Message, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_file(ca).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let name = rustls_pki_types::ServerName::try_from(primary_name()).unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let socket = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let msg = query(DOMAIN, 6, None);
+    let mut framed = (msg.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&msg);
+    use std::io::{Read, Write};
+    tls.write_all(&framed).map_err(|e| format!("write: {e}"))?;
+    let mut len = [0u8; 2];
+    tls.read_exact(&mut len).map_err(|e| format!("read: {e}"))?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    tls.read_exact(&mut answer).map_err(|e| format!("read: {e}"))?;
+    Ok(Message::decode(&answer))
 }
 
 /// The TSIG key as kdig and dig take it.
@@ -291,6 +328,15 @@ fn xot_needs_alpn_dot_and_reloads_its_certificate_on_sighup() {
     };
     assert!(openssl("h2").contains("no application protocol"), "{}", openssl("h2"));
     assert!(openssl("dot").contains("ALPN protocol: dot"), "{}", openssl("dot"));
+    // A client that offers no ALPN has not selected "dot" either: closed without an answer.
+    // TLS 1.2 is not offered (RFC 9103 section 7.2 asks for 1.3 or later).
+    let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let answer = soa_over_tls(tls_port, &ca.pem, &[b"dot"], tls13);
+    assert!(answer.as_ref().is_ok_and(|m| soa_serial(m).is_some()), "{:?}", answer.err());
+    let no_alpn = soa_over_tls(tls_port, &ca.pem, &[], tls13);
+    assert!(no_alpn.is_err(), "answered without ALPN");
+    let tls12 = soa_over_tls(tls_port, &ca.pem, &[b"dot"], &[&rustls::version::TLS12]);
+    assert!(tls12.is_err(), "answered over TLS 1.2");
 
     // A renewal writes a certificate for another name into the same files; SIGHUP serves it.
     let renewed = ca.issue("renewed", &[format!("ns9.{DOMAIN}")], false);
