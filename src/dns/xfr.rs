@@ -417,10 +417,21 @@ impl<'a, 'q, S: AsyncWrite + Unpin> Sender<'a, 'q, S> {
 }
 
 /// Writes one framed message with the idle timeout.
-async fn send<S: AsyncWrite + Unpin>(stream: &mut S, msg: &mut Vec<u8>, idle: Duration) -> Outcome {
+pub(super) async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    msg: &mut Vec<u8>,
+    idle: Duration,
+) -> Outcome {
     let Ok(len) = u16::try_from(msg.len()) else { return Outcome::Close };
     msg.splice(0..0, len.to_be_bytes());
-    match tokio::time::timeout(idle, stream.write_all(msg)).await {
+    // Flushed: over TLS, what the socket could not take at once stays in the TLS buffer until
+    // then, and the end of a transfer would wait there for a next write that never comes
+    // (on clear TCP it does nothing).
+    let write = async {
+        stream.write_all(msg).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(idle, write).await {
         Ok(Ok(())) => Outcome::Sent,
         _ => Outcome::Close,
     }

@@ -80,3 +80,61 @@ pub(super) async fn connection(
     tcp_connection(&mut tls, peer, Transport::Tls, &mut serving).await;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::AsyncReadExt;
+    use tokio_rustls::rustls;
+
+    use super::*;
+    use crate::dns::xfr::Outcome;
+
+    /// A server acceptor and a client connector for one self-signed name, both with ALPN "dot".
+    fn pair() -> (TlsAcceptor, tokio_rustls::TlsConnector) {
+        let made = rcgen::generate_simple_self_signed(vec!["ns1.example.test".to_owned()]).unwrap();
+        let cert = made.cert.der().clone();
+        let key = rustls_pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        server.alpn_protocols = vec![ALPN.to_vec()];
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![ALPN.to_vec()];
+        (TlsAcceptor::from(Arc::new(server)), tokio_rustls::TlsConnector::from(Arc::new(client)))
+    }
+
+    #[tokio::test]
+    async fn a_transfer_message_leaves_the_tls_buffer_whole_through_a_narrow_pipe() {
+        // A pipe that takes 1 KB at a time: most writes of a 60 KB message wait, the last one
+        // too, and what TLS has buffered then must still reach the reader.
+        let (server_io, client_io) = tokio::io::duplex(1024);
+        let (acceptor, connector) = pair();
+        let name = rustls_pki_types::ServerName::try_from("ns1.example.test").unwrap();
+        let (server, client) = tokio::join!(acceptor.accept(server_io), connector.connect(name, client_io));
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let mut msg = vec![7u8; 60_000];
+        let send = crate::dns::xfr::send(&mut server, &mut msg, Duration::from_secs(5));
+        let read = async {
+            let mut got = vec![0u8; 60_002];
+            tokio::time::timeout(Duration::from_secs(2), client.read_exact(&mut got))
+                .await
+                .map(|r| r.map(|_| got))
+        };
+        let (sent, read) = tokio::join!(send, read);
+        assert_eq!(sent, Outcome::Sent);
+        let got = read.expect("the whole message arrives within 2 s").unwrap();
+        assert_eq!((&got[..2], got[2..].iter().all(|&b| b == 7)), (&[0xea, 0x60][..], true));
+    }
+}

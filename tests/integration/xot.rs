@@ -151,14 +151,15 @@ fn kdig_tls(port: u16, args: &[String], question: &[&str]) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// Asks for the zone's SOA over TLS to `port` with a rustls client that trusts `ca`, offers
-/// `alpn` and speaks only `versions`; the answer, or what went wrong.
-fn soa_over_tls(
+/// A TLS connection to `port` by a rustls client that trusts `ca` for the primary's name,
+/// offers `alpn` and speaks only `versions`; with a receive buffer of `rcvbuf` bytes if given.
+fn tls_client(
     port: u16,
     ca: &Path,
     alpn: &[&[u8]],
     versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Result<Message, String> {
+    rcvbuf: Option<usize>,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls_pki_types::CertificateDer::from_pem_file(ca).unwrap()).unwrap();
@@ -171,19 +172,44 @@ fn soa_over_tls(
     config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let name = rustls_pki_types::ServerName::try_from(primary_name()).unwrap();
     let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let socket = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    socket.connect(&addr.into()).unwrap();
+    let socket: std::net::TcpStream = socket.into();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut tls = rustls::StreamOwned::new(connection, socket);
-    let msg = query(DOMAIN, 6, None);
+    rustls::StreamOwned::new(connection, socket)
+}
+
+/// Sends one framed DNS message.
+fn write_frame(tls: &mut impl std::io::Write, msg: &[u8]) -> std::io::Result<()> {
     let mut framed = (msg.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&msg);
-    use std::io::{Read, Write};
-    tls.write_all(&framed).map_err(|e| format!("write: {e}"))?;
+    framed.extend_from_slice(msg);
+    tls.write_all(&framed)
+}
+
+/// Reads one framed DNS message.
+fn read_tls_frame(tls: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 2];
-    tls.read_exact(&mut len).map_err(|e| format!("read: {e}"))?;
-    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    tls.read_exact(&mut answer).map_err(|e| format!("read: {e}"))?;
-    Ok(Message::decode(&answer))
+    tls.read_exact(&mut len)?;
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    tls.read_exact(&mut msg)?;
+    Ok(msg)
+}
+
+/// Asks for the zone's SOA over TLS to `port` (see [`tls_client`]); the answer, or what went
+/// wrong.
+fn soa_over_tls(
+    port: u16,
+    ca: &Path,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Message, String> {
+    let mut tls = tls_client(port, ca, alpn, versions, None);
+    write_frame(&mut tls, &query(DOMAIN, 6, None)).map_err(|e| format!("write: {e}"))?;
+    read_tls_frame(&mut tls).map(|m| Message::decode(&m)).map_err(|e| format!("read: {e}"))
 }
 
 /// The TSIG key as kdig and dig take it.
@@ -390,4 +416,34 @@ fn xot_bad_keys_and_files_are_refused_naming_the_key() {
         let log = TestServer::try_start(&dir, &config).err().expect("must not start");
         assert!(log.join("\n").contains(key), "serve, {key}: {log:?}");
     }
+}
+
+#[test]
+fn xot_a_slow_reader_gets_the_end_of_a_large_zone() {
+    let dir = TempDir::new();
+    let ca = Ca::new(&dir.0, "good");
+    let cert = ca.issue("primary", &[primary_name()], false);
+    // 120 TXT records of 60,000 bytes: 7 MB, one message each, more than loopback's socket
+    // buffers hold, so the server's writes over TLS wait for the reader many times.
+    let big: Vec<String> =
+        (0..120).map(|i| format!("big{i}.{DOMAIN}. TXT \"{}\"", "x".repeat(60_000))).collect();
+    let tls_port = free_port(&["127.0.0.1"]);
+    let config = config_with(&dir.0, "\"127.0.0.1:0\"", &big);
+    let transfer = format!("allow_transfer = [\"127.0.0.1/32\"]\n{}", tls_keys(tls_port, &cert, ""));
+    let server = TestServer::start_with(&dir, &with_keys(&config, "transfer", &transfer));
+    let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let mut tls = tls_client(tls_port, &ca.pem, &[b"dot"], tls13, Some(16 * 1024));
+    write_frame(&mut tls, &query(DOMAIN, 252, None)).unwrap();
+    let (mut soas, mut txts) = (0, 0);
+    while soas < 2 {
+        // A slow secondary: a message, then a pause.
+        std::thread::sleep(Duration::from_millis(10));
+        let msg = match read_tls_frame(&mut tls) {
+            Ok(msg) => Message::decode(&msg),
+            Err(e) => panic!("after {txts} TXT records and {soas} SOA: {e}\n{}", server.log_text()),
+        };
+        soas += msg.answers.iter().filter(|r| r.rtype == 6).count();
+        txts += msg.answers.iter().filter(|r| r.rtype == 16 && r.rdata.len() > 50_000).count();
+    }
+    assert_eq!(txts, 120, "{}", server.log_text());
 }
