@@ -139,15 +139,16 @@ fn lines_with(server: &TestServer, text: &str) -> usize {
     server.log.lock().unwrap().iter().filter(|l| l.contains(text)).count()
 }
 
-/// kdig over TLS to `port`: `args` then the question; returns its output (stdout and stderr).
-fn kdig_tls(port: u16, args: &[String], question: &[&str]) -> String {
-    let out = Command::new("kdig")
+/// dig (9.18) over TLS to `port`: `args` then the question; returns its output (stdout and
+/// stderr).
+fn dig_tls(port: u16, args: &[String], question: &[&str]) -> String {
+    let out = Command::new("dig")
         .arg("+tls")
         .args(args)
-        .args(["+time=3", "+retry=0", "-p", &port.to_string(), "@127.0.0.1"])
+        .args(["+time=3", "+tries=1", "-p", &port.to_string(), "@127.0.0.1"])
         .args(question)
         .output()
-        .expect("kdig runs (Debian package knot-dnsutils)");
+        .expect("dig runs (Debian package bind9-dnsutils)");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
@@ -212,7 +213,7 @@ fn soa_over_tls(
     read_tls_frame(&mut tls).map(|m| Message::decode(&m)).map_err(|e| format!("read: {e}"))
 }
 
-/// The TSIG key as kdig and dig take it.
+/// The TSIG key as dig takes it.
 fn tsig_arg() -> String {
     format!("hmac-sha256:transfer-key:{SECRET}")
 }
@@ -322,17 +323,17 @@ fn xot_mutual_tls_serves_nsd_with_a_client_certificate_and_refuses_one_without()
     assert!(lines_with(&server, "XFR over TLS to ") >= 1, "{}", server.log_text());
     // Without a client certificate, or with one from another CA: no answer at all.
     let trust = [format!("+tls-ca={}", ca.pem.display()), format!("+tls-hostname={}", primary_name())];
-    let none = kdig_tls(tls_port, &trust, &[DOMAIN, "SOA"]);
+    let none = dig_tls(tls_port, &trust, &[DOMAIN, "SOA"]);
     assert!(!none.contains("NOERROR"), "{none}");
     let mut with_stranger = trust.to_vec();
     with_stranger.push(format!("+tls-certfile={}", stranger.0.display()));
     with_stranger.push(format!("+tls-keyfile={}", stranger.1.display()));
-    let refused = kdig_tls(tls_port, &with_stranger, &[DOMAIN, "SOA"]);
+    let refused = dig_tls(tls_port, &with_stranger, &[DOMAIN, "SOA"]);
     assert!(!refused.contains("NOERROR"), "{refused}");
     let mut with_client = trust.to_vec();
     with_client.push(format!("+tls-certfile={}", client.0.display()));
     with_client.push(format!("+tls-keyfile={}", client.1.display()));
-    let answered = kdig_tls(tls_port, &with_client, &[DOMAIN, "SOA"]);
+    let answered = dig_tls(tls_port, &with_client, &[DOMAIN, "SOA"]);
     assert!(answered.contains("NOERROR"), "{answered}");
 }
 
@@ -345,7 +346,7 @@ fn xot_needs_alpn_dot_and_reloads_its_certificate_on_sighup() {
     let server = primary(&dir, &[], &tls_keys(tls_port, &cert, ""));
     let trust = |name: &str| vec![format!("+tls-ca={}", ca.pem.display()), format!("+tls-hostname={name}")];
     let signed = ["-y".to_owned(), tsig_arg()];
-    let axfr = kdig_tls(tls_port, &[trust(&primary_name()), signed.to_vec()].concat(), &[DOMAIN, "AXFR"]);
+    let axfr = dig_tls(tls_port, &[trust(&primary_name()), signed.to_vec()].concat(), &[DOMAIN, "AXFR"]);
     assert!(axfr.contains("\tSOA\t") && !axfr.contains("failed"), "{axfr}");
     // Another ALPN token than "dot" is refused at the handshake (RFC 9103 section 7.1).
     let openssl = |alpn: &str| {
@@ -376,9 +377,9 @@ fn xot_needs_alpn_dot_and_reloads_its_certificate_on_sighup() {
     let reloaded =
         within(Duration::from_secs(5), || server.log_text().contains("transfer TLS certificate files"));
     assert!(reloaded.is_some(), "{}", server.log_text());
-    let new_name = kdig_tls(tls_port, &trust(&format!("ns9.{DOMAIN}")), &[DOMAIN, "SOA"]);
+    let new_name = dig_tls(tls_port, &trust(&format!("ns9.{DOMAIN}")), &[DOMAIN, "SOA"]);
     assert!(new_name.contains("NOERROR"), "{new_name}");
-    let old_name = kdig_tls(tls_port, &trust(&primary_name()), &[DOMAIN, "SOA"]);
+    let old_name = dig_tls(tls_port, &trust(&primary_name()), &[DOMAIN, "SOA"]);
     assert!(!old_name.contains("NOERROR"), "{old_name}");
 }
 
