@@ -8,7 +8,8 @@
 //! `transfer.clear_transfers = false` refuse transfers over clear TCP and name TLS in the
 //! transfer's log line. The handshake runs inside the connection's slot and within
 //! `dns.tcp_first_message_timeout`, so a client that opens TLS and stalls holds a slot no
-//! longer than one that sends nothing over TCP.
+//! longer than one that sends nothing over TCP. A failed handshake is logged like a refused
+//! transfer (first per network at once, the rest summed per minute).
 //!
 //! The TLS settings are the daemon's (it owns the files): TLS 1.3 only and the ALPN token "dot"
 //! (RFC 9103 sections 7.1 and 7.2), the certificate from files a reload may replace, and
@@ -26,6 +27,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 
+use super::rrl::Network;
 use super::server::{BindError, Serving, bind_tcp, tcp_connection};
 use super::xfr::Transport;
 
@@ -58,22 +60,21 @@ pub(super) async fn connection(
         _ = serving.shutdown.changed() => return,
         _ = serving.slot.close.notified() => return,
     };
-    // Logged at debug: anyone may open a connection, and a scanner's failures are no news. A
-    // secondary that cannot transfer says why in its own log (its view of our certificate).
-    let client = || serving.zone.transfers().map_or_else(|| "-".to_owned(), |t| t.client(peer));
-    let mut tls = match handshake {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            tracing::debug!("TLS handshake with {} failed: {error}", client());
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("TLS handshake with {} timed out", client());
-            return;
+    // Logged as transfer refusals are: a network's first at once, the rest of its minute in one
+    // summary line, so a scanner cannot flood the log, and an operator whose secondary refuses
+    // our certificate (or has none for mutual TLS) sees why here too.
+    let refused = |reason: String| {
+        if let Some(settings) = serving.zone.transfers() {
+            settings.gate.refused(Network::of(peer.ip()), &settings.client(peer), "TLS connection", &reason);
         }
     };
+    let mut tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => return refused(format!("the handshake failed ({error})")),
+        Err(_) => return refused("no TLS handshake within dns.tcp_first_message_timeout".to_owned()),
+    };
     if tls.get_ref().1.alpn_protocol() != Some(ALPN) {
-        tracing::debug!("TLS client {} did not select ALPN \"dot\" (RFC 9103): closed", client());
+        refused("the client did not select ALPN \"dot\" (RFC 9103 section 7.1)".to_owned());
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
         return;
     }

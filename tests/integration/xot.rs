@@ -299,6 +299,9 @@ fn xot_a_wrong_certificate_is_refused_by_bind_and_nsd() {
         named.log_text().contains(bind_refused) && nsd.log_text().contains(nsd_refused)
     });
     assert!(took.is_some(), "BIND:\n{}\nNSD:\n{}", named.log_text(), nsd.log_text());
+    // Our side logs the failed handshake too (the first of the network; the rest are summed).
+    let ours = "TLS connection from 127.0.0.0/24 refused: the handshake failed (";
+    assert!(server.log_text().contains(ours), "{}", server.log_text());
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(named.serial(), None, "BIND must not have the zone:\n{}", named.log_text());
     assert_eq!(nsd.serial(), None, "NSD must not have the zone:\n{}", nsd.log_text());
@@ -325,6 +328,10 @@ fn xot_mutual_tls_serves_nsd_with_a_client_certificate_and_refuses_one_without()
     let trust = [format!("+tls-ca={}", ca.pem.display()), format!("+tls-hostname={}", primary_name())];
     let none = dig_tls(tls_port, &trust, &[DOMAIN, "SOA"]);
     assert!(!none.contains("NOERROR"), "{none}");
+    let ours = within(Duration::from_secs(2), || {
+        server.log_text().contains("TLS connection from 127.0.0.0/24 refused: the handshake failed")
+    });
+    assert!(ours.is_some(), "{}", server.log_text());
     let mut with_stranger = trust.to_vec();
     with_stranger.push(format!("+tls-certfile={}", stranger.0.display()));
     with_stranger.push(format!("+tls-keyfile={}", stranger.1.display()));
@@ -358,6 +365,8 @@ fn xot_needs_alpn_dot_and_reloads_its_certificate_on_sighup() {
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     };
     assert!(openssl("h2").contains("no application protocol"), "{}", openssl("h2"));
+    let ours = "refused: the handshake failed (peer doesn't support any known protocol)";
+    assert!(server.log_text().contains(ours), "{}", server.log_text());
     assert!(openssl("dot").contains("ALPN protocol: dot"), "{}", openssl("dot"));
     // A client that offers no ALPN has not selected "dot" either: closed without an answer.
     // TLS 1.2 is not offered (RFC 9103 section 7.2 asks for 1.3 or later).
