@@ -64,6 +64,13 @@ fn named_paths(config: &Config) -> Vec<Named> {
             }
         }
     }
+    if let Some(tls) = &config.transfer_tls {
+        add("transfer.tls_cert_fullchain", &tls.fullchain, Use::Read);
+        add("transfer.tls_cert_privkey", &tls.privkey, Use::Read);
+        if let Some(ca) = &tls.client_ca {
+            add("transfer.tls_client_ca", ca, Use::Read);
+        }
+    }
     if let SubdomainPolicy::Pseudonym { key_file: Some(path) } = &config.privacy.log_subdomain {
         add("privacy.log_subdomain_key", path, Use::ReadOrCreate);
     }
@@ -166,7 +173,13 @@ fn check_paths(config: &Config) -> (Vec<String>, String) {
     // stops `serve`, so it stops this too.
     if let Tls::Cert { privkey, fullchain } = &config.api.tls
         && problems.iter().all(|p| !p.starts_with("api.tls_cert_"))
-        && let Err(error) = crate::daemon::reload::check_cert_files(fullchain, privkey)
+        && let Err(error) = crate::daemon::reload::check_cert_files("api", fullchain, privkey)
+    {
+        problems.push(error);
+    }
+    if let Some(tls) = &config.transfer_tls
+        && problems.iter().all(|p| !p.starts_with("transfer.tls_"))
+        && let Err(error) = crate::daemon::xot::check_files(tls)
     {
         problems.push(error);
     }
@@ -245,6 +258,18 @@ fn summary(config: &Config) -> Vec<String> {
             t.wait.map_or(String::new(), |w| format!(", updates wait up to {} for them", span(w.as_secs())))
         ),
     });
+    if let Some(tls) = &config.transfer_tls {
+        let listen: Vec<String> = tls.listen.iter().map(ToString::to_string).collect();
+        lines.push(format!(
+            "transfers over TLS (XoT) on {}, certificate {}{}; over clear TCP: {}",
+            listen.join(", "),
+            tls.fullchain.display(),
+            tls.client_ca
+                .as_ref()
+                .map_or(String::new(), |ca| format!(", client certificates from {}", ca.display())),
+            if tls.clear_transfers { "served" } else { "refused" }
+        ));
+    }
     lines.push(match &config.metrics {
         None => "metrics: off".to_owned(),
         Some(m) => format!("metrics: on http://{}/metrics", m.listen),

@@ -21,6 +21,7 @@ mod transfer;
 
 use clap::{Parser, Subcommand};
 
+use self::transfer::TransferAction;
 use crate::config::Config;
 
 /// Authoritative DNS server and HTTP API for delegated ACME DNS-01 challenges,
@@ -159,15 +160,6 @@ enum AccountAction {
         /// Username (X-Api-User).
         username: String,
     },
-}
-
-/// `transfer` subcommands.
-#[derive(Debug, Subcommand)]
-enum TransferAction {
-    /// Ask every secondary in `[transfer] notify` for its SOA serial now, and print the zone's
-    /// serial and, for each secondary, whether it is up to date or how many changes it lacks and
-    /// for how long. Exits 1 when any secondary is behind or does not answer.
-    Status,
 }
 
 /// `privacy` subcommands.

@@ -8,8 +8,19 @@
 
 use std::time::Duration;
 
+use clap::Subcommand;
+
 use crate::config::Config;
 use crate::dns::propagation::{serial_reached, soa_serial};
+
+/// `transfer` subcommands.
+#[derive(Debug, Subcommand)]
+pub(super) enum TransferAction {
+    /// Ask every secondary in `[transfer] notify` for its SOA serial now, and print the zone's
+    /// serial and, for each secondary, whether it is up to date or how many changes it lacks and
+    /// for how long. Exits 1 when any secondary is behind or does not answer.
+    Status,
+}
 
 /// How long each secondary gets to answer.
 const ASK_LIMIT: Duration = Duration::from_secs(2);

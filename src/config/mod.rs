@@ -24,6 +24,7 @@ pub mod docs;
 mod metrics;
 mod raw;
 mod transfer;
+mod xot;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::ZoneSettings;
 use crate::privacy::{Privacy, Secret};
 pub use metrics::Metrics;
+pub use xot::TransferTls;
 
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
 /// on unprivileged loopback ports, and a sample zone.
@@ -343,6 +345,8 @@ pub struct Config {
     pub privacy: Privacy,
     /// Zone transfers, NOTIFY and TSIG (`[transfer]`), when configured.
     pub transfer: Option<crate::dns::xfr::TransferSettings>,
+    /// Zone transfers over TLS (`[transfer] tls_listen` and its certificate), when configured.
+    pub transfer_tls: Option<TransferTls>,
     /// Seconds this instance's clock may differ from the database's before it refuses the
     /// shared decisions (`[general] max_clock_skew`, ours; see `sync::clock`).
     pub max_clock_skew: u64,
@@ -431,6 +435,7 @@ impl Config {
         let dnssec = build::dnssec(&file.dnssec)?;
         let privacy = build::privacy(&file.privacy, &database, &mut warnings)?;
         let transfer = transfer::parse(&file.transfer, privacy.client_ip, &mut warnings)?;
+        let transfer_tls = xot::parse(&file.transfer)?;
         let metrics = metrics::parse(&file.metrics, &api)?;
         let max_clock_skew = file.general.max_clock_skew().duration(defaults::MAX_CLOCK_SKEW)?.max(1);
         Ok(Self {
@@ -442,6 +447,7 @@ impl Config {
             dnssec,
             privacy,
             transfer,
+            transfer_tls,
             metrics,
             max_clock_skew,
             warnings,

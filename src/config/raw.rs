@@ -199,6 +199,12 @@ macro_rules! section {
                 }
             )*
 
+            /// Whether the file sets none of the section's keys (an optional section is then off).
+            #[allow(dead_code, reason = "only the optional sections ask")]
+            pub(super) fn is_empty(&self) -> bool {
+                [$(self.$key.is_none()),*].iter().all(|&none| none)
+            }
+
             /// The section's doc, and each key's doc, type and default, as declared here.
             fn reference() -> docs::Section {
                 docs::Section {
@@ -447,25 +453,16 @@ section! {
         max_transfers: "integer, 1 to 10000" = defaults::MAX_TRANSFERS,
         /// Transfers at once per client network (/24 for IPv4, /56 for IPv6).
         max_transfers_per_network: "integer, 1 to 10000" = defaults::MAX_TRANSFERS_PER_NETWORK,
-    }
-}
-
-impl Transfer {
-    /// Whether the file sets none of the section's keys (then transfers stay off).
-    pub(super) fn is_empty(&self) -> bool {
-        [
-            &self.allow_transfer,
-            &self.notify,
-            &self.tsig_name,
-            &self.tsig_algorithm,
-            &self.tsig_secret,
-            &self.wait_for_secondaries,
-            &self.wait_timeout,
-            &self.max_transfers,
-            &self.max_transfers_per_network,
-        ]
-        .iter()
-        .all(|v| v.is_none())
+        /// Where to serve zone transfers over TLS (XoT, RFC 9103; DNS over TLS with ALPN "dot").
+        tls_listen: "address or list of addresses (host:port, [v6]:port, :port)" = "none (no TLS)",
+        /// PEM certificate chain of the TLS listener (read again on reload).
+        tls_cert_fullchain: "file path" = "none (mandatory with tls_listen)",
+        /// PEM private key of that certificate (read again on reload).
+        tls_cert_privkey: "file path" = "none (mandatory with tls_listen)",
+        /// PEM CA certificates for mutual TLS: then a client must show a certificate they signed.
+        tls_client_ca: "file path" = "none (no client certificate asked for)",
+        /// `false` refuses AXFR and IXFR over clear TCP (REFUSED): transfers over TLS only.
+        clear_transfers: "true or false" = "true",
     }
 }
 

@@ -14,6 +14,7 @@
 //! the DNS workers, checkpoint the store, exit 0.
 
 pub mod reload;
+pub mod xot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::api::{self, AppState};
 use crate::config::{Config, Tls};
 use crate::dns::server::{self, BindError};
 use crate::dns::transfers::Transfers;
+use crate::dns::xot::Channel;
 use crate::dns::zone::{Signer, Zone, ZoneError};
 use crate::privacy::Privacy;
 use crate::privacy::pseudonym::{KeyFileError, SubdomainLog};
@@ -186,7 +188,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let tls = match &config.api.tls {
         Tls::None => None,
         Tls::Cert { privkey, fullchain } => {
-            let files = reload::CertFiles::load(fullchain, privkey).map_err(DaemonError::Tls)?;
+            let files = reload::CertFiles::load("api", fullchain, privkey).map_err(DaemonError::Tls)?;
             let acceptor = files.acceptor().map_err(DaemonError::Tls)?;
             cert_files = Some(files);
             Some(acceptor)
@@ -206,6 +208,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     };
     let subdomain_log = SubdomainLog::open(&config.privacy.log_subdomain)?;
+    // Zone transfers over TLS: the certificate (reloadable, as the API's) and the listeners.
+    let (transfer_tls, transfer_certs) = match &config.transfer_tls {
+        Some(tls) => {
+            let certs = reload::CertFiles::load("transfer", &tls.fullchain, &tls.privkey)
+                .map_err(DaemonError::Tls)?;
+            let acceptor = xot::acceptor(tls, &certs).map_err(DaemonError::Tls)?;
+            (Some((acceptor, crate::dns::xot::bind(&tls.listen)?)), Some(certs))
+        }
+        None => (None, None),
+    };
     let bound = server::bind(&config.dns.listen, config.dns.transports)?;
     let api_listener = bind_api(config.api.listen)?;
     let api_addr = api_listener.local_addr()?;
@@ -271,14 +283,27 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             "zone transfers on: {networks} networks allowed, {secondaries} secondaries notified, {key}"
         );
     }
-    for listener in bound.tcp {
+    // With `clear_transfers = false`, transfers are served over TLS only.
+    let clear = Channel::Clear { transfers: config.transfer_tls.as_ref().is_none_or(|t| t.clear_transfers) };
+    let tls_listeners = transfer_tls.into_iter().flat_map(|(acceptor, listeners)| {
+        listeners.into_iter().map(move |listener| (listener, Channel::Tls(acceptor.clone())))
+    });
+    for (listener, channel) in bound.tcp.into_iter().map(|l| (l, clear.clone())).chain(tls_listeners) {
+        if let Channel::Tls(_) = channel {
+            tracing::info!(
+                "listening for zone transfers over TLS (XoT, ALPN dot) on {}",
+                listener.local_addr()?
+            );
+        }
         let (zone, transfers) = (Arc::clone(&zone), transfers.clone());
         let shutdown = shutdown_rx.clone();
         let options = config.dns.server;
         let stats = dns_stats.as_ref().map(|s| s.tcp());
         tasks.spawn(async move {
-            if let Err(error) = server::serve_tcp(listener, zone, transfers, options, shutdown, stats).await {
-                tracing::error!("DNS over TCP stopped: {error}");
+            if let Err(error) =
+                server::serve_tcp(listener, zone, transfers, options, channel, shutdown, stats).await
+            {
+                tracing::error!("DNS over TCP or TLS stopped: {error}");
             }
         });
     }
@@ -321,7 +346,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             config.api.update_rate_limit,
         )),
     };
-    let (mut reloader, app, mut privacy_rx) = reload::Reloader::new(&config, state, cert_files);
+    let (mut reloader, app, mut privacy_rx) =
+        reload::Reloader::new(&config, state, cert_files, transfer_certs);
     {
         let sync = sync.clone();
         let mut shutdown = shutdown_rx.clone();

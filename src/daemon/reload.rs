@@ -4,8 +4,9 @@
 //! Design note: a reload never touches a socket, the store or the zone, so DNS answers and open
 //! API connections go on through it. What changes at run time is held in places built for
 //! swapping: the API's router (rebuilt around a new state and swapped in whole, so a request
-//! sees either the old settings or the new ones, never a mix), the certificate behind the TLS
-//! acceptor (a resolver read at each handshake), the log level (a reloadable filter) and the
+//! sees either the old settings or the new ones, never a mix), the certificates behind the TLS
+//! acceptors of the API and of zone transfers over TLS (resolvers read at each handshake, one
+//! loader for both), the log level (a reloadable filter) and the
 //! privacy settings of the retention purge (a watch channel), the networks allowed to transfer
 //! and the client address policy of transfer logs (both shared with the transfer service) and the NOTIFY
 //! targets (the daemon replaces their tasks). Everything else (listen addresses, database,
@@ -36,7 +37,8 @@ pub static LOG_LEVEL: OnceLock<SetLogLevel> = OnceLock::new();
 /// The hook behind [`LOG_LEVEL`]: sets the level, or says why it could not.
 pub type SetLogLevel = Box<dyn Fn(tracing::Level) -> Result<(), String> + Send + Sync>;
 
-/// The API's certificate from `tls_cert_fullchain` and `tls_cert_privkey`, read again on reload.
+/// A certificate from `tls_cert_fullchain` and `tls_cert_privkey` (the API's, and the zone
+/// transfers' TLS listener's), read again on reload.
 #[derive(Debug)]
 pub(super) struct CertFiles(RwLock<Arc<CertifiedKey>>);
 
@@ -47,9 +49,9 @@ impl ResolvesServerCert for CertFiles {
 }
 
 impl CertFiles {
-    /// Loads the files; the error names the key whose file is at fault.
-    pub(super) fn load(fullchain: &Path, privkey: &Path) -> Result<Arc<Self>, String> {
-        Ok(Arc::new(Self(RwLock::new(Arc::new(certified_key(fullchain, privkey)?)))))
+    /// Loads the files named in `section`; the error names the key whose file is at fault.
+    pub(super) fn load(section: &str, fullchain: &Path, privkey: &Path) -> Result<Arc<Self>, String> {
+        Ok(Arc::new(Self(RwLock::new(Arc::new(certified_key(section, fullchain, privkey)?)))))
     }
 
     /// A TLS acceptor that serves whatever certificate this holds at each handshake.
@@ -67,28 +69,29 @@ impl CertFiles {
     }
 }
 
-/// Reads the API's certificate files as the start does (`check-config` uses it): an error
-/// names the key whose file is at fault.
-pub fn check_cert_files(fullchain: &Path, privkey: &Path) -> Result<(), String> {
-    certified_key(fullchain, privkey).map(drop)
+/// Reads the certificate files of `section` (`api`, `transfer`) as the start does
+/// (`check-config` uses it): an error names the key whose file is at fault.
+pub fn check_cert_files(section: &str, fullchain: &Path, privkey: &Path) -> Result<(), String> {
+    certified_key(section, fullchain, privkey).map(drop)
 }
 
-/// Reads a certificate chain and its private key, and checks that they belong together.
-fn certified_key(fullchain: &Path, privkey: &Path) -> Result<CertifiedKey, String> {
+/// Reads a certificate chain and its private key, named by `section`'s `tls_cert_fullchain`
+/// and `tls_cert_privkey`, and checks that they belong together.
+pub(super) fn certified_key(section: &str, fullchain: &Path, privkey: &Path) -> Result<CertifiedKey, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fullchain)
         .and_then(|iter| iter.collect())
-        .map_err(|e| format!("api.tls_cert_fullchain: cannot read {}: {e}", fullchain.display()))?;
+        .map_err(|e| format!("{section}.tls_cert_fullchain: cannot read {}: {e}", fullchain.display()))?;
     if certs.is_empty() {
-        return Err(format!("api.tls_cert_fullchain: no certificate in {}", fullchain.display()));
+        return Err(format!("{section}.tls_cert_fullchain: no certificate in {}", fullchain.display()));
     }
     let key = PrivateKeyDer::from_pem_file(privkey).map_err(|e| {
-        format!("api.tls_cert_privkey: cannot read a private key from {}: {e}", privkey.display())
+        format!("{section}.tls_cert_privkey: cannot read a private key from {}: {e}", privkey.display())
     })?;
     let provider = tokio_rustls::rustls::crypto::ring::default_provider();
     CertifiedKey::from_der(certs, key, &provider)
-        .map_err(|e| format!("api.tls_cert_privkey: the key does not fit the certificate: {e}"))
+        .map_err(|e| format!("{section}.tls_cert_privkey: the key does not fit the certificate: {e}"))
 }
 
 /// What a new file changes, sorted into what is applied and what waits for a restart.
@@ -113,6 +116,7 @@ fn plan(old: &Config, new: &Config) -> Plan {
         dnssec: _,
         privacy: _,
         transfer: _,
+        transfer_tls: _,
         metrics: _,
         max_clock_skew: _,
         warnings: _,
@@ -212,6 +216,24 @@ fn plan(old: &Config, new: &Config) -> Plan {
         }
         (o, n) => check(o.is_some() != n.is_some(), "[transfer] (on or off)", false),
     }
+    match (&old.transfer_tls, &new.transfer_tls) {
+        (Some(o), Some(n)) => {
+            let crate::config::TransferTls {
+                listen: _,
+                fullchain: _,
+                privkey: _,
+                client_ca: _,
+                clear_transfers: _,
+            } = n;
+            // The certificate is read again at every reload, as the API's; the listener, the
+            // client CA (built into the TLS settings) and the clear-text rule need a restart.
+            check(true, "transfer TLS certificate files", true);
+            check(o.listen != n.listen, "transfer.tls_listen", false);
+            check(o.client_ca != n.client_ca, "transfer.tls_client_ca", false);
+            check(o.clear_transfers != n.clear_transfers, "transfer.clear_transfers", false);
+        }
+        (o, n) => check(o != n, "transfer.tls_listen (TLS on or off)", false),
+    }
     plan
 }
 
@@ -236,6 +258,9 @@ fn merge(old: &Config, new: &Config) -> Config {
     let (p, n) = (&mut running.privacy, &new.privacy);
     (p.client_ip, p.audit_retention, p.txt_retention) = (n.client_ip, n.audit_retention, n.txt_retention);
     (p.account_expiry, p.purge_interval) = (n.account_expiry, n.purge_interval);
+    if let (Some(t), Some(n)) = (&mut running.transfer_tls, &new.transfer_tls) {
+        (t.fullchain, t.privkey) = (n.fullchain.clone(), n.privkey.clone());
+    }
     if let (Some(t), Some(n)) = (&mut running.transfer, &new.transfer) {
         // The allow list is shared with the transfer service: `Reloader::reload` changes it in place.
         t.notify = n.notify.clone();
@@ -257,6 +282,8 @@ pub(super) struct Reloader {
     router: Arc<RwLock<Router>>,
     /// The certificate files' resolver, with `api.tls = "cert"`.
     certs: Option<Arc<CertFiles>>,
+    /// The zone transfers' TLS certificate, with `transfer.tls_listen`.
+    transfer_certs: Option<Arc<CertFiles>>,
     /// The privacy settings the retention purge uses.
     privacy: watch::Sender<Privacy>,
 }
@@ -269,6 +296,7 @@ impl Reloader {
         config: &Config,
         state: AppState,
         certs: Option<Arc<CertFiles>>,
+        transfer_certs: Option<Arc<CertFiles>>,
     ) -> (Self, Router, watch::Receiver<Privacy>) {
         let router = Arc::new(RwLock::new(api::app(state.clone())));
         let current = Arc::clone(&router);
@@ -285,7 +313,7 @@ impl Reloader {
         });
         let (privacy, privacy_rx) = watch::channel(config.privacy.clone());
         let (path, running, read) = (config.source.clone(), config.clone(), config.clone());
-        let reloader = Self { path, running, read, state, router, certs, privacy };
+        let reloader = Self { path, running, read, state, router, certs, transfer_certs, privacy };
         (reloader, Router::new().fallback_service(forward), privacy_rx)
     }
 
@@ -308,14 +336,19 @@ impl Reloader {
         };
         // Everything that can fail comes before anything changes.
         let key = match (&self.certs, &new.api.tls) {
-            (Some(_), Tls::Cert { privkey, fullchain }) => match certified_key(fullchain, privkey) {
-                Ok(key) => Some(key),
-                Err(error) => {
-                    tracing::error!("reload refused, the running configuration stays in force: {error}");
-                    return None;
-                }
-            },
-            _ => None,
+            (Some(_), Tls::Cert { privkey, fullchain }) => certified_key("api", fullchain, privkey).map(Some),
+            _ => Ok(None),
+        };
+        let transfer_key = match (&self.transfer_certs, &new.transfer_tls) {
+            (Some(_), Some(tls)) => certified_key("transfer", &tls.fullchain, &tls.privkey).map(Some),
+            _ => Ok(None),
+        };
+        let (key, transfer_key) = match (key, transfer_key) {
+            (Ok(key), Ok(transfer_key)) => (key, transfer_key),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!("reload refused, the running configuration stays in force: {error}");
+                return None;
+            }
         };
         for warning in &new.warnings {
             tracing::warn!("{warning}");
@@ -327,6 +360,9 @@ impl Reloader {
         let changed = self::plan(&self.read, &new).restart;
         let running = merge(&self.running, &new);
         if let (Some(certs), Some(key)) = (&self.certs, key) {
+            certs.replace(key);
+        }
+        if let (Some(certs), Some(key)) = (&self.transfer_certs, transfer_key) {
             certs.replace(key);
         }
         if running.log.level != self.running.log.level
@@ -452,5 +488,28 @@ mod tests {
         });
         let p = plan(&old, &private);
         assert_eq!((p.applied, p.restart), (vec!["privacy retention and client_ip"], vec![]));
+    }
+    #[test]
+    fn transfer_tls_files_are_read_again_and_its_listener_needs_a_restart() {
+        let tls = |port: u16, files: &str, more: &str| {
+            format!(
+                "\n[transfer]\nallow_transfer = [\"127.0.0.1/32\"]\ntls_listen = \"127.0.0.1:{port}\"\n\
+                 tls_cert_fullchain = \"/etc/{files}.pem\"\ntls_cert_privkey = \"/etc/{files}.key\"\n{more}"
+            )
+        };
+        let old = config(|t| t + &tls(853, "a", ""));
+        let renewed = config(|t| t + &tls(853, "b", ""));
+        let p = plan(&old, &renewed);
+        assert_eq!((p.applied, p.restart), (vec!["transfer TLS certificate files"], vec![]));
+        let merged = merge(&old, &renewed);
+        let running = merged.transfer_tls.unwrap();
+        assert_eq!(running.fullchain, std::path::PathBuf::from("/etc/b.pem"));
+        let moved =
+            config(|t| t + &tls(8853, "a", "tls_client_ca = \"/etc/ca.pem\"\nclear_transfers = false\n"));
+        let p = plan(&old, &moved);
+        assert_eq!(p.restart, ["transfer.tls_listen", "transfer.tls_client_ca", "transfer.clear_transfers"]);
+        assert_eq!(merge(&old, &moved).transfer_tls, old.transfer_tls);
+        let off = config(|t| t + "\n[transfer]\nallow_transfer = [\"127.0.0.1/32\"]\n");
+        assert_eq!(plan(&old, &off).restart, ["transfer.tls_listen (TLS on or off)"]);
     }
 }

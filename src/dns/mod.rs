@@ -18,4 +18,5 @@ pub mod wire;
 pub mod xfr;
 pub mod xfr_gate;
 pub mod xfr_settings;
+pub mod xot;
 pub mod zone;

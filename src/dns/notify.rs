@@ -11,7 +11,9 @@
 //! at start, so secondaries learn at once of a primary that restarted with a new serial.
 //!
 //! Messages are signed with the `[transfer]` key when one is configured (NSD and Knot reject
-//! unsigned NOTIFY when their ACL names a key) and the answer's TSIG is checked.
+//! unsigned NOTIFY when their ACL names a key) and the answer's TSIG is checked. NOTIFY goes
+//! over UDP even to secondaries that transfer over TLS (`xot`): RFC 9103 encrypts transfers,
+//! not NOTIFY, which carries only the zone's name and serial, and BIND and NSD take it on UDP.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -16,7 +16,9 @@
 //! first whole message within a short deadline, and when every slot is taken a new connection
 //! takes the slot of the connection that has been idle the longest (of its own network when
 //! that network is at its cap). A connection is never closed while it is answering. All of
-//! this is on the TCP side only: the UDP workers never see it.
+//! this is on the TCP side only: the UDP workers never see it. A TCP listener may serve TLS
+//! instead ([`Channel::Tls`], zone transfers over TLS: [`super::xot`]): the same slots, the
+//! same connection code, on the stream inside TLS.
 //!
 //! Sockets are bound up front by [`bind`], before anything else starts, so a taken port is
 //! reported at once with its address. When the port is 0 (tests), UDP picks the port and TCP
@@ -31,13 +33,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 
 use super::rrl::{Network, RateLimiter, Verdict};
 use super::stats::{Counters, DnsStats};
 use super::transfers::Transfers;
 use super::wire::{error_reply, parse_query};
+use super::xfr::Transport;
+use super::xot::Channel;
 use super::zone::Zone;
 use crate::sys::{UdpBatch, omit_path_mtu};
 
@@ -74,7 +78,7 @@ pub struct ServerOptions {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for DNS over {proto} on {addr}: {source}")]
 pub struct BindError {
-    /// "UDP" or "TCP".
+    /// "UDP", "TCP", or TLS with the key that names it.
     pub proto: &'static str,
     /// The address that failed.
     pub addr: SocketAddr,
@@ -121,7 +125,7 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
 }
 
 /// Binds and starts listening on a TCP socket.
-fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
+pub(super) fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
     bind_socket(addr, Type::STREAM, Protocol::TCP)
         .and_then(|s| {
             s.listen(1024)?;
@@ -367,7 +371,7 @@ impl SlotTable {
 
 /// Who holds the TCP connection slots of one listener, and which to give up for a new one.
 #[derive(Debug)]
-struct TcpSlots {
+pub(super) struct TcpSlots {
     /// Connections at most.
     max: usize,
     /// Connections per network at most.
@@ -378,13 +382,13 @@ struct TcpSlots {
 
 /// A connection's place in [`TcpSlots`]; given up when dropped.
 #[derive(Debug)]
-struct Slot {
+pub(super) struct Slot {
     /// The table it is in.
     slots: Arc<TcpSlots>,
     /// Its id there.
     id: u64,
     /// Notified when the slot is taken for a newer connection.
-    close: Arc<Notify>,
+    pub(super) close: Arc<Notify>,
 }
 
 impl TcpSlots {
@@ -442,20 +446,34 @@ impl Drop for Slot {
     }
 }
 
-/// Serves one TCP connection: length-prefixed messages until idle, EOF, shutdown, or its slot
-/// is taken for a newer connection.
-async fn tcp_connection(
-    mut stream: tokio::net::TcpStream,
-    zone: Arc<Zone>,
-    transfers: Option<Arc<Transfers>>,
-    options: ServerOptions,
-    slot: Slot,
-    mut shutdown: watch::Receiver<bool>,
-    stats: Option<Arc<Counters>>,
+/// What the task of one connection holds besides its stream.
+pub(super) struct Serving {
+    /// The zone answered from.
+    pub(super) zone: Arc<Zone>,
+    /// Zone transfers, when `[transfer]` is configured.
+    pub(super) transfers: Option<Arc<Transfers>>,
+    /// The listener's limits.
+    pub(super) options: ServerOptions,
+    /// The connection's place among the listener's.
+    pub(super) slot: Slot,
+    /// Changes at shutdown.
+    pub(super) shutdown: watch::Receiver<bool>,
+    /// Where to count answers, when metrics are on.
+    pub(super) stats: Option<Arc<Counters>>,
+}
+
+/// Serves one connection (clear TCP, or the stream inside TLS): length-prefixed messages until
+/// idle, EOF, shutdown, or its slot is taken for a newer connection.
+pub(super) async fn tcp_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    peer: SocketAddr,
+    transport: Transport,
+    serving: &mut Serving,
 ) {
+    let Serving { zone, transfers, options, slot, shutdown, stats } = serving;
+    let options = *options;
     let mut msg = Vec::new();
     let mut out = Vec::with_capacity(4096);
-    let peer = stream.peer_addr().ok();
     // The first message must arrive whole, and soon: a connection that sends nothing, or one
     // byte, holds its slot only that long. Later messages may take the idle time.
     let mut deadline = options.tcp_first_message_timeout;
@@ -475,8 +493,9 @@ async fn tcp_connection(
         // Busy from here until the answer is written: a full listener never closes it.
         slot.set_busy(true);
         // Transfers on: AXFR and IXFR are streamed, inside this connection's slot.
-        if let (Some(transfers), Some(peer)) = (&transfers, peer) {
-            match super::xfr::serve_tcp(transfers, &msg, peer, &mut stream, options.tcp_idle_timeout).await {
+        if let Some(transfers) = transfers.as_ref() {
+            let idle = options.tcp_idle_timeout;
+            match super::xfr::serve_tcp(transfers, &msg, peer, transport, stream, idle).await {
                 super::xfr::Outcome::Sent => {
                     slot.set_busy(false);
                     continue;
@@ -485,7 +504,7 @@ async fn tcp_connection(
                 super::xfr::Outcome::NotMine => {}
             }
         }
-        let qtype = handle_message(&zone, transfers.as_deref(), &msg, None, &mut out);
+        let qtype = handle_message(zone, transfers.as_deref(), &msg, None, &mut out);
         if let Some(stats) = &stats {
             stats.answered(qtype, &out, false);
         }
@@ -495,7 +514,12 @@ async fn tcp_connection(
         let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
-        match tokio::time::timeout(options.tcp_idle_timeout, stream.write_all(&framed)).await {
+        // `flush`: a TLS stream holds what is written until then.
+        let write = async {
+            stream.write_all(&framed).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(options.tcp_idle_timeout, write).await {
             Ok(Ok(())) => {}
             _ => return,
         }
@@ -503,13 +527,15 @@ async fn tcp_connection(
     }
 }
 
-/// Accepts TCP connections on `listener` until shutdown; counts into `stats` when given. With
-/// `transfers`, AXFR and IXFR are served on the connections.
+/// Accepts TCP connections on `listener` until shutdown, clear or in TLS as `channel` says;
+/// counts into `stats` when given. With `transfers`, AXFR and IXFR are served on the
+/// connections.
 pub async fn serve_tcp(
     listener: TcpListener,
     zone: Arc<Zone>,
     transfers: Option<Arc<Transfers>>,
     options: ServerOptions,
+    channel: Channel,
     mut shutdown: watch::Receiver<bool>,
     stats: Option<Arc<Counters>>,
 ) -> io::Result<()> {
@@ -544,9 +570,25 @@ pub async fn serve_tcp(
         };
         // No slot (every connection that could make room is answering): close at once.
         let Some(slot) = slots.admit(Network::of(peer.ip())) else { continue };
-        let (zone, transfers) = (Arc::clone(&zone), transfers.clone());
-        let shutdown = shutdown.clone();
-        tokio::spawn(tcp_connection(stream, zone, transfers, options, slot, shutdown, stats.clone()));
+        let mut serving = Serving {
+            zone: Arc::clone(&zone),
+            transfers: transfers.clone(),
+            options,
+            slot,
+            shutdown: shutdown.clone(),
+            stats: stats.clone(),
+        };
+        match &channel {
+            Channel::Clear { transfers } => {
+                let transport = Transport::Tcp { transfers: *transfers };
+                let mut stream = stream;
+                tokio::spawn(async move { tcp_connection(&mut stream, peer, transport, &mut serving).await });
+            }
+            Channel::Tls(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move { super::xot::connection(stream, peer, acceptor, serving).await });
+            }
+        }
     }
 }
 

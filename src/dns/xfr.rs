@@ -44,6 +44,19 @@ use super::zone::Zone;
 /// Largest message of a transfer (before its TSIG record): below the 64 KiB TCP framing limit.
 pub const MESSAGE_LIMIT: usize = 64_000;
 
+/// How a transfer request came: over clear TCP (with whether transfers are served there,
+/// `transfer.clear_transfers`) or over TLS (XoT, RFC 9103: [`super::xot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Clear TCP; `transfers: false` answers AXFR and IXFR REFUSED (only TLS serves them).
+    Tcp {
+        /// Whether AXFR and IXFR are served on clear TCP.
+        transfers: bool,
+    },
+    /// TLS: the same requests, the same rules, inside the encrypted stream.
+    Tls,
+}
+
 /// What [`serve_tcp`] did with a message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -146,12 +159,13 @@ fn ixfr_serial(msg: &[u8]) -> Option<u32> {
     wire::u32_at(msg, serial_at)
 }
 
-/// Handles `msg` on a TCP connection from `peer` if it is a transfer request (AXFR or IXFR);
-/// writes the answer to `stream`.
+/// Handles `msg` on a TCP or TLS connection from `peer` if it is a transfer request (AXFR or
+/// IXFR); writes the answer to `stream`.
 pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     transfers: &Arc<Transfers>,
     msg: &[u8],
     peer: SocketAddr,
+    transport: Transport,
     stream: &mut S,
     idle: Duration,
 ) -> Outcome {
@@ -189,6 +203,9 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     let refusal = match rcode {
         Rcode::NoError if !settings.allows(peer) => Some("network not in transfer.allow_transfer"),
         Rcode::NoError if key.is_some() && verified.is_none() => Some("request not signed with the TSIG key"),
+        Rcode::NoError if transport == (Transport::Tcp { transfers: false }) => {
+            Some("over clear TCP, which transfer.clear_transfers = false refuses (ask over TLS)")
+        }
         Rcode::NoError => None,
         Rcode::FormErr => Some("malformed request"),
         _ => Some("not our zone"),
@@ -266,6 +283,7 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
     drop(permit);
     let signed =
         key.filter(|_| verified.is_some()).map_or(String::new(), |k| format!(" (TSIG {})", k.name()));
+    let kind = if transport == Transport::Tls { format!("{kind} over TLS") } else { kind.to_owned() };
     let (records, messages) = (sender.records, sender.messages);
     let ms = started.elapsed().as_millis();
     let counted =
@@ -392,10 +410,21 @@ impl<'a, 'q, S: AsyncWrite + Unpin> Sender<'a, 'q, S> {
 }
 
 /// Writes one framed message with the idle timeout.
-async fn send<S: AsyncWrite + Unpin>(stream: &mut S, msg: &mut Vec<u8>, idle: Duration) -> Outcome {
+pub(super) async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    msg: &mut Vec<u8>,
+    idle: Duration,
+) -> Outcome {
     let Ok(len) = u16::try_from(msg.len()) else { return Outcome::Close };
     msg.splice(0..0, len.to_be_bytes());
-    match tokio::time::timeout(idle, stream.write_all(msg)).await {
+    // Flushed: over TLS, what the socket could not take at once stays in the TLS buffer until
+    // then, and the end of a transfer would wait there for a next write that never comes
+    // (on clear TCP it does nothing).
+    let write = async {
+        stream.write_all(msg).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(idle, write).await {
         Ok(Ok(())) => Outcome::Sent,
         _ => Outcome::Close,
     }

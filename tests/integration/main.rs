@@ -39,3 +39,4 @@ mod version;
 mod xfr;
 mod xfr_burst;
 mod xfr_limits;
+mod xot;

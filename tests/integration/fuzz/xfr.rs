@@ -19,7 +19,7 @@ use acme_delegate::config::Config;
 use acme_delegate::dns::dnssec::SigningKey;
 use acme_delegate::dns::journal::{self, Limits};
 use acme_delegate::dns::transfers::{IxfrPlan, Transfers};
-use acme_delegate::dns::xfr::{AllowList, LogPolicy, Outcome, TransferSettings, serve_tcp};
+use acme_delegate::dns::xfr::{AllowList, LogPolicy, Outcome, TransferSettings, Transport, serve_tcp};
 use acme_delegate::dns::xfr_gate::TransferLimits;
 use acme_delegate::dns::zone::{Signer, Zone};
 use acme_delegate::privacy::IpPolicy;
@@ -105,7 +105,14 @@ fn transfer(zone: &Arc<Zone>, msg: &[u8]) -> (Outcome, Vec<u8>) {
     let transfers = transfers(zone);
     let peer: SocketAddr = "127.0.0.1:5300".parse().expect("an address");
     let mut stream = Vec::new();
-    let outcome = runtime().block_on(serve_tcp(&transfers, msg, peer, &mut stream, Duration::from_secs(5)));
+    let outcome = runtime().block_on(serve_tcp(
+        &transfers,
+        msg,
+        peer,
+        Transport::Tcp { transfers: true },
+        &mut stream,
+        Duration::from_secs(5),
+    ));
     (outcome, stream)
 }
 
