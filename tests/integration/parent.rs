@@ -856,8 +856,22 @@ pub struct Child {
 }
 
 impl Child {
-    /// TTL of our DNSKEY, CDS and CDNSKEY sets (`[dns] soa_ttl`), seconds.
+    /// TTL of our DNSKEY, CDS and CDNSKEY sets (`[dnssec] dnskey_ttl`, and `[dns] soa_ttl`),
+    /// seconds.
     pub const DNSKEY_TTL: u32 = 3;
+    /// The propagation delay the rollover tests configure (`[dnssec] propagation_delay`).
+    pub const PROPAGATION: u32 = 1;
+
+    /// The `[dnssec]` timing lines of a rollover test against `parent`: our DS TTL there, the
+    /// propagation delay, and the parent's server to ask for the DS.
+    pub fn rollover_timing(parent: &Parent) -> String {
+        format!(
+            "parent = [\"{}\"]\nparent_ds_ttl = {}\npropagation_delay = {}\n",
+            parent.addr,
+            Parent::DS_TTL,
+            Self::PROPAGATION
+        )
+    }
 
     /// Starts our server with DNSSEC on and short TTLs (DNSKEY and static records
     /// [`Child::DNSKEY_TTL`], negative answers 1 s, TXT 1 s).
@@ -869,7 +883,11 @@ impl Child {
     pub fn start_with(dnssec: &str) -> Self {
         let dir = TempDir::new();
         let ttl = Self::DNSKEY_TTL;
-        let config = with_keys(&base_config(&dir.0), "dnssec", &format!("enabled = true\n{dnssec}"));
+        let config = with_keys(
+            &base_config(&dir.0),
+            "dnssec",
+            &format!("enabled = true\ndnskey_ttl = {ttl}\n{dnssec}"),
+        );
         let config = with_keys(
             &config,
             "dns",
@@ -999,16 +1017,14 @@ fn the_parents_ds_makes_our_answers_secure() {
     assert!(crate::pg::eventually(Duration::from_secs(15), servfail), "a wrong DS must break the chain");
 }
 
-/// Issue 21's CSK rollover, sketched for when `acme-delegate dnssec rollover` exists: throughout
-/// the rollover, with the test as the registrar acting on our CDS every second, unbound keeps
-/// answering every probe validated at 10 a second, and the recording keeps both timing rules.
-/// The server will need to know the parent's DS TTL ([`Parent::DS_TTL`]) and the propagation
-/// delay (1 s here) to wait long enough: pass them with [`Child::start_with`] when they exist.
+/// Issue 21's CSK rollover: throughout the rollover, with the test as the registrar acting on
+/// our CDS every second, unbound keeps answering every probe validated at 10 a second, and the
+/// recording keeps both timing rules. The server knows the parent's DS TTL
+/// ([`Parent::DS_TTL`]), the propagation delay and the parent's server ([`Child::rollover_timing`]).
 #[test]
-#[ignore = "needs `acme-delegate dnssec rollover` (issue 21)"]
 fn csk_rollover_keeps_validating() {
     let parent = Parent::start();
-    let child = Child::start();
+    let child = Child::start_with(&Child::rollover_timing(&parent));
     let server = &child.server;
     parent.set_ds(&child.ds()).unwrap();
     let validator = Validator::start(&parent, server, 5);
@@ -1058,8 +1074,14 @@ fn csk_rollover_keeps_validating() {
         if done {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the rollover did not end in 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the rollover did not end in 60 s\nstatus:\n{}\nlog:\n{}",
+            child.dnssec(&["status"]).unwrap_or_else(|e| e),
+            server.log_text()
+        );
     }
+    eprintln!("CSK rollover done in {:.1} s", started.elapsed().as_secs_f64());
     std::thread::sleep(Duration::from_millis(2500));
     let report = prober.finish();
     let recording = recorder.finish();

@@ -19,7 +19,7 @@
 //! names outside the zone are REFUSED, a registered name with no value answers NODATA with the
 //! SOA (never NXDOMAIN), static data keeps its case, and the SOA serial moves with the zone.
 //! This module knows nothing of the store or the API: the owner of the data (`sync`) calls
-//! [`Zone::apply_version`], [`Zone::load_version`] and [`Zone::resign`], and every stored row
+//! [`Zone::apply_version`], [`Zone::load_version`], [`Zone::resign`] and [`Zone::rekey`], and every stored row
 //! passes the rule of `admit` on its way in.
 //!
 //! Files, by job: this one holds the data types and the small public queries; `admit` is the
@@ -57,7 +57,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use self::nsec3::{Key, Nsec3Entry};
-use super::dnssec::SigningKey;
+use super::dnssec::{KeySet, SigningKey};
 use super::records::{self, RecordError, StaticRecord, is_at_or_below};
 use super::wire::RrSet;
 
@@ -89,10 +89,11 @@ pub struct ZoneSettings {
     pub nsid: Option<Vec<u8>>,
 }
 
-/// How to sign: the key and the signature lifetimes.
+/// How to sign: the first key and the signature lifetimes.
 #[derive(Debug)]
 pub struct Signer {
-    /// The combined signing key.
+    /// The combined signing key the zone is built with, alone in every role (the owner of the
+    /// keys installs the set in force with [`Zone::rekey`] before serving).
     pub key: SigningKey,
     /// Seconds a new signature is valid.
     pub validity: u32,
@@ -233,6 +234,9 @@ pub struct Zone {
     cuts: Vec<Cut>,
     /// Signing key and policy, when DNSSEC is on.
     signer: Option<Signer>,
+    /// The keys in force and what each does (one key doing everything but during a rollover);
+    /// replaced whole by [`Zone::rekey`], read by every signing (see `sign`).
+    keys: RwLock<std::sync::Arc<KeySet>>,
     /// NSEC3 hashes of the apex and of `*.<apex>`, the closest encloser and wildcard of almost
     /// every NXDOMAIN, computed once instead of per query.
     apex_hashes: (Key, Key),

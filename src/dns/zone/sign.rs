@@ -6,12 +6,21 @@
 //! with deterministic signatures (`dnssec`), the same set, key and epoch give the same bytes
 //! everywhere. Renewal before expiry is a new epoch for the whole zone ([`Zone::resign_sets`]):
 //! the new signatures are made with no lock held and swapped in under the write lock.
+//!
+//! Keys: the zone signs with the key set in force ([`KeySet`]), each set with every key whose
+//! role covers it: the apex DNSKEY, CDS and CDNSKEY sets with the keys that sign the key set,
+//! every other set with the zone-signing keys (two of each during parts of a rollover). The
+//! owner of the keys replaces the set at each step of a rollover ([`Zone::rekey`]); a step that
+//! changes which keys sign the zone data signs every set anew, one that changes only the apex
+//! key sets signs those alone.
 
 use std::sync::atomic::Ordering;
 
+use std::sync::{Arc, PoisonError};
+
 use super::nsec3::Key;
-use super::{Set, Zone};
-use crate::dns::dnssec::{RrsetToSign, Validity};
+use super::{Set, State, Zone};
+use crate::dns::dnssec::{KeySet, RrsetToSign, Validity};
 use crate::dns::wire::{RrSet, rtype};
 
 /// Where a set lives, to swap its new signatures in.
@@ -59,22 +68,129 @@ impl Zone {
         Some(now - now % step)
     }
 
-    /// Signs `records` owned by `owner` (no-op when unsigned), reusing a remembered signature
-    /// for the same input when there is one (see `memo`).
+    /// Signs `records` owned by `owner` (no-op when unsigned) with every key whose role covers
+    /// the set, reusing a remembered signature for the same input when there is one (see
+    /// `memo`; only the first key's are kept, so the owner keeps one per set).
     pub(super) fn signed(&self, owner: &[u8], records: RrSet) -> Set {
         let Some(signer) = &self.signer else { return Set { records, ..Set::default() } };
         let Some((rtype, ttl)) = records.type_and_ttl() else { return Set { records, ..Set::default() } };
+        let keys = self.keys();
+        let key_set =
+            owner == self.apex.as_slice() && [rtype::DNSKEY, rtype::CDS, rtype::CDNSKEY].contains(&rtype);
         let epoch = self.epoch();
         let validity = Self::validity(epoch, signer.validity);
         let rdatas: Vec<&[u8]> = records.rdatas().collect();
-        let prepared =
-            signer.key.prepare(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
-        // The SOA's signature changes with every serial: not worth keeping.
-        let rrsig =
-            self.memo.sign(&signer.key, prepared, (owner, rtype), (rtype != rtype::SOA).then_some(epoch));
         let mut sigs = RrSet::default();
-        sigs.add(rtype::RRSIG, ttl, &rrsig);
+        let signing = keys.with(|r| if key_set { r.signs_keys } else { r.signs_zone });
+        for (i, key) in signing.enumerate() {
+            let prepared =
+                key.prepare(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
+            // The SOA's signature changes with every serial: not worth keeping.
+            let keep = (rtype != rtype::SOA && i == 0).then_some(epoch);
+            sigs.add(rtype::RRSIG, ttl, &self.memo.sign(key, prepared, (owner, rtype), keep));
+        }
         Set { records, sigs }
+    }
+
+    /// The key set in force.
+    pub fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Installs `keys` (one step of a rollover, or the keys read at a start) and signs what
+    /// they change: the apex DNSKEY, CDS and CDNSKEY sets, and every set when the keys that
+    /// sign the zone data changed. With `serial`, the serial moves there at the end (under the
+    /// write lock that swaps the last signatures in); without (before serving), the SOA is
+    /// signed again in place. Returns how many sets were signed; nothing when unsigned.
+    ///
+    /// The apex goes first: a key added to the DNSKEY set is there before any signature of
+    /// it, and a key leaves the zone-signing role only at a step after it left the DNSKEY set
+    /// or while it stays in it (the owner's order), so no moment serves a signature without its
+    /// key.
+    pub fn rekey(&self, serial: Option<u32>, keys: KeySet) -> usize {
+        if self.signer.is_none() {
+            if let Some(serial) = serial {
+                self.move_serial(&mut self.write(), serial);
+            }
+            return 0;
+        }
+        let zone_signers = |set: &KeySet| -> Vec<Vec<u8>> {
+            set.with(|r| r.signs_zone).map(|k| k.dnskey_rdata().to_vec()).collect()
+        };
+        let resign_all = zone_signers(&self.keys()) != zone_signers(&keys);
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        let mut state = self.write();
+        let mut count = self.render_apex_keys(&mut state);
+        let mut types = state.nodes.get(&self.apex).map(super::Node::types).unwrap_or_default();
+        types.push(rtype::RRSIG);
+        self.chain_upsert(&mut state, &self.apex.clone(), types);
+        if resign_all {
+            drop(state);
+            count += self.resign_sets(self.epoch(), serial);
+            if serial.is_none() {
+                self.render_soa(&mut self.write());
+            }
+            return count;
+        }
+        match serial {
+            Some(serial) => self.move_serial(&mut state, serial),
+            None => self.render_soa(&mut state),
+        }
+        count
+    }
+
+    /// Renders and signs the apex DNSKEY, CDS and CDNSKEY sets from the key set in force (a set
+    /// with no record goes); returns how many sets it signed.
+    pub(super) fn render_apex_keys(&self, state: &mut State) -> usize {
+        let keys = self.keys();
+        let ttl = keys.dnskey_ttl;
+        let named: Vec<&crate::dns::dnssec::SigningKey> =
+            if keys.publish_cds { keys.with(|r| r.cds).collect() } else { Vec::new() };
+        let mut dnskey = RrSet::default();
+        for key in keys.with(|r| r.dnskey) {
+            dnskey.add(rtype::DNSKEY, ttl, key.dnskey_rdata());
+        }
+        let (mut cds, mut cdnskey) = (RrSet::default(), RrSet::default());
+        for key in named {
+            cds.add(rtype::CDS, ttl, &key.ds_rdata(&self.apex));
+            cdnskey.add(rtype::CDNSKEY, ttl, key.dnskey_rdata());
+        }
+        let sets: Vec<(u16, Option<Set>)> =
+            [(rtype::DNSKEY, dnskey), (rtype::CDS, cds), (rtype::CDNSKEY, cdnskey)]
+                .into_iter()
+                .map(|(t, records)| (t, (!records.is_empty()).then(|| self.signed(&self.apex, records))))
+                .collect();
+        self.touch_name(state, &self.apex);
+        let apex = state.nodes.entry(self.apex.clone()).or_default();
+        let mut count = 0;
+        for (kind, set) in sets {
+            let at = apex.sets.iter().position(|s| s.records.type_and_ttl().map(|(t, _)| t) == Some(kind));
+            match (at, set) {
+                (Some(at), Some(set)) => apex.sets[at] = set,
+                (None, Some(set)) => apex.sets.push(set),
+                (Some(at), None) => {
+                    apex.sets.remove(at);
+                    continue;
+                }
+                (None, None) => continue,
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// The largest TTL the zone serves now (static sets, the SOA and negative answers, TXT
+    /// records, persist records when there are any, the apex key sets): how long a validator
+    /// may hold a signature made by a key that stops signing (RFC 7583's MaxTTL).
+    pub fn max_ttl(&self) -> u32 {
+        let state = self.read();
+        let statics = state.nodes.values().flat_map(|n| &n.sets).filter_map(|s| s.records.type_and_ttl());
+        let persist = if state.persist_names > 0 { self.persist_ttl } else { 0 };
+        statics
+            .map(|(_, ttl)| ttl)
+            .chain([self.soa_ttl, self.negative_ttl, self.txt_ttl, persist, self.keys().dnskey_ttl])
+            .max()
+            .unwrap_or(0)
     }
 
     /// Sets the signing epoch and signs every set anew with it; returns how many sets were
