@@ -214,8 +214,10 @@ impl Driver {
                 self.log_wait(r.step, format!("waiting for {how}"), now);
                 return Ok(TICK);
             }
-            Waiting::Until(at) if at > now => {
-                return Ok(Duration::from_secs(u64::try_from(at - now).unwrap_or(1)));
+            // Store times are whole seconds, and the moment a wait began was recorded rounded
+            // down: the step is due only once the clock passed the end, never at it.
+            Waiting::Until(at) if at >= now => {
+                return Ok(Duration::from_secs(u64::try_from(at - now + 1).unwrap_or(1)));
             }
             Waiting::Until(_) | Waiting::Nothing => {}
         }
@@ -285,7 +287,17 @@ impl Driver {
             for &secondary in &transfers.notify {
                 match propagation::soa_serial(self.sync.zone.apex_wire(), secondary, ASK).await {
                     Ok(have) if propagation::serial_reached(have, serial) => {}
-                    Ok(have) => behind.push(format!("secondary {secondary} at serial {have}, not {serial}")),
+                    Ok(have) => {
+                        behind.push(format!("secondary {secondary} at serial {have}, not {serial}"));
+                        // Back from a stop, it may wait out the NOTIFY task's back-off (up to a
+                        // minute) or its refresh timer: tell it now.
+                        let key = transfers.key.as_deref();
+                        if let Err(error) =
+                            crate::dns::notify::notify_once(&self.sync.zone, secondary, key).await
+                        {
+                            tracing::debug!("NOTIFY to {secondary}, which is behind the rollover: {error}");
+                        }
+                    }
                     Err(error) => behind.push(format!("secondary {secondary}: {error}")),
                 }
             }

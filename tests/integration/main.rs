@@ -25,6 +25,7 @@ mod persist_e2e;
 mod pg;
 mod privacy;
 mod reload;
+mod rollover;
 mod rrl;
 mod same_zone;
 mod signatures;

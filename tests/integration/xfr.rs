@@ -64,7 +64,7 @@ impl Secondary {
     }
 
     /// (Re)starts the process.
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let child = Command::new(&self.argv[0])
             .args(&self.argv[1..])
             .stdin(std::process::Stdio::null())
@@ -77,7 +77,7 @@ impl Secondary {
     }
 
     /// Stops the whole process group and reaps the leader.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let group = format!("-{}", child.id());
             let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
@@ -111,7 +111,7 @@ impl Drop for Secondary {
 }
 
 /// NSD as a TSIG-keyed secondary of `primary` on `port` (configuration from PEERS.md).
-fn nsd(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
+pub(crate) fn nsd(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
     let d = dir.display();
     let config = format!(
         "server:\n  ip-address: 127.0.0.1@{port}\n  server-count: 1\n  username: \"\"\n  zonesdir: \"{d}\"\n  \
