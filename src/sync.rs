@@ -80,6 +80,8 @@ pub struct ZoneSync {
     clock: Arc<Clock>,
     /// How keys are served (DNSKEY TTL, CDS), when signed; see [`Self::with_key_policy`].
     policy: Option<Arc<KeyPolicy>>,
+    /// The version last seen served, for the rollover's heartbeat while a change is applied.
+    served: Arc<AtomicU64>,
 }
 
 /// The store version the zone serves.
@@ -152,6 +154,7 @@ impl ZoneSync {
             reads: Arc::new(AtomicU64::new(0)),
             clock: Arc::new(Clock::new(max_clock_skew)),
             policy: None,
+            served: Arc::new(AtomicU64::new(0)),
         }
     }
 

@@ -33,8 +33,10 @@ use crate::store::keys::{KeyChange, Mark, Rollover, RolloverKind, StartOutcome};
 use super::ZoneSync;
 use super::keys::{KeyError, active, algorithm_name};
 
-/// An instance not heard from for this long (seconds) no longer holds a step.
-const INSTANCE_TIMEOUT: i64 = 30;
+/// An instance not heard from for this long (seconds) no longer holds a step: it beats every
+/// second (from a task of its own, so a long re-signing does not silence it), and one killed
+/// holds a step this long at most.
+const INSTANCE_TIMEOUT: i64 = 10;
 /// A tick at least this often (the wait for servers and the parent is polled).
 const TICK: Duration = Duration::from_secs(1);
 /// How long one question to a secondary or the parent waits.
@@ -129,6 +131,21 @@ pub async fn run(sync: ZoneSync, policy: KeyPolicy, mut shutdown: tokio::sync::w
     let started =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let instance = format!("{}-{started:x}", std::process::id());
+    {
+        // The heartbeat, apart from the driver (whose step may sign for minutes at scale).
+        let (sync, instance, mut shutdown) = (sync.clone(), instance.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = beat(&sync, &instance).await {
+                    tracing::debug!("rollover heartbeat: {error}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(TICK) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
     let mut driver = Driver { sync, policy, instance, logged: None };
     loop {
         let next = match driver.tick().await {
@@ -143,6 +160,18 @@ pub async fn run(sync: ZoneSync, policy: KeyPolicy, mut shutdown: tokio::sync::w
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Records the version this instance serves (without waiting for a zone change in progress:
+/// then the version before it, which is what it serves); the instances seen lately.
+async fn beat(sync: &ZoneSync, instance: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let version = match sync.applied.try_lock() {
+        Ok(applied) => applied.version,
+        Err(_) => sync.served.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    sync.served.store(version, std::sync::atomic::Ordering::Relaxed);
+    let (time, _) = sync.shared_time(false).await?;
+    sync.store.heartbeat(instance, version, time.now - INSTANCE_TIMEOUT).await
 }
 
 /// One instance's driver.
@@ -173,10 +202,9 @@ impl Driver {
     /// long until the next tick is worth it.
     async fn tick(&mut self) -> Result<Duration, TickError> {
         let store = self.sync.store.clone();
-        let version = self.sync.applied.lock().await.version;
+        let instances = beat(&self.sync, &self.instance).await?;
         let (time, _) = self.sync.shared_time(false).await?;
         let now = time.now;
-        let instances = store.heartbeat(&self.instance, version, now - INSTANCE_TIMEOUT).await?;
         let rollover = store.rollover().await?;
         let Some(r) = rollover.filter(|r| !r.done) else {
             crate::metrics::counters::rollover_state(0, None);

@@ -119,6 +119,13 @@ pub fn roll(
     Rolled { elapsed, report: prober.finish(), recording: recorder.finish(), old_key, new_key, last_txt }
 }
 
+/// The keys of the DNSKEY set the server at `addr` serves.
+fn keys_at(addr: std::net::SocketAddr) -> BTreeSet<KeyId> {
+    ask_at(addr, DOMAIN, rt::DNSKEY).map_or_else(BTreeSet::new, |m| {
+        m.answers.iter().filter(|r| r.rtype == rt::DNSKEY).map(|r| dnskey_id(&r.rdata)).collect()
+    })
+}
+
 /// Waits (at most 30 s) until `dnssec status` says no rollover runs; the status text.
 fn wait_until_done(child: &Child) -> String {
     let mut status = String::new();
@@ -193,11 +200,6 @@ fn a_stopped_secondary_holds_the_rollover_until_it_is_back() {
         "NSD serves the zone:\n{}",
         nsd.log_text()
     );
-    let keys_at = |addr| -> BTreeSet<KeyId> {
-        ask_at(addr, DOMAIN, rt::DNSKEY).map_or_else(BTreeSet::new, |m| {
-            m.answers.iter().filter(|r| r.rtype == rt::DNSKEY).map(|r| dnskey_id(&r.rdata)).collect()
-        })
-    };
     let old = keys_at(nsd.addr);
     assert_eq!(old.len(), 1);
 
@@ -239,4 +241,41 @@ fn a_stopped_secondary_holds_the_rollover_until_it_is_back() {
     let new = keys_at(nsd.addr);
     assert!(new.len() == 1 && new != old, "NSD serves the new key alone: {new:?} (was {old:?})");
     assert_eq!(keys_at(server.udp), new);
+}
+
+/// A rollover's state is the store's: the server killed (-9) while the rollover waits for the
+/// parent at step 2 starts again at step 2, serving both keys, refuses a second rollover, and
+/// ends the first once the operator says `ds-seen`.
+#[test]
+fn a_rollover_resumes_after_kill_9() {
+    let mut child = Child::start_with("propagation_delay = 1\nparent_ds_ttl = 1\n");
+    let old = keys_at(child.server.udp);
+    child.dnssec(&["rollover"]).unwrap();
+    let status = |child: &Child| child.dnssec(&["status"]).unwrap_or_else(|e| e);
+    let at_ds_step = |child: &Child| {
+        let s = status(child);
+        s.contains("step 2 of 3") && s.contains("dnssec ds-seen")
+    };
+    assert!(crate::pg::eventually(Duration::from_secs(20), || at_ds_step(&child)), "{}", status(&child));
+    child.server.signal("KILL");
+    child.server.wait(Duration::from_secs(10)).expect("killed");
+    let config = std::fs::read_to_string(child.dir.join("config.cfg")).unwrap();
+    child.server = TestServer::start_with(&child.dir, &config);
+    let log = child.server.log_text();
+    assert!(log.contains("a key rollover (csk) stands at step 2"), "{log}");
+    assert!(at_ds_step(&child), "{}", status(&child));
+    let both = keys_at(child.server.udp);
+    assert!(both.len() == 2 && both.is_superset(&old), "{both:?}");
+    let refused = child.dnssec(&["rollover"]).unwrap_err();
+    assert!(refused.contains("a csk rollover is running (step 2 of 3"), "{refused}");
+    child.dnssec(&["ds-seen"]).unwrap();
+    let done = || status(&child).contains("rollover:  none running");
+    assert!(
+        crate::pg::eventually(Duration::from_secs(30), done),
+        "{}\n{}",
+        status(&child),
+        child.server.log_text()
+    );
+    let new = keys_at(child.server.udp);
+    assert!(new.len() == 1 && new.is_subset(&both) && new != old, "{new:?}");
 }
