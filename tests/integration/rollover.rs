@@ -279,3 +279,34 @@ fn a_rollover_resumes_after_kill_9() {
     let new = keys_at(child.server.udp);
     assert!(new.len() == 1 && new.is_subset(&both) && new != old, "{new:?}");
 }
+
+/// `[dnssec] key_lifetime` starts a CSK rollover on its own once the active key is that old,
+/// and the metrics show its step and, while it waits for the parent, no time to the next one.
+#[test]
+fn key_lifetime_starts_a_rollover_and_metrics_show_it() {
+    let child = Child::start_with_sections(
+        "propagation_delay = 1\nparent_ds_ttl = 1\nkey_lifetime = \"6s\"\n",
+        &[("metrics", "listen = \"127.0.0.1:0\"")],
+    );
+    let server = &child.server;
+    let metrics = crate::metrics::metrics_addr(server);
+    let gauge = |name: &str| -> Option<f64> {
+        crate::metrics::samples(&crate::metrics::scrape(metrics)).get(name).copied()
+    };
+    assert_eq!(gauge("acme_delegate_dnssec_rollover_step"), Some(0.0));
+    let started = Instant::now();
+    let waiting =
+        || child.dnssec(&["status"]).is_ok_and(|s| s.contains("step 2 of 3") && s.contains("dnssec ds-seen"));
+    assert!(crate::pg::eventually(Duration::from_secs(30), waiting), "{}", server.log_text());
+    assert!(started.elapsed() >= Duration::from_secs(3), "not before the key is 6 s old");
+    let log = server.log_text();
+    assert!(log.contains("key rollover (csk) started: the active key is 0 days old"), "{log}");
+    assert!(
+        crate::pg::eventually(Duration::from_secs(5), || gauge("acme_delegate_dnssec_rollover_step")
+            == Some(2.0)),
+        "{:?}",
+        gauge("acme_delegate_dnssec_rollover_step")
+    );
+    assert_eq!(gauge("acme_delegate_dnssec_rollover_next_step_seconds"), Some(-1.0));
+    assert_eq!(keys_at(server.udp).len(), 2);
+}
