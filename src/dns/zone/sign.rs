@@ -320,7 +320,63 @@ pub(super) fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R +
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{ask_with, settings, val};
+    use super::super::{Edit, Set, Signer, Zone};
     use super::parallel_map;
+    use crate::dns::dnssec::{Algorithm, KeySet, Roles, SigningKey, ZoneKey};
+    use crate::dns::wire::rtype;
+
+    /// The apex set of `kind`, if the zone has one.
+    fn apex_set(zone: &Zone, kind: u16) -> Option<Set> {
+        zone.read().nodes[&zone.apex].get(kind).cloned()
+    }
+
+    /// The algorithms of the RRSIGs of `set`, in order.
+    fn signers(set: &Set) -> Vec<u8> {
+        set.sigs.rdatas().map(|rrsig| rrsig[2]).collect()
+    }
+
+    #[test]
+    fn a_rekey_publishes_and_signs_as_the_roles_say_and_moves_the_serial() {
+        let key = |a| SigningKey::from_pkcs8(a, &SigningKey::generate(a).unwrap()).unwrap();
+        let (old, new) = (key(Algorithm::EcdsaP256Sha256), key(Algorithm::Ed25519));
+        let signer = Signer { key: old.clone(), validity: 3600, refresh: 600 };
+        let zone = Zone::new(&settings(), Some(signer)).unwrap();
+        zone.apply_version(1000, 1, &[Edit::Txt { subdomain: "abc".into(), values: vec![val("v").into()] }]);
+        let txt = |zone: &Zone| zone.read().dynamic[b"abc".as_slice()].set.clone();
+        let step = |o: &str, n: &str, publish_cds| KeySet {
+            keys: vec![
+                ZoneKey { key: old.clone(), roles: Roles::parse(o).unwrap() },
+                ZoneKey { key: new.clone(), roles: Roles::parse(n).unwrap() },
+            ],
+            dnskey_ttl: 5,
+            publish_cds,
+        };
+        // New-algorithm signatures everywhere, its DNSKEY not yet published.
+        assert!(zone.rekey(Some(1001), step("DKZC", "KZ", true)) >= 5);
+        assert_eq!(zone.serial(), 1001);
+        let dnskey = apex_set(&zone, rtype::DNSKEY).unwrap();
+        assert_eq!((dnskey.records.rdatas().count(), signers(&dnskey)), (1, vec![13, 15]));
+        assert_eq!(dnskey.records.type_and_ttl(), Some((rtype::DNSKEY, 5)));
+        assert_eq!(signers(&txt(&zone)), vec![13, 15]);
+        assert_eq!(signers(&apex_set(&zone, rtype::SOA).unwrap()), vec![13, 15]);
+        // Both published, the new one alone signs the zone, no CDS: the apex proves its absence.
+        zone.rekey(Some(1002), step("DK", "DKZC", false));
+        assert_eq!(zone.serial(), 1002);
+        let dnskey = apex_set(&zone, rtype::DNSKEY).unwrap();
+        assert_eq!((dnskey.records.rdatas().count(), signers(&dnskey)), (2, vec![13, 15]));
+        assert_eq!(signers(&txt(&zone)), vec![15]);
+        assert!(apex_set(&zone, rtype::CDS).is_none() && apex_set(&zone, rtype::CDNSKEY).is_none());
+        let nodata = ask_with(&zone, "auth.example.org", rtype::CDS, true);
+        assert_eq!((nodata[3] & 0x0F, u16::from_be_bytes([nodata[6], nodata[7]])), (0, 0));
+        // Only the apex key sets change when the zone's signers stay: the TXT keeps its RRSIG.
+        let before = txt(&zone).sigs;
+        zone.rekey(Some(1003), step("", "DKZC", true));
+        assert_eq!(txt(&zone).sigs, before);
+        let cds = apex_set(&zone, rtype::CDS).unwrap();
+        assert_eq!(cds.records.rdatas().next().unwrap()[2], 15, "CDS names the new key");
+        assert_eq!(signers(&apex_set(&zone, rtype::DNSKEY).unwrap()), vec![15]);
+    }
 
     #[test]
     fn parallel_map_keeps_the_order_on_both_sides_of_the_threshold() {
