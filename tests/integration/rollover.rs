@@ -245,10 +245,28 @@ fn a_stopped_secondary_holds_the_rollover_until_it_is_back() {
 
 /// A rollover's state is the store's: the server killed (-9) while the rollover waits for the
 /// parent at step 2 starts again at step 2, serving both keys, refuses a second rollover, and
-/// ends the first once the operator says `ds-seen`.
+/// ends the first once the operator says `ds-seen` (SQLite).
 #[test]
 fn a_rollover_resumes_after_kill_9() {
-    let mut child = Child::start_with("propagation_delay = 1\nparent_ds_ttl = 1\n");
+    resumes_after_kill_9(Child::start_with("propagation_delay = 1\nparent_ds_ttl = 1\n"));
+}
+
+/// [`a_rollover_resumes_after_kill_9`] on PostgreSQL.
+#[test]
+fn a_rollover_resumes_after_kill_9_on_postgres() {
+    let dir = TempDir::new();
+    let config = postgres_config(&dir.0, &crate::pg::fresh_database());
+    let dnssec = format!(
+        "enabled = true\ndnskey_ttl = {}\npropagation_delay = 1\nparent_ds_ttl = 1\n",
+        Child::DNSKEY_TTL
+    );
+    let config = with_keys(&with_keys(&config, "dnssec", &dnssec), "dns", "soa_ttl = 3\ndefault_ttl = 3");
+    let server = TestServer::start_with(&dir, &config);
+    resumes_after_kill_9(Child { server, dir });
+}
+
+/// The body of the kill -9 tests, on `child`'s store.
+fn resumes_after_kill_9(mut child: Child) {
     let old = keys_at(child.server.udp);
     child.dnssec(&["rollover"]).unwrap();
     let status = |child: &Child| child.dnssec(&["status"]).unwrap_or_else(|e| e);
@@ -269,9 +287,10 @@ fn a_rollover_resumes_after_kill_9() {
     let refused = child.dnssec(&["rollover"]).unwrap_err();
     assert!(refused.contains("a csk rollover is running (step 2 of 3"), "{refused}");
     child.dnssec(&["ds-seen"]).unwrap();
+    // The killed instance holds the last step until it is 10 s silent.
     let done = || status(&child).contains("rollover:  none running");
     assert!(
-        crate::pg::eventually(Duration::from_secs(30), done),
+        crate::pg::eventually(Duration::from_secs(45), done),
         "{}\n{}",
         status(&child),
         child.server.log_text()
