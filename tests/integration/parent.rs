@@ -360,6 +360,11 @@ impl Validator {
     /// Starts unbound for `parent` and our server `ours`; waits until the parent's SOA
     /// validates (AD), which proves the anchor, and panics with its log if it does not in 10 s.
     pub fn start(parent: &Parent, ours: &TestServer, cache_max_ttl: u32) -> Self {
+        Self::start_at(parent, ours.udp.port(), cache_max_ttl)
+    }
+
+    /// Like [`Validator::start`], with our zone's stub at `port` on 127.0.0.1 (a secondary).
+    pub fn start_at(parent: &Parent, port: u16, cache_max_ttl: u32) -> Self {
         let dir = TempDir::new();
         std::fs::write(dir.join("parent.anchor"), parent.trust_anchor().join("\n") + "\n").unwrap();
         let more = format!(
@@ -379,7 +384,7 @@ stub-zone:
             d = dir.0.display(),
             parent_port = parent.addr.port(),
         );
-        let unbound = Unbound::start(&dir.0, ours.udp.port(), &more, (PARENT, t::SOA));
+        let unbound = Unbound::start(&dir.0, port, &more, (PARENT, t::SOA));
         let addr: SocketAddr = unbound.addr().parse().unwrap();
         let validator = Self { _unbound: unbound, addr, _dir: dir };
         let secure = || validator.resolve(PARENT, t::SOA).is_some_and(|m| m.ad());

@@ -19,6 +19,8 @@ pub struct Rolled {
     pub elapsed: Duration,
     /// The probes through the validator.
     pub report: ProbeReport,
+    /// The probes through the other validators (say, one asking a secondary).
+    pub others: Vec<ProbeReport>,
     /// DNSKEY, CDS and parent DS, each second.
     pub recording: Vec<Sample>,
     /// The key rolled out.
@@ -35,6 +37,11 @@ impl Rolled {
     pub fn check(&self, changing: &serde_json::Value) {
         let name = changing["fulldomain"].as_str().unwrap();
         self.report.check(5.0).unwrap_or_else(|e| panic!("{e}\n{}", show(&self.recording)));
+        for (i, other) in self.others.iter().enumerate() {
+            other
+                .check(5.0)
+                .unwrap_or_else(|e| panic!("validator {}: {e}\n{}", i + 1, show(&self.recording)));
+        }
         assert!(
             self.last_txt.is_empty() || self.report.saw_txt(name, &self.last_txt),
             "{:?}",
@@ -64,6 +71,18 @@ pub fn roll(
     child: &Child,
     parent: &Parent,
     validator: &Validator,
+    accounts: &(serde_json::Value, serde_json::Value),
+    args: &[&str],
+) -> Rolled {
+    roll_probing(child, parent, validator, &[], accounts, args)
+}
+
+/// [`roll`], probing through `others` too (each at 10 queries a second).
+pub fn roll_probing(
+    child: &Child,
+    parent: &Parent,
+    validator: &Validator,
+    others: &[&Validator],
     (changing, quiet): &(serde_json::Value, serde_json::Value),
     args: &[&str],
 ) -> Rolled {
@@ -74,6 +93,8 @@ pub fn roll(
     let bound = Duration::from_secs(75);
     let recorder = Recorder::start(server.udp, parent, bound);
     let prober = Prober::start(validator.addr, Child::probes(changing, quiet), 10, bound);
+    let more: Vec<Prober> =
+        others.iter().map(|v| Prober::start(v.addr, Child::probes(changing, quiet), 10, bound)).collect();
     child.dnssec(args).unwrap_or_else(|e| panic!("`dnssec {}` starts a rollover: {e}", args.join(" ")));
     let started = Instant::now();
     let mut last_txt = String::new();
@@ -116,7 +137,16 @@ pub fn roll(
     let elapsed = started.elapsed();
     // The last value's TTL is 1 s, unbound counts whole seconds: 2.5 s to see it.
     std::thread::sleep(Duration::from_millis(2500));
-    Rolled { elapsed, report: prober.finish(), recording: recorder.finish(), old_key, new_key, last_txt }
+    let others = more.into_iter().map(Prober::finish).collect();
+    Rolled {
+        elapsed,
+        report: prober.finish(),
+        others,
+        recording: recorder.finish(),
+        old_key,
+        new_key,
+        last_txt,
+    }
 }
 
 /// The keys of the DNSKEY set the server at `addr` serves.
@@ -328,4 +358,32 @@ fn key_lifetime_starts_a_rollover_and_metrics_show_it() {
     );
     assert_eq!(gauge("acme_delegate_dnssec_rollover_next_step_seconds"), Some(-1.0));
     assert_eq!(keys_at(server.udp).len(), 2);
+}
+
+/// A CSK rollover with an NSD secondary in the chain: a second validator asks NSD (transferring
+/// from us by IXFR) for our zone, and both validate every probe throughout, at 10 a second.
+#[test]
+fn csk_rollover_through_an_nsd_secondary_keeps_validating() {
+    let parent = Parent::start();
+    let nsd_dir = TempDir::new();
+    let nsd_port = free_port(&["127.0.0.1"]);
+    let transfer = crate::xfr::transfer_section("\"127.0.0.1/32\"", &[nsd_port]);
+    let child = Child::start_with_sections(&Child::rollover_timing(&parent), &[("transfer", &transfer)]);
+    let server = &child.server;
+    let nsd = crate::xfr::nsd(&nsd_dir.0, nsd_port, server.udp);
+    parent.set_ds(&child.ds()).unwrap();
+    let accounts = two_accounts(server);
+    let primary_serial = || crate::xfr::soa_serial(&server.ask(DOMAIN, t::SOA));
+    let caught_up = || nsd.serial().is_some() && nsd.serial() == primary_serial();
+    assert!(
+        crate::pg::eventually(Duration::from_secs(15), caught_up),
+        "NSD serves the zone:\n{}",
+        nsd.log_text()
+    );
+    let validator = Validator::start(&parent, server, 5);
+    let via_nsd = Validator::start_at(&parent, nsd_port, 5);
+    let rolled = roll_probing(&child, &parent, &validator, &[&via_nsd], &accounts, &["rollover"]);
+    rolled.check(&accounts.0);
+    let alone = || keys_at(nsd.addr) == BTreeSet::from([rolled.new_key]);
+    assert!(crate::pg::eventually(Duration::from_secs(10), alone), "NSD serves the new key alone");
 }
