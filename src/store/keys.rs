@@ -222,8 +222,12 @@ async fn start(
     if let Some(running) = rollover(c).await?.filter(|r| !r.done) {
         return Ok(StartOutcome::Running(running));
     }
-    // The active key: the newest that signs the zone data and is in DNSKEY.
-    let Some(old) = keys(c).await?.into_iter().rev().find(|k| k.roles.contains('Z') && k.roles.contains('D'))
+    // The active key (see `sync::keys::active`).
+    let Some(old) = keys(c)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|k| k.state == "active" && k.roles.contains('Z') && k.roles.contains('D'))
     else {
         return Ok(StartOutcome::NoKey);
     };
@@ -250,21 +254,19 @@ async fn start(
 
 /// Takes step `to` from step `from` (compare-and-set: `None` when the row is no longer at
 /// `from`, another instance took it), giving the keys their new roles and logging the
-/// resulting key set as a new zone version; `done` ends the rollover with it. Returns the
-/// version.
+/// resulting key set as a new zone version. Returns the version.
 async fn advance(
     c: &impl Conn,
     (from, to): (u32, u32),
     changes: &[KeyChange],
     rolling: bool,
-    done: bool,
 ) -> Result<Option<u64>, StoreError> {
     let at = time(c, true).await?.now;
     let moved = c
         .execute(
-            "UPDATE dnssec_rollover SET step = $2, since = $3, served_at = NULL, ds_at = NULL, done = $4 \
+            "UPDATE dnssec_rollover SET step = $2, since = $3, served_at = NULL, ds_at = NULL \
              WHERE id = 1 AND step = $1 AND done = 0",
-            &[i64::from(from).into(), i64::from(to).into(), at.into(), i64::from(done).into()],
+            &[i64::from(from).into(), i64::from(to).into(), at.into()],
         )
         .await?;
     if moved == 0 {
@@ -395,9 +397,8 @@ impl Store {
         steps: (u32, u32),
         changes: Vec<KeyChange>,
         rolling: bool,
-        done: bool,
     ) -> Result<Option<u64>, StoreError> {
-        atomic!(self, c => advance(c, steps, &changes, rolling, done))
+        atomic!(self, c => advance(c, steps, &changes, rolling))
     }
 
     /// Ends the rollover at its last step `step`; whether this call ended it.

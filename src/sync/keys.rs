@@ -48,9 +48,10 @@ pub fn algorithm_name(number: u8) -> String {
         .map_or_else(|| format!("algorithm {number}"), |a| a.name().to_ascii_lowercase())
 }
 
-/// The active key: the newest that is in DNSKEY and signs the zone data.
+/// The active key: the one in state `active` (the parent's key, or the one it moves to),
+/// which is in DNSKEY and signs the zone data; exactly one at any step of a rollover.
 pub fn active(rows: &[KeyRow]) -> Option<&KeyRow> {
-    rows.iter().rev().find(|k| k.roles.contains('D') && k.roles.contains('Z'))
+    rows.iter().rev().find(|k| k.state == "active" && k.roles.contains('D') && k.roles.contains('Z'))
 }
 
 /// Reads the keys, making and storing the first one on first use; refuses a configured

@@ -115,8 +115,6 @@ pub fn wait_after(kind: RolloverKind, step: u32, policy: &KeyPolicy, max_ttl: u3
 /// Why the rollover waits, for status and metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Waiting {
-    /// No rollover runs.
-    Nothing,
     /// Servers behind the step: named.
     Servers(Vec<String>),
     /// The parent's DS (or `dnssec ds-seen`).
@@ -247,7 +245,7 @@ impl Driver {
             Waiting::Until(at) if at >= now => {
                 return Ok(Duration::from_secs(u64::try_from(at - now + 1).unwrap_or(1)));
             }
-            Waiting::Until(_) | Waiting::Nothing => {}
+            Waiting::Until(_) => {}
         }
         if r.step >= last {
             if store.finish_rollover(r.step).await? {
@@ -363,7 +361,7 @@ impl Driver {
             KeyChange { id: r.new_key, roles: new_roles.to_owned(), state: new_state },
         ];
         let rolling = to < last_step(r.kind);
-        let taken = self.sync.store.advance_rollover((r.step, to), changes, rolling, false).await?;
+        let taken = self.sync.store.advance_rollover((r.step, to), changes, rolling).await?;
         if let Some(version) = taken {
             tracing::info!(
                 "key rollover ({}) step {to}: {} (version {version}; old key {}, new key {})",
