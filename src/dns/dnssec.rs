@@ -523,6 +523,18 @@ mod tests {
     }
 
     #[test]
+    fn cds_is_published_as_the_policy_says() {
+        let cases = [
+            (CdsPolicy::Always, true, true),
+            (CdsPolicy::Rollover, false, true),
+            (CdsPolicy::Never, false, false),
+        ];
+        for (policy, steady, rolling) in cases {
+            assert_eq!((policy.publishes(false), policy.publishes(true)), (steady, rolling), "{policy:?}");
+        }
+    }
+
+    #[test]
     fn roles_round_trip_through_their_code() {
         for code in ["", "D", "DK", "KZ", "DKZ", "DKZC", "DC"] {
             assert_eq!(Roles::parse(code).unwrap().code(), code);
