@@ -33,8 +33,12 @@
 //! the ACME client.
 
 pub mod clock;
+pub mod keys;
 mod persist;
+pub mod rollover;
 mod signatures;
+
+pub use keys::{KeyError, signing_keys};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,12 +46,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::dns::dnssec::{Algorithm, SigningKey};
+use crate::dns::dnssec::KeyPolicy;
 use crate::dns::propagation;
 use crate::dns::transfers::Transfers;
 use crate::dns::zone::persist_label;
 use crate::dns::zone::{Edit, Zone, unix_now};
-use crate::privacy::Secret;
+use crate::store::keys::{KEYS, decode_key_set};
 use crate::store::version::{ERASED, OWN_CHALLENGE, PERSIST, SIGN, erased_name};
 use crate::store::{
     Account, AuditEntry, Change, LogEntry, PurgeRules, Purged, Store, StoreError, StoreTime, TxtValues,
@@ -58,60 +62,6 @@ use clock::{Clock, Skew};
 /// long (seconds): longer than a validator caches an answer from us (TTLs here are hours at
 /// most) plus clock skew.
 const SERVE_AT_LEAST: u32 = 6 * 3600;
-
-/// Why the zone's signing key could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The store failed.
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    /// The key could not be made, or the stored one not read.
-    #[error("{0}")]
-    Make(String),
-    /// The configuration names another algorithm than the key the zone is signed with. Making
-    /// a key of the new algorithm and serving it alone would make the zone bogus at every
-    /// validator until the parent's DS names it and its old DS has expired from caches.
-    #[error(
-        "dnssec.algorithm is {configured}, but the zone is signed with a {active} key: switching keys \
-         here would make the zone bogus at every validating resolver (and so fail every CA's \
-         challenge check) until the parent's DS names the new key. Set dnssec.algorithm back to \
-         {active}; changing the algorithm needs an algorithm rollover, which this version does \
-         not do yet"
-    )]
-    AlgorithmChanged {
-        /// The configured algorithm, as the configuration spells it.
-        configured: String,
-        /// The active key's algorithm (its name, or its number when unknown).
-        active: String,
-    },
-}
-
-/// Loads the zone's signing key from the store, making and storing one on first use.
-///
-/// Returns the key and when it was made (seconds since the epoch).
-pub async fn signing_key(store: &Store, algorithm: Algorithm) -> Result<(SigningKey, i64), KeyError> {
-    let number = algorithm.number();
-    // Never a silent switch: the key made last is the one the zone is signed with.
-    if let Some(active) = store.newest_dnssec_key_algorithm().await?
-        && active != number
-    {
-        let name = |a: Algorithm| a.name().to_ascii_lowercase();
-        let active = Algorithm::from_number(active).map_or_else(|| format!("algorithm {active}"), name);
-        return Err(KeyError::AlgorithmChanged { configured: name(algorithm), active });
-    }
-    if store.dnssec_key(number).await?.is_none() {
-        let pkcs8 = SigningKey::generate(algorithm).map_err(|e| KeyError::Make(e.to_string()))?;
-        store.add_dnssec_key_if_none(number, Secret::new(pkcs8)).await?;
-        tracing::info!("made a new {} signing key", algorithm.name());
-    }
-    let stored = store
-        .dnssec_key(number)
-        .await?
-        .ok_or_else(|| KeyError::Make("the signing key just stored cannot be read back".into()))?;
-    let key = SigningKey::from_pkcs8(algorithm, stored.pkcs8.expose())
-        .map_err(|e| KeyError::Make(e.to_string()))?;
-    Ok((key, stored.created_at))
-}
 
 /// The store and the zone, kept in step; cheap to clone.
 #[derive(Clone, Debug)]
@@ -132,6 +82,10 @@ pub struct ZoneSync {
     clock: Arc<Clock>,
     /// Zone transfers, when `[transfer]` is on: whom an update waits for.
     transfers: Option<Arc<Transfers>>,
+    /// How keys are served (DNSKEY TTL, CDS), when signed; see [`Self::with_key_policy`].
+    policy: Option<Arc<KeyPolicy>>,
+    /// The version last seen served, for the rollover's heartbeat while a change is applied.
+    served: Arc<AtomicU64>,
 }
 
 /// The store version the zone serves.
@@ -167,7 +121,7 @@ async fn detached<T: Send + 'static>(work: impl Future<Output = T> + Send + 'sta
 /// the erasure of a name the zone does not serve).
 fn edits_of(zone: &Zone, entry: &LogEntry) -> Vec<Edit> {
     let edit = match (entry.name.as_str(), &entry.values) {
-        (SIGN, _) => None,
+        (SIGN | KEYS, _) => None,
         // Logged by digest: the zone's labels are matched against it (an erasure is rare); the
         // account's persist name goes with it.
         (digest, _) if digest.starts_with(ERASED) => {
@@ -204,6 +158,8 @@ impl ZoneSync {
             reads: Arc::new(AtomicU64::new(0)),
             clock: Arc::new(Clock::new(max_clock_skew)),
             transfers: None,
+            policy: None,
+            served: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -211,6 +167,33 @@ impl ZoneSync {
     pub fn with_transfers(mut self, transfers: Option<Arc<Transfers>>) -> Self {
         self.transfers = transfers;
         self
+    }
+
+    /// Serves the key sets of the store's versions with `policy` (a signed zone).
+    #[must_use]
+    pub fn with_key_policy(mut self, policy: KeyPolicy) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Installs the key set the store holds now (no serial move): at a start, before the
+    /// load, and at a resync whose snapshot may be past key changes the log no longer has.
+    pub async fn install_keys(&self) -> Result<(), StoreError> {
+        let Some(policy) = self.policy.as_deref() else { return Ok(()) };
+        let rows = self.store.dnssec_keys().await?;
+        let rollover = self.store.rollover().await?;
+        let set = keys::current_set(&rows, rollover.as_ref(), policy)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let zone = Arc::clone(&self.zone);
+        tokio::task::spawn_blocking(move || {
+            let serial = zone.serial();
+            let mut write = zone.begin();
+            write.keys(set);
+            write.commit(serial);
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("installing the keys failed: {e}")))?;
+        Ok(())
     }
 
     /// The store's time, compared with this instance's clock: `Some` skew when they differ by
@@ -410,7 +393,23 @@ impl ZoneSync {
                 .iter()
                 .find(|e| e.name == SIGN)
                 .and_then(|e| e.values.as_ref()?.first()?.parse().ok());
-            if let Some(epoch) = epoch
+            let keys =
+                entries.iter().find(|e| e.name == KEYS).and_then(|e| decode_key_set(e.values.as_deref()?));
+            if let (Some((rolling, set)), Some(policy)) = (keys, self.policy.as_deref()) {
+                // A rollover step: the key set of this version, signed in anew where it changed.
+                let rows = self.store.dnssec_keys().await?;
+                let set = keys::key_set(&rows, &set, rolling, policy)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                let zone = Arc::clone(&self.zone);
+                let commit = tokio::task::spawn_blocking(move || {
+                    let mut write = zone.begin();
+                    write.keys(set);
+                    write.commit(serial)
+                })
+                .await
+                .map_err(|e| StoreError::Backend(format!("re-keying failed: {e}")))?;
+                tracing::info!("key set of version {version} applied: {} RRsets signed", commit.resigned);
+            } else if let Some(epoch) = epoch
                 && self.refuse_future(epoch).await?
             {
                 // Signing on with the epoch held; the serial moves as everywhere.
@@ -478,6 +477,10 @@ impl ZoneSync {
     /// Reads a consistent snapshot of the store and makes the zone exactly that, at its
     /// serial; returns how many subdomains there are and how many changed.
     async fn resync(&self, applied: &mut Applied) -> Result<(usize, usize), StoreError> {
+        if applied.version > 0 {
+            // The snapshot may be past key steps the log no longer holds.
+            self.install_keys().await?;
+        }
         let snapshot = self.store.zone_snapshot(self.keep).await?;
         let count = snapshot.contents.len();
         let mut version = snapshot.version;

@@ -242,10 +242,22 @@ fn summary(config: &Config) -> Vec<String> {
     lines.push(match &config.dnssec {
         None => "DNSSEC: off".to_owned(),
         Some(d) => format!(
-            "DNSSEC: on, {}, signatures valid {}, renewed {} before they expire",
+            "DNSSEC: on, {}, signatures valid {}, renewed {} before they expire; DNSKEY TTL {}, \
+             CDS {:?}, rollovers {} and wait for {}",
             d.algorithm.name(),
             span(d.validity.into()),
-            span(d.refresh.into())
+            span(d.refresh.into()),
+            span(d.policy.dnskey_ttl.into()),
+            d.policy.cds,
+            match d.policy.key_lifetime {
+                0 => "only on command".to_owned(),
+                age => format!("also at a key age of {}", span(age)),
+            },
+            if d.policy.parent.is_empty() {
+                "`dnssec ds-seen`".to_owned()
+            } else {
+                format!("{} parent server(s)", d.policy.parent.len())
+            }
         ),
     });
     lines.push(match &config.transfer {

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 mod check;
 pub mod client;
+mod dnssec;
 mod generate;
 mod health;
 mod logging;
@@ -103,11 +104,11 @@ enum Command {
         #[command(subcommand)]
         action: PrivacyAction,
     },
-    /// DNSSEC: the DS record for the parent zone, and the key's status.
+    /// DNSSEC: the DS record for the parent zone, the keys' status, key rollovers.
     Dnssec {
         /// What to show.
         #[command(subcommand)]
-        action: DnssecAction,
+        action: dnssec::DnssecAction,
     },
     /// Zone transfers: where each secondary in `[transfer] notify` stands.
     Transfer {
@@ -361,16 +362,6 @@ fn privacy(config: &Config, action: &PrivacyAction) -> Result<(), String> {
     Ok(())
 }
 
-/// `dnssec` subcommands.
-#[derive(Debug, Subcommand)]
-enum DnssecAction {
-    /// Print the DS record (SHA-256) to put in the parent zone, and the DNSKEY as a trust anchor.
-    /// Makes the key if the server has not made it yet.
-    Ds,
-    /// Show the signing key: tag, algorithm, creation date.
-    Status,
-}
-
 /// Standard base64 (for DNSKEY presentation).
 fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -470,42 +461,6 @@ fn import(config: &Config, source: &str, strict: bool) -> Result<(), String> {
     })
 }
 
-/// Runs a `dnssec` subcommand against the configured store.
-fn dnssec(config: &Config, action: &DnssecAction) -> Result<(), String> {
-    let Some(settings) = config.dnssec else {
-        return Err("dnssec.enabled is not true in this configuration: the zone is not signed".into());
-    };
-    block_on(async {
-        let store = open_store(config).await?;
-        let (key, created) =
-            crate::sync::signing_key(&store, settings.algorithm).await.map_err(|e| e.to_string())?;
-        let apex = config.dns.zone.apex.trim_end_matches('.').to_ascii_lowercase();
-        let apex_wire = crate::dns::records::name_to_wire(&apex).map_err(|e| e.to_string())?;
-        let algorithm = key.algorithm().number();
-        match action {
-            DnssecAction::Ds => {
-                let ds = key.ds_rdata(&apex_wire);
-                let digest: String = ds[4..].iter().map(|b| format!("{b:02X}")).collect();
-                println!("{apex}. IN DS {} {algorithm} 2 {digest}", key.key_tag());
-                println!("; as a trust anchor (unbound trust-anchor-file, delv -a):");
-                println!("{apex}. IN DNSKEY 257 3 {algorithm} {}", base64(&key.dnskey_rdata()[4..]));
-            }
-            DnssecAction::Status => {
-                println!("zone:      {apex}");
-                println!("key tag:   {}", key.key_tag());
-                println!("algorithm: {algorithm} ({})", key.algorithm().name());
-                println!("role:      CSK (flags 257), signs every RRset");
-                let age =
-                    crate::dns::zone::unix_now().saturating_sub(u32::try_from(created).unwrap_or(0)) / 86_400;
-                println!("created:   {} ({age} days ago)", iso_time(created));
-                println!("validity:  {} s, renewed {} s before expiry", settings.validity, settings.refresh);
-            }
-        }
-        store.close().await;
-        Ok(())
-    })
-}
-
 /// Loads the configuration named by `-c`, or the embedded default.
 fn load(path: Option<&PathBuf>, lenient: bool) -> Result<Config, String> {
     match path {
@@ -571,7 +526,7 @@ pub fn run() -> ExitCode {
         Some(Command::CheckConfig) => check::run(&config),
         Some(Command::Dnssec { action }) => {
             demo_notice(&config);
-            dnssec(&config, &action)
+            dnssec::run(&config, &action)
         }
         Some(Command::ImportAcmeDns { source, strict }) => {
             demo_notice(&config);

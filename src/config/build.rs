@@ -17,7 +17,7 @@ use super::raw::{self, Entry};
 use super::{
     Api, ConfigError, Database, Dns, Dnssec, Engine, Log, LogTarget, Registration, Tls, key_error, quoted,
 };
-use crate::dns::dnssec::Algorithm;
+use crate::dns::dnssec::{Algorithm, CdsPolicy, KeyPolicy};
 use crate::dns::records::{name_to_wire, parse_record};
 use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::{ZoneError, ZoneSettings};
@@ -437,7 +437,40 @@ pub(super) fn dnssec(section: &raw::Dnssec) -> Result<Option<Dnssec>, ConfigErro
             format!("{refresh} must be shorter than dnssec.signature_validity ({validity})"),
         ));
     }
-    Ok(Some(Dnssec { algorithm, validity, refresh }))
+    let cds = match section.cds().string()?.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("always") => CdsPolicy::Always,
+        Some("rollover") => CdsPolicy::Rollover,
+        Some("never") => CdsPolicy::Never,
+        Some(other) => {
+            return Err(key_error(
+                "dnssec.cds",
+                format!("{} is not always, rollover or never", quoted(other)),
+            ));
+        }
+    };
+    let parent = section
+        .parent()
+        .strings()?
+        .iter()
+        .map(|text| {
+            text.trim()
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| key_error("dnssec.parent", format!("{} is not an address:port", quoted(text))))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let seconds = |value: u64, key: &'static str| {
+        u32::try_from(value).map_err(|_| key_error(key, format!("{value} s is longer than 136 years")))
+    };
+    let policy = KeyPolicy {
+        algorithm,
+        cds,
+        parent,
+        parent_ds_ttl: seconds(section.parent_ds_ttl().duration(86_400)?, "dnssec.parent_ds_ttl")?,
+        key_lifetime: section.key_lifetime().duration(0)?,
+        dnskey_ttl: seconds(section.dnskey_ttl().duration(3600)?, "dnssec.dnskey_ttl")?,
+        propagation_delay: seconds(section.propagation_delay().duration(300)?, "dnssec.propagation_delay")?,
+    };
+    Ok(Some(Dnssec { algorithm, validity, refresh, policy }))
 }
 
 /// Builds `[logconfig]`.

@@ -316,7 +316,7 @@ pub struct Dns {
 }
 
 /// `[dnssec]`, when `enabled = true`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dnssec {
     /// Signing algorithm.
     pub algorithm: Algorithm,
@@ -324,6 +324,8 @@ pub struct Dnssec {
     pub validity: u32,
     /// Signatures with less than this many seconds left are renewed.
     pub refresh: u32,
+    /// Keys and their rollovers.
+    pub policy: crate::dns::dnssec::KeyPolicy,
 }
 
 /// The whole, validated configuration.

@@ -356,8 +356,8 @@ section! {
 }
 
 section! {
-    /// `[dnssec]` (ours): online signing, with one key made at first start and kept in the
-    /// database. `acme-delegate dnssec ds` prints the DS record for the parent zone.
+    /// `[dnssec]` (ours): online signing, with a key made at first start and kept in the
+    /// database, rolled by `dnssec rollover` or at `key_lifetime`; `dnssec ds` prints the DS.
     Dnssec = "dnssec" {
         /// Signing on or off.
         enabled: "true or false" = "false",
@@ -365,9 +365,20 @@ section! {
         algorithm: "ecdsap256sha256 (13) or ed25519 (15)" = quote("ecdsap256sha256"),
         /// Seconds a signature is valid.
         signature_validity: "integer, 10 to 31536000" = defaults::SIGNATURE_VALIDITY,
-        /// Signatures with less than this many seconds left are renewed; less than
-        /// `signature_validity`.
+        /// Seconds before expiry a signature is renewed (< `signature_validity`).
         refresh: "integer, 5 to 31449600" = defaults::SIGNATURE_REFRESH,
+        /// CDS and CDNSKEY for the key(s) the parent should hold: always, in rollovers, never.
+        cds: "always, rollover or never" = quote("always"),
+        /// The parent's servers, asked for our DS in a rollover (none: `dnssec ds-seen`).
+        parent: "list of address:port" = "[]",
+        /// TTL of our DS record at the parent.
+        parent_ds_ttl: "duration" = duration(86_400),
+        /// Age at which the key is rolled on its own; 0: only by `dnssec rollover`.
+        key_lifetime: "duration, e.g. 365d" = duration(0),
+        /// TTL of the DNSKEY, CDS and CDNSKEY sets.
+        dnskey_ttl: "duration" = duration(3600),
+        /// Time allowed for a change to reach every server and cache once served.
+        propagation_delay: "duration" = duration(300),
     }
 }
 

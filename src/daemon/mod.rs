@@ -31,7 +31,7 @@ use crate::dns::zone::{Signer, Zone, ZoneError};
 use crate::privacy::Privacy;
 use crate::privacy::pseudonym::{KeyFileError, SubdomainLog};
 use crate::store::{PurgeRules, Store, StoreError};
-use crate::sync::{KeyError, ZoneSync, signing_key};
+use crate::sync::{KeyError, ZoneSync, signing_keys};
 
 /// Connections the kernel queues for the API before we accept them: enough for a burst of
 /// renewals at the top of the hour, as nginx's default (511) and more.
@@ -233,12 +233,23 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     let store = Store::open(&config.database).await?;
     let mut key_created = None;
-    let signer = match config.dnssec {
+    let signer = match &config.dnssec {
         None => None,
         Some(dnssec) => {
-            let (key, created) = signing_key(&store, dnssec.algorithm).await?;
-            key_created = Some(created);
-            tracing::info!("DNSSEC on: {} key tag {}", dnssec.algorithm.name(), key.key_tag());
+            let (rows, rollover) = signing_keys(&store, dnssec.algorithm).await?;
+            let active = crate::sync::keys::active(&rows)
+                .ok_or_else(|| KeyError::Make("no active signing key in the database".into()))?;
+            let key = crate::sync::keys::load(active)?;
+            key_created = Some(active.created_at);
+            tracing::info!("DNSSEC on: {} key tag {}", key.algorithm().name(), key.key_tag());
+            if let Some(r) = rollover.filter(|r| !r.done) {
+                tracing::info!(
+                    "a key rollover ({}) stands at step {}: {}; it goes on from there",
+                    r.kind.name(),
+                    r.step,
+                    crate::sync::rollover::describe(r.kind, r.step)
+                );
+            }
             Some(Signer { key, validity: dnssec.validity, refresh: dnssec.refresh })
         }
     };
@@ -247,8 +258,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let transfers = config.transfer.clone().map(|settings| {
         Arc::new(Transfers::new(Arc::clone(&zone), settings, crate::dns::journal::Limits::default()))
     });
-    let sync = ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values, config.max_clock_skew)
-        .with_transfers(transfers.clone());
+    let mut sync =
+        ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values, config.max_clock_skew)
+            .with_transfers(transfers.clone());
+    if let Some(dnssec) = &config.dnssec {
+        sync = sync.with_key_policy(dnssec.policy.clone());
+        // The key set in force (several keys mid-rollover), before anything is signed for good.
+        sync.install_keys().await?;
+    }
     sync.load().await?;
     // The rows read for the load are freed; give them back rather than keep them resident.
     crate::sys::release_free_memory();
@@ -307,7 +324,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             }
         });
     }
-    if let Some(dnssec) = config.dnssec {
+    if let Some(dnssec) = &config.dnssec {
+        // Key rollovers: every instance reports its version and tries the next step.
+        tasks.spawn(crate::sync::rollover::run(sync.clone(), dnssec.policy.clone(), shutdown_rx.clone()));
         // Every signature made is kept in the store, so the next start reads instead of signs.
         tasks.spawn(sync.clone().keep_signatures(shutdown_rx.clone()));
         // Check often enough that no signature gets within a quarter of the window of expiring.

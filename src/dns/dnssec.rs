@@ -1,9 +1,11 @@
 //! DNSSEC primitives: the signing key, RRSIG generation, NSEC3 hashing, DNSKEY/DS/CDS data.
 //!
 //! Design note: signing is online but not per query. The zone calls [`SigningKey::sign_rrset`]
-//! when an RRset changes and when signatures age; answers then copy the stored RRSIG. One
-//! combined signing key (CSK, flags 257) signs everything, with ECDSA P-256 (algorithm 13) by
-//! default or Ed25519 (15), both through `ring`. The private key arrives as PKCS#8 bytes from
+//! when an RRset changes and when signatures age; answers then copy the stored RRSIG. Keys are
+//! combined signing keys (CSK, flags 257), with ECDSA P-256 (algorithm 13) by default or
+//! Ed25519 (15), both through `ring`. Outside a rollover one key does everything; during one,
+//! a [`KeySet`] says for each key what it does ([`Roles`]: in the DNSKEY set, signing it,
+//! signing the other sets, named by CDS), as the owner of the keys decided for that step. The private key arrives as PKCS#8 bytes from
 //! whoever stores it (the store, so that every instance signs with the same key); this module
 //! never sees the store.
 //!
@@ -71,15 +73,17 @@ pub enum KeyError {
     Generate(&'static str),
 }
 
-/// The private half, by algorithm.
+/// The private half, by algorithm (shared, so a key set can be copied cheaply).
+#[derive(Clone)]
 enum Pair {
     /// ECDSA P-256, with RFC 6979 deterministic nonces.
-    Ecdsa(Box<p256::ecdsa::SigningKey>),
+    Ecdsa(std::sync::Arc<p256::ecdsa::SigningKey>),
     /// Ed25519.
-    Ed25519(Ed25519KeyPair),
+    Ed25519(std::sync::Arc<Ed25519KeyPair>),
 }
 
 /// A combined signing key and its public data.
+#[derive(Clone)]
 pub struct SigningKey {
     /// Algorithm.
     algorithm: Algorithm,
@@ -134,12 +138,12 @@ impl SigningKey {
                 // The uncompressed point is 0x04 || X || Y; DNSKEY holds X || Y.
                 let point = pair.verifying_key().to_encoded_point(false);
                 let public = point.as_bytes().get(1..).ok_or_else(bad)?.to_vec();
-                (Pair::Ecdsa(Box::new(pair)), public)
+                (Pair::Ecdsa(std::sync::Arc::new(pair)), public)
             }
             Algorithm::Ed25519 => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| bad())?;
                 let public = pair.public_key().as_ref().to_vec();
-                (Pair::Ed25519(pair), public)
+                (Pair::Ed25519(std::sync::Arc::new(pair)), public)
             }
         };
         let mut dnskey = vec![0x01, 0x01, 3, algorithm.number()];
@@ -240,6 +244,131 @@ impl SigningKey {
         rdata.extend_from_slice(&self.sign(&data));
         rdata
     }
+}
+
+/// What a key does in the zone at one step of its life (RFC 7583's states, as the zone needs
+/// them): each flag is one kind of record the key puts in or signs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Its DNSKEY record is in the apex DNSKEY set.
+    pub dnskey: bool,
+    /// It signs the DNSKEY set (and CDS and CDNSKEY, which the parent checks against it).
+    pub signs_keys: bool,
+    /// It signs every other set.
+    pub signs_zone: bool,
+    /// The parent should hold its DS: CDS and CDNSKEY name it (when the zone publishes them).
+    pub cds: bool,
+}
+
+impl Roles {
+    /// A key doing everything: the one key outside a rollover.
+    pub const ALL: Self = Self { dnskey: true, signs_keys: true, signs_zone: true, cds: true };
+    /// A key doing nothing (made, or retired).
+    pub const NONE: Self = Self { dnskey: false, signs_keys: false, signs_zone: false, cds: false };
+
+    /// The roles as stored: a letter for each (`D`, `K`, `Z`, `C`), in that order.
+    pub fn code(self) -> String {
+        [(self.dnskey, 'D'), (self.signs_keys, 'K'), (self.signs_zone, 'Z'), (self.cds, 'C')]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+
+    /// From [`Self::code`]; `None` for a letter it does not write.
+    pub fn parse(code: &str) -> Option<Self> {
+        let mut roles = Self::NONE;
+        for c in code.chars() {
+            match c {
+                'D' => roles.dnskey = true,
+                'K' => roles.signs_keys = true,
+                'Z' => roles.signs_zone = true,
+                'C' => roles.cds = true,
+                _ => return None,
+            }
+        }
+        Some(roles)
+    }
+
+    /// Whether the key is in the zone at all (in DNSKEY or making signatures).
+    pub fn is_used(self) -> bool {
+        self.dnskey || self.signs_keys || self.signs_zone
+    }
+}
+
+/// A key and what it does.
+#[derive(Clone, Debug)]
+pub struct ZoneKey {
+    /// The key.
+    pub key: SigningKey,
+    /// Its roles now.
+    pub roles: Roles,
+}
+
+/// The keys a zone uses, with what each does, and how the apex key sets are served.
+#[derive(Clone, Debug)]
+pub struct KeySet {
+    /// The keys, in the store's order (oldest first).
+    pub keys: Vec<ZoneKey>,
+    /// TTL of the DNSKEY, CDS and CDNSKEY sets.
+    pub dnskey_ttl: u32,
+    /// Whether CDS and CDNSKEY are published (for the keys with the `cds` role).
+    pub publish_cds: bool,
+}
+
+impl KeySet {
+    /// One key doing everything, CDS published.
+    pub fn single(key: SigningKey, dnskey_ttl: u32) -> Self {
+        Self { keys: vec![ZoneKey { key, roles: Roles::ALL }], dnskey_ttl, publish_cds: true }
+    }
+
+    /// The keys with roles matching `pick`.
+    pub fn with(&self, pick: impl Fn(Roles) -> bool) -> impl Iterator<Item = &SigningKey> {
+        self.keys.iter().filter(move |k| pick(k.roles)).map(|k| &k.key)
+    }
+}
+
+/// When the zone publishes CDS and CDNSKEY (`[dnssec] cds`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CdsPolicy {
+    /// Always, for the key(s) the parent should hold.
+    #[default]
+    Always,
+    /// Only while a rollover runs.
+    Rollover,
+    /// Never (the operator tells the registrar).
+    Never,
+}
+
+impl CdsPolicy {
+    /// Whether CDS is published, while a rollover runs (`rolling`) or not.
+    pub fn publishes(self, rolling: bool) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Rollover => rolling,
+            Self::Never => false,
+        }
+    }
+}
+
+/// How keys are kept and rolled (`[dnssec]`): the timings of RFC 7583 and where the parent is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// The configured algorithm.
+    pub algorithm: Algorithm,
+    /// When CDS and CDNSKEY are published.
+    pub cds: CdsPolicy,
+    /// The parent zone's servers, asked for our DS during a rollover (empty: the operator says
+    /// when the parent holds the new DS, `dnssec ds-seen`).
+    pub parent: Vec<std::net::SocketAddr>,
+    /// TTL of our DS at the parent, seconds.
+    pub parent_ds_ttl: u32,
+    /// A key this old (seconds) is rolled; 0: only on command.
+    pub key_lifetime: u64,
+    /// TTL of our DNSKEY, CDS and CDNSKEY sets, seconds.
+    pub dnskey_ttl: u32,
+    /// Time for a change to reach every server and cache after it is served, seconds.
+    pub propagation_delay: u32,
 }
 
 /// Signature length of both our algorithms (P-256: r || s; Ed25519).
@@ -391,6 +520,28 @@ mod tests {
         assert_eq!(type_bitmap(&[1, 15]), vec![0, 2, 0x40, 0x01]);
         assert_eq!(type_bitmap(&[257]), vec![1, 1, 0x40]);
         assert_eq!(type_bitmap(&[]), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn cds_is_published_as_the_policy_says() {
+        let cases = [
+            (CdsPolicy::Always, true, true),
+            (CdsPolicy::Rollover, false, true),
+            (CdsPolicy::Never, false, false),
+        ];
+        for (policy, steady, rolling) in cases {
+            assert_eq!((policy.publishes(false), policy.publishes(true)), (steady, rolling), "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_code() {
+        for code in ["", "D", "DK", "KZ", "DKZ", "DKZC", "DC"] {
+            assert_eq!(Roles::parse(code).unwrap().code(), code);
+        }
+        assert_eq!(Roles::ALL.code(), "DKZC");
+        assert!(Roles::parse("DX").is_none());
+        assert!(!Roles::parse("C").unwrap().is_used());
     }
 
     #[test]

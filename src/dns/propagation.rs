@@ -32,6 +32,9 @@ pub enum SerialError {
     /// The answer has an error rcode, or no SOA for the zone.
     #[error("no SOA in the answer (rcode {0})")]
     NoSoa(u8),
+    /// The answer has an error rcode, or cannot be read.
+    #[error("no usable answer (rcode {0})")]
+    Rcode(u8),
 }
 
 /// Whether serial `have` is at or past `want` (RFC 1982).
@@ -41,10 +44,15 @@ pub fn serial_reached(have: u32, want: u32) -> bool {
 
 /// An SOA query for `apex` (wire form) with message ID `id`.
 fn soa_query(apex: &[u8], id: u16) -> Vec<u8> {
+    query(apex, rtype::SOA, id)
+}
+
+/// A query for `qtype` at `name` (wire form) with message ID `id`, no recursion asked.
+fn query(name: &[u8], qtype: u16, id: u16) -> Vec<u8> {
     let id = id.to_be_bytes();
     let mut msg = vec![id[0], id[1], 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    msg.extend_from_slice(apex);
-    msg.extend_from_slice(&rtype::SOA.to_be_bytes());
+    msg.extend_from_slice(name);
+    msg.extend_from_slice(&qtype.to_be_bytes());
     msg.extend_from_slice(&CLASS_IN.to_be_bytes());
     msg
 }
@@ -58,6 +66,41 @@ pub fn answer_serial(msg: &[u8]) -> Option<u32> {
     // MNAME, RNAME, then the serial.
     let at = wire::skip_name(msg, wire::skip_name(msg, soa.data.start).ok()?).ok()?;
     (at + 4 <= soa.data.end).then(|| wire::u32_at(msg, at)).flatten()
+}
+
+/// The rdata of every record of type `qtype` in the answer section of `msg` (the message must
+/// walk cleanly to its end).
+pub fn answer_rdatas(msg: &[u8], qtype: u16) -> Option<Vec<Vec<u8>>> {
+    let [_, answers, ..] = wire::counts(msg).ok()?;
+    let records = wire::records(msg).ok()?;
+    Some(
+        records
+            .iter()
+            .take(usize::from(answers))
+            .filter(|r| r.rtype == qtype)
+            .map(|r| msg[r.data.clone()].to_vec())
+            .collect(),
+    )
+}
+
+/// Asks a server of the parent zone, `target`, once for the DS set of `apex` (wire form), as
+/// a rollover checks that the parent names the new key; waits at most `limit`. An empty set
+/// is an answer (the parent holds no DS).
+pub async fn ds_set(apex: &[u8], target: SocketAddr, limit: Duration) -> Result<Vec<Vec<u8>>, SerialError> {
+    const DS: u16 = 43;
+    let (socket, id) = notify::peer_socket(target).await?;
+    socket.send(&query(apex, DS, id)).await?;
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    let Some(len) = notify::answer_to(&socket, id, deadline, &mut buf, |_| true).await? else {
+        return Err(SerialError::Timeout);
+    };
+    let answer = &buf[..len];
+    let rcode = answer[3] & 0x0F;
+    match answer_rdatas(answer, DS) {
+        Some(set) if rcode == 0 => Ok(set),
+        _ => Err(SerialError::Rcode(rcode)),
+    }
 }
 
 /// Asks `target` once for the SOA of `apex` (wire form); waits at most `limit`.

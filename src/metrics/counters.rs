@@ -48,6 +48,13 @@ pub struct Counters {
     clock_skew: IntGauge,
     /// Shared decisions refused because of a clock, by what was refused.
     clock_refusals: IntCounterVec,
+    /// The key rollover's step (0: none runs).
+    rollover_step: IntGauge,
+    /// Seconds until the rollover's next step may be taken (-1: it waits for servers or the
+    /// parent, or none runs).
+    rollover_next: IntGauge,
+    /// Ticks of the rollover driver held by a server behind the step.
+    rollover_held: IntCounter,
 }
 
 /// Builds one metric and registers it.
@@ -118,8 +125,29 @@ impl Counters {
                 "Shared decisions refused because of a clock: \"write_epoch\" and \"purge\" (this instance's clock is off), \"apply_epoch\" (a signing epoch in the database lies in the future).",
                 &["what"],
             ),
+            rollover_step: registered(
+                &registry,
+                IntGauge::new(
+                    "acme_delegate_dnssec_rollover_step",
+                    "The DNSSEC key rollover's current step (0: no rollover runs; `acme-delegate dnssec status` names the steps).",
+                )
+                .expect("valid gauge"),
+            ),
+            rollover_next: registered(
+                &registry,
+                IntGauge::new(
+                    "acme_delegate_dnssec_rollover_next_step_seconds",
+                    "Seconds until the key rollover's next step may be taken; -1 while it waits for a server, the parent, or when none runs.",
+                )
+                .expect("valid gauge"),
+            ),
+            rollover_held: counter(
+                "acme_delegate_dnssec_rollover_held_total",
+                "Checks (about one a second) at which the key rollover waited for an instance or secondary not yet serving its step.",
+            ),
             registry,
         };
+        counters.rollover_next.set(-1);
         // Each label set of a closed set is present from the start at 0: a series that appears
         // only with its first event leaves a dashboard panel with "No data" and makes `rate()`
         // miss that first event. (API requests are keyed by route and status, an open set: they
@@ -186,6 +214,17 @@ pub fn clock_skew(seconds: i64) {
 pub fn clock_refusal(what: &'static str) {
     debug_assert!(CLOCK_REFUSALS.contains(&what), "{what}");
     COUNTERS.clock_refusals.with_label_values(&[what]).inc();
+}
+
+/// Sets the key rollover's step and the seconds until its next one (`None`: not by time).
+pub fn rollover_state(step: u32, next: Option<i64>) {
+    COUNTERS.rollover_step.set(i64::from(step));
+    COUNTERS.rollover_next.set(next.map_or(-1, |n| n.max(0)));
+}
+
+/// Counts a rollover check held by a server behind the step.
+pub fn rollover_held() {
+    COUNTERS.rollover_held.inc();
 }
 
 #[cfg(test)]

@@ -270,6 +270,7 @@ mod erased {
 #[macro_use]
 mod calls;
 mod audit;
+pub mod keys;
 mod persist;
 mod signatures;
 pub use persist::PutOutcome;

@@ -126,6 +126,34 @@ pub const MIGRATIONS: &[&str] = &[
     // parameters the other columns do not hold); rows kept before have none and serve what
     // their columns make.
     "ALTER TABLE persist ADD COLUMN value TEXT;",
+    // 13: key rollovers (see `keys.rs`): what each key does now (`roles`, letters of
+    // `dns::dnssec::Roles`), its state and since when; the one rollover row; and each
+    // instance's served version, so a step waits for every instance. The key in use so far
+    // (the first of the newest algorithm, as `sync::signing_key` chose it) does everything.
+    "ALTER TABLE dnssec_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '';
+    ALTER TABLE dnssec_keys ADD COLUMN state TEXT NOT NULL DEFAULT 'made';
+    ALTER TABLE dnssec_keys ADD COLUMN since {int};
+    UPDATE dnssec_keys SET roles = 'DKZC', state = 'active', since = created_at WHERE id = (
+        SELECT MIN(id) FROM dnssec_keys WHERE algorithm = (
+            SELECT algorithm FROM dnssec_keys ORDER BY id DESC LIMIT 1));
+    CREATE TABLE dnssec_rollover (
+        id        INTEGER PRIMARY KEY,
+        kind      TEXT NOT NULL,
+        step      {int} NOT NULL,
+        since     {int} NOT NULL,
+        version   {int} NOT NULL,
+        served_at {int},
+        ds_at     {int},
+        old_key   {int} NOT NULL,
+        new_key   {int} NOT NULL,
+        started   {int} NOT NULL,
+        done      {int} NOT NULL
+    );
+    CREATE TABLE instances (
+        id      TEXT PRIMARY KEY,
+        version {int} NOT NULL,
+        seen_at {int} NOT NULL
+    );",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

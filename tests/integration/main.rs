@@ -26,6 +26,7 @@ mod persist_e2e;
 mod pg;
 mod privacy;
 mod reload;
+mod rollover;
 mod rrl;
 mod same_zone;
 mod secondaries_agree;

@@ -360,6 +360,11 @@ impl Validator {
     /// Starts unbound for `parent` and our server `ours`; waits until the parent's SOA
     /// validates (AD), which proves the anchor, and panics with its log if it does not in 10 s.
     pub fn start(parent: &Parent, ours: &TestServer, cache_max_ttl: u32) -> Self {
+        Self::start_at(parent, ours.udp.port(), cache_max_ttl)
+    }
+
+    /// Like [`Validator::start`], with our zone's stub at `port` on 127.0.0.1 (a secondary).
+    pub fn start_at(parent: &Parent, port: u16, cache_max_ttl: u32) -> Self {
         let dir = TempDir::new();
         std::fs::write(dir.join("parent.anchor"), parent.trust_anchor().join("\n") + "\n").unwrap();
         let more = format!(
@@ -379,7 +384,7 @@ stub-zone:
             d = dir.0.display(),
             parent_port = parent.addr.port(),
         );
-        let unbound = Unbound::start(&dir.0, ours.udp.port(), &more, (PARENT, t::SOA));
+        let unbound = Unbound::start(&dir.0, port, &more, (PARENT, t::SOA));
         let addr: SocketAddr = unbound.addr().parse().unwrap();
         let validator = Self { _unbound: unbound, addr, _dir: dir };
         let secure = || validator.resolve(PARENT, t::SOA).is_some_and(|m| m.ad());
@@ -856,8 +861,22 @@ pub struct Child {
 }
 
 impl Child {
-    /// TTL of our DNSKEY, CDS and CDNSKEY sets (`[dns] soa_ttl`), seconds.
+    /// TTL of our DNSKEY, CDS and CDNSKEY sets (`[dnssec] dnskey_ttl`, and `[dns] soa_ttl`),
+    /// seconds.
     pub const DNSKEY_TTL: u32 = 3;
+    /// The propagation delay the rollover tests configure (`[dnssec] propagation_delay`).
+    pub const PROPAGATION: u32 = 1;
+
+    /// The `[dnssec]` timing lines of a rollover test against `parent`: our DS TTL there, the
+    /// propagation delay, and the parent's server to ask for the DS.
+    pub fn rollover_timing(parent: &Parent) -> String {
+        format!(
+            "parent = [\"{}\"]\nparent_ds_ttl = {}\npropagation_delay = {}\n",
+            parent.addr,
+            Parent::DS_TTL,
+            Self::PROPAGATION
+        )
+    }
 
     /// Starts our server with DNSSEC on and short TTLs (DNSKEY and static records
     /// [`Child::DNSKEY_TTL`], negative answers 1 s, TXT 1 s).
@@ -867,15 +886,27 @@ impl Child {
 
     /// Like [`Child::start`], with `dnssec` lines added to `[dnssec]` (say, a rollover's timings).
     pub fn start_with(dnssec: &str) -> Self {
+        Self::start_with_sections(dnssec, &[])
+    }
+
+    /// Like [`Child::start_with`], with more `(section, lines)` (say, `[transfer]`).
+    pub fn start_with_sections(dnssec: &str, more: &[(&str, &str)]) -> Self {
         let dir = TempDir::new();
         let ttl = Self::DNSKEY_TTL;
-        let config = with_keys(&base_config(&dir.0), "dnssec", &format!("enabled = true\n{dnssec}"));
+        let config = with_keys(
+            &base_config(&dir.0),
+            "dnssec",
+            &format!("enabled = true\ndnskey_ttl = {ttl}\n{dnssec}"),
+        );
         let config = with_keys(
             &config,
             "dns",
             &format!("soa_ttl = {ttl}\ndefault_ttl = {ttl}\nnegative_ttl = 1\ntxt_ttl = 1"),
         );
-        let config = with_keys(&config, "api", "register_rate_limit = 0");
+        let mut config = with_keys(&config, "api", "register_rate_limit = 0");
+        for (section, lines) in more {
+            config = with_keys(&config, section, lines);
+        }
         let server = TestServer::start_with(&dir, &config);
         Self { server, dir }
     }
@@ -922,7 +953,7 @@ impl Child {
 // Tests
 
 /// Registers two accounts and gives each a first value; returns (changing, quiet).
-fn two_accounts(server: &TestServer) -> (serde_json::Value, serde_json::Value) {
+pub fn two_accounts(server: &TestServer) -> (serde_json::Value, serde_json::Value) {
     let (changing, quiet) = (server.register(), server.register());
     assert_eq!(server.update(&changing, &txt_value(100)).status, 200);
     assert_eq!(server.update(&quiet, &txt_value(200)).status, 200);
@@ -999,79 +1030,22 @@ fn the_parents_ds_makes_our_answers_secure() {
     assert!(crate::pg::eventually(Duration::from_secs(15), servfail), "a wrong DS must break the chain");
 }
 
-/// Issue 21's CSK rollover, sketched for when `acme-delegate dnssec rollover` exists: throughout
-/// the rollover, with the test as the registrar acting on our CDS every second, unbound keeps
-/// answering every probe validated at 10 a second, and the recording keeps both timing rules.
-/// The server will need to know the parent's DS TTL ([`Parent::DS_TTL`]) and the propagation
-/// delay (1 s here) to wait long enough: pass them with [`Child::start_with`] when they exist.
+/// Issue 21's CSK rollover: throughout the rollover, with the test as the registrar acting on
+/// our CDS every second, unbound keeps answering every probe validated at 10 a second, and the
+/// recording keeps both timing rules. The server knows the parent's DS TTL
+/// ([`Parent::DS_TTL`]), the propagation delay and the parent's server ([`Child::rollover_timing`]).
 #[test]
-#[ignore = "needs `acme-delegate dnssec rollover` (issue 21)"]
 fn csk_rollover_keeps_validating() {
     let parent = Parent::start();
-    let child = Child::start();
+    let child = Child::start_with(&Child::rollover_timing(&parent));
     let server = &child.server;
     parent.set_ds(&child.ds()).unwrap();
     let validator = Validator::start(&parent, server, 5);
-    let registrar = Registrar::new(server.udp);
-    let (changing, quiet) = two_accounts(server);
-    let name = changing["fulldomain"].as_str().unwrap().to_owned();
-    let old = registrar.cds().unwrap();
-    let old_key = ds_key(&old[0]).unwrap();
-
-    let bound = Duration::from_secs(75);
-    let recorder = Recorder::start(server.udp, &parent, bound);
-    let prober = Prober::start(validator.addr, Child::probes(&changing, &quiet), 10, bound);
-    child.dnssec(&["rollover"]).expect("`dnssec rollover` starts a CSK rollover");
-    let started = Instant::now();
-    let mut last = String::new();
-    let mut tick = 0;
-    let mut refused: Vec<String> = Vec::new();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        tick += 1;
-        // The registrar polls the CDS, as a parent following RFC 7344 does.
-        // Through the validator the CDS and CDNSKEY sets are cached apart: a mismatch may last
-        // a TTL (3 s), not more.
-        let now = match registrar.sync(&parent, Some(&validator)) {
-            Ok(now) => {
-                refused.clear();
-                now
-            }
-            Err(e) => {
-                refused.push(e);
-                assert!(refused.len() <= 5, "the registrar could not act for 5 s: {refused:?}");
-                continue;
-            }
-        };
-        if tick % 3 == 0 {
-            last = txt_value(300 + tick);
-            assert_eq!(server.update(&changing, &last).status, 200);
-        }
-        let keys: BTreeSet<KeyId> = rdatas_at(server.udp, DOMAIN, rt::DNSKEY)
-            .unwrap_or_default()
-            .iter()
-            .map(|k| dnskey_id(k))
-            .collect();
-        let done = keys.len() == 1
-            && !keys.contains(&old_key)
-            && now.iter().filter_map(|d| ds_key(d)).collect::<BTreeSet<_>>() == keys;
-        if done {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the rollover did not end in 60 s");
-    }
-    std::thread::sleep(Duration::from_millis(2500));
-    let report = prober.finish();
-    let recording = recorder.finish();
-    report.check(5.0).unwrap_or_else(|e| panic!("{e}\n{}", show(&recording)));
-    assert!(last.is_empty() || report.saw_txt(&name, &last), "{:?}", report.txt_seen);
-    let ttl = |s: u32| Duration::from_secs(u64::from(s));
-    order_check(&recording, ttl(Child::DNSKEY_TTL), ttl(1), ttl(Parent::DS_TTL)).unwrap();
-    assert!(
-        recording.iter().any(|s| s.dnskey.as_ref().is_some_and(|k| k.len() == 2)),
-        "{}",
-        show(&recording)
-    );
+    let accounts = two_accounts(server);
+    let rolled = crate::rollover::roll(&child, &parent, &validator, &accounts, &["rollover"]);
+    eprintln!("CSK rollover done in {:.1} s", rolled.elapsed.as_secs_f64());
+    rolled.check(&accounts.0);
+    assert_eq!(rolled.new_key.alg, rolled.old_key.alg, "a CSK rollover keeps the algorithm");
 }
 
 /// A recorded moment for the checks of [`order_check`]: key tags (algorithm 13) in DNSKEY, CDS

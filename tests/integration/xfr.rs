@@ -64,7 +64,7 @@ impl Secondary {
     }
 
     /// (Re)starts the process.
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let child = Command::new(&self.argv[0])
             .args(&self.argv[1..])
             .stdin(std::process::Stdio::null())
@@ -77,7 +77,7 @@ impl Secondary {
     }
 
     /// Stops the whole process group and reaps the leader.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let group = format!("-{}", child.id());
             let _ = Command::new("kill").args(["-TERM", "--", &group]).status();

@@ -9,6 +9,7 @@ use std::sync::RwLock;
 
 use super::nsec3::nsec3_key;
 use super::{Cut, Node, Set, Signer, State, Zone, ZoneError, ZoneSettings, unix_now};
+use crate::dns::dnssec::KeySet;
 use crate::dns::records::{self, StaticRecord, is_at_or_below, name_to_wire};
 use crate::dns::wire::{self, RrSet, rtype};
 
@@ -158,6 +159,10 @@ impl Zone {
             udp_size: settings.udp_size,
             nsid_option: settings.nsid.as_deref().map(nsid_option).unwrap_or_default(),
             cuts,
+            keys: RwLock::new(std::sync::Arc::new(match &signer {
+                Some(signer) => KeySet::single(signer.key.clone(), settings.soa_ttl),
+                None => KeySet { keys: Vec::new(), dnskey_ttl: settings.soa_ttl, publish_cds: false },
+            })),
             signer,
             apex_hashes: (nsec3_key(&apex), {
                 let mut wildcard = b"\x01*".to_vec();
@@ -184,20 +189,12 @@ impl Zone {
         };
         {
             let mut state = zone.write();
-            if let Some(signer) = &zone.signer {
-                let key = &signer.key;
-                let ds = key.ds_rdata(&apex);
-                let apex_node = state.nodes.entry(apex.clone()).or_default();
-                let mut add = |rtype: u16, rdata: &[u8]| {
-                    let mut records = RrSet::default();
-                    records.add(rtype, settings.soa_ttl, rdata);
-                    apex_node.sets.push(Set { records, ..Set::default() });
-                };
-                add(rtype::DNSKEY, key.dnskey_rdata());
-                add(rtype::CDNSKEY, key.dnskey_rdata());
-                add(rtype::CDS, &ds);
+            if zone.signer.is_some() {
+                zone.render_apex_keys(&mut state);
                 // Algorithm 1 (SHA-1), no flags, 0 extra iterations, no salt (RFC 9276).
-                add(rtype::NSEC3PARAM, &[1, 0, 0, 0, 0]);
+                let mut records = RrSet::default();
+                records.add(rtype::NSEC3PARAM, settings.soa_ttl, &[1, 0, 0, 0, 0]);
+                state.nodes.entry(apex.clone()).or_default().sets.push(Set { records, ..Set::default() });
             }
             zone.render_soa(&mut state);
             if zone.signer.is_some() {

@@ -36,7 +36,8 @@
 //! marker goes when the first value comes (one set per name, nothing more to keep or sign for a
 //! name with values; the price is the marker and its signature in the IXFR of that change).
 //! This module knows nothing of the store, the API or who may transfer the zone: the owner of
-//! the data (`sync`) writes through [`Zone::begin`], one write per store version, and every
+//! the data (`sync`) writes through [`Zone::begin`], one write per store version (a rollover
+//! step's keys too, [`Write::keys`]), and every
 //! stored row passes the rule of `admit` on its way in.
 //!
 //! Files, by job: this one holds the data types and the small public queries; `admit` is the
@@ -76,7 +77,7 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use self::nsec3::{Key, Nsec3Entry};
-use super::dnssec::SigningKey;
+use super::dnssec::{KeySet, SigningKey};
 use super::records::{self, RecordError, StaticRecord, is_at_or_below};
 use super::wire::RrSet;
 
@@ -108,10 +109,11 @@ pub struct ZoneSettings {
     pub nsid: Option<Vec<u8>>,
 }
 
-/// How to sign: the key and the signature lifetimes.
+/// How to sign: the first key and the signature lifetimes.
 #[derive(Debug)]
 pub struct Signer {
-    /// The combined signing key.
+    /// The combined signing key the zone is built with, alone in every role (the owner of the
+    /// keys installs the set in force with [`Write::keys`] before serving).
     pub key: SigningKey,
     /// Seconds a new signature is valid.
     pub validity: u32,
@@ -241,6 +243,9 @@ pub struct Zone {
     cuts: Vec<Cut>,
     /// Signing key and policy, when DNSSEC is on.
     signer: Option<Signer>,
+    /// The keys in force and what each does (one key doing everything but during a rollover);
+    /// replaced whole by a commit with [`Write::keys`], read by every signing (see `sign`).
+    keys: RwLock<std::sync::Arc<KeySet>>,
     /// NSEC3 hashes of the apex and of `*.<apex>`, the closest encloser and wildcard of almost
     /// every NXDOMAIN, computed once instead of per query.
     apex_hashes: (Key, Key),

@@ -7,12 +7,20 @@
 //! everywhere. Renewal before expiry is a new epoch for the whole zone ([`super::Write::epoch`]):
 //! the commit copies every set under the read lock, signs them with no lock held and swaps them
 //! in under its write lock.
+//!
+//! Keys: the zone signs with the key set in force ([`KeySet`]), each set with every key whose
+//! role covers it: the apex DNSKEY, CDS and CDNSKEY sets with the keys that sign the key set,
+//! every other set with the zone-signing keys (two of each during parts of a rollover). The
+//! owner of the keys replaces the set at each step of a rollover, as a write of its own
+//! ([`super::Write::keys`]); a step that changes which keys sign the zone data signs every set
+//! anew, one that changes only the apex key sets signs those alone.
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 
 use super::nsec3::Key;
 use super::{Set, State, Zone};
-use crate::dns::dnssec::{RrsetToSign, Validity};
+use crate::dns::dnssec::{KeySet, RrsetToSign, Validity};
 use crate::dns::wire::{RrSet, rtype};
 
 /// Where a set lives, to swap its new signatures in.
@@ -74,14 +82,90 @@ impl Zone {
         let epoch = self.epoch();
         let validity = Self::validity(epoch, signer.validity);
         let rdatas: Vec<&[u8]> = records.rdatas().collect();
-        let prepared =
-            signer.key.prepare(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
-        // The SOA's signature changes with every serial: not worth keeping.
-        let rrsig =
-            self.memo.sign(&signer.key, prepared, (owner, rtype), (rtype != rtype::SOA).then_some(epoch));
+        let keys = self.keys();
+        let key_set =
+            owner == self.apex.as_slice() && [rtype::DNSKEY, rtype::CDS, rtype::CDNSKEY].contains(&rtype);
         let mut sigs = RrSet::default();
-        sigs.add(rtype::RRSIG, ttl, &rrsig);
+        let signing = keys.with(|r| if key_set { r.signs_keys } else { r.signs_zone });
+        for (i, key) in signing.enumerate() {
+            let prepared =
+                key.prepare(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
+            // The SOA's signature changes with every serial: not worth keeping.
+            let keep = (rtype != rtype::SOA && i == 0).then_some(epoch);
+            sigs.add(rtype::RRSIG, ttl, &self.memo.sign(key, prepared, (owner, rtype), keep));
+        }
         Set { records, sigs }
+    }
+
+    /// The key set in force.
+    pub fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Installs `keys` as the key set in force; returns whether the keys that sign the zone
+    /// data changed (then every set is signed anew). The commit of [`super::Write::keys`] calls
+    /// it before it signs anything, and renders the apex key sets under its write lock.
+    pub(super) fn install_keys(&self, keys: KeySet) -> bool {
+        let zone_signers = |set: &KeySet| -> Vec<Vec<u8>> {
+            set.with(|r| r.signs_zone).map(|k| k.dnskey_rdata().to_vec()).collect()
+        };
+        let changed = zone_signers(&self.keys()) != zone_signers(&keys);
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        changed
+    }
+
+    /// Renders and signs the apex DNSKEY, CDS and CDNSKEY sets from the key set in force (a set
+    /// with no record goes); returns how many sets it signed. (The apex's NSEC3 link lists its
+    /// types: the caller relinks it.)
+    pub(super) fn render_apex_keys(&self, state: &mut State) -> usize {
+        let keys = self.keys();
+        let ttl = keys.dnskey_ttl;
+        let named: Vec<&crate::dns::dnssec::SigningKey> =
+            if keys.publish_cds { keys.with(|r| r.cds).collect() } else { Vec::new() };
+        let mut dnskey = RrSet::default();
+        for key in keys.with(|r| r.dnskey) {
+            dnskey.add(rtype::DNSKEY, ttl, key.dnskey_rdata());
+        }
+        let (mut cds, mut cdnskey) = (RrSet::default(), RrSet::default());
+        for key in named {
+            cds.add(rtype::CDS, ttl, &key.ds_rdata(&self.apex));
+            cdnskey.add(rtype::CDNSKEY, ttl, key.dnskey_rdata());
+        }
+        let sets: Vec<(u16, Option<Set>)> =
+            [(rtype::DNSKEY, dnskey), (rtype::CDS, cds), (rtype::CDNSKEY, cdnskey)]
+                .into_iter()
+                .map(|(t, records)| (t, (!records.is_empty()).then(|| self.signed(&self.apex, records))))
+                .collect();
+        let apex = state.nodes.entry(self.apex.clone()).or_default();
+        let mut count = 0;
+        for (kind, set) in sets {
+            let at = apex.sets.iter().position(|s| s.records.type_and_ttl().map(|(t, _)| t) == Some(kind));
+            match (at, set) {
+                (Some(at), Some(set)) => apex.sets[at] = set,
+                (None, Some(set)) => apex.sets.push(set),
+                (Some(at), None) => {
+                    apex.sets.remove(at);
+                    continue;
+                }
+                (None, None) => continue,
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// The largest TTL the zone serves now (static sets, the SOA and negative answers, TXT
+    /// records, persist records when there are any, the apex key sets): how long a validator
+    /// may hold a signature made by a key that stops signing (RFC 7583's MaxTTL).
+    pub fn max_ttl(&self) -> u32 {
+        let state = self.read();
+        let statics = state.nodes.values().flat_map(|n| &n.sets).filter_map(|s| s.records.type_and_ttl());
+        let persist = if state.persist_names > 0 { self.persist_ttl } else { 0 };
+        statics
+            .map(|(_, ttl)| ttl)
+            .chain([self.soa_ttl, self.negative_ttl, self.txt_ttl, persist, self.keys().dnskey_ttl])
+            .max()
+            .unwrap_or(0)
     }
 
     /// Every signed set of `state` but the SOA (rendered where the serial moves), copied to be
@@ -190,7 +274,76 @@ pub(super) fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R +
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{ask_with, at, settings, val};
+    use super::super::{Set, Signer, Zone};
     use super::parallel_map;
+    use crate::dns::dnssec::{Algorithm, KeySet, Roles, SigningKey, ZoneKey};
+    use crate::dns::wire::rtype;
+
+    /// The apex set of `kind`, if the zone has one.
+    fn apex_set(zone: &Zone, kind: u16) -> Option<Set> {
+        zone.read().nodes[&zone.apex].get(kind).cloned()
+    }
+
+    /// The algorithms of the RRSIGs of `set`, in order.
+    fn signers(set: &Set) -> Vec<u8> {
+        set.sigs.rdatas().map(|rrsig| rrsig[2]).collect()
+    }
+
+    #[test]
+    fn a_commit_with_keys_publishes_and_signs_as_the_roles_say_and_moves_the_serial() {
+        let key = |a| SigningKey::from_pkcs8(a, &SigningKey::generate(a).unwrap()).unwrap();
+        let (old, new) = (key(Algorithm::EcdsaP256Sha256), key(Algorithm::Ed25519));
+        let signer = Signer { key: old.clone(), validity: 3600, refresh: 600 };
+        let zone = Zone::new(&settings(), Some(signer)).unwrap();
+        at(&zone, 1000, |w| {
+            w.txt("abc", &[val("v")]);
+        });
+        let txt = |zone: &Zone| zone.read().dynamic[b"abc".as_slice()].set.clone();
+        let step = |o: &str, n: &str, publish_cds| KeySet {
+            keys: vec![
+                ZoneKey { key: old.clone(), roles: Roles::parse(o).unwrap() },
+                ZoneKey { key: new.clone(), roles: Roles::parse(n).unwrap() },
+            ],
+            dnskey_ttl: 5,
+            publish_cds,
+        };
+        // New-algorithm signatures everywhere, its DNSKEY not yet published.
+        let commit = at(&zone, 1001, |w| {
+            w.keys(step("DKZC", "KZ", true));
+        });
+        assert!(commit.resigned >= 5, "{commit:?}");
+        assert_eq!(zone.serial(), 1001);
+        let dnskey = apex_set(&zone, rtype::DNSKEY).unwrap();
+        assert_eq!((dnskey.records.rdatas().count(), signers(&dnskey)), (1, vec![13, 15]));
+        assert_eq!(dnskey.records.type_and_ttl(), Some((rtype::DNSKEY, 5)));
+        assert_eq!(signers(&txt(&zone)), vec![13, 15]);
+        assert_eq!(signers(&apex_set(&zone, rtype::SOA).unwrap()), vec![13, 15]);
+        // Both published, the new one alone signs the zone, no CDS: the apex proves its absence.
+        at(&zone, 1002, |w| {
+            w.keys(step("DK", "DKZC", false));
+        });
+        assert_eq!(zone.serial(), 1002);
+        let dnskey = apex_set(&zone, rtype::DNSKEY).unwrap();
+        assert_eq!((dnskey.records.rdatas().count(), signers(&dnskey)), (2, vec![13, 15]));
+        assert_eq!(signers(&txt(&zone)), vec![15]);
+        assert!(apex_set(&zone, rtype::CDS).is_none() && apex_set(&zone, rtype::CDNSKEY).is_none());
+        let nodata = ask_with(&zone, "auth.example.org", rtype::CDS, true);
+        assert_eq!((nodata[3] & 0x0F, u16::from_be_bytes([nodata[6], nodata[7]])), (0, 0));
+        // Only the apex key sets change when the zone's signers stay: the TXT keeps its RRSIG.
+        let before = txt(&zone).sigs;
+        let commit = at(&zone, 1003, |w| {
+            w.keys(step("", "DKZC", true));
+        });
+        assert_eq!(txt(&zone).sigs, before);
+        // (A zone with no journal records a difference only for a step that does not sign
+        // every set anew; with transfers on, every step is one.)
+        let diff = commit.diff.expect("a difference");
+        assert!(!diff.added.is_empty() && !diff.deleted.is_empty(), "the apex key sets changed");
+        let cds = apex_set(&zone, rtype::CDS).unwrap();
+        assert_eq!(cds.records.rdatas().next().unwrap()[2], 15, "CDS names the new key");
+        assert_eq!(signers(&apex_set(&zone, rtype::DNSKEY).unwrap()), vec![15]);
+    }
 
     #[test]
     fn parallel_map_keeps_the_order_on_both_sides_of_the_threshold() {

@@ -24,6 +24,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use super::persist::is_persist_label;
 use super::sign::{Resigned, parallel_map};
 use super::{Edit, Set, State, TxtEntry, Zone};
+use crate::dns::dnssec::KeySet;
 use crate::dns::journal::Change;
 use crate::dns::wire::{RrSet, rtype, txt_rdata};
 
@@ -50,6 +51,8 @@ pub struct Write<'z> {
     own: Option<Vec<String>>,
     /// The signing epoch to sign at, when given.
     epoch: Option<u32>,
+    /// The key set to sign with from this commit on (a rollover step), when given.
+    keys: Option<KeySet>,
 }
 
 /// What a commit did.
@@ -106,6 +109,7 @@ impl Zone {
             whole: false,
             own: None,
             epoch: None,
+            keys: None,
         }
     }
 }
@@ -141,6 +145,19 @@ impl Write<'_> {
         self
     }
 
+    /// Signs with `keys` from this commit on (one step of a rollover, or the keys read at a
+    /// start): the apex DNSKEY, CDS and CDNSKEY sets are made from it, and when the keys that
+    /// sign the zone data change, every set is signed anew. An unsigned zone ignores it.
+    ///
+    /// The apex key sets and every new signature go in under the commit's one write lock, so
+    /// no moment serves a signature whose key is not in the DNSKEY set the same answer proves
+    /// (the owner of the keys orders the steps so that a key is published before it signs and
+    /// stops signing before it leaves).
+    pub fn keys(&mut self, keys: KeySet) -> &mut Self {
+        self.keys = Some(keys);
+        self
+    }
+
     /// One change of a store version.
     pub fn edit(&mut self, edit: &Edit) -> &mut Self {
         match edit {
@@ -167,14 +184,17 @@ impl Write<'_> {
     /// Makes the changes and moves the serial to `serial`, as one step that no reader sees in
     /// part; returns what it did and the difference.
     pub fn commit(self, serial: u32) -> Commit {
-        let Write { zone, _turn: turn, names, whole, own, epoch } = self;
+        let Write { zone, _turn: turn, names, whole, own, epoch, keys } = self;
         let new_epoch = epoch.filter(|&e| e != zone.epoch());
         if let Some(epoch) = new_epoch {
             // Everything signed from here on is signed at it: the sets below, the chain's links.
             zone.epoch.store(epoch, Ordering::Relaxed);
         }
-        // A new epoch signs every set anew (an unsigned zone only notes it).
-        let resign = new_epoch.is_some() && zone.is_signed();
+        // New keys sign everything signed from here on, too.
+        let rekey = keys.filter(|_| zone.is_signed()).map(|keys| zone.install_keys(keys));
+        // A new epoch, or new zone-signing keys, sign every set anew (an unsigned zone only
+        // notes the epoch).
+        let resign = (new_epoch.is_some() || rekey == Some(true)) && zone.is_signed();
         let (plan, unsigned) = {
             let state = zone.read();
             let plan = zone.plan(&state, names, whole, own, resign);
@@ -184,6 +204,7 @@ impl Write<'_> {
             && plan.gone.is_empty()
             && plan.own.is_none()
             && !resign
+            && rekey.is_none()
             && plan.serial == serial
         {
             return Commit { serial, changed: 0, resigned: 0, diff: None };
@@ -203,9 +224,9 @@ impl Write<'_> {
             resigned: unsigned.map(|work| zone.sign_sets(work)),
         };
         let (resigned, diff) = if whole && empty {
-            (zone.swap_in(serial, ready), None)
+            (zone.swap_in(serial, ready, rekey.is_some()), None)
         } else {
-            zone.apply(serial, ready, resign)
+            zone.apply(serial, ready, resign, rekey.is_some())
         };
         zone.serials.send_replace(serial);
         drop(turn);
@@ -245,7 +266,7 @@ impl Zone {
 
     /// Puts `ready` in place under one write lock, moves the serial to `serial` and journals the
     /// step; returns how many sets were signed anew and the step (see [`Commit::diff`]).
-    fn apply(&self, serial: u32, ready: Ready, resign: bool) -> (usize, Option<Arc<Change>>) {
+    fn apply(&self, serial: u32, ready: Ready, resign: bool, rekey: bool) -> (usize, Option<Arc<Change>>) {
         let mut changed: Vec<Vec<u8>> = ready
             .gone
             .iter()
@@ -254,6 +275,10 @@ impl Zone {
             .collect();
         if ready.own.is_some() {
             changed.push(self.own_challenge_name());
+        }
+        if rekey {
+            // The apex key sets, and the apex's link (its types may change: CDS comes and goes).
+            changed.push(self.apex.clone());
         }
         let mut state = self.write();
         // A difference needs a step; a new epoch's (every record) only where a journal keeps it.
@@ -271,6 +296,7 @@ impl Zone {
         if let Some((values, set)) = ready.own {
             self.install_own_challenge(&mut state, &values, set);
         }
+        let resigned = resigned + if rekey { self.relink_apex_keys(&mut state) } else { 0 };
         state.serial = serial;
         self.render_soa(&mut state);
         let diff = before.map(|before| Arc::new(self.difference(&state, before)));
@@ -282,7 +308,7 @@ impl Zone {
     /// the registered names, the chain signed over all of them, the SOA at `serial`) and swaps
     /// it in at once; returns how many static sets were signed anew. Not a difference: the
     /// journal starts again.
-    fn swap_in(&self, serial: u32, ready: Ready) -> usize {
+    fn swap_in(&self, serial: u32, ready: Ready, rekey: bool) -> usize {
         // With no registered name yet, the state is the static names: a small copy.
         let mut aside: State = self.read().clone();
         let resigned = ready.resigned.map_or(0, |signed| self.install_resigned(&mut aside, signed));
@@ -291,6 +317,7 @@ impl Zone {
         if let Some((values, set)) = ready.own {
             self.install_own_challenge(&mut aside, &values, set);
         }
+        let resigned = resigned + if rekey { self.render_apex_keys(&mut aside) } else { 0 };
         self.rebuild_chain(&mut aside);
         aside.serial = serial;
         self.render_soa(&mut aside);
@@ -300,6 +327,17 @@ impl Zone {
         drop(state);
         drop(old);
         resigned
+    }
+
+    /// Renders the apex key sets from the key set in force and relinks the apex (its types may
+    /// change); returns how many sets were signed.
+    fn relink_apex_keys(&self, state: &mut State) -> usize {
+        let count = self.render_apex_keys(state);
+        let mut types = state.nodes.get(&self.apex).map(super::Node::types).unwrap_or_default();
+        types.push(rtype::RRSIG);
+        let apex = self.apex.clone();
+        self.chain_upsert(state, &apex, types);
+        count
     }
 
     /// Re-renders (and re-signs) the apex SOA with the current serial.
