@@ -55,6 +55,14 @@ pub(super) fn run(config: &Config, action: &DnssecAction) -> Result<(), String> 
                 if let Some(r) = running {
                     let time = store.time(false).await.map_err(|e| e.to_string())?;
                     waits(r, time.now, &settings.policy, max_ttl(config));
+                    let persist_ttl = config.dns.zone.persist_ttl;
+                    if persist_ttl > max_ttl(config) {
+                        println!(
+                            "           (a zone with dns-persist-01 names waits up to dns.persist_ttl = {persist_ttl} s \
+                             instead of the {} s counted here; the server counts them)",
+                            max_ttl(config)
+                        );
+                    }
                 }
                 Ok(())
             }

@@ -4,7 +4,9 @@
 //! and `dnsviz grok` with our DNSKEY as the trust anchor judges every answer. Both algorithms;
 //! the apex, a name with a TXT value, a registered name without one, a persist name whose
 //! record was deleted, a missing name and a name below a registered one, each for the types of
-//! [`TYPES`]; and the same zone at an NSD secondary.
+//! [`TYPES`]; the same zone at an NSD secondary; and the zone before, at every step of, and
+//! after a CSK rollover and an algorithm rollover (P-256 to Ed25519), with the DS the parent
+//! must hold at that moment (`dnssec ds`) as DNSViz's stand-in parent's.
 //!
 //! Every error and warning DNSViz reports fails the test, and so does any status BOGUS,
 //! INVALID or INDETERMINATE, with one exception that is DNSViz's and not ours (see
@@ -110,6 +112,13 @@ struct Probed {
 /// Starts a server signing with `algorithm` (with `transfer` lines, if any), registers three
 /// names, gives one a value and another a persist record, deleted again.
 fn start_signed(algorithm: &str, transfer: Option<&str>) -> Probed {
+    start_signed_with(algorithm, transfer, "")
+}
+
+/// [`start_signed`] with more `[dnssec]` and `[dns]` lines (`dnssec_lines`, `dns_lines`: each
+/// newline-separated, empty for none).
+fn start_signed_with(algorithm: &str, transfer: Option<&str>, dnssec_lines: &str) -> Probed {
+    let (dnssec_lines, dns_lines) = dnssec_lines.split_once("|").unwrap_or((dnssec_lines, ""));
     let dir = TempDir::new();
     let records = [
         format!("{DOMAIN}. NS ns1.{DOMAIN}."),
@@ -119,8 +128,11 @@ fn start_signed(algorithm: &str, transfer: Option<&str>) -> Probed {
     let mut config = with_keys(
         &config_with(&dir.0, "\"127.0.0.1:0\"", &records),
         "dnssec",
-        &format!("enabled = true\nalgorithm = \"{algorithm}\""),
+        &format!("enabled = true\nalgorithm = \"{algorithm}\"\n{dnssec_lines}"),
     );
+    if !dns_lines.is_empty() {
+        config = with_keys(&config, "dns", dns_lines);
+    }
     if let Some(transfer) = transfer {
         config = with_keys(&config, "transfer", transfer);
     }
@@ -248,4 +260,112 @@ fn dnsviz_finds_nothing_wrong_at_an_nsd_secondary() {
     let (found, took) = dnsviz(&probed, port);
     eprintln!("DNSViz probe and grok at NSD: {took:?}");
     assert!(found.is_empty(), "DNSViz findings at NSD:\n{}", found.join("\n"));
+}
+
+/// The rollover's place as `dnssec status` shows it: "step N of M", or "none" when none runs.
+fn rollover_step(probed: &Probed) -> String {
+    let out = Command::new(binary())
+        .args(["dnssec", "status", "-c"])
+        .arg(probed.dir.join("config.cfg"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().find(|l| l.starts_with("rollover:")).unwrap_or_default();
+    match line.find("step ") {
+        Some(at) => line[at..].split(':').next().unwrap_or_default().to_owned(),
+        None => "none".to_owned(),
+    }
+}
+
+/// Runs `acme-delegate dnssec ARGS` on `probed`'s configuration; panics on failure.
+fn dnssec_command(probed: &Probed, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .arg("dnssec")
+        .args(args)
+        .arg("-c")
+        .arg(probed.dir.join("config.cfg"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "dnssec {args:?}: {text}");
+    text
+}
+
+/// Runs a rollover (`dnssec rollover ARGS`) on a zone signed with `algorithm` and probes it
+/// with DNSViz before, at each step and after; returns the findings, each named by its stage.
+fn probe_each_step(algorithm: &str, args: &[&str], new_algorithm: &str) -> Vec<String> {
+    // Steps about ten seconds apart, so that a probe (two to five seconds) fits inside one; the
+    // DS step waits for `ds-seen`, sent only after that step was probed. Every TTL is short:
+    // the old key leaves only after the zone's largest TTL (the persist records' too).
+    let probed = start_signed_with(
+        algorithm,
+        None,
+        "dnskey_ttl = 6\npropagation_delay = 4\nparent_ds_ttl = 4|soa_ttl = 3\ndefault_ttl = 3\npersist_ttl = 3",
+    );
+    let port = probed.server.udp.port();
+    let mut report = Vec::new();
+    let probe = |stage: &str, report: &mut Vec<String>| {
+        let (found, took) = dnsviz(&probed, port);
+        eprintln!("DNSViz at {stage}: {} findings in {took:?}", found.len());
+        report.extend(found.into_iter().map(|f| format!("{stage}: {f}")));
+    };
+    probe("before the rollover", &mut report);
+    let mut command = vec!["rollover"];
+    command.extend_from_slice(args);
+    dnssec_command(&probed, &command);
+    let mut seen: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let mut ds_sent = false;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "rollover unfinished; steps seen: {seen:?}, ds-seen sent: {ds_sent}\n{}\n{}",
+            dnssec_command(&probed, &["status"]),
+            probed.server.log_text()
+        );
+        let step = rollover_step(&probed);
+        if step == "none" && !seen.is_empty() {
+            break;
+        }
+        if step != "none" && !seen.contains(&step) {
+            probe(&step, &mut report);
+            seen.push(step.clone());
+        }
+        // (Once an algorithm rollover is done, the commands refuse the old algorithm's setting:
+        // `rollover_step` then reads no step, and the loop ends.)
+        let status = Command::new(binary())
+            .args(["dnssec", "status", "-c"])
+            .arg(probed.dir.join("config.cfg"))
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default();
+        if !ds_sent && status.contains("dnssec ds-seen") {
+            dnssec_command(&probed, &["ds-seen"]);
+            ds_sent = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if new_algorithm != algorithm {
+        // Done: the configuration names the new algorithm, as the server's log asks.
+        let path = probed.dir.join("config.cfg");
+        let config = std::fs::read_to_string(&path).unwrap();
+        let from = format!("algorithm = \"{algorithm}\"");
+        assert!(config.contains(&from));
+        std::fs::write(&path, config.replace(&from, &format!("algorithm = \"{new_algorithm}\""))).unwrap();
+    }
+    probe("after the rollover", &mut report);
+    assert!(ds_sent && seen.len() >= 3, "steps probed: {seen:?}");
+    report
+}
+
+#[test]
+fn dnsviz_finds_nothing_wrong_at_each_step_of_a_csk_rollover() {
+    let report = probe_each_step("ecdsap256sha256", &[], "ecdsap256sha256");
+    assert!(report.is_empty(), "DNSViz findings:\n{}", report.join("\n"));
+}
+
+#[test]
+fn dnsviz_finds_nothing_wrong_at_each_step_of_an_algorithm_rollover() {
+    let report = probe_each_step("ecdsap256sha256", &["--algorithm", "ed25519"], "ed25519");
+    assert!(report.is_empty(), "DNSViz findings:\n{}", report.join("\n"));
 }
