@@ -5,7 +5,8 @@
 //! the DNSKEY, CDS and parent DS sets; [`Rolled::check`] holds the result to issue 21's bar: no
 //! SERVFAIL, every answer validated (AD), at 5 queries a second or more, and both timing rules
 //! of [`order_check`]. The tests: algorithm rollovers both ways (the CSK rollover is
-//! `parent::csk_rollover_keeps_validating`), and a stopped NSD secondary holding a rollover.
+//! `parent::csk_rollover_keeps_validating`), a stopped NSD secondary holding a rollover, and
+//! two instances on one PostgreSQL rolling together while one is killed (-9) and restarted.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -386,4 +387,91 @@ fn csk_rollover_through_an_nsd_secondary_keeps_validating() {
     rolled.check(&accounts.0);
     let alone = || keys_at(nsd.addr) == BTreeSet::from([rolled.new_key]);
     assert!(crate::pg::eventually(Duration::from_secs(10), alone), "NSD serves the new key alone");
+}
+
+/// The SOA serial and DNSKEY key set `addr` serves (either `None` when it does not answer).
+fn serial_and_keys(addr: std::net::SocketAddr) -> (Option<u32>, BTreeSet<KeyId>) {
+    let serial = ask_at(addr, DOMAIN, 6).and_then(|m| crate::xfr::soa_serial(&m));
+    (serial, keys_at(addr))
+}
+
+#[test]
+fn two_instances_on_postgres_roll_together_with_one_killed_mid_rollover() {
+    let url = crate::pg::fresh_database();
+    let dnssec = format!(
+        "enabled = true\ndnskey_ttl = {}\npropagation_delay = 1\nparent_ds_ttl = 1\n",
+        Child::DNSKEY_TTL
+    );
+    let start = |dir: &TempDir| {
+        let config = with_keys(
+            &with_keys(&postgres_config(&dir.0, &url), "dnssec", &dnssec),
+            "dns",
+            "soa_ttl = 3\ndefault_ttl = 3",
+        );
+        TestServer::start_with(dir, &config)
+    };
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let mut a = Child { server: start(&dir_a), dir: dir_a };
+    let b = Child { server: start(&dir_b), dir: dir_b };
+    let old = keys_at(b.server.udp);
+    assert_eq!(keys_at(a.server.udp), old, "both instances serve the one key");
+    // Watch both instances throughout: at the same serial they serve the same key set.
+    let (addr_a, addr_b) = (a.server.udp, b.server.udp);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let (mut compared, mut disagreed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (sa, ka) = serial_and_keys(addr_a);
+                let (sb, kb) = serial_and_keys(addr_b);
+                if sa.is_some() && sa == sb && sa == serial_and_keys(addr_a).0 {
+                    compared += 1;
+                    if ka != kb {
+                        disagreed.push(format!("serial {sa:?}: {ka:?} against {kb:?}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (compared, disagreed)
+        })
+    };
+    a.dnssec(&["rollover"]).unwrap();
+    let status = |child: &Child| child.dnssec(&["status"]).unwrap_or_else(|e| e);
+    let at_ds_step = |child: &Child| {
+        let s = status(child);
+        s.contains("step 2 of 3") && s.contains("dnssec ds-seen")
+    };
+    assert!(crate::pg::eventually(Duration::from_secs(30), || at_ds_step(&b)), "{}", status(&b));
+    // Mid-rollover: one instance dies; the other records the DS and carries on.
+    a.server.signal("KILL");
+    a.server.wait(Duration::from_secs(10)).expect("killed");
+    b.dnssec(&["ds-seen"]).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let config = std::fs::read_to_string(a.dir.join("config.cfg")).unwrap();
+    a.server = TestServer::start_with(&a.dir, &config);
+    // The killed instance holds a step until it is 10 s silent; the restarted one must serve it.
+    let mut final_status = String::new();
+    let done = crate::pg::eventually(Duration::from_secs(90), || {
+        final_status = status(&b);
+        final_status.contains("rollover:  none running")
+    });
+    assert!(done, "the rollover did not end:\n{final_status}\n{}", b.server.log_text());
+    let new = keys_at(b.server.udp);
+    assert!(new.len() == 1 && new.is_disjoint(&old), "{old:?} -> {new:?}\n{final_status}");
+    // The restarted instance catches up to the same serial and keys.
+    let same = crate::pg::eventually(Duration::from_secs(15), || {
+        serial_and_keys(a.server.udp) == serial_and_keys(b.server.udp)
+    });
+    assert!(
+        same,
+        "{:?} against {:?}\n{}",
+        serial_and_keys(a.server.udp),
+        serial_and_keys(b.server.udp),
+        a.server.log_text()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (compared, disagreed) = watcher.join().unwrap();
+    assert!(compared >= 20 && disagreed.is_empty(), "{compared} comparisons; disagreements: {disagreed:?}");
+    eprintln!("two instances: {compared} same-serial comparisons, none disagreed");
 }
