@@ -26,24 +26,24 @@
 use std::collections::BTreeMap;
 
 /// Most persistent records (issuers) one account may hold.
-pub const MAX_RECORDS: usize = 10;
+pub(crate) const MAX_RECORDS: usize = 10;
 /// Longest issuer domain name, in octets (a domain name in text form without the final dot).
-pub const MAX_ISSUER: usize = 253;
+pub(crate) const MAX_ISSUER: usize = 253;
 /// Longest account URI, in octets.
-pub const MAX_ACCOUNT_URI: usize = 512;
+pub(crate) const MAX_ACCOUNT_URI: usize = 512;
 /// The one policy the draft defines.
-pub const WILDCARD: &str = "wildcard";
+pub(crate) const WILDCARD: &str = "wildcard";
 /// The owner label the draft puts the record at, below the validated domain.
-pub const OWNER_LABEL: &str = "_validation-persist";
+pub(crate) const OWNER_LABEL: &str = "_validation-persist";
 /// Most further parameters one record may carry.
-pub const MAX_PARAMS: usize = 4;
+pub(crate) const MAX_PARAMS: usize = 4;
 /// Longest tag of a further parameter, in octets.
-pub const MAX_PARAM_TAG: usize = 32;
+pub(crate) const MAX_PARAM_TAG: usize = 32;
 /// Longest value of a further parameter, in octets (a base64url SHA-256 digest with a long
 /// prefix fits).
-pub const MAX_PARAM_VALUE: usize = 128;
+pub(crate) const MAX_PARAM_VALUE: usize = 128;
 /// Longest the further parameters make a value, in octets (each is `; tag=value`).
-pub const MAX_PARAMS_LEN: usize = MAX_PARAMS * ("; =".len() + MAX_PARAM_TAG + MAX_PARAM_VALUE);
+pub(crate) const MAX_PARAMS_LEN: usize = MAX_PARAMS * ("; =".len() + MAX_PARAM_TAG + MAX_PARAM_VALUE);
 /// The tags [`Record::value`] writes from their own fields (compared case-insensitively).
 const OWN_TAGS: [&str; 3] = ["accounturi", "policy", "persistuntil"];
 /// What a U-label gets told.
@@ -129,7 +129,7 @@ impl Record {
 
     /// The record with further parameters, each checked (see the module note): the first at
     /// fault is named.
-    pub fn with_params(mut self, params: Vec<(String, String)>) -> Result<Self, PersistError> {
+    pub(crate) fn with_params(mut self, params: Vec<(String, String)>) -> Result<Self, PersistError> {
         if params.len() > MAX_PARAMS {
             return Err(PersistError::Param(format!("{} parameters", params.len()), "at most 4"));
         }
@@ -164,7 +164,7 @@ impl Record {
 
 /// Checks an issuer domain name: RFC 8659's `issuer-domain-name`, restricted to lower-case
 /// A-labels so that what a CA compares (case-insensitively) is what we stored.
-pub fn check_issuer(issuer: &str) -> Result<&str, PersistError> {
+pub(crate) fn check_issuer(issuer: &str) -> Result<&str, PersistError> {
     if issuer.is_empty() {
         return Err(PersistError::Issuer("missing"));
     }
@@ -217,7 +217,7 @@ fn check_param(tag: &str, value: &str) -> Result<(), PersistError> {
 
 /// The further parameters of a value [`Record::value`] wrote (in order, as written): what
 /// follows the issuer, less the tags it writes from its own fields.
-pub fn params_of(value: &str) -> Vec<(String, String)> {
+pub(crate) fn params_of(value: &str) -> Vec<(String, String)> {
     value
         .split(';')
         .skip(1)
@@ -229,7 +229,7 @@ pub fn params_of(value: &str) -> Vec<(String, String)> {
 
 /// Checks an account URI: absolute (`scheme:rest`, RFC 3986 §3.1), and only the octets an
 /// RFC 8659 parameter value may hold (%x21-3A / %x3C-7E: no `;`, space or control character).
-pub fn check_account_uri(uri: &str) -> Result<&str, PersistError> {
+pub(crate) fn check_account_uri(uri: &str) -> Result<&str, PersistError> {
     if uri.is_empty() {
         return Err(PersistError::AccountUri("missing"));
     }
@@ -295,7 +295,7 @@ impl Parsed {
 
     /// Whether `policy=wildcard` is present (values compared case-insensitively, as the draft
     /// says).
-    pub fn allows_wildcard(&self) -> bool {
+    pub(crate) fn allows_wildcard(&self) -> bool {
         self.params.get("policy").is_some_and(|p| p.eq_ignore_ascii_case(WILDCARD))
     }
 }

@@ -32,10 +32,10 @@
 //! the retention purge, the signature refresh, the keeper of signatures (`signatures.rs`) and
 //! the ACME client.
 
-pub mod clock;
-pub mod keys;
+pub(crate) mod clock;
+pub(crate) mod keys;
 mod persist;
-pub mod rollover;
+pub(crate) mod rollover;
 mod signatures;
 
 pub use keys::{KeyError, signing_keys};
@@ -164,21 +164,21 @@ impl ZoneSync {
     }
 
     /// With zone transfers on: an update waits for the secondaries as their settings say.
-    pub fn with_transfers(mut self, transfers: Option<Arc<Transfers>>) -> Self {
+    pub(crate) fn with_transfers(mut self, transfers: Option<Arc<Transfers>>) -> Self {
         self.transfers = transfers;
         self
     }
 
     /// Serves the key sets of the store's versions with `policy` (a signed zone).
     #[must_use]
-    pub fn with_key_policy(mut self, policy: KeyPolicy) -> Self {
+    pub(crate) fn with_key_policy(mut self, policy: KeyPolicy) -> Self {
         self.policy = Some(Arc::new(policy));
         self
     }
 
     /// Installs the key set the store holds now (no serial move): at a start, before the
     /// load, and at a resync whose snapshot may be past key changes the log no longer has.
-    pub async fn install_keys(&self) -> Result<(), StoreError> {
+    pub(crate) async fn install_keys(&self) -> Result<(), StoreError> {
         let Some(policy) = self.policy.as_deref() else { return Ok(()) };
         let rows = self.store.dnssec_keys().await?;
         let rollover = self.store.rollover().await?;
@@ -199,7 +199,7 @@ impl ZoneSync {
     /// The store's time, compared with this instance's clock: `Some` skew when they differ by
     /// more than `[general] max_clock_skew`. With `record`, the store records the time (so it
     /// never goes back).
-    pub async fn shared_time(&self, record: bool) -> Result<(StoreTime, Option<Skew>), StoreError> {
+    pub(crate) async fn shared_time(&self, record: bool) -> Result<(StoreTime, Option<Skew>), StoreError> {
         let time = self.store.time(record).await?;
         let skew = self.clock.compare(i64::from(unix_now()), &time);
         Ok((time, skew))
@@ -538,7 +538,7 @@ impl ZoneSync {
     /// another instance just did) and applies it; so too when the store's epoch lies in the
     /// future (a repair). The time is the store's; nothing is recorded when this instance's
     /// clock is off. Returns whether this instance recorded an epoch.
-    pub async fn refresh_signatures(&self) -> Result<bool, StoreError> {
+    pub(crate) async fn refresh_signatures(&self) -> Result<bool, StoreError> {
         if !self.zone.is_signed() {
             return Ok(false);
         }

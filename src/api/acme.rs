@@ -39,7 +39,7 @@ const MAX_RETRY: u64 = 3600;
 
 /// Where the certificate comes from and what it is for.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The name the certificate is for (`general.domain`).
     pub domain: String,
     /// The ACME directory URL.
@@ -54,7 +54,7 @@ pub struct Settings {
 
 /// Why a certificate could not be obtained (logged; the task tries again later).
 #[derive(Debug, thiserror::Error)]
-pub enum AcmeError {
+pub(crate) enum AcmeError {
     /// The CA refused or the exchange failed.
     #[error("ACME: {0}")]
     Protocol(#[from] instant_acme::Error),
@@ -95,7 +95,7 @@ impl Challenge<'_> {
 
 /// The certificate currently served, replaced in place on renewal.
 #[derive(Debug, Default)]
-pub struct CertSlot(RwLock<Option<Arc<CertifiedKey>>>);
+pub(crate) struct CertSlot(RwLock<Option<Arc<CertifiedKey>>>);
 
 impl ResolvesServerCert for CertSlot {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
@@ -113,12 +113,12 @@ impl CertSlot {
 }
 
 /// A TLS acceptor that serves whatever `slot` holds.
-pub fn acceptor(slot: Arc<CertSlot>) -> Result<TlsAcceptor, String> {
+pub(crate) fn acceptor(slot: Arc<CertSlot>) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(super::tls_server_config()?.with_cert_resolver(slot))))
 }
 
 /// Keeps `slot` filled with a valid certificate until `shutdown` changes.
-pub async fn run(
+pub(crate) async fn run(
     settings: Settings,
     slot: Arc<CertSlot>,
     sync: ZoneSync,
@@ -353,7 +353,7 @@ fn der(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// notBefore and notAfter of an X.509 certificate, in seconds since the epoch (also read by
 /// the client for a certificate it pins).
-pub fn validity(cert: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn validity(cert: &[u8]) -> Option<(u64, u64)> {
     let (_, certificate, _) = der(cert)?;
     let (_, tbs, _) = der(certificate)?;
     let (tag, _, rest) = der(tbs)?;

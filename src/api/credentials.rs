@@ -14,7 +14,7 @@ use crate::privacy::Secret;
 const KEY_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Length of an API key.
-pub const KEY_LEN: usize = 40;
+pub(crate) const KEY_LEN: usize = 40;
 
 /// Fills `buf` from the system's secure RNG.
 fn random(buf: &mut [u8]) {
@@ -24,7 +24,7 @@ fn random(buf: &mut [u8]) {
 }
 
 /// A random version 4 UUID in canonical lower-case form.
-pub fn random_uuid() -> String {
+pub(crate) fn random_uuid() -> String {
     let mut b = [0u8; 16];
     random(&mut b);
     b[6] = (b[6] & 0x0F) | 0x40;
@@ -34,7 +34,7 @@ pub fn random_uuid() -> String {
 }
 
 /// A new random API key.
-pub fn random_key() -> Secret<String> {
+pub(crate) fn random_key() -> Secret<String> {
     let mut b = [0u8; KEY_LEN];
     random(&mut b);
     // 256 is a multiple of 64, so masking keeps every character equally likely.
@@ -42,12 +42,12 @@ pub fn random_key() -> Secret<String> {
 }
 
 /// SHA-256 of a key, as stored.
-pub fn hash_key(key: &str) -> Vec<u8> {
+pub(crate) fn hash_key(key: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, key.as_bytes()).as_ref().to_vec()
 }
 
 /// Compares two byte strings in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -56,18 +56,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether `key` matches the stored SHA-256 `hash`.
-pub fn verify_key(key: &str, hash: &[u8]) -> bool {
+pub(crate) fn verify_key(key: &str, hash: &[u8]) -> bool {
     constant_time_eq(&hash_key(key), hash)
 }
 
 /// Whether a string is base64url characters only, of the given length.
-pub fn is_base64url(text: &str, len: usize) -> bool {
+pub(crate) fn is_base64url(text: &str, len: usize) -> bool {
     text.len() == len && text.bytes().all(|b| KEY_ALPHABET.contains(&b))
 }
 
 /// Parses a UUID in the forms acme-dns accepts (canonical, 32 hex digits, `{…}`, `urn:uuid:…`,
 /// any case) into canonical lower-case form.
-pub fn parse_uuid(text: &str) -> Option<String> {
+pub(crate) fn parse_uuid(text: &str) -> Option<String> {
     let mut s = text.trim();
     // `get`, not indexing: byte 9 may fall inside a multi-byte character (the CLI passes any text).
     if let Some(rest) = s.get(..9).filter(|p| p.eq_ignore_ascii_case("urn:uuid:")).and(s.get(9..)) {

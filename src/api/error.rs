@@ -13,7 +13,7 @@ use crate::store::StoreError;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The body is not the JSON we expect.
     #[error("malformed JSON payload")]
     MalformedJson,
@@ -107,7 +107,7 @@ fn bad_persist_code(error: &crate::persist::PersistError) -> &'static str {
 }
 
 /// A one-line JSON response with `application/json`.
-pub fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -53,7 +53,7 @@ struct Table {
 
 /// A fixed-window counter per key.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// Window length.
     window: Duration,
     /// Events allowed per window; 0 means unlimited.
@@ -66,7 +66,7 @@ pub struct RateLimit {
 /// was called.
 #[derive(Debug)]
 #[must_use = "dropping a reservation gives its place back at once"]
-pub struct Reservation<'a> {
+pub(crate) struct Reservation<'a> {
     /// The limit it was taken from; `None` once kept, or when the limit is off.
     limit: Option<&'a RateLimit>,
     /// The key it counts for.
@@ -77,7 +77,7 @@ pub struct Reservation<'a> {
 
 impl Reservation<'_> {
     /// Keeps the place counted: the event happened.
-    pub fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.limit = None;
     }
 }
@@ -92,7 +92,7 @@ impl Drop for Reservation<'_> {
 
 impl RateLimit {
     /// A limit of `max` events per `window`.
-    pub fn new(max: u32, window: Duration) -> Self {
+    pub(crate) fn new(max: u32, window: Duration) -> Self {
         let table = Table { counts: HashMap::new(), swept: Instant::now() };
         Self { window, max, table: Mutex::new(table) }
     }
@@ -103,7 +103,7 @@ impl RateLimit {
     }
 
     /// Seconds until `key` may act again, if it is over the limit now.
-    pub fn blocked(&self, key: &str) -> Option<u64> {
+    pub(crate) fn blocked(&self, key: &str) -> Option<u64> {
         if self.max == 0 {
             return None;
         }
@@ -119,7 +119,7 @@ impl RateLimit {
     }
 
     /// Counts one event for `key`.
-    pub fn hit(&self, key: &str) {
+    pub(crate) fn hit(&self, key: &str) {
         if self.max == 0 {
             return;
         }
@@ -130,13 +130,13 @@ impl RateLimit {
 
     /// Checks and counts one event for `key` in one step: `Err(seconds)` when over the limit
     /// (nothing is counted then), otherwise the event is counted.
-    pub fn take(&self, key: &str) -> Result<(), u64> {
+    pub(crate) fn take(&self, key: &str) -> Result<(), u64> {
         self.reserve(key).map(Reservation::keep)
     }
 
     /// Like [`Self::take`], but the place is given back if the returned reservation is dropped
     /// without [`Reservation::keep`] (the event did not happen after all).
-    pub fn reserve(&self, key: &str) -> Result<Reservation<'_>, u64> {
+    pub(crate) fn reserve(&self, key: &str) -> Result<Reservation<'_>, u64> {
         if self.max == 0 {
             return Ok(Reservation { limit: None, key: String::new(), window_start: Instant::now() });
         }
@@ -185,7 +185,7 @@ impl RateLimit {
 
 /// The API's limits.
 #[derive(Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Registrations per network per hour.
     pub register: RateLimit,
     /// Failed authentications per network and username per 10 minutes (then failures are 429).
@@ -196,7 +196,7 @@ pub struct Limits {
 
 impl Limits {
     /// Limits with the configured maxima.
-    pub fn new(register: u32, auth_failures: u32, updates: u32) -> Self {
+    pub(crate) fn new(register: u32, auth_failures: u32, updates: u32) -> Self {
         Self {
             register: RateLimit::new(register, Duration::from_secs(3600)),
             auth_failures: RateLimit::new(auth_failures, Duration::from_secs(600)),
@@ -207,7 +207,7 @@ impl Limits {
 
 /// The failed-authentication key of a client network and the username a request presented
 /// (empty when it presented none that parses).
-pub fn failure_key(network: &str, username: &str) -> String {
+pub(crate) fn failure_key(network: &str, username: &str) -> String {
     format!("{network} {username}")
 }
 

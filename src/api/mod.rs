@@ -14,11 +14,11 @@
 //! Request bodies are read as raw bytes whatever the Content-Type (acme.sh posts JSON as
 //! form-encoded) and parsed as JSON with case-insensitive keys (goacmedns sends `SubDomain`).
 
-pub mod acme;
-pub mod credentials;
-pub mod error;
+pub(crate) mod acme;
+pub(crate) mod credentials;
+pub(crate) mod error;
 pub(crate) mod handlers;
-pub mod limits;
+pub(crate) mod limits;
 mod persist;
 
 use std::net::SocketAddr;
@@ -34,7 +34,7 @@ use axum::routing::{MethodRouter, get, options, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
-pub use tokio_rustls::TlsAcceptor;
+pub(crate) use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::Api as ApiConfig;
@@ -51,7 +51,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Shared state of the handlers.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The durable store.
     pub store: Store,
     /// The only way to change what is served: store first, then zone.
@@ -73,7 +73,7 @@ pub struct AppState {
 }
 
 /// Builds the router with all routes and fallbacks.
-pub fn app(state: AppState) -> Router {
+pub(crate) fn app(state: AppState) -> Router {
     Router::new()
         .route("/register", post(handlers::register).merge(allow("POST, OPTIONS")))
         .route("/update", post(handlers::update).merge(allow("POST, OPTIONS")))
@@ -232,7 +232,7 @@ pub(crate) fn tls_server_config() -> Result<
 }
 
 /// Serves the API on `listener` until `shutdown` changes, then drains open connections.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,

@@ -21,7 +21,7 @@ use crate::privacy::pseudonym::SubdomainPolicy;
 use crate::sys::access::{self, READ, SEARCH, UserIds, WRITE};
 
 /// The user the packaged unit runs as (`User=` in `packaging/acme-delegate.service`).
-pub const SERVICE_USER: &str = "acme-delegate";
+pub(super) const SERVICE_USER: &str = "acme-delegate";
 
 /// How the server uses a path the configuration names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod check;
-pub mod client;
+pub(crate) mod client;
 mod dnssec;
 mod generate;
 mod health;
@@ -35,7 +35,7 @@ DNS on 127.0.0.1:5053 (UDP and TCP), API on http://127.0.0.1:8053, zone auth.exa
 SIGHUP reads the -c file again and applies what can change while serving (certificate files,
 log level, registration, rate limits, retention, transfer networks and NOTIFY targets); the log
 names what needs a restart.")]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file (acme-dns's config.cfg format).
     #[arg(short = 'c', long = "config", global = true, env = "ACME_DELEGATE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,

@@ -9,7 +9,7 @@
 
 /// One `[section]` of the file.
 #[derive(Clone, Debug)]
-pub struct Section {
+pub(crate) struct Section {
     /// Its name, as written between brackets.
     pub name: &'static str,
     /// Its doc comment, one line per line of the comment.
@@ -20,7 +20,7 @@ pub struct Section {
 
 /// One key of a section.
 #[derive(Clone, Debug)]
-pub struct Key {
+pub(crate) struct Key {
     /// Its name within the section.
     pub name: &'static str,
     /// Its doc comment, one line per line of the comment.
@@ -32,12 +32,13 @@ pub struct Key {
 }
 
 /// Every section the reader knows, with its keys, in the file's usual order.
-pub fn reference() -> Vec<Section> {
+pub(crate) fn reference() -> Vec<Section> {
     super::raw::File::reference()
 }
 
 /// Every `section.key` the reader accepts: the list the parser itself matches keys against.
-pub fn known_keys() -> Vec<String> {
+#[cfg(test)]
+pub(crate) fn known_keys() -> Vec<String> {
     super::raw::File::SECTIONS
         .iter()
         .flat_map(|(section, keys)| keys.iter().map(move |key| format!("{section}.{key}")))

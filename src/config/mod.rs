@@ -20,7 +20,7 @@
 
 mod build;
 pub mod defaults;
-pub mod docs;
+pub(crate) mod docs;
 mod metrics;
 mod raw;
 mod transfer;
@@ -40,7 +40,7 @@ pub use xot::TransferTls;
 
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
 /// on unprivileged loopback ports, and a sample zone.
-pub const EMBEDDED_DEFAULT: &str = include_str!("embedded.cfg");
+pub(crate) const EMBEDDED_DEFAULT: &str = include_str!("embedded.cfg");
 
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ pub enum ConfigError {
 }
 
 /// The ways out of a refused unknown name, as every such error names them.
-pub const UNKNOWN_KEYS_HINT: &str = "unknown sections and keys are refused, so that a typo cannot leave a \
+pub(crate) const UNKNOWN_KEYS_HINT: &str = "unknown sections and keys are refused, so that a typo cannot leave a \
      setting silently off: correct the name; or, to keep keys meant for another program, set \
      unknown_keys = \"warn\" in [general], or run with --lenient (they are then warned about and ignored)";
 
@@ -362,14 +362,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and validates a configuration file; unknown keys as the file says (refused by
-    /// default).
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_file_with(path, false)
-    }
-
     /// [`Self::from_file`]; with `lenient` (`--lenient`), unknown keys are only warned about.
-    pub fn from_file_with(path: &Path, lenient: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn from_file_with(path: &Path, lenient: bool) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut config = Self::from_text_with(&text, &path.display().to_string(), lenient)?;
@@ -389,7 +383,7 @@ impl Config {
     }
 
     /// [`Self::from_text`]; with `lenient` (`--lenient`), unknown keys are only warned about.
-    pub fn from_text_with(text: &str, origin: &str, lenient: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn from_text_with(text: &str, origin: &str, lenient: bool) -> Result<Self, ConfigError> {
         let mut unknown = Vec::new();
         let file = raw::File::parse(text, origin, &mut unknown);
         // Without the file's own word (it did not parse), the command line's decides.

@@ -13,8 +13,8 @@
 //! Shutdown on SIGTERM or SIGINT: stop accepting, let open API requests finish (bounded), stop
 //! the DNS workers, checkpoint the store, exit 0.
 
-pub mod reload;
-pub mod xot;
+pub(crate) mod reload;
+pub(crate) mod xot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ const API_LISTEN_BACKLOG: i32 = 1024;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     /// The zone settings are invalid.
     #[error("general.records / zone: {0}")]
     Zone(#[from] ZoneError),
@@ -176,7 +176,7 @@ impl Signals {
 }
 
 /// Runs the server until a signal; returns once everything has stopped.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
     let mut signals = Signals::install()?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");

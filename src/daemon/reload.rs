@@ -32,10 +32,10 @@ use crate::privacy::Privacy;
 
 /// Sets the most verbose level logged; installed by the command line's logging set-up (the
 /// daemon does not own the subscriber). Unset, a changed `loglevel` is reported as not applied.
-pub static LOG_LEVEL: OnceLock<SetLogLevel> = OnceLock::new();
+pub(crate) static LOG_LEVEL: OnceLock<SetLogLevel> = OnceLock::new();
 
 /// The hook behind [`LOG_LEVEL`]: sets the level, or says why it could not.
-pub type SetLogLevel = Box<dyn Fn(tracing::Level) -> Result<(), String> + Send + Sync>;
+pub(crate) type SetLogLevel = Box<dyn Fn(tracing::Level) -> Result<(), String> + Send + Sync>;
 
 /// A certificate from `tls_cert_fullchain` and `tls_cert_privkey` (the API's, and the zone
 /// transfers' TLS listener's), read again on reload.
@@ -71,7 +71,7 @@ impl CertFiles {
 
 /// Reads the certificate files of `section` (`api`, `transfer`) as the start does
 /// (`check-config` uses it): an error names the key whose file is at fault.
-pub fn check_cert_files(section: &str, fullchain: &Path, privkey: &Path) -> Result<(), String> {
+pub(crate) fn check_cert_files(section: &str, fullchain: &Path, privkey: &Path) -> Result<(), String> {
     certified_key(section, fullchain, privkey).map(drop)
 }
 

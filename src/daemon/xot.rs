@@ -63,7 +63,7 @@ fn client_verifier(
 
 /// Reads the files of `[transfer]`'s TLS keys as the start does (`check-config` uses it): an
 /// error names the key whose file is at fault.
-pub fn check_files(tls: &TransferTls) -> Result<(), String> {
+pub(crate) fn check_files(tls: &TransferTls) -> Result<(), String> {
     reload::check_cert_files("transfer", &tls.fullchain, &tls.privkey)?;
     match &tls.client_ca {
         Some(path) => client_verifier(path, Arc::new(ring::default_provider())).map(drop),

@@ -45,7 +45,7 @@ impl Algorithm {
     }
 
     /// From the IANA number.
-    pub fn from_number(n: u8) -> Option<Self> {
+    pub(crate) fn from_number(n: u8) -> Option<Self> {
         match n {
             13 => Some(Self::EcdsaP256Sha256),
             15 => Some(Self::Ed25519),
@@ -163,12 +163,12 @@ impl SigningKey {
     }
 
     /// DNSKEY (and CDNSKEY) rdata.
-    pub fn dnskey_rdata(&self) -> &[u8] {
+    pub(crate) fn dnskey_rdata(&self) -> &[u8] {
         &self.dnskey
     }
 
     /// DS (and CDS) rdata with a SHA-256 digest, for the zone `apex` (lower-case wire).
-    pub fn ds_rdata(&self, apex: &[u8]) -> Vec<u8> {
+    pub(crate) fn ds_rdata(&self, apex: &[u8]) -> Vec<u8> {
         let mut input = apex.to_vec();
         input.extend_from_slice(&self.dnskey);
         let digest = digest::digest(&digest::SHA256, &input);
@@ -194,7 +194,8 @@ impl SigningKey {
     /// Makes RRSIG rdata over an RRset.
     ///
     /// `owner` and `signer` are lower-case wire names; `rdatas` are in canonical form.
-    pub fn sign_rrset(&self, rrset: &RrsetToSign<'_>, validity: Validity, signer: &[u8]) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn sign_rrset(&self, rrset: &RrsetToSign<'_>, validity: Validity, signer: &[u8]) -> Vec<u8> {
         self.finish(self.prepare(rrset, validity, signer))
     }
 
@@ -229,7 +230,7 @@ impl SigningKey {
     /// What names a signature for remembering it: SHA-256 over this key's DNSKEY and the signed
     /// bytes. Deterministic signatures make a signature a function of exactly these, so a
     /// signature remembered under this digest is the one [`Self::finish`] would make.
-    pub fn memo_digest(&self, prepared: &Prepared) -> MemoDigest {
+    pub(crate) fn memo_digest(&self, prepared: &Prepared) -> MemoDigest {
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(&self.dnskey);
         ctx.update(&prepared.data);
@@ -262,9 +263,9 @@ pub struct Roles {
 
 impl Roles {
     /// A key doing everything: the one key outside a rollover.
-    pub const ALL: Self = Self { dnskey: true, signs_keys: true, signs_zone: true, cds: true };
+    pub(crate) const ALL: Self = Self { dnskey: true, signs_keys: true, signs_zone: true, cds: true };
     /// A key doing nothing (made, or retired).
-    pub const NONE: Self = Self { dnskey: false, signs_keys: false, signs_zone: false, cds: false };
+    pub(crate) const NONE: Self = Self { dnskey: false, signs_keys: false, signs_zone: false, cds: false };
 
     /// The roles as stored: a letter for each (`D`, `K`, `Z`, `C`), in that order.
     pub fn code(self) -> String {
@@ -291,7 +292,7 @@ impl Roles {
     }
 
     /// Whether the key is in the zone at all (in DNSKEY or making signatures).
-    pub fn is_used(self) -> bool {
+    pub(crate) fn is_used(self) -> bool {
         self.dnskey || self.signs_keys || self.signs_zone
     }
 }
@@ -342,7 +343,7 @@ pub enum CdsPolicy {
 
 impl CdsPolicy {
     /// Whether CDS is published, while a rollover runs (`rolling`) or not.
-    pub fn publishes(self, rolling: bool) -> bool {
+    pub(crate) fn publishes(self, rolling: bool) -> bool {
         match self {
             Self::Always => true,
             Self::Rollover => rolling,
@@ -372,13 +373,13 @@ pub struct KeyPolicy {
 }
 
 /// Signature length of both our algorithms (P-256: r || s; Ed25519).
-pub const SIGNATURE_LEN: usize = 64;
+pub(crate) const SIGNATURE_LEN: usize = 64;
 
 /// A signature's memo key (see [`SigningKey::memo_digest`]).
-pub type MemoDigest = [u8; 32];
+pub(crate) type MemoDigest = [u8; 32];
 
 /// A signature as remembered.
-pub type Signature = [u8; SIGNATURE_LEN];
+pub(crate) type Signature = [u8; SIGNATURE_LEN];
 
 /// Signing input made by [`SigningKey::prepare`].
 #[derive(Debug)]
@@ -391,7 +392,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// The complete RRSIG rdata with a signature made before for the same input.
-    pub fn with_signature(mut self, signature: &Signature) -> Vec<u8> {
+    pub(crate) fn with_signature(mut self, signature: &Signature) -> Vec<u8> {
         self.rdata.extend_from_slice(signature);
         self.rdata
     }
@@ -420,7 +421,7 @@ pub struct Validity {
 }
 
 /// Labels in a wire name, not counting the root or a leading `*` label (RRSIG labels field).
-pub fn count_labels(name: &[u8]) -> u8 {
+pub(crate) fn count_labels(name: &[u8]) -> u8 {
     let mut count = 0u8;
     let mut pos = 0;
     while let Some(&len) = name.get(pos) {
@@ -436,7 +437,7 @@ pub fn count_labels(name: &[u8]) -> u8 {
 }
 
 /// NSEC3 hash with RFC 9276 parameters: SHA-1, no salt, no extra iterations.
-pub fn nsec3_hash(name_lower: &[u8]) -> [u8; 20] {
+pub(crate) fn nsec3_hash(name_lower: &[u8]) -> [u8; 20] {
     let d = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, name_lower);
     let mut out = [0u8; 20];
     out.copy_from_slice(d.as_ref());
@@ -444,7 +445,8 @@ pub fn nsec3_hash(name_lower: &[u8]) -> [u8; 20] {
 }
 
 /// Base32hex (RFC 4648) in lower case, as NSEC3 owner labels are written.
-pub fn base32hex(data: &[u8]) -> String {
+#[cfg(test)]
+pub(crate) fn base32hex(data: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
     let mut out = String::with_capacity(data.len().div_ceil(5) * 8);
     let mut buffer: u64 = 0;
@@ -464,7 +466,7 @@ pub fn base32hex(data: &[u8]) -> String {
 }
 
 /// Builds an NSEC/NSEC3 type bitmap from type numbers.
-pub fn type_bitmap(types: &[u16]) -> Vec<u8> {
+pub(crate) fn type_bitmap(types: &[u16]) -> Vec<u8> {
     let mut sorted = types.to_vec();
     sorted.sort_unstable();
     sorted.dedup();

@@ -55,7 +55,7 @@ impl Change {
 
 /// The bounded list of recent changes, oldest first.
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     /// Entries, oldest first; each `to` is the next one's `from`.
     entries: VecDeque<Arc<Change>>,
     /// Sum of the entries' sizes.
@@ -66,13 +66,13 @@ pub struct Journal {
 
 impl Journal {
     /// An empty journal.
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Self { entries: VecDeque::new(), bytes: 0, limits }
     }
 
     /// Appends a change, dropping the oldest entries beyond the limits. A change that does not
     /// continue the last one (the zone was rebuilt in between) starts the journal afresh.
-    pub fn push(&mut self, change: impl Into<Arc<Change>>) {
+    pub(crate) fn push(&mut self, change: impl Into<Arc<Change>>) {
         let change = change.into();
         if self.entries.back().is_some_and(|last| last.to != change.from) {
             self.clear();
@@ -88,29 +88,32 @@ impl Journal {
     }
 
     /// Forgets everything (after a change that was not journaled).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
     }
 
     /// The changes from `serial` to the newest, if the journal reaches back that far.
-    pub fn since(&self, serial: u32) -> Option<Vec<Arc<Change>>> {
+    pub(crate) fn since(&self, serial: u32) -> Option<Vec<Arc<Change>>> {
         let start = self.entries.iter().position(|c| c.from == serial)?;
         Some(self.entries.range(start..).cloned().collect())
     }
 
     /// Number of entries.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Bytes held.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }
@@ -141,14 +144,14 @@ pub fn records(mut buf: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// The type of a record tail.
-pub fn tail_type(tail: &[u8]) -> u16 {
+pub(crate) fn tail_type(tail: &[u8]) -> u16 {
     u16::from_be_bytes([tail[0], tail[1]])
 }
 
 /// Appends to `deleted` the records of `old` missing from `new`, and to `added` those of `new`
 /// missing from `old`. Both hold the records of one owner, a few at most, so the quadratic
 /// comparison is cheaper than sorting.
-pub fn diff(old: &[u8], new: &[u8], deleted: &mut Vec<u8>, added: &mut Vec<u8>) {
+pub(crate) fn diff(old: &[u8], new: &[u8], deleted: &mut Vec<u8>, added: &mut Vec<u8>) {
     let contains = |buf: &[u8], wanted: (&[u8], &[u8])| records(buf).any(|r| r == wanted);
     for record in records(old) {
         if !contains(new, record) {

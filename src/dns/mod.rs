@@ -6,17 +6,17 @@
 
 pub mod dnssec;
 pub mod journal;
-pub mod notify;
-pub mod propagation;
-pub mod records;
-pub mod rrl;
+pub(crate) mod notify;
+pub(crate) mod propagation;
+pub(crate) mod records;
+pub(crate) mod rrl;
 pub mod server;
-pub mod stats;
+pub(crate) mod stats;
 pub mod transfers;
 pub mod tsig;
 pub mod wire;
 pub mod xfr;
 pub mod xfr_gate;
-pub mod xfr_settings;
-pub mod xot;
+pub(crate) mod xfr_settings;
+pub(crate) mod xot;
 pub mod zone;

@@ -29,7 +29,7 @@ use super::tsig::{self, TsigKey};
 use super::zone::Zone;
 
 /// Longest wait between two attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long one attempt waits for the answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Opcode NOTIFY.
@@ -37,7 +37,7 @@ const OPCODE_NOTIFY: u8 = 4;
 
 /// Why a NOTIFY was not acknowledged.
 #[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
+pub(crate) enum NotifyError {
     /// Sending or receiving failed (e.g. the port is closed).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -66,7 +66,7 @@ impl NotifyError {
 
 /// Starts one NOTIFY task per configured secondary; they end when `shutdown` changes. With
 /// `stats`, each task records what its secondary acknowledged there.
-pub fn spawn(
+pub(crate) fn spawn(
     transfers: &Transfers,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
@@ -77,7 +77,7 @@ pub fn spawn(
 
 /// Starts one NOTIFY task for each of `targets` (the daemon's reload starts a new set when
 /// `transfer.notify` changes, after ending the old one through its `shutdown`).
-pub fn spawn_to(
+pub(crate) fn spawn_to(
     transfers: &Transfers,
     targets: &[SocketAddr],
     tasks: &mut tokio::task::JoinSet<()>,
@@ -90,7 +90,7 @@ pub fn spawn_to(
         let key = transfers.settings().key.clone();
         let serials = serials.clone();
         let shutdown = shutdown.clone();
-        let secondary = stats.map(|s| s.secondary(target, u64::from(super::zone::unix_now())));
+        let secondary = stats.map(|s| s.secondary(u64::from(super::zone::unix_now())));
         tasks.spawn(notify_secondary(zone, target, key, serials, shutdown, secondary));
     }
 }
@@ -216,7 +216,11 @@ pub(super) async fn answer_to(
 }
 
 /// Sends one NOTIFY to `target` and waits for its acknowledgement; returns the serial sent.
-pub async fn notify_once(zone: &Zone, target: SocketAddr, key: Option<&TsigKey>) -> Result<u32, NotifyError> {
+pub(crate) async fn notify_once(
+    zone: &Zone,
+    target: SocketAddr,
+    key: Option<&TsigKey>,
+) -> Result<u32, NotifyError> {
     let (socket, id) = peer_socket(target).await?;
     let (serial, mut msg) = notify_message(zone, id);
     let mac = key.map(|key| tsig::sign_request(key, &mut msg, tsig::now()));

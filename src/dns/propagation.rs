@@ -22,7 +22,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Why a secondary's serial could not be had.
 #[derive(Debug, thiserror::Error)]
-pub enum SerialError {
+pub(crate) enum SerialError {
     /// Sending or receiving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -38,7 +38,7 @@ pub enum SerialError {
 }
 
 /// Whether serial `have` is at or past `want` (RFC 1982).
-pub fn serial_reached(have: u32, want: u32) -> bool {
+pub(crate) fn serial_reached(have: u32, want: u32) -> bool {
     want.wrapping_sub(have) as i32 <= 0
 }
 
@@ -59,7 +59,7 @@ fn query(name: &[u8], qtype: u16, id: u16) -> Vec<u8> {
 
 /// The serial of the first SOA record in the answer section of `msg`, if any (the message
 /// must walk cleanly to its end).
-pub fn answer_serial(msg: &[u8]) -> Option<u32> {
+pub(crate) fn answer_serial(msg: &[u8]) -> Option<u32> {
     let [_, answers, ..] = wire::counts(msg).ok()?;
     let records = wire::records(msg).ok()?;
     let soa = records.iter().take(usize::from(answers)).find(|r| r.rtype == rtype::SOA)?;
@@ -70,7 +70,7 @@ pub fn answer_serial(msg: &[u8]) -> Option<u32> {
 
 /// The rdata of every record of type `qtype` in the answer section of `msg` (the message must
 /// walk cleanly to its end).
-pub fn answer_rdatas(msg: &[u8], qtype: u16) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn answer_rdatas(msg: &[u8], qtype: u16) -> Option<Vec<Vec<u8>>> {
     let [_, answers, ..] = wire::counts(msg).ok()?;
     let records = wire::records(msg).ok()?;
     Some(
@@ -86,7 +86,11 @@ pub fn answer_rdatas(msg: &[u8], qtype: u16) -> Option<Vec<Vec<u8>>> {
 /// Asks a server of the parent zone, `target`, once for the DS set of `apex` (wire form), as
 /// a rollover checks that the parent names the new key; waits at most `limit`. An empty set
 /// is an answer (the parent holds no DS).
-pub async fn ds_set(apex: &[u8], target: SocketAddr, limit: Duration) -> Result<Vec<Vec<u8>>, SerialError> {
+pub(crate) async fn ds_set(
+    apex: &[u8],
+    target: SocketAddr,
+    limit: Duration,
+) -> Result<Vec<Vec<u8>>, SerialError> {
     const DS: u16 = 43;
     let (socket, id) = notify::peer_socket(target).await?;
     socket.send(&query(apex, DS, id)).await?;
@@ -104,7 +108,7 @@ pub async fn ds_set(apex: &[u8], target: SocketAddr, limit: Duration) -> Result<
 }
 
 /// Asks `target` once for the SOA of `apex` (wire form); waits at most `limit`.
-pub async fn soa_serial(apex: &[u8], target: SocketAddr, limit: Duration) -> Result<u32, SerialError> {
+pub(crate) async fn soa_serial(apex: &[u8], target: SocketAddr, limit: Duration) -> Result<u32, SerialError> {
     let (socket, id) = notify::peer_socket(target).await?;
     socket.send(&soa_query(apex, id)).await?;
     let mut buf = vec![0u8; 4096];
@@ -122,7 +126,7 @@ pub async fn soa_serial(apex: &[u8], target: SocketAddr, limit: Duration) -> Res
 
 /// Waits until every one of `secondaries` serves `serial` (or later) for `apex`, or until
 /// `timeout`; returns those that did not in time.
-pub async fn wait_for_serial(
+pub(crate) async fn wait_for_serial(
     apex: &[u8],
     secondaries: &[SocketAddr],
     serial: u32,

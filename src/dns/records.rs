@@ -57,7 +57,7 @@ pub struct StaticRecord {
 }
 
 /// Converts a dotted name to wire form, keeping its case. A missing final dot is implied.
-pub fn name_to_wire(text: &str) -> Result<Vec<u8>, RecordError> {
+pub(crate) fn name_to_wire(text: &str) -> Result<Vec<u8>, RecordError> {
     let bad = || RecordError::BadName(text.to_owned());
     let trimmed = text.strip_suffix('.').unwrap_or(text);
     let mut out = Vec::with_capacity(trimmed.len() + 2);
@@ -78,7 +78,7 @@ pub fn name_to_wire(text: &str) -> Result<Vec<u8>, RecordError> {
 }
 
 /// Converts a wire-form name back to dotted text with a final dot (for logs and docs).
-pub fn wire_to_text(name: &[u8]) -> String {
+pub(crate) fn wire_to_text(name: &[u8]) -> String {
     let mut out = String::new();
     let mut pos = 0;
     while let Some(&len) = name.get(pos) {
@@ -99,7 +99,7 @@ pub fn wire_to_text(name: &[u8]) -> String {
 /// Whether `name` equals `zone` or lies below it, comparing on label boundaries.
 ///
 /// Both are lower-case wire names.
-pub fn is_at_or_below(name: &[u8], zone: &[u8]) -> bool {
+pub(crate) fn is_at_or_below(name: &[u8], zone: &[u8]) -> bool {
     if name.len() < zone.len() || !name.ends_with(zone) {
         return false;
     }
@@ -182,7 +182,7 @@ fn type_from_mnemonic(text: &str) -> Option<(u16, &'static str)> {
 }
 
 /// Parses one zone-file line into a record of the zone `apex` (lower-case wire form).
-pub fn parse_record(line: &str, apex: &[u8], default_ttl: u32) -> Result<StaticRecord, RecordError> {
+pub(crate) fn parse_record(line: &str, apex: &[u8], default_ttl: u32) -> Result<StaticRecord, RecordError> {
     let tokens = tokenize(line)?;
     let mut iter = tokens.iter();
     let owner_token = iter.next().ok_or(RecordError::NoType)?;

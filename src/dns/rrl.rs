@@ -34,7 +34,7 @@ const SWEEP_EVERY_MS: u64 = 60_000;
 
 /// What to do with the answer to one datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Within the limit: answer in full.
     Answer,
     /// Over the limit, and this one slips through: answer with TC and no records.
@@ -94,7 +94,7 @@ struct Table {
 
 /// The response rate limiter shared by the UDP workers.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     /// Answers per second per network.
     rate: u64,
     /// Every `slip`-th limited answer is sent truncated; 0 drops them all.
@@ -107,7 +107,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// A limiter allowing `rate` answers per second per network (`rate` > 0).
-    pub fn new(rate: u32, slip: u32) -> Self {
+    pub(crate) fn new(rate: u32, slip: u32) -> Self {
         let now = Instant::now();
         Self {
             rate: u64::from(rate.max(1)),
@@ -146,14 +146,14 @@ impl RateLimiter {
     }
 
     /// Lets the sweep run while no traffic comes (called by idle workers).
-    pub fn tick(&self, now: Instant) {
+    pub(crate) fn tick(&self, now: Instant) {
         let now_ms = self.ms(now);
         let mut table = self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Self::sweep_if_due(&mut table, now_ms);
     }
 
     /// Decides, for each peer of a received batch in order, what its answer may be.
-    pub fn judge(
+    pub(crate) fn judge(
         &self,
         now: Instant,
         peers: impl Iterator<Item = Option<SocketAddr>>,

@@ -290,7 +290,7 @@ fn udp_worker(
 
 /// Starts the UDP workers; they run until `stop` is set. With `stats`, each worker counts into
 /// a block of its own.
-pub fn spawn_udp(
+pub(crate) fn spawn_udp(
     sockets: Vec<UdpSocket>,
     zone: &Arc<Zone>,
     transfers: Option<&Arc<Transfers>>,

@@ -22,14 +22,13 @@
 //! Nothing outside `dns/` is used: the daemon hands a [`DnsStats`] to the listeners when metrics
 //! are on (`None` leaves the counting out of the loop altogether) and the exporter reads it.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::wire::rtype;
 
 /// Question types counted by name; anything else is `other`, an unparsed question `none`.
-pub const QTYPE_NAMES: [&str; 13] =
+pub(crate) const QTYPE_NAMES: [&str; 13] =
     ["A", "NS", "SOA", "AAAA", "TXT", "CAA", "DS", "DNSKEY", "IXFR", "AXFR", "ANY", "other", "none"];
 /// Index of `other` in [`QTYPE_NAMES`].
 const QTYPE_OTHER: usize = 11;
@@ -37,7 +36,7 @@ const QTYPE_OTHER: usize = 11;
 const QTYPE_NONE: usize = 12;
 
 /// Names of the header RCODEs (RFC 6895 section 2.3), by value.
-pub const RCODE_NAMES: [&str; 16] = [
+pub(crate) const RCODE_NAMES: [&str; 16] = [
     "NOERROR",
     "FORMERR",
     "SERVFAIL",
@@ -95,7 +94,7 @@ pub struct Counters {
 
 /// What a [`Counters`] block (or a sum of them) held at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Answers by question type class (index into [`QTYPE_NAMES`]) and RCODE.
     pub answers: [[u64; 16]; QTYPE_NAMES.len()],
     /// See [`Counters`].
@@ -189,9 +188,9 @@ impl Counters {
 }
 
 /// Transfer kinds counted, by index ([`TransferCounts`]).
-pub const TRANSFER_KINDS: [&str; 2] = ["AXFR", "IXFR"];
+pub(crate) const TRANSFER_KINDS: [&str; 2] = ["AXFR", "IXFR"];
 /// Names of the [`TransferOutcome`]s, by index.
-pub const TRANSFER_OUTCOMES: [&str; 3] = ["complete", "cut_short", "refused"];
+pub(crate) const TRANSFER_OUTCOMES: [&str; 3] = ["complete", "cut_short", "refused"];
 
 /// How a transfer request over TCP ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,11 +223,12 @@ impl TransferCounts {
 }
 
 /// Names of the [`NotifyOutcome`]s, by index.
-pub const NOTIFY_OUTCOMES: [&str; 5] = ["acknowledged", "timeout", "error_rcode", "bad_tsig", "unreachable"];
+pub(crate) const NOTIFY_OUTCOMES: [&str; 5] =
+    ["acknowledged", "timeout", "error_rcode", "bad_tsig", "unreachable"];
 
 /// How one NOTIFY attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotifyOutcome {
+pub(crate) enum NotifyOutcome {
     /// The secondary answered without error.
     Acknowledged = 0,
     /// No answer in time.
@@ -243,9 +243,7 @@ pub enum NotifyOutcome {
 
 /// What a NOTIFY task knows of its secondary.
 #[derive(Debug)]
-pub struct Secondary {
-    /// Where the NOTIFY goes (for the log; never a metric label).
-    pub target: SocketAddr,
+pub(crate) struct Secondary {
     /// The serial of the last acknowledged NOTIFY; `u64::MAX` before the first.
     acknowledged: AtomicU64,
     /// Since when (seconds since the epoch) the zone has held a serial the secondary has not
@@ -257,23 +255,23 @@ pub struct Secondary {
 
 impl Secondary {
     /// Counts one NOTIFY attempt that ended with `outcome`.
-    pub fn notified(&self, outcome: NotifyOutcome) {
+    pub(crate) fn notified(&self, outcome: NotifyOutcome) {
         self.notifies[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// NOTIFY attempts so far, by outcome ([`NOTIFY_OUTCOMES`]).
-    pub fn notifies(&self) -> [u64; NOTIFY_OUTCOMES.len()] {
+    pub(crate) fn notifies(&self) -> [u64; NOTIFY_OUTCOMES.len()] {
         self.notifies.each_ref().map(|c| c.load(Ordering::Relaxed))
     }
 
     /// Records that the zone moved to a serial the secondary has not acknowledged yet, at
     /// `now`; an earlier start of the lag is kept.
-    pub fn zone_changed(&self, now: u64) {
+    pub(crate) fn zone_changed(&self, now: u64) {
         let _ = self.behind_since.compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Records an acknowledged NOTIFY for `serial`, while the zone serves `current`.
-    pub fn acknowledged(&self, serial: u32, current: u32) {
+    pub(crate) fn acknowledged(&self, serial: u32, current: u32) {
         self.acknowledged.store(u64::from(serial), Ordering::Relaxed);
         if serial == current {
             self.behind_since.store(0, Ordering::Relaxed);
@@ -281,12 +279,12 @@ impl Secondary {
     }
 
     /// The last acknowledged serial, if any.
-    pub fn serial(&self) -> Option<u32> {
+    pub(crate) fn serial(&self) -> Option<u32> {
         u32::try_from(self.acknowledged.load(Ordering::Relaxed)).ok()
     }
 
     /// Seconds the secondary has been behind the zone at `now` (0 when up to date).
-    pub fn seconds_behind(&self, now: u64) -> u64 {
+    pub(crate) fn seconds_behind(&self, now: u64) -> u64 {
         match self.behind_since.load(Ordering::Relaxed) {
             0 => 0,
             since => now.saturating_sub(since),
@@ -297,7 +295,7 @@ impl Secondary {
 /// Every DNS counter of the process: one block per UDP worker, one for TCP, one record per
 /// secondary.
 #[derive(Debug)]
-pub struct DnsStats {
+pub(crate) struct DnsStats {
     /// The UDP workers' blocks, in the order they were handed out.
     udp: Mutex<Vec<Arc<Counters>>>,
     /// The block all TCP connections share.
@@ -314,21 +312,20 @@ impl Default for DnsStats {
 
 impl DnsStats {
     /// A new block for one UDP worker thread, which must be its only writer.
-    pub fn udp_worker(&self) -> Arc<Counters> {
+    pub(crate) fn udp_worker(&self) -> Arc<Counters> {
         let counters = Arc::new(Counters::new(false));
         self.udp.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&counters));
         counters
     }
 
     /// The block TCP connections share.
-    pub fn tcp(&self) -> Arc<Counters> {
+    pub(crate) fn tcp(&self) -> Arc<Counters> {
         Arc::clone(&self.tcp)
     }
 
     /// A new record for the next secondary (numbered from 1 in the order of registration).
-    pub fn secondary(&self, target: SocketAddr, now: u64) -> Arc<Secondary> {
+    pub(crate) fn secondary(&self, now: u64) -> Arc<Secondary> {
         let secondary = Arc::new(Secondary {
-            target,
             acknowledged: AtomicU64::new(u64::MAX),
             behind_since: AtomicU64::new(now.max(1)),
             notifies: Default::default(),
@@ -338,7 +335,7 @@ impl DnsStats {
     }
 
     /// UDP counts (every worker summed) and TCP counts.
-    pub fn totals(&self) -> (Snapshot, Snapshot) {
+    pub(crate) fn totals(&self) -> (Snapshot, Snapshot) {
         let mut udp = Snapshot::default();
         for block in self.udp.lock().unwrap_or_else(PoisonError::into_inner).iter() {
             block.add_to(&mut udp);
@@ -349,7 +346,7 @@ impl DnsStats {
     }
 
     /// The secondaries, in order.
-    pub fn secondaries(&self) -> Vec<Arc<Secondary>> {
+    pub(crate) fn secondaries(&self) -> Vec<Arc<Secondary>> {
         self.secondaries.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
@@ -397,7 +394,7 @@ mod tests {
     #[test]
     fn a_secondary_is_behind_from_the_change_until_it_acknowledges_the_current_serial() {
         let stats = DnsStats::default();
-        let secondary = stats.secondary("192.0.2.1:53".parse().unwrap(), 100);
+        let secondary = stats.secondary(100);
         assert_eq!((secondary.serial(), secondary.seconds_behind(103)), (None, 3));
         secondary.acknowledged(7, 7);
         assert_eq!((secondary.serial(), secondary.seconds_behind(110)), (Some(7), 0));
@@ -416,7 +413,7 @@ mod tests {
         transfers.count(false, TransferOutcome::Refused);
         transfers.count(false, TransferOutcome::Refused);
         assert_eq!(transfers.snapshot(), [[1, 0, 0], [0, 0, 2]]);
-        let secondary = DnsStats::default().secondary("192.0.2.1:53".parse().unwrap(), 100);
+        let secondary = DnsStats::default().secondary(100);
         secondary.notified(NotifyOutcome::Timeout);
         secondary.notified(NotifyOutcome::Acknowledged);
         assert_eq!(secondary.notifies(), [1, 1, 0, 0, 0]);

@@ -38,7 +38,7 @@ pub mod error {
     /// The time signed is outside the fudge.
     pub const BADTIME: u16 = 18;
     /// The MAC is truncated below what we accept.
-    pub const BADTRUNC: u16 = 22;
+    pub(crate) const BADTRUNC: u16 = 22;
 }
 
 /// The HMAC algorithms we accept.
@@ -52,7 +52,7 @@ pub enum TsigAlgorithm {
 
 impl TsigAlgorithm {
     /// From the configuration's name (`hmac-sha256`, `hmac-sha512`), case-insensitively.
-    pub fn from_name(text: &str) -> Option<Self> {
+    pub(crate) fn from_name(text: &str) -> Option<Self> {
         match text.trim_end_matches('.').to_ascii_lowercase().as_str() {
             "hmac-sha256" => Some(Self::HmacSha256),
             "hmac-sha512" => Some(Self::HmacSha512),
@@ -295,7 +295,7 @@ fn append_record(msg: &mut Vec<u8>, key: &TsigKey, time: u64, mac: &[u8], error:
 }
 
 /// Bytes a TSIG record with `key` adds to a message (for size limits).
-pub fn record_len(key: &TsigKey) -> usize {
+pub(crate) fn record_len(key: &TsigKey) -> usize {
     key.name.len() + 10 + key.algorithm.wire().len() + 10 + key.algorithm.mac_len() + 6 + 6
 }
 
@@ -399,7 +399,7 @@ pub enum Check {
 /// Writes the NOTAUTH reply to a request whose TSIG failed: header, the question, and a TSIG
 /// record with the error. Only BADTIME is signed (RFC 8945 section 5.2.3); the others carry
 /// no MAC, since the request's MAC could not be trusted.
-pub fn failure_reply(
+pub(crate) fn failure_reply(
     request: &[u8],
     question: &[u8],
     failure: &Failure,
@@ -452,7 +452,7 @@ pub fn failure_reply(
 /// Signs the messages of one answer: the first over the request's MAC and all variables, each
 /// later one over the previous MAC and the timers (RFC 8945 section 5.3.1).
 #[derive(Debug)]
-pub struct ResponseSigner<'k> {
+pub(crate) struct ResponseSigner<'k> {
     /// The key.
     key: &'k TsigKey,
     /// The MAC the next message's digest starts with.
@@ -463,12 +463,12 @@ pub struct ResponseSigner<'k> {
 
 impl<'k> ResponseSigner<'k> {
     /// A signer for the answer to a verified request.
-    pub fn new(key: &'k TsigKey, request: &Verified) -> Self {
+    pub(crate) fn new(key: &'k TsigKey, request: &Verified) -> Self {
         Self { key, prior: request.mac.clone(), first: true }
     }
 
     /// Signs a finished message (no TSIG yet) and appends its TSIG record.
-    pub fn sign(&mut self, msg: &mut Vec<u8>, now: u64) {
+    pub(crate) fn sign(&mut self, msg: &mut Vec<u8>, now: u64) {
         let mut ctx = hmac::Context::with_key(&self.key.key);
         let mut head = Vec::with_capacity(2 + self.prior.len());
         push_prior(&mut head, &self.prior);

@@ -42,7 +42,7 @@ pub use super::xfr_settings::{AllowList, LogPolicy, TransferSettings};
 use super::zone::Zone;
 
 /// Largest message of a transfer (before its TSIG record): below the 64 KiB TCP framing limit.
-pub const MESSAGE_LIMIT: usize = 64_000;
+pub(crate) const MESSAGE_LIMIT: usize = 64_000;
 
 /// How a transfer request came: over clear TCP (with whether transfers are served there,
 /// `transfer.clear_transfers`) or over TLS (XoT, RFC 9103: [`super::xot`]).

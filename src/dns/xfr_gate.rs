@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use super::rrl::Network;
 
 /// How long the refusals of one network are summed before their summary line.
-pub const SUMMARY_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const SUMMARY_WINDOW: Duration = Duration::from_secs(60);
 
 /// How often a refusal looks for ended windows at most.
 const SWEEP: Duration = Duration::from_secs(1);
 
 /// Networks whose refusals are tracked one by one; the rest are summed together.
-pub const MAX_WINDOWS: usize = 1024;
+pub(crate) const MAX_WINDOWS: usize = 1024;
 
 /// Transfers allowed at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl PartialEq for Gate {
 
 /// A running transfer's place under the caps; given back when dropped.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     /// The gate it counts in.
     gate: Arc<Gate>,
     /// Its client's network.
@@ -138,7 +138,7 @@ impl Gate {
     }
 
     /// Requests refused because a cap was reached, since the start.
-    pub fn refused_busy(&self) -> u64 {
+    pub(crate) fn refused_busy(&self) -> u64 {
         self.refused_busy.load(Ordering::Relaxed)
     }
 
@@ -176,7 +176,7 @@ impl Gate {
     }
 
     /// Writes the summary lines of the windows that ended, and forgets them.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         self.flush_at(Instant::now());
     }
 

@@ -45,14 +45,14 @@ pub enum Channel {
 }
 
 /// The ALPN token of DNS over TLS, which XoT uses too (RFC 9103 section 7.1).
-pub const ALPN: &[u8] = b"dot";
+pub(crate) const ALPN: &[u8] = b"dot";
 
 /// How long a closing connection may take to send its TLS close_notify: a client that stopped
 /// reading does not hold its slot for longer.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Binds the TLS listeners (`transfer.tls_listen`); an error names the address.
-pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, BindError> {
+pub(crate) fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, BindError> {
     addrs
         .iter()
         .map(|&addr| bind_tcp(addr).map_err(|e| BindError { proto: "TLS (transfer.tls_listen)", ..e }))

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// Route layer: hands the matched route's template on to [`count`].
-pub async fn mark_route(request: Request, next: Next) -> Response {
+pub(crate) async fn mark_route(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
     let mut response = next.run(request).await;
     if let Some(route) = route {
@@ -25,7 +25,7 @@ pub async fn mark_route(request: Request, next: Next) -> Response {
 }
 
 /// Outermost layer: counts the request once it is answered.
-pub async fn count(request: Request, next: Next) -> Response {
+pub(crate) async fn count(request: Request, next: Next) -> Response {
     let method = method_label(request.method());
     let response = next.run(request).await;
     let route = response.extensions().get::<MatchedPath>().map_or("other", MatchedPath::as_str);

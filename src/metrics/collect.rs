@@ -29,7 +29,7 @@ use crate::dns::zone::Zone;
 
 /// What the exporter reads from at scrape time.
 #[derive(Clone, Debug)]
-pub struct Sources {
+pub(crate) struct Sources {
     /// The DNS listeners' counters and the secondaries' records.
     pub dns: Arc<DnsStats>,
     /// The zone served.
@@ -240,7 +240,7 @@ fn zone(sources: &Sources, now: u64) -> Vec<MetricFamily> {
 }
 
 /// Everything read at scrape time, at `now` (seconds since the epoch).
-pub fn gather(sources: &Sources, now: u64) -> Vec<MetricFamily> {
+pub(crate) fn gather(sources: &Sources, now: u64) -> Vec<MetricFamily> {
     let mut out = build_info();
     out.extend(dns(&sources.dns));
     out.extend(zone(sources, now));

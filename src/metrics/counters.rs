@@ -27,7 +27,7 @@ const CLOCK_REFUSALS: [&str; 3] = ["write_epoch", "purge", "apply_epoch"];
 
 /// The metrics kept as they happen.
 #[derive(Debug)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Where they are registered, for the exporter to gather.
     pub registry: Registry,
     /// API requests answered, by route template, method and status.
@@ -163,10 +163,10 @@ impl Counters {
 }
 
 /// The one set of counters of the process.
-pub static COUNTERS: LazyLock<Counters> = LazyLock::new(Counters::new);
+pub(crate) static COUNTERS: LazyLock<Counters> = LazyLock::new(Counters::new);
 
 /// Counts one API request answered.
-pub fn api_request(route: &str, method: &str, status: u16) {
+pub(crate) fn api_request(route: &str, method: &str, status: u16) {
     let buffer = itoa_status(status);
     let status = std::str::from_utf8(&buffer).unwrap_or("0");
     COUNTERS.api_requests.with_label_values(&[route, method, status]).inc();
@@ -179,24 +179,24 @@ fn itoa_status(status: u16) -> [u8; 3] {
 }
 
 /// Records how long an update took from the store call's start to the zone serving it.
-pub fn update_served(elapsed: Duration) {
+pub(crate) fn update_served(elapsed: Duration) {
     COUNTERS.update_latency.observe(elapsed.as_secs_f64());
 }
 
 /// Counts a store failure: `kind` is `"unavailable"`, `"full"` or `"backend"`.
-pub fn store_error(kind: &'static str) {
+pub(crate) fn store_error(kind: &'static str) {
     debug_assert!(STORE_ERROR_KINDS.contains(&kind), "{kind}");
     COUNTERS.store_errors.with_label_values(&[kind]).inc();
 }
 
 /// Counts a reconnect of the change feed.
-pub fn feed_reconnected() {
+pub(crate) fn feed_reconnected() {
     COUNTERS.feed_reconnects.inc();
 }
 
 /// Records a change from the feed applied `elapsed` after it arrived, with `backlog` more
 /// waiting; `resync` when it was a full resynchronisation.
-pub fn feed_applied(elapsed: Duration, backlog: usize, resync: bool) {
+pub(crate) fn feed_applied(elapsed: Duration, backlog: usize, resync: bool) {
     COUNTERS.feed_apply.observe(elapsed.as_secs_f64());
     COUNTERS.feed_backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
     if resync {
@@ -205,25 +205,25 @@ pub fn feed_applied(elapsed: Duration, backlog: usize, resync: bool) {
 }
 
 /// Records this instance's clock minus the store's time, in seconds.
-pub fn clock_skew(seconds: i64) {
+pub(crate) fn clock_skew(seconds: i64) {
     COUNTERS.clock_skew.set(seconds);
 }
 
 /// Counts a shared decision refused because of a clock: `what` is `"write_epoch"`, `"purge"` or
 /// `"apply_epoch"`.
-pub fn clock_refusal(what: &'static str) {
+pub(crate) fn clock_refusal(what: &'static str) {
     debug_assert!(CLOCK_REFUSALS.contains(&what), "{what}");
     COUNTERS.clock_refusals.with_label_values(&[what]).inc();
 }
 
 /// Sets the key rollover's step and the seconds until its next one (`None`: not by time).
-pub fn rollover_state(step: u32, next: Option<i64>) {
+pub(crate) fn rollover_state(step: u32, next: Option<i64>) {
     COUNTERS.rollover_step.set(i64::from(step));
     COUNTERS.rollover_next.set(next.map_or(-1, |n| n.max(0)));
 }
 
 /// Counts a rollover check held by a server behind the step.
-pub fn rollover_held() {
+pub(crate) fn rollover_held() {
     COUNTERS.rollover_held.inc();
 }
 

@@ -17,9 +17,9 @@
 //! text format 0.0.4, written by the `prometheus` crate's encoder; no label carries an account,
 //! a subdomain, a name or an address.
 
-pub mod api;
-pub mod collect;
-pub mod counters;
+pub(crate) mod api;
+pub(crate) mod collect;
+pub(crate) mod counters;
 mod process;
 
 use axum::Router;
@@ -29,10 +29,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::Encoder;
 
-pub use collect::Sources;
+pub(crate) use collect::Sources;
 
 /// The text of one scrape: every metric, families sorted by name.
-pub fn render(sources: &Sources) -> String {
+pub(crate) fn render(sources: &Sources) -> String {
     let now = u64::from(crate::dns::zone::unix_now());
     let mut families = counters::COUNTERS.registry.gather();
     // A labelled family none of whose label sets has occurred yet has no sample to write.
@@ -57,7 +57,7 @@ async fn metrics(State(sources): State<Sources>) -> Response {
 }
 
 /// The exporter's routes: `GET /metrics`, and 404 for anything else.
-pub fn router(sources: Sources) -> Router {
+pub(crate) fn router(sources: Sources) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .fallback(|| async { StatusCode::NOT_FOUND })

@@ -44,7 +44,7 @@ fn boot_time(stat: &str) -> Option<f64> {
 }
 
 /// The process metrics available on this system.
-pub fn gather() -> Vec<MetricFamily> {
+pub(super) fn gather() -> Vec<MetricFamily> {
     let mut out = Vec::new();
     let read = |path: &str| std::fs::read_to_string(path).ok();
     if let Some(stat) = read("/proc/self/stat") {

@@ -9,8 +9,8 @@
 //! holds the retention periods, and [`report`] writes the record of processing activities
 //! (GDPR Art. 30) from the running configuration.
 
-pub mod pseudonym;
-pub mod report;
+pub(crate) mod pseudonym;
+pub(crate) mod report;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -45,21 +45,21 @@ impl<T> fmt::Display for Secret<T> {
 
 /// A client's address, shown only as its truncated network.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(IpAddr);
+pub(crate) struct ClientIp(IpAddr);
 
 impl ClientIp {
     /// Wraps an address.
-    pub fn new(ip: IpAddr) -> Self {
+    pub(crate) fn new(ip: IpAddr) -> Self {
         Self(crate::cidr::canonical(ip))
     }
 
     /// The full address, for access checks only; never log it.
-    pub fn expose(&self) -> IpAddr {
+    pub(crate) fn expose(&self) -> IpAddr {
         self.0
     }
 
     /// The network to record: /24 for IPv4, /48 for IPv6.
-    pub fn truncated(&self) -> String {
+    pub(crate) fn truncated(&self) -> String {
         match self.0 {
             IpAddr::V4(v4) => {
                 let [a, b, c, _] = v4.octets();
@@ -108,7 +108,7 @@ impl IpPolicy {
     }
 
     /// What may be recorded of `ip`.
-    pub fn render(self, ip: ClientIp) -> String {
+    pub(crate) fn render(self, ip: ClientIp) -> String {
         match self {
             Self::Truncated => ip.truncated(),
             Self::Full => ip.0.to_string(),

@@ -52,7 +52,7 @@ impl SubdomainPolicy {
 
 /// The secret's file could not be read or made.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
+pub(crate) enum KeyFileError {
     /// Reading, creating or writing the file failed.
     #[error("privacy.log_subdomain_key: {path}: {source}")]
     Io {
@@ -71,7 +71,7 @@ pub enum KeyFileError {
 
 /// Writes subdomains into logs as the policy says.
 #[derive(Clone)]
-pub struct SubdomainLog {
+pub(crate) struct SubdomainLog {
     /// The HMAC key; `None` writes names in full.
     key: Option<hmac::Key>,
 }
@@ -84,17 +84,17 @@ impl fmt::Debug for SubdomainLog {
 
 impl SubdomainLog {
     /// Names written in full.
-    pub fn full() -> Self {
+    pub(crate) fn full() -> Self {
         Self { key: None }
     }
 
     /// Pseudonyms keyed by `secret`.
-    pub fn keyed(secret: &[u8]) -> Self {
+    pub(crate) fn keyed(secret: &[u8]) -> Self {
         Self { key: Some(hmac::Key::new(hmac::HMAC_SHA256, secret)) }
     }
 
     /// Sets up what `policy` asks for, reading or making the secret's file.
-    pub fn open(policy: &SubdomainPolicy) -> Result<Self, KeyFileError> {
+    pub(crate) fn open(policy: &SubdomainPolicy) -> Result<Self, KeyFileError> {
         match policy {
             SubdomainPolicy::Full => Ok(Self::full()),
             SubdomainPolicy::Pseudonym { key_file: Some(path) } => Ok(Self::keyed(&load_or_create(path)?)),
@@ -103,7 +103,7 @@ impl SubdomainLog {
     }
 
     /// What a log line may say of `subdomain`.
-    pub fn render(&self, subdomain: &str) -> String {
+    pub(crate) fn render(&self, subdomain: &str) -> String {
         let Some(key) = &self.key else { return subdomain.to_owned() };
         let tag = hmac::sign(key, subdomain.to_ascii_lowercase().as_bytes());
         let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();

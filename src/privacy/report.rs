@@ -11,7 +11,7 @@ use super::{IpPolicy, Privacy};
 
 /// Configuration facts the record depends on (filled in by the CLI from the config).
 #[derive(Clone, Debug)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// The zone served.
     pub domain: String,
     /// Retention and minimisation.
@@ -72,7 +72,7 @@ fn subdomain_words(policy: &SubdomainPolicy) -> String {
 }
 
 /// The record as JSON.
-pub fn record(f: &Facts) -> Value {
+pub(crate) fn record(f: &Facts) -> Value {
     let p = &f.privacy;
     let expiry = p
         .account_expiry
@@ -186,7 +186,7 @@ fn erasure_words(f: &Facts) -> String {
 }
 
 /// The record as Markdown.
-pub fn markdown(f: &Facts) -> String {
+pub(crate) fn markdown(f: &Facts) -> String {
     let r = record(f);
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let list = |v: &Value| -> String {

@@ -22,11 +22,11 @@ use super::sqlite;
 use super::{Account, AuditEntry, Store, StoreError};
 
 /// How long after an entry's first use identical uses are folded into it, in seconds.
-pub const FOLD_WINDOW: i64 = 3600;
+pub(super) const FOLD_WINDOW: i64 = 3600;
 
 /// See [`super::Store::record_audit`]: folds `entry` into the newest identical entry of the
 /// window, or appends it.
-pub async fn record(c: &impl Conn, entry: &AuditEntry) -> Result<(), StoreError> {
+pub(super) async fn record(c: &impl Conn, entry: &AuditEntry) -> Result<(), StoreError> {
     // Only an entry that began at or before this use and within the window; an entry written
     // with an older time (a clock step back) starts a row of its own.
     let folded = c
@@ -73,7 +73,11 @@ impl Store {
     }
 
     /// Stores a new account and its audit entry in one transaction (one commit, not two).
-    pub async fn register_account(&self, account: &Account, entry: AuditEntry) -> Result<(), StoreError> {
+    pub(crate) async fn register_account(
+        &self,
+        account: &Account,
+        entry: AuditEntry,
+    ) -> Result<(), StoreError> {
         let account = account.clone();
         atomic!(self, c => async {
             common::insert_account(c, &account, false).await?;

@@ -28,7 +28,7 @@ use crate::privacy::Secret;
 
 /// A value bound to a statement or read from a row.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
+pub(crate) enum Value {
     /// SQL NULL.
     Null,
     /// Any integer column (SQLite INTEGER; PostgreSQL SMALLINT, INTEGER, BIGINT, BOOLEAN).
@@ -94,7 +94,7 @@ pub(super) fn count(n: usize) -> Value {
 
 /// One result row.
 #[derive(Debug)]
-pub struct Row(pub Vec<Value>);
+pub(crate) struct Row(pub Vec<Value>);
 
 impl Row {
     /// The column at `index`, or an error naming what was expected.
@@ -147,7 +147,7 @@ impl Row {
 
 /// A lock that serialises the transactions of every instance holding it, until they end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lock {
+pub(crate) enum Lock {
     /// Reading and migrating the schema: instances starting together migrate once.
     Schema,
     /// Making the DNSSEC key: instances starting together store exactly one.
@@ -159,7 +159,7 @@ pub enum Lock {
 /// Statements use `$1`-style placeholders. A notification sent inside a transaction must be
 /// delivered only if it commits.
 #[allow(async_fn_in_trait, reason = "used inside the crate only, with concrete engines")]
-pub trait Conn {
+pub(crate) trait Conn {
     /// The engine's column types for the migrations.
     const TYPES: ColumnTypes;
     /// Whether [`Conn::clock`] is the host's own, with nothing to check it against: the store
@@ -205,7 +205,7 @@ pub(super) fn multi_row_insert(table: &str, columns: &str, width: usize, rows: u
 }
 
 /// Seconds since the epoch.
-pub fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
@@ -278,7 +278,11 @@ async fn values_of(c: &impl Conn, subdomain: &str, keep: usize) -> Result<TxtVal
 /// See [`super::Store::insert_account`] and [`super::Store::import_account`]: an import skips an
 /// account whose username or subdomain exists, a registration fails with
 /// [`StoreError::Duplicate`]. Returns whether it was inserted.
-pub async fn insert_account(c: &impl Conn, account: &Account, import: bool) -> Result<bool, StoreError> {
+pub(super) async fn insert_account(
+    c: &impl Conn,
+    account: &Account,
+    import: bool,
+) -> Result<bool, StoreError> {
     let skip = if import { " ON CONFLICT DO NOTHING" } else { "" };
     let sql = format!(
         "INSERT INTO accounts (username, key_hash, bcrypt_hash, subdomain, allowfrom, created_at) \
@@ -304,13 +308,13 @@ pub async fn insert_account(c: &impl Conn, account: &Account, import: bool) -> R
 }
 
 /// See [`super::Store::account`].
-pub async fn account(c: &impl Conn, username: &str) -> Result<Option<Account>, StoreError> {
+pub(super) async fn account(c: &impl Conn, username: &str) -> Result<Option<Account>, StoreError> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1");
     c.query(&sql, &[username.into()]).await?.first().map(account_from).transpose()
 }
 
 /// See [`super::Store::upgrade_key`] (`only_bcrypt`) and [`super::Store::set_key`].
-pub async fn set_key(
+pub(super) async fn set_key(
     c: &impl Conn,
     username: &str,
     key_hash: &[u8],
@@ -323,7 +327,7 @@ pub async fn set_key(
 }
 
 /// See [`super::Store::update_txt`].
-pub async fn update_txt(
+pub(super) async fn update_txt(
     c: &impl Conn,
     subdomain: &str,
     value: &str,
@@ -354,7 +358,11 @@ pub async fn update_txt(
 }
 
 /// See [`super::Store::txt_of`].
-pub async fn txt_of(c: &impl Conn, subdomain: &str, keep: usize) -> Result<Option<TxtValues>, StoreError> {
+pub(super) async fn txt_of(
+    c: &impl Conn,
+    subdomain: &str,
+    keep: usize,
+) -> Result<Option<TxtValues>, StoreError> {
     if c.query("SELECT 1 FROM accounts WHERE subdomain = $1", &[subdomain.into()]).await?.is_empty() {
         return Ok(None);
     }
@@ -362,7 +370,7 @@ pub async fn txt_of(c: &impl Conn, subdomain: &str, keep: usize) -> Result<Optio
 }
 
 /// See [`super::Store::put_own_challenge`].
-pub async fn put_own_challenge(
+pub(super) async fn put_own_challenge(
     c: &impl Conn,
     token: &str,
     value: Option<&str>,
@@ -387,7 +395,7 @@ pub async fn put_own_challenge(
 }
 
 /// See [`super::Store::own_challenges`].
-pub async fn own_challenges(c: &impl Conn) -> Result<Vec<String>, StoreError> {
+pub(super) async fn own_challenges(c: &impl Conn) -> Result<Vec<String>, StoreError> {
     let rows = c
         .query("SELECT value FROM own_challenge WHERE expires_at > $1 ORDER BY token", &[now().into()])
         .await?;
@@ -395,7 +403,7 @@ pub async fn own_challenges(c: &impl Conn) -> Result<Vec<String>, StoreError> {
 }
 
 /// See [`super::Store::dnssec_key`].
-pub async fn dnssec_key(c: &impl Conn, algorithm: u8) -> Result<Option<StoredKey>, StoreError> {
+pub(super) async fn dnssec_key(c: &impl Conn, algorithm: u8) -> Result<Option<StoredKey>, StoreError> {
     let rows = c
         .query(
             "SELECT private_key, created_at FROM dnssec_keys WHERE algorithm = $1 ORDER BY id LIMIT 1",
@@ -407,14 +415,8 @@ pub async fn dnssec_key(c: &impl Conn, algorithm: u8) -> Result<Option<StoredKey
         .transpose()
 }
 
-/// See [`super::Store::newest_dnssec_key_algorithm`].
-pub async fn newest_dnssec_key_algorithm(c: &impl Conn) -> Result<Option<u8>, StoreError> {
-    let rows = c.query("SELECT algorithm FROM dnssec_keys ORDER BY id DESC LIMIT 1", &[]).await?;
-    rows.first().map(|r| r.int(0).map(|n| u8::try_from(n).unwrap_or(0))).transpose()
-}
-
 /// See [`super::Store::add_dnssec_key_if_none`].
-pub async fn add_dnssec_key_if_none(
+pub(super) async fn add_dnssec_key_if_none(
     c: &impl Conn,
     algorithm: u8,
     pkcs8: &Secret<Vec<u8>>,
@@ -431,7 +433,7 @@ pub async fn add_dnssec_key_if_none(
 }
 
 /// See [`super::Store::account_record`].
-pub async fn account_record(
+pub(super) async fn account_record(
     c: &impl Conn,
     username: &str,
     keep: usize,
@@ -463,7 +465,7 @@ pub async fn account_record(
 }
 
 /// See [`super::Store::accounts_page`].
-pub async fn list_accounts(
+pub(super) async fn list_accounts(
     c: &impl Conn,
     after: &str,
     limit: usize,
@@ -487,7 +489,11 @@ pub async fn list_accounts(
 }
 
 /// See [`super::Store::set_allowfrom`].
-pub async fn set_allowfrom(c: &impl Conn, username: &str, allowfrom: &[String]) -> Result<(), StoreError> {
+pub(super) async fn set_allowfrom(
+    c: &impl Conn,
+    username: &str,
+    allowfrom: &[String],
+) -> Result<(), StoreError> {
     c.execute(
         "UPDATE accounts SET allowfrom = $2 WHERE username = $1",
         &[username.into(), encode_allowfrom(allowfrom)?.into()],
@@ -523,7 +529,7 @@ async fn delete_accounts(
 }
 
 /// See [`super::Store::delete_account`].
-pub async fn delete_account(c: &impl Conn, username: &str) -> Result<Option<String>, StoreError> {
+pub(super) async fn delete_account(c: &impl Conn, username: &str) -> Result<Option<String>, StoreError> {
     let mut edits = Edits::default();
     let subdomain = delete_accounts(c, "username = $1", username.into(), &mut edits).await?.pop();
     edits.finish(c, "erasure").await?;
@@ -536,7 +542,7 @@ pub async fn delete_account(c: &impl Conn, username: &str) -> Result<Option<Stri
 ///
 /// Both lists are sorted and name each subdomain once; a subdomain whose values were old and
 /// whose account was unused is in both.
-pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreError> {
+pub(super) async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreError> {
     let audit_entries = c.execute("DELETE FROM audit WHERE at < $1", &[rules.audit_before.into()]).await?;
     let mut txt_cleared = c
         .query("DELETE FROM txt WHERE updated_at < $1 RETURNING subdomain", &[rules.txt_before.into()])
@@ -573,7 +579,7 @@ pub async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, StoreErro
 }
 
 /// See [`super::Store::ping`].
-pub async fn ping(c: &impl Conn) -> Result<(), StoreError> {
+pub(super) async fn ping(c: &impl Conn) -> Result<(), StoreError> {
     c.query("SELECT 1", &[]).await.map(drop)
 }
 

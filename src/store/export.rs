@@ -9,7 +9,7 @@ use crate::privacy::Privacy;
 impl AccountRecord {
     /// Everything held about the account as JSON, with the retention settings that apply to
     /// it; `domain` is the zone apex, for `fulldomain`.
-    pub fn export_json(&self, domain: &str, privacy: &Privacy) -> Value {
+    pub(crate) fn export_json(&self, domain: &str, privacy: &Privacy) -> Value {
         let record = self;
         let a = &record.account;
         serde_json::json!({

@@ -25,7 +25,7 @@ use crate::dns::zone::{Refusal, check_txt_value, quote_short};
 
 /// The subdomain check of the zone being imported into ([`crate::dns::zone::Zone::check_subdomain`]
 /// knows the names its configuration serves).
-pub type SubdomainCheck = Arc<dyn Fn(&str) -> Result<(), Refusal> + Send + Sync>;
+pub(crate) type SubdomainCheck = Arc<dyn Fn(&str) -> Result<(), Refusal> + Send + Sync>;
 
 /// Most rejections listed in a report; the rest are counted.
 pub const LISTED: usize = 1000;
@@ -52,7 +52,7 @@ impl fmt::Display for Rejection {
 
 /// What the checks left out so far, shared with whoever reports on the import.
 #[derive(Debug, Default)]
-pub struct Rejections {
+pub(crate) struct Rejections {
     /// The first [`LISTED`] rejections.
     pub listed: Vec<Rejection>,
     /// Accounts left out.
@@ -79,7 +79,7 @@ pub struct Row {
 }
 
 /// Applies the rules to each row of one pass over the source.
-pub struct Checker {
+pub(crate) struct Checker {
     /// The zone's subdomain rule.
     subdomain: SubdomainCheck,
     /// Lower-cased usernames that occur more than once in the source, with the row that took
@@ -124,12 +124,12 @@ fn allowfrom(column: Option<&str>) -> Result<Vec<String>, String> {
 
 impl Checker {
     /// A checker applying `subdomain` (the zone's rule) and reporting into `rejections`.
-    pub fn new(subdomain: SubdomainCheck, rejections: Arc<Mutex<Rejections>>) -> Self {
+    pub(crate) fn new(subdomain: SubdomainCheck, rejections: Arc<Mutex<Rejections>>) -> Self {
         Self { subdomain, usernames: HashMap::new(), subdomains: HashMap::new(), rejections }
     }
 
     /// Names the usernames and subdomains (lower-cased) that occur more than once in the source.
-    pub fn set_duplicates(&mut self, usernames: Vec<String>, subdomains: Vec<String>) {
+    pub(crate) fn set_duplicates(&mut self, usernames: Vec<String>, subdomains: Vec<String>) {
         self.usernames = usernames.into_iter().map(|u| (u, None)).collect();
         self.subdomains = subdomains.into_iter().map(|s| (s, None)).collect();
     }
@@ -149,7 +149,7 @@ impl Checker {
     }
 
     /// The account of `row` with the values that pass, or `None` when the row is left out.
-    pub fn check(&mut self, row: Row) -> Option<Source> {
+    pub(crate) fn check(&mut self, row: Row) -> Option<Source> {
         let username = row.username.to_ascii_lowercase();
         let subdomain = row.subdomain.to_ascii_lowercase();
         let account = (|| {

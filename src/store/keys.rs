@@ -28,7 +28,7 @@ use super::{Store, StoreError};
 use crate::privacy::Secret;
 
 /// The log name of a new key set (its values: `rolling` or `steady`, then `id:roles` per key).
-pub const KEYS: &str = "*keys";
+pub(crate) const KEYS: &str = "*keys";
 
 /// A stored key.
 #[derive(Clone, Debug)]
@@ -120,7 +120,7 @@ fn rollover_from(row: &Row) -> Result<Rollover, StoreError> {
 
 /// One key's new roles and state, for [`advance`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyChange {
+pub(crate) struct KeyChange {
     /// The key's id.
     pub id: i64,
     /// Its roles from the step on.
@@ -131,7 +131,7 @@ pub struct KeyChange {
 
 /// What [`Store::start_rollover`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StartOutcome {
+pub(crate) enum StartOutcome {
     /// Recorded: the rollover's row (step 0; a driver takes step 1).
     Started(Rollover),
     /// Refused: this rollover is running.
@@ -142,7 +142,7 @@ pub enum StartOutcome {
 
 /// The key set as a log row's values: `rolling` or `steady`, then `id:roles` for each key
 /// that has roles.
-pub fn encode_key_set(rolling: bool, keys: &[(i64, String)]) -> Vec<String> {
+pub(crate) fn encode_key_set(rolling: bool, keys: &[(i64, String)]) -> Vec<String> {
     let head = if rolling { "rolling" } else { "steady" };
     std::iter::once(head.to_owned())
         .chain(keys.iter().filter(|(_, r)| !r.is_empty()).map(|(id, roles)| format!("{id}:{roles}")))
@@ -150,7 +150,7 @@ pub fn encode_key_set(rolling: bool, keys: &[(i64, String)]) -> Vec<String> {
 }
 
 /// [`encode_key_set`] read back; `None` when malformed.
-pub fn decode_key_set(values: &[String]) -> Option<(bool, Vec<(i64, String)>)> {
+pub(crate) fn decode_key_set(values: &[String]) -> Option<(bool, Vec<(i64, String)>)> {
     let (head, rest) = values.split_first()?;
     let rolling = match head.as_str() {
         "rolling" => true,
@@ -322,7 +322,7 @@ async fn ds_seen(c: &impl Conn, ds_step: impl Fn(RolloverKind) -> u32) -> Result
 
 /// Which moment [`Store::mark_rollover`] records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mark {
+pub(crate) enum Mark {
     /// Every server serves the step.
     Served,
     /// The parent's DS names the new key alone.
@@ -361,13 +361,13 @@ async fn heartbeat(
 
 impl Store {
     /// Every DNSSEC key, oldest first.
-    pub async fn dnssec_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+    pub(crate) async fn dnssec_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         read!(self, c => keys(c))
     }
 
     /// Stores `pkcs8` as the zone's one key unless a key is in use (instances starting together
     /// agree on one: each then reads back whichever was stored first).
-    pub async fn add_first_dnssec_key(
+    pub(crate) async fn add_first_dnssec_key(
         &self,
         algorithm: u8,
         pkcs8: Secret<Vec<u8>>,
@@ -381,7 +381,7 @@ impl Store {
     }
 
     /// Asks for a rollover of `kind` to the new key `pkcs8` of `algorithm`.
-    pub async fn start_rollover(
+    pub(crate) async fn start_rollover(
         &self,
         kind: RolloverKind,
         algorithm: u8,
@@ -392,7 +392,7 @@ impl Store {
 
     /// Takes a rollover step (see [`advance`]); the new version, or `None` if another instance
     /// took it.
-    pub async fn advance_rollover(
+    pub(crate) async fn advance_rollover(
         &self,
         steps: (u32, u32),
         changes: Vec<KeyChange>,
@@ -402,13 +402,13 @@ impl Store {
     }
 
     /// Ends the rollover at its last step `step`; whether this call ended it.
-    pub async fn finish_rollover(&self, step: u32) -> Result<bool, StoreError> {
+    pub(crate) async fn finish_rollover(&self, step: u32) -> Result<bool, StoreError> {
         atomic!(self, c => finish(c, step))
     }
 
     /// Records the parent's new DS as seen if a rollover waits for it at its DS step
     /// (`ds_step` of its kind): that step, or `None`.
-    pub async fn rollover_ds_seen(
+    pub(crate) async fn rollover_ds_seen(
         &self,
         ds_step: fn(RolloverKind) -> u32,
     ) -> Result<Option<u32>, StoreError> {
@@ -416,12 +416,12 @@ impl Store {
     }
 
     /// Records a moment of step `step` (see [`Mark`]); whether it was recorded now.
-    pub async fn mark_rollover(&self, column: Mark, step: u32, at: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn mark_rollover(&self, column: Mark, step: u32, at: i64) -> Result<bool, StoreError> {
         atomic!(self, c => mark(c, column, step, at))
     }
 
     /// Records this instance's served version; the instances seen since `since` and theirs.
-    pub async fn heartbeat(
+    pub(crate) async fn heartbeat(
         &self,
         id: &str,
         version: u64,

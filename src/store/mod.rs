@@ -26,10 +26,10 @@ mod export;
 pub mod import;
 pub mod import_check;
 #[cfg(feature = "postgres")]
-pub mod postgres;
+pub(crate) mod postgres;
 mod schema;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+pub(crate) mod sqlite;
 pub mod version;
 pub use common::redact;
 pub use version::{LogEntry, StoreTime, ZoneSnapshot, ZoneVersion};
@@ -257,20 +257,20 @@ pub enum Store {
 /// Tables an erasure touched, as bits: PostgreSQL rewrites them later (see `postgres.rs`).
 mod erased {
     /// `accounts` (and with it `txt`, `audit` and `persist`).
-    pub const ACCOUNTS: u8 = 1;
+    pub(super) const ACCOUNTS: u8 = 1;
     /// `txt`.
-    pub const TXT: u8 = 2;
+    pub(super) const TXT: u8 = 2;
     /// `audit`.
-    pub const AUDIT: u8 = 4;
+    pub(super) const AUDIT: u8 = 4;
     /// `persist` (dns-persist-01 records: their account URIs).
-    pub const PERSIST: u8 = 8;
+    pub(super) const PERSIST: u8 = 8;
 }
 
 // The macros first (`run!`, `atomic!`), then the modules that use them.
 #[macro_use]
 mod calls;
 mod audit;
-pub mod keys;
+pub(crate) mod keys;
 mod persist;
 mod signatures;
 pub use persist::PutOutcome;
@@ -370,7 +370,7 @@ impl Store {
     }
 
     /// When the first change after version `after` was made, if the log still holds one.
-    pub async fn first_change_after(&self, after: u64) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn first_change_after(&self, after: u64) -> Result<Option<i64>, StoreError> {
         read!(self, c => version::first_change_after(c, after))
     }
 
@@ -380,7 +380,7 @@ impl Store {
     }
 
     /// Records signing epoch `epoch` as a new version unless the epoch moved from `seen`.
-    pub async fn new_signing_epoch(&self, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
+    pub(crate) async fn new_signing_epoch(&self, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
         atomic!(self, c => version::new_epoch(c, seen, epoch))
     }
 
@@ -392,11 +392,6 @@ impl Store {
     /// The signing key for `algorithm`, if one was made.
     pub async fn dnssec_key(&self, algorithm: u8) -> Result<Option<StoredKey>, StoreError> {
         read!(self, c => common::dnssec_key(c, algorithm))
-    }
-
-    /// The algorithm of the key made last: the one the zone is signed with.
-    pub async fn newest_dnssec_key_algorithm(&self) -> Result<Option<u8>, StoreError> {
-        read!(self, c => common::newest_dnssec_key_algorithm(c))
     }
 
     /// Stores `pkcs8` as the key for `algorithm` unless one exists (so that instances starting
@@ -473,7 +468,7 @@ impl Store {
     /// Removes erased data from PostgreSQL's table files (see `postgres.rs`); nothing to do on
     /// SQLite, which overwrites at once. The purge task calls it; so does a one-off process
     /// (the operator's `account delete`) that erased something and has no purge task.
-    pub async fn clean_erased(&self) -> Result<(), StoreError> {
+    pub(crate) async fn clean_erased(&self) -> Result<(), StoreError> {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => Ok(()),

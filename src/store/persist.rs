@@ -69,7 +69,7 @@ fn record_from(row: &Row) -> Result<PersistEntry, StoreError> {
 }
 
 /// The records of one account, by issuer.
-pub async fn records(c: &impl Conn, subdomain: &str) -> Result<Vec<PersistEntry>, StoreError> {
+pub(super) async fn records(c: &impl Conn, subdomain: &str) -> Result<Vec<PersistEntry>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM persist WHERE subdomain = $1 ORDER BY issuer");
     c.query(&sql, &[subdomain.into()]).await?.iter().map(record_from).collect()
 }
@@ -92,7 +92,7 @@ async fn next_seq(c: &impl Conn, subdomain: &str) -> Result<Option<i64>, StoreEr
 }
 
 /// See [`super::Store::put_persist`].
-pub async fn put(
+pub(super) async fn put(
     c: &impl Conn,
     subdomain: &str,
     record: &Record,
@@ -137,7 +137,11 @@ pub async fn put(
 }
 
 /// See [`super::Store::delete_persist`]: `None` when the account holds no record of `issuer`.
-pub async fn delete(c: &impl Conn, subdomain: &str, issuer: &str) -> Result<Option<TxtValues>, StoreError> {
+pub(super) async fn delete(
+    c: &impl Conn,
+    subdomain: &str,
+    issuer: &str,
+) -> Result<Option<TxtValues>, StoreError> {
     let deleted = c
         .execute(
             "DELETE FROM persist WHERE subdomain = $1 AND issuer = $2",
@@ -154,7 +158,7 @@ pub async fn delete(c: &impl Conn, subdomain: &str, issuer: &str) -> Result<Opti
 }
 
 /// See [`super::Store::persist_of`]: `None` when the account is gone or never had a record.
-pub async fn served_of(c: &impl Conn, subdomain: &str) -> Result<Option<TxtValues>, StoreError> {
+pub(super) async fn served_of(c: &impl Conn, subdomain: &str) -> Result<Option<TxtValues>, StoreError> {
     let rows = c.query("SELECT persist_seq FROM accounts WHERE subdomain = $1", &[subdomain.into()]).await?;
     match rows.first().map(|r| r.int(0)).transpose()? {
         Some(seq) if seq > 0 => served(c, subdomain, seq).await.map(Some),
@@ -164,7 +168,7 @@ pub async fn served_of(c: &impl Conn, subdomain: &str) -> Result<Option<TxtValue
 
 /// See [`super::Store::persist_contents`]: every account that ever had a record, with what its
 /// persist name serves; one query, grouped here.
-pub async fn contents(c: &impl Conn) -> Result<Vec<TxtValues>, StoreError> {
+pub(super) async fn contents(c: &impl Conn) -> Result<Vec<TxtValues>, StoreError> {
     let sql = format!(
         "SELECT a.subdomain, a.persist_seq, {} FROM accounts a \
          LEFT JOIN persist p ON p.subdomain = a.subdomain WHERE a.persist_seq > 0 ORDER BY a.subdomain, p.issuer",
@@ -198,7 +202,11 @@ async fn log(c: &impl Conn, subdomain: &str, values: Option<&[String]>) -> Resul
 
 /// Removes the records whose `persistUntil` is not after `now`, logging the changed names in
 /// `edits`; returns the subdomains whose served set changed, sorted, each once.
-pub async fn purge_expired(c: &impl Conn, now: i64, edits: &mut Edits) -> Result<Vec<String>, StoreError> {
+pub(super) async fn purge_expired(
+    c: &impl Conn,
+    now: i64,
+    edits: &mut Edits,
+) -> Result<Vec<String>, StoreError> {
     let mut subdomains = c
         .query(
             "DELETE FROM persist WHERE persist_until IS NOT NULL AND persist_until <= $1 RETURNING subdomain",
@@ -220,7 +228,7 @@ pub async fn purge_expired(c: &impl Conn, now: i64, edits: &mut Edits) -> Result
 
 /// The erasure of the records of the accounts that `condition` (on `accounts`, parameter `$1`)
 /// selects; called by `common::delete_accounts` before the accounts go.
-pub async fn delete_of_accounts(
+pub(super) async fn delete_of_accounts(
     c: &impl Conn,
     condition: &str,
     param: &super::common::Value,

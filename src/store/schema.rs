@@ -12,7 +12,7 @@ use super::common::{Conn, Lock};
 
 /// How an engine spells the column types the migrations name by token.
 #[derive(Debug)]
-pub struct ColumnTypes {
+pub(crate) struct ColumnTypes {
     /// `{int}`: a 64-bit integer.
     pub int: &'static str,
     /// `{bytes}`: a byte string.
@@ -28,7 +28,7 @@ pub struct ColumnTypes {
 /// The numbering is SQLite's from before the engines shared this list (PostgreSQL had folded
 /// steps 1–3 into its first); see `postgres::shared_version` for how its old numbers map. Never
 /// edit a step that has shipped: add one.
-pub const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: accounts and their TXT values.
     "CREATE TABLE accounts (
         username   TEXT PRIMARY KEY,
@@ -157,7 +157,7 @@ pub const MIGRATIONS: &[&str] = &[
 ];
 
 /// A migration with the engine's column types in place of the tokens.
-pub fn render(script: &str, types: &ColumnTypes) -> String {
+pub(super) fn render(script: &str, types: &ColumnTypes) -> String {
     script
         .replace("{int}", types.int)
         .replace("{bytes}", types.bytes)
@@ -167,7 +167,7 @@ pub fn render(script: &str, types: &ColumnTypes) -> String {
 
 /// Refuses an acme-dns database and a newer schema, then runs the pending migrations. Call it
 /// in a transaction: all of them apply, or none.
-pub async fn migrate<C: Conn>(c: &C, target: &str) -> Result<(), StoreError> {
+pub(super) async fn migrate<C: Conn>(c: &C, target: &str) -> Result<(), StoreError> {
     c.lock(Lock::Schema).await?;
     // Before anything is written: another program's database is left exactly as it was.
     if c.has_table("records").await? && !c.has_table("accounts").await? {

@@ -28,10 +28,10 @@ use super::sqlite;
 use super::{Store, StoreError};
 
 /// A kept signature: the memo digest and the signature bytes.
-pub type KeptSignature = ([u8; 32], [u8; 64]);
+pub(super) type KeptSignature = ([u8; 32], [u8; 64]);
 
 /// A signature to keep: the set it signs (the zone's slot), the memo digest, the signature.
-pub type SignatureToKeep = (u64, [u8; 32], [u8; 64]);
+pub(super) type SignatureToKeep = (u64, [u8; 32], [u8; 64]);
 
 /// Rows per multi-row statement: 4 parameters each, well under either engine's limit.
 const ROWS: usize = 1000;

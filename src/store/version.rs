@@ -34,12 +34,12 @@ use super::common::{Conn, Row, Value};
 use super::{Change, StoreError, TxtValues};
 
 /// The log name of the API's own ACME challenge values.
-pub const OWN_CHALLENGE: &str = "*own-challenge";
+pub(crate) const OWN_CHALLENGE: &str = "*own-challenge";
 /// The log name of a new signing epoch (its one value is the epoch in decimal).
-pub const SIGN: &str = "*sign";
+pub(crate) const SIGN: &str = "*sign";
 /// The first character of the log name of an erased subdomain: `-` and the SHA-256 of the
 /// label in hex (labels are UUIDs and never start with `-`).
-pub const ERASED: char = '-';
+pub(crate) const ERASED: char = '-';
 /// The first character of the log name of an account's dns-persist-01 name: `+` and the
 /// subdomain (the zone serves it at `dns::zone::persist_label` of the subdomain).
 pub const PERSIST: char = '+';
@@ -112,7 +112,7 @@ pub struct StoreTime {
 /// back does not take the store's time back, even across restarts. PostgreSQL's clock needs no
 /// such floor: every instance compares its own clock with it, and refuses while they disagree
 /// (a floor would only keep them refusing after the server's clock was set right).
-pub async fn time<C: Conn>(c: &C, record: bool) -> Result<StoreTime, StoreError> {
+pub(crate) async fn time<C: Conn>(c: &C, record: bool) -> Result<StoreTime, StoreError> {
     let clock = c.clock().await?;
     let rows = c.query("SELECT clock, epoch FROM zone_version WHERE id = 1", &[]).await?;
     let row = rows.first().ok_or_else(|| StoreError::Backend("the zone_version row is missing".into()))?;
@@ -132,7 +132,7 @@ fn u32_of(v: i64) -> u32 {
 }
 
 /// Reads the version row.
-pub async fn zone_version(c: &impl Conn) -> Result<ZoneVersion, StoreError> {
+pub(crate) async fn zone_version(c: &impl Conn) -> Result<ZoneVersion, StoreError> {
     let rows = c.query("SELECT version, serial_base, epoch FROM zone_version WHERE id = 1", &[]).await?;
     let row = rows.first().ok_or_else(|| StoreError::Backend("the zone_version row is missing".into()))?;
     let int = |i: usize| match row.0.get(i) {
@@ -149,12 +149,12 @@ pub async fn zone_version(c: &impl Conn) -> Result<ZoneVersion, StoreError> {
 /// A write that changes nothing, for `Store::ready` after a write failed for lack of space:
 /// the version row rewritten as it is (a page to SQLite's WAL, a row version on PostgreSQL),
 /// the one row every change of the zone writes.
-pub async fn probe_write(c: &impl Conn) -> Result<(), StoreError> {
+pub(crate) async fn probe_write(c: &impl Conn) -> Result<(), StoreError> {
     c.execute("UPDATE zone_version SET epoch = epoch WHERE id = 1", &[]).await.map(drop)
 }
 
 /// See [`super::Store::zone_snapshot`].
-pub async fn snapshot(c: &impl Conn, keep: usize) -> Result<ZoneSnapshot, StoreError> {
+pub(crate) async fn snapshot(c: &impl Conn, keep: usize) -> Result<ZoneSnapshot, StoreError> {
     c.snapshot().await?;
     Ok(ZoneSnapshot {
         version: zone_version(c).await?,
@@ -165,7 +165,7 @@ pub async fn snapshot(c: &impl Conn, keep: usize) -> Result<ZoneSnapshot, StoreE
 }
 
 /// See [`super::Store::zone_contents`]: grouped and cut to `keep` here.
-pub async fn zone_contents(c: &impl Conn, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
+pub(crate) async fn zone_contents(c: &impl Conn, keep: usize) -> Result<Vec<TxtValues>, StoreError> {
     // A page of accounts at a time (with their values): the rows of a million accounts read
     // at once held ~0.5 GB on top of what they become. Called inside a snapshot transaction
     // for a consistent read, so paging sees one state of the store.
@@ -207,7 +207,7 @@ const CONTENTS_PAGE: usize = 20_000;
 
 /// Fixes the serial base and the first signing epoch of a new schema (once: a base never
 /// changes after, or serials would jump).
-pub async fn init(c: &impl Conn) -> Result<(), StoreError> {
+pub(crate) async fn init(c: &impl Conn) -> Result<(), StoreError> {
     // The database's clock: an instance with a wrong clock that makes the schema must not
     // start the zone with an epoch in the future.
     let now = c.clock().await?;
@@ -232,7 +232,7 @@ pub struct Edits {
 impl Edits {
     /// Logs that `name` now has `values` (`None`: gone), taking the next version first if this
     /// write has none yet.
-    pub async fn log(
+    pub(crate) async fn log(
         &mut self,
         c: &impl Conn,
         name: &str,
@@ -263,7 +263,7 @@ impl Edits {
     }
 
     /// Tells the other instances of the new version, if one was taken; returns it.
-    pub async fn finish(self, c: &impl Conn, hint: &str) -> Result<Option<u64>, StoreError> {
+    pub(crate) async fn finish(self, c: &impl Conn, hint: &str) -> Result<Option<u64>, StoreError> {
         if let Some(version) = self.version {
             c.notify(&Change::Version { version, hint: hint.to_owned() }).await?;
         }
@@ -290,7 +290,7 @@ fn encode(values: &[String]) -> Result<String, StoreError> {
 }
 
 /// The log after `after`, in version order.
-pub async fn log_since(c: &impl Conn, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+pub(crate) async fn log_since(c: &impl Conn, after: u64) -> Result<Vec<LogEntry>, StoreError> {
     let rows = c
         .query(
             "SELECT version, name, txt FROM zone_log WHERE version > $1 ORDER BY version, name",
@@ -318,7 +318,7 @@ pub async fn log_since(c: &impl Conn, after: u64) -> Result<Vec<LogEntry>, Store
 
 /// When the first change after version `after` was made (seconds since the epoch), if the
 /// log still holds one: how long a server at `after` has been missing a change.
-pub async fn first_change_after(c: &impl Conn, after: u64) -> Result<Option<i64>, StoreError> {
+pub(crate) async fn first_change_after(c: &impl Conn, after: u64) -> Result<Option<i64>, StoreError> {
     let rows = c.query("SELECT MIN(at) FROM zone_log WHERE version > $1", &[version_value(after)]).await?;
     Ok(match rows.first().and_then(|r| r.0.first()) {
         Some(Value::Int(at)) => Some(*at),
@@ -332,7 +332,7 @@ pub async fn first_change_after(c: &impl Conn, after: u64) -> Result<Option<i64>
 ///
 /// An epoch ahead of the store's time is refused: its signatures would begin in the future,
 /// and validators would reject them until then.
-pub async fn new_epoch(c: &impl Conn, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
+pub(crate) async fn new_epoch(c: &impl Conn, seen: u32, epoch: u32) -> Result<Option<u64>, StoreError> {
     let now = time(c, true).await?.now;
     if i64::from(epoch) > now {
         return Err(StoreError::Backend(format!(
@@ -356,7 +356,7 @@ pub async fn new_epoch(c: &impl Conn, seen: u32, epoch: u32) -> Result<Option<u6
 /// Forgets log rows far behind the newest version, and those written before `before` (the
 /// TXT retention: the log holds TXT values and must not keep them longer than the `txt` table
 /// does). An instance further behind resynchronises.
-pub async fn prune(c: &impl Conn, before: i64) -> Result<(), StoreError> {
+pub(crate) async fn prune(c: &impl Conn, before: i64) -> Result<(), StoreError> {
     c.execute(
         "DELETE FROM zone_log WHERE at < $2 OR \
          version <= (SELECT version FROM zone_version WHERE id = 1) - $1",
@@ -367,7 +367,7 @@ pub async fn prune(c: &impl Conn, before: i64) -> Result<(), StoreError> {
 }
 
 /// The log name of the persist name of `subdomain`.
-pub fn persist_name(subdomain: &str) -> String {
+pub(crate) fn persist_name(subdomain: &str) -> String {
     format!("{PERSIST}{subdomain}")
 }
 
@@ -383,7 +383,7 @@ pub fn erased_name(subdomain: &str) -> String {
 
 /// Logs the erasure of `subdomain` and forgets its earlier rows: erasure leaves neither its
 /// values nor its name in the log.
-pub async fn log_erasure(edits: &mut Edits, c: &impl Conn, subdomain: &str) -> Result<(), StoreError> {
+pub(crate) async fn log_erasure(edits: &mut Edits, c: &impl Conn, subdomain: &str) -> Result<(), StoreError> {
     c.execute(
         "DELETE FROM zone_log WHERE name = $1 OR name = $2",
         &[subdomain.into(), persist_name(subdomain).into()],

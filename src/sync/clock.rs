@@ -52,7 +52,7 @@ impl std::fmt::Display for Skew {
 /// What this instance knows of its clock and of the store's epoch; shared by the clones of
 /// `ZoneSync`.
 #[derive(Debug)]
-pub struct Clock {
+pub(crate) struct Clock {
     /// `[general] max_clock_skew`, in seconds.
     bound: u64,
     /// Own clock minus the store's at the last comparison.
@@ -66,13 +66,13 @@ pub struct Clock {
 
 impl Clock {
     /// No comparison yet; `bound` is `[general] max_clock_skew`.
-    pub fn new(bound: u64) -> Self {
+    pub(crate) fn new(bound: u64) -> Self {
         Self { bound, skew: AtomicI64::new(0), skewed: AtomicBool::new(false), refused: AtomicU32::new(0) }
     }
 
     /// Compares `own` (this instance's clock) with the store's time; `Some` when they differ by
     /// more than the bound. Logs when that changes, and keeps the difference for the metrics.
-    pub fn compare(&self, own: i64, store: &StoreTime) -> Option<Skew> {
+    pub(crate) fn compare(&self, own: i64, store: &StoreTime) -> Option<Skew> {
         let seconds = own.saturating_sub(store.now);
         self.skew.store(seconds, Ordering::Relaxed);
         crate::metrics::counters::clock_skew(seconds);
@@ -93,20 +93,20 @@ impl Clock {
     }
 
     /// The difference found by the last comparison, when beyond the bound.
-    pub fn skew(&self) -> Option<Skew> {
+    pub(crate) fn skew(&self) -> Option<Skew> {
         let seconds = self.skew.load(Ordering::Relaxed);
         self.skewed.load(Ordering::Relaxed).then_some(Skew { seconds, bound: self.bound })
     }
 
     /// Whether `epoch` lies ahead of the store's time `now` (by more than the bound, which
     /// allows for an instance of an older version whose clock is a little ahead).
-    pub fn in_future(&self, epoch: u32, now: i64) -> bool {
+    pub(crate) fn in_future(&self, epoch: u32, now: i64) -> bool {
         i64::from(epoch) > now.saturating_add(i64::try_from(self.bound).unwrap_or(i64::MAX))
     }
 
     /// Records that `epoch`, ahead of the store's time `now`, was refused; logs the first
     /// refusal of each such epoch.
-    pub fn refuse(&self, epoch: u32, now: i64) {
+    pub(crate) fn refuse(&self, epoch: u32, now: i64) {
         crate::metrics::counters::clock_refusal("apply_epoch");
         if self.refused.swap(epoch, Ordering::Relaxed) != epoch {
             tracing::error!(
@@ -119,12 +119,12 @@ impl Clock {
     }
 
     /// Records that a good epoch was applied.
-    pub fn accepted(&self) {
+    pub(crate) fn accepted(&self) {
         self.refused.store(0, Ordering::Relaxed);
     }
 
     /// The epoch in the future refused last, unless a good one was applied since.
-    pub fn refused(&self) -> Option<u32> {
+    pub(crate) fn refused(&self) -> Option<u32> {
         Some(self.refused.load(Ordering::Relaxed)).filter(|&e| e != 0)
     }
 }

@@ -43,14 +43,14 @@ pub enum KeyError {
 }
 
 /// An algorithm as the configuration spells it.
-pub fn algorithm_name(number: u8) -> String {
+pub(crate) fn algorithm_name(number: u8) -> String {
     Algorithm::from_number(number)
         .map_or_else(|| format!("algorithm {number}"), |a| a.name().to_ascii_lowercase())
 }
 
 /// The active key: the one in state `active` (the parent's key, or the one it moves to),
 /// which is in DNSKEY and signs the zone data; exactly one at any step of a rollover.
-pub fn active(rows: &[KeyRow]) -> Option<&KeyRow> {
+pub(crate) fn active(rows: &[KeyRow]) -> Option<&KeyRow> {
     rows.iter().rev().find(|k| k.state == "active" && k.roles.contains('D') && k.roles.contains('Z'))
 }
 
@@ -86,7 +86,7 @@ pub async fn signing_keys(
 }
 
 /// Loads a stored key.
-pub fn load(row: &KeyRow) -> Result<SigningKey, KeyError> {
+pub(crate) fn load(row: &KeyRow) -> Result<SigningKey, KeyError> {
     let algorithm = Algorithm::from_number(row.algorithm).ok_or_else(|| {
         KeyError::BadSet(format!("key {} has algorithm {}, which is not signed with", row.id, row.algorithm))
     })?;
@@ -95,7 +95,7 @@ pub fn load(row: &KeyRow) -> Result<SigningKey, KeyError> {
 
 /// The zone's key set for `set` (key ids and role letters, as a version logs them) from the
 /// stored `rows`, with this instance's `policy` and `rolling` (a rollover runs).
-pub fn key_set(
+pub(crate) fn key_set(
     rows: &[KeyRow],
     set: &[(i64, String)],
     rolling: bool,
@@ -120,7 +120,7 @@ pub fn key_set(
 }
 
 /// The key set the store holds now (the last version's), for a start or a resync.
-pub fn current_set(
+pub(crate) fn current_set(
     rows: &[KeyRow],
     rollover: Option<&Rollover>,
     policy: &KeyPolicy,
@@ -131,6 +131,6 @@ pub fn current_set(
 
 /// Whether a rollover runs (and so CDS shows with `cds = "rollover"`): taken its first step
 /// and not yet its last (the last step's version says it is over).
-pub fn is_rolling(rollover: Option<&Rollover>) -> bool {
+pub(crate) fn is_rolling(rollover: Option<&Rollover>) -> bool {
     rollover.is_some_and(|r| !r.done && r.step >= 1 && r.step < crate::sync::rollover::last_step(r.kind))
 }

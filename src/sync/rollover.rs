@@ -45,7 +45,7 @@ const ASK: Duration = Duration::from_millis(700);
 const LOG_AGAIN: i64 = 60;
 
 /// The last step of a rollover of `kind`: the old key is gone from the zone.
-pub fn last_step(kind: RolloverKind) -> u32 {
+pub(crate) fn last_step(kind: RolloverKind) -> u32 {
     match kind {
         RolloverKind::Csk => 3,
         RolloverKind::Algorithm => 5,
@@ -53,7 +53,7 @@ pub fn last_step(kind: RolloverKind) -> u32 {
 }
 
 /// The step after which the parent's DS must name the new key (CDS names it from this step).
-pub fn ds_step(kind: RolloverKind) -> u32 {
+pub(crate) fn ds_step(kind: RolloverKind) -> u32 {
     match kind {
         RolloverKind::Csk => 2,
         RolloverKind::Algorithm => 3,
@@ -61,7 +61,10 @@ pub fn ds_step(kind: RolloverKind) -> u32 {
 }
 
 /// What the old and the new key do at `step`: their roles and states.
-pub fn plan(kind: RolloverKind, step: u32) -> ((&'static str, &'static str), (&'static str, &'static str)) {
+pub(crate) fn plan(
+    kind: RolloverKind,
+    step: u32,
+) -> ((&'static str, &'static str), (&'static str, &'static str)) {
     match (kind, step) {
         // Old key signs everything; the new one is published and signs the DNSKEY set.
         (RolloverKind::Csk, 1) => (("DKZC", "active"), ("DK", "published")),
@@ -79,7 +82,7 @@ pub fn plan(kind: RolloverKind, step: u32) -> ((&'static str, &'static str), (&'
 }
 
 /// What a step does, in words (status, log).
-pub fn describe(kind: RolloverKind, step: u32) -> &'static str {
+pub(crate) fn describe(kind: RolloverKind, step: u32) -> &'static str {
     match (kind, step) {
         (_, 0) => "asked for, not started",
         (RolloverKind::Csk, 1) => "new key published in DNSKEY",
@@ -94,7 +97,12 @@ pub fn describe(kind: RolloverKind, step: u32) -> &'static str {
 
 /// What must pass after `step` is served (seconds) before the next step, not counting the
 /// parent: `(from served, from the parent's DS seen)`.
-pub fn wait_after(kind: RolloverKind, step: u32, policy: &KeyPolicy, max_ttl: u32) -> (u64, Option<u64>) {
+pub(crate) fn wait_after(
+    kind: RolloverKind,
+    step: u32,
+    policy: &KeyPolicy,
+    max_ttl: u32,
+) -> (u64, Option<u64>) {
     let prop = u64::from(policy.propagation_delay);
     let dnskey = u64::from(policy.dnskey_ttl) + prop;
     let ds = Some(u64::from(policy.parent_ds_ttl) + prop);
@@ -114,7 +122,7 @@ pub fn wait_after(kind: RolloverKind, step: u32, policy: &KeyPolicy, max_ttl: u3
 
 /// Why the rollover waits, for status and metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Waiting {
+pub(crate) enum Waiting {
     /// Servers behind the step: named.
     Servers(Vec<String>),
     /// The parent's DS (or `dnssec ds-seen`).
@@ -124,7 +132,7 @@ pub enum Waiting {
 }
 
 /// Runs the driver until `shutdown` changes: a tick at once, then at least every second.
-pub async fn run(sync: ZoneSync, policy: KeyPolicy, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn run(sync: ZoneSync, policy: KeyPolicy, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     // Unique enough: the process and its start to the nanosecond.
     let started =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());

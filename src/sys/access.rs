@@ -17,15 +17,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Read permission (`R_OK`).
-pub const READ: i32 = libc::R_OK;
+pub(crate) const READ: i32 = libc::R_OK;
 /// Write permission (`W_OK`).
-pub const WRITE: i32 = libc::W_OK;
+pub(crate) const WRITE: i32 = libc::W_OK;
 /// Search or execute permission (`X_OK`).
-pub const SEARCH: i32 = libc::X_OK;
+pub(crate) const SEARCH: i32 = libc::X_OK;
 
 /// A user's ids, as the service would run with them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserIds {
+pub(crate) struct UserIds {
     /// The user's name.
     pub name: String,
     /// User id.
@@ -37,13 +37,13 @@ pub struct UserIds {
 }
 
 /// Whether this process runs as root (effective uid 0).
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Looks a user up in the system's user database (`/etc/passwd`, NSS); `None` if there is none.
-pub fn lookup_user(name: &str) -> io::Result<Option<UserIds>> {
+pub(crate) fn lookup_user(name: &str) -> io::Result<Option<UserIds>> {
     let c_name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut buffer = vec![0u8; 16 * 1024];
     // SAFETY: a zeroed passwd is a valid out-parameter; getpwnam_r fills it with pointers into
@@ -82,7 +82,7 @@ pub fn lookup_user(name: &str) -> io::Result<Option<UserIds>> {
 /// `mode` (a combination of [`READ`], [`WRITE`], [`SEARCH`]; 0 asks whether it exists):
 /// `Ok(())` or the error `access(2)` gave (`NotFound`, `PermissionDenied`, a read-only file
 /// system). The outer error is a failure to ask (fork, or switching to the user).
-pub fn access_as(user: Option<&UserIds>, checks: &[(&Path, i32)]) -> io::Result<Vec<io::Result<()>>> {
+pub(crate) fn access_as(user: Option<&UserIds>, checks: &[(&Path, i32)]) -> io::Result<Vec<io::Result<()>>> {
     let paths = checks
         .iter()
         .map(|(path, _)| CString::new(path.as_os_str().as_bytes()))

@@ -18,19 +18,19 @@
     reason = "recvmmsg/sendmmsg, IP_MTU_DISCOVER, malloc_trim and geteuid have no safe wrapper in std"
 )]
 
-pub mod access;
+pub(crate) mod access;
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 
 /// Datagrams handled per system call at most.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 /// Receive buffer per datagram: larger queries are not legitimate for an authoritative server.
-pub const RECV_SIZE: usize = 4096;
+pub(crate) const RECV_SIZE: usize = 4096;
 
 /// Reusable buffers for one worker's batched I/O.
-pub struct UdpBatch {
+pub(crate) struct UdpBatch {
     /// Receive buffers, `BATCH * RECV_SIZE` bytes.
     recv: Vec<u8>,
     /// Length received into each slot.
@@ -53,7 +53,7 @@ impl Default for UdpBatch {
 
 impl UdpBatch {
     /// Allocates the buffers.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
         let zero_addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         Self {
@@ -67,17 +67,12 @@ impl UdpBatch {
     }
 
     /// Number of datagrams from the last receive.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.count
     }
 
-    /// Whether the last receive got nothing.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// The datagram in slot `i`, or `None` if it was larger than the buffer.
-    pub fn datagram(&self, i: usize) -> Option<&[u8]> {
+    pub(crate) fn datagram(&self, i: usize) -> Option<&[u8]> {
         if self.truncated[i] {
             return None;
         }
@@ -85,13 +80,13 @@ impl UdpBatch {
     }
 
     /// The sender of slot `i`.
-    pub fn peer(&self, i: usize) -> Option<SocketAddr> {
+    pub(crate) fn peer(&self, i: usize) -> Option<SocketAddr> {
         sockaddr_to_std(&self.addrs[i])
     }
 
     /// Receives up to [`BATCH`] datagrams, blocking (subject to the socket's read timeout)
     /// until at least one is there.
-    pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         // SAFETY: mmsghdr and iovec are plain old data; all-zero is valid before we fill them.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -131,7 +126,7 @@ impl UdpBatch {
     }
 
     /// Sends every non-empty answer of the last batch to its peer.
-    pub fn send(&mut self, socket: &UdpSocket) {
+    pub(crate) fn send(&mut self, socket: &UdpSocket) {
         // SAFETY: plain old data, zero is valid.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -179,7 +174,7 @@ impl UdpBatch {
 /// answers, and fragments are what off-path DNS spoofing attacks inject. With this mode the
 /// socket never stores or uses such information: answers go out whole up to the interface's
 /// MTU, and with the default EDNS limit (1232 bytes) they are never fragmented by us.
-pub fn omit_path_mtu(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+pub(crate) fn omit_path_mtu(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
     let (level, name, value) = if ipv6 {
         (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_OMIT)
     } else {
@@ -239,7 +234,7 @@ fn sockaddr_to_std(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// the server would carry it for good (measured at 1M names: 1.5 GB resident, 1.2 GB after a
 /// trim; see BENCHMARKS.md). Call it after a bulk load, never on the query path: it walks
 /// every arena.
-pub fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointers and only returns free pages of glibc's own heap
     // to the kernel; it is safe to call from any thread at any time.
@@ -250,7 +245,7 @@ pub fn release_free_memory() {
 
 /// The process's effective user ID (`geteuid`): whose defaults apply, such as where the
 /// client keeps its credentials (root's under /etc, anyone else's in their home).
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid takes no arguments, touches no memory of ours and cannot fail.
     unsafe { libc::geteuid() }
 }

@@ -22,7 +22,7 @@ use super::storage::same_name;
 
 /// What to ask, and where.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Recursive resolver for the CNAME, the NS set and the servers' addresses.
     pub resolver: SocketAddr,
     /// Ask these addresses instead of the zone's NS set (e.g. servers not yet delegated to).
@@ -37,7 +37,7 @@ pub struct Settings {
 
 /// The result: text to print and whether everything is in order.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The report.
     pub text: String,
     /// True when the delegation works and all servers agree (and serve what was expected).
@@ -46,7 +46,8 @@ pub struct Outcome {
 
 /// What the resolver says about `_acme-challenge.NAME`.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Cname {
+#[allow(clippy::enum_variant_names)] // `NoCname` reads better than any name without it
+pub(crate) enum Cname {
     /// A CNAME to the stored fulldomain.
     Matches(String),
     /// A CNAME elsewhere.
@@ -61,7 +62,7 @@ pub enum Cname {
 }
 
 /// Judges the resolver's reply to `challenge CNAME?` against `fulldomain`.
-pub fn judge_cname(reply: &Reply, challenge: &str, fulldomain: &str) -> Cname {
+pub(crate) fn judge_cname(reply: &Reply, challenge: &str, fulldomain: &str) -> Cname {
     if let Some(record) = reply.answers_for(challenge, rtype::CNAME).next() {
         let Rdata::Name(target) = &record.data else { return Cname::Missing("bad CNAME data".into()) };
         return if same_name(target, fulldomain) {
@@ -91,7 +92,7 @@ const BLOCKING_TYPES: [(u16, &str); 6] = [
 
 /// The records the resolver (`ask`) shows at `challenge` for [`BLOCKING_TYPES`], as (type
 /// name, record in zone-file form).
-pub fn blockers(
+pub(crate) fn blockers(
     ask: impl Fn(&str, u16) -> Result<Reply, String>,
     challenge: &str,
 ) -> Vec<(&'static str, String)> {
@@ -113,7 +114,7 @@ pub fn blockers(
 }
 
 /// The report of records blocking the CNAME at `challenge`: what is there, and what to do.
-pub fn blocked_text(challenge: &str, found: &[(&str, String)], fulldomain: &str) -> String {
+pub(crate) fn blocked_text(challenge: &str, found: &[(&str, String)], fulldomain: &str) -> String {
     let mut types: Vec<&str> = found.iter().map(|(t, _)| *t).collect();
     types.dedup();
     let what = match types.as_slice() {
@@ -137,7 +138,7 @@ pub fn blocked_text(challenge: &str, found: &[(&str, String)], fulldomain: &str)
 
 /// One row of the table: one address of one nameserver.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
+pub(crate) struct Row {
     /// Nameserver name (or the address when given with `--nameserver`).
     pub nameserver: String,
     /// Address asked ("-" when the name has none).
@@ -153,7 +154,12 @@ pub struct Row {
 }
 
 /// Builds a row from what one server said.
-pub fn judge_server(nameserver: &str, address: &str, reply: Result<&Reply, &str>, fulldomain: &str) -> Row {
+pub(crate) fn judge_server(
+    nameserver: &str,
+    address: &str,
+    reply: Result<&Reply, &str>,
+    fulldomain: &str,
+) -> Row {
     let row = |answer: String, values, problem: Option<&str>| Row {
         nameserver: nameserver.to_owned(),
         address: address.to_owned(),
@@ -183,7 +189,7 @@ pub fn judge_server(nameserver: &str, address: &str, reply: Result<&Reply, &str>
 }
 
 /// Marks rows that miss an expected value, or (without expectations) differ from the others.
-pub fn compare(rows: &mut [Row], expected: &[String]) {
+pub(crate) fn compare(rows: &mut [Row], expected: &[String]) {
     if !expected.is_empty() {
         for row in rows.iter_mut().filter(|r| r.problem.is_none()) {
             let values = row.values.as_ref().expect("rows without problems have values");
@@ -209,7 +215,7 @@ pub fn compare(rows: &mut [Row], expected: &[String]) {
 
 /// The SOA serial in a reply's answer for `zone`: the first of the five numbers that end the
 /// SOA rdata (read from the end, so compressed names before them do not matter).
-pub fn soa_serial(reply: &Reply, zone: &str) -> Option<u32> {
+pub(crate) fn soa_serial(reply: &Reply, zone: &str) -> Option<u32> {
     let record = reply.answers_for(zone, rtype::SOA).next()?;
     let Rdata::Other(rdata) = &record.data else { return None };
     let at = rdata.len().checked_sub(20)?;
@@ -218,7 +224,7 @@ pub fn soa_serial(reply: &Reply, zone: &str) -> Option<u32> {
 }
 
 /// A line naming the addresses whose serial is below the highest seen (RFC 1982), if any.
-pub fn lagging(rows: &[Row]) -> Option<String> {
+pub(crate) fn lagging(rows: &[Row]) -> Option<String> {
     let serials: Vec<u32> = rows.iter().filter_map(|r| r.serial).collect();
     let newest = *serials.iter().max_by(|a, b| (a.wrapping_sub(**b) as i32).cmp(&0))?;
     let behind: Vec<String> = rows
@@ -230,7 +236,7 @@ pub fn lagging(rows: &[Row]) -> Option<String> {
 }
 
 /// Renders the table.
-pub fn table(rows: &[Row]) -> String {
+pub(crate) fn table(rows: &[Row]) -> String {
     let header = ["NAMESERVER", "ADDRESS", "SERIAL", "ANSWER", "TXT VALUES", "RESULT"];
     let cells: Vec<[String; 6]> = rows
         .iter()
@@ -272,7 +278,7 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 /// Parses `ADDR`, `ADDR:PORT`, `[V6]:PORT` or a bare IPv6 address.
-pub fn parse_server(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+pub(crate) fn parse_server(text: &str, default_port: u16) -> Result<SocketAddr, String> {
     let text = text.trim();
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
@@ -284,7 +290,7 @@ pub fn parse_server(text: &str, default_port: u16) -> Result<SocketAddr, String>
 }
 
 /// The first `nameserver` of a resolv.conf text.
-pub fn resolv_conf_nameserver(text: &str) -> Option<SocketAddr> {
+pub(crate) fn resolv_conf_nameserver(text: &str) -> Option<SocketAddr> {
     text.lines()
         .map(|l| l.split(['#', ';']).next().unwrap_or_default())
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
@@ -294,7 +300,7 @@ pub fn resolv_conf_nameserver(text: &str) -> Option<SocketAddr> {
 }
 
 /// The system's resolver (first nameserver of /etc/resolv.conf), or 127.0.0.1:53.
-pub fn system_resolver() -> SocketAddr {
+pub(crate) fn system_resolver() -> SocketAddr {
     std::fs::read_to_string("/etc/resolv.conf")
         .ok()
         .and_then(|t| resolv_conf_nameserver(&t))
@@ -308,7 +314,7 @@ fn ancestors(name: &str) -> Vec<String> {
 }
 
 /// Runs the whole check for `domain` (normalised) whose account has `fulldomain`.
-pub fn run(domain: &str, fulldomain: &str, settings: &Settings) -> Outcome {
+pub(crate) fn run(domain: &str, fulldomain: &str, settings: &Settings) -> Outcome {
     let mut text = String::new();
     let mut ok = true;
     let challenge = format!("_acme-challenge.{domain}");
@@ -467,7 +473,7 @@ mod tests {
     use crate::cli::client::dns::{Record, decode};
 
     fn reply(flags: u16, answers: Vec<Record>) -> Reply {
-        Reply { id: 1, flags, question: None, answers, authority: vec![] }
+        Reply { id: 1, flags, question: None, answers }
     }
 
     fn record(owner: &str, rtype: u16, data: Rdata) -> Record {

@@ -15,30 +15,28 @@ use std::time::Duration;
 use crate::dns::wire;
 
 /// Record types used here.
-pub mod rtype {
+pub(crate) mod rtype {
     /// IPv4 address.
-    pub const A: u16 = 1;
+    pub(crate) const A: u16 = 1;
     /// Name server.
-    pub const NS: u16 = 2;
+    pub(crate) const NS: u16 = 2;
     /// Canonical name.
-    pub const CNAME: u16 = 5;
+    pub(crate) const CNAME: u16 = 5;
     /// Start of authority.
-    pub const SOA: u16 = 6;
+    pub(crate) const SOA: u16 = 6;
     /// Mail exchange.
-    pub const MX: u16 = 15;
+    pub(crate) const MX: u16 = 15;
     /// Text.
-    pub const TXT: u16 = 16;
+    pub(crate) const TXT: u16 = 16;
     /// IPv6 address.
-    pub const AAAA: u16 = 28;
-    /// EDNS pseudo-record.
-    pub const OPT: u16 = 41;
+    pub(crate) const AAAA: u16 = 28;
     /// Certification authority authorization.
-    pub const CAA: u16 = 257;
+    pub(crate) const CAA: u16 = 257;
 }
 
 /// Decoded record data.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Rdata {
+pub(crate) enum Rdata {
     /// CNAME or NS target, dotted with a final dot.
     Name(String),
     /// A.
@@ -53,7 +51,7 @@ pub enum Rdata {
 
 /// One resource record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// Owner name, dotted with a final dot, case as sent.
     pub owner: String,
     /// Type.
@@ -66,7 +64,7 @@ pub struct Record {
 
 impl Record {
     /// TXT data as one string per record (its character strings joined), lossily decoded.
-    pub fn txt(&self) -> Option<String> {
+    pub(crate) fn txt(&self) -> Option<String> {
         match &self.data {
             Rdata::Txt(parts) => Some(parts.iter().map(|p| String::from_utf8_lossy(p)).collect()),
             _ => None,
@@ -76,7 +74,7 @@ impl Record {
 
 /// A decoded reply.
 #[derive(Clone, Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// Message ID.
     pub id: u16,
     /// Flags word.
@@ -85,34 +83,36 @@ pub struct Reply {
     pub question: Option<(String, u16)>,
     /// Answer section.
     pub answers: Vec<Record>,
-    /// Authority section.
-    pub authority: Vec<Record>,
 }
 
 impl Reply {
     /// Response code (header bits only).
-    pub fn rcode(&self) -> u8 {
+    pub(crate) fn rcode(&self) -> u8 {
         (self.flags & 0x000F) as u8
     }
 
     /// Authoritative answer bit.
-    pub fn aa(&self) -> bool {
+    pub(crate) fn aa(&self) -> bool {
         self.flags & 0x0400 != 0
     }
 
     /// Truncated bit.
-    pub fn tc(&self) -> bool {
+    pub(crate) fn tc(&self) -> bool {
         self.flags & 0x0200 != 0
     }
 
     /// Answer records of `rtype` owned by `name`.
-    pub fn answers_for<'a>(&'a self, name: &'a str, rtype: u16) -> impl Iterator<Item = &'a Record> + 'a {
+    pub(crate) fn answers_for<'a>(
+        &'a self,
+        name: &'a str,
+        rtype: u16,
+    ) -> impl Iterator<Item = &'a Record> + 'a {
         self.answers.iter().filter(move |r| r.rtype == rtype && super::storage::same_name(&r.owner, name))
     }
 }
 
 /// The name of a response code.
-pub fn rcode_name(rcode: u8) -> String {
+pub(crate) fn rcode_name(rcode: u8) -> String {
     match rcode {
         0 => "NOERROR".into(),
         1 => "FORMERR".into(),
@@ -143,7 +143,7 @@ fn name_to_wire(name: &str) -> Result<Vec<u8>, String> {
 
 /// A query for `name`/`qtype` with the given ID; `recursion` sets RD. It carries an EDNS OPT
 /// record offering 1232 bytes over UDP.
-pub fn build_query(id: u16, name: &str, qtype: u16, recursion: bool) -> Result<Vec<u8>, String> {
+pub(crate) fn build_query(id: u16, name: &str, qtype: u16, recursion: bool) -> Result<Vec<u8>, String> {
     let flags: u16 = if recursion { 0x0100 } else { 0 };
     let mut m = Vec::with_capacity(64);
     m.extend_from_slice(&id.to_be_bytes());
@@ -181,7 +181,7 @@ fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), String> {
 }
 
 /// Decodes a reply; errors name what is wrong.
-pub fn decode(msg: &[u8]) -> Result<Reply, String> {
+pub(crate) fn decode(msg: &[u8]) -> Result<Reply, String> {
     let cut = || "reply cut short".to_owned();
     let malformed = |e: wire::ParseError| format!("malformed reply: {e}");
     let (id, flags) = (wire::u16_at(msg, 0).ok_or_else(cut)?, wire::u16_at(msg, 2).ok_or_else(cut)?);
@@ -235,8 +235,9 @@ pub fn decode(msg: &[u8]) -> Result<Reply, String> {
         }
     }
     // The additional section is not needed (glue is looked up explicitly).
-    let [answers, authority] = sections;
-    Ok(Reply { id, flags, question, answers, authority })
+    // The authority section is walked (so the reply must be well formed) but not kept.
+    let [answers, _authority] = sections;
+    Ok(Reply { id, flags, question, answers })
 }
 
 /// A random message ID.
@@ -254,7 +255,7 @@ fn matches(reply: &Reply, id: u16, name: &str, qtype: u16) -> bool {
 
 /// Asks `server` about `name`/`qtype` over UDP (two tries), and over TCP if the answer is
 /// truncated; `recursion` sets RD (for a resolver; clear for an authoritative server).
-pub fn ask(
+pub(crate) fn ask(
     server: SocketAddr,
     name: &str,
     qtype: u16,

@@ -29,7 +29,7 @@ const MAX_REDIRECTS: usize = 3;
 
 /// An `http://` or `https://` base URL, optionally with a path prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
+pub(crate) struct Url {
     /// TLS or not.
     pub https: bool,
     /// Host name or IP address (IPv6 without brackets).
@@ -43,7 +43,7 @@ pub struct Url {
 impl Url {
     /// Parses a base URL such as `https://auth.example.org`, `http://127.0.0.1:8053/`,
     /// `https://[2001:db8::1]:8443/acme-dns`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("{text:?} is not a usable API URL: {why}");
         let trimmed = text.trim();
         let lower = trimmed.to_ascii_lowercase();
@@ -88,12 +88,12 @@ impl Url {
     }
 
     /// The URL of a route below the base, e.g. `/update`.
-    pub fn route(&self, route: &str) -> String {
+    pub(crate) fn route(&self, route: &str) -> String {
         format!("{}{}", self.path, route)
     }
 
     /// Whether the host is a loopback address or `localhost` (plain HTTP is fine there).
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 }
@@ -106,7 +106,7 @@ impl std::fmt::Display for Url {
 
 /// What came back.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     /// HTTP status.
     pub status: u16,
     /// Body bytes (at most [`BODY_LIMIT`]).
@@ -115,7 +115,7 @@ pub struct Response {
 
 impl Response {
     /// The `error` word of a JSON error body, or the body itself, for messages.
-    pub fn error_text(&self) -> String {
+    pub(crate) fn error_text(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
         match serde_json::from_slice::<serde_json::Value>(&self.body) {
             Ok(json) if json["error"].is_string() => json["error"].as_str().unwrap_or_default().to_owned(),
@@ -127,14 +127,14 @@ impl Response {
 
 /// Client options that apply to every request.
 #[derive(Clone, Debug, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Extra PEM file(s) of certificates to trust, besides the system's store: CA certificates,
     /// or the server's own certificate (pinned).
     pub ca_files: Vec<PathBuf>,
 }
 
 /// Sends a POST with a JSON body to `route` below `base`; follows same-origin 307/308.
-pub async fn post_json(
+pub(crate) async fn post_json(
     base: &Url,
     route: &str,
     headers: &[(&str, &str)],
@@ -145,7 +145,7 @@ pub async fn post_json(
 }
 
 /// Like [`post_json`] with another method (`DELETE /persist` carries a JSON body too).
-pub async fn send_json(
+pub(crate) async fn send_json(
     method: &str,
     base: &Url,
     route: &str,

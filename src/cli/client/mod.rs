@@ -14,12 +14,12 @@
 //! stderr and stops). HTTP is [`http`] (hyper, rustls; which certificates count is [`trust`]),
 //! DNS is [`dns`] (our own small stub, so the check does not trust the server code it checks).
 
-pub mod check;
-pub mod dns;
-pub mod http;
-pub mod persist;
-pub mod storage;
-pub mod trust;
+pub(crate) mod check;
+pub(crate) mod dns;
+pub(crate) mod http;
+pub(crate) mod persist;
+pub(crate) mod storage;
+pub(crate) mod trust;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,7 +31,7 @@ use self::storage::{Account, Storage, normalize_domain};
 
 /// Client subcommands.
 #[derive(Debug, Subcommand)]
-pub enum ClientCommand {
+pub(crate) enum ClientCommand {
     /// Register an account for a domain, store its credentials, and print the CNAME to create.
     Register(RegisterArgs),
     /// Set the TXT value served for a domain.
@@ -47,7 +47,7 @@ pub enum ClientCommand {
 
 /// Options shared by every subcommand.
 #[derive(Debug, Args)]
-pub struct Common {
+pub(crate) struct Common {
     /// The credentials file (JSON: domain -> account), written with mode 0600. Default for
     /// root: /etc/acme-delegate/client.json; for any other user:
     /// $XDG_CONFIG_HOME/acme-delegate/client.json (~/.config/acme-delegate/client.json when
@@ -82,7 +82,7 @@ impl Common {
 
 /// `client register`.
 #[derive(Debug, Args)]
-pub struct RegisterArgs {
+pub(crate) struct RegisterArgs {
     /// The API's base URL, e.g. https://auth.example.org
     #[arg(long, value_name = "URL")]
     server: String,
@@ -105,7 +105,7 @@ pub struct RegisterArgs {
 
 /// `client update`.
 #[derive(Debug, Args)]
-pub struct UpdateArgs {
+pub(crate) struct UpdateArgs {
     /// The domain whose stored account is used.
     #[arg(long, value_name = "NAME")]
     domain: String,
@@ -125,7 +125,7 @@ pub struct UpdateArgs {
 Use: certbot certonly --manual --preferred-challenges dns \\
        --manual-auth-hook 'acme-delegate client hook' -d example.com -d '*.example.com'
 No cleanup hook is needed: the server keeps the newest values and drops older ones.")]
-pub struct HookArgs {
+pub(crate) struct HookArgs {
     /// Use this API URL instead of the stored one.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
@@ -135,7 +135,7 @@ pub struct HookArgs {
 
 /// `client check`.
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The domain to check (its stored account gives the expected CNAME target).
     #[arg(long, value_name = "NAME")]
     domain: String,
@@ -159,7 +159,7 @@ pub struct CheckArgs {
 }
 
 /// Runs a client subcommand.
-pub fn run(command: &ClientCommand) -> Result<(), String> {
+pub(crate) fn run(command: &ClientCommand) -> Result<(), String> {
     match command {
         ClientCommand::Register(args) => register(args),
         ClientCommand::Update(args) => {

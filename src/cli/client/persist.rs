@@ -41,7 +41,7 @@ const SOON: i64 = 30 * 86_400;
 Example: acme-delegate client persist --domain example.com --issuer letsencrypt.org \\
            --account-url https://acme-v02.api.letsencrypt.org/acme/acct/123456 --wildcard
 Then create the printed _validation-persist CNAME once; renewals need no DNS change.")]
-pub struct PersistArgs {
+pub(crate) struct PersistArgs {
     /// The domain the record is for (its stored account is used).
     #[arg(long, value_name = "NAME")]
     domain: String,
@@ -184,7 +184,7 @@ fn account_and_url(storage: &Storage, domain: &str, server: Option<&str>) -> Res
 }
 
 /// Runs `client persist`.
-pub fn run(args: &PersistArgs) -> Result<(), String> {
+pub(crate) fn run(args: &PersistArgs) -> Result<(), String> {
     let domain = normalize_domain(&args.domain)?;
     if args.print {
         let record = record_of(args, &domain)?;
@@ -258,14 +258,14 @@ pub fn run(args: &PersistArgs) -> Result<(), String> {
 }
 
 /// The persist name of an account on our server: `persist-<subdomain>` beside its fulldomain.
-pub fn expected_target(account: &Account) -> Option<String> {
+pub(crate) fn expected_target(account: &Account) -> Option<String> {
     let zone = account.fulldomain.trim_end_matches('.').split_once('.')?.1;
     Some(format!("{}.{zone}", crate::dns::zone::persist_label(&account.subdomain)))
 }
 
 /// Judges the records a resolver returned for `_validation-persist.<domain>` (joined strings)
 /// as a CA would read them at `now`; returns report lines and whether any record is unusable.
-pub fn judge_records(values: &[String], now: i64) -> (String, bool) {
+pub(crate) fn judge_records(values: &[String], now: i64) -> (String, bool) {
     let mut text = String::new();
     let mut bad = false;
     for value in values {
@@ -298,7 +298,12 @@ pub fn judge_records(values: &[String], now: i64) -> (String, bool) {
 }
 
 /// The dns-persist-01 part of `client check`: report text and whether it passed.
-pub fn check(domain: &str, account: &Account, resolver: SocketAddr, timeout: Duration) -> (String, bool) {
+pub(crate) fn check(
+    domain: &str,
+    account: &Account,
+    resolver: SocketAddr,
+    timeout: Duration,
+) -> (String, bool) {
     let owner = format!("{OWNER_LABEL}.{domain}");
     let mut text = String::new();
     let Some(expected) = expected_target(account) else { return (text, true) };

@@ -24,12 +24,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The credentials file of root (user ID 0).
-pub const SYSTEM_PATH: &str = "/etc/acme-delegate/client.json";
+pub(crate) const SYSTEM_PATH: &str = "/etc/acme-delegate/client.json";
 
 /// The default credentials file of the user `uid`, given the values of `XDG_CONFIG_HOME` and
 /// `HOME`: [`SYSTEM_PATH`] for root, else under the user's configuration directory. A relative
 /// or empty `XDG_CONFIG_HOME` is ignored, as the XDG specification says.
-pub fn default_path(
+pub(crate) fn default_path(
     uid: u32,
     xdg_config_home: Option<OsString>,
     home: Option<OsString>,
@@ -52,7 +52,7 @@ pub fn default_path(
 
 /// One registered account, as `/register` returned it plus the server it lives on.
 #[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Account {
+pub(crate) struct Account {
     /// `X-Api-User`.
     pub username: String,
     /// `X-Api-Key`.
@@ -84,7 +84,7 @@ impl std::fmt::Debug for Account {
 
 /// The credentials file, loaded.
 #[derive(Debug)]
-pub struct Storage {
+pub(crate) struct Storage {
     /// Where it lives.
     path: PathBuf,
     /// Every entry, ours and others', in file order.
@@ -93,7 +93,7 @@ pub struct Storage {
 
 /// Turns what a user or certbot gives as a domain into the storage key: no trailing dot, lower
 /// case, without a leading `*.` (a wildcard is validated at its base name) or `_acme-challenge.`.
-pub fn normalize_domain(text: &str) -> Result<String, String> {
+pub(crate) fn normalize_domain(text: &str) -> Result<String, String> {
     let mut name = text.trim().trim_end_matches('.').to_ascii_lowercase();
     if let Some(rest) = name.strip_prefix("*.") {
         name = rest.to_owned();
@@ -115,13 +115,13 @@ pub fn normalize_domain(text: &str) -> Result<String, String> {
 }
 
 /// Whether two DNS names are the same: ASCII case and a final dot do not matter.
-pub fn same_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 impl Storage {
     /// Loads the file; a file that does not exist yet is an empty map.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub(crate) fn load(path: &Path) -> Result<Self, String> {
         let entries = match std::fs::read(path) {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
             Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
@@ -136,7 +136,7 @@ impl Storage {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -150,7 +150,7 @@ impl Storage {
     }
 
     /// The account for `domain` (normalised), if one is stored.
-    pub fn get(&self, domain: &str) -> Result<Option<Account>, String> {
+    pub(crate) fn get(&self, domain: &str) -> Result<Option<Account>, String> {
         let Some(key) = self.key_of(domain) else { return Ok(None) };
         let value = self.entries[&key].clone();
         let account: Account = serde_json::from_value(value).map_err(|e| {
@@ -163,20 +163,21 @@ impl Storage {
     }
 
     /// Stores (or replaces) the account for `domain` (normalised).
-    pub fn put(&mut self, domain: &str, account: &Account) {
+    pub(crate) fn put(&mut self, domain: &str, account: &Account) {
         let key = self.key_of(domain).unwrap_or_else(|| domain.to_owned());
         let value = serde_json::to_value(account).expect("an account serialises");
         self.entries.insert(key, value);
     }
 
     /// The stored domains, as written in the file.
-    pub fn domains(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    pub(crate) fn domains(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
     }
 
     /// Writes the file: a temporary file with mode 0600 beside it, then a rename. A missing
     /// directory is created with mode 0700.
-    pub fn save(&self) -> Result<(), String> {
+    pub(crate) fn save(&self) -> Result<(), String> {
         let dir = match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),

@@ -27,11 +27,11 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
 /// The advice every "not trusted" message ends with.
-pub const ADVICE: &str = "pass --ca-file FILE with its CA or the certificate itself";
+pub(crate) const ADVICE: &str = "pass --ca-file FILE with its CA or the certificate itself";
 
 /// Trusts a chain WebPKI accepts, or exactly one of the pinned certificates.
 #[derive(Debug)]
-pub struct PinningVerifier {
+pub(crate) struct PinningVerifier {
     /// The ordinary verifier; `None` when there is no root at all (then only pins count).
     webpki: Option<Arc<WebPkiServerVerifier>>,
     /// The certificates of `--ca-file`, accepted as the server's own when presented exactly.
@@ -42,7 +42,7 @@ pub struct PinningVerifier {
 
 impl PinningVerifier {
     /// A verifier trusting `roots` for chains and `pinned` as end-entity certificates.
-    pub fn new(
+    pub(crate) fn new(
         roots: RootCertStore,
         pinned: Vec<CertificateDer<'static>>,
         provider: Arc<CryptoProvider>,
@@ -106,7 +106,7 @@ impl ServerCertVerifier for PinningVerifier {
 
 /// Checks a pinned certificate as OpenSSL checks a trusted self-signed one: now within its
 /// validity, and the URL's host among its names.
-pub fn check_pinned(
+pub(crate) fn check_pinned(
     cert: &CertificateDer<'_>,
     server_name: &ServerName<'_>,
     now: UnixTime,
@@ -125,7 +125,7 @@ pub fn check_pinned(
 
 /// A failed TLS handshake with `authority` in words that say what to do; `ca_files` are the
 /// files given with `--ca-file`.
-pub fn explain(error: &std::io::Error, authority: &str, ca_files: &[PathBuf]) -> String {
+pub(crate) fn explain(error: &std::io::Error, authority: &str, ca_files: &[PathBuf]) -> String {
     let failed = |detail: &dyn std::fmt::Display| format!("TLS with {authority} failed: {detail}");
     let Some(tls_error) = error.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
         return failed(error);

@@ -33,14 +33,14 @@ pub use self::reader::{
 pub use self::write::{Flags, Owner, Response, RrSet, Section, error_reply, txt_rdata, txt_rdata_is};
 
 /// EDNS option code of NSID (RFC 5001).
-pub const OPTION_NSID: u16 = 3;
+pub(crate) const OPTION_NSID: u16 = 3;
 
 /// Length of the fixed DNS header.
-pub const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 12;
 /// Largest legal domain name in wire form, root label included.
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 /// Offset of the question name in every message; answers point here to compress their owner.
-pub const QNAME_OFFSET: u16 = 12;
+pub(crate) const QNAME_OFFSET: u16 = 12;
 
 /// Record types this server knows by number.
 pub mod rtype {
@@ -61,7 +61,7 @@ pub mod rtype {
     /// IPv6 address.
     pub const AAAA: u16 = 28;
     /// Service locator.
-    pub const SRV: u16 = 33;
+    pub(crate) const SRV: u16 = 33;
     /// EDNS(0) pseudo-record.
     pub const OPT: u16 = 41;
     /// Delegation signer.
@@ -83,9 +83,9 @@ pub mod rtype {
     /// Full zone transfer.
     pub const AXFR: u16 = 252;
     /// Mailbox-related records (obsolete meta type).
-    pub const MAILB: u16 = 253;
+    pub(crate) const MAILB: u16 = 253;
     /// Mail agent records (obsolete meta type).
-    pub const MAILA: u16 = 254;
+    pub(crate) const MAILA: u16 = 254;
     /// Any type (RFC 8482 minimal answer).
     pub const ANY: u16 = 255;
     /// Certification authority authorisation.
@@ -93,11 +93,11 @@ pub mod rtype {
     /// The first private-use type (RFC 6895 section 3.1), which the zone puts at a registered
     /// name that has no value, so that the name exists in every copy of the zone (see
     /// `dns::zone`'s module note).
-    pub const MARKER: u16 = 65280;
+    pub(crate) const MARKER: u16 = 65280;
 }
 
 /// The Internet class.
-pub const CLASS_IN: u16 = 1;
+pub(crate) const CLASS_IN: u16 = 1;
 
 /// Response codes (the 4-bit header rcode plus BADVERS, which needs the OPT extension).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl Rcode {
 }
 
 /// Offsets at which each label of a wire-form name starts (the root label included).
-pub fn label_starts(name: &[u8]) -> impl Iterator<Item = usize> + '_ {
+pub(crate) fn label_starts(name: &[u8]) -> impl Iterator<Item = usize> + '_ {
     let mut pos = 0usize;
     let mut done = false;
     std::iter::from_fn(move || {

@@ -103,7 +103,7 @@ pub struct Query<'a> {
 
 impl Query<'_> {
     /// The question section (name, type, class) exactly as received.
-    pub fn question_bytes(&self) -> &[u8] {
+    pub(crate) fn question_bytes(&self) -> &[u8] {
         let end = HEADER_LEN + self.qname.len() + 4;
         &self.msg[HEADER_LEN..end]
     }

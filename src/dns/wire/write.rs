@@ -80,19 +80,19 @@ impl<'b> Response<'b> {
     /// Marks that what is pushed from here on may be dropped, rather than the whole answer
     /// truncated, when the response does not fit (additional data that is a courtesy, such as
     /// the addresses of the apex name servers; RFC 2181 section 9).
-    pub fn mark_optional(&mut self) {
+    pub(crate) fn mark_optional(&mut self) {
         if self.optional_from.is_none() {
             self.optional_from = Some((self.buf.len(), self.counts));
         }
     }
 
     /// Sets the rcode.
-    pub fn set_rcode(&mut self, rcode: Rcode) {
+    pub(crate) fn set_rcode(&mut self, rcode: Rcode) {
         self.rcode = rcode;
     }
 
     /// Sets the AA bit.
-    pub fn set_authoritative(&mut self, aa: bool) {
+    pub(crate) fn set_authoritative(&mut self, aa: bool) {
         if aa {
             self.buf[2] |= 0x04;
         } else {
@@ -115,7 +115,7 @@ impl<'b> Response<'b> {
     }
 
     /// Appends several pre-rendered records that share one owner.
-    pub fn push_all(&mut self, section: Section, owner: Owner<'_>, rrset: &RrSet) {
+    pub(crate) fn push_all(&mut self, section: Section, owner: Owner<'_>, rrset: &RrSet) {
         for tail in rrset.tails() {
             self.push(section, owner, tail);
         }
@@ -124,7 +124,7 @@ impl<'b> Response<'b> {
     /// Appends several pre-rendered records that share one owner, each with its TTL replaced
     /// by `ttl` (the signatures of an RRset served with a lowered TTL must follow it down:
     /// RFC 4034 section 3).
-    pub fn push_all_with_ttl(&mut self, section: Section, owner: Owner<'_>, rrset: &RrSet, ttl: u32) {
+    pub(crate) fn push_all_with_ttl(&mut self, section: Section, owner: Owner<'_>, rrset: &RrSet, ttl: u32) {
         for tail in rrset.tails() {
             self.push(section, owner, tail);
             // The tail is type(2) class(2) TTL(4) rdlength(2) rdata: the TTL sits at 4..8.
@@ -141,7 +141,7 @@ impl<'b> Response<'b> {
     /// [`Response::finish`], with pre-rendered EDNS options (code, length, data) appended to
     /// our OPT record; they are dropped when the query had no OPT. Records pushed after
     /// [`Response::mark_optional`] are dropped first when the response does not fit.
-    pub fn finish_with_options(mut self, max_len: usize, options: &[&[u8]]) {
+    pub(crate) fn finish_with_options(mut self, max_len: usize, options: &[&[u8]]) {
         let options_len: usize = if self.opt.is_some() { options.iter().map(|o| o.len()).sum() } else { 0 };
         let opt_len = if self.opt.is_some() { 11 + options_len } else { 0 };
         if self.buf.len() + opt_len > max_len {
@@ -236,7 +236,7 @@ impl RrSet {
     }
 
     /// Type and TTL of the first record (all records of a set share them).
-    pub fn type_and_ttl(&self) -> Option<(u16, u32)> {
+    pub(crate) fn type_and_ttl(&self) -> Option<(u16, u32)> {
         let t = self.bytes.get(..8)?;
         Some((u16::from_be_bytes([t[0], t[1]]), u32::from_be_bytes([t[4], t[5], t[6], t[7]])))
     }
@@ -252,7 +252,7 @@ impl RrSet {
     }
 
     /// Iterates over the record tails.
-    pub fn tails(&self) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn tails(&self) -> impl Iterator<Item = &[u8]> {
         let mut rest = self.bytes.as_slice();
         std::iter::from_fn(move || {
             if rest.len() < 10 {

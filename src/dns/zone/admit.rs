@@ -39,7 +39,7 @@ pub const MAX_VALUES: usize = 100;
 
 /// Longest persist value: the longest issuer and account URI with every parameter, the
 /// further ones included (about 1.5 KB: ten such records still fit one message many times).
-pub const MAX_PERSIST_VALUE: usize = crate::persist::MAX_ISSUER
+pub(super) const MAX_PERSIST_VALUE: usize = crate::persist::MAX_ISSUER
     + crate::persist::MAX_ACCOUNT_URI
     + "; accounturi=; policy=wildcard; persistUntil=".len()
     + 20

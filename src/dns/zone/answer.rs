@@ -23,7 +23,7 @@ impl Zone {
     }
 
     /// The UDP payload size our OPT records advertise.
-    pub fn edns_udp_size(&self) -> u16 {
+    pub(crate) fn edns_udp_size(&self) -> u16 {
         self.udp_size
     }
 

@@ -46,7 +46,7 @@ pub struct NewSignature {
 /// SHA-256 over both. Stable across instances and versions, since the owner's store compares
 /// them; two sets sharing a slot (about a chance in ten million at a million names) only cost
 /// one of them a signature made again at a start.
-pub fn slot(owner: &[u8], rtype: u16) -> u64 {
+pub(super) fn slot(owner: &[u8], rtype: u16) -> u64 {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(owner);
     ctx.update(&rtype.to_be_bytes());
@@ -118,7 +118,7 @@ impl Memo {
 impl Zone {
     /// Starts (or stops) collecting every signature made from now on, for
     /// [`Self::take_new_signatures`].
-    pub fn collect_signatures(&self, on: bool) {
+    pub(crate) fn collect_signatures(&self, on: bool) {
         self.memo.collect.store(on, Ordering::Relaxed);
         if !on {
             self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner).clear();
@@ -126,43 +126,43 @@ impl Zone {
     }
 
     /// The signatures made since the last call (while collecting).
-    pub fn take_new_signatures(&self) -> Vec<NewSignature> {
+    pub(crate) fn take_new_signatures(&self) -> Vec<NewSignature> {
         std::mem::take(&mut *self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Puts signatures taken but not kept back in the queue for the next take, unless the queue
     /// already holds [`REQUEUE_LIMIT`] (the owner's store has been failing for long: those left
     /// out are made again at the next start, no harm done).
-    pub fn requeue_new_signatures(&self, signatures: impl IntoIterator<Item = NewSignature>) {
+    pub(crate) fn requeue_new_signatures(&self, signatures: impl IntoIterator<Item = NewSignature>) {
         let mut fresh = self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner);
         let room = REQUEUE_LIMIT.saturating_sub(fresh.len());
         fresh.extend(signatures.into_iter().take(room));
     }
 
     /// Makes room for `count` more remembered signatures.
-    pub fn expect_signatures(&self, count: usize) {
+    pub(crate) fn expect_signatures(&self, count: usize) {
         self.memo.known.write().unwrap_or_else(PoisonError::into_inner).reserve(count);
     }
 
     /// Adds signatures made before (by this or another instance) for signing to reuse.
-    pub fn remember_signatures(&self, signatures: impl IntoIterator<Item = (MemoDigest, Signature)>) {
+    pub(crate) fn remember_signatures(&self, signatures: impl IntoIterator<Item = (MemoDigest, Signature)>) {
         let mut known = self.memo.known.write().unwrap_or_else(PoisonError::into_inner);
         known.extend(signatures);
         self.memo.any_known.store(!known.is_empty(), Ordering::Relaxed);
     }
 
     /// How many signatures this zone has made since it was built (reused ones not counted).
-    pub fn signatures_made(&self) -> u64 {
+    pub(crate) fn signatures_made(&self) -> u64 {
         self.memo.made.load(Ordering::Relaxed)
     }
 
     /// How many remembered signatures this zone has reused since it was built.
-    pub fn signatures_reused(&self) -> u64 {
+    pub(crate) fn signatures_reused(&self) -> u64 {
         self.memo.reused_total.load(Ordering::Relaxed)
     }
 
     /// Frees the remembered signatures; returns how many were reused since they were given.
-    pub fn forget_remembered(&self) -> u64 {
+    pub(crate) fn forget_remembered(&self) -> u64 {
         self.memo.any_known.store(false, Ordering::Relaxed);
         *self.memo.known.write().unwrap_or_else(PoisonError::into_inner) = HashMap::new();
         let reused = self.memo.reused.swap(0, Ordering::Relaxed);

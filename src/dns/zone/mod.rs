@@ -274,7 +274,7 @@ pub struct Zone {
 }
 
 /// Seconds since the epoch.
-pub fn unix_now() -> u32 {
+pub(crate) fn unix_now() -> u32 {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
@@ -291,12 +291,12 @@ impl Zone {
     }
 
     /// The apex as dotted text without the final dot.
-    pub fn apex_text(&self) -> String {
+    pub(crate) fn apex_text(&self) -> String {
         records::wire_to_text(&self.apex).trim_end_matches('.').to_owned()
     }
 
     /// Whether answers are signed.
-    pub fn is_signed(&self) -> bool {
+    pub(crate) fn is_signed(&self) -> bool {
         self.signer.is_some()
     }
 
@@ -306,7 +306,7 @@ impl Zone {
     }
 
     /// Number of registered subdomains.
-    pub fn subdomain_count(&self) -> usize {
+    pub(crate) fn subdomain_count(&self) -> usize {
         let state = self.read();
         state.dynamic.len() - state.persist_names
     }

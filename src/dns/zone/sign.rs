@@ -57,7 +57,7 @@ impl Zone {
     /// Rounded down, on the hour where the lifetimes allow, to a step well inside the margin
     /// between validity and refresh otherwise, so the new epoch is never due again at once.
     /// (Instances need not agree on it: the first recorded wins, the others apply it.)
-    pub fn next_epoch(&self, now: u32) -> Option<u32> {
+    pub(crate) fn next_epoch(&self, now: u32) -> Option<u32> {
         let signer = self.signer.as_ref()?;
         let expiry = self.epoch().saturating_add(signer.validity);
         if expiry.wrapping_sub(now) as i32 > signer.refresh as i32 {
@@ -68,7 +68,7 @@ impl Zone {
 
     /// The signing epoch to record at `now`, due or not (`None`: unsigned): see
     /// [`Self::next_epoch`] for the rounding.
-    pub fn epoch_at(&self, now: u32) -> Option<u32> {
+    pub(crate) fn epoch_at(&self, now: u32) -> Option<u32> {
         let signer = self.signer.as_ref()?;
         let step = (signer.validity.saturating_sub(signer.refresh) / 4).clamp(1, 3600);
         Some(now - now % step)
@@ -157,7 +157,7 @@ impl Zone {
     /// The largest TTL the zone serves now (static sets, the SOA and negative answers, TXT
     /// records, persist records when there are any, the apex key sets): how long a validator
     /// may hold a signature made by a key that stops signing (RFC 7583's MaxTTL).
-    pub fn max_ttl(&self) -> u32 {
+    pub(crate) fn max_ttl(&self) -> u32 {
         let state = self.read();
         let statics = state.nodes.values().flat_map(|n| &n.sets).filter_map(|s| s.records.type_and_ttl());
         let persist = if state.persist_names > 0 { self.persist_ttl } else { 0 };
@@ -228,7 +228,7 @@ impl Zone {
     /// When the zone's earliest signature expires (seconds since the epoch); `None` when
     /// unsigned. Every signature carries the current epoch's window (a new epoch re-signs every
     /// set), so this is the epoch plus the validity, without a scan.
-    pub fn earliest_signature_expiry(&self) -> Option<u32> {
+    pub(crate) fn earliest_signature_expiry(&self) -> Option<u32> {
         let signer = self.signer.as_ref()?;
         Some(self.epoch().saturating_add(signer.validity))
     }

@@ -148,12 +148,13 @@ impl Zone {
     }
 
     /// A receiver that sees every new serial.
-    pub fn serial_watch(&self) -> watch::Receiver<u32> {
+    pub(crate) fn serial_watch(&self) -> watch::Receiver<u32> {
         self.serials.subscribe()
     }
 
     /// Entries and bytes in the journal (0 when none is kept).
-    pub fn journal_size(&self) -> (usize, usize) {
+    #[cfg(test)]
+    pub(crate) fn journal_size(&self) -> (usize, usize) {
         self.history.get().map_or((0, 0), |t| {
             let journal = t.journal();
             (journal.len(), journal.bytes())
@@ -161,7 +162,7 @@ impl Zone {
     }
 
     /// The current SOA record as a flat record, with its serial.
-    pub fn soa_record(&self) -> (u32, Vec<u8>) {
+    pub(crate) fn soa_record(&self) -> (u32, Vec<u8>) {
         let state = self.read();
         (state.serial, self.current_soa(&state))
     }
@@ -352,7 +353,7 @@ impl Zone {
 
     /// The journal's steps from `serial` to the current serial, with the current serial and
     /// SOA, under one read lock so that they agree.
-    pub fn steps_since(&self, serial: u32) -> Steps {
+    pub(crate) fn steps_since(&self, serial: u32) -> Steps {
         let state = self.read();
         let changes = self
             .history

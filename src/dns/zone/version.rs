@@ -29,7 +29,7 @@ pub enum Edit {
 impl Zone {
     /// The first registered subdomain label that `matches` accepts (for a removal logged by a
     /// digest of the label; a scan under the read lock, which queries share).
-    pub fn find_subdomain(&self, matches: impl Fn(&str) -> bool) -> Option<String> {
+    pub(crate) fn find_subdomain(&self, matches: impl Fn(&str) -> bool) -> Option<String> {
         let state = self.read();
         state
             .dynamic
