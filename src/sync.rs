@@ -33,6 +33,7 @@
 //! the ACME client.
 
 pub mod clock;
+mod journal;
 pub mod keys;
 mod persist;
 pub mod rollover;
@@ -373,10 +374,13 @@ impl ZoneSync {
         let log = self.store.zone_log_since(applied.version).await?;
         let refused_before = self.clock.refused();
         let mut rest = log.as_slice();
+        // The steps committed, for the store's journal (`journal.rs`).
+        let mut steps = Vec::new();
         while let Some(first) = rest.first() {
             let version = first.version;
             if version != applied.version + 1 {
                 // Not in the log (pruned, or an erased account's only change): start afresh.
+                self.keep_steps(std::mem::take(&mut steps));
                 let (count, _) = self.resync(&mut applied).await?;
                 tracing::info!(
                     "zone resynchronised from the database: version {version} was not in the log \
@@ -409,6 +413,7 @@ impl ZoneSync {
                 .await
                 .map_err(|e| StoreError::Backend(format!("re-keying failed: {e}")))?;
                 tracing::info!("key set of version {version} applied: {} RRsets signed", commit.resigned);
+                steps.extend(commit.diff);
             } else if let Some(epoch) = epoch
                 && self.refuse_future(epoch).await?
             {
@@ -427,18 +432,20 @@ impl ZoneSync {
                 if commit.resigned > 0 {
                     tracing::info!("signatures renewed: {} RRsets signed for epoch {epoch}", commit.resigned);
                 }
+                steps.extend(commit.diff);
             } else {
                 let edits: Vec<Edit> = entries.iter().flat_map(|e| edits_of(&self.zone, e)).collect();
                 let mut write = self.zone.begin();
                 for edit in &edits {
                     write.edit(edit);
                 }
-                write.commit(serial);
+                steps.extend(write.commit(serial).diff);
             }
             applied.version = version;
         }
         applied.read = Some(ticket);
         drop(applied);
+        self.keep_steps(steps);
         if let Some(epoch) = self.clock.refused()
             && refused_before != Some(epoch)
         {

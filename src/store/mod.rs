@@ -270,9 +270,11 @@ mod erased {
 #[macro_use]
 mod calls;
 mod audit;
+mod journal;
 pub mod keys;
 mod persist;
 mod signatures;
+pub use journal::JournalRow;
 pub use persist::PutOutcome;
 
 impl Store {
