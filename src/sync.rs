@@ -87,6 +87,8 @@ pub struct ZoneSync {
     policy: Option<Arc<KeyPolicy>>,
     /// The version last seen served, for the rollover's heartbeat while a change is applied.
     served: Arc<AtomicU64>,
+    /// The task that keeps the IXFR journal's steps in the store (`journal.rs`).
+    journal_out: journal::Worker,
 }
 
 /// The store version the zone serves.
@@ -161,6 +163,7 @@ impl ZoneSync {
             transfers: None,
             policy: None,
             served: Arc::new(AtomicU64::new(0)),
+            journal_out: journal::Worker::default(),
         }
     }
 
@@ -375,12 +378,12 @@ impl ZoneSync {
         let refused_before = self.clock.refused();
         let mut rest = log.as_slice();
         // The steps committed, for the store's journal (`journal.rs`).
-        let mut steps = Vec::new();
+        let (mut steps, mut forget) = (Vec::new(), false);
         while let Some(first) = rest.first() {
             let version = first.version;
             if version != applied.version + 1 {
                 // Not in the log (pruned, or an erased account's only change): start afresh.
-                self.keep_steps(std::mem::take(&mut steps));
+                self.keep_steps(std::mem::take(&mut steps), forget);
                 let (count, _) = self.resync(&mut applied).await?;
                 tracing::info!(
                     "zone resynchronised from the database: version {version} was not in the log \
@@ -397,6 +400,11 @@ impl ZoneSync {
                 .iter()
                 .find(|e| e.name == SIGN)
                 .and_then(|e| e.values.as_ref()?.first()?.parse().ok());
+            // Erased data (see `journal.rs`): neither the steps so far nor this one are kept.
+            let erasing = entries.iter().any(|e| e.name.starts_with(ERASED) || e.name.starts_with(PERSIST));
+            if erasing {
+                (steps, forget) = (Vec::new(), true);
+            }
             let keys =
                 entries.iter().find(|e| e.name == KEYS).and_then(|e| decode_key_set(e.values.as_deref()?));
             if let (Some((rolling, set)), Some(policy)) = (keys, self.policy.as_deref()) {
@@ -439,13 +447,14 @@ impl ZoneSync {
                 for edit in &edits {
                     write.edit(edit);
                 }
-                steps.extend(write.commit(serial).diff);
+                let diff = write.commit(serial).diff;
+                steps.extend(diff.filter(|_| !erasing));
             }
             applied.version = version;
         }
         applied.read = Some(ticket);
         drop(applied);
-        self.keep_steps(steps);
+        self.keep_steps(steps, forget);
         if let Some(epoch) = self.clock.refused()
             && refused_before != Some(epoch)
         {

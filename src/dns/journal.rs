@@ -8,7 +8,9 @@
 //! of them; older ones are dropped first, and a secondary whose serial is older than the oldest
 //! entry gets the whole zone instead (RFC 1995 section 4 allows it). Entries are shared
 //! (`Arc`), so an IXFR takes what it needs under the lock by counting references, and writes it
-//! out after the lock is released.
+//! out after the lock is released. A change also travels as bytes ([`Change::encode`]) to be
+//! kept in the database across restarts; reading them back checks every length and record
+//! boundary, as they come from outside this process.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -9,13 +9,22 @@
 //! or another instance, sends a full zone to a secondary that far behind. A change made while
 //! no server runs (the CLI deleting an account) has no step, so the chain read at a start ends
 //! at the version before it and the next transfer is full, as it must be.
+//!
+//! Erased data: a step holds the records it removed and added, so an erasure (an account
+//! deleted, a persist record replaced or deleted, the retention purge) empties the stored
+//! journal in the store (`Store::erased`), and a version carrying an erasure or a persist
+//! change is not kept; seeing one, this instance empties the journal again after storing what
+//! it had in flight, as one task after another (`TURN`), so no step from before the erasure is
+//! left behind by this instance.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::mpsc;
 
 use super::ZoneSync;
-use crate::dns::journal::Change;
-use crate::store::{JournalRow, StoreError};
+use crate::dns::journal::{Change, Limits};
+use crate::store::{JournalRow, Store, StoreError};
 
 /// Steps stored between two prunes of the store's journal.
 const PRUNE_EVERY: u64 = 64;
@@ -23,37 +32,60 @@ const PRUNE_EVERY: u64 = 64;
 /// Steps stored by this process, counted for pruning now and then.
 static STORED: AtomicU64 = AtomicU64::new(0);
 
+/// What one catch-up hands the storing task: the store, the journal's bounds, whether an
+/// erasure came first, and the steps.
+type Batch = (Store, Limits, bool, Vec<Arc<Change>>);
+
+/// The way to the one task that stores steps, made at first use (`ZoneSync::journal_out`).
+pub(super) type Worker = Arc<OnceLock<mpsc::UnboundedSender<Batch>>>;
+
+/// The one task that stores steps, in the order catch-ups hand them over: a journal emptied
+/// for an erasure stays free of the steps from before it.
+async fn store_steps(mut batches: mpsc::UnboundedReceiver<Batch>) {
+    while let Some((store, limits, forget, steps)) = batches.recv().await {
+        if forget && let Err(error) = store.prune_journal(0).await {
+            tracing::warn!("could not empty the IXFR journal in the database after an erasure: {error}");
+            continue;
+        }
+        for step in steps {
+            // A step larger than the journal may hold would be dropped at once when read.
+            let Some(data) = step.encode().filter(|_| step.size() <= limits.bytes) else { continue };
+            let row = JournalRow { from: step.from, to: step.to, data };
+            if let Err(error) = store.put_journal_step(row).await {
+                tracing::warn!(
+                    "could not keep the IXFR step to serial {} in the database ({error}): after a \
+                     restart, a secondary that far behind gets the whole zone",
+                    step.to
+                );
+                break;
+            }
+            if STORED.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
+                && let Err(error) = store.prune_journal(limits.entries).await
+            {
+                tracing::warn!("could not prune the IXFR journal in the database: {error}");
+            }
+        }
+    }
+}
+
 impl ZoneSync {
-    /// Keeps `steps` (committed in this order) in the store, in a task of its own; nothing
-    /// without zone transfers, whose journal alone reads them.
-    pub(super) fn keep_steps(&self, steps: Vec<Arc<Change>>) {
+    /// Keeps `steps` (committed in this order) in the store, off the caller's path; nothing
+    /// without zone transfers, whose journal alone reads them. With `forget` (an erasure came
+    /// before these steps), the store's journal is emptied first.
+    pub(super) fn keep_steps(&self, steps: Vec<Arc<Change>>, forget: bool) {
         let Some(limits) = self.transfers.as_ref().and_then(|_| self.zone.journal_limits()) else {
             return;
         };
-        if steps.is_empty() {
+        if steps.is_empty() && !forget {
             return;
         }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            for step in steps {
-                // A step larger than the journal may hold would be dropped at once when read.
-                let Some(data) = step.encode().filter(|_| step.size() <= limits.bytes) else { continue };
-                let row = JournalRow { from: step.from, to: step.to, data };
-                if let Err(error) = store.put_journal_step(row).await {
-                    tracing::warn!(
-                        "could not keep the IXFR step to serial {} in the database ({error}): after a \
-                         restart, a secondary that far behind gets the whole zone",
-                        step.to
-                    );
-                    return;
-                }
-                if STORED.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
-                    && let Err(error) = store.prune_journal(limits.entries).await
-                {
-                    tracing::warn!("could not prune the IXFR journal in the database: {error}");
-                }
-            }
+        let worker = self.journal_out.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(store_steps(rx));
+            tx
         });
+        // The worker ends only with the runtime; a step lost then costs a full transfer.
+        let _ = worker.send((self.store.clone(), limits, forget, steps));
     }
 
     /// Puts the steps the store keeps that lead to the zone's journal (or serial) into it,

@@ -906,7 +906,7 @@ async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
 }
 
 /// Journal steps: a step kept twice (two instances) is one row; the newest come first; a prune
-/// keeps the newest by insertion, whatever their serials (they wrap).
+/// keeps the newest by insertion, whatever their serials (they wrap); an erasure empties it.
 async fn journal_steps_are_kept_once_and_pruned_oldest_first(backend: Backend) {
     use acme_delegate::store::JournalRow;
     let fresh = Fresh::new(backend);
@@ -928,6 +928,10 @@ async fn journal_steps_are_kept_once_and_pruned_oldest_first(backend: Backend) {
     assert_eq!(store.journal_rows(10).await.unwrap().len(), 3);
     assert_eq!(store.prune_journal(0).await.unwrap(), 3);
     assert!(store.journal_rows(10).await.unwrap().is_empty());
+    // The steps hold the records they changed: an erasure takes every one with it.
+    store.put_journal_step(row(5, 6, 1)).await.unwrap();
+    assert_eq!(store.delete_account("nobody").await.unwrap(), None);
+    assert!(store.journal_rows(10).await.unwrap().is_empty(), "emptied by an erasure");
 }
 
 /// The same tests on SQLite and on PostgreSQL.
