@@ -71,3 +71,51 @@ fn ixfr_a_restarted_primary_answers_a_secondary_behind_it_incrementally() {
     );
     assert!(log.contains("IXFR journal: 9 steps from the database"), "{log}");
 }
+
+/// Two instances on one PostgreSQL: while A (NSD's primary) is stopped, B makes the changes;
+/// A, started again, answers NSD's IXFR with a difference computed by B.
+#[test]
+fn ixfr_a_primary_restarted_after_another_instance_changed_the_zone_answers_incrementally() {
+    let url = crate::pg::fresh_database();
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let (dns_port, nsd_port) = (free_port(&["127.0.0.1"]), free_port(&["127.0.0.1"]));
+    let on_pg = |dir: &TempDir, config: String| {
+        let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
+        config
+            .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
+            .replace(&sqlite, &format!("connection = \"{url}\""))
+    };
+    let config_a = on_pg(&dir_a, fixed_primary_config(&dir_a, dns_port, nsd_port));
+    let config_b =
+        on_pg(&dir_b, fixed_primary_config(&dir_b, free_port(&["127.0.0.1"]), free_port(&["127.0.0.1"])));
+    let mut a = TestServer::start_with(&dir_a, &config_a);
+    let b = TestServer::start_with(&dir_b, &config_b);
+    let nsd = crate::xfr::nsd(&dir_a.join("nsd"), nsd_port, a.tcp);
+    let accounts: Vec<serde_json::Value> = (0..3).map(|_| a.register()).collect();
+    for (i, account) in accounts.iter().enumerate() {
+        assert_eq!(a.update(account, &txt_value(i as u32)).status, 200);
+    }
+    let in_step = serial_of(&a);
+    let took = within(Duration::from_secs(10), || nsd.serial() == Some(in_step));
+    assert!(took.is_some(), "NSD reaches serial {in_step}:\n{}", nsd.log_text());
+
+    a.signal("TERM");
+    assert!(a.wait(Duration::from_secs(10)).is_some(), "A stops on SIGTERM");
+    assert!(within(Duration::from_secs(5), || serial_of(&b) == in_step).is_some());
+    for (i, account) in accounts.iter().enumerate() {
+        assert_eq!(b.update(account, &txt_value(20 + i as u32)).status, 200);
+    }
+    let newest = serial_of(&b);
+    std::thread::sleep(Duration::from_millis(300));
+    let a = TestServer::start_with(&dir_a, &config_a);
+    assert_eq!(serial_of(&a), newest);
+    // A's NOTIFY at its start brings NSD's IXFR.
+    let took = within(Duration::from_secs(10), || nsd.serial() == Some(newest));
+    assert!(took.is_some(), "NSD catches up to {newest}:\n{}", nsd.log_text());
+    let log = a.log_text();
+    assert!(!log.contains("full zone instead"), "no full zone for NSD:\n{log}");
+    assert!(
+        log.contains(&format!("incremental from serial {in_step} to {newest}")),
+        "A answers NSD's IXFR with B's difference:\n{log}"
+    );
+}
