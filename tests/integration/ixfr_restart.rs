@@ -119,3 +119,32 @@ fn ixfr_a_primary_restarted_after_another_instance_changed_the_zone_answers_incr
         "A answers NSD's IXFR with B's difference:\n{log}"
     );
 }
+
+/// The stored steps hold the records they changed: after `DELETE /account`, no step names the
+/// account or its value, and the steps that come after it are kept again.
+#[test]
+fn ixfr_an_erasure_leaves_no_stored_step_with_the_erased_data() {
+    let dir = TempDir::new();
+    let config = fixed_primary_config(&dir, free_port(&["127.0.0.1"]), free_port(&["127.0.0.1"]));
+    let server = TestServer::start_with(&dir, &config);
+    let (gone, kept) = (server.register(), server.register());
+    let label = gone["subdomain"].as_str().unwrap().to_owned();
+    let value = txt_value(77);
+    assert_eq!(server.update(&gone, &value).status, 200);
+    assert_eq!(server.update(&kept, &txt_value(78)).status, 200);
+    let db = dir.join("acme-delegate.db");
+    let steps = |pattern: &str| {
+        let sql =
+            format!("SELECT count(*) FROM zone_journal WHERE instr(data, CAST('{pattern}' AS BLOB)) > 0;");
+        let out = std::process::Command::new("sqlite3").arg(&db).arg(sql).output().expect("sqlite3 runs");
+        String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().expect("a count")
+    };
+    let stored = within(Duration::from_secs(5), || steps(&value) > 0 && steps(&label) > 0);
+    assert!(stored.is_some(), "the steps are stored, the account's among them");
+    assert_eq!(server.http("DELETE", "/account", &auth(&gone), b"").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((steps(&value), steps(&label)), (0, 0), "no stored step holds the erased account");
+    assert_eq!(server.update(&kept, &txt_value(79)).status, 200);
+    let again = within(Duration::from_secs(5), || steps(&txt_value(79)) > 0);
+    assert!(again.is_some(), "steps after the erasure are kept");
+}
