@@ -33,6 +33,7 @@
 //! the ACME client.
 
 pub(crate) mod clock;
+mod journal;
 pub(crate) mod keys;
 mod persist;
 pub(crate) mod rollover;
@@ -86,6 +87,8 @@ pub struct ZoneSync {
     policy: Option<Arc<KeyPolicy>>,
     /// The version last seen served, for the rollover's heartbeat while a change is applied.
     served: Arc<AtomicU64>,
+    /// The task that keeps the IXFR journal's steps in the store (`journal.rs`).
+    journal_out: journal::Worker,
 }
 
 /// The store version the zone serves.
@@ -160,6 +163,7 @@ impl ZoneSync {
             transfers: None,
             policy: None,
             served: Arc::new(AtomicU64::new(0)),
+            journal_out: journal::Worker::default(),
         }
     }
 
@@ -373,10 +377,13 @@ impl ZoneSync {
         let log = self.store.zone_log_since(applied.version).await?;
         let refused_before = self.clock.refused();
         let mut rest = log.as_slice();
+        // The steps committed, for the store's journal (`journal.rs`).
+        let (mut steps, mut forget) = (Vec::new(), false);
         while let Some(first) = rest.first() {
             let version = first.version;
             if version != applied.version + 1 {
                 // Not in the log (pruned, or an erased account's only change): start afresh.
+                self.keep_steps(std::mem::take(&mut steps), forget);
                 let (count, _) = self.resync(&mut applied).await?;
                 tracing::info!(
                     "zone resynchronised from the database: version {version} was not in the log \
@@ -393,6 +400,11 @@ impl ZoneSync {
                 .iter()
                 .find(|e| e.name == SIGN)
                 .and_then(|e| e.values.as_ref()?.first()?.parse().ok());
+            // Erased data (see `journal.rs`): neither the steps so far nor this one are kept.
+            let erasing = entries.iter().any(|e| e.name.starts_with(ERASED) || e.name.starts_with(PERSIST));
+            if erasing {
+                (steps, forget) = (Vec::new(), true);
+            }
             let keys =
                 entries.iter().find(|e| e.name == KEYS).and_then(|e| decode_key_set(e.values.as_deref()?));
             if let (Some((rolling, set)), Some(policy)) = (keys, self.policy.as_deref()) {
@@ -409,6 +421,7 @@ impl ZoneSync {
                 .await
                 .map_err(|e| StoreError::Backend(format!("re-keying failed: {e}")))?;
                 tracing::info!("key set of version {version} applied: {} RRsets signed", commit.resigned);
+                steps.extend(commit.diff);
             } else if let Some(epoch) = epoch
                 && self.refuse_future(epoch).await?
             {
@@ -427,18 +440,21 @@ impl ZoneSync {
                 if commit.resigned > 0 {
                     tracing::info!("signatures renewed: {} RRsets signed for epoch {epoch}", commit.resigned);
                 }
+                steps.extend(commit.diff);
             } else {
                 let edits: Vec<Edit> = entries.iter().flat_map(|e| edits_of(&self.zone, e)).collect();
                 let mut write = self.zone.begin();
                 for edit in &edits {
                     write.edit(edit);
                 }
-                write.commit(serial);
+                let diff = write.commit(serial).diff;
+                steps.extend(diff.filter(|_| !erasing));
             }
             applied.version = version;
         }
         applied.read = Some(ticket);
         drop(applied);
+        self.keep_steps(steps, forget);
         if let Some(epoch) = self.clock.refused()
             && refused_before != Some(epoch)
         {

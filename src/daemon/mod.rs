@@ -267,6 +267,10 @@ pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
         sync.install_keys().await?;
     }
     sync.load().await?;
+    // Steps kept in the database before this start: a secondary behind it gets an IXFR.
+    if let Err(error) = sync.seed_journal().await {
+        tracing::warn!("IXFR journal: could not read the steps kept in the database: {error}");
+    }
     // The rows read for the load are freed; give them back rather than keep them resident.
     crate::sys::release_free_memory();
 

@@ -8,7 +8,9 @@
 //! of them; older ones are dropped first, and a secondary whose serial is older than the oldest
 //! entry gets the whole zone instead (RFC 1995 section 4 allows it). Entries are shared
 //! (`Arc`), so an IXFR takes what it needs under the lock by counting references, and writes it
-//! out after the lock is released.
+//! out after the lock is released. A change also travels as bytes ([`Change::encode`]) to be
+//! kept in the database across restarts; reading them back checks every length and record
+//! boundary, as they come from outside this process.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -51,6 +53,52 @@ impl Change {
     pub fn size(&self) -> usize {
         self.old_soa.len() + self.deleted.len() + self.new_soa.len() + self.added.len()
     }
+
+    /// The step as bytes for the store: `from` and `to` (u32 each), then the old SOA, the
+    /// deleted records, the new SOA and the added records, each behind its length (u32), all
+    /// big-endian. `None` for a field longer than a u32 can count (never a step worth keeping).
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(24 + self.size());
+        out.extend_from_slice(&self.from.to_be_bytes());
+        out.extend_from_slice(&self.to.to_be_bytes());
+        for field in [&self.old_soa, &self.deleted, &self.new_soa, &self.added] {
+            out.extend_from_slice(&u32::try_from(field.len()).ok()?.to_be_bytes());
+            out.extend_from_slice(field);
+        }
+        Some(out)
+    }
+
+    /// A step read back from [`Change::encode`]'s bytes; `None` unless every length fits, no
+    /// byte is left over, each field is whole flat records and each SOA field one record: the
+    /// bytes come from a database and the transfer writer trusts what the journal holds.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        /// The next `n` bytes of `rest`, moving past them.
+        fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            *rest = tail;
+            Some(head)
+        }
+        /// The next big-endian u32.
+        fn number(rest: &mut &[u8]) -> Option<u32> {
+            take(rest, 4)?.try_into().ok().map(u32::from_be_bytes)
+        }
+        let mut rest = bytes;
+        let (from, to) = (number(&mut rest)?, number(&mut rest)?);
+        let mut field = || -> Option<Vec<u8>> {
+            let len = usize::try_from(number(&mut rest)?).ok()?;
+            Some(take(&mut rest, len)?.to_vec())
+        };
+        let change =
+            Self { from, to, old_soa: field()?, deleted: field()?, new_soa: field()?, added: field()? };
+        let whole = |buf: &[u8]| records(buf).map(|(o, t)| o.len() + t.len()).sum::<usize>() == buf.len();
+        let one = |buf: &[u8]| whole(buf) && records(buf).count() == 1;
+        let sound = rest.is_empty()
+            && one(&change.old_soa)
+            && one(&change.new_soa)
+            && whole(&change.deleted)
+            && whole(&change.added);
+        sound.then_some(change)
+    }
 }
 
 /// The bounded list of recent changes, oldest first.
@@ -87,6 +135,44 @@ impl Journal {
         }
     }
 
+    /// Puts `older` (oldest first, a chain) before the entries, if it ends where they begin
+    /// (or, with no entries, anywhere: the caller checks that it ends at the zone's serial);
+    /// otherwise leaves the journal as it is. Returns how many were put; the limits then drop
+    /// the oldest as usual.
+    pub(crate) fn prepend(&mut self, older: Vec<Arc<Change>>) -> usize {
+        let joins = match (older.last(), self.entries.front()) {
+            (Some(last), Some(first)) => last.to == first.from,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let chained = older.windows(2).all(|w| w[0].to == w[1].from);
+        if !joins || !chained {
+            return 0;
+        }
+        let put = older.len();
+        let newer = std::mem::take(&mut self.entries);
+        let bytes = std::mem::take(&mut self.bytes);
+        self.bytes = bytes + older.iter().map(|c| c.size()).sum::<usize>();
+        self.entries = older.into_iter().chain(newer).collect();
+        while self.entries.len() > self.limits.entries || self.bytes > self.limits.bytes {
+            match self.entries.pop_front() {
+                Some(old) => self.bytes -= old.size(),
+                None => break,
+            }
+        }
+        put
+    }
+
+    /// The serial the oldest entry starts from.
+    pub(crate) fn oldest(&self) -> Option<u32> {
+        self.entries.front().map(|c| c.from)
+    }
+
+    /// The bounds.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Forgets everything (after a change that was not journaled).
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
@@ -106,7 +192,6 @@ impl Journal {
     }
 
     /// Whether there are no entries.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -192,6 +277,43 @@ mod tests {
         diff(&old, &new, &mut deleted, &mut added);
         assert_eq!((deleted, added), (a, c));
         assert_eq!(records(&old).count(), 2);
+    }
+
+    #[test]
+    fn encoded_steps_come_back_and_bad_bytes_do_not() {
+        let soa = |n: u8| txt(b"\x00", &[n]);
+        let step = Change {
+            from: 7,
+            to: 8,
+            old_soa: soa(1),
+            deleted: txt(b"\x01x\x00", b"a"),
+            new_soa: soa(2),
+            added: [txt(b"\x01x\x00", b"b"), txt(b"\x01y\x00", b"c")].concat(),
+        };
+        let bytes = step.encode().unwrap();
+        let back = Change::decode(&bytes).unwrap();
+        assert_eq!((back.from, back.to, back.size()), (7, 8, step.size()));
+        assert_eq!((back.old_soa, back.deleted, back.added), (step.old_soa, step.deleted, step.added));
+        for cut in 0..bytes.len() {
+            assert!(Change::decode(&bytes[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Change::decode(&longer).is_none());
+        let mut bad = bytes;
+        bad[11] ^= 0x40;
+        assert!(Change::decode(&bad).is_none(), "a length too long");
+    }
+
+    #[test]
+    fn prepended_steps_must_join() {
+        let mut journal = Journal::new(Limits { entries: 3, bytes: 100 });
+        journal.push(change(5, 6, 1));
+        assert_eq!(journal.prepend(vec![Arc::new(change(3, 4, 1))]), 0, "a gap");
+        let older = (2..5).map(|s| Arc::new(change(s, s + 1, 1))).collect();
+        assert_eq!(journal.prepend(older), 3);
+        assert_eq!(journal.len(), 3, "bounded");
+        assert!(journal.since(3).is_some() && journal.since(2).is_none());
     }
 
     #[test]

@@ -270,9 +270,11 @@ mod erased {
 #[macro_use]
 mod calls;
 mod audit;
+mod journal;
 pub(crate) mod keys;
 mod persist;
 mod signatures;
+pub use journal::JournalRow;
 pub use persist::PutOutcome;
 
 impl Store {
@@ -479,8 +481,11 @@ impl Store {
 
     /// After an erasure committed in `tables` ([`erased`] bits): SQLite drops its copies of the
     /// old rows from its WAL at once; PostgreSQL notes the tables for the purge task's rewrite.
+    /// The IXFR journal's steps hold the records they changed, the erased ones among them: all
+    /// go first (a restart then sends the next transfer whole).
     #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     async fn erased(&self, tables: u8) -> Result<(), StoreError> {
+        self.prune_journal(0).await?;
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(store) => store.erased().await,

@@ -448,15 +448,16 @@ impl PostgresStore {
             return Ok(());
         }
         let mut statements = vec!["SET lock_timeout = '2s'", "SET statement_timeout = '100s'"];
-        // The zone log holds subdomains and TXT values too (`version.rs`): rewritten with them.
+        // The zone log holds subdomains and TXT values too (`version.rs`), and so do the IXFR
+        // journal's steps (`journal.rs`): rewritten with them.
         if tables & super::erased::ACCOUNTS != 0 {
-            statements.push("VACUUM FULL accounts, txt, persist, zone_log");
+            statements.push("VACUUM FULL accounts, txt, persist, zone_log, zone_journal");
         } else {
             if tables & super::erased::TXT != 0 {
-                statements.push("VACUUM FULL txt, zone_log");
+                statements.push("VACUUM FULL txt, zone_log, zone_journal");
             }
             if tables & super::erased::PERSIST != 0 {
-                statements.push("VACUUM FULL persist, zone_log");
+                statements.push("VACUUM FULL persist, zone_log, zone_journal");
             }
         }
         if tables & super::erased::AUDIT != 0 {

@@ -154,6 +154,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         version {int} NOT NULL,
         seen_at {int} NOT NULL
     );",
+    // 14: the IXFR journal, one row per serial step (see `journal.rs`); `id` orders the rows
+    // for pruning, as serials wrap.
+    "CREATE TABLE zone_journal (
+        id          {id},
+        serial_to   {int} NOT NULL UNIQUE,
+        serial_from {int} NOT NULL,
+        data        {bytes} NOT NULL
+    );",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

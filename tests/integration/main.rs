@@ -16,6 +16,7 @@ mod hardening;
 mod hardening_store;
 mod harness;
 mod ixfr_diff;
+mod ixfr_restart;
 mod lifecycle;
 mod metrics;
 mod notify;

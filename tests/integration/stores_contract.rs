@@ -905,6 +905,35 @@ async fn kept_signatures_are_paged_by_epoch_and_pruned(backend: Backend) {
     assert_eq!(store.kept_signatures(300, 0, 10).await.unwrap().rows.len(), 1);
 }
 
+/// Journal steps: a step kept twice (two instances) is one row; the newest come first; a prune
+/// keeps the newest by insertion, whatever their serials (they wrap); an erasure empties it.
+async fn journal_steps_are_kept_once_and_pruned_oldest_first(backend: Backend) {
+    use acme_delegate::store::JournalRow;
+    let fresh = Fresh::new(backend);
+    let store = fresh.open().await;
+    let row = |from: u32, to: u32, tag: u8| JournalRow { from, to, data: vec![tag; 3] };
+    assert!(store.journal_rows(10).await.unwrap().is_empty());
+    for (from, to) in [(u32::MAX - 1, u32::MAX), (u32::MAX, 0), (0, 1), (1, 2)] {
+        store.put_journal_step(row(from, to, 1)).await.unwrap();
+    }
+    store.put_journal_step(row(0, 1, 2)).await.unwrap();
+    let serials = |rows: Vec<JournalRow>| rows.iter().map(|r| (r.from, r.to, r.data[0])).collect::<Vec<_>>();
+    assert_eq!(
+        serials(store.journal_rows(10).await.unwrap()),
+        [(1, 2, 1), (0, 1, 1), (u32::MAX, 0, 1), (u32::MAX - 1, u32::MAX, 1)]
+    );
+    assert_eq!(serials(store.journal_rows(2).await.unwrap()), [(1, 2, 1), (0, 1, 1)]);
+    assert_eq!(store.prune_journal(10).await.unwrap(), 0);
+    assert_eq!(store.prune_journal(3).await.unwrap(), 1);
+    assert_eq!(store.journal_rows(10).await.unwrap().len(), 3);
+    assert_eq!(store.prune_journal(0).await.unwrap(), 3);
+    assert!(store.journal_rows(10).await.unwrap().is_empty());
+    // The steps hold the records they changed: an erasure takes every one with it.
+    store.put_journal_step(row(5, 6, 1)).await.unwrap();
+    assert_eq!(store.delete_account("nobody").await.unwrap(), None);
+    assert!(store.journal_rows(10).await.unwrap().is_empty(), "emptied by an erasure");
+}
+
 /// The same tests on SQLite and on PostgreSQL.
 macro_rules! battery {
     ($($name:ident),* $(,)?) => {
@@ -919,6 +948,7 @@ macro_rules! battery {
 }
 
 battery!(
+    journal_steps_are_kept_once_and_pruned_oldest_first,
     accounts_are_stored_and_found,
     keeps_the_newest_values_in_order,
     rotation_and_bcrypt_upgrade,
@@ -1033,7 +1063,7 @@ async fn sqlite_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Sqlite);
     fresh.open().await.close().await;
     let want = sqlite_schema(&fresh.database.connection);
-    assert_eq!(want[0], "version 13");
+    assert_eq!(want[0], "version 14");
     for version in 1..=SQLITE_BEFORE.len() {
         let old = Fresh::new(Backend::Sqlite);
         // As the code before the shared list left it: WAL, one transaction per step.
@@ -1076,7 +1106,7 @@ async fn postgres_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Postgres);
     fresh.open().await.close().await;
     let want = postgres_schema(&fresh.database.connection);
-    assert!(want.starts_with("version 13 true\n"), "{want}");
+    assert!(want.starts_with("version 14 true\n"), "{want}");
     for version in 1..=POSTGRES_BEFORE.len() {
         let old = Fresh::new(Backend::Postgres);
         // As the code before the shared list left it: all steps, then its own count.

@@ -6,7 +6,9 @@
 //! the difference it made, under the zone's write lock, so the journal always ends at the
 //! serial a reader sees; a commit that is not a difference (a whole-zone load into an empty
 //! zone, new contents at the same serial) clears it, so no secondary is ever sent an
-//! incomplete one. Nothing here decides who may transfer or whether an IXFR is worth sending:
+//! incomplete one. A start seeds the journal with steps kept from before it
+//! ([`Zone::seed_journal`]: the store's, read by `sync`), taken only if they lead exactly to
+//! where the journal begins. Nothing here decides who may transfer or whether an IXFR is worth sending:
 //! that policy belongs to the transfer service (`dns::transfers`), which reads the zone.
 //!
 //! An AXFR never copies the zone. It is a [`Walk`]: at its start, under the read lock, it takes
@@ -135,6 +137,34 @@ impl Zone {
             Some(step) => journal.push(Arc::clone(step)),
             None => journal.clear(),
         }
+    }
+
+    /// Puts steps kept from before this process started (oldest first, a chain) before the
+    /// journal's, if they lead to where it begins, or with an empty journal to the current
+    /// serial. Returns how many were taken (0 when none is kept or they do not join).
+    pub fn seed_journal(&self, older: Vec<Arc<Change>>) -> usize {
+        let Some(history) = self.history.get() else { return 0 };
+        // Under the zone's lock: no commit moves the serial or the journal meanwhile.
+        let state = self.read();
+        let mut journal = history.journal();
+        if journal.is_empty() && older.last().is_none_or(|last| last.to != state.serial) {
+            return 0;
+        }
+        journal.prepend(older)
+    }
+
+    /// Where steps from before this process started must end to be seeded: the journal's
+    /// oldest serial, or the current one when it is empty; `None` when no journal is kept.
+    pub fn journal_origin(&self) -> Option<u32> {
+        let history = self.history.get()?;
+        let state = self.read();
+        let journal = history.journal();
+        Some(journal.oldest().unwrap_or(state.serial))
+    }
+
+    /// The bounds of the zone's journal, when one is kept.
+    pub fn journal_limits(&self) -> Option<Limits> {
+        self.history.get().map(|t| t.journal().limits())
     }
 
     /// Whether the zone keeps a journal of its steps.

@@ -280,10 +280,20 @@ impl Zone {
             // The apex key sets, and the apex's link (its types may change: CDS comes and goes).
             changed.push(self.apex.clone());
         }
-        let mut state = self.write();
         // A difference needs a step; a new epoch's (every record) only where a journal keeps it.
-        let before = (state.serial != serial && (!resign || self.keeps_journal())).then(|| {
-            let places = self.places(&state, &changed, resign);
+        // That one covers every record of the zone: copying them takes seconds at a million
+        // names, so it is done under the read lock, before and after the write lock (queries go
+        // on; the writer's turn keeps the zone still meanwhile). A small step is copied under
+        // the write lock, where it costs microseconds.
+        let step = self.read().serial != serial;
+        let whole_before = (step && resign && self.keeps_journal()).then(|| {
+            let state = self.read();
+            let places = self.places(&state, &changed, true);
+            self.before(&state, places)
+        });
+        let mut state = self.write();
+        let before = (step && !resign).then(|| {
+            let places = self.places(&state, &changed, false);
             self.before(&state, places)
         });
         let resigned = ready.resigned.map_or(0, |signed| self.install_resigned(&mut state, signed));
@@ -299,7 +309,11 @@ impl Zone {
         let resigned = resigned + if rekey { self.relink_apex_keys(&mut state) } else { 0 };
         state.serial = serial;
         self.render_soa(&mut state);
-        let diff = before.map(|before| Arc::new(self.difference(&state, before)));
+        let mut diff = before.map(|before| Arc::new(self.difference(&state, before)));
+        drop(state);
+        if let Some(before) = whole_before {
+            diff = Some(Arc::new(self.difference(&self.read(), before)));
+        }
         self.record(diff.as_ref());
         (resigned, diff)
     }
