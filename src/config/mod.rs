@@ -362,7 +362,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// [`Self::from_file`]; with `lenient` (`--lenient`), unknown keys are only warned about.
+    /// Reads and validates a configuration file; with `lenient` (`--lenient`), unknown keys
+    /// are only warned about, otherwise they are refused (unless the file says `unknown_keys =
+    /// "warn"`).
     pub(crate) fn from_file_with(path: &Path, lenient: bool) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;

@@ -1,7 +1,7 @@
 //! DNSSEC primitives: the signing key, RRSIG generation, NSEC3 hashing, DNSKEY/DS/CDS data.
 //!
-//! Design note: signing is online but not per query. The zone calls [`SigningKey::sign_rrset`]
-//! when an RRset changes and when signatures age; answers then copy the stored RRSIG. Keys are
+//! Design note: signing is online but not per query. The zone signs ([`SigningKey::prepare`], then the
+//! signature) when an RRset changes and when signatures age; answers then copy the stored RRSIG. Keys are
 //! combined signing keys (CSK, flags 257), with ECDSA P-256 (algorithm 13) by default or
 //! Ed25519 (15), both through `ring`. Outside a rollover one key does everything; during one,
 //! a [`KeySet`] says for each key what it does ([`Roles`]: in the DNSKEY set, signing it,
