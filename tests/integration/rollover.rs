@@ -296,15 +296,21 @@ fn a_rollover_resumes_after_kill_9_on_postgres() {
     resumes_after_kill_9(Child { server, dir });
 }
 
+/// What `dnssec status` prints for `child` (its error text when it fails).
+fn status(child: &Child) -> String {
+    child.dnssec(&["status"]).unwrap_or_else(|e| e)
+}
+
+/// Whether `child`'s CSK rollover stands at step 2, waiting for `dnssec ds-seen`.
+fn at_ds_step(child: &Child) -> bool {
+    let s = status(child);
+    s.contains("step 2 of 3") && s.contains("dnssec ds-seen")
+}
+
 /// The body of the kill -9 tests, on `child`'s store.
 fn resumes_after_kill_9(mut child: Child) {
     let old = keys_at(child.server.udp);
     child.dnssec(&["rollover"]).unwrap();
-    let status = |child: &Child| child.dnssec(&["status"]).unwrap_or_else(|e| e);
-    let at_ds_step = |child: &Child| {
-        let s = status(child);
-        s.contains("step 2 of 3") && s.contains("dnssec ds-seen")
-    };
     assert!(crate::pg::eventually(Duration::from_secs(20), || at_ds_step(&child)), "{}", status(&child));
     child.server.signal("KILL");
     child.server.wait(Duration::from_secs(10)).expect("killed");
@@ -437,11 +443,6 @@ fn two_instances_on_postgres_roll_together_with_one_killed_mid_rollover() {
         })
     };
     a.dnssec(&["rollover"]).unwrap();
-    let status = |child: &Child| child.dnssec(&["status"]).unwrap_or_else(|e| e);
-    let at_ds_step = |child: &Child| {
-        let s = status(child);
-        s.contains("step 2 of 3") && s.contains("dnssec ds-seen")
-    };
     assert!(crate::pg::eventually(Duration::from_secs(30), || at_ds_step(&b)), "{}", status(&b));
     // Mid-rollover: one instance dies; the other records the DS and carries on.
     a.server.signal("KILL");
