@@ -1,5 +1,6 @@
 //! Zone sync for signatures: the store keeps every signature the zone makes, and a starting
-//! instance reuses them instead of signing its whole zone again.
+//! instance reuses them instead of signing its whole zone again; and the loop that renews them
+//! before they expire.
 //!
 //! Design note: signing a million names takes minutes of CPU (two signatures a name: its TXT
 //! set and its NSEC3 link); reading them back takes seconds. Signatures are deterministic, so
@@ -127,6 +128,28 @@ impl ZoneSync {
             }
             if stopping {
                 return;
+            }
+        }
+    }
+}
+
+impl ZoneSync {
+    /// Renews the signatures when they near expiry (see [`Self::refresh_signatures`]): at once,
+    /// then often enough that no signature gets within a quarter of the refresh window of
+    /// expiring (`refresh` seconds), until `shutdown` changes.
+    pub(crate) async fn renew_signatures(self, refresh: u32, mut shutdown: watch::Receiver<bool>) {
+        let every = Duration::from_secs(u64::from((refresh / 4).clamp(1, 300)));
+        loop {
+            // At once first: a start may serve signatures that are due (see `ZoneSync::load`).
+            // A new signing epoch is a store event: one instance records it, all apply it.
+            match self.refresh_signatures().await {
+                Ok(true) => tracing::info!("recorded a new signing epoch for every instance"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!("could not renew the signatures (retried later): {error}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
             }
         }
     }
