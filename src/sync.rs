@@ -89,6 +89,8 @@ pub struct ZoneSync {
     served: Arc<AtomicU64>,
     /// The task that keeps the IXFR journal's steps in the store (`journal.rs`).
     journal_out: journal::Worker,
+    /// The signatures the zone's commits made, until the keeper writes them (`signatures.rs`).
+    unkept: signatures::Unkept,
 }
 
 /// The store version the zone serves.
@@ -164,6 +166,7 @@ impl ZoneSync {
             policy: None,
             served: Arc::new(AtomicU64::new(0)),
             journal_out: journal::Worker::default(),
+            unkept: signatures::Unkept::default(),
         }
     }
 
@@ -188,12 +191,12 @@ impl ZoneSync {
         let rollover = self.store.rollover().await?;
         let set = keys::current_set(&rows, rollover.as_ref(), policy)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let zone = Arc::clone(&self.zone);
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let serial = zone.serial();
-            let mut write = zone.begin();
+            let serial = this.zone.serial();
+            let mut write = this.zone.begin();
             write.keys(set);
-            write.commit(serial);
+            this.commit(write, serial);
         })
         .await
         .map_err(|e| StoreError::Backend(format!("installing the keys failed: {e}")))?;
@@ -412,11 +415,11 @@ impl ZoneSync {
                 let rows = self.store.dnssec_keys().await?;
                 let set = keys::key_set(&rows, &set, rolling, policy)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
-                let zone = Arc::clone(&self.zone);
+                let this = self.clone();
                 let commit = tokio::task::spawn_blocking(move || {
-                    let mut write = zone.begin();
+                    let mut write = this.zone.begin();
                     write.keys(set);
-                    let commit = write.commit(serial);
+                    let commit = this.commit(write, serial);
                     release_after_bulk(&commit);
                     commit
                 })
@@ -428,14 +431,14 @@ impl ZoneSync {
                 && self.refuse_future(epoch).await?
             {
                 // Signing on with the epoch held; the serial moves as everywhere.
-                self.zone.begin().commit(serial);
+                self.commit(self.zone.begin(), serial);
             } else if let Some(epoch) = epoch {
                 // Every set signed anew: blocking work, off the async workers.
-                let zone = Arc::clone(&self.zone);
+                let this = self.clone();
                 let commit = tokio::task::spawn_blocking(move || {
-                    let mut write = zone.begin();
+                    let mut write = this.zone.begin();
                     write.epoch(epoch);
-                    let commit = write.commit(serial);
+                    let commit = this.commit(write, serial);
                     release_after_bulk(&commit);
                     commit
                 })
@@ -451,7 +454,7 @@ impl ZoneSync {
                 for edit in &edits {
                     write.edit(edit);
                 }
-                let diff = write.commit(serial).diff;
+                let diff = self.commit(write, serial).diff;
                 steps.extend(diff.filter(|_| !erasing));
             }
             applied.version = version;
@@ -515,7 +518,7 @@ impl ZoneSync {
         }
         // Rendering (and at a start, signing on every core) a large zone is blocking work: off
         // the async workers, which go on serving the API meanwhile.
-        let zone = Arc::clone(&self.zone);
+        let this = self.clone();
         let changed = tokio::task::spawn_blocking(move || {
             // Both names of each account: its subdomain and, once it had a record, its persist name.
             let persist: Vec<TxtValues> = snapshot
@@ -528,9 +531,9 @@ impl ZoneSync {
                 .iter()
                 .chain(&persist)
                 .map(|t| (t.subdomain.as_str(), t.values.iter().map(String::as_str).collect::<Vec<_>>()));
-            let mut write = zone.begin();
+            let mut write = this.zone.begin();
             write.epoch(version.epoch).load(names).own_challenge(&snapshot.own_challenge);
-            write.commit(version.serial()).changed
+            this.commit(write, version.serial()).changed
         })
         .await
         .map_err(|e| StoreError::Backend(format!("loading the zone failed: {e}")))?;

@@ -5,20 +5,22 @@
 //! Design note: signing a million names takes minutes of CPU (two signatures a name: its TXT
 //! set and its NSEC3 link); reading them back takes seconds. Signatures are deterministic, so
 //! any instance's signature for an input is every instance's (`store::signatures` explains the
-//! table, `dns::zone::memo` the zone's side). The zone collects what it signs; a task here
-//! writes it to the store every few seconds and when the daemon stops, and removes the rows of
-//! an epoch the zone has left. Of several signatures of one set (a name updated many times
+//! table, `dns::zone::memo` the zone's side). Each commit of the zone returns the signatures
+//! it made, and every commit sync makes goes through [`ZoneSync::commit`], which queues them
+//! ([`Unkept`]): no write path has a hook of its own to forget. A task here writes the queue to
+//! the store every few seconds and when the daemon stops, and removes the rows of an epoch the
+//! zone has left. Of several signatures of one set (a name updated many times
 //! since the last write) only the newest is written, and it replaces the set's row in the
 //! store: the table keeps about one row per set, not one per update. Nothing here is on the path of an update: a signature not kept
 //! yet when the process dies is made again at the next start.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::ZoneSync;
-use crate::dns::zone::NewSignature;
+use crate::dns::zone::{Commit, NewSignature, Write};
 use crate::store::StoreError;
 
 /// Kept signatures read per store call at start.
@@ -27,8 +29,50 @@ const PAGE: usize = 100_000;
 const WRITE_BATCH: usize = 10_000;
 /// How often new signatures are written to the store.
 const KEEP_EVERY: Duration = Duration::from_secs(2);
+/// At most this many signatures wait for the store after a failed write (about 400 MB).
+const REQUEUE_LIMIT: usize = 4 << 20;
+
+/// The signatures the zone's commits made that the store does not keep yet; cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Unkept(Arc<Mutex<Vec<NewSignature>>>);
+
+impl Unkept {
+    /// Queues what a commit made.
+    fn add(&self, signatures: Vec<NewSignature>) {
+        let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.is_empty() {
+            // A load's millions, moved rather than copied.
+            *queue = signatures;
+        } else {
+            queue.extend(signatures);
+        }
+    }
+
+    /// Everything queued, in the order made.
+    fn take(&self) -> Vec<NewSignature> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts signatures taken but not written back in the queue, as long as it holds fewer than
+    /// `limit` ([`REQUEUE_LIMIT`]: the store has been failing for long; those left out are made
+    /// again at the next start, no harm done).
+    fn requeue(&self, signatures: impl IntoIterator<Item = NewSignature>, limit: usize) {
+        let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = limit.saturating_sub(queue.len());
+        queue.extend(signatures.into_iter().take(room));
+    }
+}
 
 impl ZoneSync {
+    /// Commits `write` at `serial` and queues the signatures the commit made for the store.
+    /// Every write of sync to the zone is committed here, so none of them is left unkept.
+    /// Blocking for a large commit: call it where the write was begun.
+    pub(super) fn commit(&self, write: Write<'_>, serial: u32) -> Commit {
+        let mut commit = write.commit(serial);
+        self.unkept.add(std::mem::take(&mut commit.signatures));
+        commit
+    }
+
     /// Gives the zone every signature the store keeps for the store's signing epoch; returns
     /// how many. They only save work: on a failure the zone signs what it was not given.
     pub(super) async fn remember_kept_signatures(&self) -> usize {
@@ -60,7 +104,7 @@ impl ZoneSync {
         Ok(total)
     }
 
-    /// Writes the signatures the zone made since the last call to the store, each under the
+    /// Writes the signatures the zone's commits made since the last call to the store, each under the
     /// signing epoch it was made at, then (once the zone's epoch moved) removes the rows of
     /// earlier epochs; returns how many it wrote. A failed write puts the unwritten ones back
     /// for the next call; a failed removal only warns (it costs disk, not signatures).
@@ -68,9 +112,9 @@ impl ZoneSync {
         &self,
         pruned_for: &mut Option<u32>,
     ) -> Result<usize, StoreError> {
-        let zone = Arc::clone(&self.zone);
+        let taken = self.unkept.take();
         // Sorting millions of them (after a new epoch) is CPU work: off the async workers.
-        let fresh = tokio::task::spawn_blocking(move || newest_per_set(zone.take_new_signatures()))
+        let fresh = tokio::task::spawn_blocking(move || newest_per_set(taken))
             .await
             .map_err(|e| StoreError::Backend(format!("sorting new signatures failed: {e}")))?;
         let count = fresh.len();
@@ -80,7 +124,7 @@ impl ZoneSync {
             let rows = rest[..same].iter().map(|s| (s.slot, s.digest, s.signature)).collect();
             if let Err(error) = self.store.keep_signatures(epoch, rows).await {
                 // Lost rows cost a signature at the next start; these are tried next time.
-                self.zone.requeue_new_signatures(rest.iter().copied());
+                self.unkept.requeue(rest.iter().copied(), REQUEUE_LIMIT);
                 return Err(error);
             }
             rest = &rest[same..];
@@ -171,10 +215,32 @@ fn newest_per_set(mut taken: Vec<NewSignature>) -> Vec<NewSignature> {
 mod tests {
     use super::*;
 
+    fn new(epoch: u32, slot: u64, n: u8) -> NewSignature {
+        NewSignature { epoch, slot, digest: [n; 32], signature: [n; 64] }
+    }
+
+    #[test]
+    fn taken_signatures_come_back_when_requeued_up_to_the_limit() {
+        let unkept = Unkept::default();
+        unkept.add(vec![new(1, 1, 1)]);
+        unkept.add(vec![new(1, 2, 2)]);
+        let taken = unkept.take();
+        assert_eq!(taken, [new(1, 1, 1), new(1, 2, 2)]);
+        assert!(unkept.take().is_empty(), "taken once");
+        unkept.add(vec![new(1, 3, 3)]);
+        unkept.requeue(taken.iter().copied(), 10);
+        assert_eq!(unkept.take(), [new(1, 3, 3), new(1, 1, 1), new(1, 2, 2)]);
+        // A queue at the limit takes no more back, one below it one more.
+        unkept.add(vec![new(1, 4, 4); 2]);
+        unkept.requeue(taken.iter().copied(), 2);
+        assert_eq!(unkept.take().len(), 2);
+        unkept.add(vec![new(1, 4, 4); 2]);
+        unkept.requeue(taken, 3);
+        assert_eq!(unkept.take().len(), 3);
+    }
+
     #[test]
     fn only_the_newest_signature_of_a_set_is_written() {
-        let new =
-            |epoch: u32, slot: u64, n: u8| NewSignature { epoch, slot, digest: [n; 32], signature: [n; 64] };
         let taken = vec![new(1, 7, 9), new(1, 8, 3), new(1, 7, 5), new(2, 7, 1), new(1, 9, 4)];
         let kept = newest_per_set(taken);
         assert_eq!(kept, [new(1, 8, 3), new(1, 9, 4), new(2, 7, 1)]);

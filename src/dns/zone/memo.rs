@@ -1,15 +1,24 @@
 //! Remembered signatures: what lets a restart load a signed zone instead of signing it again.
 //!
 //! Design note: signatures are deterministic, so a signature is a function of the key and the
-//! bytes it signs; [`SigningKey::memo_digest`] names that input. The zone can hand every
-//! signature it makes to its owner ([`Zone::take_new_signatures`], once collecting is on), who
-//! keeps them (in the store, shared by every instance); before a bulk load the owner gives them
-//! back ([`Zone::remember_signatures`]) and the zone reuses each one whose digest matches
-//! instead of signing. A remembered signature is only ever used for exactly the input it was
-//! made for, so a stale or foreign entry costs a signature, never a wrong answer (the store's
-//! rows are trusted to be what was written: a row damaged in storage would be served as is). The
-//! remembered set is held only for the bulk load ([`Zone::forget_remembered`] frees it): at a
-//! million names it is a few hundred megabytes.
+//! bytes it signs; [`SigningKey::memo_digest`] names that input. Once collecting is on
+//! ([`Zone::collect_signatures`]), each commit returns the signatures it made
+//! ([`Commit::signatures`]), and the owner keeps them (in the store, shared by every instance);
+//! before a bulk load the owner gives them back ([`Zone::remember_signatures`]) and the zone
+//! reuses each one whose digest matches instead of signing. A remembered signature is only ever
+//! used for exactly the input it was made for, so a stale or foreign entry costs a signature,
+//! never a wrong answer (the store's rows are trusted to be what was written: a row damaged in
+//! storage would be served as is). The remembered set is held only for the bulk load
+//! ([`Zone::forget_remembered`] frees it): at a million names it is a few hundred megabytes.
+//!
+//! Why the commit's result carries them and not its difference: a kept signature needs its
+//! digest, made from the key and the signed bytes, and those include the records of the set it
+//! signs. A set signed anew for a new epoch or a new key changes only its RRSIG, so the
+//! difference holds the new RRSIG without the records under it (and a load into an empty zone
+//! has no difference at all). The digest is at hand only where the signature is made, so the
+//! signing notes each one as it signs (on whichever thread signs it) and the commit takes what
+//! its own signing noted into its result before it lets the next write begin: the commit is
+//! the one place signatures leave the zone.
 //!
 //! Not collected: the SOA's signature, which changes with every serial and is one signature
 //! at start.
@@ -21,6 +30,7 @@
 //! changes.
 //!
 //! [`SigningKey::memo_digest`]: crate::dns::dnssec::SigningKey::memo_digest
+//! [`Commit::signatures`]: super::Commit::signatures
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,9 +65,6 @@ pub(super) fn slot(owner: &[u8], rtype: u16) -> u64 {
     u64::from_be_bytes(head)
 }
 
-/// At most this many signatures wait for the owner after a failed take (about 400 MB).
-const REQUEUE_LIMIT: usize = 4 << 20;
-
 /// The zone's remembered and new signatures.
 #[derive(Debug, Default)]
 pub(super) struct Memo {
@@ -67,8 +74,8 @@ pub(super) struct Memo {
     any_known: AtomicBool,
     /// Whether new signatures are collected for the owner.
     collect: AtomicBool,
-    /// Signatures made since the owner last took them.
-    fresh: Mutex<Vec<NewSignature>>,
+    /// Signatures made by the commit under way, which takes them into its result.
+    made_now: Mutex<Vec<NewSignature>>,
     /// Signatures reused from `known` since it was filled.
     reused: AtomicU64,
     /// Signatures reused since the zone was built.
@@ -109,34 +116,23 @@ impl Memo {
             && let Ok(signature) = Signature::try_from(tail)
         {
             let new = NewSignature { epoch, slot: slot(owner, rtype), digest, signature };
-            self.fresh.lock().unwrap_or_else(PoisonError::into_inner).push(new);
+            self.made_now.lock().unwrap_or_else(PoisonError::into_inner).push(new);
         }
         rrsig
     }
 }
 
 impl Zone {
-    /// Starts (or stops) collecting every signature made from now on, for
-    /// [`Self::take_new_signatures`].
+    /// Starts (or stops) collecting every signature made from now on: each commit returns
+    /// those it made in [`super::Commit::signatures`].
     pub(crate) fn collect_signatures(&self, on: bool) {
         self.memo.collect.store(on, Ordering::Relaxed);
-        if !on {
-            self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        }
     }
 
-    /// The signatures made since the last call (while collecting).
-    pub(crate) fn take_new_signatures(&self) -> Vec<NewSignature> {
-        std::mem::take(&mut *self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Puts signatures taken but not kept back in the queue for the next take, unless the queue
-    /// already holds [`REQUEUE_LIMIT`] (the owner's store has been failing for long: those left
-    /// out are made again at the next start, no harm done).
-    pub(crate) fn requeue_new_signatures(&self, signatures: impl IntoIterator<Item = NewSignature>) {
-        let mut fresh = self.memo.fresh.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = REQUEUE_LIMIT.saturating_sub(fresh.len());
-        fresh.extend(signatures.into_iter().take(room));
+    /// The signatures made since the last call: the commit under way takes those it made (it
+    /// holds the writer's turn, so no other commit signs meanwhile).
+    pub(super) fn take_made_signatures(&self) -> Vec<NewSignature> {
+        std::mem::take(&mut *self.memo.made_now.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Makes room for `count` more remembered signatures.
@@ -174,7 +170,7 @@ impl Zone {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{ask_with, at, settings, step, val};
-    use super::super::{Signer, Zone};
+    use super::super::{Commit, Signer, Zone};
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::wire::rtype;
 
@@ -187,7 +183,7 @@ mod tests {
     }
 
     /// Loads `NAMES` subdomains, name `changed` with another value, at one serial and epoch.
-    fn load(zone: &Zone, changed: Option<usize>) {
+    fn load(zone: &Zone, changed: Option<usize>) -> Commit {
         let names: Vec<String> = (0..NAMES).map(|i| format!("sub{i:04}")).collect();
         let entries = names
             .iter()
@@ -195,7 +191,7 @@ mod tests {
             .map(|(i, name)| (name.as_str(), vec![if Some(i) == changed { val("new") } else { val("old") }]));
         at(zone, 4242, |w| {
             w.epoch(1_800_000_000).load(entries);
-        });
+        })
     }
 
     #[test]
@@ -203,11 +199,10 @@ mod tests {
         let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
         let first = zone(&pkcs8);
         first.collect_signatures(true);
-        load(&first, None);
-        let kept = first.take_new_signatures();
+        let kept = load(&first, None).signatures;
         // A TXT set and an NSEC3 link per name, and the static sets.
         assert!(kept.len() > 2 * NAMES, "{} kept", kept.len());
-        assert!(first.take_new_signatures().is_empty(), "taken once");
+        assert!(first.take_made_signatures().is_empty(), "the commit took them all");
 
         let second = zone(&pkcs8);
         second.remember_signatures(kept.iter().map(|s| (s.digest, s.signature)));
@@ -240,8 +235,7 @@ mod tests {
         let pkcs8 = SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
         let first = zone(&pkcs8);
         first.collect_signatures(true);
-        load(&first, None);
-        let kept = first.take_new_signatures();
+        let kept = load(&first, None).signatures;
         // Another key: no digest matches.
         let other = zone(&SigningKey::generate(Algorithm::EcdsaP256Sha256).unwrap());
         other.remember_signatures(kept.iter().map(|s| (s.digest, s.signature)));
@@ -259,31 +253,46 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_collected_unless_asked_and_requeued_signatures_come_back() {
+    fn nothing_is_collected_unless_asked_and_each_commit_returns_what_it_signed() {
         let pkcs8 = SigningKey::generate(Algorithm::Ed25519).unwrap();
         let key = SigningKey::from_pkcs8(Algorithm::Ed25519, &pkcs8).unwrap();
         let zone = Zone::new(&settings(), Some(Signer { key, validity: 86400, refresh: 3600 })).unwrap();
-        load(&zone, None);
-        assert!(zone.take_new_signatures().is_empty());
+        assert!(load(&zone, None).signatures.is_empty(), "not collecting");
         zone.collect_signatures(true);
-        step(&zone, |w| {
+        let taken = step(&zone, |w| {
             w.txt("sub0001", &[val("x")]);
-        });
-        let taken = zone.take_new_signatures();
-        assert_eq!(taken.len(), 1, "the TXT set; the SOA is not kept");
-        zone.requeue_new_signatures(taken.clone());
-        assert_eq!(zone.take_new_signatures(), taken);
-        // Signed again, the set keeps its slot; another name's set has its own.
-        step(&zone, |w| {
+        })
+        .signatures;
+        // The TXT set only: its NSEC3 link lists the same types as before, and the SOA is not kept.
+        assert_eq!(taken.len(), 1, "{taken:?}");
+        // Signed again, the set keeps its slot; another name's set has its own (and a new name's
+        // link is signed too, and the link before it).
+        let again = step(&zone, |w| {
             w.txt("sub0001", &[val("y")]);
-        });
-        step(&zone, |w| {
-            w.txt("sub0002", &[val("x")]);
-        });
-        let again = zone.take_new_signatures();
-        assert_eq!(again.len(), 2);
+        })
+        .signatures;
+        assert_eq!(again.len(), 1);
         assert_eq!(again[0].slot, taken[0].slot);
         assert_ne!(again[0].digest, taken[0].digest);
-        assert_ne!(again[1].slot, taken[0].slot);
+        let other = step(&zone, |w| {
+            w.txt("sub0002", &[val("x")]);
+        })
+        .signatures;
+        assert_eq!(other.len(), 1);
+        assert_ne!(other[0].slot, taken[0].slot);
+        let new_name = step(&zone, |w| {
+            w.txt("brand-new", &[val("x")]);
+        })
+        .signatures;
+        assert_eq!(new_name.len(), 3, "its TXT set, its link, the link before it: {new_name:?}");
+        // A new epoch: every set but the SOA, returned by the commit that signed them.
+        let sets = zone.unsigned_sets(&zone.read()).len();
+        let epoch = zone.epoch() + 3600;
+        let renewed = step(&zone, |w| {
+            w.epoch(epoch);
+        })
+        .signatures;
+        assert_eq!(renewed.len(), sets);
+        assert!(renewed.iter().all(|s| s.epoch == epoch));
     }
 }

@@ -48,7 +48,8 @@
 //! set anew for an epoch; `answer` serves queries; `persist` names where dns-persist-01
 //! records are served; `transfer` keeps the journal of the commits' differences and walks the
 //! zone for AXFR; `version` is the vocabulary of a store version's changes ([`Edit`]); `memo`
-//! reuses signatures the owner kept from an earlier run instead of signing again.
+//! reuses signatures the owner kept from an earlier run instead of signing again, and gathers
+//! the signatures a commit makes into its result for the owner to keep.
 
 mod admit;
 mod answer;

@@ -9,9 +9,9 @@
 //! commit decides under the read lock what changes (a name served the same values keeps its
 //! signatures), renders and signs that with no lock held (on every core for a large load or a
 //! new epoch), then under one write lock puts it in place, relinks NSEC3, moves the serial and
-//! the SOA, and journals the difference (`diff`), which it also returns. A whole-zone load
-//! into an empty zone (the start) is built aside, its chain signed there, and swapped in at
-//! once. No reader ever sees part of a commit, or a commit at the serial before it.
+//! the SOA, and journals the difference (`diff`), which it also returns with the signatures it
+//! made (`memo`). A whole-zone load into an empty zone (the start) is built aside, its chain
+//! signed there, and swapped in at once. No reader ever sees part of a commit, or a commit at the serial before it.
 //!
 //! The serial is the caller's: instances sharing a store take it from the store's version, so
 //! a commit never moves it by itself, and a commit that changes nothing at the same serial is
@@ -23,7 +23,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 
 use super::persist::is_persist_label;
 use super::sign::{Resigned, parallel_map};
-use super::{Edit, Set, State, TxtEntry, Zone};
+use super::{Edit, NewSignature, Set, State, TxtEntry, Zone};
 use crate::dns::dnssec::KeySet;
 use crate::dns::journal::Change;
 use crate::dns::wire::{RrSet, rtype, txt_rdata};
@@ -71,6 +71,9 @@ pub struct Commit {
     /// new signing epoch in a zone that keeps no journal. A secondary behind such a step takes
     /// the whole zone.
     pub diff: Option<Arc<Change>>,
+    /// The signatures this commit made, for the owner to keep (see `memo`: why the difference
+    /// cannot carry them); empty unless collecting is on.
+    pub signatures: Vec<NewSignature>,
 }
 
 /// What a commit changes, decided under the read lock.
@@ -207,7 +210,8 @@ impl Write<'_> {
             && rekey.is_none()
             && plan.serial == serial
         {
-            return Commit { serial, changed: 0, resigned: 0, diff: None };
+            let signatures = zone.take_made_signatures();
+            return Commit { serial, changed: 0, resigned: 0, diff: None, signatures };
         }
         let changed = plan.txt.len() + plan.gone.len() + usize::from(plan.own.is_some());
         let empty = plan.empty;
@@ -229,8 +233,10 @@ impl Write<'_> {
             zone.apply(serial, ready, resign, rekey.is_some())
         };
         zone.serials.send_replace(serial);
+        // Taken before the turn passes on: they are this commit's alone.
+        let signatures = zone.take_made_signatures();
         drop(turn);
-        Commit { serial, changed, resigned, diff }
+        Commit { serial, changed, resigned, diff, signatures }
     }
 }
 
