@@ -1,6 +1,7 @@
 //! Test harness: starts the real `acme-delegate` binary on port 0 and talks to it over real
-//! sockets (UDP, TCP, HTTP/1.1), with a small DNS message builder and decoder of its own so
-//! that the tests do not trust the code under test to read its own answers.
+//! sockets (UDP, TCP, HTTP/1.1), with a small DNS message builder of its own; answers are read
+//! by hickory-proto, the tests' oracle (`Message::decode` is a view of its parse), so that the
+//! tests do not trust the code under test to read its own answers.
 
 #![allow(dead_code, reason = "helpers are shared by several test modules")]
 
@@ -12,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
 /// The zone every test server serves.
 pub const DOMAIN: &str = "auth.example.org";
@@ -640,18 +643,19 @@ pub fn query(name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
     m
 }
 
-/// One decoded resource record.
+/// One decoded resource record: a view of what hickory-proto parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// Owner, dotted, as on the wire (case kept), with final dot.
     pub owner: String,
     /// Type.
     pub rtype: u16,
-    /// Class (or UDP size for OPT).
+    /// Class (or UDP size for OPT, at least 512 as hickory-proto reads it).
     pub class: u16,
     /// TTL (or extended flags for OPT).
     pub ttl: u32,
-    /// Raw rdata.
+    /// The record data in the canonical form of RFC 4034 §6.2: names in it uncompressed, and
+    /// lower-case in the types that section lists (the bytes on the wire for every other type).
     pub rdata: Vec<u8>,
 }
 
@@ -667,14 +671,29 @@ impl Record {
         }
         out
     }
+
+    /// The view of a record hickory-proto parsed.
+    fn parsed(record: &hickory_proto::rr::Record) -> Self {
+        let mut rdata = Vec::new();
+        let mut encoder = BinEncoder::new(&mut rdata);
+        encoder.set_canonical_form(true);
+        record.data.emit(&mut encoder).expect("hickory-proto encodes what it parsed");
+        Self {
+            owner: record.name.to_ascii(),
+            rtype: u16::from(record.record_type()),
+            class: u16::from(record.dns_class),
+            ttl: record.ttl,
+            rdata,
+        }
+    }
 }
 
-/// A decoded DNS message.
+/// A decoded DNS message: a view of what hickory-proto parsed, the tests' oracle.
 #[derive(Clone, Debug)]
 pub struct Message {
     /// ID.
     pub id: u16,
-    /// Flag bits (second and third header bytes).
+    /// Flag bits (second and third header bytes; the Z bit, which hickory-proto drops, clear).
     pub flags: u16,
     /// Header rcode (low 4 bits).
     pub rcode: u8,
@@ -684,67 +703,47 @@ pub struct Message {
     pub answers: Vec<Record>,
     /// Authority records.
     pub authority: Vec<Record>,
-    /// Additional records (OPT included).
+    /// Additional records: the OPT and then the TSIG record (which hickory-proto keeps apart)
+    /// at the end, after the others.
     pub additional: Vec<Record>,
 }
 
-/// Reads a possibly compressed name; returns it dotted and the offset after it.
-fn read_name(msg: &[u8], mut pos: usize) -> (String, usize) {
-    let mut out = String::new();
-    let mut end = None;
-    let mut jumps = 0;
-    loop {
-        let len = msg[pos];
-        if len & 0xC0 == 0xC0 {
-            if end.is_none() {
-                end = Some(pos + 2);
-            }
-            pos = usize::from(u16::from_be_bytes([len, msg[pos + 1]]) & 0x3FFF);
-            jumps += 1;
-            assert!(jumps < 64, "compression loop in a reply");
-            continue;
-        }
-        if len == 0 {
-            break;
-        }
-        out.push_str(&String::from_utf8_lossy(&msg[pos + 1..pos + 1 + usize::from(len)]));
-        out.push('.');
-        pos += 1 + usize::from(len);
-    }
-    if out.is_empty() {
-        out.push('.');
-    }
-    (out, end.unwrap_or(pos + 1))
+/// The header's flag bits from what hickory-proto read of them.
+fn flag_bits(header: &hickory_proto::op::Metadata) -> u16 {
+    let bit = |on: bool, bit: u16| if on { bit } else { 0 };
+    bit(header.message_type == hickory_proto::op::MessageType::Response, 0x8000)
+        | u16::from(u8::from(header.op_code)) << 11
+        | bit(header.authoritative, 0x0400)
+        | bit(header.truncation, 0x0200)
+        | bit(header.recursion_desired, 0x0100)
+        | bit(header.recursion_available, 0x0080)
+        | bit(header.authentic_data, 0x0020)
+        | bit(header.checking_disabled, 0x0010)
+        | u16::from(header.response_code.low())
 }
 
 impl Message {
-    /// Decodes a reply; panics on malformed input (our server must never send that).
+    /// Decodes a reply with hickory-proto, as strictly as it reads a whole message (one OPT,
+    /// TSIG last, no record without data outside UPDATE, no bytes after the last record); panics
+    /// on what it refuses (our server must never send that).
     pub fn decode(msg: &[u8]) -> Self {
-        let u16_at = |p: usize| u16::from_be_bytes([msg[p], msg[p + 1]]);
-        let counts = [u16_at(4), u16_at(6), u16_at(8), u16_at(10)];
-        let mut pos = 12;
-        let mut qname = None;
-        for _ in 0..counts[0] {
-            let (name, next) = read_name(msg, pos);
-            qname = Some(name);
-            pos = next + 4;
+        let mut decoder = BinDecoder::new(msg);
+        let parsed = hickory_proto::op::Message::read(&mut decoder)
+            .unwrap_or_else(|e| panic!("hickory-proto cannot parse a reply ({e}): {msg:02x?}"));
+        assert!(decoder.is_empty(), "trailing bytes in a reply: {msg:02x?}");
+        let view = |records: &[hickory_proto::rr::Record]| records.iter().map(Record::parsed).collect();
+        let mut additional: Vec<Record> = view(&parsed.additionals);
+        additional.extend(parsed.edns.as_ref().map(|edns| Record::parsed(&edns.into())));
+        additional.extend(parsed.signature.clone().map(|tsig| Record::parsed(&tsig.into_record_of_rdata())));
+        Self {
+            id: parsed.metadata.id,
+            flags: flag_bits(&parsed.metadata),
+            rcode: parsed.metadata.response_code.low(),
+            qname: parsed.queries.last().map(|q| q.name().to_ascii()),
+            answers: view(&parsed.answers),
+            authority: view(&parsed.authorities),
+            additional,
         }
-        let mut sections = [Vec::new(), Vec::new(), Vec::new()];
-        for (i, section) in sections.iter_mut().enumerate() {
-            for _ in 0..counts[i + 1] {
-                let (owner, next) = read_name(msg, pos);
-                let rtype = u16_at(next);
-                let class = u16_at(next + 2);
-                let ttl = u32::from_be_bytes([msg[next + 4], msg[next + 5], msg[next + 6], msg[next + 7]]);
-                let len = usize::from(u16_at(next + 8));
-                let rdata = msg[next + 10..next + 10 + len].to_vec();
-                pos = next + 10 + len;
-                section.push(Record { owner, rtype, class, ttl, rdata });
-            }
-        }
-        assert_eq!(pos, msg.len(), "trailing bytes in a reply");
-        let [answers, authority, additional] = sections;
-        Self { id: u16_at(0), flags: u16_at(2), rcode: msg[3] & 0x0F, qname, answers, authority, additional }
     }
 
     /// AA bit.
