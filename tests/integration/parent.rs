@@ -892,12 +892,15 @@ impl Child {
     /// Like [`Child::start_with`], with more `(section, lines)` (say, `[transfer]`).
     pub fn start_with_sections(dnssec: &str, more: &[(&str, &str)]) -> Self {
         let dir = TempDir::new();
+        let server = TestServer::start_with(&dir, &Self::config(&base_config(&dir.0), dnssec, more));
+        Self { server, dir }
+    }
+
+    /// The configuration [`Child::start_with_sections`] starts with, from `base` (say, a
+    /// PostgreSQL one): DNSSEC on, the short TTLs, `dnssec` lines and `more` sections added.
+    pub fn config(base: &str, dnssec: &str, more: &[(&str, &str)]) -> String {
         let ttl = Self::DNSKEY_TTL;
-        let config = with_keys(
-            &base_config(&dir.0),
-            "dnssec",
-            &format!("enabled = true\ndnskey_ttl = {ttl}\n{dnssec}"),
-        );
+        let config = with_keys(base, "dnssec", &format!("enabled = true\ndnskey_ttl = {ttl}\n{dnssec}"));
         let config = with_keys(
             &config,
             "dns",
@@ -907,8 +910,7 @@ impl Child {
         for (section, lines) in more {
             config = with_keys(&config, section, lines);
         }
-        let server = TestServer::start_with(&dir, &config);
-        Self { server, dir }
+        config
     }
 
     /// Runs `acme-delegate dnssec ARGS -c config`; its stdout, or its output on failure.
