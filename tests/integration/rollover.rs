@@ -6,10 +6,10 @@
 //! SERVFAIL, every answer validated (AD), at 5 queries a second or more, and both timing rules
 //! of [`order_check`]. [`roll_with`] also probes through more validators (say, one asking an
 //! NSD secondary) and calls a hook each second (say, to kill an instance at a step). The tests:
-//! algorithm rollovers both ways (the CSK rollover is `parent::csk_rollover_keeps_validating`),
-//! a CSK rollover probed through an NSD secondary as well, a stopped NSD secondary holding a
-//! rollover, and two instances on one PostgreSQL rolling together while one is killed (-9) and
-//! restarted.
+//! algorithm rollovers both ways and a CSK rollover, each probed through an NSD secondary as
+//! well (the CSK rollover alone is `parent::csk_rollover_keeps_validating`), a stopped NSD
+//! secondary holding a rollover, and two instances on one PostgreSQL rolling together while one
+//! is killed (-9) and restarted.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -197,20 +197,26 @@ fn wait_until_done(child: &Child) -> String {
 }
 
 /// RFC 6781's algorithm rollover, P-256 to Ed25519 and back on the same server: new-algorithm
-/// signatures first, then its DNSKEY, the CDS, the old DNSKEY out, its signatures last. unbound
-/// validates every probe throughout both, and the DNSKEY/CDS/DS recording keeps both rules.
+/// signatures first, then its DNSKEY, the CDS, the old DNSKEY out, its signatures last. Two
+/// unbound validate every probe throughout both, one asking us, one asking NSD (our `[transfer]
+/// notify` secondary, which gets each step by IXFR), and the DNSKEY/CDS/DS recording keeps
+/// both rules.
 #[test]
 fn algorithm_rollovers_both_ways_keep_validating() {
     let parent = Parent::start();
-    let child = Child::start_with(&Child::rollover_timing(&parent));
+    let (child, nsd, _nsd_dir) = child_with_nsd(&Child::rollover_timing(&parent));
     let server = &child.server;
     parent.set_ds(&child.ds()).unwrap();
     let validator = Validator::start(&parent, server, 5);
+    let via_nsd = Validator::start_at(&parent, nsd.addr.port(), 5);
     let accounts = two_accounts(server);
+    nsd_caught_up(server, &nsd);
+    let to_ed25519 = ["rollover", "--algorithm", "ed25519"];
 
-    let rolled = roll(&child, &parent, &validator, &accounts, &["rollover", "--algorithm", "ed25519"]);
+    let rolled = roll_probing(&child, &parent, &validator, &[&via_nsd], &accounts, &to_ed25519);
     rolled.check(&accounts.0);
     assert_eq!((rolled.old_key.alg, rolled.new_key.alg), (13, 15));
+    nsd_serves_alone(&nsd, rolled.new_key);
     // Once it is done the configuration, still P-256, is refused by the commands (and a start),
     // naming the setting to change.
     refused_once_done(&child, "ecdsap256sha256", "ed25519");
@@ -220,9 +226,11 @@ fn algorithm_rollovers_both_ways_keep_validating() {
     let status = wait_until_done(&child);
     assert!(status.contains("algorithm: 15 (ED25519)"), "{status}");
 
-    let back = roll(&child, &parent, &validator, &accounts, &["rollover", "--algorithm", "ecdsap256sha256"]);
+    let to_p256 = ["rollover", "--algorithm", "ecdsap256sha256"];
+    let back = roll_probing(&child, &parent, &validator, &[&via_nsd], &accounts, &to_p256);
     back.check(&accounts.0);
     assert_eq!((back.old_key, back.new_key.alg), (rolled.new_key, 13));
+    nsd_serves_alone(&nsd, back.new_key);
     refused_once_done(&child, "ed25519", "ecdsap256sha256");
 }
 
