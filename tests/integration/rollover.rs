@@ -6,10 +6,10 @@
 //! SERVFAIL, every answer validated (AD), at 5 queries a second or more, and both timing rules
 //! of [`order_check`]. [`roll_with`] also probes through more validators (say, one asking an
 //! NSD secondary) and calls a hook each second (say, to kill an instance at a step). The tests:
-//! algorithm rollovers both ways and a CSK rollover, each probed through an NSD secondary as
-//! well (the CSK rollover alone is `parent::csk_rollover_keeps_validating`), a stopped NSD
-//! secondary holding a rollover, and two instances on one PostgreSQL rolling together while one
-//! is killed (-9) and restarted.
+//! algorithm rollovers both ways and a CSK rollover, each probed through NSD as well (the CSK
+//! rollover alone is `parent::csk_rollover_keeps_validating`), a stopped NSD secondary holding
+//! a rollover, and two instances on one PostgreSQL rolling together, probed through validators
+//! asking each and both, while one is killed (-9) and restarted.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -450,65 +450,114 @@ fn serial_and_keys(addr: std::net::SocketAddr) -> (Option<u32>, BTreeSet<KeyId>)
     (serial, keys_at(addr))
 }
 
+/// A thread asking the servers at `a` and `b` ten times a second, until `stop` is set, for
+/// their serial and DNSKEY set; it gives how many times it found them at one serial (the same
+/// before and after asking `b`) and every time they then disagreed on the keys.
+fn watch_same_serial(
+    a: std::net::SocketAddr,
+    b: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u32, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut compared, mut disagreed) = (0u32, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (sa, ka) = serial_and_keys(a);
+            let (sb, kb) = serial_and_keys(b);
+            if sa.is_some() && sa == sb && sa == serial_and_keys(a).0 {
+                compared += 1;
+                if ka != kb {
+                    disagreed.push(format!("serial {sa:?}: {ka:?} against {kb:?}"));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (compared, disagreed)
+    })
+}
+
+/// How long instance A of the two-instance test stays dead (seconds of the rollover loop).
+const DOWN_SECONDS: u32 = 4;
+/// How long after A's restart the validator asking only A may still fail for the outage (it
+/// must validate again within that time, and never fail after it).
+const RECOVERY: Duration = Duration::from_secs(10);
+
+/// Issue 21's rollover with two instances on one PostgreSQL, in the chain of `parent.rs`: a CSK
+/// rollover, the test as the registrar acting on our CDS, with instance A killed (-9) once
+/// instance B serves step 1 (both keys) and started again on the same port
+/// [`DOWN_SECONDS`] later. Three unbound probe throughout: one asking B (the registrar reads
+/// through it), one whose stub lists both (as a delegation naming both would), one asking A
+/// alone. The first two validate every answer; through the third, silence and SERVFAIL without
+/// a DNSSEC Extended DNS Error, from A's kill to [`RECOVERY`] after its restart, are counted
+/// apart as the outage ([`ProbeReport::excuse_outage`]), and everything else must validate; no
+/// validator may log a validation failure. B's
+/// DNSKEY/CDS/DS recording keeps both timing rules, the instances serve the same key set
+/// whenever they serve the same serial, and the restarted A ends on B's serial and keys.
 #[test]
 fn two_instances_on_postgres_roll_together_with_one_killed_mid_rollover() {
+    let parent = Parent::start();
     let url = crate::pg::fresh_database();
-    let dnssec = format!(
-        "enabled = true\ndnskey_ttl = {}\npropagation_delay = 1\nparent_ds_ttl = 1\n",
-        Child::DNSKEY_TTL
-    );
-    let start = |dir: &TempDir| {
-        let config = with_keys(
-            &with_keys(&postgres_config(&dir.0, &url), "dnssec", &dnssec),
-            "dns",
-            "soa_ttl = 3\ndefault_ttl = 3",
-        );
-        TestServer::start_with(dir, &config)
-    };
     let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
-    let mut a = Child { server: start(&dir_a), dir: dir_a };
-    let b = Child { server: start(&dir_b), dir: dir_b };
+    // A's DNS port is fixed: the validators asking A find it again after the restart.
+    let port_a = free_port(&["127.0.0.1"]);
+    let timing = Child::rollover_timing(&parent);
+    let config_a = Child::config(&postgres_config(&dir_a.0, &url), &timing, &[])
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port_a}\""));
+    let config_b = Child::config(&postgres_config(&dir_b.0, &url), &timing, &[]);
+    let mut a = Child { server: TestServer::start_with(&dir_a, &config_a), dir: dir_a };
+    let b = Child { server: TestServer::start_with(&dir_b, &config_b), dir: dir_b };
+    assert_eq!(a.server.udp.port(), port_a);
     let old = keys_at(b.server.udp);
     assert_eq!(keys_at(a.server.udp), old, "both instances serve the one key");
-    // Watch both instances throughout: at the same serial they serve the same key set.
-    let (addr_a, addr_b) = (a.server.udp, b.server.udp);
+    parent.set_ds(&b.ds()).unwrap();
+    let accounts = two_accounts(&b.server);
+    let via_b = Validator::start(&parent, &b.server, 5);
+    let via_both = Validator::start_stubs(&parent, &[port_a, b.server.udp.port()], 5);
+    let via_a = Validator::start_at(&parent, port_a, 5);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let (mut compared, mut disagreed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (sa, ka) = serial_and_keys(addr_a);
-                let (sb, kb) = serial_and_keys(addr_b);
-                if sa.is_some() && sa == sb && sa == serial_and_keys(addr_a).0 {
-                    compared += 1;
-                    if ka != kb {
-                        disagreed.push(format!("serial {sa:?}: {ka:?} against {kb:?}"));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            (compared, disagreed)
-        })
+    let watcher = watch_same_serial(a.server.udp, b.server.udp, std::sync::Arc::clone(&stop));
+
+    // Mid-rollover: A dies once B serves step 1, and comes back DOWN_SECONDS later.
+    let (mut down, mut up): (Option<(u32, Instant)>, Option<Instant>) = (None, None);
+    let mut kill_and_restart = |second: u32, keys: &BTreeSet<KeyId>| match (down, up) {
+        (None, _) if keys.len() == 2 => {
+            a.server.signal("KILL");
+            a.server.wait(Duration::from_secs(10)).expect("killed");
+            down = Some((second, Instant::now()));
+        }
+        (Some((killed, _)), None) if second >= killed + DOWN_SECONDS => {
+            a.server = TestServer::start_with(&a.dir, &config_a);
+            up = Some(Instant::now());
+        }
+        _ => {}
     };
-    a.dnssec(&["rollover"]).unwrap();
-    assert!(crate::pg::eventually(Duration::from_secs(30), || at_ds_step(&b)), "{}", status(&b));
-    // Mid-rollover: one instance dies; the other records the DS and carries on.
-    a.server.signal("KILL");
-    a.server.wait(Duration::from_secs(10)).expect("killed");
-    b.dnssec(&["ds-seen"]).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let config = std::fs::read_to_string(a.dir.join("config.cfg")).unwrap();
-    a.server = TestServer::start_with(&a.dir, &config);
-    // The killed instance holds a step until it is 10 s silent; the restarted one must serve it.
-    let mut final_status = String::new();
-    let done = crate::pg::eventually(Duration::from_secs(90), || {
-        final_status = status(&b);
-        final_status.contains("rollover:  none running")
+    let others = [&via_both, &via_a];
+    let mut rolled = roll_with(&b, &parent, &via_b, &others, &accounts, &["rollover"], &mut kill_and_restart);
+    let (Some((_, down)), Some(up)) = (down, up) else {
+        panic!("A was not killed and restarted mid-rollover: {down:?} {up:?}")
+    };
+    let after_up = rolled.others[1].excuse_outage(down, up, RECOVERY).unwrap_or_else(|e| {
+        panic!("through A: {e}\n{:?}\nunbound:\n{}", rolled.others[1].check(5.0), via_a.log_text())
     });
-    assert!(done, "the rollover did not end:\n{final_status}\n{}", b.server.log_text());
-    let new = keys_at(b.server.udp);
-    assert!(new.len() == 1 && new.is_disjoint(&old), "{old:?} -> {new:?}\n{final_status}");
+    rolled.check(&accounts.0);
+    // No SERVFAIL counted as outage was bogus data: no validator logged a validation failure.
+    for (name, v) in [("B", &via_b), ("both", &via_both), ("A", &via_a)] {
+        let failed = v.validation_failures();
+        assert!(failed.is_empty(), "the validator asking {name}:\n{}", failed.join("\n"));
+    }
+    let outage = &rolled.others[1].excused;
+    let servfail: Vec<Option<u16>> = outage
+        .iter()
+        .filter_map(|f| if let Fault::Servfail(ede) = f.fault { Some(ede) } else { None })
+        .collect();
+    eprintln!(
+        "A dead {:.1} s: {} probes through A alone excused (SERVFAIL with EDE {servfail:?}, {} silent), \
+         the last {:.1} s after the restart",
+        (up - down).as_secs_f64(),
+        outage.len(),
+        outage.len() - servfail.len(),
+        after_up.as_secs_f64()
+    );
+
     // The restarted instance catches up to the same serial and keys.
     let same = crate::pg::eventually(Duration::from_secs(15), || {
         serial_and_keys(a.server.udp) == serial_and_keys(b.server.udp)
@@ -520,6 +569,7 @@ fn two_instances_on_postgres_roll_together_with_one_killed_mid_rollover() {
         serial_and_keys(b.server.udp),
         a.server.log_text()
     );
+    assert_eq!(keys_at(a.server.udp), BTreeSet::from([rolled.new_key]));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (compared, disagreed) = watcher.join().unwrap();
     assert!(compared >= 20 && disagreed.is_empty(), "{compared} comparisons; disagreements: {disagreed:?}");
