@@ -450,7 +450,14 @@ impl Unbound {
     /// and clauses), then a stub zone sending our zone to 127.0.0.1:`dns_port`; waits until it
     /// answers `probe` (name, type).
     pub fn start(dir: &Path, dns_port: u16, more: &str, probe: (&str, u16)) -> Self {
+        Self::start_stubs(dir, &[dns_port], more, probe)
+    }
+
+    /// Like [`Unbound::start`], with our zone's stub listing every port of `dns_ports` on
+    /// 127.0.0.1 (several servers for the zone, as a delegation with several NS names them).
+    pub fn start_stubs(dir: &Path, dns_ports: &[u16], more: &str, probe: (&str, u16)) -> Self {
         let port = free_port(&["127.0.0.1"]);
+        let stubs: String = dns_ports.iter().map(|p| format!("    stub-addr: 127.0.0.1@{p}\n")).collect();
         let config = format!(
             r#"server:
     interface: 127.0.0.1
@@ -468,8 +475,7 @@ impl Unbound {
     do-not-query-localhost: no
 {more}stub-zone:
     name: "{DOMAIN}"
-    stub-addr: 127.0.0.1@{dns_port}
-"#,
+{stubs}"#,
             dir = dir.display(),
         );
         std::fs::write(dir.join("unbound.conf"), config).unwrap();

@@ -8,13 +8,17 @@
 //!   our zone, and a DS set the test replaces ([`Parent::set_ds`]) and reads back
 //!   ([`Parent::ds`]); [`Parent::trust_anchor`] is the parent's key as DS lines.
 //! - [`Validator`]: the harness's [`Unbound`] with only the parent's anchor, a stub zone for the
-//!   parent (Knot) and one for us (glue cannot carry a port), and capped cache lifetimes.
+//!   parent (Knot) and one for us (glue cannot carry a port; it may list several of our
+//!   servers), and capped cache lifetimes.
 //! - [`Registrar`]: reads our apex CDS and CDNSKEY, checks they agree, and puts the DS into the
 //!   parent (RFC 7344/8078: no CDS = no change, `0 0 0 00` = remove the DS).
 //! - [`Recorder`]: a thread sampling our DNSKEY and CDS and the parent's DS once a second;
 //!   [`order_check`] holds a recording to the rollover's two timing rules.
-//! - [`Prober`]: a thread sending paced queries through the validator and counting every answer
-//!   that is not a validated (AD) answer of the expected kind.
+//! - [`Prober`]: a thread sending paced queries through the validator and keeping every answer
+//!   that is not a validated (AD) answer of the expected kind, with its time and, for a
+//!   SERVFAIL, the validator's Extended DNS Error (bogus data or an unreachable server); a test
+//!   that kills the one server a validator asks excuses the latter for that outage
+//!   ([`ProbeReport::excuse_outage`]).
 //!
 //! Every wait is bounded; the peers are stopped (SIGTERM, then SIGKILL) when dropped.
 
@@ -44,6 +48,9 @@ pub mod rt {
     /// CDNSKEY.
     pub const CDNSKEY: u16 = 60;
 }
+
+/// How long a query here waits for an answer (the harness's `udp_exchange`).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sampling jitter [`order_check`] forgives: a sample is taken a little after its scheduled
 /// second (three queries, a loaded machine), far less than the whole seconds the rules count.
@@ -365,6 +372,12 @@ impl Validator {
 
     /// Like [`Validator::start`], with our zone's stub at `port` on 127.0.0.1 (a secondary).
     pub fn start_at(parent: &Parent, port: u16, cache_max_ttl: u32) -> Self {
+        Self::start_stubs(parent, &[port], cache_max_ttl)
+    }
+
+    /// Like [`Validator::start`], with our zone's stub listing every port of `ports` on
+    /// 127.0.0.1 (several instances answering for the zone).
+    pub fn start_stubs(parent: &Parent, ports: &[u16], cache_max_ttl: u32) -> Self {
         let dir = TempDir::new();
         std::fs::write(dir.join("parent.anchor"), parent.trust_anchor().join("\n") + "\n").unwrap();
         let more = format!(
@@ -374,6 +387,7 @@ impl Validator {
     prefetch: no
     val-permissive-mode: no
     val-bogus-ttl: 1
+    ede: yes
     cache-max-ttl: {cache_max_ttl}
     cache-max-negative-ttl: {cache_max_ttl}
     infra-keep-probing: yes
@@ -384,7 +398,7 @@ stub-zone:
             d = dir.0.display(),
             parent_port = parent.addr.port(),
         );
-        let unbound = Unbound::start(&dir.0, port, &more, (PARENT, t::SOA));
+        let unbound = Unbound::start_stubs(&dir.0, ports, &more, (PARENT, t::SOA));
         let addr: SocketAddr = unbound.addr().parse().unwrap();
         let validator = Self { _unbound: unbound, addr, _dir: dir };
         let secure = || validator.resolve(PARENT, t::SOA).is_some_and(|m| m.ad());
@@ -402,6 +416,12 @@ stub-zone:
     /// unbound's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self._dir.join("unbound.log")).unwrap_or_default()
+    }
+
+    /// The lines of its log that report an answer failing validation (`val-log-level: 2`
+    /// logs each one, with the reason): bogus data, as opposed to a server that did not answer.
+    pub fn validation_failures(&self) -> Vec<String> {
+        self.log_text().lines().filter(|l| l.contains("validation failure")).map(str::to_owned).collect()
     }
 }
 
@@ -706,52 +726,153 @@ impl Probe {
     }
 }
 
+/// What was wrong with one probe's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// No answer in 2 s.
+    Silent,
+    /// SERVFAIL, with the Extended DNS Error code the validator gave (RFC 8914), if any.
+    Servfail(Option<u16>),
+    /// An answer (not SERVFAIL) without the AD bit.
+    NotAd,
+    /// A validated answer of the wrong kind (rcode or emptiness not as expected).
+    Wrong,
+}
+
+impl Fault {
+    /// Whether this is what a validator answers when the zone's servers do not: silence, or a
+    /// SERVFAIL whose Extended DNS Error, if any, is not one of RFC 8914's DNSSEC codes
+    /// (1 and 2, 5 to 12: unsupported algorithm or digest, indeterminate, bogus, expired or
+    /// early signatures, missing DNSKEY, RRSIG or NSEC, no zone key bit).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Silent => true,
+            Self::Servfail(ede) => !ede.is_some_and(|code| matches!(code, 1 | 2 | 5..=12)),
+            Self::NotAd | Self::Wrong => false,
+        }
+    }
+}
+
+/// The Extended DNS Error info-code (RFC 8914, EDNS option 15) a reply carries, if any.
+pub fn ede_code(reply: &Message) -> Option<u16> {
+    let mut options = reply.opt()?.rdata.as_slice();
+    while let [c0, c1, l0, l1, rest @ ..] = options {
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        let data = rest.get(..len)?;
+        if u16::from_be_bytes([*c0, *c1]) == 15 {
+            return data.get(..2).map(|code| u16::from_be_bytes([code[0], code[1]]));
+        }
+        options = &rest[len..];
+    }
+    None
+}
+
+/// One probe whose answer was not a validated answer of its kind.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// When it was sent, since the prober started.
+    pub at: Duration,
+    /// What was wrong.
+    pub fault: Fault,
+    /// The query and what came back, for messages.
+    pub text: String,
+}
+
 /// What the prober counted.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ProbeReport {
+    /// When the prober started (the origin of every `at`).
+    pub started: Instant,
     /// How long it ran.
     pub elapsed: Duration,
     /// Queries sent.
     pub sent: usize,
-    /// SERVFAIL answers.
-    pub servfail: usize,
-    /// Answers (not SERVFAIL) without the AD bit.
-    pub not_ad: usize,
-    /// Queries left unanswered for 2 s.
-    pub silent: usize,
-    /// Validated answers of the wrong kind (rcode or emptiness not as expected).
-    pub wrong: usize,
-    /// The first 20 failures, described (time, query, what was wrong).
-    pub failures: Vec<String>,
+    /// Every failed probe, in order.
+    pub failures: Vec<Failure>,
+    /// Failures taken out of `failures` by [`ProbeReport::excuse_outage`]: silence and SERVFAIL
+    /// while the one server the validator asks was down.
+    pub excused: Vec<Failure>,
+    /// When each validated answer of the right kind came (its probe's send time).
+    pub validated: Vec<Duration>,
     /// The TXT values each TXT probe received, as they changed: (time, name, values).
     pub txt_seen: Vec<(Duration, String, Vec<String>)>,
 }
 
 impl ProbeReport {
+    /// An empty report of a prober started at `started`.
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            elapsed: Duration::ZERO,
+            sent: 0,
+            failures: Vec::new(),
+            excused: Vec::new(),
+            validated: Vec::new(),
+            txt_seen: Vec::new(),
+        }
+    }
+
     /// Queries per second.
     pub fn rate(&self) -> f64 {
         self.sent as f64 / self.elapsed.as_secs_f64().max(0.001)
     }
 
-    /// `Ok` if every query got a validated answer of its kind at `min_rate` per second or more;
-    /// else the counts and the first failures.
+    /// How many failures (not excused) had a fault that is `kind`.
+    pub fn count(&self, kind: impl Fn(&Fault) -> bool) -> usize {
+        self.failures.iter().filter(|f| kind(&f.fault)).count()
+    }
+
+    /// `Ok` if every query got a validated answer of its kind at `min_rate` per second or more
+    /// (excused failures apart); else the counts and the first failures.
     pub fn check(&self, min_rate: f64) -> Result<(), String> {
-        let bad = self.servfail + self.not_ad + self.silent + self.wrong;
-        if bad == 0 && self.rate() >= min_rate {
+        if self.failures.is_empty() && self.rate() >= min_rate {
             return Ok(());
         }
+        let first: Vec<&str> = self.failures.iter().take(20).map(|f| f.text.as_str()).collect();
         Err(format!(
             "{} queries in {:?} ({:.1}/s, {min_rate}/s needed): {} SERVFAIL, {} without AD, {} silent, \
-             {} wrong; first failures:\n{}",
+             {} wrong ({} excused as an outage); first failures:\n{}",
             self.sent,
             self.elapsed,
             self.rate(),
-            self.servfail,
-            self.not_ad,
-            self.silent,
-            self.wrong,
-            self.failures.join("\n")
+            self.count(|f| matches!(f, Fault::Servfail(_))),
+            self.count(|f| *f == Fault::NotAd),
+            self.count(|f| *f == Fault::Silent),
+            self.count(|f| *f == Fault::Wrong),
+            self.excused.len(),
+            first.join("\n")
         ))
+    }
+
+    /// Excuses the outage of the one server a validator asks, killed at `down` and started again
+    /// at `up`: silence and SERVFAIL are what a resolver owes its client while the zone's only
+    /// server is dead, and for a while after (it retries a server that timed out only after a
+    /// back-off, and fetches again what it failed to fetch). So those failures sent from `down`
+    /// less [`PROBE_TIMEOUT`] (a query then waits into the outage) to `recovery` after `up`
+    /// move to [`Self::excused`], if [`Fault::is_unreachable`]: a SERVFAIL the validator marks
+    /// with a DNSSEC Extended DNS Error is bogus data, never excused, as is an answer without
+    /// AD or of the wrong kind, and anything outside that window (the validator's log is the
+    /// second witness: [`Validator::validation_failures`]). `Err` when no validated answer came
+    /// in the window after `up`; else how long after `up` the last excused failure was sent
+    /// (zero: none).
+    pub fn excuse_outage(
+        &mut self,
+        down: Instant,
+        up: Instant,
+        recovery: Duration,
+    ) -> Result<Duration, String> {
+        let from = down.saturating_duration_since(self.started).saturating_sub(PROBE_TIMEOUT);
+        let up_at = up.saturating_duration_since(self.started);
+        let until = up_at + recovery;
+        if !self.validated.iter().any(|at| (up_at..until).contains(at)) {
+            return Err(format!("no validated answer within {recovery:?} of the restart at {up_at:?}"));
+        }
+        let excusable = |f: &Failure| (from..until).contains(&f.at) && f.fault.is_unreachable();
+        let (excused, kept): (Vec<Failure>, Vec<Failure>) = self.failures.drain(..).partition(excusable);
+        self.failures = kept;
+        let last = excused.iter().map(|f| f.at.saturating_sub(up_at)).max().unwrap_or_default();
+        self.excused.extend(excused);
+        Ok(last)
     }
 
     /// Whether a probe of `name` received `value` among its TXT values (validated: only AD
@@ -779,7 +900,7 @@ impl Prober {
         let handle = std::thread::spawn(move || {
             let start = Instant::now();
             let interval = Duration::from_secs(1) / per_second;
-            let mut report = ProbeReport::default();
+            let mut report = ProbeReport::new(start);
             let mut last_txt: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for n in 0u32.. {
                 let due = start + interval * n;
@@ -793,18 +914,12 @@ impl Prober {
                 report.sent += 1;
                 let at = start.elapsed();
                 let problem = match resolve_at(resolver, &probe.name, probe.qtype) {
-                    None => {
-                        report.silent += 1;
-                        Some("no answer".to_owned())
-                    }
+                    None => Some((Fault::Silent, "no answer".to_owned())),
                     Some(m) if m.rcode == 2 => {
-                        report.servfail += 1;
-                        Some("SERVFAIL".to_owned())
+                        let ede = ede_code(&m);
+                        Some((Fault::Servfail(ede), format!("SERVFAIL (EDE {ede:?})")))
                     }
-                    Some(m) if !m.ad() => {
-                        report.not_ad += 1;
-                        Some(format!("no AD (rcode {})", m.rcode))
-                    }
+                    Some(m) if !m.ad() => Some((Fault::NotAd, format!("no AD (rcode {})", m.rcode))),
                     Some(m) => {
                         let has = m.answers.iter().any(|r| r.rtype == probe.qtype);
                         let right = match probe.expect {
@@ -820,20 +935,22 @@ impl Prober {
                             }
                         }
                         (!right).then(|| {
-                            report.wrong += 1;
-                            format!(
+                            let what = format!(
                                 "rcode {}, {} answers, {:?} expected",
                                 m.rcode,
                                 m.answers.len(),
                                 probe.expect
-                            )
+                            );
+                            (Fault::Wrong, what)
                         })
                     }
                 };
-                if let Some(problem) = problem
-                    && report.failures.len() < 20
-                {
-                    report.failures.push(format!("{at:?} {} {}: {problem}", probe.name, probe.qtype));
+                match problem {
+                    None => report.validated.push(at),
+                    Some((fault, what)) => {
+                        let text = format!("{at:?} {} {}: {what}", probe.name, probe.qtype);
+                        report.failures.push(Failure { at, fault, text });
+                    }
                 }
             }
             report.elapsed = start.elapsed();
@@ -892,12 +1009,15 @@ impl Child {
     /// Like [`Child::start_with`], with more `(section, lines)` (say, `[transfer]`).
     pub fn start_with_sections(dnssec: &str, more: &[(&str, &str)]) -> Self {
         let dir = TempDir::new();
+        let server = TestServer::start_with(&dir, &Self::config(&base_config(&dir.0), dnssec, more));
+        Self { server, dir }
+    }
+
+    /// The configuration [`Child::start_with_sections`] starts with, from `base` (say, a
+    /// PostgreSQL one): DNSSEC on, the short TTLs, `dnssec` lines and `more` sections added.
+    pub fn config(base: &str, dnssec: &str, more: &[(&str, &str)]) -> String {
         let ttl = Self::DNSKEY_TTL;
-        let config = with_keys(
-            &base_config(&dir.0),
-            "dnssec",
-            &format!("enabled = true\ndnskey_ttl = {ttl}\n{dnssec}"),
-        );
+        let config = with_keys(base, "dnssec", &format!("enabled = true\ndnskey_ttl = {ttl}\n{dnssec}"));
         let config = with_keys(
             &config,
             "dns",
@@ -907,8 +1027,7 @@ impl Child {
         for (section, lines) in more {
             config = with_keys(&config, section, lines);
         }
-        let server = TestServer::start_with(&dir, &config);
-        Self { server, dir }
+        config
     }
 
     /// Runs `acme-delegate dnssec ARGS -c config`; its stdout, or its output on failure.
