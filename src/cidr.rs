@@ -60,7 +60,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 
 impl Cidr {
     /// Whether `ip` lies in this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);

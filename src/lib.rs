@@ -2,10 +2,11 @@
 //! on behalf of other domains, with acme-dns's HTTP API to set the answers.
 //!
 //! The modules and which may use which are in ARCHITECTURE.md (its table is checked against
-//! the code by `scripts/check-architecture`). Only what the binary, the integration tests and
-//! the fuzz harness use is public; everything else is `pub(crate)`, and `unreachable_pub`
-//! keeps it that way (a `pub` item nothing outside can reach is a warning, and CI denies
-//! warnings).
+//! the code by `scripts/check-architecture`). What the binary, the integration tests and the
+//! fuzz harness (`fuzz/`) use is public, with the types that public signatures name; the rest
+//! is meant to be `pub(crate)`. `unreachable_pub` (a warning, and CI denies warnings) flags a
+//! `pub` item that no path from outside reaches, but not one that is reachable and unused: for
+//! an item of a public module, the check is to narrow it and compile the tests and `fuzz/`.
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 

@@ -51,7 +51,7 @@ const USE_A_LABELS: &str = "non-ASCII (a U-label): give the A-label (punycode, x
 
 /// Why a persistent record was refused; each names the request field at fault.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PersistError {
+pub(crate) enum PersistError {
     /// `issuer` is missing or not a lower-case A-label domain name without the final dot.
     #[error("issuer: {0}")]
     Issuer(&'static str),
@@ -72,7 +72,7 @@ pub enum PersistError {
 
 impl PersistError {
     /// The request field at fault.
-    pub fn field(&self) -> &'static str {
+    pub(crate) fn field(&self) -> &'static str {
         match self {
             Self::AccountUri(_) => "accounturi",
             Self::Issuer(_) => "issuer",
@@ -101,7 +101,7 @@ pub struct Record {
 impl Record {
     /// Checks the fields of a request (`now` in seconds since the epoch): the first field at
     /// fault, in the order issuer, accounturi, policy, persistuntil.
-    pub fn new(
+    pub(crate) fn new(
         issuer: Option<&str>,
         accounturi: Option<&str>,
         policy: Option<&str>,
@@ -256,16 +256,16 @@ pub(crate) fn check_account_uri(uri: &str) -> Result<&str, PersistError> {
 /// A record as a CA reads it (RFC 8659 §4.2 syntax): the issuer and the parameters, tags
 /// lower-cased (the draft compares them case-insensitively), or `None` if it does not parse.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     /// The issuer domain name, lower-cased.
-    pub issuer: String,
+    pub(crate) issuer: String,
     /// Parameters by lower-cased tag.
-    pub params: BTreeMap<String, String>,
+    pub(crate) params: BTreeMap<String, String>,
 }
 
 impl Parsed {
     /// Parses a TXT value (its strings already joined).
-    pub fn parse(value: &str) -> Option<Self> {
+    pub(crate) fn parse(value: &str) -> Option<Self> {
         let mut parts = value.split(';');
         let issuer = parts.next()?.trim_matches([' ', '\t']);
         check_issuer(&issuer.to_ascii_lowercase()).ok()?;
@@ -289,7 +289,7 @@ impl Parsed {
     }
 
     /// `persistUntil`, if present and a number.
-    pub fn persist_until(&self) -> Option<i64> {
+    pub(crate) fn persist_until(&self) -> Option<i64> {
         self.params.get("persistuntil").and_then(|v| v.parse().ok())
     }
 

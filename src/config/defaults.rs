@@ -6,7 +6,7 @@
 //! [`crate::privacy::Privacy::default`], beside the type they belong to.
 
 /// `general.listen` when absent: port 53 of all interfaces, as acme-dns does.
-pub const LISTEN: &str = ":53";
+pub(crate) const LISTEN: &str = ":53";
 /// `general.protocol`: UDP and TCP, both families.
 pub(crate) const PROTOCOL: &str = "both";
 /// `general.max_clock_skew`, in seconds: NTP keeps clocks within milliseconds, so a minute

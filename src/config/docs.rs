@@ -11,24 +11,24 @@
 #[derive(Clone, Debug)]
 pub(crate) struct Section {
     /// Its name, as written between brackets.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its doc comment, one line per line of the comment.
-    pub doc: &'static str,
+    pub(crate) doc: &'static str,
     /// Its keys, in declaration order.
-    pub keys: Vec<Key>,
+    pub(crate) keys: Vec<Key>,
 }
 
 /// One key of a section.
 #[derive(Clone, Debug)]
 pub(crate) struct Key {
     /// Its name within the section.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its doc comment, one line per line of the comment.
-    pub doc: &'static str,
+    pub(crate) doc: &'static str,
     /// What value it takes; `None` when the declaration does not say (a test refuses that).
-    pub kind: Option<&'static str>,
+    pub(crate) kind: Option<&'static str>,
     /// What applies when it is absent, as text; `None` when the declaration does not say.
-    pub default: Option<String>,
+    pub(crate) default: Option<String>,
 }
 
 /// Every section the reader knows, with its keys, in the file's usual order.

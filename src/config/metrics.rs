@@ -13,9 +13,9 @@ use super::{Api, ConfigError, key_error, quoted};
 
 /// The exporter's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Where `GET /metrics` is served.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
 }
 
 /// Reads `[metrics]`; `None` when the section sets no `listen`.

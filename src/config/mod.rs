@@ -35,8 +35,8 @@ use crate::dns::dnssec::Algorithm;
 use crate::dns::server::{ServerOptions, Transports};
 use crate::dns::zone::ZoneSettings;
 use crate::privacy::{Privacy, Secret};
-pub use metrics::Metrics;
-pub use xot::TransferTls;
+pub(crate) use metrics::Metrics;
+pub(crate) use xot::TransferTls;
 
 /// The configuration used when no file is given: SQLite in the working directory, DNS and API
 /// on unprivileged loopback ports, and a sample zone.
@@ -197,7 +197,7 @@ pub struct Database {
 
 /// Who may register accounts.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Registration {
+pub(crate) enum Registration {
     /// Anyone (acme-dns's behaviour).
     Open,
     /// Whoever presents this bearer token.
@@ -208,7 +208,7 @@ pub enum Registration {
 
 impl Registration {
     /// The mode's name.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Open => "open",
             Self::Token(_) => "token",
@@ -219,7 +219,7 @@ impl Registration {
 
 /// How the API serves TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Tls {
+pub(crate) enum Tls {
     /// Plain HTTP (`none`, or empty).
     None,
     /// Certificate and key files (`cert`).
@@ -246,41 +246,41 @@ pub enum Tls {
 
 /// `[api]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Api {
+pub(crate) struct Api {
     /// Where the API listens.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Who may register (`registration`; `disable_registration = true` means closed).
-    pub registration: Registration,
+    pub(crate) registration: Registration,
     /// Registrations per client network per hour; 0 turns the limit off.
-    pub register_rate_limit: u32,
+    pub(crate) register_rate_limit: u32,
     /// Failed authentications per client network and username per 10 minutes; 0 turns the limit
     /// off.
-    pub auth_failure_limit: u32,
+    pub(crate) auth_failure_limit: u32,
     /// Updates per account per minute; 0 turns the limit off.
-    pub update_rate_limit: u32,
+    pub(crate) update_rate_limit: u32,
     /// TLS mode.
-    pub tls: Tls,
+    pub(crate) tls: Tls,
     /// `use_header`: take the client address from a proxy header.
-    pub use_header: bool,
+    pub(crate) use_header: bool,
     /// `header_name`, e.g. `X-Forwarded-For`.
-    pub header_name: String,
+    pub(crate) header_name: String,
     /// Networks whose proxy header is believed (ours: `trusted_proxies`).
-    pub trusted_proxies: Vec<Cidr>,
+    pub(crate) trusted_proxies: Vec<Cidr>,
     /// Largest request body in bytes (ours: `body_limit`).
-    pub body_limit: usize,
+    pub(crate) body_limit: usize,
     /// Time limit for a whole request once its headers are in (ours: `request_timeout`).
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Time limit for receiving the request headers (ours: `header_timeout`).
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// CORS origins allowed (`corsorigins`); empty means all.
-    pub cors_origins: Vec<String>,
+    pub(crate) cors_origins: Vec<String>,
     /// HSTS header value when enabled.
-    pub hsts: Option<String>,
+    pub(crate) hsts: Option<String>,
 }
 
 /// Where logs go.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogTarget {
+pub(crate) enum LogTarget {
     /// Standard output (acme-dns's `stdout`).
     Stdout,
     /// Standard error.
@@ -291,28 +291,28 @@ pub enum LogTarget {
 
 /// `[logconfig]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Log {
+pub(crate) struct Log {
     /// Most verbose level logged.
-    pub level: tracing::Level,
+    pub(crate) level: tracing::Level,
     /// Destination.
-    pub target: LogTarget,
+    pub(crate) target: LogTarget,
     /// JSON lines instead of text.
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// `[general]` and `[dns]`: everything the DNS side needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dns {
     /// Listen addresses.
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// UDP and/or TCP.
-    pub transports: Transports,
+    pub(crate) transports: Transports,
     /// The zone.
     pub zone: ZoneSettings,
     /// Listener limits.
-    pub server: ServerOptions,
+    pub(crate) server: ServerOptions,
     /// How many TXT values per subdomain are kept and served (ours: `txt_values`).
-    pub txt_values: usize,
+    pub(crate) txt_values: usize,
 }
 
 /// `[dnssec]`, when `enabled = true`.
@@ -325,40 +325,40 @@ pub struct Dnssec {
     /// Signatures with less than this many seconds left are renewed.
     pub refresh: u32,
     /// Keys and their rollovers.
-    pub policy: crate::dns::dnssec::KeyPolicy,
+    pub(crate) policy: crate::dns::dnssec::KeyPolicy,
 }
 
 /// The whole, validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The file it came from; `None` for the embedded default.
-    pub source: Option<PathBuf>,
+    pub(crate) source: Option<PathBuf>,
     /// DNS settings.
     pub dns: Dns,
     /// Store settings.
-    pub database: Database,
+    pub(crate) database: Database,
     /// API settings.
-    pub api: Api,
+    pub(crate) api: Api,
     /// Log settings.
-    pub log: Log,
+    pub(crate) log: Log,
     /// DNSSEC signing, when enabled.
     pub dnssec: Option<Dnssec>,
     /// Minimisation and retention.
-    pub privacy: Privacy,
+    pub(crate) privacy: Privacy,
     /// Zone transfers, NOTIFY and TSIG (`[transfer]`), when configured.
     pub transfer: Option<crate::dns::xfr::TransferSettings>,
     /// Zone transfers over TLS (`[transfer] tls_listen` and its certificate), when configured.
-    pub transfer_tls: Option<TransferTls>,
+    pub(crate) transfer_tls: Option<TransferTls>,
     /// Seconds this instance's clock may differ from the database's before it refuses the
     /// shared decisions (`[general] max_clock_skew`, ours; see `sync::clock`).
-    pub max_clock_skew: u64,
+    pub(crate) max_clock_skew: u64,
     /// The Prometheus exporter (`[metrics]`), when configured.
-    pub metrics: Option<Metrics>,
+    pub(crate) metrics: Option<Metrics>,
     /// Non-fatal findings (unknown keys, ignored settings), logged once logging is up.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// Whether the command line said `--lenient` (unknown keys are warnings whatever the file
     /// says); kept so that a reload reads the file again the same way.
-    pub lenient: bool,
+    pub(crate) lenient: bool,
 }
 
 impl Config {
@@ -374,7 +374,7 @@ impl Config {
     }
 
     /// The embedded demo configuration.
-    pub fn embedded() -> Self {
+    pub(crate) fn embedded() -> Self {
         Self::from_text(EMBEDDED_DEFAULT, "embedded default")
             .expect("the embedded default configuration is valid")
     }

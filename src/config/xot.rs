@@ -18,19 +18,19 @@ use super::{ConfigError, key_error};
 
 /// Zone transfers over TLS (`transfer.tls_listen` and the keys that go with it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TransferTls {
+pub(crate) struct TransferTls {
     /// Where to accept TLS connections (DNS over TLS, ALPN "dot"): queries and transfers.
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// The certificate chain, PEM (`transfer.tls_cert_fullchain`; read again on reload).
-    pub fullchain: PathBuf,
+    pub(crate) fullchain: PathBuf,
     /// Its private key, PEM (`transfer.tls_cert_privkey`; read again on reload).
-    pub privkey: PathBuf,
+    pub(crate) privkey: PathBuf,
     /// With mutual TLS: the CA certificates (PEM) a client's certificate must chain to; then
     /// a client without one is refused at the handshake (`transfer.tls_client_ca`).
-    pub client_ca: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
     /// Whether AXFR and IXFR are still served over clear TCP (`transfer.clear_transfers`);
     /// when not, they are answered REFUSED there, and served over TLS only.
-    pub clear_transfers: bool,
+    pub(crate) clear_transfers: bool,
 }
 
 /// An optional, non-empty path.

@@ -37,7 +37,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// The IANA number.
-    pub fn number(self) -> u8 {
+    pub(crate) fn number(self) -> u8 {
         match self {
             Self::EcdsaP256Sha256 => 13,
             Self::Ed25519 => 15,
@@ -54,7 +54,7 @@ impl Algorithm {
     }
 
     /// The mnemonic.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::EcdsaP256Sha256 => "ECDSAP256SHA256",
             Self::Ed25519 => "ED25519",
@@ -106,7 +106,7 @@ impl std::fmt::Debug for SigningKey {
 }
 
 /// The key tag of DNSKEY rdata (RFC 4034 appendix B).
-pub fn key_tag(dnskey: &[u8]) -> u16 {
+pub(crate) fn key_tag(dnskey: &[u8]) -> u16 {
     let mut acc: u32 = 0;
     for (i, b) in dnskey.iter().enumerate() {
         acc += if i & 1 == 1 { u32::from(*b) } else { u32::from(*b) << 8 };
@@ -153,12 +153,12 @@ impl SigningKey {
     }
 
     /// The algorithm.
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
     /// The key tag.
-    pub fn key_tag(&self) -> u16 {
+    pub(crate) fn key_tag(&self) -> u16 {
         self.key_tag
     }
 
@@ -201,7 +201,7 @@ impl SigningKey {
 
     /// Everything about a signature but the signature: the RRSIG rdata before it and the bytes
     /// it signs (RFC 4034 section 3.1.8.1), for [`Self::finish`] or a remembered signature.
-    pub fn prepare(&self, rrset: &RrsetToSign<'_>, validity: Validity, signer: &[u8]) -> Prepared {
+    pub(crate) fn prepare(&self, rrset: &RrsetToSign<'_>, validity: Validity, signer: &[u8]) -> Prepared {
         let labels = count_labels(rrset.owner);
         let mut rdata = Vec::with_capacity(18 + signer.len() + SIGNATURE_LEN);
         rdata.extend_from_slice(&rrset.rtype.to_be_bytes());
@@ -240,7 +240,7 @@ impl SigningKey {
     }
 
     /// Signs prepared input: the complete RRSIG rdata.
-    pub fn finish(&self, prepared: Prepared) -> Vec<u8> {
+    pub(crate) fn finish(&self, prepared: Prepared) -> Vec<u8> {
         let Prepared { mut rdata, data } = prepared;
         rdata.extend_from_slice(&self.sign(&data));
         rdata
@@ -250,15 +250,15 @@ impl SigningKey {
 /// What a key does in the zone at one step of its life (RFC 7583's states, as the zone needs
 /// them): each flag is one kind of record the key puts in or signs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Roles {
+pub(crate) struct Roles {
     /// Its DNSKEY record is in the apex DNSKEY set.
-    pub dnskey: bool,
+    pub(crate) dnskey: bool,
     /// It signs the DNSKEY set (and CDS and CDNSKEY, which the parent checks against it).
-    pub signs_keys: bool,
+    pub(crate) signs_keys: bool,
     /// It signs every other set.
-    pub signs_zone: bool,
+    pub(crate) signs_zone: bool,
     /// The parent should hold its DS: CDS and CDNSKEY name it (when the zone publishes them).
-    pub cds: bool,
+    pub(crate) cds: bool,
 }
 
 impl Roles {
@@ -267,8 +267,10 @@ impl Roles {
     /// A key doing nothing (made, or retired).
     pub(crate) const NONE: Self = Self { dnskey: false, signs_keys: false, signs_zone: false, cds: false };
 
-    /// The roles as stored: a letter for each (`D`, `K`, `Z`, `C`), in that order.
-    pub fn code(self) -> String {
+    /// The roles as stored: a letter for each (`D`, `K`, `Z`, `C`), in that order (the stored
+    /// codes are written by the rollover's steps; only the unit tests need to make one here).
+    #[cfg(test)]
+    pub(crate) fn code(self) -> String {
         [(self.dnskey, 'D'), (self.signs_keys, 'K'), (self.signs_zone, 'Z'), (self.cds, 'C')]
             .iter()
             .filter(|(on, _)| *on)
@@ -276,8 +278,8 @@ impl Roles {
             .collect()
     }
 
-    /// From [`Self::code`]; `None` for a letter it does not write.
-    pub fn parse(code: &str) -> Option<Self> {
+    /// From the stored letters (`D`, `K`, `Z`, `C`); `None` for any other letter.
+    pub(crate) fn parse(code: &str) -> Option<Self> {
         let mut roles = Self::NONE;
         for c in code.chars() {
             match c {
@@ -299,39 +301,39 @@ impl Roles {
 
 /// A key and what it does.
 #[derive(Clone, Debug)]
-pub struct ZoneKey {
+pub(crate) struct ZoneKey {
     /// The key.
-    pub key: SigningKey,
+    pub(crate) key: SigningKey,
     /// Its roles now.
-    pub roles: Roles,
+    pub(crate) roles: Roles,
 }
 
 /// The keys a zone uses, with what each does, and how the apex key sets are served.
 #[derive(Clone, Debug)]
 pub struct KeySet {
     /// The keys, in the store's order (oldest first).
-    pub keys: Vec<ZoneKey>,
+    pub(crate) keys: Vec<ZoneKey>,
     /// TTL of the DNSKEY, CDS and CDNSKEY sets.
-    pub dnskey_ttl: u32,
+    pub(crate) dnskey_ttl: u32,
     /// Whether CDS and CDNSKEY are published (for the keys with the `cds` role).
-    pub publish_cds: bool,
+    pub(crate) publish_cds: bool,
 }
 
 impl KeySet {
     /// One key doing everything, CDS published.
-    pub fn single(key: SigningKey, dnskey_ttl: u32) -> Self {
+    pub(crate) fn single(key: SigningKey, dnskey_ttl: u32) -> Self {
         Self { keys: vec![ZoneKey { key, roles: Roles::ALL }], dnskey_ttl, publish_cds: true }
     }
 
     /// The keys with roles matching `pick`.
-    pub fn with(&self, pick: impl Fn(Roles) -> bool) -> impl Iterator<Item = &SigningKey> {
+    pub(crate) fn with(&self, pick: impl Fn(Roles) -> bool) -> impl Iterator<Item = &SigningKey> {
         self.keys.iter().filter(move |k| pick(k.roles)).map(|k| &k.key)
     }
 }
 
 /// When the zone publishes CDS and CDNSKEY (`[dnssec] cds`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum CdsPolicy {
+pub(crate) enum CdsPolicy {
     /// Always, for the key(s) the parent should hold.
     #[default]
     Always,
@@ -354,22 +356,22 @@ impl CdsPolicy {
 
 /// How keys are kept and rolled (`[dnssec]`): the timings of RFC 7583 and where the parent is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyPolicy {
+pub(crate) struct KeyPolicy {
     /// The configured algorithm.
-    pub algorithm: Algorithm,
+    pub(crate) algorithm: Algorithm,
     /// When CDS and CDNSKEY are published.
-    pub cds: CdsPolicy,
+    pub(crate) cds: CdsPolicy,
     /// The parent zone's servers, asked for our DS during a rollover (empty: the operator says
     /// when the parent holds the new DS, `dnssec ds-seen`).
-    pub parent: Vec<std::net::SocketAddr>,
+    pub(crate) parent: Vec<std::net::SocketAddr>,
     /// TTL of our DS at the parent, seconds.
-    pub parent_ds_ttl: u32,
+    pub(crate) parent_ds_ttl: u32,
     /// A key this old (seconds) is rolled; 0: only on command.
-    pub key_lifetime: u64,
+    pub(crate) key_lifetime: u64,
     /// TTL of our DNSKEY, CDS and CDNSKEY sets, seconds.
-    pub dnskey_ttl: u32,
+    pub(crate) dnskey_ttl: u32,
     /// Time for a change to reach every server and cache after it is served, seconds.
-    pub propagation_delay: u32,
+    pub(crate) propagation_delay: u32,
 }
 
 /// Signature length of both our algorithms (P-256: r || s; Ed25519).
@@ -383,7 +385,7 @@ pub(crate) type Signature = [u8; SIGNATURE_LEN];
 
 /// Signing input made by [`SigningKey::prepare`].
 #[derive(Debug)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// RRSIG rdata up to the signature.
     rdata: Vec<u8>,
     /// The bytes signed.
@@ -400,24 +402,24 @@ impl Prepared {
 
 /// An RRset as input to signing.
 #[derive(Clone, Copy, Debug)]
-pub struct RrsetToSign<'a> {
+pub(crate) struct RrsetToSign<'a> {
     /// Owner, lower-case wire form.
-    pub owner: &'a [u8],
+    pub(crate) owner: &'a [u8],
     /// Type.
-    pub rtype: u16,
+    pub(crate) rtype: u16,
     /// TTL (the RRSIG's original TTL).
-    pub ttl: u32,
+    pub(crate) ttl: u32,
     /// Each record's rdata, canonical form.
-    pub rdatas: &'a [&'a [u8]],
+    pub(crate) rdatas: &'a [&'a [u8]],
 }
 
 /// A signature validity window, in seconds since the epoch (RFC 1982 serial arithmetic).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Validity {
+pub(crate) struct Validity {
     /// Signature inception.
-    pub inception: u32,
+    pub(crate) inception: u32,
     /// Signature expiration.
-    pub expiration: u32,
+    pub(crate) expiration: u32,
 }
 
 /// Labels in a wire name, not counting the root or a leading `*` label (RRSIG labels field).

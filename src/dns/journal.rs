@@ -19,9 +19,9 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Entries (serial steps) at most.
-    pub entries: usize,
+    pub(crate) entries: usize,
     /// Bytes of records at most.
-    pub bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 impl Default for Limits {
@@ -39,25 +39,25 @@ pub struct Change {
     /// The serial after.
     pub to: u32,
     /// The SOA record before (owner and tail).
-    pub old_soa: Vec<u8>,
+    pub(crate) old_soa: Vec<u8>,
     /// Records removed, flat.
     pub deleted: Vec<u8>,
     /// The SOA record after.
-    pub new_soa: Vec<u8>,
+    pub(crate) new_soa: Vec<u8>,
     /// Records added, flat.
     pub added: Vec<u8>,
 }
 
 impl Change {
     /// Bytes held.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.old_soa.len() + self.deleted.len() + self.new_soa.len() + self.added.len()
     }
 
     /// The step as bytes for the store: `from` and `to` (u32 each), then the old SOA, the
     /// deleted records, the new SOA and the added records, each behind its length (u32), all
     /// big-endian. `None` for a field longer than a u32 can count (never a step worth keeping).
-    pub fn encode(&self) -> Option<Vec<u8>> {
+    pub(crate) fn encode(&self) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(24 + self.size());
         out.extend_from_slice(&self.from.to_be_bytes());
         out.extend_from_slice(&self.to.to_be_bytes());
@@ -71,7 +71,7 @@ impl Change {
     /// A step read back from [`Change::encode`]'s bytes; `None` unless every length fits, no
     /// byte is left over, each field is whole flat records and each SOA field one record: the
     /// bytes come from a database and the transfer writer trusts what the journal holds.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         /// The next `n` bytes of `rest`, moving past them.
         fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
             let (head, tail) = rest.split_at_checked(n)?;

@@ -47,13 +47,13 @@ pub enum RecordError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticRecord {
     /// Owner in lower-case wire form.
-    pub owner: Vec<u8>,
+    pub(crate) owner: Vec<u8>,
     /// Record type.
-    pub rtype: u16,
+    pub(crate) rtype: u16,
     /// Time to live.
-    pub ttl: u32,
+    pub(crate) ttl: u32,
     /// Record data in wire form, case as written.
-    pub rdata: Vec<u8>,
+    pub(crate) rdata: Vec<u8>,
 }
 
 /// Converts a dotted name to wire form, keeping its case. A missing final dot is implied.

@@ -47,52 +47,52 @@ use crate::sys::{UdpBatch, omit_path_mtu};
 
 /// Which transports to serve, from acme-dns's `general.protocol`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transports {
+pub(crate) struct Transports {
     /// Serve UDP.
-    pub udp: bool,
+    pub(crate) udp: bool,
     /// Serve TCP.
-    pub tcp: bool,
+    pub(crate) tcp: bool,
 }
 
 /// Limits and sizes of the listeners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServerOptions {
+pub(crate) struct ServerOptions {
     /// How long a TCP connection may sit idle between messages.
-    pub tcp_idle_timeout: Duration,
+    pub(crate) tcp_idle_timeout: Duration,
     /// How long a new TCP connection may take to deliver its first whole message.
-    pub tcp_first_message_timeout: Duration,
+    pub(crate) tcp_first_message_timeout: Duration,
     /// Concurrent TCP connections at most; when all are taken, a new one takes the slot of the
     /// connection idle the longest.
-    pub tcp_max_connections: usize,
+    pub(crate) tcp_max_connections: usize,
     /// Concurrent TCP connections per client network (IPv4 /24, IPv6 /56) at most.
-    pub tcp_max_connections_per_network: usize,
+    pub(crate) tcp_max_connections_per_network: usize,
     /// UDP worker threads per listen address.
-    pub udp_workers: usize,
+    pub(crate) udp_workers: usize,
     /// UDP answers per second per client network; 0 turns response rate limiting off.
-    pub rate_limit: u32,
+    pub(crate) rate_limit: u32,
     /// Every how many rate-limited answers one is sent truncated (0: none).
-    pub rate_limit_slip: u32,
+    pub(crate) rate_limit_slip: u32,
 }
 
 /// A listen address could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for DNS over {proto} on {addr}: {source}")]
-pub struct BindError {
+pub(crate) struct BindError {
     /// "UDP", "TCP", or TLS with the key that names it.
-    pub proto: &'static str,
+    pub(crate) proto: &'static str,
     /// The address that failed.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// What the operating system said.
-    pub source: io::Error,
+    pub(crate) source: io::Error,
 }
 
 /// Sockets bound and ready to serve.
 #[derive(Debug)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// UDP sockets.
-    pub udp: Vec<UdpSocket>,
+    pub(crate) udp: Vec<UdpSocket>,
     /// TCP listeners.
-    pub tcp: Vec<TcpListener>,
+    pub(crate) tcp: Vec<TcpListener>,
 }
 
 /// Creates a socket with the options a server wants, bound to `addr`.
@@ -136,7 +136,7 @@ pub(super) fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
 }
 
 /// Binds every address for the chosen transports.
-pub fn bind(addrs: &[SocketAddr], transports: Transports) -> Result<Bound, BindError> {
+pub(crate) fn bind(addrs: &[SocketAddr], transports: Transports) -> Result<Bound, BindError> {
     let mut bound = Bound { udp: Vec::new(), tcp: Vec::new() };
     for &addr in addrs {
         if transports.udp && transports.tcp && addr.port() == 0 {
@@ -530,7 +530,7 @@ pub(super) async fn tcp_connection<S: AsyncRead + AsyncWrite + Unpin>(
 /// Accepts TCP connections on `listener` until shutdown, clear or in TLS as `channel` says;
 /// counts into `stats` when given. With `transfers`, AXFR and IXFR are served on the
 /// connections.
-pub async fn serve_tcp(
+pub(crate) async fn serve_tcp(
     listener: TcpListener,
     zone: Arc<Zone>,
     transfers: Option<Arc<Transfers>>,

@@ -77,7 +77,7 @@ fn qtype_index(qtype: Option<u16>) -> usize {
 /// The counters of one UDP worker, or of all TCP connections together.
 #[derive(Debug)]
 #[repr(align(128))]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Whether several threads write (TCP): then increments are atomic read-modify-writes.
     shared: bool,
     /// Answers sent, by question type class and header RCODE.
@@ -96,15 +96,15 @@ pub struct Counters {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     /// Answers by question type class (index into [`QTYPE_NAMES`]) and RCODE.
-    pub answers: [[u64; 16]; QTYPE_NAMES.len()],
+    pub(crate) answers: [[u64; 16]; QTYPE_NAMES.len()],
     /// See [`Counters`].
-    pub truncated_size: u64,
+    pub(crate) truncated_size: u64,
     /// See [`Counters`].
-    pub truncated_rate_limit: u64,
+    pub(crate) truncated_rate_limit: u64,
     /// See [`Counters`].
-    pub dropped_rate_limit: u64,
+    pub(crate) dropped_rate_limit: u64,
     /// See [`Counters`].
-    pub unanswered: u64,
+    pub(crate) unanswered: u64,
 }
 
 impl Default for Snapshot {
@@ -147,7 +147,7 @@ impl Counters {
     /// parse), `reply` what is about to be sent (empty: nothing), `slipped` whether the rate
     /// limiter asked for the truncated answer.
     #[inline]
-    pub fn answered(&self, qtype: Option<u16>, reply: &[u8], slipped: bool) {
+    pub(crate) fn answered(&self, qtype: Option<u16>, reply: &[u8], slipped: bool) {
         let (Some(&flags), Some(&rcode)) = (reply.get(2), reply.get(3)) else {
             self.bump(&self.unanswered);
             return;
@@ -162,13 +162,13 @@ impl Counters {
 
     /// Counts one query the rate limiter dropped.
     #[inline]
-    pub fn dropped(&self) {
+    pub(crate) fn dropped(&self) {
         self.bump(&self.dropped_rate_limit);
     }
 
     /// Counts one message left unanswered before it reached the answering code.
     #[inline]
-    pub fn unanswered(&self) {
+    pub(crate) fn unanswered(&self) {
         self.bump(&self.unanswered);
     }
 
@@ -194,7 +194,7 @@ pub(crate) const TRANSFER_OUTCOMES: [&str; 3] = ["complete", "cut_short", "refus
 
 /// How a transfer request over TCP ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransferOutcome {
+pub(crate) enum TransferOutcome {
     /// Sent to the end (an AXFR, an IXFR's difference, or the one SOA of an up-to-date IXFR).
     Complete = 0,
     /// Started and not finished: the client stopped reading or left.
@@ -205,19 +205,19 @@ pub enum TransferOutcome {
 
 /// Transfer requests over TCP since the start, by kind and outcome.
 #[derive(Debug, Default)]
-pub struct TransferCounts {
+pub(crate) struct TransferCounts {
     /// Indexed by kind ([`TRANSFER_KINDS`]), then outcome ([`TRANSFER_OUTCOMES`]).
     counts: [[AtomicU64; TRANSFER_OUTCOMES.len()]; TRANSFER_KINDS.len()],
 }
 
 impl TransferCounts {
     /// Counts one request: `axfr` tells AXFR from IXFR.
-    pub fn count(&self, axfr: bool, outcome: TransferOutcome) {
+    pub(crate) fn count(&self, axfr: bool, outcome: TransferOutcome) {
         self.counts[usize::from(!axfr)][outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts, by kind then outcome.
-    pub fn snapshot(&self) -> [[u64; TRANSFER_OUTCOMES.len()]; TRANSFER_KINDS.len()] {
+    pub(crate) fn snapshot(&self) -> [[u64; TRANSFER_OUTCOMES.len()]; TRANSFER_KINDS.len()] {
         self.counts.each_ref().map(|row| row.each_ref().map(|c| c.load(Ordering::Relaxed)))
     }
 }

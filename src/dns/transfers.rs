@@ -60,7 +60,7 @@ impl Transfers {
     }
 
     /// The settings.
-    pub fn settings(&self) -> &TransferSettings {
+    pub(crate) fn settings(&self) -> &TransferSettings {
         &self.settings
     }
 

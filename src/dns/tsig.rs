@@ -27,16 +27,16 @@ const CLASS_ANY: u16 = 255;
 /// The fudge we put into the records we sign: seconds of clock skew accepted by the peer.
 const FUDGE: u16 = 300;
 /// Rcode NOTAUTH, used with every TSIG error.
-pub const NOTAUTH: u8 = 9;
+pub(crate) const NOTAUTH: u8 = 9;
 
 /// TSIG error codes (the record's Error field).
-pub mod error {
+pub(crate) mod error {
     /// The MAC does not verify.
-    pub const BADSIG: u16 = 16;
+    pub(crate) const BADSIG: u16 = 16;
     /// The key is not known.
-    pub const BADKEY: u16 = 17;
+    pub(crate) const BADKEY: u16 = 17;
     /// The time signed is outside the fudge.
-    pub const BADTIME: u16 = 18;
+    pub(crate) const BADTIME: u16 = 18;
     /// The MAC is truncated below what we accept.
     pub(crate) const BADTRUNC: u16 = 22;
 }
@@ -57,14 +57,6 @@ impl TsigAlgorithm {
             "hmac-sha256" => Some(Self::HmacSha256),
             "hmac-sha512" => Some(Self::HmacSha512),
             _ => None,
-        }
-    }
-
-    /// The name as written in configuration files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::HmacSha256 => "hmac-sha256",
-            Self::HmacSha512 => "hmac-sha512",
         }
     }
 
@@ -136,12 +128,13 @@ impl TsigKey {
     }
 
     /// The key's name as configured, for logs.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.text
     }
 
-    /// The algorithm.
-    pub fn algorithm(&self) -> TsigAlgorithm {
+    /// The algorithm (the configuration's unit tests read it back).
+    #[cfg(test)]
+    pub(crate) fn algorithm(&self) -> TsigAlgorithm {
         self.algorithm
     }
 }
@@ -317,7 +310,7 @@ pub enum Failure {
 
 impl Failure {
     /// The TSIG error code.
-    pub fn code(&self) -> u16 {
+    pub(crate) fn code(&self) -> u16 {
         match self {
             Self::BadKey => error::BADKEY,
             Self::BadSig => error::BADSIG,
@@ -327,7 +320,7 @@ impl Failure {
     }
 
     /// The name RFC 8945 gives the error, for logs.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::BadKey => "BADKEY",
             Self::BadSig => "BADSIG",

@@ -72,7 +72,7 @@ pub enum Outcome {
 /// request with a TSIG record (verified, and its answer signed) and IXFR over UDP (the current
 /// SOA alone, RFC 1995 section 2, so that the client asks again over TCP). Returns `false` for
 /// everything else, which the zone answers as usual.
-pub fn answer(transfers: &Transfers, query: &Query<'_>, limit: usize, out: &mut Vec<u8>) -> bool {
+pub(crate) fn answer(transfers: &Transfers, query: &Query<'_>, limit: usize, out: &mut Vec<u8>) -> bool {
     let (zone, settings) = (transfers.zone(), transfers.settings());
     let is_ixfr = query.qtype == rtype::IXFR;
     if !is_ixfr && query.msg.get(10..12) == Some(&[0, 0]) {

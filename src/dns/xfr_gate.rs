@@ -83,7 +83,7 @@ pub struct Gate {
     /// Requests refused because a cap was reached, since the start.
     refused_busy: AtomicU64,
     /// Transfer requests over TCP since the start, by kind and outcome (for the metrics).
-    pub outcomes: super::stats::TransferCounts,
+    pub(crate) outcomes: super::stats::TransferCounts,
     /// Refusals not logged yet.
     refusals: Mutex<Refusals>,
 }
@@ -133,7 +133,7 @@ impl Gate {
     }
 
     /// Transfers running now.
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         lock(&self.running).total
     }
 

@@ -28,23 +28,18 @@ impl AllowList {
     }
 
     /// The networks now.
-    pub fn networks(&self) -> Vec<Cidr> {
+    pub(crate) fn networks(&self) -> Vec<Cidr> {
         self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Allows these networks from the next request on (every clone sees them).
-    pub fn replace(&self, networks: Vec<Cidr>) {
+    pub(crate) fn replace(&self, networks: Vec<Cidr>) {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = networks;
     }
 
     /// How many networks.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.read().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether no network may transfer.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Whether `ip` is in one of the networks.
@@ -72,12 +67,12 @@ impl LogPolicy {
     }
 
     /// The policy now.
-    pub fn get(&self) -> IpPolicy {
+    pub(crate) fn get(&self) -> IpPolicy {
         *self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Uses `policy` from the next log line on (every clone sees it).
-    pub fn replace(&self, policy: IpPolicy) {
+    pub(crate) fn replace(&self, policy: IpPolicy) {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = policy;
     }
 }

@@ -33,7 +33,7 @@ use super::xfr::Transport;
 
 /// What a TCP listener serves: DNS over clear TCP, or DNS over TLS (XoT, this module).
 #[derive(Clone)]
-pub enum Channel {
+pub(crate) enum Channel {
     /// Clear TCP; `transfers: false` answers AXFR and IXFR REFUSED here
     /// (`transfer.clear_transfers = false`).
     Clear {

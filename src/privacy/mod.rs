@@ -99,7 +99,7 @@ pub enum IpPolicy {
 
 impl IpPolicy {
     /// The name used in the configuration.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Truncated => "truncated",
             Self::Full => "full",
@@ -119,19 +119,19 @@ impl IpPolicy {
 
 /// Retention and minimisation settings (`[privacy]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Privacy {
+pub(crate) struct Privacy {
     /// How client addresses are recorded.
-    pub client_ip: IpPolicy,
+    pub(crate) client_ip: IpPolicy,
     /// How subdomains are written into logs.
-    pub log_subdomain: pseudonym::SubdomainPolicy,
+    pub(crate) log_subdomain: pseudonym::SubdomainPolicy,
     /// Seconds audit entries are kept.
-    pub audit_retention: u64,
+    pub(crate) audit_retention: u64,
     /// Seconds a TXT value is kept after it was set.
-    pub txt_retention: u64,
+    pub(crate) txt_retention: u64,
     /// Seconds an account may go unused before it is deleted; `None` keeps accounts.
-    pub account_expiry: Option<u64>,
+    pub(crate) account_expiry: Option<u64>,
     /// Seconds between purges.
-    pub purge_interval: u64,
+    pub(crate) purge_interval: u64,
 }
 
 impl Default for Privacy {

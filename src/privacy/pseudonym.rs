@@ -29,7 +29,7 @@ const SHOWN_HEX: usize = 12;
 
 /// How subdomains are written into logs (`privacy.log_subdomain`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SubdomainPolicy {
+pub(crate) enum SubdomainPolicy {
     /// A keyed pseudonym, with the secret kept in this file (made if missing), or a secret made
     /// per start when `None`.
     Pseudonym {
@@ -38,16 +38,6 @@ pub enum SubdomainPolicy {
     },
     /// The subdomain itself.
     Full,
-}
-
-impl SubdomainPolicy {
-    /// The name used in the configuration.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Pseudonym { .. } => "pseudonym",
-            Self::Full => "full",
-        }
-    }
 }
 
 /// The secret's file could not be read or made.

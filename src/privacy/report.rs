@@ -13,23 +13,23 @@ use super::{IpPolicy, Privacy};
 #[derive(Clone, Debug)]
 pub(crate) struct Facts {
     /// The zone served.
-    pub domain: String,
+    pub(crate) domain: String,
     /// Retention and minimisation.
-    pub privacy: Privacy,
+    pub(crate) privacy: Privacy,
     /// `open`, `token` or `closed`.
-    pub registration: String,
+    pub(crate) registration: String,
     /// Storage engine name.
-    pub store: String,
+    pub(crate) store: String,
     /// Whether the API uses TLS itself.
-    pub api_tls: bool,
+    pub(crate) api_tls: bool,
     /// Whether a proxy header is trusted for client addresses.
-    pub proxy_header: bool,
+    pub(crate) proxy_header: bool,
     /// Whether the zone is DNSSEC-signed.
-    pub dnssec: bool,
+    pub(crate) dnssec: bool,
     /// TXT values kept per account.
-    pub txt_values: usize,
+    pub(crate) txt_values: usize,
     /// DNS response rate limit (answers per second per client network; 0: off).
-    pub dns_rate_limit: u32,
+    pub(crate) dns_rate_limit: u32,
 }
 
 /// Human form of a number of seconds.

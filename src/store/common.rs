@@ -584,7 +584,7 @@ pub(super) async fn ping(c: &impl Conn) -> Result<(), StoreError> {
 }
 
 /// A database URL without its password, for messages (a file path is returned as it is).
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

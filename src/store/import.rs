@@ -122,7 +122,7 @@ pub enum ImportError {
 
 impl ImportError {
     /// The report of what was done or found, when there is one.
-    pub fn report(&self) -> Option<&Report> {
+    pub(crate) fn report(&self) -> Option<&Report> {
         match self {
             Self::Store(_) => None,
             Self::Stopped { report, .. } | Self::Refused { report } => Some(report),

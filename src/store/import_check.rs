@@ -34,13 +34,13 @@ pub const LISTED: usize = 1000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     /// The row's position (see the module note).
-    pub row: u64,
+    pub(crate) row: u64,
     /// Its username, quoted short and escaped.
-    pub username: String,
+    pub(crate) username: String,
     /// What is wrong.
-    pub reason: String,
+    pub(crate) reason: String,
     /// Whether the whole account was left out (or only a value of it).
-    pub account: bool,
+    pub(crate) account: bool,
 }
 
 impl fmt::Display for Rejection {
@@ -54,28 +54,28 @@ impl fmt::Display for Rejection {
 #[derive(Debug, Default)]
 pub(crate) struct Rejections {
     /// The first [`LISTED`] rejections.
-    pub listed: Vec<Rejection>,
+    pub(crate) listed: Vec<Rejection>,
     /// Accounts left out.
-    pub accounts: usize,
+    pub(crate) accounts: usize,
     /// Values left out of accounts that were imported.
-    pub values: usize,
+    pub(crate) values: usize,
 }
 
 /// One account as the source holds it, unchecked.
 #[derive(Debug)]
-pub struct Row {
+pub(crate) struct Row {
     /// Position (see the module note).
-    pub row: u64,
+    pub(crate) row: u64,
     /// Username as stored.
-    pub username: String,
+    pub(crate) username: String,
     /// The bcrypt hash, `None` when the column is neither text nor bytes of UTF-8.
-    pub hash: Option<String>,
+    pub(crate) hash: Option<String>,
     /// Subdomain as stored.
-    pub subdomain: String,
+    pub(crate) subdomain: String,
     /// `allowfrom` as stored (a JSON list), if any.
-    pub allowfrom: Option<String>,
+    pub(crate) allowfrom: Option<String>,
     /// Non-empty values, oldest first.
-    pub values: Vec<String>,
+    pub(crate) values: Vec<String>,
 }
 
 /// Applies the rules to each row of one pass over the source.

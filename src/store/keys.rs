@@ -34,24 +34,24 @@ pub(crate) const KEYS: &str = "*keys";
 #[derive(Clone, Debug)]
 pub struct KeyRow {
     /// Its row id (the log names keys by it).
-    pub id: i64,
+    pub(crate) id: i64,
     /// DNSSEC algorithm number.
-    pub algorithm: u8,
+    pub(crate) algorithm: u8,
     /// PKCS#8 private key.
-    pub pkcs8: Secret<Vec<u8>>,
+    pub(crate) pkcs8: Secret<Vec<u8>>,
     /// When it was made (seconds since the epoch).
-    pub created_at: i64,
+    pub(crate) created_at: i64,
     /// What it does now (letters of `Roles`); empty: nothing.
-    pub roles: String,
+    pub(crate) roles: String,
     /// Its state, for people: made, published, active, retiring, retired.
-    pub state: String,
+    pub(crate) state: String,
     /// Since when it is in that state.
-    pub since: Option<i64>,
+    pub(crate) since: Option<i64>,
 }
 
 /// Which rollover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RolloverKind {
+pub(crate) enum RolloverKind {
     /// A new key of the same algorithm (RFC 7583 CSK rollover).
     Csk,
     /// A key of another algorithm (RFC 6781 section 4.1.4).
@@ -60,7 +60,7 @@ pub enum RolloverKind {
 
 impl RolloverKind {
     /// As stored.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Csk => "csk",
             Self::Algorithm => "algorithm",
@@ -72,25 +72,25 @@ impl RolloverKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rollover {
     /// Its kind.
-    pub kind: RolloverKind,
+    pub(crate) kind: RolloverKind,
     /// The step reached (0: asked for, not taken yet).
-    pub step: u32,
+    pub(crate) step: u32,
     /// When the step was taken (store time).
-    pub since: i64,
+    pub(crate) since: i64,
     /// The zone version that took it.
-    pub version: u64,
+    pub(crate) version: u64,
     /// When every server was first seen serving that version.
-    pub served_at: Option<i64>,
+    pub(crate) served_at: Option<i64>,
     /// When the parent's DS was seen naming the new key alone (or `dnssec ds-seen` said so).
-    pub ds_at: Option<i64>,
+    pub(crate) ds_at: Option<i64>,
     /// The key rolled out.
-    pub old_key: i64,
+    pub(crate) old_key: i64,
     /// The key rolled in.
-    pub new_key: i64,
+    pub(crate) new_key: i64,
     /// When the rollover was asked for.
-    pub started: i64,
+    pub(crate) started: i64,
     /// Whether it ended.
-    pub done: bool,
+    pub(crate) done: bool,
 }
 
 /// The columns [`rollover_from`] reads, in its order.
@@ -122,11 +122,11 @@ fn rollover_from(row: &Row) -> Result<Rollover, StoreError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KeyChange {
     /// The key's id.
-    pub id: i64,
+    pub(crate) id: i64,
     /// Its roles from the step on.
-    pub roles: String,
+    pub(crate) roles: String,
     /// Its state from the step on.
-    pub state: &'static str,
+    pub(crate) state: &'static str,
 }
 
 /// What [`Store::start_rollover`] did.
@@ -376,7 +376,7 @@ impl Store {
     }
 
     /// The rollover row, if a rollover was ever asked for.
-    pub async fn rollover(&self) -> Result<Option<Rollover>, StoreError> {
+    pub(crate) async fn rollover(&self) -> Result<Option<Rollover>, StoreError> {
         read!(self, c => rollover(c))
     }
 

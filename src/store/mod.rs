@@ -31,8 +31,8 @@ mod schema;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 pub mod version;
-pub use common::redact;
-pub use version::{LogEntry, StoreTime, ZoneSnapshot, ZoneVersion};
+pub(crate) use common::redact;
+pub(crate) use version::{LogEntry, StoreTime, ZoneSnapshot, ZoneVersion};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("acme-delegate needs a store: enable the `sqlite` or the `postgres` feature (or both)");
@@ -184,7 +184,7 @@ pub struct PersistEntry {
     /// The checked fields.
     pub record: crate::persist::Record,
     /// The TXT value served for it.
-    pub value: String,
+    pub(crate) value: String,
     /// When it was set (seconds since the epoch).
     pub set_at: i64,
 }
@@ -197,7 +197,7 @@ pub struct AccountSummary {
     /// Subdomain.
     pub subdomain: String,
     /// Registered at.
-    pub created_at: i64,
+    pub(crate) created_at: i64,
     /// Last successful update.
     pub last_used: Option<i64>,
 }
@@ -508,7 +508,7 @@ impl Store {
     /// file system must also have room beside the database (`SqliteStore::check_room`); on
     /// PostgreSQL the write only shows that one row could be written, and if space is still
     /// short, the next failing write marks the store again.
-    pub async fn ready(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ready(&self) -> Result<(), StoreError> {
         self.ping().await?;
         if self.out_of_space().load(Ordering::Relaxed) {
             match self {
@@ -543,7 +543,7 @@ impl Store {
     }
 
     /// The store's time and signing epoch; with `record`, the time is recorded (see [`version::time`]).
-    pub async fn time(&self, record: bool) -> Result<StoreTime, StoreError> {
+    pub(crate) async fn time(&self, record: bool) -> Result<StoreTime, StoreError> {
         if record {
             atomic!(self, c => version::time(c, true))
         } else {

@@ -356,7 +356,7 @@ impl<C: GenericClient + Sync> Conn for Pg<'_, C> {
 
 impl PostgresStore {
     /// Connects, checks the schema and migrates it.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
         let target = redact(url);
         let open_error = |reason: String| StoreError::Open { target: target.clone(), reason };
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| open_error(e.to_string()))?;

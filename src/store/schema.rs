@@ -14,13 +14,13 @@ use super::common::{Conn, Lock};
 #[derive(Debug)]
 pub(crate) struct ColumnTypes {
     /// `{int}`: a 64-bit integer.
-    pub int: &'static str,
+    pub(crate) int: &'static str,
     /// `{bytes}`: a byte string.
-    pub bytes: &'static str,
+    pub(crate) bytes: &'static str,
     /// `{seq}`: an integer key that grows and is never reused, even after deletes (TXT order).
-    pub seq: &'static str,
+    pub(crate) seq: &'static str,
     /// `{id}`: an integer key that grows (reuse after deletes is harmless).
-    pub id: &'static str,
+    pub(crate) id: &'static str,
 }
 
 /// Schema migrations for both engines, in order; index + 1 is the version each one reaches.

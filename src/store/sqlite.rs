@@ -188,7 +188,7 @@ impl Conn for Connection {
 
 impl SqliteStore {
     /// Opens (creating if needed) the file at `path` and migrates it.
-    pub async fn open(path: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn open(path: &str) -> Result<Self, StoreError> {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
             let open_error = |reason: String| StoreError::Open { target: path.clone(), reason };

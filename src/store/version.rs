@@ -42,7 +42,7 @@ pub(crate) const SIGN: &str = "*sign";
 pub(crate) const ERASED: char = '-';
 /// The first character of the log name of an account's dns-persist-01 name: `+` and the
 /// subdomain (the zone serves it at `dns::zone::persist_label` of the subdomain).
-pub const PERSIST: char = '+';
+pub(crate) const PERSIST: char = '+';
 /// Versions kept in the log behind the newest; an instance further behind resynchronises.
 const KEEP_VERSIONS: i64 = 10_000;
 
@@ -52,20 +52,20 @@ pub struct ZoneVersion {
     /// Changes made so far.
     pub version: u64,
     /// The serial of version 0, fixed when the schema was made.
-    pub serial_base: u32,
+    pub(crate) serial_base: u32,
     /// The signing epoch (seconds since the epoch, on the hour): signatures are valid from an
     /// hour before it for the configured validity after it.
-    pub epoch: u32,
+    pub(crate) epoch: u32,
 }
 
 impl ZoneVersion {
     /// The SOA serial of `version` (RFC 1982: wraps around).
-    pub fn serial_of(&self, version: u64) -> u32 {
+    pub(crate) fn serial_of(&self, version: u64) -> u32 {
         self.serial_base.wrapping_add(version as u32)
     }
 
     /// The SOA serial of this version.
-    pub fn serial(&self) -> u32 {
+    pub(crate) fn serial(&self) -> u32 {
         self.serial_of(self.version)
     }
 }
@@ -85,23 +85,23 @@ pub struct LogEntry {
 #[derive(Clone, Debug)]
 pub struct ZoneSnapshot {
     /// The version the contents are at.
-    pub version: ZoneVersion,
+    pub(crate) version: ZoneVersion,
     /// Every subdomain with its values.
     pub contents: Vec<TxtValues>,
     /// The API's own ACME challenge values.
-    pub own_challenge: Vec<String>,
+    pub(crate) own_challenge: Vec<String>,
     /// What each account's persist name serves, by subdomain.
-    pub persist: Vec<TxtValues>,
+    pub(crate) persist: Vec<TxtValues>,
 }
 
 /// The store's time, and the signing epoch it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreTime {
+pub(crate) struct StoreTime {
     /// Seconds since the epoch: the database's clock, or the newest time recorded if that is
     /// later (see [`time`]).
-    pub now: i64,
+    pub(crate) now: i64,
     /// The signing epoch recorded (see [`ZoneVersion::epoch`]).
-    pub epoch: u32,
+    pub(crate) epoch: u32,
 }
 
 /// The store's time: the database's clock. Instances take from it what they share (the signing
@@ -224,7 +224,7 @@ pub(crate) async fn init(c: &impl Conn) -> Result<(), StoreError> {
 /// The names one write changes, under the one version it takes (lazily: a write that changes
 /// nothing DNS serves takes none).
 #[derive(Debug, Default)]
-pub struct Edits {
+pub(crate) struct Edits {
     /// The version taken, once a name was logged.
     version: Option<u64>,
 }
