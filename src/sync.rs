@@ -219,9 +219,10 @@ impl ZoneSync {
         &self.zone
     }
 
-    /// Loads every registered subdomain into the zone at the store's version (start-up);
-    /// returns how many there are.
-    pub async fn load(&self) -> Result<usize, StoreError> {
+    /// Loads every registered subdomain into the zone at the store's version (start-up), with
+    /// `renew` renewing signatures about to expire (a command that only computes what the
+    /// store's version serves renews nothing); returns how many there are.
+    pub async fn load(&self, renew: bool) -> Result<usize, StoreError> {
         let started = std::time::Instant::now();
         let made_before = self.zone.signatures_made();
         if self.zone.is_signed() {
@@ -256,7 +257,7 @@ impl ZoneSync {
         // cache. Signatures that are only due for renewal are served while the refresh task
         // renews them (it checks at once): a restart after a long stop answers in seconds. So
         // is an epoch in the future that the load refused (replaced by a correct one).
-        if self.zone.is_signed() {
+        if renew && self.zone.is_signed() {
             let (time, _) = self.shared_time(false).await?;
             let soon = time.now.saturating_add(SERVE_AT_LEAST.into());
             let expiry = self.zone.earliest_signature_expiry().map_or(i64::MAX, i64::from);

@@ -175,6 +175,62 @@ impl Signals {
     }
 }
 
+/// The zone of a configuration and its sync with the store, as a start makes them: the zone
+/// signed with the store's key set in force, journalling its steps when `[transfer]` is on,
+/// and not loaded yet.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The zone.
+    pub(crate) zone: Arc<Zone>,
+    /// Zone transfers, when `[transfer]` is on.
+    pub(crate) transfers: Option<Arc<Transfers>>,
+    /// The store and the zone, kept in step.
+    pub(crate) sync: ZoneSync,
+    /// When the active signing key was made (signed zones).
+    pub(crate) key_created: Option<i64>,
+}
+
+/// Makes the zone of `config` on `store` as a start does (see [`Opened`]); a command that
+/// changes the zone while no server runs makes the same one, so that the steps it computes
+/// are those a server would have served.
+pub(crate) async fn open_zone(config: &Config, store: &Store) -> Result<Opened, DaemonError> {
+    let mut key_created = None;
+    let signer = match &config.dnssec {
+        None => None,
+        Some(dnssec) => {
+            let (rows, rollover) = signing_keys(store, dnssec.algorithm).await?;
+            let active = crate::sync::keys::active(&rows)
+                .ok_or_else(|| KeyError::Make("no active signing key in the database".into()))?;
+            let key = crate::sync::keys::load(active)?;
+            key_created = Some(active.created_at);
+            tracing::info!("DNSSEC on: {} key tag {}", key.algorithm().name(), key.key_tag());
+            if let Some(r) = rollover.filter(|r| !r.done) {
+                tracing::info!(
+                    "a key rollover ({}) stands at step {}: {}; it goes on from there",
+                    r.kind.name(),
+                    r.step,
+                    crate::sync::rollover::describe(r.kind, r.step)
+                );
+            }
+            Some(Signer { key, validity: dnssec.validity, refresh: dnssec.refresh })
+        }
+    };
+    let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
+    // Zone transfers: the zone journals its steps from here on (the load is not one).
+    let transfers = config.transfer.clone().map(|settings| {
+        Arc::new(Transfers::new(Arc::clone(&zone), settings, crate::dns::journal::Limits::default()))
+    });
+    let mut sync =
+        ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values, config.max_clock_skew)
+            .with_transfers(transfers.clone());
+    if let Some(dnssec) = &config.dnssec {
+        sync = sync.with_key_policy(dnssec.policy.clone());
+        // The key set in force (several keys mid-rollover), before anything is signed for good.
+        sync.install_keys().await?;
+    }
+    Ok(Opened { zone, transfers, sync, key_created })
+}
+
 /// Runs the server until a signal; returns once everything has stopped.
 pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
     let mut signals = Signals::install()?;
@@ -232,41 +288,8 @@ pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
     let dns_stats = config.metrics.is_some().then(|| Arc::new(crate::dns::stats::DnsStats::default()));
 
     let store = Store::open(&config.database).await?;
-    let mut key_created = None;
-    let signer = match &config.dnssec {
-        None => None,
-        Some(dnssec) => {
-            let (rows, rollover) = signing_keys(&store, dnssec.algorithm).await?;
-            let active = crate::sync::keys::active(&rows)
-                .ok_or_else(|| KeyError::Make("no active signing key in the database".into()))?;
-            let key = crate::sync::keys::load(active)?;
-            key_created = Some(active.created_at);
-            tracing::info!("DNSSEC on: {} key tag {}", key.algorithm().name(), key.key_tag());
-            if let Some(r) = rollover.filter(|r| !r.done) {
-                tracing::info!(
-                    "a key rollover ({}) stands at step {}: {}; it goes on from there",
-                    r.kind.name(),
-                    r.step,
-                    crate::sync::rollover::describe(r.kind, r.step)
-                );
-            }
-            Some(Signer { key, validity: dnssec.validity, refresh: dnssec.refresh })
-        }
-    };
-    let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
-    // Zone transfers: the zone journals its steps from here on (the load below is not one).
-    let transfers = config.transfer.clone().map(|settings| {
-        Arc::new(Transfers::new(Arc::clone(&zone), settings, crate::dns::journal::Limits::default()))
-    });
-    let mut sync =
-        ZoneSync::new(store.clone(), Arc::clone(&zone), config.dns.txt_values, config.max_clock_skew)
-            .with_transfers(transfers.clone());
-    if let Some(dnssec) = &config.dnssec {
-        sync = sync.with_key_policy(dnssec.policy.clone());
-        // The key set in force (several keys mid-rollover), before anything is signed for good.
-        sync.install_keys().await?;
-    }
-    sync.load().await?;
+    let Opened { zone, transfers, sync, key_created } = open_zone(&config, &store).await?;
+    sync.load(true).await?;
     // Steps kept in the database before this start: a secondary behind it gets an IXFR.
     if let Err(error) = sync.seed_journal().await {
         tracing::warn!("IXFR journal: could not read the steps kept in the database: {error}");
