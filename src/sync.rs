@@ -35,6 +35,7 @@
 pub(crate) mod clock;
 mod journal;
 pub(crate) mod keys;
+pub(crate) mod offline;
 mod persist;
 pub(crate) mod rollover;
 mod signatures;
@@ -402,7 +403,7 @@ impl ZoneSync {
                 .find(|e| e.name == SIGN)
                 .and_then(|e| e.values.as_ref()?.first()?.parse().ok());
             // Erased data (see `journal.rs`): neither the steps so far nor this one are kept.
-            let erasing = entries.iter().any(|e| e.name.starts_with(ERASED) || e.name.starts_with(PERSIST));
+            let erasing = entries.iter().any(journal::erases);
             if erasing {
                 (steps, forget) = (Vec::new(), true);
             }

@@ -371,6 +371,11 @@ impl Store {
         read!(self, c => version::log_since(c, after))
     }
 
+    /// How many names the versions after `after` changed, as the log counts them.
+    pub(crate) async fn zone_log_rows_since(&self, after: u64) -> Result<u64, StoreError> {
+        read!(self, c => version::log_rows_since(c, after))
+    }
+
     /// When the first change after version `after` was made, if the log still holds one.
     pub(crate) async fn first_change_after(&self, after: u64) -> Result<Option<i64>, StoreError> {
         read!(self, c => version::first_change_after(c, after))

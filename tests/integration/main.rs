@@ -15,6 +15,7 @@ mod fuzz;
 mod hardening;
 mod hardening_store;
 mod harness;
+mod ixfr_cli;
 mod ixfr_diff;
 mod ixfr_restart;
 mod lifecycle;
