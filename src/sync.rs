@@ -35,6 +35,7 @@
 pub(crate) mod clock;
 mod journal;
 pub(crate) mod keys;
+mod lag;
 pub(crate) mod offline;
 mod persist;
 pub(crate) mod rollover;
@@ -49,7 +50,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::dns::dnssec::KeyPolicy;
-use crate::dns::propagation;
 use crate::dns::transfers::Transfers;
 use crate::dns::zone::persist_label;
 use crate::dns::zone::{Edit, Zone, unix_now};
@@ -293,26 +293,6 @@ impl ZoneSync {
         .await?;
         self.wait_for_secondaries().await;
         Ok(stored)
-    }
-
-    /// With `[transfer] wait_for_secondaries = "all"`: waits until every notified secondary
-    /// serves the zone's serial (or a later one), or until the timeout, then warns naming the
-    /// ones behind. The update is committed and served here either way: the wait only delays
-    /// the answer, so that an ACME client that asks the CA at once does not race the transfer.
-    async fn wait_for_secondaries(&self) {
-        let Some(settings) = self.transfers.as_ref().map(|t| t.settings()) else { return };
-        let Some(timeout) = settings.wait else { return };
-        let serial = self.zone.serial();
-        let behind =
-            propagation::wait_for_serial(self.zone.apex_wire(), &settings.notify, serial, timeout).await;
-        if !behind.is_empty() {
-            let behind: Vec<String> = behind.iter().map(ToString::to_string).collect();
-            tracing::warn!(
-                "answered the update after {} s without every secondary serving serial {serial}: {} behind",
-                timeout.as_secs(),
-                behind.join(", ")
-            );
-        }
     }
 
     /// Erases an account and stops serving its subdomain; returns the subdomain if it existed.
