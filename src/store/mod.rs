@@ -272,6 +272,7 @@ mod calls;
 mod audit;
 mod journal;
 pub(crate) mod keys;
+pub mod lag;
 mod persist;
 mod signatures;
 pub use journal::JournalRow;

@@ -38,6 +38,7 @@ mod stores;
 mod stores_contract;
 mod sync;
 mod tls;
+mod transfer_lag;
 mod version;
 mod xfr;
 mod xfr_burst;
