@@ -35,6 +35,8 @@
 pub(crate) mod clock;
 mod journal;
 pub(crate) mod keys;
+mod lag;
+pub(crate) mod offline;
 mod persist;
 pub(crate) mod rollover;
 mod signatures;
@@ -48,7 +50,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::dns::dnssec::KeyPolicy;
-use crate::dns::propagation;
 use crate::dns::transfers::Transfers;
 use crate::dns::zone::persist_label;
 use crate::dns::zone::{Edit, Zone, unix_now};
@@ -222,9 +223,10 @@ impl ZoneSync {
         &self.zone
     }
 
-    /// Loads every registered subdomain into the zone at the store's version (start-up);
-    /// returns how many there are.
-    pub async fn load(&self) -> Result<usize, StoreError> {
+    /// Loads every registered subdomain into the zone at the store's version (start-up), with
+    /// `renew` renewing signatures about to expire (a command that only computes what the
+    /// store's version serves renews nothing); returns how many there are.
+    pub async fn load(&self, renew: bool) -> Result<usize, StoreError> {
         let started = std::time::Instant::now();
         let made_before = self.zone.signatures_made();
         if self.zone.is_signed() {
@@ -259,7 +261,7 @@ impl ZoneSync {
         // cache. Signatures that are only due for renewal are served while the refresh task
         // renews them (it checks at once): a restart after a long stop answers in seconds. So
         // is an epoch in the future that the load refused (replaced by a correct one).
-        if self.zone.is_signed() {
+        if renew && self.zone.is_signed() {
             let (time, _) = self.shared_time(false).await?;
             let soon = time.now.saturating_add(SERVE_AT_LEAST.into());
             let expiry = self.zone.earliest_signature_expiry().map_or(i64::MAX, i64::from);
@@ -294,26 +296,6 @@ impl ZoneSync {
         .await?;
         self.wait_for_secondaries().await;
         Ok(stored)
-    }
-
-    /// With `[transfer] wait_for_secondaries = "all"`: waits until every notified secondary
-    /// serves the zone's serial (or a later one), or until the timeout, then warns naming the
-    /// ones behind. The update is committed and served here either way: the wait only delays
-    /// the answer, so that an ACME client that asks the CA at once does not race the transfer.
-    async fn wait_for_secondaries(&self) {
-        let Some(settings) = self.transfers.as_ref().map(|t| t.settings()) else { return };
-        let Some(timeout) = settings.wait else { return };
-        let serial = self.zone.serial();
-        let behind =
-            propagation::wait_for_serial(self.zone.apex_wire(), &settings.notify, serial, timeout).await;
-        if !behind.is_empty() {
-            let behind: Vec<String> = behind.iter().map(ToString::to_string).collect();
-            tracing::warn!(
-                "answered the update after {} s without every secondary serving serial {serial}: {} behind",
-                timeout.as_secs(),
-                behind.join(", ")
-            );
-        }
     }
 
     /// Erases an account and stops serving its subdomain; returns the subdomain if it existed.
@@ -404,7 +386,7 @@ impl ZoneSync {
                 .find(|e| e.name == SIGN)
                 .and_then(|e| e.values.as_ref()?.first()?.parse().ok());
             // Erased data (see `journal.rs`): neither the steps so far nor this one are kept.
-            let erasing = entries.iter().any(|e| e.name.starts_with(ERASED) || e.name.starts_with(PERSIST));
+            let erasing = entries.iter().any(journal::erases);
             if erasing {
                 (steps, forget) = (Vec::new(), true);
             }

@@ -246,7 +246,7 @@ pub fn run(input: &Source) {
             "the second import counts otherwise: {again:?}, first {report:?}"
         );
         let sync = ZoneSync::new(store, zone.clone(), keep, acme_delegate::config::defaults::MAX_CLOCK_SKEW);
-        let count = sync.load().await.expect("the imported store loads");
+        let count = sync.load(true).await.expect("the imported store loads");
         assert_eq!(count, report.imported, "subdomains loaded against imported: {report:?}");
         assert_eq!(zone.refused_rows(), 0, "the zone refuses rows the import wrote: {report:?}");
         true

@@ -18,6 +18,7 @@ mod dnssec;
 mod generate;
 mod health;
 mod logging;
+mod steps;
 mod transfer;
 
 use clap::{Parser, Subcommand};
@@ -85,6 +86,10 @@ enum Command {
     /// Safe to run again: accounts already in the store are skipped. A run that stops halfway
     /// (the store went away, say) reports how many accounts it committed; running it again
     /// resumes where it stopped.
+    ///
+    /// With [transfer] on, it loads the zone first as a server start would, and keeps the IXFR
+    /// steps of what it imported in the store: a server started next sends the change to its
+    /// secondaries incrementally (unless it is larger than the zone was).
     ImportAcmeDns {
         /// The acme-dns database: a file path or a postgres:// URL.
         source: String,
@@ -433,8 +438,12 @@ fn import(config: &Config, source: &str, strict: bool) -> Result<(), String> {
     };
     block_on(async {
         let store = open_store(config).await?;
+        // The zone as served before the import, to keep the import's IXFR steps (`steps.rs`).
+        let loaded = steps::before_change(config, &store).await;
         let mut progress = progress_line();
         let result = crate::store::import::import_acme_dns(&store, source, &options, &mut progress).await;
+        // Whatever part of the import committed, even when it then failed.
+        let kept = steps::after_change(loaded).await;
         store.close().await;
         let report = match result {
             Ok(report) => report,
@@ -442,6 +451,7 @@ fn import(config: &Config, source: &str, strict: bool) -> Result<(), String> {
                 if let Some(report) = error.report() {
                     list(report);
                 }
+                kept.iter().for_each(|kept| println!("{kept}"));
                 return Err(format!("import of {source_name} failed: {error}"));
             }
         };
@@ -457,6 +467,7 @@ fn import(config: &Config, source: &str, strict: bool) -> Result<(), String> {
             );
         }
         println!("Imported keys are checked with bcrypt once, then stored as SHA-256.");
+        kept.iter().for_each(|kept| println!("{kept}"));
         Ok(())
     })
 }

@@ -23,6 +23,8 @@ pub(crate) mod reload;
 mod start;
 pub(crate) mod xot;
 
+pub(crate) use start::open_zone;
+
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 

@@ -140,13 +140,27 @@ pub(super) struct Opened {
     pub(super) key_created: Option<i64>,
 }
 
-/// Opens the store, builds the zone with its signing key and loads it with every registered
-/// name, its key set and its IXFR journal.
-pub(super) async fn open(config: &Config) -> Result<Opened, DaemonError> {
-    let store = Store::open(&config.database).await?;
-    let (signer, key_created) = signer(config, &store).await?;
+/// The zone of a configuration and the sync that fills it from the store, as a start makes
+/// them, not loaded yet: signed with the store's key set in force, journalling its steps when
+/// `[transfer]` is on.
+pub(crate) struct ZoneParts {
+    /// The zone.
+    pub(crate) zone: Arc<Zone>,
+    /// Zone transfers, when `[transfer]` is on.
+    pub(crate) transfers: Option<Arc<Transfers>>,
+    /// The one writer of the zone.
+    pub(crate) sync: ZoneSync,
+    /// When the active signing key was made (for the metrics), when signed.
+    pub(crate) key_created: Option<i64>,
+}
+
+/// Makes the zone of `config` on `store` (see [`ZoneParts`]). A command that changes the zone
+/// while no server runs makes the same one, so that the steps it computes are those a server
+/// would have served.
+pub(crate) async fn open_zone(config: &Config, store: &Store) -> Result<ZoneParts, DaemonError> {
+    let (signer, key_created) = signer(config, store).await?;
     let zone = Arc::new(Zone::new(&config.dns.zone, signer)?);
-    // Zone transfers: the zone journals its steps from here on (the load below is not one).
+    // Zone transfers: the zone journals its steps from here on (the load is not one).
     let transfers = config.transfer.clone().map(|settings| {
         Arc::new(Transfers::new(Arc::clone(&zone), settings, crate::dns::journal::Limits::default()))
     });
@@ -158,7 +172,15 @@ pub(super) async fn open(config: &Config) -> Result<Opened, DaemonError> {
         // The key set in force (several keys mid-rollover), before anything is signed for good.
         sync.install_keys().await?;
     }
-    sync.load().await?;
+    Ok(ZoneParts { zone, transfers, sync, key_created })
+}
+
+/// Opens the store, builds the zone with its signing key and loads it with every registered
+/// name (renewing signatures that are due), its key set and its IXFR journal.
+pub(super) async fn open(config: &Config) -> Result<Opened, DaemonError> {
+    let store = Store::open(&config.database).await?;
+    let ZoneParts { zone, transfers, sync, key_created } = open_zone(config, &store).await?;
+    sync.load(true).await?;
     // Steps kept in the database before this start: a secondary behind it gets an IXFR.
     if let Err(error) = sync.seed_journal().await {
         tracing::warn!("IXFR journal: could not read the steps kept in the database: {error}");

@@ -6,8 +6,8 @@
 //! asked the way any resolver would (a plain SOA query over UDP, no TSIG: secondaries answer
 //! it to everyone). Serials compare in RFC 1982 arithmetic, so a secondary ahead of the serial
 //! waited for (another update landed meanwhile) counts as caught up. Each secondary is polled
-//! on its own task until it serves the serial or the deadline passes; the caller gets the ones
-//! that did not, to name in its warning.
+//! on its own task until it serves the serial or the deadline passes; the caller gets how long
+//! each took (the lag the server records), and which did not in time, to name in its warning.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -125,14 +125,16 @@ pub(crate) async fn soa_serial(apex: &[u8], target: SocketAddr, limit: Duration)
 }
 
 /// Waits until every one of `secondaries` serves `serial` (or later) for `apex`, or until
-/// `timeout`; returns those that did not in time.
+/// `timeout`; returns each secondary with how long it took to serve it (`None`: not in time),
+/// in address order.
 pub(crate) async fn wait_for_serial(
     apex: &[u8],
     secondaries: &[SocketAddr],
     serial: u32,
     timeout: Duration,
-) -> Vec<SocketAddr> {
-    let deadline = tokio::time::Instant::now() + timeout;
+) -> Vec<(SocketAddr, Option<Duration>)> {
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
     let mut waits = tokio::task::JoinSet::new();
     for &target in secondaries {
         let apex = apex.to_vec();
@@ -142,22 +144,22 @@ pub(crate) async fn wait_for_serial(
                     if let Ok(have) = soa_serial(&apex, target, ATTEMPT).await
                         && serial_reached(have, serial)
                     {
-                        return;
+                        return started.elapsed();
                     }
                     tokio::time::sleep(POLL).await;
                 }
             };
-            (target, tokio::time::timeout_at(deadline, caught_up).await.is_ok())
+            (target, tokio::time::timeout_at(deadline, caught_up).await.ok())
         });
     }
-    let mut behind = Vec::new();
+    let mut times = Vec::with_capacity(secondaries.len());
     while let Some(done) = waits.join_next().await {
-        if let Ok((target, false)) = done {
-            behind.push(target);
+        if let Ok(time) = done {
+            times.push(time);
         }
     }
-    behind.sort();
-    behind
+    times.sort();
+    times
 }
 
 #[cfg(test)]

@@ -272,6 +272,7 @@ mod calls;
 mod audit;
 mod journal;
 pub(crate) mod keys;
+pub mod lag;
 mod persist;
 mod signatures;
 pub use journal::JournalRow;
@@ -369,6 +370,11 @@ impl Store {
     /// What each version after `after` changed, in version order.
     pub async fn zone_log_since(&self, after: u64) -> Result<Vec<LogEntry>, StoreError> {
         read!(self, c => version::log_since(c, after))
+    }
+
+    /// How many names the versions after `after` changed, as the log counts them.
+    pub(crate) async fn zone_log_rows_since(&self, after: u64) -> Result<u64, StoreError> {
+        read!(self, c => version::log_rows_since(c, after))
     }
 
     /// When the first change after version `after` was made, if the log still holds one.

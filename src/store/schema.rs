@@ -162,6 +162,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         serial_from {int} NOT NULL,
         data        {bytes} NOT NULL
     );",
+    // 15: how long each secondary took to serve each update (see `lag.rs`), the newest per
+    // secondary kept; `lag_ms` NULL: not within `wait_timeout`.
+    "CREATE TABLE secondary_lag (
+        id        {id},
+        secondary TEXT NOT NULL,
+        serial    {int} NOT NULL,
+        lag_ms    {int},
+        at        {int} NOT NULL
+    );
+    CREATE INDEX secondary_lag_by_secondary ON secondary_lag (secondary, id);",
 ];
 
 /// A migration with the engine's column types in place of the tokens.

@@ -316,6 +316,13 @@ pub(crate) async fn log_since(c: &impl Conn, after: u64) -> Result<Vec<LogEntry>
         .collect()
 }
 
+/// How many rows the log holds after version `after`: the names those versions changed.
+pub(crate) async fn log_rows_since(c: &impl Conn, after: u64) -> Result<u64, StoreError> {
+    let rows = c.query("SELECT count(*) FROM zone_log WHERE version > $1", &[version_value(after)]).await?;
+    let n = rows.first().map(|row| row.int(0)).transpose()?.unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// When the first change after version `after` was made (seconds since the epoch), if the
 /// log still holds one: how long a server at `after` has been missing a change.
 pub(crate) async fn first_change_after(c: &impl Conn, after: u64) -> Result<Option<i64>, StoreError> {

@@ -6,9 +6,9 @@
 //! instance computed before a restart is valid after it: the zone a start loads at version V is
 //! the zone served at V. Storing is not on an update's path: after the zone commit, in a task
 //! of its own; a step that fails to be stored is logged and only means that a later restart,
-//! or another instance, sends a full zone to a secondary that far behind. A change made while
-//! no server runs (the CLI deleting an account) has no step, so the chain read at a start ends
-//! at the version before it and the next transfer is full, as it must be.
+//! or another instance, sends a full zone to a secondary that far behind. A command that
+//! changes the zone while no server runs (`import-acme-dns`) stores its steps the same way
+//! (`offline.rs`) and waits for them (`ZoneSync::journal_flushed`) before its process ends.
 //!
 //! Erased data: a step holds the records it removed and added, so an erasure (an account
 //! deleted, a persist record replaced or deleted, the retention purge) empties the stored
@@ -20,11 +20,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::ZoneSync;
 use crate::dns::journal::{Change, Limits};
-use crate::store::{JournalRow, Store, StoreError};
+use crate::store::version::{ERASED, PERSIST};
+use crate::store::{JournalRow, LogEntry, Store, StoreError};
 
 /// Steps stored between two prunes of the store's journal.
 const PRUNE_EVERY: u64 = 64;
@@ -36,20 +37,51 @@ static STORED: AtomicU64 = AtomicU64::new(0);
 /// erasure came first, and the steps.
 type Batch = (Store, Limits, bool, Vec<Arc<Change>>);
 
+/// A job of the storing task.
+#[derive(Debug)]
+pub(super) enum Job {
+    /// Steps to store.
+    Steps(Batch),
+    /// Report what this process stored so far, once every job handed over before is done.
+    Flush(oneshot::Sender<Tally>),
+}
+
+/// What the storing task did since the process started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Steps stored.
+    pub(crate) stored: usize,
+    /// Steps not stored: the store failed (logged), or a step too large for the journal.
+    pub(crate) lost: usize,
+}
+
 /// The way to the one task that stores steps, made at first use (`ZoneSync::journal_out`).
-pub(super) type Worker = Arc<OnceLock<mpsc::UnboundedSender<Batch>>>;
+pub(super) type Worker = Arc<OnceLock<mpsc::UnboundedSender<Job>>>;
 
 /// The one task that stores steps, in the order catch-ups hand them over: a journal emptied
 /// for an erasure stays free of the steps from before it.
-async fn store_steps(mut batches: mpsc::UnboundedReceiver<Batch>) {
-    while let Some((store, limits, forget, steps)) = batches.recv().await {
+async fn store_steps(mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut tally = Tally::default();
+    while let Some(job) = jobs.recv().await {
+        let (store, limits, forget, steps) = match job {
+            Job::Steps(batch) => batch,
+            Job::Flush(done) => {
+                let _ = done.send(tally);
+                continue;
+            }
+        };
         if forget && let Err(error) = store.prune_journal(0).await {
             tracing::warn!("could not empty the IXFR journal in the database after an erasure: {error}");
+            tally.lost += steps.len();
             continue;
         }
-        for step in steps {
+        let count = steps.len();
+        for (index, step) in steps.into_iter().enumerate() {
             // A step larger than the journal may hold would be dropped at once when read.
-            let Some(data) = step.encode().filter(|_| step.size() <= limits.bytes) else { continue };
+            let Some(data) = step.encode().filter(|_| step.size() <= limits.bytes) else {
+                tally.lost += 1;
+                continue;
+            };
             let row = JournalRow { from: step.from, to: step.to, data };
             if let Err(error) = store.put_journal_step(row).await {
                 tracing::warn!(
@@ -57,8 +89,10 @@ async fn store_steps(mut batches: mpsc::UnboundedReceiver<Batch>) {
                      restart, a secondary that far behind gets the whole zone",
                     step.to
                 );
+                tally.lost += count - index;
                 break;
             }
+            tally.stored += 1;
             if STORED.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
                 && let Err(error) = store.prune_journal(limits.entries).await
             {
@@ -66,6 +100,12 @@ async fn store_steps(mut batches: mpsc::UnboundedReceiver<Batch>) {
             }
         }
     }
+}
+
+/// Whether a log entry erases data a stored step may hold (see the module note): an erased
+/// account, or a persist record changed (a replaced or deleted one's account URI goes).
+pub(super) fn erases(entry: &LogEntry) -> bool {
+    entry.name.starts_with(ERASED) || entry.name.starts_with(PERSIST)
 }
 
 impl ZoneSync {
@@ -79,13 +119,26 @@ impl ZoneSync {
         if steps.is_empty() && !forget {
             return;
         }
-        let worker = self.journal_out.get_or_init(|| {
+        // The worker ends only with the runtime; a step lost then costs a full transfer.
+        let _ = self.journal_worker().send(Job::Steps((self.store.clone(), limits, forget, steps)));
+    }
+
+    /// The storing task, started at first use.
+    fn journal_worker(&self) -> &mpsc::UnboundedSender<Job> {
+        self.journal_out.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(store_steps(rx));
             tx
-        });
-        // The worker ends only with the runtime; a step lost then costs a full transfer.
-        let _ = worker.send((self.store.clone(), limits, forget, steps));
+        })
+    }
+
+    /// Waits until every step handed to the storing task so far is stored (or lost), and says
+    /// how many were, since the process started: a one-off command, whose runtime ends when it
+    /// returns, calls it before it does.
+    pub(super) async fn journal_flushed(&self) -> Tally {
+        let (done, report) = oneshot::channel();
+        let _ = self.journal_worker().send(Job::Flush(done));
+        report.await.unwrap_or_default()
     }
 
     /// Puts the steps the store keeps that lead to the zone's journal (or serial) into it,

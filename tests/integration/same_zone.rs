@@ -50,7 +50,7 @@ fn pg_config_with(dir: &TempDir, url: &str, dnssec: &str, notify: &[u16]) -> Str
 
 /// The zone by AXFR (TSIG-keyed, through dig), one record a line, sorted: the order of names
 /// in a transfer is free, the records are not.
-fn axfr(server: &TestServer) -> Vec<String> {
+pub(crate) fn axfr(server: &TestServer) -> Vec<String> {
     let out = std::process::Command::new("dig")
         .args(["-p", &server.tcp.port().to_string(), &format!("@{}", server.tcp.ip())])
         .args(["-y", &format!("hmac-sha256:transfer-key:{SECRET}"), DOMAIN, "AXFR"])
@@ -68,7 +68,7 @@ fn axfr(server: &TestServer) -> Vec<String> {
 }
 
 /// The IXFR from `serial` (TSIG-keyed, through dig), one record a line, in the order sent.
-fn ixfr(server: &TestServer, serial: u32) -> Vec<String> {
+pub(crate) fn ixfr(server: &TestServer, serial: u32) -> Vec<String> {
     let out = std::process::Command::new("dig")
         .args(["-p", &server.tcp.port().to_string(), &format!("@{}", server.tcp.ip())])
         .args(["-y", &format!("hmac-sha256:transfer-key:{SECRET}"), DOMAIN, &format!("IXFR={serial}")])

@@ -934,6 +934,31 @@ async fn journal_steps_are_kept_once_and_pruned_oldest_first(backend: Backend) {
     assert!(store.journal_rows(10).await.unwrap().is_empty(), "emptied by an erasure");
 }
 
+/// Each secondary keeps its newest lags, newest first; a wait that ran out is kept as such.
+async fn secondary_lags_are_kept_per_secondary_and_pruned_oldest_first(backend: Backend) {
+    use acme_delegate::store::lag::{KEEP, Lag};
+    let fresh = Fresh::new(backend);
+    let store = fresh.open().await;
+    let lag = |secondary: &str, millis: Option<u64>| Lag { secondary: secondary.to_owned(), millis };
+    assert!(store.lags().await.unwrap().is_empty());
+    for serial in 0..KEEP as u32 + 5 {
+        let lags = vec![lag("192.0.2.1:53", Some(u64::from(serial))), lag("192.0.2.2:53", None)];
+        store.record_lags(serial, if serial < 2 { lags } else { lags[..1].to_vec() }).await.unwrap();
+    }
+    let lags = store.lags().await.unwrap();
+    let of = |secondary: &str| {
+        lags.iter().filter(|l| l.secondary == secondary).map(|l| l.millis).collect::<Vec<_>>()
+    };
+    let first = of("192.0.2.1:53");
+    assert_eq!(first.len(), KEEP);
+    assert_eq!(
+        (first[0], first[KEEP - 1]),
+        (Some(KEEP as u64 + 4), Some(5)),
+        "newest first, the oldest gone"
+    );
+    assert_eq!(of("192.0.2.2:53"), [None, None]);
+}
+
 /// The same tests on SQLite and on PostgreSQL.
 macro_rules! battery {
     ($($name:ident),* $(,)?) => {
@@ -949,6 +974,7 @@ macro_rules! battery {
 
 battery!(
     journal_steps_are_kept_once_and_pruned_oldest_first,
+    secondary_lags_are_kept_per_secondary_and_pruned_oldest_first,
     accounts_are_stored_and_found,
     keeps_the_newest_values_in_order,
     rotation_and_bcrypt_upgrade,
@@ -1063,7 +1089,7 @@ async fn sqlite_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Sqlite);
     fresh.open().await.close().await;
     let want = sqlite_schema(&fresh.database.connection);
-    assert_eq!(want[0], "version 14");
+    assert_eq!(want[0], "version 15");
     for version in 1..=SQLITE_BEFORE.len() {
         let old = Fresh::new(Backend::Sqlite);
         // As the code before the shared list left it: WAL, one transaction per step.
@@ -1106,7 +1132,7 @@ async fn postgres_databases_of_every_old_version_upgrade() {
     let fresh = Fresh::new(Backend::Postgres);
     fresh.open().await.close().await;
     let want = postgres_schema(&fresh.database.connection);
-    assert!(want.starts_with("version 14 true\n"), "{want}");
+    assert!(want.starts_with("version 15 true\n"), "{want}");
     for version in 1..=POSTGRES_BEFORE.len() {
         let old = Fresh::new(Backend::Postgres);
         // As the code before the shared list left it: all steps, then its own count.
