@@ -12,9 +12,16 @@ const SOA: u16 = 6;
 
 /// A primary's configuration: DNS on a fixed loopback port (NSD keeps asking it across the
 /// restart), transfers to 127.0.0.1 with NOTIFY to `notify`.
-fn fixed_primary_config(dir: &TempDir, dns_port: u16, notify: u16) -> String {
-    let config = base_config(&dir.0).replace("\"127.0.0.1:0\"", &format!("\"127.0.0.1:{dns_port}\""));
-    let config = with_keys(&config, "transfer", &transfer_section("\"127.0.0.1/32\"", &[notify]));
+pub(crate) fn fixed_primary_config(dir: &TempDir, dns_port: u16, notify: u16) -> String {
+    as_primary(&base_config(&dir.0), dns_port, &[notify])
+}
+
+/// `base` (a configuration from the harness, on either store) as such a primary, with NOTIFY
+/// to each of `notify` (none: an instance that only writes to the store, keeping its steps
+/// there all the same).
+pub(crate) fn as_primary(base: &str, dns_port: u16, notify: &[u16]) -> String {
+    let config = base.replace("\"127.0.0.1:0\"", &format!("\"127.0.0.1:{dns_port}\""));
+    let config = with_keys(&config, "transfer", &transfer_section("\"127.0.0.1/32\"", notify));
     with_keys(&config, "api", "register_rate_limit = 0")
 }
 
@@ -100,15 +107,8 @@ fn ixfr_a_primary_restarted_after_another_instance_changed_the_zone_answers_incr
     let url = crate::pg::fresh_database();
     let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
     let (dns_port, nsd_port) = (free_port(&["127.0.0.1"]), free_port(&["127.0.0.1"]));
-    let on_pg = |dir: &TempDir, config: String| {
-        let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
-        config
-            .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
-            .replace(&sqlite, &format!("connection = \"{url}\""))
-    };
-    let config_a = on_pg(&dir_a, fixed_primary_config(&dir_a, dns_port, nsd_port));
-    let config_b =
-        on_pg(&dir_b, fixed_primary_config(&dir_b, free_port(&["127.0.0.1"]), free_port(&["127.0.0.1"])));
+    let config_a = as_primary(&postgres_config(&dir_a.0, &url), dns_port, &[nsd_port]);
+    let config_b = as_primary(&postgres_config(&dir_b.0, &url), free_port(&["127.0.0.1"]), &[]);
     let mut a = TestServer::start_with(&dir_a, &config_a);
     let b = TestServer::start_with(&dir_b, &config_b);
     let nsd = crate::xfr::nsd(&dir_a.join("nsd"), nsd_port, a.tcp);
