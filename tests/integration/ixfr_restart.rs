@@ -1,20 +1,37 @@
 //! IXFR across a restart of the primary (issue 22, item 2): the journal's steps are kept in the
 //! store, so a primary started again on the same store answers a secondary that fell behind
-//! while it was stopped with a difference, not the whole zone. NSD is the secondary.
+//! while it was stopped with a difference, not the whole zone. NSD is the secondary of the
+//! small cases; at 10,000 names NSD, Knot and BIND follow the primary and each one's own log
+//! must show that it took the change by IXFR.
+//!
+//! How each secondary says so (seen with NSD 4.6, Knot 3.2 and BIND 9.18): Knot logs "IXFR,
+//! incoming, … finished", or "receiving AXFR-style IXFR" then "AXFR, incoming" when the primary
+//! sent the whole zone; BIND, at debug level 3 of its `xfer-in` category (see `xfr::bind`),
+//! "got incremental response" or "got nonincremental response"; NSD logs neither, only the
+//! size of what it applied ("received update to serial N … of B bytes"), so an IXFR is a
+//! transfer far smaller than NSD's first one, the whole zone.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::*;
-use crate::xfr::{SECRET, nsd_with, soa_serial, transfer_section, txts_at, within};
+use crate::xfr::{SECRET, Secondary, nsd_with, soa_serial, transfer_section, txts_at, within};
 
 /// RR type SOA.
 const SOA: u16 = 6;
 
 /// A primary's configuration: DNS on a fixed loopback port (NSD keeps asking it across the
 /// restart), transfers to 127.0.0.1 with NOTIFY to `notify`.
-fn fixed_primary_config(dir: &TempDir, dns_port: u16, notify: u16) -> String {
-    let config = base_config(&dir.0).replace("\"127.0.0.1:0\"", &format!("\"127.0.0.1:{dns_port}\""));
-    let config = with_keys(&config, "transfer", &transfer_section("\"127.0.0.1/32\"", &[notify]));
+pub(crate) fn fixed_primary_config(dir: &TempDir, dns_port: u16, notify: u16) -> String {
+    as_primary(&base_config(&dir.0), dns_port, &[notify])
+}
+
+/// `base` (a configuration from the harness, on either store) as such a primary, with NOTIFY
+/// to each of `notify` (none: an instance that only writes to the store, keeping its steps
+/// there all the same).
+pub(crate) fn as_primary(base: &str, dns_port: u16, notify: &[u16]) -> String {
+    let config = base.replace("\"127.0.0.1:0\"", &format!("\"127.0.0.1:{dns_port}\""));
+    let config = with_keys(&config, "transfer", &transfer_section("\"127.0.0.1/32\"", notify));
     with_keys(&config, "api", "register_rate_limit = 0")
 }
 
@@ -45,6 +62,126 @@ fn answered_incrementally(server: &TestServer, from: u32, to: u32) -> bool {
 /// The serial a server serves.
 fn serial_of(server: &TestServer) -> u32 {
     soa_serial(&server.ask(DOMAIN, SOA)).expect("the primary answers its SOA")
+}
+
+/// Registered names of the large zone of issue 22 ("at 10k names").
+pub(crate) const MANY: u32 = 10_000;
+
+/// Writes `names` accounts, each with one TXT value, straight into the PostgreSQL store `url`
+/// of `config` before any server starts: the binary makes the schema (`account list`), then
+/// two statements write the rows as the API would (a key hash nobody can log in with; values
+/// stamped now, as the retention purge clears old ones). A second or so, where registering
+/// through the API would take minutes in a debug build.
+pub(crate) fn fill_postgres(dir: &TempDir, config: &str, url: &str, names: u32) {
+    let path = dir.join("config.cfg");
+    std::fs::write(&path, config).unwrap();
+    let made = std::process::Command::new(binary()).arg("-c").arg(&path).args(["account", "list"]).output();
+    let made = made.expect("the binary runs");
+    assert!(made.status.success(), "schema: {}", String::from_utf8_lossy(&made.stderr));
+    // The subdomain and value of name i as `xfr_limits` writes them on SQLite (`txt_value(i)`).
+    let subdomain = "lpad(to_hex(i), 8, '0') || '-0000-4000-8000-000000000000'";
+    let now = "extract(epoch FROM now())::bigint";
+    let last = names.saturating_sub(1);
+    crate::pg::psql(
+        url,
+        &format!(
+            "INSERT INTO accounts (username, key_hash, subdomain, allowfrom, created_at) \
+             SELECT 'user-' || i, decode(repeat('00', 32), 'hex'), {subdomain}, '[]', {now} \
+             FROM generate_series(0, {last}) AS i; \
+             INSERT INTO txt (subdomain, value, updated_at) \
+             SELECT {subdomain}, left(repeat(lpad(i::text, 8, '0') || '_', 5), 43), {now} \
+             FROM generate_series(0, {last}) AS i;"
+        ),
+    );
+}
+
+/// Which server a secondary is: each logs the kind of a transfer its own way.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Peer {
+    /// NSD (`xfr::nsd`).
+    Nsd,
+    /// Knot (`xfr::knot`).
+    Knot,
+    /// BIND (`xfr::bind`).
+    Bind,
+}
+
+/// NSD, Knot and BIND as secondaries of `primary`, each in a directory of its own under `dir`,
+/// on these ports (in that order). NSD runs with `xfrd-reload-timeout: 0`, as the README tells
+/// operators: with its default, a burst of changes (registrations less than a second apart)
+/// makes it log "update failed, restarting transfer" and forget the serial it holds, so that
+/// its next request, whatever the primary keeps, is an AXFR.
+pub(crate) fn three_secondaries(
+    dir: &Path,
+    ports: [u16; 3],
+    primary: std::net::SocketAddr,
+) -> [(Peer, Secondary); 3] {
+    [
+        (Peer::Nsd, nsd_with(&dir.join("nsd"), ports[0], primary, "  xfrd-reload-timeout: 0\n")),
+        (Peer::Knot, crate::xfr::knot(&dir.join("knot"), ports[1], primary)),
+        (Peer::Bind, crate::xfr::bind(&dir.join("bind"), ports[2], primary)),
+    ]
+}
+
+/// The bytes of each transfer NSD applied, in its log's order ("… of B bytes in S seconds"),
+/// with the serial it reached.
+fn nsd_transfers(log: &str) -> Vec<(u32, u64)> {
+    log.lines()
+        .filter_map(|line| {
+            let serial = line.split("received update to serial ").nth(1)?.split(' ').next()?.parse().ok()?;
+            let bytes = line.split(" of ").last()?.split(" bytes in ").next()?.parse().ok()?;
+            Some((serial, bytes))
+        })
+        .collect()
+}
+
+/// Whether `peer`'s log shows that it took serial `to` by an incremental transfer, looking only
+/// at what it logged after the first `since` bytes of `log` (the part before may hold the
+/// whole-zone transfers it started with): `Ok` with the log line that says so, `Err` with
+/// what the log shows instead.
+pub(crate) fn took_by_ixfr(peer: Peer, log: &str, since: usize, to: u32) -> Result<String, String> {
+    let recent = log.get(since..).unwrap_or_default();
+    let line = |needle: &str| recent.lines().find(|l| l.contains(needle)).map(str::to_owned);
+    let why = match peer {
+        Peer::Nsd => {
+            // NSD's first transfer of the zone is the whole zone: the yardstick.
+            let whole = nsd_transfers(log).first().map(|t| t.1).unwrap_or_default();
+            match nsd_transfers(recent).into_iter().find(|t| t.0 == to) {
+                Some((_, bytes)) if bytes * 4 < whole => {
+                    let serial = format!("received update to serial {to} ");
+                    let applied = recent.lines().find(|l| l.contains(&serial) && l.contains(" bytes in "));
+                    return Ok(format!("{} (the whole zone: {whole} bytes)", applied.unwrap_or_default()));
+                }
+                Some((_, bytes)) => {
+                    format!("{bytes} bytes to serial {to}, not under a quarter of the zone's {whole}")
+                }
+                None => format!("no transfer to serial {to}"),
+            }
+        }
+        Peer::Knot => {
+            let finished = recent.lines().find(|l| l.contains("IXFR, incoming") && l.contains("finished"));
+            let reached = recent.contains(&format!("-> {to},"));
+            match finished {
+                Some(finished) if reached && !recent.contains("AXFR") => return Ok(finished.to_owned()),
+                _ => format!(
+                    "IXFR finished: {}, serial {to} reached: {reached}, AXFR named: {}",
+                    finished.is_some(),
+                    recent.contains("AXFR")
+                ),
+            }
+        }
+        Peer::Bind => {
+            let incremental = line("got incremental response");
+            let reached = recent.contains(&format!("transferred serial {to}"));
+            match incremental {
+                Some(incremental) if reached && !recent.contains("got nonincremental response") => {
+                    return Ok(incremental);
+                }
+                _ => format!("incremental: {}, serial {to} reached: {reached}", incremental.is_some()),
+            }
+        }
+    };
+    Err(format!("{peer:?} did not take serial {to} by IXFR ({why}):\n{log}"))
 }
 
 #[test]
@@ -100,15 +237,8 @@ fn ixfr_a_primary_restarted_after_another_instance_changed_the_zone_answers_incr
     let url = crate::pg::fresh_database();
     let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
     let (dns_port, nsd_port) = (free_port(&["127.0.0.1"]), free_port(&["127.0.0.1"]));
-    let on_pg = |dir: &TempDir, config: String| {
-        let sqlite = format!("connection = \"{}\"", dir.join("acme-delegate.db").display());
-        config
-            .replace("engine = \"sqlite3\"", "engine = \"postgres\"")
-            .replace(&sqlite, &format!("connection = \"{url}\""))
-    };
-    let config_a = on_pg(&dir_a, fixed_primary_config(&dir_a, dns_port, nsd_port));
-    let config_b =
-        on_pg(&dir_b, fixed_primary_config(&dir_b, free_port(&["127.0.0.1"]), free_port(&["127.0.0.1"])));
+    let config_a = as_primary(&postgres_config(&dir_a.0, &url), dns_port, &[nsd_port]);
+    let config_b = as_primary(&postgres_config(&dir_b.0, &url), free_port(&["127.0.0.1"]), &[]);
     let mut a = TestServer::start_with(&dir_a, &config_a);
     let b = TestServer::start_with(&dir_b, &config_b);
     let nsd = crate::xfr::nsd(&dir_a.join("nsd"), nsd_port, a.tcp);
@@ -166,4 +296,81 @@ fn ixfr_an_erasure_leaves_no_stored_step_with_the_erased_data() {
     assert_eq!(server.update(&kept, &txt_value(79)).status, 200);
     let again = within(Duration::from_secs(5), || steps(&txt_value(79)) > 0);
     assert!(again.is_some(), "steps after the erasure are kept");
+}
+
+/// Issue 22's case at 10,000 names: A (on PostgreSQL) feeds NSD, Knot and BIND; while A is
+/// stopped, B (the same database) makes 100 updates; A, started again, answers each
+/// secondary's IXFR with B's difference, and each secondary's own log says it took an IXFR.
+#[test]
+fn ixfr_nsd_knot_and_bind_take_a_second_instances_100_updates_by_ixfr_at_10k_names() {
+    let url = crate::pg::fresh_database();
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let dns_port = free_port(&["127.0.0.1"]);
+    let ports = [(); 3].map(|_| free_port(&["127.0.0.1"]));
+    let config_a = as_primary(&postgres_config(&dir_a.0, &url), dns_port, &ports);
+    let config_b = as_primary(&postgres_config(&dir_b.0, &url), free_port(&["127.0.0.1"]), &[]);
+    fill_postgres(&dir_a, &config_a, &url, MANY);
+    let mut a = TestServer::start_with(&dir_a, &config_a);
+    let b = TestServer::start_with(&dir_b, &config_b);
+    let secondaries = three_secondaries(&dir_a.0, ports, a.tcp);
+    // Accounts to update (the written ones have no usable key); their names travel by IXFR.
+    let accounts: Vec<serde_json::Value> = (0..20).map(|_| a.register()).collect();
+    let in_step = serial_of(&a);
+    for (peer, secondary) in &secondaries {
+        let took = within(Duration::from_secs(30), || secondary.serial() == Some(in_step));
+        assert!(took.is_some(), "{peer:?} reaches serial {in_step}:\n{}", secondary.log_text());
+    }
+    let name = |i: u32| format!("{i:08x}-0000-4000-8000-000000000000.{DOMAIN}");
+    for (_, secondary) in &secondaries {
+        assert_eq!(txts_at(secondary.addr, &name(MANY - 1)), Some(vec![txt_value(MANY - 1)]));
+    }
+    // What each secondary logged so far: its whole-zone transfer and the IXFRs since.
+    let before: Vec<usize> = secondaries.iter().map(|(_, s)| s.log_text().len()).collect();
+
+    a.signal("TERM");
+    assert!(a.wait(Duration::from_secs(10)).is_some(), "A stops on SIGTERM");
+    assert!(within(Duration::from_secs(5), || serial_of(&b) == in_step).is_some());
+    let started = std::time::Instant::now();
+    for i in 0..100u32 {
+        assert_eq!(b.update(&accounts[i as usize % 20], &txt_value(100 + i)).status, 200);
+    }
+    let updating = started.elapsed();
+    let newest = serial_of(&b);
+    // B keeps its steps off the update's path: wait for the last one in the database.
+    let kept = format!("SELECT count(*) FROM zone_journal WHERE serial_to = {newest}");
+    let stored = within(Duration::from_secs(10), || crate::pg::psql(&url, &kept).trim() == "1");
+    assert!(stored.is_some(), "B keeps the step to {newest}:\n{}", b.log_text());
+
+    let a = TestServer::start_with(&dir_a, &config_a);
+    assert_eq!(serial_of(&a), newest, "A serves the store's serial");
+    // A's NOTIFY at its start brings each secondary's IXFR.
+    let mut failures = Vec::new();
+    let last = accounts[19]["fulldomain"].as_str().unwrap();
+    for ((peer, secondary), since) in secondaries.iter().zip(before) {
+        // Polled: a secondary loading the new version may miss a query meanwhile.
+        let took = within(Duration::from_secs(30), || {
+            secondary.serial() == Some(newest)
+                && txts_at(secondary.addr, last).is_some_and(|t| t.contains(&txt_value(199)))
+        });
+        let outcome = match took {
+            Some(_) => took_by_ixfr(*peer, &secondary.log_text(), since, newest),
+            None => Err(format!("{peer:?} does not serve serial {newest}:\n{}", secondary.log_text())),
+        };
+        match outcome {
+            Ok(line) => eprintln!("{peer:?}: {line}"),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    // Our side: three differences from the serial the secondaries held, no whole zone.
+    let line = format!("incremental from serial {in_step} to {newest}");
+    let answered = within(Duration::from_secs(5), || a.log_text().matches(&line).count() >= 3);
+    let log = a.log_text();
+    if answered.is_none() || log.contains("full zone instead") {
+        failures.push(format!("A answers the three IXFRs from {in_step} with the difference:\n{log}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let seeded =
+        log.lines().any(|l| l.contains("steps from the database") && l.contains(&format!(" to {newest})")));
+    assert!(seeded, "A's journal starts from the database's steps:\n{log}");
+    eprintln!("100 updates by B in {updating:?}; NSD, Knot and BIND took {in_step} -> {newest} by IXFR");
 }

@@ -151,7 +151,9 @@ pub(crate) fn knot(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
     Secondary::spawn(argv, ([127, 0, 0, 1], port).into(), dir.join("knot.log"))
 }
 
-/// BIND as a TSIG-keyed secondary of `primary` on `port`.
+/// BIND as a TSIG-keyed secondary of `primary` on `port`. Its incoming transfers are logged at
+/// debug level 3, the level at which BIND says how the primary answered an IXFR ("got
+/// incremental response" or "got nonincremental response"); at info it logs both alike.
 pub(crate) fn bind(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
     let d = dir.display();
     let config = format!(
@@ -160,7 +162,8 @@ pub(crate) fn bind(dir: &Path, port: u16, primary: SocketAddr) -> Secondary {
          controls {{ }};\n\
          key \"transfer-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
          logging {{ channel file {{ file \"{d}/named.log\"; severity info; print-time yes; }};\n  \
-         category default {{ file; }};\n  category xfer-in {{ file; }};\n  category notify {{ file; }};\n}};\n\
+         channel xfer {{ file \"{d}/named.log\"; severity debug 3; print-time yes; }};\n  \
+         category default {{ file; }};\n  category xfer-in {{ xfer; }};\n  category notify {{ file; }};\n}};\n\
          zone \"{DOMAIN}\" {{\n  type secondary;\n  file \"{d}/{DOMAIN}.zone\";\n  \
          primaries port {} {{ 127.0.0.1 key transfer-key; }};\n  allow-notify {{ key transfer-key; }};\n}};\n",
         primary.port()
