@@ -297,31 +297,48 @@ impl Zone {
             let places = self.places(&state, &changed, true);
             self.before(&state, places)
         });
+        if resign {
+            // Every set changes: replacing them one by one under the write lock kept queries
+            // waiting for seconds at a million names. The new state is made aside from a copy
+            // (the writer's turn keeps the zone still meanwhile; queries go on reading it) and
+            // swapped in at once; the old one is freed after the lock.
+            let mut aside: State = self.read().clone();
+            let resigned = self.change(&mut aside, serial, ready, rekey);
+            let old = std::mem::replace(&mut *self.write(), aside);
+            drop(old);
+            let diff = whole_before.map(|before| Arc::new(self.difference(&self.read(), before)));
+            self.record(diff.as_ref());
+            return (resigned, diff);
+        }
         let mut state = self.write();
-        let before = (step && !resign).then(|| {
+        let before = step.then(|| {
             let places = self.places(&state, &changed, false);
             self.before(&state, places)
         });
-        let resigned = ready.resigned.map_or(0, |signed| self.install_resigned(&mut state, signed));
-        for key in &ready.gone {
-            self.remove_entry(&mut state, key);
-        }
-        for (key, set) in ready.txt {
-            self.install_entry(&mut state, key, set);
-        }
-        if let Some((values, set)) = ready.own {
-            self.install_own_challenge(&mut state, &values, set);
-        }
-        let resigned = resigned + if rekey { self.relink_apex_keys(&mut state) } else { 0 };
-        state.serial = serial;
-        self.render_soa(&mut state);
-        let mut diff = before.map(|before| Arc::new(self.difference(&state, before)));
+        let resigned = self.change(&mut state, serial, ready, rekey);
+        let diff = before.map(|before| Arc::new(self.difference(&state, before)));
         drop(state);
-        if let Some(before) = whole_before {
-            diff = Some(Arc::new(self.difference(&self.read(), before)));
-        }
         self.record(diff.as_ref());
         (resigned, diff)
+    }
+
+    /// Makes the changes of `ready` in `state` and moves its serial to `serial`; returns how
+    /// many sets were signed anew.
+    fn change(&self, state: &mut State, serial: u32, ready: Ready, rekey: bool) -> usize {
+        let resigned = ready.resigned.map_or(0, |signed| self.install_resigned(state, signed));
+        for key in &ready.gone {
+            self.remove_entry(state, key);
+        }
+        for (key, set) in ready.txt {
+            self.install_entry(state, key, set);
+        }
+        if let Some((values, set)) = ready.own {
+            self.install_own_challenge(state, &values, set);
+        }
+        let resigned = resigned + if rekey { self.relink_apex_keys(state) } else { 0 };
+        state.serial = serial;
+        self.render_soa(state);
+        resigned
     }
 
     /// Builds the zone of a whole-zone load into an empty zone aside (the static names it holds,
