@@ -19,13 +19,18 @@
 //! Files: this one holds the constants and codes both directions share; `reader` is the one
 //! reader of names and records in received messages (the query parser, TSIG, transfers, the
 //! secondaries' answers and the client use it), `read` parses queries, `write` composes
-//! responses. All are re-exported here, so users name `wire::Query` and
-//! `wire::Response` whatever file they live in.
+//! responses, and `prefixed` is the one writer of length-prefixed fields (RDLENGTH, TCP
+//! framing, TSIG's fields, character-strings), which checks each length where it writes it.
+//! All are re-exported here, so users name `wire::Query` and `wire::Response` whatever file
+//! they live in.
 
+mod prefixed;
 mod read;
 mod reader;
 mod write;
 
+pub use self::prefixed::TooLong;
+pub(crate) use self::prefixed::{Open16, frame, put_character_strings, put_u8_prefixed, put_u16_prefixed};
 pub use self::read::{Edns, ParseError, Query, lowercase_name, parse_query};
 pub use self::reader::{
     RecordAt, counts, read_name, record_at, records, skip_name, skip_question, u16_at, u32_at,
@@ -279,6 +284,15 @@ mod tests {
             error_reply(&m[..len], Rcode::FormErr, 1232, &mut out);
             error_reply(&m[..len], Rcode::NotImp, 1232, &mut out);
         }
+    }
+
+    #[test]
+    fn an_rdata_one_byte_too_long_for_rdlength_is_not_added() {
+        let mut set = RrSet::default();
+        assert!(set.add(rtype::TXT, 1, &vec![b'x'; 65_535]));
+        assert!(!set.add(rtype::TXT, 1, &vec![b'x'; 65_536]));
+        assert_eq!(set.len(), 1, "the refused record leaves nothing behind");
+        assert_eq!(set.rdatas().next().map(<[u8]>::len), Some(65_535));
     }
 
     #[test]
