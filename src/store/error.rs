@@ -4,7 +4,10 @@
 //! failures that may pass (`Unavailable`, `Disconnected`, `Full`) and 500 for the rest
 //! (`api::error`, the one place that picks statuses); `calls.rs` retries a call once after
 //! `Disconnected` where nothing can apply twice. Each engine's file maps its driver's errors to
-//! these variants (`sqlite::error`, `postgres::error`).
+//! these variants (`sqlite::error`, `postgres::error`). A failure that another error caused
+//! keeps that error as its `source` (the driver's, the JSON reader's, a blocking task's panic),
+//! so a log that follows the chain names the cause, and a panic is not told as a database
+//! error. `Backend` is left for what has no cause beneath it: a row that is not as it must be.
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,56 @@ pub enum StoreError {
     /// A uniqueness rule was violated (e.g. a colliding random name).
     #[error("duplicate: {0}")]
     Duplicate(String),
-    /// Any other database failure.
+    /// SQLite failed in a way none of the variants above names (a corrupt file, a statement
+    /// it refuses); the driver's error is the source.
+    #[cfg(feature = "sqlite")]
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+    /// PostgreSQL failed in a way none of the variants above names.
+    #[cfg(feature = "postgres")]
+    #[error("database error: {message}")]
+    Postgres {
+        /// The server's own message (the driver's `Display` says only "db error").
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A column kept as JSON (`allowfrom`, the values a version logs) could not be written or
+    /// read back.
+    #[error("{what}: {source}")]
+    Json {
+        /// Which column, of what.
+        what: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Store work on a blocking thread (an SQLite call, the import's reader) panicked or was
+    /// cancelled: a fault in this program, not the database's.
+    #[error("{job} did not finish: {source}")]
+    Task {
+        /// What the work was, for the log.
+        job: &'static str,
+        /// The panic or cancellation.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A row or column is not what the schema says, or a call has no row to return: no
+    /// error of another layer lies beneath.
     #[error("database error: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// The error of the blocking store work `job`, for `map_err` on its join handle.
+    pub(crate) fn task(job: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Self {
+        move |source| Self::Task { job, source }
+    }
+
+    /// The error of the JSON column `what`, for `map_err` on its (de)serialisation.
+    pub(crate) fn json(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Json { what, source }
+    }
 }
