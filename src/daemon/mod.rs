@@ -31,7 +31,7 @@ use crate::dns::zone::{Signer, Zone, ZoneError};
 use crate::privacy::Privacy;
 use crate::privacy::pseudonym::{KeyFileError, SubdomainLog};
 use crate::store::{PurgeRules, Store, StoreError};
-use crate::sync::{KeyError, ZoneSync, signing_keys};
+use crate::sync::{KeyError, SyncError, ZoneSync, signing_keys};
 
 /// Connections the kernel queues for the API before we accept them: enough for a burst of
 /// renewals at the top of the hour, as nginx's default (511) and more.
@@ -68,6 +68,9 @@ pub(crate) enum DaemonError {
     /// The DNSSEC key could not be made or loaded.
     #[error("dnssec: {0}")]
     Key(#[from] KeyError),
+    /// The zone could not be loaded from the store (the store, the key set, or the signing).
+    #[error("{0}")]
+    Sync(#[from] SyncError),
     /// A DNS worker thread panicked (its message was printed when it did).
     #[error("{0} DNS worker thread(s) panicked while serving")]
     WorkerPanicked(usize),
@@ -88,7 +91,7 @@ pub(crate) enum DaemonError {
 /// instances hear of the changes through the change feed. The cuts are taken from the store's
 /// time, and an instance whose clock is off runs none (`sync::clock`): it would delete what
 /// is fresh for every instance, or keep what is due.
-async fn purge(sync: &ZoneSync, privacy: &Privacy) -> Result<(), StoreError> {
+async fn purge(sync: &ZoneSync, privacy: &Privacy) -> Result<(), SyncError> {
     let (time, skew) = sync.shared_time(true).await?;
     if let Some(skew) = skew {
         crate::metrics::counters::clock_refusal("purge");
@@ -237,8 +240,7 @@ pub(crate) async fn run(config: Config) -> Result<(), DaemonError> {
         None => None,
         Some(dnssec) => {
             let (rows, rollover) = signing_keys(&store, dnssec.algorithm).await?;
-            let active = crate::sync::keys::active(&rows)
-                .ok_or_else(|| KeyError::Make("no active signing key in the database".into()))?;
+            let active = crate::sync::keys::active(&rows).ok_or(KeyError::NoActiveKey)?;
             let key = crate::sync::keys::load(active)?;
             key_created = Some(active.created_at);
             tracing::info!("DNSSEC on: {} key tag {}", key.algorithm().name(), key.key_tag());
