@@ -33,6 +33,7 @@
 //! the ACME client.
 
 pub(crate) mod clock;
+mod error;
 mod journal;
 pub(crate) mod keys;
 mod lag;
@@ -41,6 +42,7 @@ mod persist;
 pub(crate) mod rollover;
 mod signatures;
 
+pub use error::SyncError;
 pub use keys::{KeyError, signing_keys};
 
 use std::future::Future;
@@ -186,12 +188,11 @@ impl ZoneSync {
 
     /// Installs the key set the store holds now (no serial move): at a start, before the
     /// load, and at a resync whose snapshot may be past key changes the log no longer has.
-    pub(crate) async fn install_keys(&self) -> Result<(), StoreError> {
+    pub(crate) async fn install_keys(&self) -> Result<(), SyncError> {
         let Some(policy) = self.policy.as_deref() else { return Ok(()) };
         let rows = self.store.dnssec_keys().await?;
         let rollover = self.store.rollover().await?;
-        let set = keys::current_set(&rows, rollover.as_ref(), policy)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let set = keys::current_set(&rows, rollover.as_ref(), policy)?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let serial = this.zone.serial();
@@ -200,7 +201,7 @@ impl ZoneSync {
             this.commit(write, serial);
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("installing the keys failed: {e}")))?;
+        .map_err(SyncError::task("installing the keys"))?;
         Ok(())
     }
 
@@ -226,7 +227,7 @@ impl ZoneSync {
     /// Loads every registered subdomain into the zone at the store's version (start-up), with
     /// `renew` renewing signatures about to expire (a command that only computes what the
     /// store's version serves renews nothing); returns how many there are.
-    pub async fn load(&self, renew: bool) -> Result<usize, StoreError> {
+    pub async fn load(&self, renew: bool) -> Result<usize, SyncError> {
         let started = std::time::Instant::now();
         let made_before = self.zone.signatures_made();
         if self.zone.is_signed() {
@@ -273,7 +274,7 @@ impl ZoneSync {
     }
 
     /// Stores a new account with its audit entry and serves its (empty) subdomain.
-    pub async fn register(&self, account: Account, entry: AuditEntry) -> Result<(), StoreError> {
+    pub async fn register(&self, account: Account, entry: AuditEntry) -> Result<(), SyncError> {
         let this = self.clone();
         detached(async move {
             this.store.register_account(&account, entry).await?;
@@ -283,7 +284,7 @@ impl ZoneSync {
     }
 
     /// Adds a TXT value to a subdomain and serves what the store then holds.
-    pub async fn update_txt(&self, subdomain: &str, value: &str) -> Result<TxtValues, StoreError> {
+    pub async fn update_txt(&self, subdomain: &str, value: &str) -> Result<TxtValues, SyncError> {
         let (this, subdomain, value) = (self.clone(), subdomain.to_owned(), value.to_owned());
         let stored = detached(async move {
             // Metrics: update → served latency, from the store call's start to the zone apply.
@@ -291,7 +292,7 @@ impl ZoneSync {
             let stored = this.store.update_txt(&subdomain, &value, this.keep).await?;
             this.catch_up(None).await?;
             crate::metrics::counters::update_served(started.elapsed());
-            Ok::<_, StoreError>(stored)
+            Ok::<_, SyncError>(stored)
         })
         .await?;
         self.wait_for_secondaries().await;
@@ -299,7 +300,7 @@ impl ZoneSync {
     }
 
     /// Erases an account and stops serving its subdomain; returns the subdomain if it existed.
-    pub async fn delete_account(&self, username: &str) -> Result<Option<String>, StoreError> {
+    pub async fn delete_account(&self, username: &str) -> Result<Option<String>, SyncError> {
         let (this, username) = (self.clone(), username.to_owned());
         detached(async move {
             let subdomain = this.store.delete_account(&username).await?;
@@ -317,7 +318,7 @@ impl ZoneSync {
         token: &str,
         value: Option<&str>,
         expires_at: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), SyncError> {
         let (this, token, value) = (self.clone(), token.to_owned(), value.map(str::to_owned));
         detached(async move {
             this.store.put_own_challenge(&token, value.as_deref(), expires_at).await?;
@@ -329,7 +330,7 @@ impl ZoneSync {
     /// Removes what is past retention, and stops serving what was removed. The caller takes
     /// `rules` from the store's time, and runs no purge when this instance's clock is off
     /// (see [`Self::shared_time`]).
-    pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, StoreError> {
+    pub async fn purge(&self, rules: PurgeRules) -> Result<Purged, SyncError> {
         let this = self.clone();
         detached(async move {
             let purged = this.store.purge(rules).await?;
@@ -340,7 +341,7 @@ impl ZoneSync {
     }
 
     /// Applies a change that another process committed (from the change feed).
-    pub async fn apply(&self, change: Change) -> Result<(), StoreError> {
+    pub async fn apply(&self, change: Change) -> Result<(), SyncError> {
         match change {
             Change::Version { version, .. } => self.catch_up(Some(version)).await,
             Change::Resync => self.catch_up(None).await,
@@ -352,7 +353,7 @@ impl ZoneSync {
     /// catches up with what was committed before the call: nothing to read when a read that
     /// began since was applied while this call waited for its turn (concurrent writes of this
     /// instance then share one read).
-    async fn catch_up(&self, until: Option<u64>) -> Result<(), StoreError> {
+    async fn catch_up(&self, until: Option<u64>) -> Result<(), SyncError> {
         let seen = self.reads.load(Ordering::SeqCst);
         let mut applied = self.applied.lock().await;
         if until.is_some_and(|v| applied.version >= v) || applied.read.is_some_and(|t| t >= seen) {
@@ -395,8 +396,7 @@ impl ZoneSync {
             if let (Some((rolling, set)), Some(policy)) = (keys, self.policy.as_deref()) {
                 // A rollover step: the key set of this version, signed in anew where it changed.
                 let rows = self.store.dnssec_keys().await?;
-                let set = keys::key_set(&rows, &set, rolling, policy)
-                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                let set = keys::key_set(&rows, &set, rolling, policy)?;
                 let this = self.clone();
                 let commit = tokio::task::spawn_blocking(move || {
                     let mut write = this.zone.begin();
@@ -406,7 +406,7 @@ impl ZoneSync {
                     commit
                 })
                 .await
-                .map_err(|e| StoreError::Backend(format!("re-keying failed: {e}")))?;
+                .map_err(SyncError::task("re-keying"))?;
                 tracing::info!("key set of version {version} applied: {} RRsets signed", commit.resigned);
                 steps.extend(commit.diff);
             } else if let Some(epoch) = epoch
@@ -425,7 +425,7 @@ impl ZoneSync {
                     commit
                 })
                 .await
-                .map_err(|e| StoreError::Backend(format!("re-signing failed: {e}")))?;
+                .map_err(SyncError::task("re-signing"))?;
                 if commit.resigned > 0 {
                     tracing::info!("signatures renewed: {} RRsets signed for epoch {epoch}", commit.resigned);
                 }
@@ -481,7 +481,7 @@ impl ZoneSync {
 
     /// Reads a consistent snapshot of the store and makes the zone exactly that, at its
     /// serial; returns how many subdomains there are and how many changed.
-    async fn resync(&self, applied: &mut Applied) -> Result<(usize, usize), StoreError> {
+    async fn resync(&self, applied: &mut Applied) -> Result<(usize, usize), SyncError> {
         if applied.version > 0 {
             // The snapshot may be past key steps the log no longer holds.
             self.install_keys().await?;
@@ -518,7 +518,7 @@ impl ZoneSync {
             this.commit(write, version.serial()).changed
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("loading the zone failed: {e}")))?;
+        .map_err(SyncError::task("loading the zone"))?;
         *applied = Applied { version: version.version, serial_base: version.serial_base, read: applied.read };
         Ok((count, changed))
     }
@@ -543,7 +543,7 @@ impl ZoneSync {
     /// another instance just did) and applies it; so too when the store's epoch lies in the
     /// future (a repair). The time is the store's; nothing is recorded when this instance's
     /// clock is off. Returns whether this instance recorded an epoch.
-    pub(crate) async fn refresh_signatures(&self) -> Result<bool, StoreError> {
+    pub(crate) async fn refresh_signatures(&self) -> Result<bool, SyncError> {
         if !self.zone.is_signed() {
             return Ok(false);
         }

@@ -66,9 +66,9 @@ pub(crate) enum AcmeError {
         /// What the system said.
         source: std::io::Error,
     },
-    /// The store could not publish the challenge.
+    /// The store could not publish the challenge, or the zone could not serve it.
     #[error("publishing the challenge: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Publish(#[from] crate::sync::SyncError),
     /// Anything else, said in words.
     #[error("{0}")]
     Other(String),

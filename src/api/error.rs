@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::store::StoreError;
+use crate::sync::SyncError;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,10 @@ pub(crate) enum ApiError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The store took the change, but the zone could not follow it: the key set a version
+    /// names is unusable, or the signing work failed (a fault of ours, not the database's).
+    #[error("zone: {0}")]
+    Zone(SyncError),
     /// This instance's clock is too far from the database's (`/ready`).
     #[error("{0}")]
     ClockSkew(crate::sync::clock::Skew),
@@ -89,7 +94,19 @@ impl ApiError {
             }
             Self::Store(StoreError::Full(_)) => (StatusCode::SERVICE_UNAVAILABLE, "store_full"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "db_error"),
+            Self::Zone(_) => (StatusCode::INTERNAL_SERVER_ERROR, "zone_error"),
             Self::ClockSkew(_) => (StatusCode::SERVICE_UNAVAILABLE, "clock_skew"),
+        }
+    }
+}
+
+impl From<SyncError> for ApiError {
+    /// A store failure on the way to the zone is the store's (503 when it may pass); the rest
+    /// is the zone's.
+    fn from(error: SyncError) -> Self {
+        match error {
+            SyncError::Store(error) => Self::Store(error),
+            other => Self::Zone(other),
         }
     }
 }
@@ -116,8 +133,10 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let Self::Store(error) = &self {
-            tracing::error!("request failed: {error}");
+        match &self {
+            Self::Store(error) => tracing::error!("request failed: {error}"),
+            Self::Zone(error) => tracing::error!("request failed: {error}"),
+            _ => {}
         }
         let body = match &self {
             // Which field, and what about it: the client sent it, so nothing here is secret.
@@ -141,5 +160,34 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicked_signing_task_is_a_zone_error_not_a_database_error() {
+        let panicked = tokio::task::spawn_blocking(|| panic!("signing failed")).await.unwrap_err();
+        let error = ApiError::from(SyncError::task("re-signing")(panicked));
+        assert_eq!(error.status_and_code(), (StatusCode::INTERNAL_SERVER_ERROR, "zone_error"));
+        assert!(error.to_string().starts_with("zone: re-signing did not finish"), "{error}");
+        let ApiError::Zone(sync) = &error else { panic!("not a zone error: {error:?}") };
+        let source = std::error::Error::source(sync).expect("the panic is kept as the source");
+        assert!(
+            source.downcast_ref::<tokio::task::JoinError>().is_some_and(tokio::task::JoinError::is_panic)
+        );
+    }
+
+    #[test]
+    fn a_store_failure_on_the_way_to_the_zone_stays_the_stores() {
+        let error = ApiError::from(SyncError::Store(StoreError::Unavailable("no connection".into())));
+        assert_eq!(error.status_and_code(), (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"));
+        let keys = SyncError::from(crate::sync::KeyError::Store(StoreError::Full("disk".into())));
+        assert!(matches!(keys, SyncError::Store(StoreError::Full(_))));
+        let keys = SyncError::from(crate::sync::KeyError::NoActiveKey);
+        let error = ApiError::from(keys);
+        assert_eq!(error.status_and_code(), (StatusCode::INTERNAL_SERVER_ERROR, "zone_error"));
     }
 }

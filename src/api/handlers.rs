@@ -24,6 +24,7 @@ use crate::cidr::Cidr;
 use crate::config::Registration as RegistrationMode;
 use crate::privacy::ClientIp;
 use crate::store::{Account, AuditEntry, StoreError};
+use crate::sync::SyncError;
 
 /// `GET /health`: 200 with an empty body, as acme-dns answers.
 pub(super) async fn health() -> StatusCode {
@@ -190,7 +191,7 @@ pub(super) async fn register(
         match state.sync.register(account.clone(), entry).await {
             Ok(()) => break account,
             // Two random UUIDs colliding is astronomically unlikely; retry rather than fail.
-            Err(StoreError::Duplicate(_)) if attempts < 3 => attempts += 1,
+            Err(SyncError::Store(StoreError::Duplicate(_))) if attempts < 3 => attempts += 1,
             Err(error) => return Err(error.into()),
         }
     };

@@ -35,7 +35,7 @@ use crate::dns::server::BindError;
 use crate::dns::zone::ZoneError;
 use crate::privacy::pseudonym::KeyFileError;
 use crate::store::{Store, StoreError};
-use crate::sync::KeyError;
+use crate::sync::{KeyError, SyncError};
 
 /// Connections the kernel queues for the API before we accept them: enough for a burst of
 /// renewals at the top of the hour, as nginx's default (511) and more.
@@ -72,6 +72,9 @@ pub(crate) enum DaemonError {
     /// The DNSSEC key could not be made or loaded.
     #[error("dnssec: {0}")]
     Key(#[from] KeyError),
+    /// The zone could not be loaded from the store (the store, the key set, or the signing).
+    #[error("{0}")]
+    Sync(#[from] SyncError),
     /// A DNS worker thread panicked (its message was printed when it did).
     #[error("{0} DNS worker thread(s) panicked while serving")]
     WorkerPanicked(usize),

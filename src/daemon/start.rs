@@ -195,8 +195,7 @@ pub(super) async fn open(config: &Config) -> Result<Opened, DaemonError> {
 async fn signer(config: &Config, store: &Store) -> Result<(Option<Signer>, Option<i64>), DaemonError> {
     let Some(dnssec) = &config.dnssec else { return Ok((None, None)) };
     let (rows, rollover) = signing_keys(store, dnssec.algorithm).await?;
-    let active = crate::sync::keys::active(&rows)
-        .ok_or_else(|| KeyError::Make("no active signing key in the database".into()))?;
+    let active = crate::sync::keys::active(&rows).ok_or(KeyError::NoActiveKey)?;
     let key = crate::sync::keys::load(active)?;
     tracing::info!("DNSSEC on: {} key tag {}", key.algorithm().name(), key.key_tag());
     if let Some(r) = rollover.filter(|r| !r.done) {

@@ -26,6 +26,8 @@ use ring::digest;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 
+use super::wire::{TooLong, put_u16_prefixed};
+
 /// DNSSEC algorithms we sign with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
@@ -196,12 +198,19 @@ impl SigningKey {
     /// `owner` and `signer` are lower-case wire names; `rdatas` are in canonical form.
     #[cfg(test)]
     pub(crate) fn sign_rrset(&self, rrset: &RrsetToSign<'_>, validity: Validity, signer: &[u8]) -> Vec<u8> {
-        self.finish(self.prepare(rrset, validity, signer))
+        self.finish(self.prepare(rrset, validity, signer).expect("the tests' rdata fits a record"))
     }
 
     /// Everything about a signature but the signature: the RRSIG rdata before it and the bytes
     /// it signs (RFC 4034 section 3.1.8.1), for [`Self::finish`] or a remembered signature.
-    pub(crate) fn prepare(&self, rrset: &RrsetToSign<'_>, validity: Validity, signer: &[u8]) -> Prepared {
+    /// An rdata longer than a record can hold (65,535 bytes) is an error: no record can carry
+    /// it, so no signature covers it.
+    pub(crate) fn prepare(
+        &self,
+        rrset: &RrsetToSign<'_>,
+        validity: Validity,
+        signer: &[u8],
+    ) -> Result<Prepared, TooLong> {
         let labels = count_labels(rrset.owner);
         let mut rdata = Vec::with_capacity(18 + signer.len() + SIGNATURE_LEN);
         rdata.extend_from_slice(&rrset.rtype.to_be_bytes());
@@ -221,10 +230,9 @@ impl SigningKey {
             data.extend_from_slice(&rrset.rtype.to_be_bytes());
             data.extend_from_slice(&1u16.to_be_bytes());
             data.extend_from_slice(&rrset.ttl.to_be_bytes());
-            data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
-            data.extend_from_slice(rd);
+            put_u16_prefixed(&mut data, rd)?;
         }
-        Prepared { rdata, data }
+        Ok(Prepared { rdata, data })
     }
 
     /// What names a signature for remembering it: SHA-256 over this key's DNSKEY and the signed

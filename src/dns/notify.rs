@@ -50,6 +50,9 @@ pub(crate) enum NotifyError {
     /// The answer's TSIG is missing or wrong.
     #[error("{0}")]
     Tsig(#[from] tsig::AnswerError),
+    /// The NOTIFY could not be signed (its TSIG record does not fit the message).
+    #[error("cannot sign the NOTIFY: {0}")]
+    Sign(#[from] super::wire::TooLong),
 }
 
 impl NotifyError {
@@ -59,7 +62,7 @@ impl NotifyError {
             Self::Io(_) => NotifyOutcome::Unreachable,
             Self::Timeout => NotifyOutcome::Timeout,
             Self::Rcode(_) => NotifyOutcome::ErrorRcode,
-            Self::Tsig(_) => NotifyOutcome::BadTsig,
+            Self::Tsig(_) | Self::Sign(_) => NotifyOutcome::BadTsig,
         }
     }
 }
@@ -223,7 +226,7 @@ pub(crate) async fn notify_once(
 ) -> Result<u32, NotifyError> {
     let (socket, id) = peer_socket(target).await?;
     let (serial, mut msg) = notify_message(zone, id);
-    let mac = key.map(|key| tsig::sign_request(key, &mut msg, tsig::now()));
+    let mac = key.map(|key| tsig::sign_request(key, &mut msg, tsig::now())).transpose()?;
     socket.send(&msg).await?;
     let mut buf = vec![0u8; 4096];
     let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;

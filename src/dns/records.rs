@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::wire::{MAX_NAME_LEN, rtype, txt_rdata};
+use super::wire::{MAX_NAME_LEN, put_u8_prefixed, rtype, txt_rdata};
 
 /// Why a record line or a name was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -274,15 +274,16 @@ fn rdata(mnemonic: &'static str, rest: &[&Token]) -> Result<Vec<u8>, RecordError
             count(3)?;
             let flags: u8 = text(0)?.parse().map_err(|_| bad("flags must be 0-255"))?;
             let tag = &rest[1].text;
-            if tag.is_empty() || tag.len() > 255 || !tag.iter().all(u8::is_ascii_alphanumeric) {
-                return Err(bad("tag must be 1-255 letters or digits"));
+            let tag_error = || bad("tag must be 1-255 letters or digits");
+            if tag.is_empty() || !tag.iter().all(u8::is_ascii_alphanumeric) {
+                return Err(tag_error());
             }
             let value = &rest[2].text;
             if value.len() > 65_000 {
                 return Err(bad("value too long"));
             }
-            let mut out = vec![flags, tag.len() as u8];
-            out.extend_from_slice(tag);
+            let mut out = vec![flags];
+            put_u8_prefixed(&mut out, tag).map_err(|_| tag_error())?;
             out.extend_from_slice(value);
             out
         }

@@ -39,7 +39,7 @@ use tokio::sync::{Notify, watch};
 use super::rrl::{Network, RateLimiter, Verdict};
 use super::stats::{Counters, DnsStats};
 use super::transfers::Transfers;
-use super::wire::{error_reply, parse_query};
+use super::wire::{error_reply, parse_query, put_u16_prefixed};
 use super::xfr::Transport;
 use super::xot::Channel;
 use super::zone::Zone;
@@ -512,8 +512,10 @@ pub(super) async fn tcp_connection<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
         let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&out);
+        // An answer is cut to 65,535 bytes on TCP; one that was not cannot be framed.
+        if put_u16_prefixed(&mut framed, &out).is_err() {
+            return;
+        }
         // `flush`: a TLS stream holds what is written until then.
         let write = async {
             stream.write_all(&framed).await?;

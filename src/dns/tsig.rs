@@ -18,7 +18,7 @@
 
 use ring::hmac;
 
-use super::wire;
+use super::wire::{self, Open16, TooLong, put_u16_prefixed};
 
 /// The TSIG record type.
 pub const TSIG: u16 = 250;
@@ -232,16 +232,23 @@ pub fn find(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed> {
     Ok(Some(TsigRecord { start, name, algorithm, time_signed, fudge, mac, original_id, error, other }))
 }
 
-/// Appends the TSIG variables of RFC 8945 section 4.3.3 (everything but the MAC).
-fn push_variables(out: &mut Vec<u8>, key: &TsigKey, time: u64, fudge: u16, error: u16, other: &[u8]) {
+/// Appends the TSIG variables of RFC 8945 section 4.3.3 (everything but the MAC); errs when
+/// `other` is too long for its 16-bit length.
+fn push_variables(
+    out: &mut Vec<u8>,
+    key: &TsigKey,
+    time: u64,
+    fudge: u16,
+    error: u16,
+    other: &[u8],
+) -> Result<(), TooLong> {
     out.extend_from_slice(&key.name);
     out.extend_from_slice(&CLASS_ANY.to_be_bytes());
     out.extend_from_slice(&0u32.to_be_bytes());
     out.extend_from_slice(key.algorithm.wire());
     push_timers(out, time, fudge);
     out.extend_from_slice(&error.to_be_bytes());
-    out.extend_from_slice(&(other.len() as u16).to_be_bytes());
-    out.extend_from_slice(other);
+    put_u16_prefixed(out, other)
 }
 
 /// Appends time signed (48 bits) and fudge.
@@ -251,9 +258,8 @@ fn push_timers(out: &mut Vec<u8>, time: u64, fudge: u16) {
 }
 
 /// Appends a prior MAC with its length, as digests of answers start.
-fn push_prior(out: &mut Vec<u8>, prior: &[u8]) {
-    out.extend_from_slice(&(prior.len() as u16).to_be_bytes());
-    out.extend_from_slice(prior);
+fn push_prior(out: &mut Vec<u8>, prior: &[u8]) -> Result<(), TooLong> {
+    put_u16_prefixed(out, prior)
 }
 
 /// The message as it was before `record` was added: cut there, ARCOUNT one less, the
@@ -266,25 +272,40 @@ fn unsigned_part(msg: &[u8], record: &TsigRecord<'_>) -> Vec<u8> {
     out
 }
 
-/// Appends a TSIG record to a finished message and counts it in ARCOUNT.
-fn append_record(msg: &mut Vec<u8>, key: &TsigKey, time: u64, mac: &[u8], error: u16, other: &[u8]) {
+/// Appends a TSIG record to a finished message (at least a header) and counts it in ARCOUNT.
+/// A MAC or other data too long for its field, or a record too long for its RDLENGTH, is an
+/// error, and the message is left as it was.
+fn append_record(
+    msg: &mut Vec<u8>,
+    key: &TsigKey,
+    time: u64,
+    mac: &[u8],
+    error: u16,
+    other: &[u8],
+) -> Result<(), TooLong> {
+    let start = msg.len();
     let original_id = [msg[0], msg[1]];
     msg.extend_from_slice(&key.name);
     msg.extend_from_slice(&TSIG.to_be_bytes());
     msg.extend_from_slice(&CLASS_ANY.to_be_bytes());
     msg.extend_from_slice(&0u32.to_be_bytes());
-    let rdlen = key.algorithm.wire().len() + 10 + mac.len() + 6 + other.len();
-    msg.extend_from_slice(&(rdlen as u16).to_be_bytes());
+    let rdata = Open16::open(msg);
     msg.extend_from_slice(key.algorithm.wire());
     push_timers(msg, time, FUDGE);
-    msg.extend_from_slice(&(mac.len() as u16).to_be_bytes());
-    msg.extend_from_slice(mac);
-    msg.extend_from_slice(&original_id);
-    msg.extend_from_slice(&error.to_be_bytes());
-    msg.extend_from_slice(&(other.len() as u16).to_be_bytes());
-    msg.extend_from_slice(other);
+    let written = put_u16_prefixed(msg, mac)
+        .and_then(|()| {
+            msg.extend_from_slice(&original_id);
+            msg.extend_from_slice(&error.to_be_bytes());
+            put_u16_prefixed(msg, other)
+        })
+        .and_then(|()| rdata.close(msg));
+    if let Err(e) = written {
+        msg.truncate(start);
+        return Err(e);
+    }
     let arcount = u16::from_be_bytes([msg[10], msg[11]]).wrapping_add(1);
     msg[10..12].copy_from_slice(&arcount.to_be_bytes());
+    Ok(())
 }
 
 /// Bytes a TSIG record with `key` adds to a message (for size limits).
@@ -356,7 +377,9 @@ pub fn verify_request(msg: &[u8], key: Option<&TsigKey>, now: u64) -> Result<Opt
         return Err(Check::Failed(Failure::BadTrunc, record_reply_key(&record)));
     }
     let mut data = unsigned_part(msg, &record);
-    push_variables(&mut data, key, record.time_signed, record.fudge, record.error, record.other);
+    // `other` was read from a 16-bit length, so it fits one; were it not, the record is bad.
+    push_variables(&mut data, key, record.time_signed, record.fudge, record.error, record.other)
+        .map_err(|_| Check::Malformed)?;
     if hmac::verify(&key.key, &data, record.mac).is_err() {
         return Err(Check::Failed(Failure::BadSig, record_reply_key(&record)));
     }
@@ -413,32 +436,47 @@ pub(crate) fn failure_reply(
     ]);
     out.extend_from_slice(&[0; 6]);
     out.extend_from_slice(question);
-    match (failure, key) {
-        (Failure::BadTime { mac }, Some(key)) => {
-            let other = &now.to_be_bytes()[2..];
-            let mut data = Vec::with_capacity(out.len() + 128);
-            push_prior(&mut data, mac);
-            data.extend_from_slice(out);
-            push_variables(&mut data, key, now, FUDGE, error::BADTIME, other);
-            let tag = hmac::sign(&key.key, &data);
-            append_record(out, key, now, tag.as_ref(), error::BADTIME, other);
-        }
-        _ => {
-            // Unsigned: the request's own key name and algorithm, an empty MAC.
-            out.extend_from_slice(&reply_key.name);
-            out.extend_from_slice(&TSIG.to_be_bytes());
-            out.extend_from_slice(&CLASS_ANY.to_be_bytes());
-            out.extend_from_slice(&0u32.to_be_bytes());
-            let rdlen = reply_key.algorithm.len() + 16;
-            out.extend_from_slice(&(rdlen as u16).to_be_bytes());
-            out.extend_from_slice(&reply_key.algorithm);
-            push_timers(out, now, FUDGE);
-            out.extend_from_slice(&0u16.to_be_bytes());
-            out.extend_from_slice(&request[..2]);
-            out.extend_from_slice(&failure.code().to_be_bytes());
-            out.extend_from_slice(&0u16.to_be_bytes());
-            out[11] = 1;
-        }
+    let signed = match (failure, key) {
+        (Failure::BadTime { mac }, Some(key)) => badtime_record(out, mac, key, now).is_ok(),
+        _ => false,
+    };
+    if !signed {
+        unsigned_record(out, &request[..2], failure, reply_key, now);
+    }
+}
+
+/// Appends the signed TSIG record of a BADTIME reply (RFC 8945 section 5.2.3): over the
+/// request's MAC, the reply so far and the variables, with our time as other data.
+fn badtime_record(out: &mut Vec<u8>, request_mac: &[u8], key: &TsigKey, now: u64) -> Result<(), TooLong> {
+    let other = &now.to_be_bytes()[2..];
+    let mut data = Vec::with_capacity(out.len() + 128);
+    push_prior(&mut data, request_mac)?;
+    data.extend_from_slice(out);
+    push_variables(&mut data, key, now, FUDGE, error::BADTIME, other)?;
+    let tag = hmac::sign(&key.key, &data);
+    append_record(out, key, now, tag.as_ref(), error::BADTIME, other)
+}
+
+/// Appends the unsigned TSIG record of a failure reply: the request's own key name and
+/// algorithm, an empty MAC, the request's ID and the error. A record that does not fit (an
+/// algorithm name read from a message is at most 255 bytes, so it always does) is left out.
+fn unsigned_record(out: &mut Vec<u8>, request_id: &[u8], failure: &Failure, reply_key: &ReplyKey, now: u64) {
+    let start = out.len();
+    out.extend_from_slice(&reply_key.name);
+    out.extend_from_slice(&TSIG.to_be_bytes());
+    out.extend_from_slice(&CLASS_ANY.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    let rdata = Open16::open(out);
+    out.extend_from_slice(&reply_key.algorithm);
+    push_timers(out, now, FUDGE);
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(&failure.code().to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    if rdata.close(out).is_ok() {
+        out[11] = 1;
+    } else {
+        out.truncate(start);
     }
 }
 
@@ -460,34 +498,38 @@ impl<'k> ResponseSigner<'k> {
         Self { key, prior: request.mac.clone(), first: true }
     }
 
-    /// Signs a finished message (no TSIG yet) and appends its TSIG record.
-    pub(crate) fn sign(&mut self, msg: &mut Vec<u8>, now: u64) {
+    /// Signs a finished message (no TSIG yet) and appends its TSIG record. The MACs are
+    /// ours (64 bytes at most), so the only error is a record that does not fit, and then the
+    /// message is left unsigned and the signer as it was.
+    pub(crate) fn sign(&mut self, msg: &mut Vec<u8>, now: u64) -> Result<(), TooLong> {
         let mut ctx = hmac::Context::with_key(&self.key.key);
         let mut head = Vec::with_capacity(2 + self.prior.len());
-        push_prior(&mut head, &self.prior);
+        push_prior(&mut head, &self.prior)?;
         ctx.update(&head);
         ctx.update(msg);
         let mut tail = Vec::with_capacity(64);
         if self.first {
-            push_variables(&mut tail, self.key, now, FUDGE, 0, &[]);
+            push_variables(&mut tail, self.key, now, FUDGE, 0, &[])?;
         } else {
             push_timers(&mut tail, now, FUDGE);
         }
         ctx.update(&tail);
         let tag = ctx.sign();
-        append_record(msg, self.key, now, tag.as_ref(), 0, &[]);
+        append_record(msg, self.key, now, tag.as_ref(), 0, &[])?;
         self.prior = tag.as_ref().to_vec();
         self.first = false;
+        Ok(())
     }
 }
 
-/// Signs a request (NOTIFY) and returns its MAC, to verify the answer with.
-pub fn sign_request(key: &TsigKey, msg: &mut Vec<u8>, now: u64) -> Vec<u8> {
+/// Signs a request (NOTIFY) and returns its MAC, to verify the answer with; a message the
+/// record does not fit is left unsigned and is an error.
+pub fn sign_request(key: &TsigKey, msg: &mut Vec<u8>, now: u64) -> Result<Vec<u8>, TooLong> {
     let mut data = msg.clone();
-    push_variables(&mut data, key, now, FUDGE, 0, &[]);
+    push_variables(&mut data, key, now, FUDGE, 0, &[])?;
     let tag = hmac::sign(&key.key, &data);
-    append_record(msg, key, now, tag.as_ref(), 0, &[]);
-    tag.as_ref().to_vec()
+    append_record(msg, key, now, tag.as_ref(), 0, &[])?;
+    Ok(tag.as_ref().to_vec())
 }
 
 /// Why the answer to our signed request is not acceptable.
@@ -514,9 +556,11 @@ pub fn verify_answer(key: &TsigKey, request_mac: &[u8], msg: &[u8]) -> Result<()
         return Err(AnswerError::BadSig);
     }
     let mut data = Vec::with_capacity(msg.len() + 128);
-    push_prior(&mut data, request_mac);
+    // Our own MAC, and other data read from a 16-bit length: both fit their fields.
+    push_prior(&mut data, request_mac).map_err(|_| AnswerError::BadSig)?;
     data.extend(unsigned_part(msg, &record));
-    push_variables(&mut data, key, record.time_signed, record.fudge, record.error, record.other);
+    push_variables(&mut data, key, record.time_signed, record.fudge, record.error, record.other)
+        .map_err(|_| AnswerError::Unsigned)?;
     hmac::verify(&key.key, &data, record.mac).map_err(|_| AnswerError::BadSig)
 }
 
@@ -549,24 +593,24 @@ mod tests {
     fn a_signed_request_verifies_and_its_answers_chain() {
         let k = key(b"secret");
         let mut request = query();
-        let mac = sign_request(&k, &mut request, now());
+        let mac = sign_request(&k, &mut request, now()).unwrap();
         let verified = verify_request(&request, Some(&k), now()).unwrap().unwrap();
         assert_eq!(verified.mac, mac);
         // Answers: each message verifies with the MAC chain a client keeps.
         let mut signer = ResponseSigner::new(&k, &verified);
         let mut first = query();
         first[2] = 0x84;
-        signer.sign(&mut first, now());
+        signer.sign(&mut first, now()).unwrap();
         assert_eq!(verify_answer(&k, &mac, &first), Ok(()));
         // A later message: digest over the previous MAC, the message and the timers only.
         let first_mac = find(&first).unwrap().unwrap().mac.to_vec();
         let mut second = query();
         second[2] = 0x84;
-        signer.sign(&mut second, now());
+        signer.sign(&mut second, now()).unwrap();
         assert_eq!(verify_answer(&k, &mac, &second), Err(AnswerError::BadSig), "not the first form");
         let record = find(&second).unwrap().unwrap();
         let mut data = Vec::new();
-        push_prior(&mut data, &first_mac);
+        push_prior(&mut data, &first_mac).unwrap();
         data.extend(unsigned_part(&second, &record));
         push_timers(&mut data, record.time_signed, record.fudge);
         assert!(hmac::verify(&k.key, &data, record.mac).is_ok());
@@ -576,15 +620,15 @@ mod tests {
     fn failures_are_told_apart() {
         let k = key(b"secret");
         let mut request = query();
-        sign_request(&key(b"other"), &mut request, now());
+        sign_request(&key(b"other"), &mut request, now()).unwrap();
         assert!(matches!(verify_request(&request, Some(&k), now()), Err(Check::Failed(Failure::BadSig, _))));
         let other_name = TsigKey::new("nope", TsigAlgorithm::HmacSha256, b"secret").unwrap();
         let mut request = query();
-        sign_request(&other_name, &mut request, now());
+        sign_request(&other_name, &mut request, now()).unwrap();
         assert!(matches!(verify_request(&request, Some(&k), now()), Err(Check::Failed(Failure::BadKey, _))));
         assert!(matches!(verify_request(&request, None, now()), Err(Check::Failed(Failure::BadKey, _))));
         let mut request = query();
-        sign_request(&k, &mut request, now() - 1000);
+        sign_request(&k, &mut request, now() - 1000).unwrap();
         assert!(matches!(
             verify_request(&request, Some(&k), now()),
             Err(Check::Failed(Failure::BadTime { .. }, _))
@@ -592,7 +636,7 @@ mod tests {
         assert_eq!(verify_request(&query(), Some(&k), now()).unwrap().map(|v| v.mac), None);
         // A flipped bit anywhere in the signed part breaks the MAC.
         let mut request = query();
-        sign_request(&k, &mut request, now());
+        sign_request(&k, &mut request, now()).unwrap();
         request[13] ^= 0x20;
         assert!(matches!(verify_request(&request, Some(&k), now()), Err(Check::Failed(Failure::BadSig, _))));
     }
@@ -601,7 +645,7 @@ mod tests {
     fn failure_replies_carry_the_error() {
         let k = key(b"secret");
         let mut request = query();
-        sign_request(&key(b"wrong"), &mut request, now());
+        sign_request(&key(b"wrong"), &mut request, now()).unwrap();
         let Err(Check::Failed(failure, reply_key)) = verify_request(&request, Some(&k), now()) else {
             panic!("must fail")
         };
@@ -613,10 +657,25 @@ mod tests {
     }
 
     #[test]
+    fn a_record_whose_other_data_does_not_fit_is_not_appended() {
+        let k = key(b"secret");
+        let mut msg = query();
+        let before = msg.clone();
+        let err = append_record(&mut msg, &k, now(), &[0; 32], 0, &vec![0; 65_536]).unwrap_err();
+        assert_eq!(err.len, 65_536);
+        assert_eq!(msg, before, "the message is left as it was, ARCOUNT included");
+        // The whole record is bounded too: other data that fits its own field but not the
+        // record's RDLENGTH along with the rest.
+        let err = append_record(&mut msg, &k, now(), &[0; 32], 0, &vec![0; 65_535]).unwrap_err();
+        assert!(err.len > 65_535);
+        assert_eq!(msg, before);
+    }
+
+    #[test]
     fn malformed_records_never_panic() {
         let k = key(b"secret");
         let mut request = query();
-        sign_request(&k, &mut request, now());
+        sign_request(&k, &mut request, now()).unwrap();
         for len in 0..request.len() {
             let mut cut = request[..len].to_vec();
             if cut.len() >= 12 {

@@ -107,8 +107,12 @@ pub(crate) fn answer(transfers: &Transfers, query: &Query<'_>, limit: usize, out
     } else {
         zone.answer(query, limit.saturating_sub(reserve), out);
     }
-    if let (Some(verified), Some(key)) = (verified, key) {
-        ResponseSigner::new(key, &verified).sign(out, now);
+    // The TSIG record's room was reserved above, so signing fits; were it not to, no answer
+    // at all rather than an unsigned answer to a signed request.
+    if let (Some(verified), Some(key)) = (verified, key)
+        && ResponseSigner::new(key, &verified).sign(out, now).is_err()
+    {
+        out.clear();
     }
     true
 }
@@ -226,8 +230,10 @@ pub async fn serve_tcp<S: AsyncWrite + Unpin>(
         let mut response = Response::new(&mut out, &query, 1232);
         response.set_rcode(if rcode == Rcode::NoError { Rcode::Refused } else { rcode });
         response.finish(MESSAGE_LIMIT);
-        if let (Some(verified), Some(key)) = (&verified, key) {
-            ResponseSigner::new(key, verified).sign(&mut out, now);
+        if let (Some(verified), Some(key)) = (&verified, key)
+            && ResponseSigner::new(key, verified).sign(&mut out, now).is_err()
+        {
+            return Outcome::Close;
         }
         return send(stream, &mut out, idle).await;
     }
@@ -401,8 +407,10 @@ impl<'a, 'q, S: AsyncWrite + Unpin> Sender<'a, 'q, S> {
     /// Sends the message built so far.
     async fn flush(&mut self) -> Outcome {
         let mut msg = self.writer.finish();
-        if let Some(signer) = &mut self.signer {
-            signer.sign(&mut msg, tsig::now());
+        if let Some(signer) = &mut self.signer
+            && signer.sign(&mut msg, tsig::now()).is_err()
+        {
+            return Outcome::Close;
         }
         self.messages += 1;
         send(&mut *self.stream, &mut msg, self.idle).await
@@ -415,8 +423,9 @@ pub(super) async fn send<S: AsyncWrite + Unpin>(
     msg: &mut Vec<u8>,
     idle: Duration,
 ) -> Outcome {
-    let Ok(len) = u16::try_from(msg.len()) else { return Outcome::Close };
-    msg.splice(0..0, len.to_be_bytes());
+    if wire::frame(msg).is_err() {
+        return Outcome::Close;
+    }
     // Flushed: over TLS, what the socket could not take at once stays in the TLS buffer until
     // then, and the end of a transfer would wait there for a next write that never comes
     // (on clear TCP it does nothing).
@@ -493,8 +502,11 @@ impl<'q> Writer<'q> {
                 self.buf.extend_from_slice(&(0xC000 | offset).to_be_bytes());
                 return;
             }
-            if self.buf.len() < 0x3FFF {
-                self.names.insert(suffix.to_vec(), self.buf.len() as u16);
+            // A compression pointer holds 14 bits of offset.
+            if let Ok(offset) = u16::try_from(self.buf.len())
+                && offset < 0x3FFF
+            {
+                self.names.insert(suffix.to_vec(), offset);
             }
             let end = pos + 1 + usize::from(name[pos]);
             self.buf.extend_from_slice(&name[pos..end]);
@@ -519,8 +531,7 @@ impl<'q> Writer<'q> {
             self.buf.extend_from_slice(tail);
         } else {
             self.buf.extend_from_slice(&tail[..8]);
-            let len_at = self.buf.len();
-            self.buf.extend_from_slice(&[0, 0]);
+            let rdlength = wire::Open16::open(&mut self.buf);
             self.buf.extend_from_slice(&rdata[..rest]);
             let mut pos = rest;
             for _ in 0..names {
@@ -530,8 +541,14 @@ impl<'q> Writer<'q> {
                 pos = end;
             }
             self.buf.extend_from_slice(&rdata[pos..]);
-            let len = (self.buf.len() - len_at - 2) as u16;
-            self.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+            // Compressed data is never longer than the tail's, whose length fit. Were it
+            // longer, the field is taken back out and the tail goes as it is; the names it
+            // just offered as pointer targets then lie past the message's end, so they go too.
+            if rdlength.close(&mut self.buf).is_err() {
+                let end = self.buf.len();
+                self.names.retain(|_, offset| usize::from(*offset) < end);
+                self.buf.extend_from_slice(&tail[8..]);
+            }
         }
         self.count += 1;
     }

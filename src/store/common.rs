@@ -211,13 +211,13 @@ pub(super) fn now() -> i64 {
 
 /// `allowfrom` as stored: a JSON list of strings, as acme-dns keeps it.
 fn encode_allowfrom(allowfrom: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(allowfrom).map_err(|e| StoreError::Backend(e.to_string()))
+    serde_json::to_string(allowfrom).map_err(StoreError::json("allowfrom"))
 }
 
 /// Reads a stored `allowfrom` of `username`.
 fn decode_allowfrom(username: &str, stored: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(stored)
-        .map_err(|e| StoreError::Backend(format!("allowfrom of {username} is not a JSON list: {e}")))
+        .map_err(StoreError::json(format!("allowfrom of {username} is not a JSON list")))
 }
 
 /// The columns [`account_from`] reads, in its order.

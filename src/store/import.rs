@@ -394,8 +394,7 @@ async fn log_batch(c: &impl Conn, new: &[&Source], keep: usize) -> Result<(), St
         let sql = multi_row_insert("zone_log", "version, name, txt, at", 4, chunk.len());
         let mut params = Vec::with_capacity(chunk.len() * 4);
         for source in chunk {
-            let txt =
-                serde_json::to_string(&owned(source)).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let txt = serde_json::to_string(&owned(source)).map_err(StoreError::json("imported values"))?;
             params.extend([version.into(), (&source.account.subdomain).into(), txt.into(), at.into()]);
         }
         c.execute(&sql, &params).await?;
@@ -422,8 +421,7 @@ pub(super) async fn write_batch(c: &impl Conn, batch: &[Source], keep: usize) ->
         let mut params = Vec::with_capacity(chunk.len() * 7);
         for source in chunk {
             let a = &source.account;
-            let allowfrom =
-                serde_json::to_string(&a.allowfrom).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let allowfrom = serde_json::to_string(&a.allowfrom).map_err(StoreError::json("allowfrom"))?;
             // `update_txt` marks an account with values as used; one without stays unused.
             let used = if source.values.is_empty() { Value::Null } else { at.into() };
             params.extend([
@@ -527,7 +525,7 @@ async fn pass(
     .await;
     // A failed writer drops the channel, which ends the reader; its own error comes first.
     drop(rx);
-    let read = reader.await.map_err(|e| StoreError::Backend(format!("the import's reader failed: {e}")));
+    let read = reader.await.map_err(StoreError::task("the import's reader"));
     {
         let rejections = rejections.lock().unwrap_or_else(PoisonError::into_inner);
         report.refused = rejections.accounts;

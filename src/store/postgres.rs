@@ -132,7 +132,7 @@ pub(super) fn error(error: tokio_postgres::Error) -> StoreError {
         return StoreError::Unavailable(message);
     }
     crate::metrics::counters::store_error("backend");
-    StoreError::Backend(message)
+    StoreError::Postgres { message, source: error }
 }
 
 /// Maps a pool error: a connection that could not be made is the driver's error; waiting too

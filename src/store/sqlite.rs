@@ -66,7 +66,7 @@ pub(super) fn error(error: rusqlite::Error) -> StoreError {
         }
     }
     crate::metrics::counters::store_error("backend");
-    StoreError::Backend(error.to_string())
+    StoreError::Sqlite(error)
 }
 
 /// Completes a future of a shared operation on this engine, which never waits.
@@ -214,7 +214,7 @@ impl SqliteStore {
             Ok(Self { conn: Arc::new(Mutex::new(conn)), out_of_space: Arc::default() })
         })
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(StoreError::task("opening the SQLite database"))?
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -225,7 +225,7 @@ impl SqliteStore {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || f(&mut conn.lock().unwrap_or_else(PoisonError::into_inner)))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .map_err(StoreError::task("an SQLite call"))?
     }
 
     /// Whether the file system holding the database has [`ROOM`] free, for `Store::ready`
@@ -258,7 +258,7 @@ impl SqliteStore {
             }
         })
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(StoreError::task("checking the free space"))?
     }
 
     /// After an erasure: the WAL still holds the old pages until a checkpoint; fold it in and

@@ -286,7 +286,7 @@ fn first_int(rows: &[Row]) -> Result<u64, StoreError> {
 
 /// Values as the log keeps them: a JSON list.
 fn encode(values: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(values).map_err(|e| StoreError::Backend(e.to_string()))
+    serde_json::to_string(values).map_err(StoreError::json("the values of a zone_log row"))
 }
 
 /// The log after `after`, in version order.
@@ -307,7 +307,7 @@ pub(crate) async fn log_since(c: &impl Conn, after: u64) -> Result<Vec<LogEntry>
             let values = match txt {
                 Value::Text(json) => Some(
                     serde_json::from_str(json)
-                        .map_err(|e| StoreError::Backend(format!("zone_log values of {name}: {e}")))?,
+                        .map_err(StoreError::json(format!("zone_log values of {name}")))?,
                 ),
                 _ => None,
             };

@@ -19,7 +19,10 @@ pub enum KeyError {
     Store(#[from] StoreError),
     /// The key could not be made, or the stored one not read.
     #[error("{0}")]
-    Make(String),
+    Make(#[from] crate::dns::dnssec::KeyError),
+    /// The database holds no active signing key (not even right after storing the first).
+    #[error("the database holds no active signing key")]
+    NoActiveKey,
     /// The configuration names another algorithm than the key the zone is signed with. Making
     /// a key of the new algorithm and serving it alone would make the zone bogus at every
     /// validator until the parent's DS names it and its old DS has expired from caches.
@@ -64,13 +67,12 @@ pub async fn signing_keys(
 ) -> Result<(Vec<KeyRow>, Option<Rollover>), KeyError> {
     let mut rows = store.dnssec_keys().await?;
     if active(&rows).is_none() {
-        let pkcs8 = SigningKey::generate(algorithm).map_err(|e| KeyError::Make(e.to_string()))?;
+        let pkcs8 = SigningKey::generate(algorithm)?;
         store.add_first_dnssec_key(algorithm.number(), Secret::new(pkcs8)).await?;
         tracing::info!("made a new {} signing key", algorithm.name());
         rows = store.dnssec_keys().await?;
     }
-    let active = active(&rows)
-        .ok_or_else(|| KeyError::Make("the signing key just stored cannot be read back".into()))?;
+    let active = active(&rows).ok_or(KeyError::NoActiveKey)?;
     let rollover = store.rollover().await?;
     let mut allowed = vec![active.algorithm];
     if let Some(r) = rollover.as_ref().filter(|r| !r.done && r.kind == RolloverKind::Algorithm) {
@@ -90,7 +92,7 @@ pub(crate) fn load(row: &KeyRow) -> Result<SigningKey, KeyError> {
     let algorithm = Algorithm::from_number(row.algorithm).ok_or_else(|| {
         KeyError::BadSet(format!("key {} has algorithm {}, which is not signed with", row.id, row.algorithm))
     })?;
-    SigningKey::from_pkcs8(algorithm, row.pkcs8.expose()).map_err(|e| KeyError::Make(e.to_string()))
+    Ok(SigningKey::from_pkcs8(algorithm, row.pkcs8.expose())?)
 }
 
 /// The zone's key set for `set` (key ids and role letters, as a version logs them) from the

@@ -23,8 +23,7 @@
 //! does; and one committed by a server running beside the command while the steps were being
 //! stored empties the journal again once they are.
 
-use super::{ZoneSync, journal};
-use crate::store::StoreError;
+use super::{SyncError, ZoneSync, journal};
 
 /// What [`ZoneSync::keep_offline_change`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,13 +53,13 @@ pub(crate) enum Kept {
 impl ZoneSync {
     /// Before a command's change: loads the zone the store's version serves, as a start does
     /// but renewing no signature.
-    pub(crate) async fn load_before_change(&self) -> Result<(), StoreError> {
+    pub(crate) async fn load_before_change(&self) -> Result<(), SyncError> {
         self.load(false).await.map(drop)
     }
 
     /// After a command's change: applies what the store logged since the load to the zone,
     /// stores the steps (and the signatures made) and waits until they are stored.
-    pub(crate) async fn keep_offline_change(&self) -> Result<Kept, StoreError> {
+    pub(crate) async fn keep_offline_change(&self) -> Result<Kept, SyncError> {
         let (loaded, from) = {
             let applied = self.applied.lock().await;
             (applied.version, applied.serial_of(applied.version))

@@ -6,14 +6,15 @@
 //! name is `dns::zone::persist_label` of the account's subdomain; the store keys everything by
 //! subdomain and logs the name as `+<subdomain>` (`store::version::persist_name`).
 
+use super::SyncError;
 use super::{ZoneSync, detached};
 use crate::persist::{MAX_RECORDS, Record};
-use crate::store::{PutOutcome, StoreError, TxtValues};
+use crate::store::{PutOutcome, TxtValues};
 
 impl ZoneSync {
     /// Stores `record` for the account of `subdomain` (at most [`MAX_RECORDS`] issuers) and
     /// serves the account's records as the store then holds them.
-    pub async fn put_persist(&self, subdomain: &str, record: Record) -> Result<PutOutcome, StoreError> {
+    pub async fn put_persist(&self, subdomain: &str, record: Record) -> Result<PutOutcome, SyncError> {
         let (this, subdomain) = (self.clone(), subdomain.to_owned());
         detached(async move {
             let outcome = this.store.put_persist(&subdomain, &record, MAX_RECORDS).await?;
@@ -31,7 +32,7 @@ impl ZoneSync {
         &self,
         subdomain: &str,
         issuer: &str,
-    ) -> Result<Option<TxtValues>, StoreError> {
+    ) -> Result<Option<TxtValues>, SyncError> {
         let (this, subdomain, issuer) = (self.clone(), subdomain.to_owned(), issuer.to_owned());
         detached(async move {
             let served = this.store.delete_persist(&subdomain, &issuer).await?;

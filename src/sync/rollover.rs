@@ -201,6 +201,9 @@ enum TickError {
     /// A key could not be made or read.
     #[error("{0}")]
     Key(#[from] KeyError),
+    /// The zone could not follow the step (its keys, or the signing work).
+    #[error("{0}")]
+    Sync(#[from] super::SyncError),
 }
 
 impl Driver {
@@ -395,7 +398,7 @@ impl Driver {
             return Ok(());
         }
         let algorithm = super::keys::load(key)?.algorithm();
-        let pkcs8 = SigningKey::generate(algorithm).map_err(|e| KeyError::Make(e.to_string()))?;
+        let pkcs8 = SigningKey::generate(algorithm).map_err(KeyError::Make)?;
         if let StartOutcome::Started(_) = self
             .sync
             .store

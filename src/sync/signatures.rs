@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::SyncError;
 use super::ZoneSync;
 use crate::dns::zone::{Commit, NewSignature, Write};
 use crate::store::StoreError;
@@ -108,15 +109,12 @@ impl ZoneSync {
     /// signing epoch it was made at, then (once the zone's epoch moved) removes the rows of
     /// earlier epochs; returns how many it wrote. A failed write puts the unwritten ones back
     /// for the next call; a failed removal only warns (it costs disk, not signatures).
-    pub(super) async fn keep_new_signatures(
-        &self,
-        pruned_for: &mut Option<u32>,
-    ) -> Result<usize, StoreError> {
+    pub(super) async fn keep_new_signatures(&self, pruned_for: &mut Option<u32>) -> Result<usize, SyncError> {
         let taken = self.unkept.take();
         // Sorting millions of them (after a new epoch) is CPU work: off the async workers.
         let fresh = tokio::task::spawn_blocking(move || newest_per_set(taken))
             .await
-            .map_err(|e| StoreError::Backend(format!("sorting new signatures failed: {e}")))?;
+            .map_err(SyncError::task("sorting the new signatures"))?;
         let count = fresh.len();
         let mut rest = fresh.as_slice();
         while let Some(&NewSignature { epoch, .. }) = rest.first() {
@@ -125,7 +123,7 @@ impl ZoneSync {
             if let Err(error) = self.store.keep_signatures(epoch, rows).await {
                 // Lost rows cost a signature at the next start; these are tried next time.
                 self.unkept.requeue(rest.iter().copied(), REQUEUE_LIMIT);
-                return Err(error);
+                return Err(error.into());
             }
             rest = &rest[same..];
         }

@@ -311,8 +311,8 @@ fn ask_tcp(
     let mut stream = TcpStream::connect_timeout(&server, timeout).map_err(fail)?;
     stream.set_read_timeout(Some(timeout)).map_err(fail)?;
     stream.set_write_timeout(Some(timeout)).map_err(fail)?;
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(query);
+    let mut framed = Vec::with_capacity(query.len() + 2);
+    wire::put_u16_prefixed(&mut framed, query).map_err(|e| format!("{server} (TCP): {e}"))?;
     stream.write_all(&framed).map_err(fail)?;
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).map_err(fail)?;

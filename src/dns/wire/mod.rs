@@ -19,13 +19,18 @@
 //! Files: this one holds the constants and codes both directions share; `reader` is the one
 //! reader of names and records in received messages (the query parser, TSIG, transfers, the
 //! secondaries' answers and the client use it), `read` parses queries, `write` composes
-//! responses. All are re-exported here, so users name `wire::Query` and
-//! `wire::Response` whatever file they live in.
+//! responses, and `prefixed` is the one writer of length-prefixed fields (RDLENGTH, TCP
+//! framing, TSIG's fields, character-strings), which checks each length where it writes it.
+//! All are re-exported here, so users name `wire::Query` and `wire::Response` whatever file
+//! they live in.
 
+mod prefixed;
 mod read;
 mod reader;
 mod write;
 
+pub use self::prefixed::TooLong;
+pub(crate) use self::prefixed::{Open16, frame, put_character_strings, put_u8_prefixed, put_u16_prefixed};
 pub use self::read::{Edns, ParseError, Query, lowercase_name, parse_query};
 pub use self::reader::{
     RecordAt, counts, read_name, record_at, records, skip_name, skip_question, u16_at, u32_at,
@@ -43,53 +48,53 @@ pub(crate) const MAX_NAME_LEN: usize = 255;
 pub(crate) const QNAME_OFFSET: u16 = 12;
 
 /// Record types this server knows by number.
-pub mod rtype {
+pub(crate) mod rtype {
     /// IPv4 address.
-    pub const A: u16 = 1;
+    pub(crate) const A: u16 = 1;
     /// Authoritative name server.
-    pub const NS: u16 = 2;
+    pub(crate) const NS: u16 = 2;
     /// Canonical name (alias).
-    pub const CNAME: u16 = 5;
+    pub(crate) const CNAME: u16 = 5;
     /// Start of authority.
-    pub const SOA: u16 = 6;
+    pub(crate) const SOA: u16 = 6;
     /// Pointer.
-    pub const PTR: u16 = 12;
+    pub(crate) const PTR: u16 = 12;
     /// Mail exchanger.
-    pub const MX: u16 = 15;
+    pub(crate) const MX: u16 = 15;
     /// Text strings.
-    pub const TXT: u16 = 16;
+    pub(crate) const TXT: u16 = 16;
     /// IPv6 address.
-    pub const AAAA: u16 = 28;
+    pub(crate) const AAAA: u16 = 28;
     /// Service locator.
     pub(crate) const SRV: u16 = 33;
     /// EDNS(0) pseudo-record.
-    pub const OPT: u16 = 41;
+    pub(crate) const OPT: u16 = 41;
     /// Delegation signer.
-    pub const DS: u16 = 43;
+    pub(crate) const DS: u16 = 43;
     /// Signature.
-    pub const RRSIG: u16 = 46;
+    pub(crate) const RRSIG: u16 = 46;
     /// Zone key.
-    pub const DNSKEY: u16 = 48;
+    pub(crate) const DNSKEY: u16 = 48;
     /// Hashed authenticated denial.
-    pub const NSEC3: u16 = 50;
+    pub(crate) const NSEC3: u16 = 50;
     /// NSEC3 parameters.
-    pub const NSEC3PARAM: u16 = 51;
+    pub(crate) const NSEC3PARAM: u16 = 51;
     /// Child DS.
-    pub const CDS: u16 = 59;
+    pub(crate) const CDS: u16 = 59;
     /// Child DNSKEY.
-    pub const CDNSKEY: u16 = 60;
+    pub(crate) const CDNSKEY: u16 = 60;
     /// Incremental zone transfer.
-    pub const IXFR: u16 = 251;
+    pub(crate) const IXFR: u16 = 251;
     /// Full zone transfer.
-    pub const AXFR: u16 = 252;
+    pub(crate) const AXFR: u16 = 252;
     /// Mailbox-related records (obsolete meta type).
     pub(crate) const MAILB: u16 = 253;
     /// Mail agent records (obsolete meta type).
     pub(crate) const MAILA: u16 = 254;
     /// Any type (RFC 8482 minimal answer).
-    pub const ANY: u16 = 255;
+    pub(crate) const ANY: u16 = 255;
     /// Certification authority authorisation.
-    pub const CAA: u16 = 257;
+    pub(crate) const CAA: u16 = 257;
     /// The first private-use type (RFC 6895 section 3.1), which the zone puts at a registered
     /// name that has no value, so that the name exists in every copy of the zone (see
     /// `dns::zone`'s module note).
@@ -279,6 +284,15 @@ mod tests {
             error_reply(&m[..len], Rcode::FormErr, 1232, &mut out);
             error_reply(&m[..len], Rcode::NotImp, 1232, &mut out);
         }
+    }
+
+    #[test]
+    fn an_rdata_one_byte_too_long_for_rdlength_is_not_added() {
+        let mut set = RrSet::default();
+        assert!(set.add(rtype::TXT, 1, &vec![b'x'; 65_535]));
+        assert!(!set.add(rtype::TXT, 1, &vec![b'x'; 65_536]));
+        assert_eq!(set.len(), 1, "the refused record leaves nothing behind");
+        assert_eq!(set.rdatas().next().map(<[u8]>::len), Some(65_535));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! fit is truncated at a whole RRset, keeping the question and OPT, with TC set.
 
 use super::read::scan_leniently;
-use super::{CLASS_IN, Query, Rcode};
+use super::{CLASS_IN, Open16, Query, Rcode, put_character_strings, put_u16_prefixed};
 
 /// Header flags for a response.
 #[derive(Clone, Copy, Debug, Default)]
@@ -163,14 +163,15 @@ impl<'b> Response<'b> {
             let ext = (rcode >> 4) as u8;
             let flags: u8 = if dnssec_ok { 0x80 } else { 0 };
             let size = size.to_be_bytes();
-            // Options are few and small (an NSID of at most 255 bytes, a 2-byte EDE).
-            let rdlen = u16::try_from(options_len).unwrap_or(0);
-            let [len_hi, len_lo] = rdlen.to_be_bytes();
-            self.buf.extend_from_slice(&[0, 0, 41, size[0], size[1], ext, 0, flags, 0, len_hi, len_lo]);
-            if rdlen > 0 {
-                for option in options {
-                    self.buf.extend_from_slice(option);
-                }
+            self.buf.extend_from_slice(&[0, 0, 41, size[0], size[1], ext, 0, flags, 0]);
+            let rdata = Open16::open(self.buf);
+            for option in options {
+                self.buf.extend_from_slice(option);
+            }
+            // Options are few and small (an NSID of at most 255 bytes, a 2-byte EDE); should
+            // they ever not fit, the OPT record goes out without them.
+            if rdata.close(self.buf).is_err() {
+                self.buf.extend_from_slice(&[0, 0]);
             }
             self.counts[2] += 1;
         }
@@ -221,12 +222,14 @@ impl RrSet {
         // Callers build rdata from bounded inputs (names <= 255, TXT values checked by the
         // zone's rule, `dns::zone::admit`); this is the last guard, for data that got past
         // them: no record rather than a panic or a malformed one.
-        let Ok(len) = u16::try_from(rdata.len()) else { return false };
+        let start = self.bytes.len();
         self.bytes.extend_from_slice(&rtype.to_be_bytes());
         self.bytes.extend_from_slice(&CLASS_IN.to_be_bytes());
         self.bytes.extend_from_slice(&ttl.to_be_bytes());
-        self.bytes.extend_from_slice(&len.to_be_bytes());
-        self.bytes.extend_from_slice(rdata);
+        if put_u16_prefixed(&mut self.bytes, rdata).is_err() {
+            self.bytes.truncate(start);
+            return false;
+        }
         true
     }
 
@@ -269,13 +272,7 @@ impl RrSet {
 /// Builds a TXT record's rdata from one value, split into 255-byte character strings.
 pub fn txt_rdata(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + value.len() / 255 + 1);
-    if value.is_empty() {
-        out.push(0);
-    }
-    for chunk in value.chunks(255) {
-        out.push(chunk.len() as u8);
-        out.extend_from_slice(chunk);
-    }
+    put_character_strings(&mut out, value);
     out
 }
 

@@ -232,8 +232,10 @@ fn nsid_option(id: &[u8]) -> Vec<u8> {
     let id = &id[..id.len().min(255)];
     let mut option = Vec::with_capacity(4 + id.len());
     option.extend_from_slice(&wire::OPTION_NSID.to_be_bytes());
-    option.extend_from_slice(&(id.len() as u16).to_be_bytes());
-    option.extend_from_slice(id);
+    // Cut to 255 bytes just above, so the 16-bit length always fits.
+    if wire::put_u16_prefixed(&mut option, id).is_err() {
+        return Vec::new();
+    }
     option
 }
 

@@ -88,8 +88,13 @@ impl Zone {
         let mut sigs = RrSet::default();
         let signing = keys.with(|r| if key_set { r.signs_keys } else { r.signs_zone });
         for (i, key) in signing.enumerate() {
-            let prepared =
-                key.prepare(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex);
+            // The rdatas come out of an `RrSet`, which holds none too long for a record: this
+            // cannot fail, and a set it failed for would go unsigned rather than wrongly signed.
+            let Ok(prepared) =
+                key.prepare(&RrsetToSign { owner, rtype, ttl, rdatas: &rdatas }, validity, &self.apex)
+            else {
+                continue;
+            };
             // The SOA's signature changes with every serial: not worth keeping.
             let keep = (rtype != rtype::SOA && i == 0).then_some(epoch);
             sigs.add(rtype::RRSIG, ttl, &self.memo.sign(key, prepared, (owner, rtype), keep));
