@@ -16,10 +16,10 @@ pub mod cli;
 pub mod config;
 pub(crate) mod daemon;
 pub mod dns;
+pub mod dns_persist;
 #[doc(hidden)]
 pub mod fuzz;
 pub(crate) mod metrics;
-pub mod persist;
 pub mod privacy;
 pub mod store;
 pub mod sync;

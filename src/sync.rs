@@ -33,12 +33,12 @@
 //! the ACME client.
 
 pub(crate) mod clock;
+mod dns_persist;
 mod error;
 mod journal;
 pub(crate) mod keys;
 mod lag;
 pub(crate) mod offline;
-mod persist;
 pub(crate) mod rollover;
 mod signatures;
 

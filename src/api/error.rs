@@ -50,7 +50,7 @@ pub(crate) enum ApiError {
     Timeout,
     /// A dns-persist-01 record field is wrong (the error names it).
     #[error("bad persistent record: {0}")]
-    BadPersist(crate::persist::PersistError),
+    BadPersist(crate::dns_persist::PersistError),
     /// The account holds the most dns-persist-01 records allowed.
     #[error("too many persistent records")]
     TooManyPersistRecords,
@@ -112,8 +112,8 @@ impl From<SyncError> for ApiError {
 }
 
 /// The error word of a refused dns-persist-01 field: `bad_` and the field's name.
-fn bad_persist_code(error: &crate::persist::PersistError) -> &'static str {
-    use crate::persist::PersistError;
+fn bad_persist_code(error: &crate::dns_persist::PersistError) -> &'static str {
+    use crate::dns_persist::PersistError;
     match error {
         PersistError::AccountUri(_) => "bad_accounturi",
         PersistError::Issuer(_) => "bad_issuer",

@@ -330,7 +330,7 @@ pub(super) async fn account_get(
     let record =
         state.store.account_record(&account.username, state.txt_values).await?.ok_or(ApiError::Forbidden)?;
     let mut json = record.export_json(&state.domain, &state.privacy);
-    json["persistdomain"] = super::persist::persist_domain(&state, &account).into();
+    json["persistdomain"] = super::dns_persist::persist_domain(&state, &account).into();
     Ok(json_response(StatusCode::OK, json.to_string()))
 }
 

@@ -3,7 +3,7 @@
 //! Beyond acme-dns: `GET /ready` (checks the store) and the account holder's own rights with
 //! the account's credentials: `GET /account` (access, portability), `PATCH /account`
 //! (rectify `allowfrom`), `POST /account/rotate` (new key), `DELETE /account` (erasure);
-//! `POST /persist` and `DELETE /persist` (dns-persist-01 records, see `persist.rs`).
+//! `POST /persist` and `DELETE /persist` (dns-persist-01 records, see `dns_persist.rs`).
 //!
 //! Design note: handlers write through the [`Store`] first and then update the in-memory
 //! [`Zone`], so a 200 means "on disk and being served". The router is wrapped once per
@@ -16,10 +16,10 @@
 
 pub(crate) mod acme;
 pub(crate) mod credentials;
+mod dns_persist;
 pub(crate) mod error;
 pub(crate) mod handlers;
 pub(crate) mod limits;
-mod persist;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,7 +87,10 @@ pub(crate) fn app(state: AppState) -> Router {
                 .merge(allow("GET, HEAD, PATCH, DELETE, OPTIONS")),
         )
         .route("/account/rotate", post(handlers::account_rotate).merge(allow("POST, OPTIONS")))
-        .route("/persist", post(persist::put).delete(persist::delete).merge(allow("POST, DELETE, OPTIONS")))
+        .route(
+            "/persist",
+            post(dns_persist::put).delete(dns_persist::delete).merge(allow("POST, DELETE, OPTIONS")),
+        )
         // Metrics: the matched route's template for the count below (keep this after the
         // last route; it applies to the routes added before it).
         .route_layer(middleware::from_fn(crate::metrics::api::mark_route))

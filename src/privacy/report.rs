@@ -112,7 +112,7 @@ pub(crate) fn record(f: &Facts) -> Value {
             {
                 "data": format!(
                     "dns-persist-01 records, at most {} per account: the issuer (a CA's domain name), the ACME account URI the account holder chose (it can identify an ACME account holder: the docs recommend the hashed form of draft-ietf-acme-dns-persist, which names no account), the wildcard policy and persistUntil, and when each was set",
-                    crate::persist::MAX_RECORDS
+                    crate::dns_persist::MAX_RECORDS
                 ),
                 "retention": "until persistUntil passes (then purged automatically), the record is deleted (DELETE /persist), or the account is erased; not cleared by the TXT retention, and a live record keeps its account in use",
             },

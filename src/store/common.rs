@@ -514,7 +514,7 @@ async fn delete_accounts(
     let sql =
         format!("DELETE FROM txt WHERE subdomain IN (SELECT subdomain FROM accounts WHERE {condition})");
     c.execute(&sql, std::slice::from_ref(&param)).await?;
-    super::persist::delete_of_accounts(c, condition, &param).await?;
+    super::dns_persist::delete_of_accounts(c, condition, &param).await?;
     let sql = format!("DELETE FROM accounts WHERE {condition} RETURNING username, subdomain");
     let deleted = c.query(&sql, &[param]).await?;
     let mut subdomains = Vec::with_capacity(deleted.len());
@@ -555,7 +555,7 @@ pub(super) async fn purge(c: &impl Conn, rules: PurgeRules) -> Result<Purged, St
     // One version for all that the purge changes.
     let mut edits = Edits::default();
     // Past persistUntil first: an account whose only records just expired is unused again.
-    let persist_expired = super::persist::purge_expired(c, rules.now, &mut edits).await?;
+    let persist_expired = super::dns_persist::purge_expired(c, rules.now, &mut edits).await?;
     let unused = "COALESCE(last_used, created_at) < $1 \
                   AND NOT EXISTS (SELECT 1 FROM persist p WHERE p.subdomain = accounts.subdomain)";
     let accounts_expired = match rules.unused_before {

@@ -140,7 +140,7 @@ pub struct AccountRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersistEntry {
     /// The checked fields.
-    pub record: crate::persist::Record,
+    pub record: crate::dns_persist::Record,
     /// The TXT value served for it.
     pub(crate) value: String,
     /// When it was set (seconds since the epoch).
@@ -228,13 +228,13 @@ mod erased {
 #[macro_use]
 mod calls;
 mod audit;
+mod dns_persist;
 mod journal;
 pub(crate) mod keys;
 pub mod lag;
-mod persist;
 mod signatures;
+pub use dns_persist::PutOutcome;
 pub use journal::JournalRow;
-pub use persist::PutOutcome;
 
 impl Store {
     /// Opens the configured store and brings its schema up to date.
@@ -380,7 +380,7 @@ impl Store {
         read!(self, c => async {
             let mut record = common::account_record(c, &username, keep).await?;
             if let Some(record) = &mut record {
-                record.persist = persist::records(c, &record.account.subdomain).await?;
+                record.persist = dns_persist::records(c, &record.account.subdomain).await?;
             }
             Ok(record)
         })

@@ -75,7 +75,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE audit ADD COLUMN occurrences {int} NOT NULL DEFAULT 1;
     ALTER TABLE audit ADD COLUMN last_at {int};",
     // 7: dns-persist-01 records, one per issuer per account, and each account's counter of
-    // changes to them (see `persist.rs`).
+    // changes to them (see `dns_persist.rs`).
     "ALTER TABLE accounts ADD COLUMN persist_seq {int} NOT NULL DEFAULT 0;
     CREATE TABLE persist (
         subdomain     TEXT NOT NULL REFERENCES accounts(subdomain) ON DELETE CASCADE,

@@ -160,7 +160,7 @@ pub(crate) async fn snapshot(c: &impl Conn, keep: usize) -> Result<ZoneSnapshot,
         version: zone_version(c).await?,
         contents: zone_contents(c, keep).await?,
         own_challenge: super::common::own_challenges(c).await?,
-        persist: super::persist::contents(c).await?,
+        persist: super::dns_persist::contents(c).await?,
     })
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use acme_delegate::config::{Database, Engine};
-use acme_delegate::persist::Record;
+use acme_delegate::dns_persist::Record;
 use acme_delegate::privacy::Secret;
 use acme_delegate::store::import::{BATCH, Options, Report, Source};
 use acme_delegate::store::{Account, AuditEntry, Change, PurgeRules, PutOutcome, Store, StoreError};

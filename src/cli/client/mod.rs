@@ -16,8 +16,8 @@
 
 pub(crate) mod check;
 pub(crate) mod dns;
+pub(crate) mod dns_persist;
 pub(crate) mod http;
-pub(crate) mod persist;
 pub(crate) mod storage;
 pub(crate) mod trust;
 
@@ -42,7 +42,7 @@ pub(crate) enum ClientCommand {
     Check(CheckArgs),
     /// Publish (or delete, or only print) a dns-persist-01 record and print the
     /// `_validation-persist` CNAME.
-    Persist(Box<persist::PersistArgs>),
+    Persist(Box<dns_persist::PersistArgs>),
 }
 
 /// Options shared by every subcommand.
@@ -168,7 +168,7 @@ pub(crate) fn run(command: &ClientCommand) -> Result<(), String> {
         }
         ClientCommand::Hook(args) => hook(args),
         ClientCommand::Check(args) => check_command(args),
-        ClientCommand::Persist(args) => persist::run(args),
+        ClientCommand::Persist(args) => dns_persist::run(args),
     }
 }
 
@@ -277,7 +277,7 @@ fn register(args: &RegisterArgs) -> Result<(), String> {
 /// account `account_url`, with its CNAME to `fulldomain`. Several ACME accounts (a CDN and the
 /// owner) can then validate the same domain at once, each at its own name.
 fn account_cname(domain: &str, account_url: &str, fulldomain: &str) -> String {
-    let label = crate::persist::account_label(account_url);
+    let label = crate::dns_persist::account_label(account_url);
     format!(
         "For dns-account-01 with the ACME account {account_url}, instead or as well:\n\n\
          _{label}._acme-challenge.{domain}. CNAME {fulldomain}."
@@ -377,7 +377,7 @@ fn check_command(args: &CheckArgs) -> Result<(), String> {
     };
     let outcome = check::run(&domain, &account.fulldomain, &settings);
     print!("{}", outcome.text);
-    let (text, persist_ok) = persist::check(&domain, &account, settings.resolver, settings.timeout);
+    let (text, persist_ok) = dns_persist::check(&domain, &account, settings.resolver, settings.timeout);
     print!("{text}");
     if outcome.ok && persist_ok { Ok(()) } else { Err(format!("check of {domain} failed (see above)")) }
 }

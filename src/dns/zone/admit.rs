@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use super::Zone;
-use super::persist::PREFIX;
+use super::dns_persist::PREFIX;
 
 /// Longest subdomain label, in octets: a label is at most 63, and the persist name adds its
 /// prefix.
@@ -39,11 +39,11 @@ pub const MAX_VALUES: usize = 100;
 
 /// Longest persist value: the longest issuer and account URI with every parameter, the
 /// further ones included (about 1.5 KB: ten such records still fit one message many times).
-pub(super) const MAX_PERSIST_VALUE: usize = crate::persist::MAX_ISSUER
-    + crate::persist::MAX_ACCOUNT_URI
+pub(super) const MAX_PERSIST_VALUE: usize = crate::dns_persist::MAX_ISSUER
+    + crate::dns_persist::MAX_ACCOUNT_URI
     + "; accounturi=; policy=wildcard; persistUntil=".len()
     + 20
-    + crate::persist::MAX_PARAMS_LEN;
+    + crate::dns_persist::MAX_PARAMS_LEN;
 
 /// Why a name or a value cannot be in the zone; the text names what is wrong without quoting
 /// more than a short, escaped part of the data.
@@ -122,7 +122,7 @@ pub fn check_txt_value(value: &str) -> Result<(), Refusal> {
 /// Checks a dns-01 persist value (the API makes them from checked fields; this bounds what a
 /// stored row can carry).
 pub fn check_persist_value(value: &str) -> Result<(), Refusal> {
-    let ok = value.len() <= MAX_PERSIST_VALUE && crate::persist::Parsed::parse(value).is_some();
+    let ok = value.len() <= MAX_PERSIST_VALUE && crate::dns_persist::Parsed::parse(value).is_some();
     if ok { Ok(()) } else { Err(Refusal::PersistValue(value.len())) }
 }
 
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn the_longest_persist_value_the_api_makes_is_admitted() {
-        use crate::persist::{MAX_ACCOUNT_URI, MAX_PARAMS, Record};
+        use crate::dns_persist::{MAX_ACCOUNT_URI, MAX_PARAMS, Record};
         let longest = Record::new(
             Some(&format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(61))),
             Some(&format!("a:{}", "b".repeat(MAX_ACCOUNT_URI - 2))),

@@ -55,9 +55,9 @@ mod admit;
 mod answer;
 mod build;
 mod diff;
+mod dns_persist;
 mod memo;
 mod nsec3;
-mod persist;
 mod sign;
 mod transfer;
 mod update;
@@ -67,8 +67,8 @@ pub use admit::{
     MAX_SUBDOMAIN, MAX_VALUES, Refusal, TXT_LEN, check_persist_value, check_subdomain, check_txt_value,
     quote_short,
 };
+pub use dns_persist::persist_label;
 pub use memo::NewSignature;
-pub use persist::persist_label;
 pub use transfer::{NameList, Stale, Steps, WALK_CHUNK, Walk};
 pub use update::{Commit, Write};
 pub use version::Edit;
@@ -213,7 +213,7 @@ struct State {
     soa_negative: RrSet,
     /// Registered subdomains (and persist names, see `persist`) by lower-case label.
     dynamic: HashMap<Vec<u8>, TxtEntry>,
-    /// How many of `dynamic` are persist names (kept by `persist::{insert,remove}_dynamic`).
+    /// How many of `dynamic` are persist names (kept by `dns_persist::{insert,remove}_dynamic`).
     persist_names: usize,
     /// The NSEC3 chain by hash (empty when unsigned).
     nsec3: BTreeMap<Key, Nsec3Entry>,

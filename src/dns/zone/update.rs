@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, PoisonError};
 
-use super::persist::is_persist_label;
+use super::dns_persist::is_persist_label;
 use super::sign::{Resigned, parallel_map};
 use super::{Edit, NewSignature, Set, State, TxtEntry, Zone};
 use crate::dns::dnssec::KeySet;

@@ -27,7 +27,7 @@ const MAX_EDITS: usize = 12;
 const MAX_BYTES: usize = 400_000;
 /// The signing epoch of the first snapshot (an hour boundary).
 const EPOCH: u32 = 1_800_000_000 / 3600 * 3600;
-/// What a persist name's label starts with (src/dns/zone/persist.rs).
+/// What a persist name's label starts with (src/dns/zone/dns_persist.rs).
 const PERSIST: &str = "persist-";
 
 /// Texts a store may hold that a DNS name or TXT record may not take as they are, and a few

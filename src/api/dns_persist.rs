@@ -5,7 +5,7 @@
 //! before anything is written, and a refused request writes nothing but its audit entry: the
 //! error names the field (`bad_issuer`, `bad_accounturi`, `bad_policy`, `bad_persistuntil`,
 //! `bad_params`). `params`, an object of strings, adds further `tag=value` parameters to the
-//! served value, ordered by tag (syntax checked only, see `crate::persist`): what a newer draft
+//! served value, ordered by tag (syntax checked only, see `crate::dns_persist`): what a newer draft
 //! defines can be published without a change here.
 //! The records are served at the account's persist name, never at its `fulldomain` (see
 //! `dns::zone::persist_label`); the domain owner points `_validation-persist.<domain>` there.
@@ -21,7 +21,7 @@ use super::AppState;
 use super::error::{ApiError, json_response};
 use super::handlers::{audit, authenticated_object, field};
 use crate::dns::zone::persist_label;
-use crate::persist::{PersistError, Record};
+use crate::dns_persist::{PersistError, Record};
 use crate::store::{Account, PutOutcome};
 
 /// The persist name of an account, as a domain owner's CNAME target (no final dot).
@@ -115,7 +115,7 @@ pub(super) async fn delete(
         return Err(ApiError::RateLimited(retry));
     }
     let issuer = match text(&object, "issuer", PersistError::Issuer("not a string"))
-        .and_then(|i| crate::persist::check_issuer(i.unwrap_or("")))
+        .and_then(|i| crate::dns_persist::check_issuer(i.unwrap_or("")))
     {
         Ok(issuer) => issuer.to_owned(),
         Err(error) => {

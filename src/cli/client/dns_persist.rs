@@ -1,7 +1,7 @@
 //! `client persist` and the dns-persist-01 part of `client check`.
 //!
 //! Design note: `persist` computes the record the way a CA will read it (the rules are in
-//! [`crate::persist`], shared with the server, and checked here before anything is sent),
+//! [`crate::dns_persist`], shared with the server, and checked here before anything is sent),
 //! publishes it with the stored credentials, and prints the one CNAME the domain owner creates:
 //! `_validation-persist.<domain>. CNAME <persistdomain>.`. The account URI is either the plain
 //! ACME account URL (what CAs accept today) or the hashed form of draft-ietf-acme-dns-persist
@@ -30,7 +30,7 @@ use super::Common;
 use super::dns::{self, Rdata, rtype};
 use super::http::{self, Url};
 use super::storage::{Account, Storage, normalize_domain, same_name};
-use crate::persist::{OWNER_LABEL, Parsed, Record, hashed_account_uri};
+use crate::dns_persist::{OWNER_LABEL, Parsed, Record, hashed_account_uri};
 
 /// Warn when a record stops counting within this many seconds.
 const SOON: i64 = 30 * 86_400;
@@ -117,7 +117,7 @@ fn record_of(args: &PersistArgs, domain: &str) -> Result<Record, String> {
         return record_of_value(value, now());
     }
     let uri = account_uri(args, domain)?;
-    let policy = args.wildcard.then_some(crate::persist::WILDCARD);
+    let policy = args.wildcard.then_some(crate::dns_persist::WILDCARD);
     let params = args
         .param
         .iter()
@@ -138,7 +138,7 @@ fn record_of_value(value: &str, now: i64) -> Result<Record, String> {
     let value = value.trim().trim_matches('"').trim();
     // The issuer's own error first: it says what to do with a U-label.
     let issuer = value.split(';').next().unwrap_or("").trim_matches([' ', '\t']).to_ascii_lowercase();
-    crate::persist::check_issuer(&issuer).map_err(|e| format!("--value: {e}"))?;
+    crate::dns_persist::check_issuer(&issuer).map_err(|e| format!("--value: {e}"))?;
     let parsed =
         Parsed::parse(value).ok_or_else(|| format!("--value {value:?} is not an RFC 8659 issue-value"))?;
     let persist_until = match parsed.params.get("persistuntil") {
@@ -153,7 +153,7 @@ fn record_of_value(value: &str, now: i64) -> Result<Record, String> {
         persist_until,
         now,
     )
-    .and_then(|r| r.with_params(crate::persist::params_of(value)))
+    .and_then(|r| r.with_params(crate::dns_persist::params_of(value)))
     .map_err(|e| format!("--value: {e}"))
 }
 
@@ -199,13 +199,13 @@ pub(crate) fn run(args: &PersistArgs) -> Result<(), String> {
         (None, issuer) => issuer.clone().unwrap_or_default(),
     };
     let (method, body) = if args.delete {
-        crate::persist::check_issuer(&issuer).map_err(|e| e.to_string())?;
+        crate::dns_persist::check_issuer(&issuer).map_err(|e| e.to_string())?;
         ("DELETE", serde_json::json!({ "issuer": issuer }))
     } else {
         let record = record_of(args, &domain)?;
         let mut body = serde_json::json!({ "issuer": record.issuer, "accounturi": record.accounturi });
         if record.wildcard {
-            body["policy"] = crate::persist::WILDCARD.into();
+            body["policy"] = crate::dns_persist::WILDCARD.into();
         }
         if let Some(until) = record.persist_until {
             body["persistuntil"] = until.into();

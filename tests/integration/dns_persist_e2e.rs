@@ -5,7 +5,7 @@
 //! TXT through a validating unbound (which follows the domain owner's CNAME to us), join each
 //! record's strings, find the record of our issuer, parse its parameters as RFC 8659 says,
 //! compare `accounturi`, require `policy=wildcard` for a wildcard, and reject after
-//! `persistUntil`. It is deliberately independent of `acme_delegate::persist`, so it does not
+//! `persistUntil`. It is deliberately independent of `acme_delegate::dns_persist`, so it does not
 //! share a mistake with the code it checks.
 //!
 //! The domain owner's zone (`customer.example.net`) is served by a second acme-delegate with static
@@ -304,9 +304,9 @@ fn labels_and_hashed_uris_match_an_independent_computation() {
     let python = String::from_utf8(out.stdout).unwrap();
     let mut ours = String::new();
     for url in urls {
-        ours.push_str(&format!("{}\n", acme_delegate::persist::account_label(url)));
+        ours.push_str(&format!("{}\n", acme_delegate::dns_persist::account_label(url)));
         for domain in ["example.com", "*", "sub.example.org"] {
-            let uri = acme_delegate::persist::hashed_account_uri("p:", domain, thumbprint, url).unwrap();
+            let uri = acme_delegate::dns_persist::hashed_account_uri("p:", domain, thumbprint, url).unwrap();
             ours.push_str(&format!("{uri}\n"));
         }
     }

@@ -8,7 +8,7 @@
 
 use super::SyncError;
 use super::{ZoneSync, detached};
-use crate::persist::{MAX_RECORDS, Record};
+use crate::dns_persist::{MAX_RECORDS, Record};
 use crate::store::{PutOutcome, TxtValues};
 
 impl ZoneSync {

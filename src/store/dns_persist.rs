@@ -22,7 +22,7 @@
 //! is erased data like any other (`erased::PERSIST`: SQLite's WAL is emptied, PostgreSQL's
 //! table rewritten by the next purge run).
 //!
-//! [`MAX_RECORDS`]: crate::persist::MAX_RECORDS
+//! [`MAX_RECORDS`]: crate::dns_persist::MAX_RECORDS
 
 use super::common::{Conn, Row, now};
 // The engines, by the names the `run!` and `atomic!` macros use.
@@ -32,7 +32,7 @@ use super::postgres;
 use super::sqlite;
 use super::version::{self, Edits};
 use super::{PersistEntry, StoreError, TxtValues};
-use crate::persist::Record;
+use crate::dns_persist::Record;
 
 /// The columns [`record_from`] reads, in its order.
 const COLUMNS: &str = "issuer, accounturi, wildcard, persist_until, set_at, value";
@@ -62,7 +62,7 @@ fn record_from(row: &Row) -> Result<PersistEntry, StoreError> {
         accounturi: row.text(1)?,
         wildcard: row.int(2)? != 0,
         persist_until: row.opt_int(3)?,
-        params: stored.as_deref().map(crate::persist::params_of).unwrap_or_default(),
+        params: stored.as_deref().map(crate::dns_persist::params_of).unwrap_or_default(),
     };
     let value = stored.unwrap_or_else(|| record.value());
     Ok(PersistEntry { value, record, set_at: row.int(4)? })
