@@ -22,5 +22,5 @@ pub mod fuzz;
 pub(crate) mod metrics;
 pub mod privacy;
 pub mod store;
-pub mod sync;
 pub(crate) mod sys;
+pub mod zone_sync;

@@ -22,7 +22,7 @@ use acme_delegate::config::{Database, Engine};
 use acme_delegate::store::Store;
 use acme_delegate::store::import::{ImportError, Options, import_acme_dns};
 use acme_delegate::store::import_check::LISTED;
-use acme_delegate::sync::ZoneSync;
+use acme_delegate::zone_sync::ZoneSync;
 use rusqlite::types::Value;
 
 use crate::rows::{Reader, Text, usual_label, usual_value};

@@ -28,7 +28,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
 use crate::dns::zone::unix_now;
-use crate::sync::ZoneSync;
+use crate::zone_sync::ZoneSync;
 
 /// The longest pause between two checks of the certificate.
 const CHECK_EVERY: u64 = 12 * 3600;
@@ -68,7 +68,7 @@ pub(crate) enum AcmeError {
     },
     /// The store could not publish the challenge, or the zone could not serve it.
     #[error("publishing the challenge: {0}")]
-    Publish(#[from] crate::sync::SyncError),
+    Publish(#[from] crate::zone_sync::SyncError),
     /// Anything else, said in words.
     #[error("{0}")]
     Other(String),

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::store::StoreError;
-use crate::sync::SyncError;
+use crate::zone_sync::SyncError;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub(crate) enum ApiError {
     Zone(SyncError),
     /// This instance's clock is too far from the database's (`/ready`).
     #[error("{0}")]
-    ClockSkew(crate::sync::clock::Skew),
+    ClockSkew(crate::zone_sync::clock::Skew),
 }
 
 impl ApiError {
@@ -184,9 +184,9 @@ mod tests {
     fn a_store_failure_on_the_way_to_the_zone_stays_the_stores() {
         let error = ApiError::from(SyncError::Store(StoreError::Unavailable("no connection".into())));
         assert_eq!(error.status_and_code(), (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"));
-        let keys = SyncError::from(crate::sync::KeyError::Store(StoreError::Full("disk".into())));
+        let keys = SyncError::from(crate::zone_sync::KeyError::Store(StoreError::Full("disk".into())));
         assert!(matches!(keys, SyncError::Store(StoreError::Full(_))));
-        let keys = SyncError::from(crate::sync::KeyError::NoActiveKey);
+        let keys = SyncError::from(crate::zone_sync::KeyError::NoActiveKey);
         let error = ApiError::from(keys);
         assert_eq!(error.status_and_code(), (StatusCode::INTERNAL_SERVER_ERROR, "zone_error"));
     }

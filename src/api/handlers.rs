@@ -24,7 +24,7 @@ use crate::cidr::Cidr;
 use crate::config::Registration as RegistrationMode;
 use crate::privacy::ClientIp;
 use crate::store::{Account, AuditEntry, StoreError};
-use crate::sync::SyncError;
+use crate::zone_sync::SyncError;
 
 /// `GET /health`: 200 with an empty body, as acme-dns answers.
 pub(super) async fn health() -> StatusCode {

@@ -42,7 +42,7 @@ use crate::dns::zone::Zone;
 use crate::privacy::Privacy;
 use crate::privacy::pseudonym::SubdomainLog;
 use crate::store::Store;
-use crate::sync::ZoneSync;
+use crate::zone_sync::ZoneSync;
 use error::ApiError;
 
 /// How long a shutdown waits for open API requests to finish: longer than any request takes

@@ -2,7 +2,7 @@
 //! operator's two rollover commands (`rollover`, `ds-seen`).
 //!
 //! Design note: these commands only read and write the store; the running server(s) take the
-//! rollover's steps (`sync::rollover`). `rollover` records the new key and the request, and
+//! rollover's steps (`zone_sync::rollover`). `rollover` records the new key and the request, and
 //! the first driver tick (within a second) takes step 1. So a command never changes what DNS
 //! serves by itself, and works the same with one instance or several.
 
@@ -11,8 +11,8 @@ use clap::Subcommand;
 use super::{Config, base64, block_on, iso_time, open_store};
 use crate::dns::dnssec::{Algorithm, KeyPolicy, SigningKey};
 use crate::store::keys::{KeyRow, Rollover, RolloverKind, StartOutcome};
-use crate::sync::keys::{active, algorithm_name, load};
-use crate::sync::rollover::{describe, ds_step, last_step, wait_after};
+use crate::zone_sync::keys::{active, algorithm_name, load};
+use crate::zone_sync::rollover::{describe, ds_step, last_step, wait_after};
 
 /// `dnssec` subcommands.
 #[derive(Debug, Subcommand)]
@@ -44,7 +44,7 @@ pub(super) fn run(config: &Config, action: &DnssecAction) -> Result<(), String> 
     block_on(async {
         let store = open_store(config).await?;
         let (rows, rollover) =
-            crate::sync::signing_keys(&store, settings.algorithm).await.map_err(|e| e.to_string())?;
+            crate::zone_sync::signing_keys(&store, settings.algorithm).await.map_err(|e| e.to_string())?;
         let apex = config.dns.zone.apex.trim_end_matches('.').to_ascii_lowercase();
         let apex_wire = crate::dns::records::name_to_wire(&apex).map_err(|e| e.to_string())?;
         let running = rollover.as_ref().filter(|r| !r.done);

@@ -2,7 +2,7 @@
 //!
 //! Design note: of the commands that write to the store, one changes what DNS serves without
 //! erasing anything: `import-acme-dns` (a version per batch of accounts). It loads the zone
-//! before its change and keeps the steps after it (`sync::offline`), so that a server started
+//! before its change and keeps the steps after it (`zone_sync::offline`), so that a server started
 //! next answers every secondary's IXFR with them instead of the whole zone. `account delete`
 //! is an erasure and empties the stored journal on purpose; `dnssec rollover` and `ds-seen`
 //! only record a request or a fact, and the running server takes the step (a version whose
@@ -12,8 +12,8 @@
 
 use crate::config::Config;
 use crate::store::Store;
-use crate::sync::ZoneSync;
-use crate::sync::offline::Kept;
+use crate::zone_sync::ZoneSync;
+use crate::zone_sync::offline::Kept;
 
 /// Before a change: the zone of `config` loaded at the store's version, with `[transfer]` on
 /// (`None` without, or when it could not be loaded, which is said on stderr).

@@ -350,7 +350,7 @@ pub struct Config {
     /// Zone transfers over TLS (`[transfer] tls_listen` and its certificate), when configured.
     pub(crate) transfer_tls: Option<TransferTls>,
     /// Seconds this instance's clock may differ from the database's before it refuses the
-    /// shared decisions (`[general] max_clock_skew`, ours; see `sync::clock`).
+    /// shared decisions (`[general] max_clock_skew`, ours; see `zone_sync::clock`).
     pub(crate) max_clock_skew: u64,
     /// The Prometheus exporter (`[metrics]`), when configured.
     pub(crate) metrics: Option<Metrics>,

@@ -13,7 +13,7 @@
 //! `run` reads as its steps (`start`): take what the start needs from outside (certificates, the
 //! log key, every socket), open the store and load the zone, start the DNS side, the zone's
 //! drivers and the API, then serve until a signal and shut down. Each background loop lives
-//! with its owner: the retention purge in `purge`, the zone's in `sync`.
+//! with its owner: the retention purge in `purge`, the zone's in `zone_sync`.
 //!
 //! Shutdown on SIGTERM or SIGINT: stop accepting, let open API requests finish (bounded), stop
 //! the DNS workers, checkpoint the store, exit 0.
@@ -35,7 +35,7 @@ use crate::dns::server::BindError;
 use crate::dns::zone::ZoneError;
 use crate::privacy::pseudonym::KeyFileError;
 use crate::store::{Store, StoreError};
-use crate::sync::{KeyError, SyncError};
+use crate::zone_sync::{KeyError, SyncError};
 
 /// Connections the kernel queues for the API before we accept them: enough for a burst of
 /// renewals at the top of the hour, as nginx's default (511) and more.

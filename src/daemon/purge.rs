@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::privacy::Privacy;
 use crate::store::PurgeRules;
-use crate::sync::{SyncError, ZoneSync};
+use crate::zone_sync::{SyncError, ZoneSync};
 
 /// Runs the purge now and then every `purge_interval` of the settings in force, until
 /// `shutdown` changes; a change of the settings runs it again at once.
@@ -37,7 +37,7 @@ pub(super) async fn run(
 ///
 /// Safe with several instances on one database: each deletion is idempotent, and the other
 /// instances hear of the changes through the change feed. The cuts are taken from the store's
-/// time, and an instance whose clock is off runs none (`sync::clock`): it would delete what
+/// time, and an instance whose clock is off runs none (`zone_sync::clock`): it would delete what
 /// is fresh for every instance, or keep what is due.
 async fn purge(sync: &ZoneSync, privacy: &Privacy) -> Result<(), SyncError> {
     let (time, skew) = sync.shared_time(true).await?;

@@ -27,7 +27,7 @@ use crate::dns::xot::Channel;
 use crate::dns::zone::{Signer, Zone};
 use crate::privacy::pseudonym::SubdomainLog;
 use crate::store::Store;
-use crate::sync::{KeyError, ZoneSync, signing_keys};
+use crate::zone_sync::{KeyError, ZoneSync, signing_keys};
 
 /// What the start takes from outside before it opens the store: the API's TLS, the secret of
 /// the log's pseudonyms and every socket, so that a bad file or a taken port stops it first.
@@ -195,15 +195,15 @@ pub(super) async fn open(config: &Config) -> Result<Opened, DaemonError> {
 async fn signer(config: &Config, store: &Store) -> Result<(Option<Signer>, Option<i64>), DaemonError> {
     let Some(dnssec) = &config.dnssec else { return Ok((None, None)) };
     let (rows, rollover) = signing_keys(store, dnssec.algorithm).await?;
-    let active = crate::sync::keys::active(&rows).ok_or(KeyError::NoActiveKey)?;
-    let key = crate::sync::keys::load(active)?;
+    let active = crate::zone_sync::keys::active(&rows).ok_or(KeyError::NoActiveKey)?;
+    let key = crate::zone_sync::keys::load(active)?;
     tracing::info!("DNSSEC on: {} key tag {}", key.algorithm().name(), key.key_tag());
     if let Some(r) = rollover.filter(|r| !r.done) {
         tracing::info!(
             "a key rollover ({}) stands at step {}: {}; it goes on from there",
             r.kind.name(),
             r.step,
-            crate::sync::rollover::describe(r.kind, r.step)
+            crate::zone_sync::rollover::describe(r.kind, r.step)
         );
     }
     let signer = Signer { key, validity: dnssec.validity, refresh: dnssec.refresh };
@@ -315,7 +315,7 @@ impl Running {
         let (sync, shutdown) = (&opened.sync, &self.shutdown_rx);
         if let Some(dnssec) = &config.dnssec {
             // Key rollovers: every instance reports its version and tries the next step.
-            self.tasks.spawn(crate::sync::rollover::run(
+            self.tasks.spawn(crate::zone_sync::rollover::run(
                 sync.clone(),
                 dnssec.policy.clone(),
                 shutdown.clone(),

@@ -1,7 +1,7 @@
 //! Everything DNS: the wire format, the zone, and the listeners.
 //!
 //! Design note: this module never depends on the store or the API. The zone is written by
-//! whoever owns the data (`sync`, at start and on each change) through its one write
+//! whoever owns the data (`zone_sync`, at start and on each change) through its one write
 //! transaction (`Zone::begin`), and the listeners and the transfer service only ever read it.
 
 pub mod dnssec;

@@ -5,7 +5,7 @@
 //! Design note: the zone keeps its data and the journal of its commits' differences, and knows
 //! nothing of who may read them; [`Transfers`] holds the settings and the zone, and is what the
 //! listeners (`server`, `xfr`), the NOTIFY senders (`notify`), the writer waiting for
-//! secondaries (`sync`) and the metrics read. The daemon makes one when `[transfer]` is
+//! secondaries (`zone_sync`) and the metrics read. The daemon makes one when `[transfer]` is
 //! configured, which turns the zone's journal on; without one, nothing transfers and the zone
 //! keeps no journal.
 

@@ -46,7 +46,7 @@ pub(crate) struct Counters {
     feed_backlog: IntGauge,
     /// From a change's arrival from the feed to the zone serving it.
     feed_apply: Histogram,
-    /// This instance's clock minus the store's, at the last comparison (`sync::clock`).
+    /// This instance's clock minus the store's, at the last comparison (`zone_sync::clock`).
     clock_skew: IntGauge,
     /// Shared decisions refused because of a clock, by what was refused.
     clock_refusals: IntCounterVec,

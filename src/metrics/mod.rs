@@ -9,7 +9,7 @@
 //!   ([`collect`], [`process`]) and stored nowhere else.
 //! - **Events elsewhere** (API requests, update latency, store errors, the change feed) are
 //!   counted as they happen into one process-wide registry ([`counters`]), through small
-//!   functions the API, `sync` and the store call; the API's two layers are in [`api`].
+//!   functions the API, `zone_sync` and the store call; the API's two layers are in [`api`].
 //!
 //! The exporter is off unless configured, and then listens on its own address, never the
 //! API's (the config refuses that). The daemon serves [`router`] with the API's accept loop

@@ -222,7 +222,7 @@ async fn start(
     if let Some(running) = rollover(c).await?.filter(|r| !r.done) {
         return Ok(StartOutcome::Running(running));
     }
-    // The active key (see `sync::keys::active`).
+    // The active key (see `zone_sync::keys::active`).
     let Some(old) = keys(c)
         .await?
         .into_iter()

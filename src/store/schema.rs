@@ -129,7 +129,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 13: key rollovers (see `keys.rs`): what each key does now (`roles`, letters of
     // `dns::dnssec::Roles`), its state and since when; the one rollover row; and each
     // instance's served version, so a step waits for every instance. The key in use so far
-    // (the first of the newest algorithm, as `sync::signing_key` chose it) does everything.
+    // (the first of the newest algorithm, as `zone_sync::signing_key` chose it) does everything.
     "ALTER TABLE dnssec_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '';
     ALTER TABLE dnssec_keys ADD COLUMN state TEXT NOT NULL DEFAULT 'made';
     ALTER TABLE dnssec_keys ADD COLUMN since {int};

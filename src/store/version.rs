@@ -21,7 +21,7 @@
 //! before (`zone_version.clock`, recorded by each signing epoch and each check of the
 //! signatures and the purge): a clock that goes back on the one host of an SQLite file does not
 //! take the signing epoch or the purge's cut back with it. An epoch ahead of that time is
-//! refused here, and refused by every reader (`sync::clock`).
+//! refused here, and refused by every reader (`zone_sync::clock`).
 //!
 //! Two names in the log are not subdomains (those are UUID labels): [`OWN_CHALLENGE`] carries
 //! the API's own ACME challenge values, [`SIGN`] a new signing epoch (every instance re-signs
@@ -105,7 +105,7 @@ pub(crate) struct StoreTime {
 }
 
 /// The store's time: the database's clock. Instances take from it what they share (the signing
-/// epoch, the purge's cut); each compares it with its own clock (`sync::clock`).
+/// epoch, the purge's cut); each compares it with its own clock (`zone_sync::clock`).
 ///
 /// On SQLite that clock is the host's, which nothing checks: there the store's time is never
 /// earlier than the newest time recorded before, and `record` records it, so a clock that goes

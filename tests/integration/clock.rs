@@ -1,4 +1,4 @@
-//! One time for what instances share (`src/sync/clock.rs`), with a real wrong clock: a server
+//! One time for what instances share (`src/zone_sync/clock.rs`), with a real wrong clock: a server
 //! run under libfaketime (Debian package `faketime`) beside a correct one on one PostgreSQL
 //! database, a signing epoch in the future written into the database by hand, and an SQLite
 //! server restarted with its clock gone back.

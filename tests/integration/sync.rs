@@ -1,4 +1,4 @@
-//! The one writer (`src/sync.rs`) seen from outside: a committed update reaches DNS even when
+//! The one writer (`src/zone_sync.rs`) seen from outside: a committed update reaches DNS even when
 //! its client hangs up, and an instance that hears its own write again from PostgreSQL's
 //! change feed neither re-signs it nor moves the serial.
 

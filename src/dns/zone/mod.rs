@@ -36,7 +36,7 @@
 //! marker goes when the first value comes (one set per name, nothing more to keep or sign for a
 //! name with values; the price is the marker and its signature in the IXFR of that change).
 //! This module knows nothing of the store, the API or who may transfer the zone: the owner of
-//! the data (`sync`) writes through [`Zone::begin`], one write per store version (a rollover
+//! the data (`zone_sync`) writes through [`Zone::begin`], one write per store version (a rollover
 //! step's keys too, [`Write::keys`]), and every
 //! stored row passes the rule of `admit` on its way in.
 //!

@@ -7,7 +7,7 @@
 //! serial a reader sees; a commit that is not a difference (a whole-zone load into an empty
 //! zone, new contents at the same serial) clears it, so no secondary is ever sent an
 //! incomplete one. A start seeds the journal with steps kept from before it
-//! ([`Zone::seed_journal`]: the store's, read by `sync`), taken only if they lead exactly to
+//! ([`Zone::seed_journal`]: the store's, read by `zone_sync`), taken only if they lead exactly to
 //! where the journal begins. Nothing here decides who may transfer or whether an IXFR is worth sending:
 //! that policy belongs to the transfer service (`dns::transfers`), which reads the zone.
 //!

@@ -2,7 +2,7 @@
 //! write ([`super::Write::edit`]).
 //!
 //! Design note: instances sharing one store must serve the same bytes for the same version.
-//! So the owner of the data (`sync`) gives the zone, for each version of the store in order,
+//! So the owner of the data (`zone_sync`) gives the zone, for each version of the store in order,
 //! its edits in one [`super::Write`] committed at the serial of that version, with the
 //! signing epoch the store holds; the commit makes them one step (one journal entry), and a
 //! load from a snapshot of the store is a write of every name at its version's serial. The

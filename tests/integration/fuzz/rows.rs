@@ -5,7 +5,7 @@
 //! stand for a 64 KB value, a 300-octet subdomain (`Text::Repeat`) or a hundred values: raw
 //! bytes of libFuzzer's default 4 KB could never hold the rows that break a zone. The same
 //! decoder serves both fuzzers: this file is part of the stable in-repository fuzzer and is
-//! compiled into the cargo-fuzz crate (fuzz/src/lib.rs) as it is. Each step is what `sync`
+//! compiled into the cargo-fuzz crate (fuzz/src/lib.rs) as it is. Each step is what `zone_sync`
 //! hands the zone: a store version's edits, or a whole snapshot (`Write::load`), each one
 //! write committed at its serial (`Zone::begin`, `Write::commit`). After each step the zone is transferred (AXFR, and IXFR from the
 //! last few serials) and checked (`xfr.rs`), and what it serves is compared with a model of

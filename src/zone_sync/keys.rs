@@ -134,5 +134,5 @@ pub(crate) fn current_set(
 /// Whether a rollover runs (and so CDS shows with `cds = "rollover"`): taken its first step
 /// and not yet its last (the last step's version says it is over).
 pub(crate) fn is_rolling(rollover: Option<&Rollover>) -> bool {
-    rollover.is_some_and(|r| !r.done && r.step >= 1 && r.step < crate::sync::rollover::last_step(r.kind))
+    rollover.is_some_and(|r| !r.done && r.step >= 1 && r.step < crate::zone_sync::rollover::last_step(r.kind))
 }

@@ -1,6 +1,6 @@
 //! Zone sync for dns-persist-01 records: store first, then the account's persist name.
 //!
-//! Design note: the same rule as every other write (see `sync.rs`): each change runs as a task
+//! Design note: the same rule as every other write (see `zone_sync.rs`): each change runs as a task
 //! of its own, commits to the store (which moves the zone version and logs the persist name's
 //! new values), then catches the zone up from the log, like every other change. The persist
 //! name is `dns::zone::persist_label` of the account's subdomain; the store keys everything by

@@ -2,7 +2,7 @@
 //! a start seeds the zone's in-memory journal from it.
 //!
 //! Design note: every instance on one store serves the same zone at each serial (see the
-//! module note of `sync`), so a step computed here is valid for every instance, and one an
+//! module note of `zone_sync`), so a step computed here is valid for every instance, and one an
 //! instance computed before a restart is valid after it: the zone a start loads at version V is
 //! the zone served at V. Storing is not on an update's path: after the zone commit, in a task
 //! of its own; a step that fails to be stored is logged and only means that a later restart,
