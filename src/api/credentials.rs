@@ -46,13 +46,11 @@ pub(crate) fn hash_key(key: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, key.as_bytes()).as_ref().to_vec()
 }
 
-/// Compares two byte strings in time independent of where they differ.
+/// Compares two byte strings in time independent of where they differ (their lengths are not
+/// secret: a hash, or a token whose length the configuration fixes).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    use subtle::ConstantTimeEq as _;
+    bool::from(a.ct_eq(b))
 }
 
 /// Whether `key` matches the stored SHA-256 `hash`.
@@ -96,6 +94,14 @@ pub(crate) fn parse_uuid(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_time_eq_tells_equal_from_different_and_from_other_lengths() {
+        assert!(constant_time_eq(b"token", b"token"));
+        assert!(!constant_time_eq(b"token", b"tokem"));
+        assert!(!constant_time_eq(b"token", b"token2"));
+        assert!(!constant_time_eq(b"", b"t"));
+    }
 
     #[test]
     fn generated_credentials_have_the_right_shape() {

@@ -32,30 +32,18 @@ fn secondary(text: &str) -> Option<SocketAddr> {
         .or_else(|| text.trim_matches(['[', ']']).parse::<IpAddr>().ok().map(|ip| (ip, 53).into()))
 }
 
-/// Decodes standard base64 (RFC 4648 section 4), padding optional, whitespace ignored.
+/// Decodes standard base64 (RFC 4648 section 4), padding optional, whitespace ignored (a
+/// secret pasted from `tsig-keygen` output may be wrapped). Leftover bits must be zero, and one
+/// leftover character is never valid.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    let body = text.trim_end_matches(|c: char| c == '=' || c.is_ascii_whitespace());
-    for c in body.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = acc << 6 | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits must be padding zeros, and one leftover character is never valid.
-    (bits < 6 && acc == 0).then_some(out)
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let body: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    LENIENT.decode(body).ok()
 }
 
 /// Builds `[transfer]` from its raw section; `None` when the file sets none of its keys.
