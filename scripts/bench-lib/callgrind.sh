@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Instructions per query under valgrind's callgrind, shared by scripts/bench-dns and
 # scripts/bench-dnssec (sourced, not run). Callgrind counts the instructions a process executes
 # in user space, exactly and whatever else runs on the machine, so two servers (or two builds)
@@ -20,6 +21,7 @@ CG_WORKER_FN=${CG_WORKER_FN:-}
 # with the time a run takes rather than with the queries.
 cg_wrap() {
     CG_DIR=$1
+    # shellcheck disable=SC2034 # read by the script that sources this file
     CG_WRAP=(valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$CG_DIR/callgrind.%p")
 }
 
@@ -51,6 +53,7 @@ cg_instructions() {
     for pid in $pids; do
         callgrind_control -d "$pid" >/dev/null
         # The dump just written has the highest part number, a file per thread.
+        # shellcheck disable=SC2012 # the names are callgrind's own: PID, part, thread
         part=$(ls "$CG_DIR/callgrind.$pid".* 2>/dev/null | sed -n "s|^$CG_DIR/callgrind\.$pid\.\([0-9]*\)-.*|\1|p" | sort -n | tail -1)
         [ -n "$part" ] || { echo "no callgrind dump of $name process $pid" >&2; return 1; }
         for dump in "$CG_DIR/callgrind.$pid.$part"-*; do
