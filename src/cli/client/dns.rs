@@ -14,25 +14,8 @@ use std::time::Duration;
 
 use crate::dns::wire;
 
-/// Record types used here.
-pub(crate) mod rtype {
-    /// IPv4 address.
-    pub(crate) const A: u16 = 1;
-    /// Name server.
-    pub(crate) const NS: u16 = 2;
-    /// Canonical name.
-    pub(crate) const CNAME: u16 = 5;
-    /// Start of authority.
-    pub(crate) const SOA: u16 = 6;
-    /// Mail exchange.
-    pub(crate) const MX: u16 = 15;
-    /// Text.
-    pub(crate) const TXT: u16 = 16;
-    /// IPv6 address.
-    pub(crate) const AAAA: u16 = 28;
-    /// Certification authority authorization.
-    pub(crate) const CAA: u16 = 257;
-}
+/// Record types, as the server names them.
+pub(crate) use crate::dns::wire::rtype;
 
 /// Decoded record data.
 #[derive(Clone, Debug, PartialEq, Eq)]
