@@ -11,7 +11,9 @@
 //! new epoch), then under one write lock puts it in place, relinks NSEC3, moves the serial and
 //! the SOA, and journals the difference (`diff`), which it also returns with the signatures it
 //! made (`memo`). A whole-zone load into an empty zone (the start) is built aside, its chain
-//! signed there, and swapped in at once. No reader ever sees part of a commit, or a commit at the serial before it.
+//! signed there, and swapped in at once; so is a commit that signs every set anew (a new
+//! epoch, a rollover step), on a copy, because replacing every set under the write lock kept
+//! queries waiting for seconds at a million names. No reader ever sees part of a commit, or a commit at the serial before it.
 //!
 //! The serial is the caller's: instances sharing a store take it from the store's version, so
 //! a commit never moves it by itself, and a commit that changes nothing at the same serial is
