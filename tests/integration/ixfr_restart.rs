@@ -312,9 +312,11 @@ fn ixfr_nsd_knot_and_bind_take_a_second_instances_100_updates_by_ixfr_at_10k_nam
     fill_postgres(&dir_a, &config_a, &url, MANY);
     let mut a = TestServer::start_with(&dir_a, &config_a);
     let b = TestServer::start_with(&dir_b, &config_b);
-    let secondaries = three_secondaries(&dir_a.0, ports, a.tcp);
-    // Accounts to update (the written ones have no usable key); their names travel by IXFR.
+    // Accounts to update (the written ones have no usable key), made before the secondaries
+    // start: their first transfer is then of a zone at rest (BIND, whose first AXFR was cut
+    // while these registrations ran, asked again only after the SOA's retry, hours away).
     let accounts: Vec<serde_json::Value> = (0..20).map(|_| a.register()).collect();
+    let secondaries = three_secondaries(&dir_a.0, ports, a.tcp);
     let in_step = serial_of(&a);
     for (peer, secondary) in &secondaries {
         let took = within(Duration::from_secs(30), || secondary.serial() == Some(in_step));
