@@ -662,6 +662,51 @@ mod tests {
     }
 
     #[test]
+    fn a_walk_never_sees_a_serial_before_its_step_is_in_the_journal() {
+        // A CI run saw BIND's AXFR cut while accounts were registered: a commit released the
+        // zone's lock before the journal had its step, and a walk that read the new serial in
+        // between found no way back to its own, so it ended as stale.
+        for signed in [false, true] {
+            let zone = zone(signed, false);
+            load(&zone, &names(2 * WALK_CHUNK as u32));
+            enable(&zone, Limits::default());
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writer = {
+                let (zone, done) = (Arc::clone(&zone), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    for i in 0..400u32 {
+                        let mut write = zone.begin();
+                        write.txt(&format!("name{}", i % 50), &[val(&format!("v{i}"))]);
+                        if signed && i % 50 == 49 {
+                            // A new signing epoch signs every set anew: the other commit path.
+                            write.epoch(i);
+                        }
+                        write.commit(zone.serial().wrapping_add(1));
+                    }
+                    done.store(true, std::sync::atomic::Ordering::Relaxed);
+                })
+            };
+            let mut chunk = Vec::new();
+            let mut walks = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut walk = zone.walk();
+                loop {
+                    match zone.walk_next(&mut walk, &mut chunk) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(Stale) => {
+                            panic!("signed: {signed}: walk {walks} at serial {} went stale", walk.serial)
+                        }
+                    }
+                }
+                walks += 1;
+            }
+            writer.join().unwrap();
+            assert!(walks > 10, "signed: {signed}: only {walks} walks ran alongside the writes");
+        }
+    }
+
+    #[test]
     fn walks_under_random_changes_send_the_zone_of_their_start() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = move |n: u64| {

@@ -306,10 +306,14 @@ impl Zone {
             // swapped in at once; the old one is freed after the lock.
             let mut aside: State = self.read().clone();
             let resigned = self.change(&mut aside, serial, ready, rekey);
-            let old = std::mem::replace(&mut *self.write(), aside);
-            drop(old);
-            let diff = whole_before.map(|before| Arc::new(self.difference(&self.read(), before)));
+            let diff = whole_before.map(|before| Arc::new(self.difference(&aside, before)));
+            // The journal takes the step under the same write lock as the swap: a walk or an
+            // IXFR that saw the new serial without its step would find no way back to its own.
+            let mut state = self.write();
+            let old = std::mem::replace(&mut *state, aside);
             self.record(diff.as_ref());
+            drop(state);
+            drop(old);
             return (resigned, diff);
         }
         let mut state = self.write();
@@ -319,8 +323,9 @@ impl Zone {
         });
         let resigned = self.change(&mut state, serial, ready, rekey);
         let diff = before.map(|before| Arc::new(self.difference(&state, before)));
-        drop(state);
+        // Before the lock goes: see above.
         self.record(diff.as_ref());
+        drop(state);
         (resigned, diff)
     }
 
