@@ -333,64 +333,12 @@ async fn obtain(settings: &Settings, challenge_out: &Challenge<'_>) -> Result<(S
     Ok((chain, key))
 }
 
-/// One DER element: (tag, contents, what follows).
-fn der(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *data.first()?;
-    let first = *data.get(1)?;
-    let (len, header) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7F);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let len = data.get(2..2 + n)?.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b));
-        (len, 2 + n)
-    };
-    let contents = data.get(header..header.checked_add(len)?)?;
-    Some((tag, contents, &data[header + len..]))
-}
-
 /// notBefore and notAfter of an X.509 certificate, in seconds since the epoch (also read by
-/// the client for a certificate it pins).
+/// the client for a certificate it pins); `None` for bytes that are not a DER certificate.
 pub(crate) fn validity(cert: &[u8]) -> Option<(u64, u64)> {
-    let (_, certificate, _) = der(cert)?;
-    let (_, tbs, _) = der(certificate)?;
-    let (tag, _, rest) = der(tbs)?;
-    // An explicit version ([0]) comes before the serial number when present.
-    let rest = if tag == 0xA0 { der(rest)?.2 } else { rest };
-    let rest = der(rest)?.2; // signature algorithm
-    let rest = der(rest)?.2; // issuer
-    let (_, validity, _) = der(rest)?;
-    let (t1, not_before, rest) = der(validity)?;
-    let (t2, not_after, _) = der(rest)?;
-    Some((asn1_time(t1, not_before)?, asn1_time(t2, not_after)?))
-}
-
-/// An ASN.1 UTCTime (tag 0x17) or GeneralizedTime (0x18) in UTC, in seconds since the epoch.
-fn asn1_time(tag: u8, text: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
-    let (year, rest): (i64, &str) = match tag {
-        0x17 => {
-            let yy: i64 = text.get(..2)?.parse().ok()?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
-        }
-        0x18 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
-        _ => return None,
-    };
-    let field = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
-    let days = days_from_civil(year, field(0)?, field(2)?);
-    u64::try_from(days * 86_400 + field(4)? * 3600 + field(6)? * 60 + field(8)?).ok()
-}
-
-/// Days since 1970-01-01 of a date in the proleptic Gregorian calendar.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    use x509_cert::der::Decode;
+    let validity = x509_cert::Certificate::from_der(cert).ok()?.tbs_certificate.validity;
+    Some((validity.not_before.to_unix_duration().as_secs(), validity.not_after.to_unix_duration().as_secs()))
 }
 
 #[cfg(test)]
@@ -398,12 +346,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_convert_to_epoch_seconds() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(asn1_time(0x17, b"261129030000Z"), Some(1_795_921_200));
-        assert_eq!(asn1_time(0x18, b"20261129030000Z"), Some(1_795_921_200));
-        assert_eq!(asn1_time(0x17, b"261129030000"), None, "local time is refused");
+    fn validity_is_read_in_epoch_seconds_from_both_time_forms() {
+        // rcgen writes UTCTime before 2050 and GeneralizedTime from 2050 on (RFC 5280).
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["auth.example.org".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2026, 11, 29);
+        params.not_after = rcgen::date_time_ymd(2060, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(validity(cert.der()), Some((1_795_910_400, 2_840_140_800)));
         assert_eq!(renewal_time(0, 90), 60);
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Design note: the client sends two kinds of request, a few times a day; a connection pool, a
 //! cookie jar or HTTP/2 would be weight without use. hyper's low-level connection API does the
-//! HTTP framing; URL handling is ours and deliberately small (scheme, host, port, base path).
+//! HTTP framing and its URI parser splits URLs; what a base URL may hold (scheme, host, port, base
+//! path) is ours.
 //! Redirects (acme-dns answers `//update` with 307) are followed only to the same scheme, host
 //! and port, so credentials never travel to a server the user did not name. Every request,
 //! connect and TLS handshake included, is bounded by one timeout.
@@ -42,43 +43,47 @@ pub(crate) struct Url {
 
 impl Url {
     /// Parses a base URL such as `https://auth.example.org`, `http://127.0.0.1:8053/`,
-    /// `https://[2001:db8::1]:8443/acme-dns`.
+    /// `https://[2001:db8::1]:8443/acme-dns` (hyper's URI parser splits it; the rules on what a
+    /// base may hold are ours).
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("{text:?} is not a usable API URL: {why}");
         let trimmed = text.trim();
-        let lower = trimmed.to_ascii_lowercase();
-        let (https, rest) = if lower.starts_with("https://") {
-            (true, &trimmed[8..])
-        } else if lower.starts_with("http://") {
-            (false, &trimmed[7..])
-        } else {
-            return Err(bad("it must start with https:// (or http://)"));
-        };
-        if rest.contains(['?', '#']) {
+        // The parser drops a fragment without a word; a base URL with one is a mistake.
+        if trimmed.contains('#') {
             return Err(bad("no query or fragment allowed"));
         }
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.contains('@') {
+        let uri = trimmed.parse::<hyper::Uri>().map_err(|e| bad(&e.to_string()))?;
+        let https = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad("it must start with https:// (or http://)")),
+        };
+        if uri.query().is_some() {
+            return Err(bad("no query or fragment allowed"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host or port"))?;
+        if authority.as_str().contains('@') {
             return Err(bad("credentials in the URL are not supported"));
         }
-        let default_port = if https { 443 } else { 80 };
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed [ in the host"))?;
-            let port = match after {
-                "" => default_port,
-                p => p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(|| bad("bad port"))?,
-            };
-            (host.to_owned(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((host, port)) => (host.to_owned(), port.parse().map_err(|_| bad("bad port"))?),
-                None => (authority.to_owned(), default_port),
+        // The parser takes "host:port" with a port it cannot read as no port at all, so the
+        // port is read here from what follows the host.
+        let bracketed = authority.host();
+        let port = match authority.as_str().strip_prefix(bracketed).unwrap_or_default() {
+            "" => {
+                if https {
+                    443
+                } else {
+                    80
+                }
             }
+            after => after.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(|| bad("bad port"))?,
         };
+        let host = bracketed.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(bracketed);
         if host.is_empty() || port == 0 {
             return Err(bad("no host or port"));
         }
-        Ok(Self { https, host: host.to_ascii_lowercase(), port, path: path.trim_end_matches('/').to_owned() })
+        let path = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self { https, host: host.to_ascii_lowercase(), port, path })
     }
 
     /// The `Host` header value.
@@ -185,17 +190,15 @@ async fn post_following(
 
 /// The path of a redirect target on the same origin as `base`, if it is one.
 fn same_origin_path(base: &Url, location: &str) -> Option<String> {
+    // A path alone stays on the server; "//host/..." names another one.
     if location.starts_with('/') && !location.starts_with("//") {
         return Some(location.to_owned());
     }
-    let lower = location.to_ascii_lowercase();
-    let scheme = if base.https { "https://" } else { "http://" };
-    let rest = lower.strip_prefix(scheme)?;
-    let at = rest.find('/').unwrap_or(rest.len());
-    let target = Url::parse(&format!("{scheme}{}", &rest[..at])).ok()?;
-    (target.host == base.host && target.port == base.port)
-        .then(|| location[scheme.len() + at..].to_owned())
-        .map(|p| if p.is_empty() { "/".to_owned() } else { p })
+    let uri: hyper::Uri = location.trim().parse().ok()?;
+    let target = Url::parse(&format!("{}://{}", uri.scheme_str()?, uri.authority()?)).ok()?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    (target.https == base.https && target.host == base.host && target.port == base.port)
+        .then(|| if path.is_empty() { "/".to_owned() } else { path.to_owned() })
 }
 
 /// One request on a new connection; returns the response and its `Location` header.
@@ -330,6 +333,9 @@ mod tests {
             "https://u:p@h",
             "https://h/?q",
             "https://[::1",
+            "https://h/#top",
+            "https://h:99999",
+            "https://exa mple.org",
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
@@ -345,6 +351,8 @@ mod tests {
         assert_eq!(same_origin_path(&base, "https://127.0.0.1:8053/update"), None);
         assert_eq!(same_origin_path(&base, "//evil.example/update"), None);
         assert_eq!(same_origin_path(&base, "http://evil.example/update"), None);
+        assert_eq!(same_origin_path(&base, "HTTP://127.0.0.1:8053/u?x=1").as_deref(), Some("/u?x=1"));
+        assert_eq!(same_origin_path(&base, "http://u@127.0.0.1:8053/update"), None);
     }
 
     #[test]
