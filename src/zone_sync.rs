@@ -54,7 +54,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use crate::dns::dnssec::KeyPolicy;
 use crate::dns::transfers::Transfers;
 use crate::dns::zone::persist_label;
-use crate::dns::zone::{Edit, Zone, unix_now};
+use crate::dns::zone::{Commit, Edit, Write, Zone, unix_now};
 use crate::store::keys::{KEYS, decode_key_set};
 use crate::store::version::{ERASED, OWN_CHALLENGE, PERSIST, SIGN, erased_name};
 use crate::store::{
@@ -397,16 +397,11 @@ impl ZoneSync {
                 // A rollover step: the key set of this version, signed in anew where it changed.
                 let rows = self.store.dnssec_keys().await?;
                 let set = keys::key_set(&rows, &set, rolling, policy)?;
-                let this = self.clone();
-                let commit = tokio::task::spawn_blocking(move || {
-                    let mut write = this.zone.begin();
-                    write.keys(set);
-                    let commit = this.commit(write, serial);
-                    release_after_bulk(&commit);
-                    commit
-                })
-                .await
-                .map_err(SyncError::task("re-keying"))?;
+                let commit = self
+                    .commit_bulk("re-keying", serial, move |write| {
+                        write.keys(set);
+                    })
+                    .await?;
                 tracing::info!("key set of version {version} applied: {} RRsets signed", commit.resigned);
                 steps.extend(commit.diff);
             } else if let Some(epoch) = epoch
@@ -416,16 +411,11 @@ impl ZoneSync {
                 self.commit(self.zone.begin(), serial);
             } else if let Some(epoch) = epoch {
                 // Every set signed anew: blocking work, off the async workers.
-                let this = self.clone();
-                let commit = tokio::task::spawn_blocking(move || {
-                    let mut write = this.zone.begin();
-                    write.epoch(epoch);
-                    let commit = this.commit(write, serial);
-                    release_after_bulk(&commit);
-                    commit
-                })
-                .await
-                .map_err(SyncError::task("re-signing"))?;
+                let commit = self
+                    .commit_bulk("re-signing", serial, move |write| {
+                        write.epoch(epoch);
+                    })
+                    .await?;
                 if commit.resigned > 0 {
                     tracing::info!("signatures renewed: {} RRsets signed for epoch {epoch}", commit.resigned);
                 }
@@ -450,6 +440,26 @@ impl ZoneSync {
             self.repair_epoch();
         }
         Ok(())
+    }
+
+    /// Commits a write that signs every set anew (`job`: new keys, a new epoch) on a blocking
+    /// thread, off the async workers, and gives the memory it freed back to the system.
+    async fn commit_bulk(
+        &self,
+        job: &'static str,
+        serial: u32,
+        change: impl FnOnce(&mut Write<'_>) + Send + 'static,
+    ) -> Result<Commit, SyncError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut write = this.zone.begin();
+            change(&mut write);
+            let commit = this.commit(write, serial);
+            release_after_bulk(&commit);
+            commit
+        })
+        .await
+        .map_err(SyncError::task(job))
     }
 
     /// Whether `epoch`, read from the store, lies in the future and is refused (see `clock.rs`);
@@ -573,7 +583,7 @@ impl ZoneSync {
 /// its copies and old signatures used back to the system, as the start does after its load:
 /// otherwise the allocator keeps it, and the server stays about twice its size (measured at a
 /// million names). A blocking call: run it where the commit ran.
-fn release_after_bulk(commit: &crate::dns::zone::Commit) {
+fn release_after_bulk(commit: &Commit) {
     if commit.resigned > 1000 {
         crate::sys::release_free_memory();
     }
