@@ -448,10 +448,8 @@ pub(crate) fn count_labels(name: &[u8]) -> u8 {
 
 /// NSEC3 hash with RFC 9276 parameters: SHA-1, no salt, no extra iterations.
 pub(crate) fn nsec3_hash(name_lower: &[u8]) -> [u8; 20] {
-    let d = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, name_lower);
-    let mut out = [0u8; 20];
-    out.copy_from_slice(d.as_ref());
-    out
+    use sha1::Digest;
+    sha1::Sha1::digest(name_lower).into()
 }
 
 /// Base32hex (RFC 4648) in lower case, as NSEC3 owner labels are written.
