@@ -121,18 +121,6 @@ impl<'b> Response<'b> {
         }
     }
 
-    /// Appends several pre-rendered records that share one owner, each with its TTL replaced
-    /// by `ttl` (the signatures of an RRset served with a lowered TTL must follow it down:
-    /// RFC 4034 section 3).
-    pub(crate) fn push_all_with_ttl(&mut self, section: Section, owner: Owner<'_>, rrset: &RrSet, ttl: u32) {
-        for tail in rrset.tails() {
-            self.push(section, owner, tail);
-            // The tail is type(2) class(2) TTL(4) rdlength(2) rdata: the TTL sits at 4..8.
-            let at = self.buf.len() - tail.len() + 4;
-            self.buf[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
-        }
-    }
-
     /// Writes counts, rcode and the OPT record; truncates to `max_len` with TC if needed.
     pub fn finish(self, max_len: usize) {
         self.finish_with_options(max_len, &[]);

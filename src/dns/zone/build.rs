@@ -177,6 +177,7 @@ impl Zone {
                 persist_names: 0,
                 nsec3: BTreeMap::new(),
                 own_challenge: Vec::new(),
+                negative: super::answer::Negative::default(),
             }),
             turn: std::sync::Mutex::new(()),
             history: std::sync::OnceLock::new(),
@@ -219,6 +220,7 @@ impl Zone {
                     }
                 }
                 zone.rebuild_chain(&mut state);
+                zone.refresh_negative(&mut state);
             }
             zone.serials.send_replace(state.serial);
         }

@@ -77,6 +77,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use self::answer::Negative;
 use self::nsec3::{Key, Nsec3Entry};
 use super::dnssec::{KeySet, SigningKey};
 use super::records::{self, RecordError, StaticRecord, is_at_or_below};
@@ -219,6 +220,9 @@ struct State {
     nsec3: BTreeMap<Key, Nsec3Entry>,
     /// The values served for the API's own ACME challenge (see [`Write::own_challenge`]).
     own_challenge: Vec<String>,
+    /// What most signed negative answers send whatever the name, ready (see
+    /// [`Zone::refresh_negative`]).
+    negative: Negative,
 }
 
 /// The authoritative zone, shared by all DNS workers and the API.

@@ -345,6 +345,7 @@ impl Zone {
         let resigned = resigned + if rekey { self.relink_apex_keys(state) } else { 0 };
         state.serial = serial;
         self.render_soa(state);
+        self.refresh_negative(state);
         resigned
     }
 
@@ -365,6 +366,7 @@ impl Zone {
         self.rebuild_chain(&mut aside);
         aside.serial = serial;
         self.render_soa(&mut aside);
+        self.refresh_negative(&mut aside);
         let mut state = self.write();
         let old = std::mem::replace(&mut *state, aside);
         self.record(None);
