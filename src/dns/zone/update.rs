@@ -70,8 +70,9 @@ pub struct Commit {
     /// The step from the serial before to this one, as IXFR sends it (and the journal keeps).
     /// `None` when there was no step (nothing changed, the serial stayed) or the step is no
     /// difference: a whole-zone load into an empty zone, new contents at the same serial, or a
-    /// new signing epoch in a zone that keeps no journal. A secondary behind such a step takes
-    /// the whole zone.
+    /// new signing epoch (or new zone-signing keys) in a zone that keeps no journal or whose
+    /// signatures alone exceed the journal's bytes. A secondary behind such a step takes the
+    /// whole zone.
     pub diff: Option<Arc<Change>>,
     /// The signatures this commit made, for the owner to keep (see `memo`: why the difference
     /// cannot carry them); empty unless collecting is on.
@@ -288,16 +289,21 @@ impl Zone {
             // The apex key sets, and the apex's link (its types may change: CDS comes and goes).
             changed.push(self.apex.clone());
         }
-        // A difference needs a step; a new epoch's (every record) only where a journal keeps it.
-        // That one covers every record of the zone: copying them takes seconds at a million
-        // names, so it is done under the read lock, before and after the write lock (queries go
-        // on; the writer's turn keeps the zone still meanwhile). A small step is copied under
-        // the write lock, where it costs microseconds.
+        // A difference needs a step; a new epoch's (every record) only where a journal keeps it,
+        // and only when the journal could hold it: a step larger than its byte bound would be
+        // dropped at once (and not stored), and building it held a copy of every record and the
+        // difference, hundreds of megabytes at a million names. Such a step clears the journal,
+        // as the journal itself would. The step of a smaller zone is copied under the read lock
+        // (queries go on; the writer's turn keeps the zone still meanwhile); a small step's
+        // under the write lock, where it costs microseconds.
         let step = self.read().serial != serial;
-        let whole_before = (step && resign && self.keeps_journal()).then(|| {
+        let limit = self.journal_limits().map(|limits| limits.bytes);
+        let whole_before = limit.filter(|_| step && resign).and_then(|limit| {
             let state = self.read();
-            let places = self.places(&state, &changed, true);
-            self.before(&state, places)
+            (self.signature_bytes(&state) <= limit).then(|| {
+                let places = self.places(&state, &changed, true);
+                self.before(&state, places)
+            })
         });
         if resign {
             // Every set changes: replacing them one by one under the write lock kept queries
