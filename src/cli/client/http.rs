@@ -48,6 +48,9 @@ impl Url {
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("{text:?} is not a usable API URL: {why}");
         let trimmed = text.trim();
+        if !trimmed.contains("://") {
+            return Err(bad("it must start with https:// (or http://)"));
+        }
         // The parser drops a fragment without a word; a base URL with one is a mistake.
         if trimmed.contains('#') {
             return Err(bad("no query or fragment allowed"));
@@ -196,9 +199,13 @@ fn same_origin_path(base: &Url, location: &str) -> Option<String> {
     }
     let uri: hyper::Uri = location.trim().parse().ok()?;
     let target = Url::parse(&format!("{}://{}", uri.scheme_str()?, uri.authority()?)).ok()?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    (target.https == base.https && target.host == base.host && target.port == base.port)
-        .then(|| if path.is_empty() { "/".to_owned() } else { path.to_owned() })
+    // "http://host?x" has no path: the request goes to "/?x".
+    let path = match uri.path_and_query().map(|p| p.as_str()) {
+        Some(p) if p.starts_with('/') => p.to_owned(),
+        Some(p) => format!("/{p}"),
+        None => "/".to_owned(),
+    };
+    (target.https == base.https && target.host == base.host && target.port == base.port).then_some(path)
 }
 
 /// One request on a new connection; returns the response and its `Location` header.
@@ -339,6 +346,9 @@ mod tests {
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
+        for no_scheme in ["auth.example.org/acme", "localhost:8053/"] {
+            assert!(Url::parse(no_scheme).unwrap_err().contains("must start with https://"), "{no_scheme}");
+        }
     }
 
     #[test]
@@ -353,6 +363,7 @@ mod tests {
         assert_eq!(same_origin_path(&base, "http://evil.example/update"), None);
         assert_eq!(same_origin_path(&base, "HTTP://127.0.0.1:8053/u?x=1").as_deref(), Some("/u?x=1"));
         assert_eq!(same_origin_path(&base, "http://u@127.0.0.1:8053/update"), None);
+        assert_eq!(same_origin_path(&base, "http://127.0.0.1:8053?x=1").as_deref(), Some("/?x=1"));
     }
 
     #[test]
