@@ -437,6 +437,16 @@ pub(super) mod tests {
     /// No values.
     pub(super) const NONE: &[&str] = &[];
 
+    /// A xorshift generator from `seed`: `next(n)` is a number below `n`, the same run after run.
+    pub(super) fn numbers(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+
     /// Commits what `edit` writes at the next serial.
     pub(super) fn step(zone: &Zone, edit: impl FnOnce(&mut Write<'_>)) -> Commit {
         at(zone, zone.serial().wrapping_add(1), edit)

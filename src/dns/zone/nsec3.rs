@@ -247,7 +247,7 @@ mod tests {
     use super::{bitmap_of, covering, nsec3_key};
     use crate::dns::dnssec::{self, Algorithm, KeySet, SigningKey};
     use crate::dns::wire::rtype;
-    use crate::dns::zone::tests::{NONE, ask_with, at, settings, step, val};
+    use crate::dns::zone::tests::{NONE, ask_with, at, numbers, settings, step, val};
     use crate::dns::zone::{Signer, Zone};
 
     #[test]
@@ -326,13 +326,7 @@ mod tests {
             }
         };
         check(&zone, "at start");
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15);
         for round in 0..60 {
             let name = format!("name{}", next(40));
             let kind = next(6);

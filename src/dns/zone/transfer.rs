@@ -171,16 +171,25 @@ impl Zone {
     /// epoch, new zone-signing keys) replaces each of them, or adds as many beside them: its
     /// step is about this size at least.
     pub(super) fn signature_bytes(&self, state: &State) -> usize {
-        let sigs = |owner_len: usize, set: &Set| set.sigs.tails().map(|t| owner_len + t.len()).sum::<usize>();
+        self.flat_bytes(state, false)
+    }
+
+    /// The flat bytes (owner and tail of each record) of every set in `state`: its signatures,
+    /// and with `records` its records too.
+    fn flat_bytes(&self, state: &State, records: bool) -> usize {
+        let set_bytes = |owner_len: usize, set: &Set| {
+            let rrsets = [records.then_some(&set.records), Some(&set.sigs)];
+            rrsets.into_iter().flatten().flat_map(|r| r.tails()).map(|t| owner_len + t.len()).sum::<usize>()
+        };
         let mut size = 0;
         for (owner, node) in &state.nodes {
-            size += node.sets.iter().map(|set| sigs(owner.len(), set)).sum::<usize>();
+            size += node.sets.iter().map(|set| set_bytes(owner.len(), set)).sum::<usize>();
         }
         for (label, entry) in &state.dynamic {
-            size += sigs(1 + label.len() + self.apex.len(), &entry.set);
+            size += set_bytes(1 + label.len() + self.apex.len(), &entry.set);
         }
         for entry in state.nsec3.values() {
-            size += sigs(33 + self.apex.len(), &entry.set);
+            size += set_bytes(33 + self.apex.len(), &entry.set);
         }
         size
     }
@@ -375,19 +384,7 @@ impl Zone {
         {
             return size;
         }
-        let set_bytes = |owner_len: usize, set: &Set| {
-            set.records.tails().chain(set.sigs.tails()).map(|t| owner_len + t.len()).sum::<usize>()
-        };
-        let mut size = 0;
-        for (owner, node) in &state.nodes {
-            size += node.sets.iter().map(|s| set_bytes(owner.len(), s)).sum::<usize>();
-        }
-        for (label, entry) in &state.dynamic {
-            size += set_bytes(1 + label.len() + self.apex.len(), &entry.set);
-        }
-        for entry in state.nsec3.values() {
-            size += set_bytes(33 + self.apex.len(), &entry.set);
-        }
+        let size = self.flat_bytes(&state, true);
         if let Some(cache) = cache {
             *cache.lock().unwrap_or_else(PoisonError::into_inner) = Some((state.serial, size));
         }
@@ -409,7 +406,7 @@ impl Zone {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{NONE, step, val};
+    use super::super::tests::{NONE, numbers, step, val};
     use super::*;
     use crate::dns::dnssec::{Algorithm, SigningKey};
     use crate::dns::zone::{Signer, ZoneSettings};
@@ -749,13 +746,7 @@ mod tests {
 
     #[test]
     fn walks_under_random_changes_send_the_zone_of_their_start() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = numbers(0x2545_f491_4f6c_dd1d);
         let zone = zone(true, false);
         load(&zone, &names(2 * WALK_CHUNK as u32));
         enable(&zone, Limits::default());
