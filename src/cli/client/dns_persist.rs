@@ -28,7 +28,7 @@ use clap::Args;
 
 use super::Common;
 use super::dns::{self, Rdata, rtype};
-use super::http::{self, Url};
+use super::http;
 use super::storage::{Account, Storage, normalize_domain, same_name};
 use crate::dns_persist::{OWNER_LABEL, Parsed, Record, hashed_account_uri};
 
@@ -165,24 +165,6 @@ fn txt_line(domain: &str, value: &str) -> String {
     format!("{OWNER_LABEL}.{domain}. TXT {}", strings.join(" "))
 }
 
-/// The stored account of `domain` and the API URL to use.
-fn account_and_url(storage: &Storage, domain: &str, server: Option<&str>) -> Result<(Account, Url), String> {
-    let account = storage.get(domain)?.ok_or_else(|| {
-        format!(
-            "no account for {domain} in {}: run `acme-delegate client register --server URL --domain {domain}` first",
-            storage.path().display()
-        )
-    })?;
-    let url = match server {
-        Some(server) => Url::parse(server)?,
-        None if account.server_url.is_empty() => {
-            return Err(format!("the account for {domain} names no server_url: give --server URL"));
-        }
-        None => Url::parse(&account.server_url)?,
-    };
-    Ok((account, url))
-}
-
 /// Runs `client persist`.
 pub(crate) fn run(args: &PersistArgs) -> Result<(), String> {
     let domain = normalize_domain(&args.domain)?;
@@ -192,7 +174,7 @@ pub(crate) fn run(args: &PersistArgs) -> Result<(), String> {
         return Ok(());
     }
     let storage = Storage::load(&args.common.storage()?)?;
-    let (account, url) = account_and_url(&storage, &domain, args.server.as_deref())?;
+    let (account, url) = super::account_and_url(&storage, &domain, args.server.as_deref())?;
     let headers = [("X-Api-User", account.username.as_str()), ("X-Api-Key", account.password.as_str())];
     let issuer = match (&args.value, &args.issuer) {
         (Some(value), _) => record_of_value(value, now())?.issuer,

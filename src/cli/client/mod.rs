@@ -289,12 +289,9 @@ fn valid_txt(txt: &str) -> bool {
     txt.len() == 43 && txt.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Sets the TXT value for `domain` (normalised) with its stored account.
-fn update(domain: &str, txt: &str, server: Option<&str>, common: &Common) -> Result<(), String> {
-    if !valid_txt(txt) {
-        return Err(format!("{txt:?} is not a DNS-01 value (43 characters of A-Z a-z 0-9 - _)"));
-    }
-    let storage = Storage::load(&common.storage()?)?;
+/// The stored account of `domain` and the API URL to use: `server` when given, else the one
+/// the account was registered at.
+fn account_and_url(storage: &Storage, domain: &str, server: Option<&str>) -> Result<(Account, Url), String> {
     let account = storage.get(domain)?.ok_or_else(|| {
         format!(
             "no account for {domain} in {}: run `acme-delegate client register --server URL --domain {domain}` first",
@@ -311,6 +308,16 @@ fn update(domain: &str, txt: &str, server: Option<&str>, common: &Common) -> Res
         }
         None => Url::parse(&account.server_url)?,
     };
+    Ok((account, url))
+}
+
+/// Sets the TXT value for `domain` (normalised) with its stored account.
+fn update(domain: &str, txt: &str, server: Option<&str>, common: &Common) -> Result<(), String> {
+    if !valid_txt(txt) {
+        return Err(format!("{txt:?} is not a DNS-01 value (43 characters of A-Z a-z 0-9 - _)"));
+    }
+    let storage = Storage::load(&common.storage()?)?;
+    let (account, url) = account_and_url(&storage, domain, server)?;
     let body = serde_json::json!({ "subdomain": account.subdomain, "txt": txt }).to_string();
     let headers = [("X-Api-User", account.username.as_str()), ("X-Api-Key", account.password.as_str())];
     let response = super::block_on(http::post_json(&url, "/update", &headers, &body, &common.http()))?;
