@@ -14,6 +14,8 @@
 //! Ed25519 is deterministic by definition (RFC 8032); for ECDSA we use RFC 6979 nonces through
 //! RustCrypto's `p256` (ring draws ECDSA nonces from the RNG and cannot). ring still generates
 //! keys, reads Ed25519 keys and verifies in tests; BENCHMARKS.md compares the two signers.
+//! NSEC3 hashes (SHA-1, one per NXDOMAIN) come from RustCrypto's `sha1`, which uses the CPU's
+//! SHA extensions where it has them; ring's SHA-1 is portable code only.
 //!
 //! Canonical form (RFC 4034 section 6): owner names in lower case, records of a set sorted by
 //! their rdata, names inside the rdata of NS, CNAME, PTR, MX, SRV and SOA in lower case. The

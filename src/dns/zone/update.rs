@@ -13,7 +13,11 @@
 //! made (`memo`). A whole-zone load into an empty zone (the start) is built aside, its chain
 //! signed there, and swapped in at once; so is a commit that signs every set anew (a new
 //! epoch, a rollover step), on a copy, because replacing every set under the write lock kept
-//! queries waiting for seconds at a million names. No reader ever sees part of a commit, or a commit at the serial before it.
+//! queries waiting for seconds at a million names; its difference is built only when the journal
+//! could hold it (at a million names it is far larger, and the commit clears the journal). No
+//! reader ever sees part of a commit, or a commit at the serial before it, or a serial whose
+//! step the journal does not hold yet. Every commit ends by refreshing what signed negative
+//! answers keep ready (`answer::Negative`).
 //!
 //! The serial is the caller's: instances sharing a store take it from the store's version, so
 //! a commit never moves it by itself, and a commit that changes nothing at the same serial is
