@@ -176,6 +176,11 @@ fn dnsviz(probed: &Probed, port: u16) -> (Vec<String>, Duration) {
         format!("nope.{DOMAIN}"),
         format!("below.{}", probed.with_value),
     ];
+    // One probe at a time in this process: `probe -N` starts a stand-in parent of its own for
+    // our domain, and two at once (the tests share the domain, not the DS) were seen to answer
+    // each other's DS queries, so each judged its zone by the other's DS (NO_SEP).
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
     let probe = probed.dir.join("probe.json");
     // The venv's bin first: DNSViz runs helpers by name.
@@ -304,24 +309,59 @@ fn probe_each_step(algorithm: &str, args: &[&str], new_algorithm: &str) -> Vec<S
     );
     let port = probed.server.udp.port();
     let mut report = Vec::new();
-    // A probe is of one zone version: one that straddles a step (on a loaded machine a probe
-    // can outlast a step) saw answers of two versions side by side, which no moment served, so
-    // it is made again; findings of a probe within one serial always count.
+    // A probe is of one zone version and of the DS the parent should hold for it. A step is
+    // recorded in the store before the zone serves it (one that signs every set anew takes
+    // seconds on a loaded machine), and meanwhile `dnssec ds`, read from the store, already names
+    // that step's DS: a probe then judges the zone of one step against the DS of the next (a CI
+    // run saw NO_SEP and CDS_SIGNER_INVALID so). So a probe starts only once `dnssec status` no
+    // longer waits for the step to be served, and is made again when the serial, the step or
+    // the DS moved during it; findings of a probe within one such state always count.
     let serial = || crate::xfr::soa_serial(&probed.server.ask(DOMAIN, 6));
+    // (Once an algorithm rollover is done, the commands refuse the old algorithm's setting
+    // until the configuration names the new one: their output is then an error, read as is.)
+    let output = |action: &str| {
+        let out =
+            Command::new(binary()).args(["dnssec", action, "-c"]).arg(probed.dir.join("config.cfg")).output();
+        out.map(|out| String::from_utf8_lossy(&out.stdout).into_owned()).unwrap_or_default()
+    };
+    let state = || {
+        let serving = output("status").contains("to serve step");
+        (serving, serial(), rollover_step(&probed), output("ds"))
+    };
     let probe = |stage: &str, report: &mut Vec<String>| {
-        for attempt in 1..=3 {
-            let before = serial();
+        let (waiting_since, mut moved) = (Instant::now(), 0);
+        loop {
+            let before = state();
+            if before.0 {
+                assert!(
+                    waiting_since.elapsed() < Duration::from_secs(60),
+                    "{stage}: not served within a minute"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            if !before.3.contains(" IN DS ") {
+                // The algorithm rollover ended as its last step was served: that zone is the
+                // one probed "after the rollover", with the configuration naming the new key.
+                eprintln!("DNSViz at {stage}: the rollover ended; probed after it");
+                return;
+            }
             let (found, took) = dnsviz(&probed, port);
-            let after = serial();
+            let after = state();
             eprintln!(
-                "DNSViz at {stage}: {} findings in {took:?} (serial {before:?} to {after:?})",
-                found.len()
+                "DNSViz at {stage}: {} findings in {took:?} (serial {:?} to {:?}, {} to {})",
+                found.len(),
+                before.1,
+                after.1,
+                before.2,
+                after.2
             );
-            if before == after || attempt == 3 {
-                assert_eq!(before, after, "three probes at {stage} each straddled a step");
+            if before == after {
                 report.extend(found.into_iter().map(|f| format!("{stage}: {f}")));
                 return;
             }
+            moved += 1;
+            assert!(moved < 3, "three probes at {stage} each saw the zone or its DS move");
         }
     };
     probe("before the rollover", &mut report);
